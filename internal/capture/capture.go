@@ -1,0 +1,101 @@
+// Package capture defines what a file-system boundary reports: an Op is one
+// logical operation as the kernel (fanotify) or the FUSE mount observed it,
+// before the bridge correlates the two views and turns it into an
+// event.Event. The boundaries live in the sub-packages fanotify and fusefs.
+package capture
+
+import (
+	"time"
+
+	"github.com/semprop/semprop/event"
+)
+
+// Kind is the logical operation an Op reports.
+type Kind uint8
+
+// The operations.
+const (
+	KindNone     Kind = iota
+	KindCreate        // a regular file (or device, fifo, socket) was created
+	KindWrite         // data changed: one per open-write-close
+	KindAttrib        // metadata changed (mode, owner, times, xattrs, truncate without write)
+	KindRename        // OldPath was renamed to Path
+	KindDelete        // a non-directory was unlinked
+	KindMkdir         // a directory was created
+	KindRmdir         // a directory was removed
+	KindLink          // a hard link Path to OldPath was made
+	KindSymlink       // a symbolic link Path -> Target was made
+	KindOverflow      // the kernel queue overflowed: events were lost and a rescan follows
+	KindRescan        // summary of a rescan (Count = changes found)
+	kindCount
+)
+
+var kindTypes = [kindCount]string{
+	"", event.TypeCreate, event.TypeWrite, event.TypeAttrib, event.TypeRename,
+	event.TypeDelete, event.TypeMkdir, event.TypeRmdir, event.TypeLink,
+	event.TypeSymlink, event.TypeOverflow, event.TypeRescan,
+}
+
+// Type returns the canonical event type of k ("fs.create", …), or "" for KindNone.
+func (k Kind) Type() string {
+	if k < kindCount {
+		return kindTypes[k]
+	}
+	return ""
+}
+
+// String returns the event type, or "none".
+func (k Kind) String() string {
+	if t := k.Type(); t != "" {
+		return t
+	}
+	return "none"
+}
+
+// Op is one logical operation seen at one boundary. Paths are absolute and
+// as that boundary sees them: the backing path for the kernel, the path under
+// the mount point for FUSE. Numeric context fields are valid per Known (the
+// same bits as event.Context).
+type Op struct {
+	Kind     Kind
+	Boundary event.Boundary
+	Time     time.Time // when the boundary observed the operation
+
+	Path    string // the object's path (new path for renames and links)
+	OldPath string // rename source; existing path for hard links
+	Target  string // symlink target
+	IsDir   bool
+
+	Known event.Fields
+	PID   int32 // process id (tgid) of the actor; the daemon's own pid marks FUSE shadows
+	TID   int32
+	UID   uint32
+	GID   uint32
+	Comm  string
+	Exe   string
+
+	Inode  uint64
+	Size   int64
+	Bytes  int64 // bytes written (KindWrite)
+	Offset int64 // written range start (KindWrite)
+	Length int64 // written range length (KindWrite)
+	Mode   uint32
+
+	Rescan bool   // synthesized by a rescan after an overflow
+	Count  int64  // KindOverflow / KindRescan: how many (lost, changed)
+	Raw    uint64 // the boundary's own op code(s), e.g. fanotify mask bits; for diagnostics
+}
+
+// Sink receives ops from a boundary. The sink owns op after Emit returns
+// (boundaries make a new Op per call). Implementations must be safe for
+// concurrent use and must not block for long: a boundary calls Emit from its
+// read loop (kernel) or from inside a FUSE handler.
+type Sink interface {
+	Emit(op *Op)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(op *Op)
+
+// Emit calls f(op).
+func (f SinkFunc) Emit(op *Op) { f(op) }
