@@ -1,0 +1,520 @@
+// Package glob matches slash-separated paths against shell-like patterns with
+// "**" (any number of whole segments), "*" (any run inside one segment), "?"
+// (one character), character classes ("[a-z]", "[!.]"), brace alternatives
+// ("{md,txt}") and backslash escapes. A pattern starting with "re:" is a Go
+// regular expression instead.
+//
+// Patterns are compiled once; a compiled Pattern is immutable and safe for
+// concurrent use, and Match does not allocate.
+package glob
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Errors returned by Compile. They are wrapped with the offending position.
+var (
+	ErrBadPattern = errors.New("glob: malformed pattern")
+	ErrTooComplex = errors.New("glob: too many brace alternatives")
+)
+
+// RegexpPrefix marks a pattern that is a regular expression.
+const RegexpPrefix = "re:"
+
+// maxAlternatives bounds brace expansion so that a pattern stays cheap.
+const maxAlternatives = 64
+
+type kind uint8
+
+const (
+	kindSegments kind = iota // general segment matcher
+	kindAll                  // "**": everything
+	kindLiteral              // no wildcards: equality
+	kindPrefix               // "LIT/**": LIT itself or anything below it
+	kindSuffix               // "**/*SUFFIX" or "*SUFFIX" (base name): ends with SUFFIX
+	kindBaseName             // "**/NAME" or "NAME" (base name): last segment equals NAME
+	kindRegexp               // "re:..."
+	kindAlternatives         // brace expansion: any of alts
+)
+
+// Pattern is a compiled path pattern. It is immutable and safe for
+// concurrent use.
+type Pattern struct {
+	src  string
+	kind kind
+	lit  string // literal, prefix, suffix or base name, by kind
+	// base is true when the pattern has no '/': it then matches the last
+	// segment of a path, like a .gitignore entry without a slash.
+	base bool
+	segs []segment
+	re   *regexp.Regexp
+	alts []*Pattern
+}
+
+type segment struct {
+	pat   string // the segment's pattern text
+	dstar bool   // "**"
+	star  bool   // "*": any single segment
+	wild  bool   // contains wildcards; otherwise pat is literal (unescaped)
+}
+
+// Compile parses a pattern. The empty pattern and "**" match every path.
+func Compile(pattern string) (*Pattern, error) {
+	if re, ok := strings.CutPrefix(pattern, RegexpPrefix); ok {
+		r, err := regexp.Compile(re)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrBadPattern, pattern, err)
+		}
+		return &Pattern{src: pattern, kind: kindRegexp, re: r}, nil
+	}
+	alts, err := expandBraces(pattern)
+	if err != nil {
+		return nil, err
+	}
+	if len(alts) == 1 {
+		p, err := compileOne(alts[0])
+		if err != nil {
+			return nil, err
+		}
+		p.src = pattern
+		return p, nil
+	}
+	p := &Pattern{src: pattern, kind: kindAlternatives}
+	for _, a := range alts {
+		ap, err := compileOne(a)
+		if err != nil {
+			return nil, err
+		}
+		p.alts = append(p.alts, ap)
+	}
+	return p, nil
+}
+
+// MustCompile is Compile that panics on error, for patterns in code.
+func MustCompile(pattern string) *Pattern {
+	p, err := Compile(pattern)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// String returns the pattern as written.
+func (p *Pattern) String() string { return p.src }
+
+// Match reports whether path matches the pattern.
+func (p *Pattern) Match(path string) bool {
+	switch p.kind {
+	case kindAll:
+		return true
+	case kindLiteral:
+		if p.base {
+			return baseName(path) == p.lit
+		}
+		return path == p.lit
+	case kindPrefix:
+		return strings.HasPrefix(path, p.lit) &&
+			(len(path) == len(p.lit) || path[len(p.lit)] == '/')
+	case kindSuffix:
+		return strings.HasSuffix(path, p.lit) &&
+			strings.IndexByte(path[len(path)-len(p.lit):], '/') < 0
+	case kindBaseName:
+		return baseName(path) == p.lit
+	case kindRegexp:
+		return p.re.MatchString(path)
+	case kindAlternatives:
+		for _, a := range p.alts {
+			if a.Match(path) {
+				return true
+			}
+		}
+		return false
+	}
+	if p.base {
+		return matchSegment(p.segs[0].pat, baseName(path))
+	}
+	return matchSegments(p.segs, path, false)
+}
+
+func baseName(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		return path[i+1:]
+	}
+	return path
+}
+
+func compileOne(pattern string) (*Pattern, error) {
+	p := &Pattern{src: pattern}
+	if pattern == "" {
+		p.kind = kindAll
+		return p, nil
+	}
+	p.base = strings.IndexByte(pattern, '/') < 0
+	off := 0
+	for part := range strings.SplitSeq(pattern, "/") {
+		s := segment{pat: part}
+		switch {
+		case part == "**":
+			s.dstar = true
+		case part == "*":
+			s.star, s.wild = true, true
+		default:
+			w, err := checkSegment(part, off)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %q: %w", ErrBadPattern, pattern, err)
+			}
+			s.wild = w
+			if !w {
+				s.pat = unescape(part)
+			}
+		}
+		off += len(part) + 1
+		// Consecutive "**" are one "**".
+		if s.dstar && len(p.segs) > 0 && p.segs[len(p.segs)-1].dstar {
+			continue
+		}
+		p.segs = append(p.segs, s)
+	}
+	p.optimize()
+	return p, nil
+}
+
+// optimize picks a specialised matcher for the common shapes.
+func (p *Pattern) optimize() {
+	segs := p.segs
+	allLiteral := true
+	for _, s := range segs {
+		if s.wild || s.dstar {
+			allLiteral = false
+		}
+	}
+	last := segs[len(segs)-1]
+	switch {
+	case len(segs) == 1 && last.dstar:
+		p.kind = kindAll
+	case allLiteral:
+		p.kind, p.lit = kindLiteral, joinLiteral(segs)
+	case p.base && isStarSuffix(last.pat):
+		p.kind, p.lit = kindSuffix, unescape(last.pat[1:])
+	case len(segs) == 2 && segs[0].dstar && !last.wild:
+		p.kind, p.lit = kindBaseName, last.pat
+	case len(segs) == 2 && segs[0].dstar && isStarSuffix(last.pat):
+		p.kind, p.lit = kindSuffix, unescape(last.pat[1:])
+	case len(segs) >= 2 && last.dstar && literalSegs(segs[:len(segs)-1]):
+		p.kind, p.lit = kindPrefix, joinLiteral(segs[:len(segs)-1])
+	}
+}
+
+func literalSegs(segs []segment) bool {
+	for _, s := range segs {
+		if s.wild || s.dstar {
+			return false
+		}
+	}
+	return true
+}
+
+func joinLiteral(segs []segment) string {
+	parts := make([]string, len(segs))
+	for i, s := range segs {
+		parts[i] = s.pat
+	}
+	return strings.Join(parts, "/")
+}
+
+// isStarSuffix reports whether a segment is "*" followed by literal text.
+func isStarSuffix(seg string) bool {
+	if len(seg) < 2 || seg[0] != '*' {
+		return false
+	}
+	return !strings.ContainsAny(seg[1:], "*?[\\")
+}
+
+// checkSegment validates one segment and reports whether it has wildcards.
+// off is the segment's byte offset in the whole pattern, for errors.
+func checkSegment(seg string, off int) (wild bool, err error) {
+	for i := 0; i < len(seg); i++ {
+		switch seg[i] {
+		case '*', '?':
+			wild = true
+		case '\\':
+			if i+1 >= len(seg) {
+				return false, fmt.Errorf("trailing backslash at offset %d", off+i)
+			}
+			i++
+		case '[':
+			end, err := checkClass(seg, i)
+			if err != nil {
+				return false, fmt.Errorf("%w at offset %d", err, off+i)
+			}
+			wild = true
+			i = end - 1
+		}
+	}
+	return wild, nil
+}
+
+// checkClass validates the class starting at seg[i] == '[' and returns the
+// index just past its closing ']'.
+func checkClass(seg string, i int) (int, error) {
+	j := i + 1
+	if j < len(seg) && (seg[j] == '!' || seg[j] == '^') {
+		j++
+	}
+	n := 0
+	for j < len(seg) && seg[j] != ']' {
+		lo, w, err := classChar(seg, j)
+		if err != nil {
+			return 0, err
+		}
+		j += w
+		if j < len(seg) && seg[j] == '-' && j+1 < len(seg) && seg[j+1] != ']' {
+			hi, w, err := classChar(seg, j+1)
+			if err != nil {
+				return 0, err
+			}
+			if hi < lo {
+				return 0, errors.New("bad range in character class")
+			}
+			j += 1 + w
+		}
+		n++
+	}
+	if j >= len(seg) {
+		return 0, errors.New("unterminated character class")
+	}
+	if n == 0 {
+		return 0, errors.New("empty character class")
+	}
+	return j + 1, nil
+}
+
+func classChar(seg string, j int) (rune, int, error) {
+	if seg[j] == '\\' {
+		if j+1 >= len(seg) {
+			return 0, 0, errors.New("trailing backslash in character class")
+		}
+		r, w := utf8.DecodeRuneInString(seg[j+1:])
+		return r, w + 1, nil
+	}
+	r, w := utf8.DecodeRuneInString(seg[j:])
+	return r, w, nil
+}
+
+// matchClass matches r against the well-formed class at p[i] == '[' and
+// returns whether it matched and the index just past the class.
+func matchClass(p string, i int, r rune) (bool, int) {
+	j := i + 1
+	negate := false
+	if p[j] == '!' || p[j] == '^' {
+		negate = true
+		j++
+	}
+	matched := false
+	for p[j] != ']' {
+		lo, w, _ := classChar(p, j)
+		j += w
+		hi := lo
+		if p[j] == '-' && p[j+1] != ']' {
+			h, w, _ := classChar(p, j+1)
+			hi = h
+			j += 1 + w
+		}
+		if lo <= r && r <= hi {
+			matched = true
+		}
+	}
+	return matched != negate, j + 1
+}
+
+func unescape(s string) string {
+	if strings.IndexByte(s, '\\') < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+1 < len(s) {
+			i++
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// matchSegments matches path against segs. done reports that the path has
+// no segments left.
+func matchSegments(segs []segment, path string, done bool) bool {
+	for i := range segs {
+		s := &segs[i]
+		if s.dstar {
+			rest := segs[i+1:]
+			if len(rest) == 0 {
+				return true
+			}
+			if done {
+				return false
+			}
+			for {
+				if matchSegments(rest, path, false) {
+					return true
+				}
+				j := strings.IndexByte(path, '/')
+				if j < 0 {
+					return false
+				}
+				path = path[j+1:]
+			}
+		}
+		if done {
+			return false
+		}
+		name := path
+		if j := strings.IndexByte(path, '/'); j >= 0 {
+			name, path = path[:j], path[j+1:]
+		} else {
+			done = true
+		}
+		switch {
+		case s.star:
+		case !s.wild:
+			if name != s.pat {
+				return false
+			}
+		default:
+			if !matchSegment(s.pat, name) {
+				return false
+			}
+		}
+	}
+	return done
+}
+
+// matchSegment matches one path segment against a validated segment pattern
+// without '/', backtracking only to the last '*'.
+func matchSegment(p, s string) bool {
+	px, sx := 0, 0
+	starPx, starSx := -1, 0
+	for px < len(p) || sx < len(s) {
+		if px < len(p) {
+			switch c := p[px]; c {
+			case '*':
+				starPx, starSx = px, sx
+				px++
+				continue
+			case '?':
+				if sx < len(s) {
+					_, w := utf8.DecodeRuneInString(s[sx:])
+					px++
+					sx += w
+					continue
+				}
+			case '[':
+				if sx < len(s) {
+					r, w := utf8.DecodeRuneInString(s[sx:])
+					if ok, end := matchClass(p, px, r); ok {
+						px = end
+						sx += w
+						continue
+					}
+				}
+			case '\\':
+				if sx < len(s) && p[px+1] == s[sx] {
+					px += 2
+					sx++
+					continue
+				}
+			default:
+				if sx < len(s) && s[sx] == c {
+					px++
+					sx++
+					continue
+				}
+			}
+		}
+		if starPx >= 0 && starSx < len(s) {
+			_, w := utf8.DecodeRuneInString(s[starSx:])
+			starSx += w
+			px, sx = starPx+1, starSx
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// expandBraces expands "{a,b}" alternatives (nested allowed) into plain
+// patterns.
+func expandBraces(pattern string) ([]string, error) {
+	open := -1
+	depth := 0
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '[':
+			// Braces inside classes are literal.
+			for i < len(pattern) && pattern[i] != ']' {
+				if pattern[i] == '\\' {
+					i++
+				}
+				i++
+			}
+		case '{':
+			if depth == 0 {
+				open = i
+			}
+			depth++
+		case '}':
+			if depth == 0 {
+				return nil, fmt.Errorf("%w: %q: unmatched '}' at offset %d", ErrBadPattern, pattern, i)
+			}
+			depth--
+			if depth == 0 {
+				return expandGroup(pattern, open, i)
+			}
+		}
+	}
+	if depth != 0 {
+		return nil, fmt.Errorf("%w: %q: unterminated '{' at offset %d", ErrBadPattern, pattern, open)
+	}
+	return []string{pattern}, nil
+}
+
+// expandGroup expands the top-level group pattern[open:close+1].
+func expandGroup(pattern string, open, close int) ([]string, error) {
+	prefix, body, suffix := pattern[:open], pattern[open+1:close], pattern[close+1:]
+	var choices []string
+	depth, start := 0, 0
+	for i := 0; i < len(body); i++ {
+		switch body[i] {
+		case '\\':
+			i++
+		case '{':
+			depth++
+		case '}':
+			depth--
+		case ',':
+			if depth == 0 {
+				choices = append(choices, body[start:i])
+				start = i + 1
+			}
+		}
+	}
+	choices = append(choices, body[start:])
+	var out []string
+	for _, c := range choices {
+		exp, err := expandBraces(prefix + c + suffix)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, exp...)
+		if len(out) > maxAlternatives {
+			return nil, fmt.Errorf("%w: %q: more than %d", ErrTooComplex, pattern, maxAlternatives)
+		}
+	}
+	return out, nil
+}
