@@ -19,13 +19,16 @@ import (
 // and HLC when they are absent. Seq is assigned by the sequencer and is zero
 // until the event has been ordered.
 type Event struct {
-	ID      ID     // time-ordered 128-bit identifier (ULID)
-	Seq     uint64 // position in the total order; 0 until sequenced
-	Type    string // dotted type, e.g. "fs.write" or "vector.insert"
-	Source  string // URI of the producer, e.g. "semprop://host/fuse"
-	Subject string // the path for fs.* events
-	Time    time.Time
-	HLC     HLC
+	ID ID // time-ordered 128-bit identifier (ULID) assigned by semprop
+	// SourceID is the producer's own CloudEvents id when it is not a ULID
+	// (e.g. a UUID from an SDK). On the wire "id" is SourceID when set.
+	SourceID string
+	Seq      uint64 // position in the total order; 0 until sequenced
+	Type     string // dotted type, e.g. "fs.write" or "vector.insert"
+	Source   string // URI of the producer, e.g. "semprop://host/fuse"
+	Subject  string // the path for fs.* events
+	Time     time.Time
+	HLC      HLC
 
 	Priority   Priority
 	Boundary   Boundary   // the boundary that produced the event

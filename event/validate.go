@@ -1,0 +1,167 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Errors returned by validation and the codecs. A *FieldError wraps one of
+// them and names the field at fault.
+var (
+	ErrInvalid  = errors.New("invalid")
+	ErrTooLarge = errors.New("too large")
+)
+
+// FieldError reports a problem with one field of an event.
+type FieldError struct {
+	Field string // the wire name of the field ("type", "data", "pid", …)
+	Err   error  // ErrInvalid or ErrTooLarge, possibly wrapped
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	return "event: field " + e.Field + ": " + e.Msg
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Err: ErrInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+func tooLarge(field string, n, limit int) *FieldError {
+	return &FieldError{Field: field, Err: ErrTooLarge, Msg: fmt.Sprintf("%d bytes exceeds the limit of %d", n, limit)}
+}
+
+// Limits bound the size of an event's parts.
+type Limits struct {
+	MaxData   int // payload bytes; DefaultLimits: 1 MiB
+	MaxString int // type, source, subject, paths, attribute values
+	MaxAttrs  int // number of extension attributes
+}
+
+// DefaultLimits are the limits applied at ingress when none are configured.
+var DefaultLimits = Limits{MaxData: 1 << 20, MaxString: 4096, MaxAttrs: 64}
+
+// ValidType reports whether t is a well-formed event type:
+// [a-z0-9_-]+(\.[a-z0-9_-]+)*.
+func ValidType(t string) bool {
+	if t == "" {
+		return false
+	}
+	tok := 0
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
+			tok++
+		case c == '.':
+			if tok == 0 {
+				return false
+			}
+			tok = 0
+		default:
+			return false
+		}
+	}
+	return tok > 0
+}
+
+// validAttrKey reports whether k is a CloudEvents extension name:
+// lower-case letters and digits, 1 to 20 characters.
+func validAttrKey(k string) bool {
+	if k == "" || len(k) > 20 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks e against lim (DefaultLimits where a limit is zero) and
+// returns a *FieldError naming the first bad field. It checks what a producer
+// controls: type syntax, sizes, attribute names; ID and Time may be unset
+// (the propagation manager fills them).
+func (e *Event) Validate(lim Limits) error {
+	if lim.MaxData <= 0 {
+		lim.MaxData = DefaultLimits.MaxData
+	}
+	if lim.MaxString <= 0 {
+		lim.MaxString = DefaultLimits.MaxString
+	}
+	if lim.MaxAttrs <= 0 {
+		lim.MaxAttrs = DefaultLimits.MaxAttrs
+	}
+	if e.Type == "" {
+		return invalid("type", "required")
+	}
+	if len(e.Type) > 255 {
+		return tooLarge("type", len(e.Type), 255)
+	}
+	if !ValidType(e.Type) {
+		return invalid("type", "%q does not match [a-z0-9_-]+(.[a-z0-9_-]+)*", e.Type)
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"id", e.SourceID}, {"source", e.Source}, {"subject", e.Subject},
+		{"datacontenttype", e.DataContentType}, {"comm", e.Context.Comm},
+		{"exe", e.Context.Exe}, {"oldpath", e.Context.OldPath}, {"target", e.Context.Target},
+	} {
+		if len(f.v) > lim.MaxString {
+			return tooLarge(f.name, len(f.v), lim.MaxString)
+		}
+		if !utf8.ValidString(f.v) {
+			return invalid(f.name, "not valid UTF-8")
+		}
+	}
+	if len(e.Data) > lim.MaxData {
+		return tooLarge("data", len(e.Data), lim.MaxData)
+	}
+	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 && !json.Valid(e.Data) {
+		return invalid("data", "not a JSON value (opaque bytes need FlagDataBinary)")
+	}
+	if e.Priority < PriorityBulk || e.Priority > PriorityCritical {
+		return invalid("priority", "unknown priority %d", e.Priority)
+	}
+	if e.Boundary >= boundaryCount {
+		return invalid("boundary", "unknown boundary %d", e.Boundary)
+	}
+	if len(e.Attrs) > lim.MaxAttrs {
+		return &FieldError{Field: "attrs", Err: ErrTooLarge, Msg: fmt.Sprintf("%d extension attributes exceed the limit of %d", len(e.Attrs), lim.MaxAttrs)}
+	}
+	for i, a := range e.Attrs {
+		if !validAttrKey(a.Key) {
+			return invalid(a.Key, "extension attribute name must be 1-20 lower-case letters or digits")
+		}
+		if _, ok := reservedKeys[a.Key]; ok {
+			return invalid(a.Key, "reserved attribute name used as an extension")
+		}
+		for _, b := range e.Attrs[:i] {
+			if b.Key == a.Key {
+				return invalid(a.Key, "duplicate extension attribute")
+			}
+		}
+		if len(a.Value) > lim.MaxString {
+			return tooLarge(a.Key, len(a.Value), lim.MaxString)
+		}
+		if !utf8.ValidString(a.Value) {
+			return invalid(a.Key, "not valid UTF-8")
+		}
+	}
+	return nil
+}
+
+// reservedKeys are the CloudEvents attributes and semprop extensions with a
+// field of their own; they cannot be used as free extension attributes.
+var reservedKeys = map[string]struct{}{
+	"specversion": {}, "id": {}, "source": {}, "type": {}, "subject": {}, "time": {},
+	"datacontenttype": {}, "dataschema": {}, "data": {}, "data_base64": {},
+	"seq": {}, "hlc": {}, "priority": {}, "boundary": {}, "boundaries": {}, "rescan": {},
+	"pid": {}, "tid": {}, "uid": {}, "gid": {}, "comm": {}, "exe": {}, "inode": {},
+	"size": {}, "bytes": {}, "offset": {}, "length": {}, "mode": {}, "oldpath": {}, "target": {},
+}
