@@ -1,0 +1,239 @@
+package fanotify
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE |
+	unix.IN_ATTRIB | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DONT_FOLLOW |
+	unix.IN_ONLYDIR | unix.IN_EXCL_UNLINK
+
+// inBackend is the inotify fallback: one watch per directory, added as
+// directories appear. inotify reports no pid, so ops carry no process
+// context.
+type inBackend struct {
+	w    *Watcher
+	ifd  int
+	wds  map[int32]string // watch descriptor → directory path
+	byP  map[string]int32 // directory path → watch descriptor
+	from *pendingMove     // an IN_MOVED_FROM waiting for its IN_MOVED_TO
+}
+
+type pendingMove struct {
+	cookie uint32
+	path   string
+	dir    bool
+	raw    uint64
+}
+
+func newInotify(w *Watcher) (*inBackend, error) {
+	ifd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	b := &inBackend{w: w, ifd: ifd, wds: make(map[int32]string), byP: make(map[string]int32)}
+	if err := b.watch(w.root); err != nil {
+		unix.Close(ifd)
+		return nil, err
+	}
+	// Index the tree and watch every directory in one walk.
+	t := w.t
+	var st unix.Stat_t
+	if unix.Lstat(t.root, &st) == nil {
+		t.index[t.root] = entryOf(&st)
+	}
+	t.walk(t.root, func(p string, st *unix.Stat_t) {
+		t.index[p] = entryOf(st)
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if err := b.watch(p); err != nil {
+				w.log.Warn("fanotify: inotify watch failed", "path", p, "err", err)
+			}
+		}
+	})
+	return b, nil
+}
+
+func (b *inBackend) watch(dir string) error {
+	wd, err := unix.InotifyAddWatch(b.ifd, dir, inotifyMask)
+	if err != nil {
+		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
+	}
+	if old, ok := b.wds[int32(wd)]; ok {
+		delete(b.byP, old) // the same directory under a new name
+	} else {
+		b.w.c.watches.Add(1)
+	}
+	b.wds[int32(wd)] = dir
+	b.byP[dir] = int32(wd)
+	return nil
+}
+
+func (b *inBackend) fd() int { return b.ifd }
+func (b *inBackend) close()  { unix.Close(b.ifd) }
+
+// idle flushes an unpaired IN_MOVED_FROM (the queue is empty: its partner
+// is not coming, the object left the tree) and ends a catch-up window.
+func (b *inBackend) idle() {
+	b.flushMove()
+	b.w.t.catchUp = false
+}
+
+func (b *inBackend) flushMove() {
+	if m := b.from; m != nil {
+		b.from = nil
+		b.w.t.rename(m.path, "", m.dir, nil, m.raw) // moved out of the tree
+		if m.dir {
+			b.unwatch(m.path)
+		}
+	}
+}
+
+func (b *inBackend) handle(buf []byte, now time.Time) {
+	for len(buf) >= unix.SizeofInotifyEvent {
+		wd := int32(binary.NativeEndian.Uint32(buf[0:4]))
+		mask := binary.NativeEndian.Uint32(buf[4:8])
+		cookie := binary.NativeEndian.Uint32(buf[8:12])
+		n := binary.NativeEndian.Uint32(buf[12:16])
+		if uint64(n) > uint64(len(buf)-unix.SizeofInotifyEvent) {
+			b.w.c.parseErrors.Add(1)
+			return
+		}
+		name := buf[unix.SizeofInotifyEvent : unix.SizeofInotifyEvent+int(n)]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		buf = buf[unix.SizeofInotifyEvent+int(n):]
+		b.w.c.eventsRead.Add(1)
+		b.event(wd, mask, cookie, name)
+	}
+}
+
+func (b *inBackend) event(wd int32, mask, cookie uint32, name []byte) {
+	t := b.w.t
+	raw := uint64(mask)
+	if mask&unix.IN_Q_OVERFLOW != 0 {
+		b.flushMove()
+		t.overflow(raw)
+		return
+	}
+	dirPath, ok := b.wds[wd]
+	if mask&unix.IN_IGNORED != 0 {
+		if ok {
+			delete(b.wds, wd)
+			if b.byP[dirPath] == wd {
+				delete(b.byP, dirPath)
+			}
+			b.w.c.watches.Add(^uint64(0))
+		}
+		return
+	}
+	if !ok {
+		return // a watch removed by unwatch; its last events are stale
+	}
+	if len(name) == 0 {
+		// An event on a watched directory itself: its parent's watch
+		// reports it too, except for Root.
+		if dirPath != t.root || mask&unix.IN_ATTRIB == 0 {
+			return
+		}
+	}
+	path := join(dirPath, name)
+	dir := mask&unix.IN_ISDIR != 0
+
+	if b.from != nil && !(mask&unix.IN_MOVED_TO != 0 && cookie == b.from.cookie) {
+		b.flushMove()
+	}
+	switch {
+	case mask&unix.IN_MOVED_FROM != 0:
+		b.from = &pendingMove{cookie: cookie, path: path, dir: dir, raw: raw}
+		return
+	case mask&unix.IN_MOVED_TO != 0:
+		if m := b.from; m != nil {
+			b.from = nil
+			if dir {
+				b.moveWatches(m.path, path)
+			}
+			t.rename(m.path, path, dir, nil, raw|m.raw)
+			return
+		}
+		t.rename("", path, dir, nil, raw) // moved into the tree
+		if dir {
+			b.addTree(path, false)
+		}
+		return
+	}
+	ch := change{
+		path:       path,
+		dir:        dir,
+		create:     mask&unix.IN_CREATE != 0,
+		delete:     mask&unix.IN_DELETE != 0,
+		modify:     mask&unix.IN_MODIFY != 0,
+		closeWrite: mask&unix.IN_CLOSE_WRITE != 0,
+		attrib:     mask&unix.IN_ATTRIB != 0,
+		raw:        raw,
+	}
+	t.apply(&ch, nil)
+	if ch.create && dir {
+		b.addTree(path, true)
+	}
+}
+
+// addTree watches a new directory and everything below it. With report set,
+// objects found in it (created before the watch existed) are reported as
+// creates; their own events, if any follow, are then duplicates and are
+// suppressed by the index.
+func (b *inBackend) addTree(dir string, report bool) {
+	if err := b.watch(dir); err != nil {
+		return // vanished already; its delete follows
+	}
+	t := b.w.t
+	t.walk(dir, func(p string, st *unix.Stat_t) {
+		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if isDir {
+			b.watch(p)
+		}
+		if !report {
+			t.index[p] = entryOf(st)
+			return
+		}
+		if e := t.index[p]; e != nil && e.ino == st.Ino {
+			return
+		}
+		ch := change{path: p, dir: isDir, create: true, closeWrite: st.Size > 0, modify: st.Size > 0}
+		t.apply(&ch, nil)
+	})
+}
+
+// unwatch removes the watches on dir and below (it left the tree).
+func (b *inBackend) unwatch(dir string) {
+	prefix := dir + "/"
+	for wd, p := range b.wds {
+		if p == dir || strings.HasPrefix(p, prefix) {
+			unix.InotifyRmWatch(b.ifd, uint32(wd)) // the IN_IGNORED that follows finds no entry
+			delete(b.wds, wd)
+			delete(b.byP, p)
+			b.w.c.watches.Add(^uint64(0))
+		}
+	}
+}
+
+// moveWatches renames the watched directories below oldPath.
+func (b *inBackend) moveWatches(oldPath, newPath string) {
+	prefix := oldPath + "/"
+	for wd, p := range b.wds {
+		if p == oldPath || strings.HasPrefix(p, prefix) {
+			np := newPath + p[len(oldPath):]
+			delete(b.byP, p)
+			b.wds[wd] = np
+			b.byP[np] = wd
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package fanotify
+
+import (
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// Errors returned by New.
+var (
+	ErrUnsupported = errors.New("fanotify: kernel capture needs linux")
+	ErrNoRoot      = errors.New("fanotify: root must be an absolute path to a directory")
+	ErrNoSink      = errors.New("fanotify: a sink is required")
+	ErrClosed      = errors.New("fanotify: watcher closed")
+)
+
+// Options configures a Watcher.
+type Options struct {
+	Root   string       // absolute directory to watch, recursively
+	Sink   capture.Sink // receives every op; called from the read loop only
+	Logger *slog.Logger // nil: slog.Default()
+
+	// RescanBackoff is the minimum gap between two overflow rescans. It
+	// doubles (up to 30s) while overflows repeat within the gap and returns
+	// to its base after a quiet period. Default 1s.
+	RescanBackoff time.Duration
+
+	// ForceInotify uses the inotify fallback even where fanotify is
+	// permitted (for tests and comparison).
+	ForceInotify bool
+
+	// UnlimitedQueue asks for FAN_UNLIMITED_QUEUE. By default the group has
+	// the kernel's bounded queue (16384 events), so an overflow is possible
+	// and is handled by a rescan.
+	UnlimitedQueue bool
+}
+
+const (
+	defaultRescanBackoff = time.Second
+	maxRescanBackoff     = 30 * time.Second
+)
+
+// Stats are the watcher's counters, read with Watcher.Stats.
+type Stats struct {
+	Mode string // "fanotify" or "inotify"
+
+	EventsRead  uint64            // kernel records read (fanotify events or inotify events)
+	Reads       uint64            // read(2) calls that returned data
+	Ops         map[string]uint64 // ops emitted, by event type ("fs.create", …)
+	OpsTotal    uint64
+	Overflows   uint64 // queue overflows seen (FAN_Q_OVERFLOW / IN_Q_OVERFLOW)
+	Rescans     uint64 // rescans run
+	RescanFound uint64 // changes the rescans found (ops with Rescan set)
+
+	HandleHits   uint64 // directory handle → path cache hits
+	HandleMisses uint64 // … misses (open_by_handle_at + readlink)
+	HandleStale  uint64 // handles that could no longer be opened (deleted directory)
+	CacheResets  uint64 // the handle cache outgrew its bound and was cleared
+	ProcHits     uint64 // pid → comm/exe cache hits (start time verified)
+	ProcMisses   uint64 // … misses and pid reuse refreshes
+
+	DroppedOutside uint64 // events on the file system but outside Root
+	Unresolved     uint64 // events whose path could not be resolved (dropped)
+	Suppressed     uint64 // ops dropped as duplicates of what the index already holds (after a rescan or a directory scan)
+	ParseErrors    uint64 // malformed buffers or records
+	Watches        uint64 // inotify: directories watched
+}
+
+// counters are the live values behind Stats. The reader goroutine writes
+// them; Stats reads them from any goroutine.
+type counters struct {
+	eventsRead, reads, opsTotal       atomic.Uint64
+	ops                               [16]atomic.Uint64 // by capture.Kind
+	overflows, rescans, rescanFound   atomic.Uint64
+	handleHits, handleMisses, stale   atomic.Uint64
+	cacheResets, procHits, procMisses atomic.Uint64
+	outside, unresolved, suppressed   atomic.Uint64
+	parseErrors, watches              atomic.Uint64
+}
+
+func (c *counters) snapshot(mode string) Stats {
+	s := Stats{
+		Mode:           mode,
+		EventsRead:     c.eventsRead.Load(),
+		Reads:          c.reads.Load(),
+		Ops:            make(map[string]uint64),
+		OpsTotal:       c.opsTotal.Load(),
+		Overflows:      c.overflows.Load(),
+		Rescans:        c.rescans.Load(),
+		RescanFound:    c.rescanFound.Load(),
+		HandleHits:     c.handleHits.Load(),
+		HandleMisses:   c.handleMisses.Load(),
+		HandleStale:    c.stale.Load(),
+		CacheResets:    c.cacheResets.Load(),
+		ProcHits:       c.procHits.Load(),
+		ProcMisses:     c.procMisses.Load(),
+		DroppedOutside: c.outside.Load(),
+		Unresolved:     c.unresolved.Load(),
+		Suppressed:     c.suppressed.Load(),
+		ParseErrors:    c.parseErrors.Load(),
+		Watches:        c.watches.Load(),
+	}
+	for k := range c.ops {
+		if n := c.ops[k].Load(); n > 0 {
+			s.Ops[capture.Kind(k).String()] = n
+		}
+	}
+	return s
+}

@@ -1,0 +1,123 @@
+package fanotify
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/event"
+)
+
+const (
+	maxProcCache = 4096
+	// procRecheck is how long a verified cache entry is trusted before its
+	// start time is compared again. Reusing a pid needs the kernel to cycle
+	// through pid_max pids (4M by default), which takes far longer.
+	procRecheck = 50 * time.Millisecond
+)
+
+// procInfo is the cached context of one process.
+type procInfo struct {
+	start   uint64 // start time in clock ticks since boot: tells pid reuse apart
+	checked time.Time
+	a       actor
+}
+
+// procCache maps pids to comm and exe, detecting pid reuse by comparing
+// the process start time from /proc/PID/stat. It is owned by the reader
+// goroutine.
+type procCache struct {
+	m   map[int32]*procInfo
+	c   *counters
+	buf []byte
+}
+
+func newProcCache(c *counters) *procCache {
+	return &procCache{m: make(map[int32]*procInfo), c: c, buf: make([]byte, 1024)}
+}
+
+// lookup returns the actor for pid. A process that has exited leaves Comm
+// and Exe empty, with PID set.
+func (pc *procCache) lookup(pid int32, now time.Time) *actor {
+	if pid <= 0 {
+		return &actor{known: event.HasPID, pid: pid}
+	}
+	pi := pc.m[pid]
+	if pi != nil && now.Sub(pi.checked) < procRecheck {
+		pc.c.procHits.Add(1)
+		return &pi.a
+	}
+	start, comm, ok := pc.stat(pid)
+	if !ok {
+		delete(pc.m, pid)
+		pc.c.procMisses.Add(1)
+		return &actor{known: event.HasPID, pid: pid}
+	}
+	if pi != nil && pi.start == start {
+		pi.checked = now
+		pc.c.procHits.Add(1)
+		return &pi.a
+	}
+	pc.c.procMisses.Add(1)
+	if len(pc.m) >= maxProcCache {
+		clear(pc.m)
+	}
+	pi = &procInfo{start: start, checked: now, a: actor{known: event.HasPID, pid: pid, comm: comm}}
+	pi.a.exe = readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+	pc.m[pid] = pi
+	return &pi.a
+}
+
+// stat reads comm and the start time from /proc/PID/stat.
+func (pc *procCache) stat(pid int32) (start uint64, comm string, ok bool) {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(int(pid))+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, "", false
+	}
+	n, err := unix.Read(fd, pc.buf)
+	unix.Close(fd)
+	if err != nil || n <= 0 {
+		return 0, "", false
+	}
+	return parseStat(pc.buf[:n])
+}
+
+// parseStat extracts comm (field 2) and starttime (field 22) from the
+// contents of /proc/PID/stat. comm may hold spaces and parentheses, so the
+// fields after it are found from the last ')'.
+func parseStat(b []byte) (start uint64, comm string, ok bool) {
+	open := bytes.IndexByte(b, '(')
+	closeP := bytes.LastIndexByte(b, ')')
+	if open < 0 || closeP < open {
+		return 0, "", false
+	}
+	comm = string(b[open+1 : closeP])
+	rest := b[closeP+1:]
+	// rest starts with " S ppid ..."; starttime is field 22, i.e. the 20th
+	// field after comm.
+	field := 0
+	for i := 0; i < len(rest); {
+		for i < len(rest) && rest[i] == ' ' {
+			i++
+		}
+		j := i
+		for j < len(rest) && rest[j] != ' ' && rest[j] != '\n' {
+			j++
+		}
+		if j == i {
+			break
+		}
+		field++
+		if field == 20 {
+			v, err := strconv.ParseUint(string(rest[i:j]), 10, 64)
+			if err != nil {
+				return 0, "", false
+			}
+			return v, comm, true
+		}
+		i = j
+	}
+	return 0, "", false
+}

@@ -1,0 +1,181 @@
+package fanotify
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// walk calls fn for every object below dir (not dir itself), parents before
+// children. It does not follow symbolic links and does not cross into other
+// file systems. Errors (an entry vanishing mid-walk) skip the entry.
+func (t *tracker) walk(dir string, fn func(p string, st *unix.Stat_t)) {
+	var dirSt unix.Stat_t
+	if unix.Lstat(dir, &dirSt) != nil {
+		return
+	}
+	t.walkDev(dir, dirSt.Dev, fn)
+}
+
+func (t *tracker) walkDev(dir string, dev uint64, fn func(p string, st *unix.Stat_t)) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return
+	}
+	names := readDirNames(fd)
+	var subdirs []string
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			continue
+		}
+		p := dir + "/" + name
+		fn(p, &st)
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Dev == dev {
+			subdirs = append(subdirs, p)
+		}
+	}
+	unix.Close(fd)
+	for _, p := range subdirs {
+		t.walkDev(p, dev, fn)
+	}
+}
+
+// readDirNames returns the entry names of the open directory fd, without
+// "." and "..", sorted.
+func readDirNames(fd int) []string {
+	var names []string
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// buildIndex indexes the whole tree under Root (once, at start).
+func (t *tracker) buildIndex() {
+	var st unix.Stat_t
+	if unix.Lstat(t.root, &st) == nil {
+		t.index[t.root] = entryOf(&st)
+	}
+	t.walk(t.root, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) })
+}
+
+// rescan walks Root, compares what it finds with the index and emits the
+// differences as ops with Rescan set, then one KindRescan summary. It runs
+// on the reader goroutine: the kernel queue buffers new events meanwhile
+// (see doc.go, "Overflow").
+func (t *tracker) rescan() {
+	t.rescanDue = time.Time{}
+	t.lastRescan = time.Now()
+	t.c.rescans.Add(1)
+
+	seen := make(map[string]struct{}, len(t.index))
+	var changes int64
+	emit := func(k capture.Kind, p string, st *unix.Stat_t, dir bool) {
+		op := t.newOp(k, p, dir, nil, 0)
+		op.Rescan = true
+		if st != nil {
+			setStat(op, st, !dir)
+			if k == capture.KindSymlink {
+				op.Target = readlink(p)
+			}
+		}
+		changes++
+		t.emit(op)
+	}
+	created := func(p string, st *unix.Stat_t) {
+		e := entryOf(st)
+		e.rescanned = true
+		t.index[p] = e
+		switch {
+		case e.dir:
+			emit(capture.KindMkdir, p, st, true)
+		case st.Mode&unix.S_IFMT == unix.S_IFLNK:
+			emit(capture.KindSymlink, p, st, false)
+		default:
+			emit(capture.KindCreate, p, st, false)
+			if st.Size > 0 {
+				emit(capture.KindWrite, p, st, false)
+			}
+		}
+	}
+
+	seen[t.root] = struct{}{}
+	var gone []string
+	t.walk(t.root, func(p string, st *unix.Stat_t) {
+		seen[p] = struct{}{}
+		e := t.index[p]
+		switch {
+		case e == nil:
+			created(p, st)
+		case e.ino != st.Ino || e.dir != (st.Mode&unix.S_IFMT == unix.S_IFDIR):
+			// Replaced by another object: the old one (and, for a
+			// directory, its indexed children, deepest first) went away.
+			if e.dir {
+				prefix := p + "/"
+				var kids []string
+				for q := range t.index {
+					if strings.HasPrefix(q, prefix) {
+						kids = append(kids, q)
+					}
+				}
+				slices.Sort(kids)
+				for i := len(kids) - 1; i >= 0; i-- {
+					t.rescanGone(kids[i], &changes)
+				}
+			}
+			t.rescanGone(p, &changes)
+			created(p, st)
+		case !e.dir && (e.size != st.Size || e.mtime != st.Mtim.Nano()):
+			ne := entryOf(st)
+			ne.rescanned = true
+			t.index[p] = ne
+			emit(capture.KindWrite, p, st, false)
+		}
+	})
+	for p := range t.index {
+		if _, ok := seen[p]; !ok {
+			gone = append(gone, p)
+		}
+	}
+	// Children before their parents.
+	slices.Sort(gone)
+	for i := len(gone) - 1; i >= 0; i-- {
+		t.rescanGone(gone[i], &changes)
+	}
+	sum := t.newOp(capture.KindRescan, t.root, true, nil, 0)
+	sum.Count = changes
+	t.emit(sum)
+	t.catchUp = true
+}
+
+// rescanGone emits the delete (or rmdir) of an indexed path a rescan did
+// not find, and drops it from the index.
+func (t *tracker) rescanGone(p string, changes *int64) {
+	e := t.index[p]
+	if e == nil {
+		return
+	}
+	delete(t.index, p)
+	k := capture.KindDelete
+	if e.dir {
+		k = capture.KindRmdir
+	}
+	op := t.newOp(k, p, e.dir, nil, 0)
+	op.Rescan = true
+	op.Inode, op.Mode = e.ino, e.mode
+	op.Known |= event.HasInode | event.HasMode
+	*changes++
+	t.emit(op)
+}

@@ -1,0 +1,117 @@
+package fanotify
+
+import (
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxDirCache bounds the handle cache. The mark covers the whole file
+// system, so unrelated directories are cached too (as "outside"); when the
+// cache outgrows this bound it is cleared and refills on demand.
+const maxDirCache = 1 << 16
+
+// dirInfo is a cached directory: its path as of the last resolution or
+// rename, and whether that path is Root or below it.
+type dirInfo struct {
+	path   string
+	inside bool
+}
+
+// resolver maps directory file identifiers to paths with open_by_handle_at
+// and a cache that follows directory renames and deletes. It is owned by the
+// reader goroutine.
+type resolver struct {
+	mountFD int
+	t       *tracker // for inside()
+	c       *counters
+	cache   map[string]*dirInfo
+	buf     []byte
+}
+
+func newResolver(mountFD int, t *tracker, c *counters) *resolver {
+	return &resolver{mountFD: mountFD, t: t, c: c, cache: make(map[string]*dirInfo), buf: make([]byte, unix.PathMax)}
+}
+
+// dir resolves a directory identifier. ok is false when the directory can
+// no longer be opened (it was deleted) or the identifier is malformed.
+func (r *resolver) dir(fid []byte) (*dirInfo, bool) {
+	if fid == nil {
+		return nil, false
+	}
+	if d, ok := r.cache[string(fid)]; ok {
+		r.c.handleHits.Add(1)
+		return d, true
+	}
+	r.c.handleMisses.Add(1)
+	p, ok := r.open(fid)
+	if !ok {
+		r.c.stale.Add(1)
+		return nil, false
+	}
+	if len(r.cache) >= maxDirCache {
+		clear(r.cache)
+		r.c.cacheResets.Add(1)
+	}
+	d := &dirInfo{path: p, inside: r.t.inside(p)}
+	r.cache[string(fid)] = d
+	return d, true
+}
+
+// open resolves fid to its current path without the cache.
+func (r *resolver) open(fid []byte) (string, bool) {
+	typ, h, ok := handleOf(fid)
+	if !ok || len(h) == 0 {
+		return "", false
+	}
+	fd, err := unix.OpenByHandleAt(r.mountFD, unix.NewFileHandle(typ, h), unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		return "", false
+	}
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), r.buf)
+	unix.Close(fd)
+	if err != nil || n <= 0 || n >= len(r.buf) {
+		return "", false
+	}
+	p := string(r.buf[:n])
+	if strings.HasSuffix(p, " (deleted)") || p[0] != '/' {
+		return "", false
+	}
+	return p, true
+}
+
+// renamed updates the cache after the directory fid moved from oldPath to
+// newPath: the directory itself and every cached directory below it.
+func (r *resolver) renamed(fid []byte, oldPath, newPath string) {
+	if d, ok := r.cache[string(fid)]; ok && fid != nil {
+		d.path, d.inside = newPath, r.t.inside(newPath)
+	}
+	prefix := oldPath + "/"
+	for _, d := range r.cache {
+		if strings.HasPrefix(d.path, prefix) {
+			d.path = newPath + d.path[len(oldPath):]
+			d.inside = r.t.inside(d.path)
+		} else if d.path == oldPath {
+			d.path, d.inside = newPath, r.t.inside(newPath)
+		}
+	}
+}
+
+// forget evicts a deleted directory.
+func (r *resolver) forget(fid []byte) {
+	if fid != nil {
+		delete(r.cache, string(fid))
+	}
+}
+
+// join appends name to dir ("." is the directory itself).
+func join(dir string, name []byte) string {
+	if len(name) == 0 || (len(name) == 1 && name[0] == '.') {
+		return dir
+	}
+	if dir == "/" {
+		return "/" + string(name)
+	}
+	return dir + "/" + string(name)
+}

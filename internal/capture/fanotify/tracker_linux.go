@@ -1,0 +1,441 @@
+package fanotify
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// entry is what the index knows about one path under Root.
+type entry struct {
+	ino       uint64
+	size      int64
+	mtime     int64 // ns since the epoch
+	mode      uint32
+	dir       bool
+	rescanned bool // set by a rescan or directory scan; the next event confirming it is a duplicate
+}
+
+func entryOf(st *unix.Stat_t) *entry {
+	return &entry{
+		ino:   st.Ino,
+		size:  st.Size,
+		mtime: st.Mtim.Nano(),
+		mode:  st.Mode,
+		dir:   st.Mode&unix.S_IFMT == unix.S_IFDIR,
+	}
+}
+
+// actor is the process context of an event.
+type actor struct {
+	known event.Fields
+	pid   int32
+	comm  string
+	exe   string
+}
+
+// change is one kernel record about one object at one path, with the
+// operations the record merged (see doc.go for how they are ordered).
+type change struct {
+	path       string
+	dir        bool
+	create     bool
+	delete     bool
+	modify     bool
+	closeWrite bool
+	attrib     bool
+	fid        []byte // the object's file identifier (fanotify), or nil
+	raw        uint64
+}
+
+// tracker turns changes into ops, keeps the index of the tree up to date
+// and runs rescans. It is owned by the reader goroutine: none of its methods
+// may be called concurrently.
+type tracker struct {
+	root string
+	sink capture.Sink
+	c    *counters
+
+	index map[string]*entry
+	dirty map[string]struct{} // objects (fid or path) modified since their last close-write
+
+	// catchUp is set from a rescan until the kernel queue is next seen empty:
+	// records read in that window may describe what the rescan already
+	// reported, and those duplicates are suppressed.
+	catchUp bool
+
+	base, backoff time.Duration
+	lastRescan    time.Time
+	rescanDue     time.Time // zero: no rescan pending
+}
+
+func newTracker(root string, sink capture.Sink, c *counters, backoff time.Duration) *tracker {
+	if backoff <= 0 {
+		backoff = defaultRescanBackoff
+	}
+	return &tracker{
+		root:    root,
+		sink:    sink,
+		c:       c,
+		index:   make(map[string]*entry),
+		dirty:   make(map[string]struct{}),
+		base:    backoff,
+		backoff: backoff,
+		catchUp: true, // the initial walk races with the first events
+	}
+}
+
+// inside reports whether p is Root or below it.
+func (t *tracker) inside(p string) bool {
+	return p == t.root || (len(p) > len(t.root) && p[len(t.root)] == '/' && strings.HasPrefix(p, t.root))
+}
+
+func (t *tracker) emit(op *capture.Op) {
+	op.Boundary = event.BoundaryKernel
+	if op.Time.IsZero() {
+		op.Time = time.Now()
+	}
+	t.c.ops[op.Kind].Add(1)
+	t.c.opsTotal.Add(1)
+	if op.Rescan {
+		t.c.rescanFound.Add(1)
+	}
+	t.sink.Emit(op)
+}
+
+func (t *tracker) newOp(k capture.Kind, path string, dir bool, a *actor, raw uint64) *capture.Op {
+	op := &capture.Op{Kind: k, Path: path, IsDir: dir, Raw: raw}
+	if a != nil {
+		op.Known = a.known
+		op.PID, op.Comm, op.Exe = a.pid, a.comm, a.exe
+	}
+	return op
+}
+
+func setStat(op *capture.Op, st *unix.Stat_t, size bool) {
+	op.Inode, op.Mode = st.Ino, st.Mode
+	op.Known |= event.HasInode | event.HasMode
+	if size {
+		op.Size = st.Size
+		op.Known |= event.HasSize
+	}
+}
+
+// sameObject reports whether path now names the object fid identifies.
+func sameObject(path string, fid []byte) bool {
+	typ, h, ok := handleOf(fid)
+	if !ok {
+		return false
+	}
+	fh, _, err := unix.NameToHandleAt(unix.AT_FDCWD, path, atHandleFID)
+	if err != nil {
+		return false
+	}
+	return fh.Type() == typ && bytes.Equal(fh.Bytes(), h)
+}
+
+// atHandleFID asks name_to_handle_at for a file identifier as fanotify
+// reports it (AT_HANDLE_FID, linux 6.5).
+const atHandleFID = 0x200
+
+// apply turns one change into ops in a sensible order and updates the index.
+// See doc.go, "Merged records", for the rules.
+func (t *tracker) apply(ch *change, a *actor) {
+	var st unix.Stat_t
+	exists := unix.Lstat(ch.path, &st) == nil
+	old := t.index[ch.path]
+
+	// Is the object the record is about still at this name? Only a
+	// dirent record needs to know (the name may hold a successor by now).
+	after := exists
+	if exists && (ch.create || ch.delete) {
+		if ch.fid != nil {
+			after = sameObject(ch.path, ch.fid)
+		} else if ch.delete && !ch.create {
+			after = false
+		}
+	}
+	before := old != nil
+	if before && after && (ch.create || ch.delete) && old.ino != st.Ino && !(ch.create && ch.delete) {
+		before = false // the index held a predecessor that was replaced
+	}
+
+	dkey := ch.path
+	if ch.fid != nil {
+		dkey = string(ch.fid)
+	}
+	write := false
+	if !ch.dir {
+		if ch.closeWrite {
+			_, wasDirty := t.dirty[dkey]
+			write = ch.modify || wasDirty
+			if wasDirty {
+				delete(t.dirty, dkey)
+			}
+		} else if ch.modify && !ch.delete {
+			if _, ok := t.dirty[dkey]; !ok {
+				t.dirty[dkey] = struct{}{}
+			}
+		}
+		if ch.delete && !after {
+			delete(t.dirty, dkey)
+		}
+	}
+	if write && t.catchUp && old != nil && old.rescanned && exists &&
+		old.size == st.Size && old.mtime == st.Mtim.Nano() {
+		old.rescanned = false
+		t.c.suppressed.Add(1)
+		write = false // the rescan reported this content already
+	}
+
+	createK, deleteK := capture.KindCreate, capture.KindDelete
+	if ch.dir {
+		createK, deleteK = capture.KindMkdir, capture.KindRmdir
+	}
+	var target, linkOf string
+	if after && !ch.dir && (ch.create) {
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			createK = capture.KindSymlink
+			target = readlink(ch.path)
+		case unix.S_IFREG:
+			if st.Nlink > 1 {
+				if p := t.pathOfInode(st.Ino, ch.path); p != "" {
+					createK, linkOf = capture.KindLink, p
+				}
+			}
+		}
+	}
+
+	mk := func(k capture.Kind, final bool) {
+		op := t.newOp(k, ch.path, ch.dir, a, ch.raw)
+		switch {
+		case final && after:
+			setStat(op, &st, k == capture.KindWrite || k == capture.KindAttrib || k == capture.KindCreate)
+			if k == capture.KindSymlink {
+				op.Target = target
+			}
+			if k == capture.KindLink {
+				op.OldPath = linkOf
+			}
+		case k == deleteK && old != nil:
+			op.Inode, op.Mode = old.ino, old.mode
+			op.Known |= event.HasInode | event.HasMode
+		}
+		t.emit(op)
+	}
+	tail := func() {
+		if write {
+			mk(capture.KindWrite, true)
+		}
+		if ch.attrib {
+			mk(capture.KindAttrib, true)
+		}
+	}
+
+	switch {
+	case ch.create && ch.delete:
+		firstCreate := capture.KindCreate
+		if ch.dir {
+			firstCreate = capture.KindMkdir
+		}
+		switch {
+		case !before && !after:
+			mk(firstCreate, false)
+			tail()
+			mk(deleteK, false)
+		case before && after:
+			mk(deleteK, false)
+			mk(createK, true)
+			tail()
+		case !before && after:
+			mk(firstCreate, false)
+			mk(deleteK, false)
+			mk(createK, true)
+			tail()
+		default: // before && !after
+			mk(deleteK, false)
+			mk(firstCreate, false)
+			tail()
+			mk(deleteK, false)
+		}
+	case ch.create:
+		if before && after && old.ino == st.Ino {
+			t.c.suppressed.Add(1) // already reported by a rescan or a directory scan
+			old.rescanned = false
+			tail()
+		} else {
+			if !after {
+				createK = capture.KindCreate
+				if ch.dir {
+					createK = capture.KindMkdir
+				}
+			}
+			mk(createK, true)
+			tail()
+		}
+	case ch.delete:
+		tail()
+		if !before && t.catchUp {
+			t.c.suppressed.Add(1) // the rescan reported it gone already
+		} else {
+			mk(deleteK, false)
+		}
+	default:
+		tail()
+	}
+
+	// Bring the index up to date.
+	switch {
+	case after:
+		e := entryOf(&st)
+		t.index[ch.path] = e
+	case ch.create || ch.delete:
+		if old != nil {
+			t.removeSubtree(ch.path)
+		}
+	}
+}
+
+// pathOfInode finds another indexed path with inode ino (for hard links).
+func (t *tracker) pathOfInode(ino uint64, not string) string {
+	for p, e := range t.index {
+		if e.ino == ino && p != not && !e.dir {
+			return p
+		}
+	}
+	return ""
+}
+
+// removeSubtree drops p and everything below it from the index.
+func (t *tracker) removeSubtree(p string) {
+	e := t.index[p]
+	delete(t.index, p)
+	if e == nil || !e.dir {
+		return
+	}
+	prefix := p + "/"
+	for q := range t.index {
+		if strings.HasPrefix(q, prefix) {
+			delete(t.index, q)
+		}
+	}
+}
+
+// moveSubtree renames p and everything below it to q in the index.
+func (t *tracker) moveSubtree(p, q string) {
+	if e, ok := t.index[p]; ok {
+		delete(t.index, p)
+		t.index[q] = e
+	}
+	prefix := p + "/"
+	var moved []string
+	for k := range t.index {
+		if strings.HasPrefix(k, prefix) {
+			moved = append(moved, k)
+		}
+	}
+	for _, k := range moved {
+		e := t.index[k]
+		delete(t.index, k)
+		t.index[q+k[len(p):]] = e
+	}
+}
+
+// rename reports a rename old → new. Either side may be outside Root (then
+// the op becomes a create or a delete, see doc.go).
+func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64) {
+	oldIn, newIn := t.inside(oldPath), t.inside(newPath)
+	var st unix.Stat_t
+	exists := unix.Lstat(newPath, &st) == nil
+	switch {
+	case oldIn && newIn:
+		if t.catchUp && t.index[oldPath] == nil {
+			if e := t.index[newPath]; e != nil && exists && e.ino == st.Ino {
+				t.c.suppressed.Add(1) // the rescan saw the result already
+				return
+			}
+		}
+		t.removeSubtree(newPath) // an overwritten target
+		t.moveSubtree(oldPath, newPath)
+		op := t.newOp(capture.KindRename, newPath, dir, a, raw)
+		op.OldPath = oldPath
+		if exists {
+			setStat(op, &st, !dir)
+			t.index[newPath] = entryOf(&st)
+		}
+		t.emit(op)
+	case oldIn:
+		k := capture.KindDelete
+		if dir {
+			k = capture.KindRmdir
+		}
+		op := t.newOp(k, oldPath, dir, a, raw)
+		if e := t.index[oldPath]; e != nil {
+			op.Inode, op.Mode = e.ino, e.mode
+			op.Known |= event.HasInode | event.HasMode
+		}
+		t.removeSubtree(oldPath)
+		t.emit(op)
+	case newIn:
+		k := capture.KindCreate
+		if dir {
+			k = capture.KindMkdir
+		}
+		op := t.newOp(k, newPath, dir, a, raw)
+		if exists {
+			setStat(op, &st, !dir)
+			t.index[newPath] = entryOf(&st)
+			if dir {
+				t.walk(newPath, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) })
+			}
+		}
+		t.emit(op)
+	}
+}
+
+// overflow reports a lost-events overflow and schedules a rescan, honouring
+// the backoff.
+func (t *tracker) overflow(raw uint64) {
+	t.c.overflows.Add(1)
+	op := t.newOp(capture.KindOverflow, t.root, true, nil, raw)
+	t.emit(op)
+	now := time.Now()
+	switch {
+	case t.lastRescan.IsZero() || now.Sub(t.lastRescan) >= 2*t.backoff:
+		t.backoff = t.base // quiet for a while: back to the base gap
+		t.rescanDue = now
+	case now.Sub(t.lastRescan) < t.backoff:
+		if t.rescanDue.IsZero() {
+			t.rescanDue = t.lastRescan.Add(t.backoff)
+		}
+		t.backoff = min(2*t.backoff, maxRescanBackoff)
+	default:
+		t.rescanDue = now
+	}
+	// Records merged before the overflow may have been lost halfway: forget
+	// half-open writes, the rescan compares content.
+	clear(t.dirty)
+}
+
+// rescanPending returns when the pending rescan is due (zero if none).
+func (t *tracker) rescanPending() time.Time { return t.rescanDue }
+
+func readlink(p string) string {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlink(p, buf)
+		if err != nil {
+			return ""
+		}
+		if n < len(buf) {
+			return string(buf[:n])
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}

@@ -1,0 +1,231 @@
+package fanotify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// readBufSize is the size of one read(2) from the kernel queue.
+const readBufSize = 128 << 10
+
+// backend is one kernel interface (fanotify or inotify) behind a Watcher.
+type backend interface {
+	fd() int
+	// handle processes one read's worth of bytes.
+	handle(buf []byte, now time.Time)
+	// idle is called when the kernel queue is empty.
+	idle()
+	close()
+}
+
+// Watcher is the kernel boundary: it watches a directory tree on its backing
+// file system and reports each logical operation to the sink as a
+// capture.Op with Boundary event.BoundaryKernel.
+//
+// Run reads and emits on the calling goroutine; the sink is only ever called
+// from there. Close, Mode, Stats, Pause and Resume are safe to call from any
+// goroutine at any time.
+type Watcher struct {
+	root string
+	log  *slog.Logger
+	mode string
+	c    counters
+	t    *tracker
+	be   backend
+
+	wakeFD  int // eventfd that interrupts the poll (Close, ctx done, Resume)
+	running atomic.Bool
+	closed  atomic.Bool
+	once    sync.Once
+
+	// gate is held by the reader while it reads and processes one batch,
+	// and by Pause until Resume: while paused, nothing is read.
+	gate   sync.Mutex
+	paused atomic.Bool
+}
+
+// New sets up a watcher on opts.Root: a fanotify filesystem mark where the
+// kernel permits it, else (not root, a file system without file handles, …)
+// inotify with recursive watches and a warning in the log. The tree is
+// indexed once before New returns; events are reported from the moment New
+// returns, queued in the kernel until Run reads them.
+func New(opts Options) (*Watcher, error) {
+	if opts.Sink == nil {
+		return nil, ErrNoSink
+	}
+	if !filepath.IsAbs(opts.Root) {
+		return nil, fmt.Errorf("%w: %q", ErrNoRoot, opts.Root)
+	}
+	root, err := filepath.EvalSymlinks(filepath.Clean(opts.Root))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoRoot, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("%w: %q", ErrNoRoot, root)
+	}
+	w := &Watcher{root: root, log: opts.Logger}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	w.t = newTracker(root, opts.Sink, &w.c, opts.RescanBackoff)
+
+	w.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("fanotify: eventfd: %w", err)
+	}
+	if !opts.ForceInotify {
+		be, ferr := newFanotify(w, opts.UnlimitedQueue)
+		if ferr == nil {
+			w.be, w.mode = be, "fanotify"
+			w.t.buildIndex()
+			return w, nil
+		}
+		w.log.Warn("fanotify: kernel capture with fanotify is not available; falling back to inotify "+
+			"(no process context, one watch per directory)", "root", root, "err", ferr)
+	}
+	be, err := newInotify(w)
+	if err != nil {
+		unix.Close(w.wakeFD)
+		return nil, fmt.Errorf("fanotify: inotify fallback: %w", err)
+	}
+	w.be, w.mode = be, "inotify"
+	return w, nil
+}
+
+// Mode returns "fanotify" or "inotify".
+func (w *Watcher) Mode() string { return w.mode }
+
+// Root returns the watched directory, with symbolic links resolved: the
+// prefix of every path the watcher reports.
+func (w *Watcher) Root() string { return w.root }
+
+// Stats returns a snapshot of the counters.
+func (w *Watcher) Stats() Stats {
+	s := w.c.snapshot(w.mode)
+	return s
+}
+
+// Pause stops the reader after the batch it is processing, until Resume:
+// the kernel queue fills and eventually overflows. It is a test hook.
+func (w *Watcher) Pause() {
+	if w.paused.CompareAndSwap(false, true) {
+		w.gate.Lock()
+	}
+}
+
+// Resume lets a paused reader continue.
+func (w *Watcher) Resume() {
+	if w.paused.CompareAndSwap(true, false) {
+		w.gate.Unlock()
+	}
+}
+
+// Close stops Run and releases the kernel resources. It is safe to call more
+// than once and concurrently with Run.
+func (w *Watcher) Close() error {
+	w.once.Do(func() {
+		w.closed.Store(true)
+		w.wake()
+		w.Resume()
+		if !w.running.Load() {
+			w.release()
+		}
+	})
+	return nil
+}
+
+func (w *Watcher) release() {
+	w.be.close()
+	unix.Close(w.wakeFD)
+}
+
+func (w *Watcher) wake() {
+	var one = [8]byte{1}
+	unix.Write(w.wakeFD, one[:])
+}
+
+// Run reads the kernel queue and emits ops until ctx is done or Close is
+// called; then it returns nil. It returns an error when the kernel interface
+// fails. Run may be called once.
+func (w *Watcher) Run(ctx context.Context) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("fanotify: Run called twice")
+	}
+	defer func() {
+		if w.closed.Load() {
+			w.release()
+		}
+	}()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // owned: stopped by done, waited for below
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+			w.Close()
+		case <-done:
+		}
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+		w.running.Store(false)
+	}()
+
+	buf := make([]byte, readBufSize)
+	fd := w.be.fd()
+	for !w.closed.Load() {
+		if due := w.t.rescanPending(); !due.IsZero() && !time.Now().Before(due) {
+			w.gate.Lock()
+			w.t.rescan()
+			w.gate.Unlock()
+		}
+		w.gate.Lock()
+		if w.closed.Load() {
+			w.gate.Unlock()
+			break
+		}
+		n, err := unix.Read(fd, buf)
+		if n > 0 {
+			w.c.reads.Add(1)
+			w.be.handle(buf[:n], time.Now())
+		}
+		if err == unix.EAGAIN {
+			w.be.idle()
+		}
+		w.gate.Unlock()
+		switch {
+		case err == nil || err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+		default:
+			return fmt.Errorf("fanotify: read %s queue: %w", w.mode, err)
+		}
+		timeout := -1
+		if due := w.t.rescanPending(); !due.IsZero() {
+			timeout = max(0, int(time.Until(due).Milliseconds())+1)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(w.wakeFD), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, timeout); err != nil && err != unix.EINTR {
+			return fmt.Errorf("fanotify: poll: %w", err)
+		}
+		if pfd[1].Revents != 0 {
+			var b [8]byte
+			unix.Read(w.wakeFD, b[:])
+		}
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+package fanotify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// runWorkload drives the scripted child one step at a time, waiting after
+// each step until the watcher has reported that step's ops (so the kernel
+// cannot merge records of different steps), and returns the ops and the
+// ops expected.
+func runWorkload(t *testing.T, w *Watcher, rec *recorder, withPID bool) (got, want []opView) {
+	t.Helper()
+	root := w.Root()
+	c := startChild(t, "steps", root)
+	pid := int32(c.cmd.Process.Pid)
+	comm := procComm(t, c.cmd.Process.Pid)
+	for _, s := range workload(root) {
+		if _, err := c.in.Write([]byte("go\n")); err != nil {
+			t.Fatal(err)
+		}
+		if l := c.line(t); l != "ok" {
+			t.Fatalf("child step %s: %s", s.name, l)
+		}
+		if withPID {
+			want = append(want, withActor(s.want, pid, comm)...)
+		} else {
+			want = append(want, s.want...)
+		}
+		n := len(want)
+		waitFor(t, 10*time.Second, "ops of step "+s.name, func() bool { return rec.len() >= n })
+	}
+	if l := c.line(t); l != "done" {
+		t.Fatalf("child: %s", l)
+	}
+	time.Sleep(100 * time.Millisecond) // let stray extra ops arrive, to be caught below
+	for _, op := range rec.snapshot() {
+		got = append(got, view(root, op))
+		if op.Boundary != event.BoundaryKernel {
+			t.Errorf("op %v: boundary %v, want kernel", op.Kind, op.Boundary)
+		}
+		if withPID && op.Known&event.HasPID == 0 {
+			t.Errorf("op %v %s: pid not known", op.Kind, op.Path)
+		}
+	}
+	return got, want
+}
+
+func TestWorkloadFanotify(t *testing.T) {
+	root := tmpfsRoot(t)
+	w, rec := startWatcher(t, Options{Root: root, Logger: testLogger(t)})
+	if w.Mode() != "fanotify" {
+		t.Fatalf("Mode() = %q, want fanotify", w.Mode())
+	}
+	got, want := runWorkload(t, w, rec, true)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+	// Exe comes from /proc/PID/exe of the child.
+	exe, _ := os.Executable()
+	for _, op := range rec.snapshot() {
+		if op.Exe != exe {
+			t.Errorf("op %v %s: Exe = %q, want %q", op.Kind, op.Path, op.Exe, exe)
+			break
+		}
+	}
+	t.Logf("stats: %+v", w.Stats())
+}
+
+func TestWorkloadInotify(t *testing.T) {
+	root := tmpfsRoot(t)
+	w, rec := startWatcher(t, Options{Root: root, ForceInotify: true})
+	if w.Mode() != "inotify" {
+		t.Fatalf("Mode() = %q, want inotify", w.Mode())
+	}
+	got, want := runWorkload(t, w, rec, false)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+}
+
+// TestWorkloadRootFS runs the workload on a directory of the root file
+// system, which the whole machine shares: the filesystem mark sees every
+// unrelated write on it, and the watcher must drop those.
+func TestWorkloadRootFS(t *testing.T) {
+	needRoot(t)
+	dir, err := os.MkdirTemp("/var/tmp", "semprop-fanotify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	w, rec := startWatcher(t, Options{Root: dir})
+	if w.Mode() != "fanotify" {
+		t.Fatalf("Mode() = %q, want fanotify", w.Mode())
+	}
+	// Unrelated activity on the same file system, outside the root.
+	other, err := os.MkdirTemp("/var/tmp", "semprop-outside-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(other) })
+	for i := range 50 {
+		os.WriteFile(filepath.Join(other, "n"+string(rune('a'+i%26))), []byte("x"), 0o644)
+	}
+	got, want := runWorkload(t, w, rec, true)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+	if s := w.Stats(); s.DroppedOutside == 0 {
+		t.Errorf("Stats().DroppedOutside = 0, want > 0 (outside writes were made)")
+	}
+}
+
+// TestMergedRecords stalls the reader so that the kernel merges the records
+// of one object, then checks that the merged records split into the right
+// logical ops in the right order.
+func TestMergedRecords(t *testing.T) {
+	root := tmpfsRoot(t)
+	if err := os.WriteFile(filepath.Join(root, "replaced"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, rec := startWatcher(t, Options{Root: root})
+	w.Pause()
+	p := func(s string) string { return filepath.Join(root, s) }
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// create, write, close, delete: one CREATE|MODIFY|CLOSE_WRITE|DELETE record.
+	must(writeFile(p("tmp"), os.O_CREATE|os.O_WRONLY, "data"))
+	must(os.Remove(p("tmp")))
+	// mkdir + rmdir: one CREATE|DELETE|ONDIR record.
+	must(os.Mkdir(p("d"), 0o755))
+	must(os.Remove(p("d")))
+	// create + write + close + chmod of a file that stays.
+	must(writeFile(p("kept"), os.O_CREATE|os.O_WRONLY, "abc"))
+	must(os.Chmod(p("kept"), 0o600))
+	// two write cycles on one file merge into one record: one write.
+	must(writeFile(p("replaced"), os.O_WRONLY|os.O_TRUNC, "new"))
+	must(writeFile(p("replaced"), os.O_WRONLY|os.O_APPEND, "er"))
+	// the name is reused by a new object before the reader sees the first.
+	must(writeFile(p("reuse"), os.O_CREATE|os.O_WRONLY, "1"))
+	must(os.Remove(p("reuse")))
+	must(writeFile(p("reuse"), os.O_CREATE|os.O_WRONLY, "22"))
+	w.Resume()
+
+	pid, comm := int32(os.Getpid()), procComm(t, os.Getpid())
+	want := withActor([]opView{
+		{Kind: capture.KindCreate, Path: "tmp"}, {Kind: capture.KindWrite, Path: "tmp", Size: 0}, {Kind: capture.KindDelete, Path: "tmp"},
+		{Kind: capture.KindMkdir, Path: "d", IsDir: true}, {Kind: capture.KindRmdir, Path: "d", IsDir: true},
+		{Kind: capture.KindCreate, Path: "kept"}, {Kind: capture.KindWrite, Path: "kept", Size: 3}, {Kind: capture.KindAttrib, Path: "kept"},
+		{Kind: capture.KindWrite, Path: "replaced", Size: 5},
+		{Kind: capture.KindCreate, Path: "reuse"}, {Kind: capture.KindWrite, Path: "reuse"}, {Kind: capture.KindDelete, Path: "reuse"},
+		{Kind: capture.KindCreate, Path: "reuse"}, {Kind: capture.KindWrite, Path: "reuse", Size: 2},
+	}, pid, comm)
+	waitFor(t, 10*time.Second, "merged ops", func() bool { return rec.len() >= len(want) })
+	time.Sleep(100 * time.Millisecond)
+	var got []opView
+	for _, op := range rec.snapshot() {
+		got = append(got, view(root, op))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ops (-want +got):\n%s", diff)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	sink := capture.SinkFunc(func(*capture.Op) {})
+	for _, tc := range []struct {
+		name string
+		opts Options
+		want error
+	}{
+		{"no sink", Options{Root: "/tmp"}, ErrNoSink},
+		{"relative", Options{Root: "tmp", Sink: sink}, ErrNoRoot},
+		{"missing", Options{Root: "/nonexistent/semprop", Sink: sink}, ErrNoRoot},
+	} {
+		_, err := New(tc.opts)
+		if err == nil || !errorsIs(err, tc.want) {
+			t.Errorf("New(%s) = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
