@@ -1,0 +1,657 @@
+package bridge
+
+import (
+	"path"
+	"strings"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// class groups operations that one boundary may report under a different
+// kind than the other: the kernel cannot tell a hard link or a symlink from
+// a create without a stat, and a truncate is a modify to fanotify but an
+// attribute change to FUSE.
+type class uint8
+
+const (
+	classNone class = iota
+	classCreate
+	classMkdir
+	classModify
+	classRename
+	classDelete
+	classRmdir
+)
+
+var kindClass = [...]class{
+	capture.KindCreate:  classCreate,
+	capture.KindWrite:   classModify,
+	capture.KindAttrib:  classModify,
+	capture.KindRename:  classRename,
+	capture.KindDelete:  classDelete,
+	capture.KindMkdir:   classMkdir,
+	capture.KindRmdir:   classRmdir,
+	capture.KindLink:    classCreate,
+	capture.KindSymlink: classCreate,
+	capture.KindRescan:  classNone,
+}
+
+func classOf(k capture.Kind) class {
+	if int(k) < len(kindClass) {
+		return kindClass[k]
+	}
+	return classNone
+}
+
+type pathKey struct {
+	c class
+	p string
+}
+
+type inoKey struct {
+	c   class
+	ino uint64
+}
+
+// role says what an entry waits for.
+type role uint8
+
+const (
+	roleDone      role = iota // complete: publish when ordering allows
+	roleFUSE                  // a FUSE op waiting for its kernel partner
+	roleShadow                // a daemon kernel op waiting for its FUSE op (never published itself)
+	roleCandidate             // a kernel write by another process that may be a passthrough write
+	roleDropped               // absorbed: release nothing
+)
+
+// entry is one operation held by the correlator.
+type entry struct {
+	ev       *event.Event
+	kind     capture.Kind
+	role     role
+	class    class
+	path     string // match path (mount space)
+	ino      uint64 // 0 when unknown
+	deadline time.Time
+	ordered  bool   // in correlator.order, regS and regO counted in pathCount
+	regS     string // registered subject
+	regO     string // registered old path
+
+	// Kernel-only events in bridged mode: the FUSE invalidation to send
+	// when the event is released (backing-relative paths).
+	inval        bool
+	relPath      string
+	relOld       string
+	passthroughW bool // FUSE write without byte count: data went through passthrough
+}
+
+// explanation records a recent FUSE operation on a path or inode, so a
+// stray shadow (a side effect such as the chown after a create, or a link
+// count change) is recognised as part of an event already published.
+type explanation struct {
+	until       time.Time
+	passthrough bool // a FUSE write whose data the kernel saw from the writer
+}
+
+// config is what the correlator needs from Options.
+type config struct {
+	window        time.Duration
+	selfPID       int32
+	backing       string
+	mount         string
+	bridged       bool
+	holdWrites    bool // hold kernel writes of other processes for a FUSE passthrough partner
+	invalidate    bool
+	publishOrphan bool
+	srcKernel     string
+	srcFUSE       string
+}
+
+// correlator is the single-threaded core of the bridge: it takes ops in
+// arrival order with the time they were taken, pairs FUSE ops with their
+// kernel shadows, and hands out events and invalidations in order. It is
+// not safe for concurrent use; Bridge.Run owns it.
+type correlator struct {
+	cfg   config
+	st    *counters
+	dedup *lru
+	out   func(*event.Event)
+	inval func(k InvalKind, rel string)
+
+	fuseByPath map[pathKey][]*entry
+	fuseByIno  map[inoKey][]*entry
+	kernByPath map[pathKey][]*entry
+	kernByIno  map[inoKey][]*entry
+
+	deadlines []*entry // FIFO: equal windows make deadlines monotonic
+	dhead     int
+
+	order     []*entry       // unreleased events, in arrival order
+	pathCount map[string]int // registered paths of order entries
+	scratch   map[string]struct{}
+
+	explain   map[string]explanation // by path or "#inode"
+	lastSweep time.Time
+	pending   int
+}
+
+func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Event), inval func(InvalKind, string)) *correlator {
+	return &correlator{
+		cfg: cfg, st: st, dedup: newLRU(dedupSize), out: out, inval: inval,
+		fuseByPath: map[pathKey][]*entry{}, fuseByIno: map[inoKey][]*entry{},
+		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
+		pathCount: map[string]int{}, scratch: map[string]struct{}{},
+		explain: map[string]explanation{},
+	}
+}
+
+// toMount rewrites a backing path to the mount path; ok is false when p is
+// not under the backing root.
+func (c *correlator) toMount(p string) (string, bool) {
+	rel, ok := c.rel(p)
+	if !ok {
+		return p, false
+	}
+	if rel == "" {
+		return c.cfg.mount, true
+	}
+	return strings.TrimSuffix(c.cfg.mount, "/") + "/" + rel, true
+}
+
+// rel returns p relative to the backing root ("" for the root itself).
+func (c *correlator) rel(p string) (string, bool) {
+	b := strings.TrimSuffix(c.cfg.backing, "/")
+	if !strings.HasPrefix(p, b) {
+		return "", false
+	}
+	rest := p[len(b):]
+	switch {
+	case rest == "":
+		return "", true
+	case rest[0] == '/':
+		return strings.TrimLeft(rest, "/"), true
+	}
+	return "", false
+}
+
+func (c *correlator) isShadow(op *capture.Op) bool {
+	return c.cfg.selfPID != 0 && op.Known&event.HasPID != 0 && op.PID == c.cfg.selfPID
+}
+
+// add takes one op observed by a boundary.
+func (c *correlator) add(op *capture.Op, now time.Time) {
+	if op.Kind == capture.KindNone {
+		op.Kind = rawKind(op)
+	}
+	if op.Boundary == boundaryFUSE {
+		c.st.seenFUSE.Add(1)
+		c.addFUSE(op, now)
+		return
+	}
+	c.st.seenKernel.Add(1)
+	c.addKernel(op, now)
+}
+
+func (c *correlator) addKernel(op *capture.Op, now time.Time) {
+	shadow := c.isShadow(op)
+	if !c.cfg.bridged {
+		if shadow {
+			c.st.selfDropped.Add(1) // the daemon's own I/O, e.g. its journal
+			return
+		}
+		if c.dedup.seen(op, now, c.cfg.window) {
+			c.st.dedupHits.Add(1)
+			return
+		}
+		ev := c.newEvent(op, c.cfg.srcKernel)
+		c.st.kernelOnly.Add(1)
+		c.push(&entry{ev: ev, kind: op.Kind})
+		return
+	}
+	relPath, under := c.rel(op.Path)
+	relOld, _ := c.rel(op.OldPath)
+	ev := c.newEvent(op, c.cfg.srcKernel)
+	if under {
+		ev.Subject, _ = c.toMount(op.Path)
+	}
+	if op.OldPath != "" {
+		ev.Context.OldPath, _ = c.toMount(op.OldPath)
+	}
+	e := &entry{ev: ev, kind: op.Kind, class: classOf(op.Kind), path: ev.Subject}
+	if op.Known&event.HasInode != 0 {
+		e.ino = op.Inode
+	}
+	if shadow {
+		c.st.shadows.Add(1)
+		if f := c.findFUSE(e, true); f != nil {
+			c.merge(f, e)
+			c.st.merged.Add(1)
+			c.drain()
+			return
+		}
+		e.role = roleShadow
+		c.wait(e, now)
+		return
+	}
+	if c.dedup.seen(op, now, c.cfg.window) {
+		c.st.dedupHits.Add(1)
+		return
+	}
+	e.inval = c.cfg.invalidate && under
+	e.relPath, e.relOld = relPath, relOld
+	if op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan {
+		if f := c.findFUSE(e, false); f != nil {
+			c.merge(f, e)
+			c.st.passthroughMerged.Add(1)
+			c.drain()
+			return
+		}
+		e.role = roleCandidate
+		c.wait(e, now)
+		c.push(e)
+		return
+	}
+	c.st.kernelOnly.Add(1)
+	c.push(e)
+}
+
+func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
+	if c.dedup.seen(op, now, c.cfg.window) {
+		c.st.dedupHits.Add(1)
+		return
+	}
+	ev := c.newEvent(op, c.cfg.srcFUSE)
+	e := &entry{ev: ev, kind: op.Kind, class: classOf(op.Kind), path: op.Path}
+	if op.Known&event.HasInode != 0 {
+		e.ino = op.Inode
+	}
+	e.passthroughW = op.Kind == capture.KindWrite && op.Known&event.HasBytes == 0
+	c.remember(e, op, now)
+	if e.class == classNone || !c.cfg.bridged {
+		c.st.fuseOnly.Add(1)
+		c.push(e)
+		return
+	}
+	if k := c.findKernel(e); k != nil {
+		c.unwait(k)
+		if k.role == roleShadow {
+			c.merge(e, k)
+			c.st.merged.Add(1)
+			c.push(e)
+		} else { // a held passthrough candidate keeps its place in the order
+			c.mergeInto(k, e)
+			c.st.passthroughMerged.Add(1)
+			c.drain()
+		}
+		return
+	}
+	e.role = roleFUSE
+	c.wait(e, now)
+	c.push(e)
+}
+
+func (c *correlator) newEvent(op *capture.Op, src string) *event.Event {
+	ev := new(event.Event)
+	Translate(op, ev)
+	ev.Source = src
+	return ev
+}
+
+// remember records a FUSE op as the explanation of stray shadows on its
+// paths and inode for two windows.
+func (c *correlator) remember(e *entry, op *capture.Op, now time.Time) {
+	x := explanation{until: now.Add(2 * c.cfg.window), passthrough: e.passthroughW}
+	c.explain[op.Path] = x
+	if op.OldPath != "" {
+		c.explain[op.OldPath] = x
+	}
+	if e.ino != 0 {
+		c.explain[inoName(e.ino)] = x
+	}
+}
+
+func inoName(ino uint64) string {
+	var b [21]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + ino%10)
+		ino /= 10
+		if ino == 0 {
+			break
+		}
+	}
+	i--
+	b[i] = '#'
+	return string(b[i:])
+}
+
+// explained reports whether a FUSE op on the same file in the two windows
+// before kernel entry e arrived (or during its window) accounts for it; for
+// a write by another process only a passthrough write does.
+func (c *correlator) explained(e *entry) bool {
+	arrived := e.deadline.Add(-c.cfg.window)
+	ok := func(k string) bool {
+		x, found := c.explain[k]
+		return found && !arrived.After(x.until) && (e.role == roleShadow || x.passthrough)
+	}
+	return ok(e.path) || (e.ev.Context.OldPath != "" && ok(e.ev.Context.OldPath)) || (e.ino != 0 && ok(inoName(e.ino)))
+}
+
+// findFUSE returns the waiting FUSE entry kernel entry k belongs to, and
+// takes it off the waiting lists. A shadow pairs with any FUSE op of its
+// class; another process's write only with a FUSE write.
+func (c *correlator) findFUSE(k *entry, shadow bool) *entry {
+	accept := func(f *entry) bool { return shadow || f.kind == capture.KindWrite }
+	f := pick(c.fuseByPath[pathKey{k.class, k.path}], k.kind, accept)
+	if f == nil && k.ino != 0 {
+		f = pick(c.fuseByIno[inoKey{k.class, k.ino}], k.kind, accept)
+	}
+	if f != nil {
+		c.unwait(f)
+	}
+	return f
+}
+
+// findKernel returns the waiting kernel entry that FUSE entry f pairs with,
+// preferring shadows. It does not take it off the lists.
+func (c *correlator) findKernel(f *entry) *entry {
+	shadowOnly := func(k *entry) bool { return k.role == roleShadow }
+	any := func(k *entry) bool { return k.role == roleShadow || f.kind == capture.KindWrite }
+	byPath := c.kernByPath[pathKey{f.class, f.path}]
+	var byIno []*entry
+	if f.ino != 0 {
+		byIno = c.kernByIno[inoKey{f.class, f.ino}]
+	}
+	for _, accept := range [...]func(*entry) bool{shadowOnly, any} {
+		if k := pick(byPath, f.kind, accept); k != nil {
+			return k
+		}
+		if k := pick(byIno, f.kind, accept); k != nil {
+			return k
+		}
+	}
+	return nil
+}
+
+// pick returns the first accepted entry of the same kind, else the first
+// accepted one of the class.
+func pick(list []*entry, kind capture.Kind, accept func(*entry) bool) *entry {
+	var first *entry
+	for _, e := range list {
+		if !accept(e) {
+			continue
+		}
+		if e.kind == kind {
+			return e
+		}
+		if first == nil {
+			first = e
+		}
+	}
+	return first
+}
+
+// merge folds kernel entry k into FUSE entry f: caller context from FUSE,
+// inode (and size, mode when FUSE lacks them) from the kernel, and the
+// process context from the kernel when FUSE lacks it and k is not a shadow.
+func (c *correlator) merge(f, k *entry) {
+	fc, kc := &f.ev.Context, &k.ev.Context
+	if kc.Has(event.HasInode) {
+		fc.SetInode(kc.Inode)
+		f.ino = kc.Inode
+	}
+	if !fc.Has(event.HasSize) && kc.Has(event.HasSize) {
+		fc.SetSize(kc.Size)
+	}
+	if !fc.Has(event.HasMode) && kc.Has(event.HasMode) {
+		fc.SetMode(kc.Mode)
+	}
+	if k.role != roleShadow {
+		if !fc.Has(event.HasPID) && kc.Has(event.HasPID) {
+			fc.SetPID(kc.PID)
+			if kc.Has(event.HasTID) {
+				fc.SetTID(kc.TID)
+			}
+		}
+		if !fc.Has(event.HasUID) && kc.Has(event.HasUID) {
+			fc.SetUID(kc.UID)
+		}
+		if !fc.Has(event.HasGID) && kc.Has(event.HasGID) {
+			fc.SetGID(kc.GID)
+		}
+		if fc.Comm == "" {
+			fc.Comm = kc.Comm
+		}
+		if fc.Exe == "" {
+			fc.Exe = kc.Exe
+		}
+	}
+	f.ev.Boundaries = f.ev.Boundaries.Add(boundaryKernel)
+	f.role = roleDone
+}
+
+// mergeInto merges FUSE entry f into held kernel candidate k, which then
+// carries f's event in k's place in the order.
+func (c *correlator) mergeInto(k, f *entry) {
+	c.merge(f, k)
+	k.ev, k.kind, k.role, k.inval = f.ev, f.kind, roleDone, false
+}
+
+// wait puts e on the waiting lists with a deadline one window away.
+func (c *correlator) wait(e *entry, now time.Time) {
+	e.deadline = now.Add(c.cfg.window)
+	c.deadlines = append(c.deadlines, e)
+	c.pending++
+	pk := pathKey{e.class, e.path}
+	if e.role == roleFUSE {
+		c.fuseByPath[pk] = append(c.fuseByPath[pk], e)
+		if e.ino != 0 {
+			ik := inoKey{e.class, e.ino}
+			c.fuseByIno[ik] = append(c.fuseByIno[ik], e)
+		}
+		return
+	}
+	c.kernByPath[pk] = append(c.kernByPath[pk], e)
+	if e.ino != 0 {
+		ik := inoKey{e.class, e.ino}
+		c.kernByIno[ik] = append(c.kernByIno[ik], e)
+	}
+}
+
+// unwait takes e off the waiting lists (its deadline entry is skipped lazily).
+func (c *correlator) unwait(e *entry) {
+	c.pending--
+	pk := pathKey{e.class, e.path}
+	ik := inoKey{e.class, e.ino}
+	if e.role == roleFUSE {
+		removeFrom(c.fuseByPath, pk, e)
+		if e.ino != 0 {
+			removeFrom(c.fuseByIno, ik, e)
+		}
+	} else {
+		removeFrom(c.kernByPath, pk, e)
+		if e.ino != 0 {
+			removeFrom(c.kernByIno, ik, e)
+		}
+	}
+	e.deadline = time.Time{}
+}
+
+func removeFrom[K comparable](m map[K][]*entry, k K, e *entry) {
+	list := m[k]
+	for i, x := range list {
+		if x == e {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(m, k)
+	} else {
+		m[k] = list
+	}
+}
+
+// nextDeadline returns the earliest deadline of a waiting entry.
+func (c *correlator) nextDeadline() (time.Time, bool) {
+	for c.dhead < len(c.deadlines) {
+		e := c.deadlines[c.dhead]
+		if !e.deadline.IsZero() {
+			return e.deadline, true
+		}
+		c.deadlines[c.dhead] = nil
+		c.dhead++
+	}
+	c.deadlines, c.dhead = c.deadlines[:0], 0
+	return time.Time{}, false
+}
+
+// expire settles every entry whose deadline is not after now.
+func (c *correlator) expire(now time.Time) {
+	changed := false
+	for {
+		d, ok := c.nextDeadline()
+		if !ok || d.After(now) {
+			break
+		}
+		e := c.deadlines[c.dhead]
+		c.deadlines[c.dhead] = nil
+		c.dhead++
+		explained := c.explained(e)
+		c.unwait(e)
+		changed = true
+		switch e.role {
+		case roleFUSE:
+			e.role = roleDone
+			c.st.fuseOnly.Add(1)
+		case roleCandidate:
+			if explained {
+				e.role = roleDropped
+				c.st.dedupHits.Add(1)
+			} else {
+				e.role = roleDone
+				c.st.kernelOnly.Add(1)
+			}
+		case roleShadow:
+			switch {
+			case explained:
+				c.st.absorbed.Add(1)
+			case c.cfg.publishOrphan:
+				c.st.orphans.Add(1)
+				e.role = roleDone
+				c.push(e)
+			default:
+				c.st.orphans.Add(1)
+			}
+		}
+	}
+	if changed {
+		c.drain()
+	}
+	if now.Sub(c.lastSweep) > 4*c.cfg.window {
+		c.lastSweep = now
+		for k, x := range c.explain {
+			if now.After(x.until.Add(2 * c.cfg.window)) {
+				delete(c.explain, k)
+			}
+		}
+	}
+}
+
+// flush settles everything held, as if every window had passed.
+func (c *correlator) flush() {
+	c.expire(time.Unix(1<<62, 0))
+}
+
+// checkPaths are the paths whose earlier pending events e must not overtake:
+// its own paths and their parent directories.
+func checkPaths(e *entry, f func(string) bool) bool {
+	s, o := e.ev.Subject, e.ev.Context.OldPath
+	if f(s) || f(path.Dir(s)) {
+		return true
+	}
+	return o != "" && (f(o) || f(path.Dir(o)))
+}
+
+// push hands e to ordering: released at once when it is complete and no
+// earlier unreleased event touches its paths, else queued.
+func (c *correlator) push(e *entry) {
+	if e.role == roleDone && len(c.order) == 0 {
+		c.release(e)
+		return
+	}
+	if e.role == roleDone && !checkPaths(e, func(p string) bool { return c.pathCount[p] > 0 }) {
+		c.release(e)
+		return
+	}
+	e.ordered = true
+	c.order = append(c.order, e)
+	e.regS, e.regO = e.ev.Subject, e.ev.Context.OldPath
+	c.pathCount[e.regS]++
+	if e.regO != "" {
+		c.pathCount[e.regO]++
+	}
+}
+
+// drain releases queued entries that became complete, in order, keeping
+// back those behind an earlier unreleased event on the same paths.
+func (c *correlator) drain() {
+	if len(c.order) == 0 {
+		return
+	}
+	clear(c.scratch)
+	blocked := func(p string) bool { _, ok := c.scratch[p]; return ok }
+	j := 0
+	for _, e := range c.order {
+		if e.role == roleDone || e.role == roleDropped {
+			if e.role == roleDropped || !checkPaths(e, blocked) {
+				c.unorder(e)
+				if e.role == roleDone {
+					c.release(e)
+				}
+				continue
+			}
+		}
+		c.order[j] = e
+		j++
+		c.scratch[e.regS] = struct{}{}
+		if e.regO != "" {
+			c.scratch[e.regO] = struct{}{}
+		}
+	}
+	clear(c.order[j:])
+	c.order = c.order[:j]
+}
+
+func (c *correlator) unorder(e *entry) {
+	e.ordered = false
+	dec := func(p string) {
+		if n := c.pathCount[p] - 1; n > 0 {
+			c.pathCount[p] = n
+		} else {
+			delete(c.pathCount, p)
+		}
+	}
+	dec(e.regS)
+	if e.regO != "" {
+		dec(e.regO)
+	}
+}
+
+// release sends e's invalidations (kernel-only changes in bridged mode) and
+// then its event.
+func (c *correlator) release(e *entry) {
+	if e.inval {
+		row := Invalidation(e.kind)
+		if row.OldPath != InvalNone && e.ev.Context.OldPath != "" {
+			c.inval(row.OldPath, e.relOld)
+		}
+		if row.Path != InvalNone {
+			c.inval(row.Path, e.relPath)
+		}
+	}
+	c.out(e.ev)
+}

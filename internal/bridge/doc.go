@@ -1,0 +1,50 @@
+// Package bridge turns the operations that the kernel boundary (fanotify on
+// the backing tree) and the FUSE boundary (a loopback mount of it) report
+// into one canonical event per logical operation, and pushes changes made
+// directly on the backing tree into the FUSE cache.
+//
+// # Translation
+//
+// KernelTable, FUSETable and InvalTable are the translation table as data:
+// fanotify mask bits and FUSE op codes to capture.Kind, and a kernel-only
+// change back to FUSE cache invalidations. Translate turns one op into an
+// event.Event without allocating.
+//
+// # Correlation
+//
+// An operation made through the mount reaches the backing file system as
+// the daemon's own I/O, so the kernel reports it with the daemon's pid: a
+// shadow. The bridge pairs a FUSE op and its shadow by operation class and
+// path (kernel paths rewritten from the backing root to the mount point),
+// or inode, within Options.Window (default 50ms), in either arrival order,
+// and publishes one event: the caller's context from FUSE, the inode from
+// the kernel, Boundary fuse, Boundaries fuse,kernel. A FUSE op without a
+// shadow within the window is published alone. A shadow without a FUSE op
+// is not published (Options.PublishOrphans changes that): if a FUSE op on
+// the same file came within two windows it is counted as absorbed (a side
+// effect such as the chown the loopback makes after a create, or a link
+// count change), else as an orphan.
+//
+// With FUSE passthrough the kernel sees a write through the mount from the
+// writer itself and the FUSE boundary reports the write on release without
+// a byte count; the bridge pairs the two into one fs.write with the
+// writer's context. For this it holds a kernel write by another process up
+// to one window in bridged mode (unless Options.NoPassthrough).
+//
+// Any other kernel op by another process is a change made directly on the
+// backing tree: it is published at once as a kernel-only event, and in
+// bridged mode the bridge first asks the Invalidator to drop what the FUSE
+// cache holds for it, from the bridge's own goroutine.
+//
+// A content-hash LRU drops exact repeats (the same op delivered twice
+// within the window): ops equal in boundary, kind, paths, inode, size,
+// actor, mode and written range. Two such ops are one event even if they
+// were two system calls.
+//
+// # Delivery
+//
+// Sinks put ops on a bounded queue; Run correlates them on one goroutine
+// and hands events to a second one that calls Publisher.PublishBatch with
+// everything that accumulated meanwhile. See Bridge for backpressure and
+// ordering guarantees.
+package bridge
