@@ -1,0 +1,1059 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func bufLogger() (*slog.Logger, *syncBuffer) {
+	var b syncBuffer
+	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
+}
+
+// open opens a journal in opts.Dir (a fresh temp dir if empty) and closes it
+// at cleanup.
+func open(t testing.TB, opts Options) *Journal {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	if opts.Logger == nil {
+		opts.Logger = discardLogger()
+	}
+	j, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
+}
+
+// payloadFor is the deterministic payload of seq: its size and bytes depend
+// only on seq, so readers can check every byte.
+func payloadFor(seq uint64) []byte {
+	return appendPayload(nil, seq)
+}
+
+func appendPayload(dst []byte, seq uint64) []byte {
+	n := 8 + int(seq*7919%200)
+	for i := range n {
+		dst = append(dst, byte(seq>>(8*(i%8)))^byte(i*31))
+	}
+	return dst
+}
+
+// encSeq is a Write encoder that writes payloadFor(seq).
+func encSeq(_ int, seq uint64, dst []byte) ([]byte, error) { return appendPayload(dst, seq), nil }
+
+type rec struct {
+	Seq     uint64
+	Payload []byte
+}
+
+// readAll reads every durable record from from on with TryNext.
+func readAll(t testing.TB, j *Journal, from uint64) []rec {
+	t.Helper()
+	r, err := j.Reader(from)
+	if err != nil {
+		t.Fatalf("Reader(%d): %v", from, err)
+	}
+	defer r.Close()
+	var out []rec
+	for {
+		seq, p, ok, err := r.TryNext()
+		if err != nil {
+			t.Fatalf("TryNext after %d records: %v", len(out), err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, rec{seq, bytes.Clone(p)})
+	}
+}
+
+// wantRecs is what readAll returns for records first..last written with payloadFor.
+func wantRecs(first, last uint64) []rec {
+	var out []rec
+	for s := first; s <= last; s++ {
+		out = append(out, rec{s, payloadFor(s)})
+	}
+	return out
+}
+
+func appendSeqs(t testing.TB, j *Journal, n, batch int) {
+	t.Helper()
+	for n > 0 {
+		k := min(n, batch)
+		first, err := j.Write(k, encSeq)
+		if err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if err := j.WaitDurable(context.Background(), first+uint64(k)-1); err != nil {
+			t.Fatalf("WaitDurable: %v", err)
+		}
+		n -= k
+	}
+}
+
+func segFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestParseFsyncPolicy(t *testing.T) {
+	for _, p := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
+		got, err := ParseFsyncPolicy(p.String())
+		if err != nil || got != p {
+			t.Errorf("ParseFsyncPolicy(%q) = %v, %v, want %v", p.String(), got, err, p)
+		}
+	}
+	if _, err := ParseFsyncPolicy("sometimes"); err == nil {
+		t.Errorf("ParseFsyncPolicy(%q) = nil error, want error", "sometimes")
+	}
+}
+
+func TestAppendReadBack(t *testing.T) {
+	tests := []struct {
+		name        string
+		segmentSize int64
+		n, batch    int
+		wantSegs    int // minimum
+	}{
+		{"one record", 0, 1, 1, 1},
+		{"one segment", 0, 500, 7, 1},
+		{"tiny segments: one record each", 1, 20, 3, 20},
+		{"small segments", 1024, 600, 16, 50},
+		{"big batches across rolls", 4096, 3000, 256, 50},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := open(t, Options{SegmentSize: tt.segmentSize})
+			appendSeqs(t, j, tt.n, tt.batch)
+			got := readAll(t, j, 1)
+			if diff := cmp.Diff(wantRecs(1, uint64(tt.n)), got); diff != "" {
+				t.Fatalf("read back (-want +got):\n%s", diff)
+			}
+			st := j.Stats()
+			if st.Segments < tt.wantSegs {
+				t.Errorf("Segments = %d, want >= %d", st.Segments, tt.wantSegs)
+			}
+			if st.LastSeq != uint64(tt.n) || st.DurableSeq != uint64(tt.n) || st.FirstSeq != 1 {
+				t.Errorf("Stats seqs = first %d last %d durable %d, want 1 %d %d", st.FirstSeq, st.LastSeq, st.DurableSeq, tt.n, tt.n)
+			}
+			if files := segFiles(t, j.opts.Dir); len(files) != st.Segments {
+				t.Errorf("%d segment files, want %d", len(files), st.Segments)
+			}
+			// Every segment respects SegmentSize unless it holds one record.
+			if tt.segmentSize > 0 {
+				j.segMu.RLock()
+				for _, s := range j.segs {
+					if s.size > tt.segmentSize && s.last != s.base {
+						t.Errorf("segment %d has %d bytes and %d records, want <= %d bytes", s.base, s.size, s.last-s.base+1, tt.segmentSize)
+					}
+				}
+				j.segMu.RUnlock()
+			}
+		})
+	}
+}
+
+func TestEmptyJournal(t *testing.T) {
+	j := open(t, Options{})
+	if got := j.LastSeq(); got != 0 {
+		t.Errorf("LastSeq() = %d, want 0", got)
+	}
+	if got := j.FirstSeq(); got != 1 {
+		t.Errorf("FirstSeq() = %d, want 1", got)
+	}
+	if got := readAll(t, j, 0); len(got) != 0 {
+		t.Errorf("readAll = %v, want nothing", got)
+	}
+	first, err := j.Append(context.Background())
+	if err != nil || first != 1 {
+		t.Errorf("Append() = %d, %v, want 1, nil", first, err)
+	}
+	first, err = j.Append(context.Background(), []byte{})
+	if err != nil || first != 1 {
+		t.Errorf("Append(empty payload) = %d, %v, want 1, nil", first, err)
+	}
+	if diff := cmp.Diff([]rec{{1, []byte{}}}, readAll(t, j, 1)); diff != "" {
+		t.Errorf("read back (-want +got):\n%s", diff)
+	}
+}
+
+func TestReaderFromUsesIndex(t *testing.T) {
+	j := open(t, Options{SegmentSize: 1 << 20})
+	const n = 30000 // ~3.3 MB: several segments, each with ~15 index entries
+	appendSeqs(t, j, n, 500)
+	j.segMu.RLock()
+	nsegs, nidx := len(j.segs), len(j.segs[0].index)
+	j.segMu.RUnlock()
+	if nsegs < 3 || nidx < 10 {
+		t.Fatalf("segments = %d, index entries in first = %d; want >= 3 and >= 10", nsegs, nidx)
+	}
+	for _, from := range []uint64{0, 1, 2, 777, 5000, 9999, 10000, 10001, 12345, 29999, 30000} {
+		r, err := j.Reader(from)
+		if err != nil {
+			t.Fatalf("Reader(%d): %v", from, err)
+		}
+		want := max(from, 1)
+		seq, p, ok, err := r.TryNext()
+		if err != nil || !ok || seq != want || !bytes.Equal(p, payloadFor(want)) {
+			t.Errorf("Reader(%d).TryNext() = %d, ok %v, err %v, want seq %d", from, seq, ok, err, want)
+		}
+		// The reader started at an index entry near want, not at the segment start.
+		j.segMu.RLock()
+		var seg *segment
+		for _, s := range j.segs {
+			if s.base <= want {
+				seg = s
+			}
+		}
+		e := seg.locate(want)
+		j.segMu.RUnlock()
+		if want-e.seq > 1000 {
+			t.Errorf("locate(%d) = seq %d: index too sparse", want, e.seq)
+		}
+		if r.bufOff != e.off {
+			t.Errorf("Reader(%d) read from offset %d, want index offset %d", from, r.bufOff, e.off)
+		}
+		r.Close()
+	}
+	// Reading from the middle to the end sees every record.
+	if diff := cmp.Diff(wantRecs(12345, n), readAll(t, j, 12345)); diff != "" {
+		t.Errorf("readAll(12345) (-want +got):\n%s", diff)
+	}
+}
+
+func cpuTime(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestReaderFollowsLive(t *testing.T) {
+	j := open(t, Options{SegmentSize: 512})
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+
+	// Idle: Next blocks until its context ends, without burning CPU.
+	before := cpuTime(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	start := time.Now()
+	_, _, err = r.Next(ctx)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next on empty journal = %v, want context.DeadlineExceeded", err)
+	}
+	if el := time.Since(start); el < 290*time.Millisecond {
+		t.Errorf("Next returned after %v, want it blocked until the 300ms deadline", el)
+	}
+	if cpu := cpuTime(t) - before; cpu > 100*time.Millisecond {
+		t.Errorf("process used %v CPU while a Reader waited 300ms idle, want < 100ms (spinning?)", cpu)
+	}
+
+	// A blocked Next wakes when a record becomes durable; records cross segments.
+	const n = 200
+	got := make(chan rec, n)
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for range n {
+			seq, p, err := r.Next(ctx)
+			if err != nil {
+				errc <- err
+				return
+			}
+			got <- rec{seq, bytes.Clone(p)}
+		}
+		errc <- nil
+	}()
+	time.Sleep(20 * time.Millisecond) // let it block
+	for range n {
+		first, err := j.Write(1, encSeq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The blocked reader wakes and sees the record once it is durable.
+		select {
+		case g := <-got:
+			if g.Seq != first || !bytes.Equal(g.Payload, payloadFor(first)) {
+				t.Fatalf("reader got seq %d, want %d", g.Seq, first)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("reader did not wake for seq %d", first)
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+}
+
+func TestReaderNeverSeesNonDurable(t *testing.T) {
+	// With a slow flusher (split writes with a sleep), records are assigned
+	// long before they are durable; a reader must stop at DurableSeq.
+	j := open(t, Options{Fsync: FsyncAlways, splitWrite: 2 * time.Millisecond})
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var read uint64
+	for i := range 50 {
+		if _, err := j.Write(3, encSeq); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			seq, _, ok, err := r.TryNext()
+			if err != nil {
+				t.Fatalf("TryNext: %v", err)
+			}
+			if !ok {
+				break
+			}
+			if d := j.DurableSeq(); seq > d {
+				t.Fatalf("round %d: reader returned seq %d above DurableSeq %d", i, seq, d)
+			}
+			read = seq
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for read < 150 {
+		seq, _, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read = seq
+	}
+}
+
+func TestReopenPreservesEverything(t *testing.T) {
+	dir := t.TempDir()
+	for round := range 4 {
+		j, err := Open(Options{Dir: dir, SegmentSize: 2048, Logger: discardLogger()})
+		if err != nil {
+			t.Fatalf("round %d: Open: %v", round, err)
+		}
+		want := uint64(round * 100)
+		if got := j.LastSeq(); got != want {
+			t.Errorf("round %d: LastSeq() after reopen = %d, want %d", round, got, want)
+		}
+		if got := j.DurableSeq(); got != want {
+			t.Errorf("round %d: DurableSeq() after reopen = %d, want %d", round, got, want)
+		}
+		if diff := cmp.Diff(wantRecs(1, want), readAll(t, j, 1)); diff != "" {
+			t.Fatalf("round %d: read back (-want +got):\n%s", round, diff)
+		}
+		appendSeqs(t, j, 100, 9)
+		if err := j.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+func TestOpenLocked(t *testing.T) {
+	j := open(t, Options{})
+	_, err := Open(Options{Dir: j.opts.Dir, Logger: discardLogger()})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+}
+
+func TestFsyncPolicies(t *testing.T) {
+	tests := []struct {
+		policy FsyncPolicy
+		// fsyncs made by Append of one batch (before Close)
+		wantFsyncsAfterAppend func(n uint64) bool
+	}{
+		{FsyncAlways, func(n uint64) bool { return n >= 1 }},
+		{FsyncInterval, func(n uint64) bool { return true }},
+		{FsyncNever, func(n uint64) bool { return n == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy.String(), func(t *testing.T) {
+			j := open(t, Options{Fsync: tt.policy, FsyncInterval: 5 * time.Millisecond})
+			first, err := j.Append(context.Background(), []byte("a"), []byte("b"), []byte("c"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if first != 1 {
+				t.Errorf("Append first = %d, want 1", first)
+			}
+			// Acknowledged means durable per policy.
+			if d := j.DurableSeq(); d < 3 {
+				t.Errorf("DurableSeq() after Append = %d, want >= 3", d)
+			}
+			st := j.Stats()
+			if !tt.wantFsyncsAfterAppend(st.Fsyncs) {
+				t.Errorf("Fsyncs after Append = %d, unexpected for %v", st.Fsyncs, tt.policy)
+			}
+			if tt.policy == FsyncAlways && st.Fsyncs > 0 && st.FsyncNanos <= 0 {
+				t.Errorf("FsyncNanos = %d, want > 0", st.FsyncNanos)
+			}
+			if tt.policy == FsyncInterval {
+				deadline := time.Now().Add(5 * time.Second)
+				for j.Stats().Fsyncs == 0 && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if got := j.Stats().Fsyncs; got == 0 {
+					t.Errorf("interval policy: no fsync within 5s")
+				}
+				// Idle journal: no more fsyncs once synced.
+				n := j.Stats().Fsyncs
+				time.Sleep(30 * time.Millisecond)
+				if got := j.Stats().Fsyncs; got != n {
+					t.Errorf("interval policy: %d fsyncs while idle, want 0", got-n)
+				}
+			}
+			// WaitDurable on an already durable seq returns at once.
+			if err := j.WaitDurable(context.Background(), 2); err != nil {
+				t.Errorf("WaitDurable(2) = %v", err)
+			}
+			// WaitDurable on an unassigned seq waits for ctx.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			if err := j.WaitDurable(ctx, 100); !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("WaitDurable(unassigned) = %v, want DeadlineExceeded", err)
+			}
+		})
+	}
+}
+
+func TestGroupCommitSharesFsyncs(t *testing.T) {
+	j := open(t, Options{Fsync: FsyncAlways})
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range each {
+				if _, err := j.Append(context.Background(), []byte("x")); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := j.Stats()
+	if st.LastSeq != writers*each {
+		t.Fatalf("LastSeq = %d, want %d", st.LastSeq, writers*each)
+	}
+	if st.Fsyncs >= writers*each/2 {
+		t.Errorf("Fsyncs = %d for %d concurrent appends, want group commit to share them (< %d)", st.Fsyncs, writers*each, writers*each/2)
+	}
+}
+
+func TestCloseIdempotentAndErrClosed(t *testing.T) {
+	j := open(t, Options{})
+	appendSeqs(t, j, 10, 3)
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	blocked := make(chan error, 1)
+	r2, _ := j.Reader(11)
+	defer r2.Close()
+	go func() {
+		_, _, err := r2.Next(context.Background())
+		blocked <- err
+	}()
+	for i := range 3 {
+		if err := j.Close(); err != nil {
+			t.Fatalf("Close #%d = %v, want nil", i+1, err)
+		}
+	}
+	select {
+	case err := <-blocked:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("blocked Next after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("blocked Next did not return after Close")
+	}
+	ctx := context.Background()
+	checks := []struct {
+		name string
+		err  error
+	}{
+		{"Write", func() error { _, err := j.Write(1, encSeq); return err }()},
+		{"Append", func() error { _, err := j.Append(ctx, []byte("x")); return err }()},
+		{"WaitDurable(unassigned)", j.WaitDurable(ctx, 11)},
+		{"Reader", func() error { _, err := j.Reader(1); return err }()},
+		{"Reader.Next", func() error { _, _, err := r.Next(ctx); return err }()},
+		{"Reader.TryNext", func() error { _, _, _, err := r.TryNext(); return err }()},
+	}
+	for _, c := range checks {
+		if !errors.Is(c.err, ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", c.name, c.err)
+		}
+	}
+	if err := j.WaitDurable(ctx, 10); err != nil {
+		t.Errorf("WaitDurable(durable seq) after Close = %v, want nil", err)
+	}
+	select {
+	case <-j.Changed():
+	default:
+		t.Errorf("Changed() after Close is not closed")
+	}
+}
+
+func TestCloseFlushesUnwaitedWrites(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []FsyncPolicy{FsyncAlways, FsyncInterval, FsyncNever} {
+		j, err := Open(Options{Dir: dir, Fsync: p, Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := j.LastSeq()
+		for range 100 {
+			if _, err := j.Write(2, encSeq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		j, err = Open(Options{Dir: dir, Logger: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := j.LastSeq(), before+200; got != want {
+			t.Errorf("%v: LastSeq after Close+Open = %d, want %d", p, got, want)
+		}
+		j.Close()
+	}
+}
+
+func TestWriteEncodeErrorRollsBack(t *testing.T) {
+	j := open(t, Options{SegmentSize: 300})
+	appendSeqs(t, j, 5, 5)
+	boom := errors.New("boom")
+	_, err := j.Write(10, func(i int, seq uint64, dst []byte) ([]byte, error) {
+		if i == 7 {
+			return dst, boom
+		}
+		return appendPayload(dst, seq), nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Write with failing enc = %v, want boom", err)
+	}
+	if _, err := j.Write(1, func(int, uint64, []byte) ([]byte, error) { return nil, nil }); err == nil {
+		t.Fatalf("Write with enc dropping dst = nil error, want error")
+	}
+	if got := j.LastSeq(); got != 5 {
+		t.Fatalf("LastSeq after failed Write = %d, want 5", got)
+	}
+	appendSeqs(t, j, 20, 4)
+	if diff := cmp.Diff(wantRecs(1, 25), readAll(t, j, 1)); diff != "" {
+		t.Fatalf("read back (-want +got):\n%s", diff)
+	}
+	j.Close()
+	j2 := open(t, Options{Dir: j.opts.Dir})
+	if diff := cmp.Diff(wantRecs(1, 25), readAll(t, j2, 1)); diff != "" {
+		t.Fatalf("read back after reopen (-want +got):\n%s", diff)
+	}
+}
+
+func TestWriteAllocs(t *testing.T) {
+	j := open(t, Options{Fsync: FsyncNever})
+	p := bytes.Repeat([]byte("x"), 100)
+	enc := func(_ int, _ uint64, dst []byte) ([]byte, error) { return append(dst, p...), nil }
+	for _, n := range []int{1, 64} {
+		// Warm up the buffers.
+		for range 2000 {
+			if _, err := j.Write(n, enc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		allocs := testing.AllocsPerRun(2000, func() {
+			if _, err := j.Write(n, enc); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Write(%d) = %v allocs/op, want 0", n, allocs)
+		}
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	j := open(t, Options{Fsync: FsyncNever, maxPending: 4096, splitWrite: time.Millisecond})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := j.Write(4, encSeq); err != nil {
+					t.Error(err)
+					return
+				}
+				j.mu.Lock()
+				pend := j.pendBytes
+				j.mu.Unlock()
+				if pend > 4096+4*300 {
+					t.Errorf("pending bytes = %d, want bounded near 4096", pend)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := j.WaitDurable(context.Background(), 1600); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().BackpressureWaits; got == 0 {
+		t.Errorf("BackpressureWaits = 0, want > 0")
+	}
+	if diff := cmp.Diff(wantRecs(1, 1600), readAll(t, j, 1)); diff != "" {
+		t.Fatalf("read back (-want +got):\n%s", diff)
+	}
+}
+
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	j := open(t, Options{SegmentSize: 8 << 10, Fsync: FsyncInterval, FsyncInterval: time.Millisecond})
+	const writers, each = 8, 300
+	total := uint64(writers * each)
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		wg.Go(func() {
+			r, err := j.Reader(1)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer r.Close()
+			for want := uint64(1); want <= total; want++ {
+				seq, p, err := r.Next(ctx)
+				if err != nil {
+					t.Errorf("Next: %v", err)
+					return
+				}
+				if seq != want || !bytes.Equal(p, payloadFor(seq)) {
+					t.Errorf("Next = seq %d (payload ok %v), want %d", seq, bytes.Equal(p, payloadFor(seq)), want)
+					return
+				}
+			}
+		})
+	}
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				var err error
+				if (w+i)%2 == 0 {
+					var first uint64
+					first, err = j.Write(1, encSeq)
+					if err == nil {
+						err = j.WaitDurable(ctx, first)
+					}
+				} else {
+					_, err = j.Write(1, encSeq)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRetentionBytes(t *testing.T) {
+	j := open(t, Options{SegmentSize: 1024, RetentionBytes: 4096, retentionEvery: 5 * time.Millisecond})
+	appendSeqs(t, j, 400, 10)
+	// Retention runs after rolls and periodically; wait for it to settle.
+	deadline := time.Now().Add(5 * time.Second)
+	for j.Stats().Bytes > 4096 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := j.Stats()
+	if st.Bytes > 4096 {
+		t.Fatalf("Bytes = %d, want <= RetentionBytes 4096", st.Bytes)
+	}
+	if st.Bytes < 4096-2*1024 {
+		t.Errorf("Bytes = %d, retention deleted too much (want > %d)", st.Bytes, 4096-2*1024)
+	}
+	if st.FirstSeq <= 1 || st.RetainedDeletes == 0 {
+		t.Errorf("FirstSeq = %d, RetainedDeletes = %d; want > 1 and > 0", st.FirstSeq, st.RetainedDeletes)
+	}
+	if files := segFiles(t, j.opts.Dir); len(files) != st.Segments {
+		t.Errorf("%d files on disk, want %d segments", len(files), st.Segments)
+	}
+	if diff := cmp.Diff(wantRecs(st.FirstSeq, 400), readAll(t, j, st.FirstSeq)); diff != "" {
+		t.Errorf("read retained (-want +got):\n%s", diff)
+	}
+	_, err := j.Reader(1)
+	var te *TruncatedError
+	if !errors.As(err, &te) || !errors.Is(err, ErrTruncated) || te.First != st.FirstSeq || te.Requested != 1 {
+		t.Errorf("Reader(1) = %v, want TruncatedError{1, %d}", err, st.FirstSeq)
+	}
+}
+
+func TestRetentionAge(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	j := open(t, Options{SegmentSize: 1024, RetentionAge: time.Hour, now: clock})
+	appendSeqs(t, j, 100, 10) // old records
+	advance(50 * time.Minute)
+	appendSeqs(t, j, 100, 10) // newer records
+	oldLast := uint64(100)
+	j.enforceRetention()
+	if got := j.FirstSeq(); got != 1 {
+		t.Fatalf("FirstSeq after retention with nothing expired = %d, want 1", got)
+	}
+	advance(20 * time.Minute) // first 100 records are now 70 min old, the rest 20 min
+	j.enforceRetention()
+	first := j.FirstSeq()
+	if first <= 1 || first > oldLast+1 {
+		t.Fatalf("FirstSeq after age retention = %d, want in (1, %d]", first, oldLast+1)
+	}
+	// The segment holding seq 100 may also hold newer records, so it is kept;
+	// nothing written in the last hour was deleted.
+	if diff := cmp.Diff(wantRecs(first, 200), readAll(t, j, first)); diff != "" {
+		t.Errorf("read retained (-want +got):\n%s", diff)
+	}
+	advance(2 * time.Hour) // everything old: all but the active segment go
+	j.enforceRetention()
+	st := j.Stats()
+	if st.Segments != 1 {
+		t.Errorf("Segments after everything expired = %d, want 1 (the active one)", st.Segments)
+	}
+	if diff := cmp.Diff(wantRecs(st.FirstSeq, 200), readAll(t, j, st.FirstSeq)); diff != "" {
+		t.Errorf("read retained (-want +got):\n%s", diff)
+	}
+}
+
+func TestReaderSurvivesRetention(t *testing.T) {
+	j := open(t, Options{SegmentSize: 1024})
+	appendSeqs(t, j, 20, 20)
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The reader opens segment 1.
+	seq, _, ok, err := r.TryNext()
+	if err != nil || !ok || seq != 1 {
+		t.Fatalf("TryNext = %d, %v, %v, want 1", seq, ok, err)
+	}
+	appendSeqs(t, j, 200, 20)
+	j.opts.RetentionBytes = 1 // keep only the active segment (no retention goroutine runs)
+	j.enforceRetention()
+	first := j.FirstSeq()
+	if first <= 20 {
+		t.Fatalf("FirstSeq = %d, want retention to have deleted segment 1", first)
+	}
+	// It keeps reading its open (deleted) segment to its end...
+	var last uint64 = 1
+	for {
+		seq, p, ok, err := r.TryNext()
+		if errors.Is(err, ErrTruncated) {
+			var te *TruncatedError
+			if !errors.As(err, &te) || te.First != first || te.Requested != last+1 {
+				t.Fatalf("TryNext = %v, want TruncatedError{%d, %d}", err, last+1, first)
+			}
+			break
+		}
+		if err != nil || !ok {
+			t.Fatalf("TryNext after seq %d = ok %v, err %v", last, ok, err)
+		}
+		if seq != last+1 || !bytes.Equal(p, payloadFor(seq)) {
+			t.Fatalf("TryNext = %d, want %d", seq, last+1)
+		}
+		last = seq
+	}
+	if last < 2 {
+		t.Errorf("reader read up to %d from its deleted segment, want more", last)
+	}
+	// ...then, after ErrTruncated, continues from FirstSeq.
+	var got []rec
+	for {
+		seq, p, ok, err := r.TryNext()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, rec{seq, bytes.Clone(p)})
+	}
+	if diff := cmp.Diff(wantRecs(first, 220), got); diff != "" {
+		t.Errorf("records after truncation (-want +got):\n%s", diff)
+	}
+}
+
+// writeSegments creates a closed journal in a temp dir with n records.
+func writeSegments(t *testing.T, segSize int64, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	j, err := Open(Options{Dir: dir, SegmentSize: segSize, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendSeqs(t, j, n, 10)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// recordOffsets returns the offset of every record in a segment file.
+func recordOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for off := 0; off+headerSize <= len(data); {
+		offs = append(offs, int64(off))
+		l, _, _ := parseHeader(data[off:])
+		off += headerSize + int(l)
+	}
+	return offs
+}
+
+func modifyFile(t *testing.T, path string, f func([]byte) []byte) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, f(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptionFailsOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		// damage modifies the journal in dir and returns the file and
+		// offset the error must name and a word the reason must contain.
+		damage func(t *testing.T, files []string) (file string, off int64, reason string)
+	}{
+		{"flipped payload byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[1])
+			off := offs[2]
+			modifyFile(t, files[1], func(b []byte) []byte { b[off+headerSize+3] ^= 0x40; return b })
+			return files[1], off, "crc mismatch"
+		}},
+		{"flipped header byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[0])
+			off := offs[1]
+			modifyFile(t, files[0], func(b []byte) []byte { b[off+5] ^= 0x01; return b })
+			return files[0], off, "crc mismatch"
+		}},
+		{"flipped byte mid tail segment, valid records follow", func(t *testing.T, files []string) (string, int64, string) {
+			last := files[len(files)-1]
+			offs := recordOffsets(t, last)
+			if len(offs) < 3 {
+				t.Fatalf("tail segment has %d records, want >= 3", len(offs))
+			}
+			off := offs[1]
+			modifyFile(t, last, func(b []byte) []byte { b[off+headerSize] ^= 0xff; return b })
+			return last, off, "crc mismatch"
+		}},
+		{"truncated non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[0])
+			off := offs[len(offs)-1]
+			modifyFile(t, files[0], func(b []byte) []byte { return b[:off+headerSize+1] })
+			return files[0], off, "past end"
+		}},
+		{"missing middle segment", func(t *testing.T, files []string) (string, int64, string) {
+			if err := os.Remove(files[2]); err != nil {
+				t.Fatal(err)
+			}
+			return files[3], 0, "discontinuity"
+		}},
+		{"record with wrong seq", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[1])
+			off := offs[1]
+			modifyFile(t, files[1], func(b []byte) []byte {
+				l, _, seq := parseHeader(b[off:])
+				putHeader(b[off:off+headerSize+int64(l)], seq+1) // valid CRC, wrong seq
+				return b
+			})
+			return files[1], off, "discontinuity"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSegments(t, 2048, 200)
+			files := segFiles(t, dir)
+			if len(files) < 5 {
+				t.Fatalf("%d segments, want >= 5", len(files))
+			}
+			file, off, reason := tt.damage(t, files)
+			_, err := Open(Options{Dir: dir, Logger: discardLogger()})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open error %T is not a *CorruptError", err)
+			}
+			if ce.File != file || ce.Offset != off || !strings.Contains(ce.Reason, reason) {
+				t.Errorf("CorruptError = {%s, %d, %q}, want {%s, %d, ...%q...}", ce.File, ce.Offset, ce.Reason, file, off, reason)
+			}
+			if msg := err.Error(); !strings.Contains(msg, file) || !strings.Contains(msg, fmt.Sprint(off)) {
+				t.Errorf("error %q does not name file and offset", msg)
+			}
+		})
+	}
+}
+
+func TestTornTailRecovered(t *testing.T) {
+	const n = 50
+	tests := []struct {
+		name string
+		// tear damages the last segment and returns how many records survive
+		// and how many bytes must be cut.
+		tear func(t *testing.T, last string) (keep uint64, cut int64)
+	}{
+		{"garbage appended", func(t *testing.T, last string) (uint64, int64) {
+			garbage := []byte("\xde\xad\xbe\xef garbage that is not a record \x01\x02\x03")
+			modifyFile(t, last, func(b []byte) []byte { return append(b, garbage...) })
+			return n, int64(len(garbage))
+		}},
+		{"short header", func(t *testing.T, last string) (uint64, int64) {
+			modifyFile(t, last, func(b []byte) []byte { return append(b, 1, 2, 3, 4, 5) })
+			return n, 5
+		}},
+		{"cut mid-payload", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); return b[:size-3] })
+			return n - 1, size - 3 - off
+		}},
+		{"cut mid-header", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			modifyFile(t, last, func(b []byte) []byte { return b[:off+7] })
+			return n - 1, 7
+		}},
+		{"corrupt final record", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); b[len(b)-1] ^= 1; return b })
+			return n - 1, size - off
+		}},
+		{"zeros after the last record", func(t *testing.T, last string) (uint64, int64) {
+			modifyFile(t, last, func(b []byte) []byte { return append(b, make([]byte, 4096)...) })
+			return n, 4096
+		}},
+		{"torn record followed by zeros", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte {
+				size = int64(len(b))
+				b[len(b)-2] ^= 1
+				return append(b, make([]byte, 100)...)
+			})
+			return n - 1, size + 100 - off
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSegments(t, 2048, n)
+			files := segFiles(t, dir)
+			last := files[len(files)-1]
+			keep, cut := tt.tear(t, last)
+			log, buf := bufLogger()
+			j := open(t, Options{Dir: dir, SegmentSize: 2048, Logger: log})
+			if got := j.Stats().Truncated; got != cut {
+				t.Errorf("Stats().Truncated = %d, want %d", got, cut)
+			}
+			if got := j.LastSeq(); got != keep {
+				t.Errorf("LastSeq() = %d, want %d", got, keep)
+			}
+			logs := buf.String()
+			if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "torn tail") ||
+				!strings.Contains(logs, last) || !strings.Contains(logs, fmt.Sprintf("bytes=%d", cut)) {
+				t.Errorf("log does not report the torn tail with file and bytes:\n%s", logs)
+			}
+			appendSeqs(t, j, 10, 3)
+			if diff := cmp.Diff(wantRecs(1, keep+10), readAll(t, j, 1)); diff != "" {
+				t.Errorf("read back (-want +got):\n%s", diff)
+			}
+			j.Close()
+			j2 := open(t, Options{Dir: dir, SegmentSize: 2048})
+			if got := j2.Stats().Truncated; got != 0 {
+				t.Errorf("second reopen truncated %d bytes, want 0", got)
+			}
+			if got := j2.LastSeq(); got != keep+10 {
+				t.Errorf("LastSeq after second reopen = %d, want %d", got, keep+10)
+			}
+		})
+	}
+}
+
+func TestOpenLogsScan(t *testing.T) {
+	dir := writeSegments(t, 2048, 100)
+	log, buf := bufLogger()
+	j := open(t, Options{Dir: dir, Logger: log})
+	_ = j
+	logs := buf.String()
+	for _, want := range []string{"journal: opened", "segments=", "bytes=", "scan="} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("open log lacks %q:\n%s", want, logs)
+		}
+	}
+}

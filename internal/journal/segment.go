@@ -1,0 +1,218 @@
+package journal
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// headerSize is the fixed record header: u32 length, u32 CRC32C, u64 seq.
+	headerSize = 16
+	// MaxRecordSize is the largest payload a record may carry. A header
+	// announcing more is treated as damage.
+	MaxRecordSize = 64 << 20
+	// indexInterval is the distance in bytes between sparse index entries.
+	indexInterval = 64 << 10
+	segSuffix     = ".seg"
+	segNameDigits = 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordCRC is the CRC32C of a whole record rec (header and payload): it
+// covers the little-endian seq followed by the payload, which are adjacent.
+func recordCRC(rec []byte) uint32 {
+	return crc32.Checksum(rec[8:], castagnoli)
+}
+
+// putHeader fills the header of rec, a record whose payload is rec[16:].
+func putHeader(rec []byte, seq uint64) {
+	binary.LittleEndian.PutUint32(rec[0:4], uint32(len(rec)-headerSize))
+	binary.LittleEndian.PutUint64(rec[8:16], seq)
+	binary.LittleEndian.PutUint32(rec[4:8], recordCRC(rec))
+}
+
+func parseHeader(hdr []byte) (length, crc uint32, seq uint64) {
+	return binary.LittleEndian.Uint32(hdr[0:4]), binary.LittleEndian.Uint32(hdr[4:8]), binary.LittleEndian.Uint64(hdr[8:16])
+}
+
+// indexEntry says that the record with seq starts at off in its segment.
+type indexEntry struct {
+	seq uint64
+	off int64
+}
+
+// segment is the in-memory description of one segment file. base and path
+// never change; the other fields are guarded by Journal.segMu.
+type segment struct {
+	base uint64
+	path string
+
+	size    int64        // bytes of whole records written to the file
+	last    uint64       // last seq in the file; base-1 if empty
+	index   []indexEntry // sparse, ascending; the first record (base, 0) is implicit
+	modTime time.Time    // time of the newest write (mtime at Open)
+}
+
+// locate returns the index entry to start a scan for seq from: the greatest
+// entry with entry.seq <= seq, or (base, 0). segMu must be held.
+func (s *segment) locate(seq uint64) indexEntry {
+	i, found := slices.BinarySearchFunc(s.index, seq, func(e indexEntry, t uint64) int {
+		switch {
+		case e.seq < t:
+			return -1
+		case e.seq > t:
+			return 1
+		}
+		return 0
+	})
+	if found {
+		return s.index[i]
+	}
+	if i == 0 {
+		return indexEntry{seq: s.base, off: 0}
+	}
+	return s.index[i-1]
+}
+
+func segName(base uint64) string {
+	return fmt.Sprintf("%0*d%s", segNameDigits, base, segSuffix)
+}
+
+// listSegments returns the bases of the segment files in dir, ascending.
+func listSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("journal: list %s: %w", dir, err)
+	}
+	var bases []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, segSuffix) || !e.Type().IsRegular() {
+			continue
+		}
+		base, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
+		if err != nil || base == 0 || len(name) != segNameDigits+len(segSuffix) {
+			return nil, fmt.Errorf("journal: unexpected segment file name %q in %s", name, dir)
+		}
+		bases = append(bases, base)
+	}
+	slices.Sort(bases)
+	return bases, nil
+}
+
+// scanResult is what scanning one segment found.
+type scanResult struct {
+	size      int64  // bytes of valid records; the file is cut here if torn
+	last      uint64 // last valid seq; base-1 if none
+	index     []indexEntry
+	torn      int64  // bytes after size that form a torn tail (last segment only)
+	tornWhy   string // why the tail was judged torn
+	fileBytes int64  // file size as found
+}
+
+// scanSegment reads every record of the segment file f (named path, first
+// seq base), verifying CRCs and seq continuity and building the sparse index.
+// If last is true, a torn final record is reported in torn instead of as an
+// error (see the package doc for the rule); any other damage is a
+// *CorruptError.
+func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, last bool) (scanResult, error) {
+	res := scanResult{last: base - 1, fileBytes: fileSize}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fileSize), 1<<20)
+	rec := make([]byte, 0, 64<<10) // header + payload of the current record
+	off := int64(0)
+	expect := base
+	lastIdx := int64(0)
+	corrupt := func(reason string) error {
+		return &CorruptError{File: path, Offset: off, Reason: reason}
+	}
+	torn := func(reason string) (scanResult, error) {
+		res.size = off
+		res.torn = fileSize - off
+		res.tornWhy = reason
+		return res, nil
+	}
+	for off < fileSize {
+		rem := fileSize - off
+		if rem < headerSize {
+			if last {
+				return torn(fmt.Sprintf("short header (%d bytes) at end of file", rem))
+			}
+			return res, corrupt(fmt.Sprintf("short header (%d bytes) at end of non-final segment", rem))
+		}
+		rec = rec[:headerSize]
+		if _, err := io.ReadFull(br, rec); err != nil {
+			return res, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
+		}
+		length, crc, seq := parseHeader(rec)
+		end := off + headerSize + int64(length)
+		if length > MaxRecordSize || end > fileSize {
+			if last {
+				return torn(fmt.Sprintf("record length %d runs past end of file", length))
+			}
+			return res, corrupt(fmt.Sprintf("record length %d runs past end of non-final segment (size %d)", length, fileSize))
+		}
+		rec = slices.Grow(rec, int(length))[:headerSize+int(length)]
+		if _, err := io.ReadFull(br, rec[headerSize:]); err != nil {
+			return res, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
+		}
+		if got := recordCRC(rec); got != crc {
+			if last {
+				if end == fileSize {
+					return torn("crc mismatch in final record")
+				}
+				zero, err := allZero(f, end, fileSize)
+				if err != nil {
+					return res, fmt.Errorf("journal: read %s at %d: %w", path, end, err)
+				}
+				if zero {
+					return torn("crc mismatch in final record followed only by zero bytes")
+				}
+			}
+			return res, corrupt(fmt.Sprintf("crc mismatch (stored %#08x, computed %#08x) for record seq %d", crc, got, seq))
+		}
+		if seq != expect {
+			return res, corrupt(fmt.Sprintf("seq discontinuity: record has seq %d, want %d", seq, expect))
+		}
+		if off-lastIdx >= indexInterval {
+			res.index = append(res.index, indexEntry{seq: seq, off: off})
+			lastIdx = off
+		}
+		res.last = seq
+		expect++
+		off = end
+	}
+	res.size = off
+	return res, nil
+}
+
+// allZero reports whether every byte of f in [from, to) is zero.
+func allZero(f io.ReaderAt, from, to int64) (bool, error) {
+	buf := make([]byte, 64<<10)
+	for from < to {
+		n := min(int64(len(buf)), to-from)
+		m, err := f.ReadAt(buf[:n], from)
+		for _, b := range buf[:m] {
+			if b != 0 {
+				return false, nil
+			}
+		}
+		from += int64(m)
+		if err != nil && !(errors.Is(err, io.EOF) && from >= to) {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func joinPath(dir string, base uint64) string { return filepath.Join(dir, segName(base)) }
