@@ -1,0 +1,110 @@
+package propagate
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// BenchmarkLiveLatency measures one-way latency from the start of Publish to
+// the moment a subscriber goroutine holds the event, one event at a time (the
+// next publish starts when the previous event arrived), like NATS's
+// in-process latency figures. Reports p50 and p99 in ns.
+func BenchmarkLiveLatency(b *testing.B) {
+	for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncAlways} {
+		b.Run("fsync="+fsync.String(), func(b *testing.B) {
+			e := newEnv(b, fsync)
+			sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1024})
+			ev := &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s"}
+			var start atomic.Int64
+			var got atomic.Uint64
+			lat := make([]int64, 0, 1<<20)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					if _, err := sub.Next(ctx); err != nil {
+						return
+					}
+					if len(lat) < cap(lat) {
+						lat = append(lat, nanotime()-start.Load())
+					}
+					got.Add(1)
+				}
+			}()
+			b.ReportAllocs()
+			var n uint64
+			for b.Loop() {
+				n++
+				start.Store(nanotime())
+				if _, err := e.m.Publish(ctx, ev); err != nil {
+					b.Fatal(err)
+				}
+				for got.Load() < n {
+				}
+			}
+			b.StopTimer()
+			cancel()
+			<-done
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				b.ReportMetric(float64(lat[len(lat)/2]), "p50-ns")
+				b.ReportMetric(float64(lat[len(lat)*99/100]), "p99-ns")
+			}
+		})
+	}
+}
+
+// BenchmarkThroughput publishes batches to one live subscriber that drains
+// in batches; reports events/s.
+func BenchmarkThroughput(b *testing.B) {
+	for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncInterval} {
+		b.Run("fsync="+fsync.String(), func(b *testing.B) {
+			e := newEnv(b, fsync)
+			sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1 << 16, Policy: PolicyBlock, BlockTimeout: time.Minute})
+			const batch = 256
+			evs := make([]*event.Event, batch)
+			for i := range evs {
+				evs[i] = &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s", Data: make([]byte, 0)}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var got atomic.Uint64
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				buf := make([]*event.Event, 1024)
+				for {
+					n, err := sub.NextBatch(ctx, buf)
+					if err != nil {
+						return
+					}
+					got.Add(uint64(n))
+				}
+			}()
+			b.ReportAllocs()
+			var sent uint64
+			t0 := time.Now()
+			for b.Loop() {
+				if err := e.m.PublishBatch(ctx, evs); err != nil {
+					b.Fatal(err)
+				}
+				sent += batch
+			}
+			for got.Load() < sent {
+				time.Sleep(10 * time.Microsecond)
+			}
+			el := time.Since(t0)
+			b.StopTimer()
+			cancel()
+			<-done
+			b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
+		})
+	}
+}

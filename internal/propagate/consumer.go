@@ -1,0 +1,504 @@
+package propagate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// ConsumerOptions configure a durable consumer.
+type ConsumerOptions struct {
+	Name          string        // [a-zA-Z0-9_-]{1,64}; the cursor is stored under this name
+	Matcher       Matcher       // nil matches every event
+	AckWait       time.Duration // redeliver an unacked event after this; default 30s
+	MaxDeliver    int           // deliveries before dead-lettering; default 5
+	MaxAckPending int           // unacked events in flight; default 1000
+	// StartSeq is where a new consumer starts (0 or 1: the beginning). A
+	// consumer that already has a stored cursor resumes from it instead.
+	StartSeq uint64
+}
+
+// Delivery is one event handed to a durable consumer.
+type Delivery struct {
+	Event   *event.Event
+	Seq     uint64
+	Attempt int // 1 on first delivery
+}
+
+// Consumer is a named durable consumer: it reads matching durable events
+// from the journal from a persisted cursor, at least once. Each event must be
+// acknowledged with Ack; an event not acked within AckWait is delivered
+// again, and after MaxDeliver deliveries it is acknowledged on the
+// consumer's behalf and a semprop.deadletter event naming it is published.
+// Cursors are persisted (at most every 100 ms and on Close) and survive a
+// restart; acks not yet persisted at a crash mean redeliveries, never loss.
+//
+// A Consumer is safe for concurrent use; Next calls are serialized.
+type Consumer struct {
+	m    *Manager
+	opts ConsumerOptions
+	path string
+
+	nextMu sync.Mutex // serializes Next
+
+	mu       sync.Mutex
+	r        *journal.Reader
+	readPos  uint64              // next seq the reader returns
+	pending  map[uint64]*pending // delivered, not acked
+	order    []uint64            // pending seqs by deadline (lazy: acked ones are skipped)
+	acked    map[uint64]struct{} // acked above the floor
+	dirty    bool
+	lastSave time.Time
+	stats    ConsumerInfo
+	closed   bool
+}
+
+type pending struct {
+	ev       *event.Event
+	attempt  int
+	deadline time.Time
+}
+
+// ConsumerInfo describes a durable consumer.
+type ConsumerInfo struct {
+	Name         string `json:"name"`
+	AckFloor     uint64 `json:"ack_floor"` // every seq up to here is acked (or not matching)
+	Pending      int    `json:"pending"`   // delivered, not acked
+	Delivered    uint64 `json:"delivered"`
+	Redelivered  uint64 `json:"redelivered"`
+	Acked        uint64 `json:"acked"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Gaps         uint64 `json:"gaps"` // events lost to retention before this consumer read them
+}
+
+type consumerState struct {
+	Floor uint64   `json:"floor"`
+	Acked []uint64 `json:"acked,omitempty"`
+}
+
+var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// Consumer opens the durable consumer opts.Name, creating it if needed. A
+// consumer can be open once at a time (ErrBusy otherwise).
+func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
+	if m.dir == "" {
+		return nil, errors.New("propagate: durable consumers need Options.Dir")
+	}
+	if !consumerName.MatchString(opts.Name) {
+		return nil, fmt.Errorf("propagate: consumer name %q: want 1-64 of [a-zA-Z0-9_-]", opts.Name)
+	}
+	if opts.Matcher == nil {
+		opts.Matcher = MatchAll
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if opts.MaxDeliver <= 0 {
+		opts.MaxDeliver = 5
+	}
+	if opts.MaxAckPending <= 0 {
+		opts.MaxAckPending = 1000
+	}
+	m.consumerMu.Lock()
+	defer m.consumerMu.Unlock()
+	select {
+	case <-m.closed:
+		return nil, ErrClosed
+	default:
+	}
+	if _, ok := m.consumers[opts.Name]; ok {
+		return nil, fmt.Errorf("%w: %s", ErrBusy, opts.Name)
+	}
+	c := &Consumer{
+		m: m, opts: opts, path: filepath.Join(m.dir, "consumers", opts.Name+".json"),
+		pending: make(map[uint64]*pending), acked: make(map[uint64]struct{}),
+	}
+	c.stats.Name = opts.Name
+	st, err := loadState(c.path)
+	switch {
+	case err == nil:
+		c.readPos = st.Floor + 1
+		for _, s := range st.Acked {
+			c.acked[s] = struct{}{}
+		}
+	case errors.Is(err, os.ErrNotExist):
+		c.readPos = max(opts.StartSeq, 1)
+		c.dirty = true
+	default:
+		return nil, err
+	}
+	if err := c.openReaderLocked(); err != nil {
+		return nil, err
+	}
+	if err := c.saveLocked(); err != nil {
+		return nil, err
+	}
+	m.consumers[opts.Name] = c
+	return c, nil
+}
+
+// DeleteConsumer removes a durable consumer's stored cursor. An open
+// consumer is closed first.
+func (m *Manager) DeleteConsumer(name string) error {
+	if !consumerName.MatchString(name) {
+		return fmt.Errorf("%w: %q", ErrNoConsumer, name)
+	}
+	m.consumerMu.Lock()
+	c := m.consumers[name]
+	m.consumerMu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+	err := os.Remove(filepath.Join(m.dir, "consumers", name+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrNoConsumer, name)
+	}
+	return err
+}
+
+// ConsumerNames lists the stored durable consumers.
+func (m *Manager) ConsumerNames() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(m.dir, "consumers"))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if n, ok := cutSuffix(e.Name(), ".json"); ok && consumerName.MatchString(n) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+func cutSuffix(s, suf string) (string, bool) {
+	if len(s) > len(suf) && s[len(s)-len(suf):] == suf {
+		return s[:len(s)-len(suf)], true
+	}
+	return s, false
+}
+
+func loadState(path string) (consumerState, error) {
+	var st consumerState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("propagate: consumer state %s: %w", path, err)
+	}
+	return st, nil
+}
+
+func (c *Consumer) openReaderLocked() error {
+	r, err := c.m.j.Reader(c.readPos)
+	var te *journal.TruncatedError
+	if errors.As(err, &te) {
+		c.m.log.Warn("durable consumer fell behind retention", "consumer", c.opts.Name, "from", c.readPos, "first", te.First)
+		c.stats.Gaps += te.First - c.readPos
+		c.readPos = te.First
+		r, err = c.m.j.Reader(c.readPos)
+	}
+	if err != nil {
+		return fmt.Errorf("propagate: consumer %s: %w", c.opts.Name, err)
+	}
+	c.r = r
+	return nil
+}
+
+// floorLocked is the highest seq below which everything is acked.
+func (c *Consumer) floorLocked() uint64 {
+	low := c.readPos
+	for s := range c.pending {
+		low = min(low, s)
+	}
+	return low - 1
+}
+
+func (c *Consumer) saveLocked() error {
+	floor := c.floorLocked()
+	st := consumerState{Floor: floor}
+	for s := range c.acked {
+		if s <= floor {
+			delete(c.acked, s)
+		} else {
+			st.Acked = append(st.Acked, s)
+		}
+	}
+	slices.Sort(st.Acked)
+	b, _ := json.Marshal(st)
+	tmp := c.path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("propagate: save consumer %s: %w", c.opts.Name, err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, c.path)
+	}
+	if err != nil {
+		return fmt.Errorf("propagate: save consumer %s: %w", c.opts.Name, err)
+	}
+	c.dirty = false
+	c.lastSave = time.Now()
+	return nil
+}
+
+// Next returns the next delivery: a redelivery whose ack wait expired, or
+// the next matching durable event. It waits until one exists or ctx is done.
+func (c *Consumer) Next(ctx context.Context) (Delivery, error) {
+	c.nextMu.Lock()
+	defer c.nextMu.Unlock()
+	for {
+		d, wait, changed, err := c.poll(ctx)
+		if err != nil || d.Event != nil {
+			return d, err
+		}
+		var t *time.Timer
+		var timer <-chan time.Time
+		if wait > 0 {
+			t = time.NewTimer(wait)
+			timer = t.C
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-c.m.closed:
+			err = ErrClosed
+		case <-changed:
+		case <-timer:
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if err != nil {
+			return Delivery{}, err
+		}
+	}
+}
+
+// poll tries once to produce a delivery. If there is none it returns how
+// long until the next redelivery is due (0: none pending) and a channel
+// that is closed when new durable events arrive.
+func (c *Consumer) poll(ctx context.Context) (d Delivery, wait time.Duration, changed <-chan struct{}, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return d, 0, nil, ErrClosed
+	}
+	now := time.Now()
+	var dead []*event.Event
+	defer func() {
+		// Dead letters are published outside the lock.
+		if len(dead) > 0 {
+			c.mu.Unlock()
+			for _, ev := range dead {
+				if _, perr := c.m.Publish(ctx, ev); perr != nil && err == nil {
+					err = fmt.Errorf("propagate: publish dead letter: %w", perr)
+				}
+			}
+			c.mu.Lock()
+		}
+	}()
+	// Redeliveries first, oldest deadline first.
+	for len(c.order) > 0 {
+		s := c.order[0]
+		p, ok := c.pending[s]
+		if !ok {
+			c.order = c.order[1:]
+			continue
+		}
+		if p.deadline.After(now) {
+			wait = p.deadline.Sub(now)
+			break
+		}
+		c.order = c.order[1:]
+		if p.attempt >= c.opts.MaxDeliver {
+			delete(c.pending, s)
+			c.acked[s] = struct{}{}
+			c.dirty = true
+			c.stats.DeadLettered++
+			dead = append(dead, c.deadLetter(s, p))
+			continue
+		}
+		p.attempt++
+		p.deadline = now.Add(c.opts.AckWait)
+		c.order = append(c.order, s)
+		c.stats.Delivered++
+		c.stats.Redelivered++
+		return Delivery{Event: p.ev, Seq: s, Attempt: p.attempt}, 0, nil, nil
+	}
+	changed = c.m.j.Changed()
+	for len(c.pending) < c.opts.MaxAckPending {
+		seq, payload, ok, rerr := c.r.TryNext()
+		var te *journal.TruncatedError
+		if errors.As(rerr, &te) {
+			c.m.log.Warn("durable consumer fell behind retention", "consumer", c.opts.Name, "from", c.readPos, "first", te.First)
+			c.stats.Gaps += te.First - c.readPos
+			c.readPos = te.First
+			continue
+		}
+		if rerr != nil {
+			return d, 0, nil, fmt.Errorf("propagate: consumer %s: %w", c.opts.Name, rerr)
+		}
+		if !ok {
+			break
+		}
+		c.readPos = seq + 1
+		if _, done := c.acked[seq]; done {
+			continue
+		}
+		ev := new(event.Event)
+		if err := ev.UnmarshalBinary(payload); err != nil {
+			return d, 0, nil, fmt.Errorf("propagate: consumer %s: seq %d: %w", c.opts.Name, seq, err)
+		}
+		ev.Seq = seq
+		if !c.opts.Matcher.Match(ev) {
+			c.dirty = true
+			continue
+		}
+		c.pending[seq] = &pending{ev: ev, attempt: 1, deadline: now.Add(c.opts.AckWait)}
+		c.order = append(c.order, seq)
+		c.stats.Delivered++
+		c.maybeSaveLocked()
+		return Delivery{Event: ev, Seq: seq, Attempt: 1}, 0, nil, nil
+	}
+	c.maybeSaveLocked()
+	return d, wait, changed, nil
+}
+
+func (c *Consumer) deadLetter(seq uint64, p *pending) *event.Event {
+	ev := &event.Event{
+		Type:     event.TypeDeadLetter,
+		Subject:  p.ev.Subject,
+		Priority: event.PriorityHigh,
+		Attrs: []event.Attr{
+			{Key: "consumer", Value: c.opts.Name},
+			{Key: "deadseq", Value: strconv.FormatUint(seq, 10)},
+			{Key: "deadid", Value: p.ev.ID.String()},
+			{Key: "deadtype", Value: p.ev.Type},
+			{Key: "deliveries", Value: strconv.Itoa(p.attempt)},
+		},
+	}
+	c.m.log.Warn("dead-lettered an event", "consumer", c.opts.Name, "seq", seq, "type", p.ev.Type, "deliveries", p.attempt)
+	return ev
+}
+
+// Ack acknowledges seq. Acking a seq that is not pending is a no-op.
+func (c *Consumer) Ack(seq uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if _, ok := c.pending[seq]; !ok {
+		return nil
+	}
+	delete(c.pending, seq)
+	c.acked[seq] = struct{}{}
+	c.stats.Acked++
+	c.dirty = true
+	c.maybeSaveLocked()
+	return nil
+}
+
+func (c *Consumer) maybeSaveLocked() {
+	if c.dirty && time.Since(c.lastSave) >= 100*time.Millisecond {
+		if err := c.saveLocked(); err != nil {
+			c.m.log.Error("persist consumer cursor", "consumer", c.opts.Name, "err", err)
+		}
+	}
+}
+
+// Info returns the consumer's state and counters.
+func (c *Consumer) Info() ConsumerInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	info := c.stats
+	info.AckFloor = c.floorLocked()
+	info.Pending = len(c.pending)
+	return info
+}
+
+// Close persists the cursor and releases the consumer. Unacked events will
+// be delivered again when it is reopened. Close is idempotent.
+func (c *Consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	err := c.saveLocked()
+	err = errors.Join(err, c.r.Close())
+	c.mu.Unlock()
+	c.m.consumerMu.Lock()
+	if c.m.consumers[c.opts.Name] == c {
+		delete(c.m.consumers, c.opts.Name)
+	}
+	c.m.consumerMu.Unlock()
+	return err
+}
+
+// Reader reads decoded durable events from the journal in seq order. It is
+// what replay and streams use: it never returns an event that is not
+// durable. One goroutine at a time may use a Reader.
+type Reader struct {
+	r *journal.Reader
+}
+
+// Reader returns a Reader from the first durable event with seq >= from.
+func (m *Manager) Reader(from uint64) (*Reader, error) {
+	r, err := m.j.Reader(from)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{r: r}, nil
+}
+
+// Next decodes the next durable event into ev, waiting for one until ctx is
+// done.
+func (r *Reader) Next(ctx context.Context, ev *event.Event) error {
+	seq, payload, err := r.r.Next(ctx)
+	if err != nil {
+		return err
+	}
+	return decodeRecord(seq, payload, ev)
+}
+
+// TryNext decodes the next durable event into ev if there is one.
+func (r *Reader) TryNext(ev *event.Event) (bool, error) {
+	seq, payload, ok, err := r.r.TryNext()
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, decodeRecord(seq, payload, ev)
+}
+
+func decodeRecord(seq uint64, payload []byte, ev *event.Event) error {
+	if err := ev.UnmarshalBinary(payload); err != nil {
+		return fmt.Errorf("propagate: journal seq %d: %w", seq, err)
+	}
+	ev.Seq = seq
+	return nil
+}
+
+// Close releases the reader.
+func (r *Reader) Close() error { return r.r.Close() }

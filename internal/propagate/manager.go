@@ -1,0 +1,322 @@
+// Package propagate is semprop's propagation manager: it takes published
+// events, fills what is missing (ID, time, HLC, source), hands them to a
+// Sequencer that orders them and makes them durable, and fans them out to
+// subscriptions.
+//
+// # Ordering and delivery guarantees
+//
+// Every event gets a Seq from the Sequencer; seqs are consecutive and are the
+// one total order of the instance (or the cluster). Live subscriptions
+// receive matching events in seq order, as soon as they are sequenced and
+// possibly before they are durable (DESIGN.md: "What may be seen before it
+// is durable"); they live and die with the process. Each live subscription
+// has a bounded queue and a Policy that says what happens when it is full:
+//
+//   - PolicyDropNewest: the new event is dropped for that subscriber.
+//   - PolicyDropOldest: the oldest queued event is dropped to make room.
+//   - PolicyBlock: the publisher waits up to the subscription's BlockTimeout
+//     for room, then drops the new event. Because delivery is in seq order
+//     for all subscribers, a blocked subscriber holds up every publisher
+//     for at most that timeout; the other policies never hold up anyone.
+//
+// Every dropped event is counted on its subscription. Durable consumers
+// (Consumer) read only durable events from the journal at a persisted
+// cursor, with explicit acknowledgement; they never lose an event.
+//
+// Publish and PublishBatch return once the events are durable (per the
+// journal's fsync policy) with their seqs set.
+package propagate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// Errors returned by the manager.
+var (
+	ErrClosed      = errors.New("propagate: closed")
+	ErrInvalidType = errors.New("propagate: invalid event type")
+	ErrNoConsumer  = errors.New("propagate: no such consumer")
+	ErrBusy        = errors.New("propagate: consumer is in use")
+)
+
+// Sequencer orders events: it assigns each event its Seq, passes the events
+// to the manager's delivery in seq order (before they are durable), and
+// returns once they are durable. The local sequencer appends to the journal;
+// a cluster sequencer replicates through Raft and delivers on apply.
+type Sequencer interface {
+	Sequence(ctx context.Context, evs []*event.Event) error
+}
+
+// Deliver is the manager's delivery hook, handed to a Sequencer's
+// constructor. It must be called with events in seq order, never
+// concurrently with itself.
+type Deliver func(evs []*event.Event)
+
+// Options configure a Manager.
+type Options struct {
+	// Journal is the local journal: the Sequencer's destination for the
+	// local sequencer and the read side (durable consumers, replay) always.
+	Journal *journal.Journal
+	// NewSequencer builds the sequencer; nil means the local one.
+	NewSequencer func(Deliver) (Sequencer, error)
+	// Dir holds durable consumer state; consumers are unavailable if empty.
+	Dir string
+	// Source is the CloudEvents source given to events that have none.
+	Source string
+	// Clock issues HLC timestamps; nil means a new event.NewClock(0).
+	Clock  *event.Clock
+	Logger *slog.Logger
+}
+
+// Manager publishes events and fans them out. It is safe for concurrent use.
+type Manager struct {
+	j      *journal.Journal
+	seq    Sequencer
+	local  *localSequencer // seq when it is the local one: a direct call keeps Publish allocation-free
+	clock  *event.Clock
+	source string
+	dir    string
+	log    *slog.Logger
+
+	subs  atomic.Pointer[[]*Subscription] // copy on write under subMu
+	subMu sync.Mutex
+
+	consumerMu sync.Mutex
+	consumers  map[string]*Consumer
+
+	published atomic.Uint64
+	latency   Histogram // sequenced → taken by a live subscriber
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// New returns a Manager over opts.Journal.
+func New(opts Options) (*Manager, error) {
+	if opts.Journal == nil {
+		return nil, errors.New("propagate: Options.Journal is required")
+	}
+	m := &Manager{
+		j:         opts.Journal,
+		clock:     opts.Clock,
+		source:    opts.Source,
+		dir:       opts.Dir,
+		log:       opts.Logger,
+		consumers: make(map[string]*Consumer),
+		closed:    make(chan struct{}),
+	}
+	if m.clock == nil {
+		m.clock = event.NewClock(0)
+	}
+	if m.source == "" {
+		host, _ := os.Hostname()
+		m.source = "semprop://" + host
+	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	empty := []*Subscription{}
+	m.subs.Store(&empty)
+	if opts.NewSequencer == nil {
+		m.local = &localSequencer{j: opts.Journal, m: m}
+		m.seq = m.local
+	} else {
+		s, err := opts.NewSequencer(m.deliver)
+		if err != nil {
+			return nil, fmt.Errorf("propagate: sequencer: %w", err)
+		}
+		m.seq = s
+	}
+	if m.dir != "" {
+		if err := os.MkdirAll(filepath.Join(m.dir, "consumers"), 0o755); err != nil {
+			return nil, fmt.Errorf("propagate: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Journal returns the journal the manager reads from.
+func (m *Manager) Journal() *journal.Journal { return m.j }
+
+// Clock returns the manager's HLC clock.
+func (m *Manager) Clock() *event.Clock { return m.clock }
+
+// Publish sequences ev and returns its seq once it is durable. Missing ID,
+// Time, HLC and Source are filled in. The caller must not modify ev
+// afterwards: subscribers share it. Publish checks only the type syntax;
+// events from untrusted sources must pass event.Validate first.
+func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
+	if m.local == nil {
+		if err := m.PublishBatch(ctx, []*event.Event{ev}); err != nil {
+			return 0, err
+		}
+		return ev.Seq, nil
+	}
+	// The local path keeps the one-element batch on the stack.
+	one := [1]*event.Event{ev}
+	if err := m.prepare(one[:]); err != nil {
+		return 0, err
+	}
+	if err := m.local.Sequence(ctx, one[:]); err != nil {
+		return 0, err
+	}
+	m.published.Add(1)
+	return ev.Seq, nil
+}
+
+func (m *Manager) prepare(evs []*event.Event) error {
+	select {
+	case <-m.closed:
+		return ErrClosed
+	default:
+	}
+	for _, ev := range evs {
+		if !event.ValidType(ev.Type) {
+			return fmt.Errorf("%w: %q", ErrInvalidType, ev.Type)
+		}
+		m.fill(ev)
+	}
+	return nil
+}
+
+// PublishBatch sequences evs as one batch (consecutive seqs, in order) and
+// returns once all are durable, with each event's Seq set.
+func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := m.prepare(evs); err != nil {
+		return err
+	}
+	var err error
+	if m.local != nil {
+		err = m.local.Sequence(ctx, evs)
+	} else {
+		err = m.seq.Sequence(ctx, evs)
+	}
+	if err != nil {
+		return err
+	}
+	m.published.Add(uint64(len(evs)))
+	return nil
+}
+
+func (m *Manager) fill(ev *event.Event) {
+	if ev.ID.IsZero() {
+		ev.ID = event.NewID()
+	}
+	if ev.HLC.IsZero() {
+		ev.HLC = m.clock.Now()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Unix(0, ev.HLC.Wall).UTC()
+	}
+	if ev.Source == "" {
+		ev.Source = m.source
+	}
+}
+
+// deliver fans evs out to the live subscriptions. The sequencer calls it in
+// seq order, one call at a time.
+func (m *Manager) deliver(evs []*event.Event) {
+	subs := *m.subs.Load()
+	if len(subs) == 0 {
+		return
+	}
+	at := nanotime()
+	for _, ev := range evs {
+		for _, s := range subs {
+			if s.match(ev) {
+				s.offer(ev, at)
+			}
+		}
+	}
+}
+
+// localSequencer orders events by appending them to the local journal.
+type localSequencer struct {
+	j  *journal.Journal
+	m  *Manager
+	mu sync.Mutex // makes journal order and delivery order the same
+}
+
+var _ Sequencer = (*localSequencer)(nil)
+
+func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error {
+	l.mu.Lock()
+	first, err := l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+		evs[i].Seq = seq
+		return evs[i].AppendBinary(dst)
+	})
+	if err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("propagate: journal: %w", err)
+	}
+	l.m.deliver(evs)
+	l.mu.Unlock()
+	if err := l.j.WaitDurable(ctx, first+uint64(len(evs))-1); err != nil {
+		return fmt.Errorf("propagate: journal: %w", err)
+	}
+	return nil
+}
+
+// Stats is a snapshot of the manager's counters.
+type Stats struct {
+	Published     uint64
+	Subscriptions []SubscriptionStats
+	Consumers     []ConsumerInfo
+	Latency       HistogramSnapshot // sequenced → taken by a live subscriber
+}
+
+// Stats returns the manager's counters.
+func (m *Manager) Stats() Stats {
+	st := Stats{Published: m.published.Load(), Latency: m.latency.Snapshot()}
+	for _, s := range *m.subs.Load() {
+		st.Subscriptions = append(st.Subscriptions, s.Stats())
+	}
+	m.consumerMu.Lock()
+	for _, c := range m.consumers {
+		st.Consumers = append(st.Consumers, c.Info())
+	}
+	m.consumerMu.Unlock()
+	return st
+}
+
+// Close closes every subscription and consumer (persisting consumer
+// cursors); later publishes fail with ErrClosed. It does not close the
+// journal, which the caller owns.
+func (m *Manager) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.closed)
+		for _, s := range *m.subs.Load() {
+			s.Close()
+		}
+		m.consumerMu.Lock()
+		cs := make([]*Consumer, 0, len(m.consumers))
+		for _, c := range m.consumers {
+			cs = append(cs, c)
+		}
+		m.consumerMu.Unlock()
+		for _, c := range cs {
+			err = errors.Join(err, c.Close())
+		}
+	})
+	return err
+}
+
+var epoch = time.Now()
+
+// nanotime is a cheap monotonic clock.
+func nanotime() int64 { return int64(time.Since(epoch)) }

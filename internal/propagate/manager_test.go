@@ -1,0 +1,363 @@
+package propagate
+
+import (
+	"context"
+	"log/slog"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.DiscardHandler)
+
+type env struct {
+	dir string
+	j   *journal.Journal
+	m   *Manager
+}
+
+func newEnv(t testing.TB, fsync journal.FsyncPolicy) *env {
+	t.Helper()
+	e := &env{dir: t.TempDir()}
+	e.open(t, fsync)
+	t.Cleanup(func() { e.close(t) })
+	return e
+}
+
+func (e *env) open(t testing.TB, fsync journal.FsyncPolicy) {
+	t.Helper()
+	j, err := journal.Open(journal.Options{Dir: e.dir + "/journal", Fsync: fsync, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Options{Journal: j, Dir: e.dir, Source: "semprop://test", Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.j, e.m = j, m
+}
+
+func (e *env) close(t testing.TB) {
+	t.Helper()
+	if e.m == nil {
+		return
+	}
+	if err := e.m.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := e.j.Close(); err != nil {
+		t.Error(err)
+	}
+	e.m, e.j = nil, nil
+}
+
+func (e *env) reopen(t testing.TB) {
+	e.close(t)
+	e.open(t, journal.FsyncNever)
+}
+
+func publishN(t testing.TB, m *Manager, typ string, n int) []uint64 {
+	t.Helper()
+	seqs := make([]uint64, n)
+	for i := range n {
+		s, err := m.Publish(context.Background(), &event.Event{Type: typ, Subject: fmt.Sprintf("/f/%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[i] = s
+	}
+	return seqs
+}
+
+func TestPublishFillsAndOrders(t *testing.T) {
+	e := newEnv(t, journal.FsyncAlways)
+	sub, err := e.m.Subscribe(SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := publishN(t, e.m, "app.thing", 5)
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("seq[%d] = %d, want %d", i, s, i+1)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var prev event.HLC
+	for i := range 5 {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != uint64(i+1) || ev.ID.IsZero() || ev.Time.IsZero() || ev.Source != "semprop://test" {
+			t.Errorf("event %d = %+v: want seq %d and ID, Time, Source filled", i, ev, i+1)
+		}
+		if ev.HLC.Compare(prev) <= 0 {
+			t.Errorf("HLC %v not after %v", ev.HLC, prev)
+		}
+		prev = ev.HLC
+	}
+	if e.j.DurableSeq() != 5 {
+		t.Errorf("DurableSeq = %d after Publish returned, want 5", e.j.DurableSeq())
+	}
+	if _, err := e.m.Publish(ctx, &event.Event{Type: "Bad Type"}); !errors.Is(err, ErrInvalidType) {
+		t.Errorf("Publish(bad type) = %v, want ErrInvalidType", err)
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy      Policy
+		wantSeqs    []uint64 // what the subscriber gets after 10 publishes into a queue of 4
+		wantDropped uint64
+	}{
+		{PolicyDropNewest, []uint64{1, 2, 3, 4}, 6},
+		{PolicyDropOldest, []uint64{7, 8, 9, 10}, 6},
+		{PolicyBlock, []uint64{1, 2, 3, 4}, 6}, // nobody reads: each publish waits out the timeout, then drops
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			e := newEnv(t, journal.FsyncNever)
+			sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 4, Policy: tc.policy, BlockTimeout: 5 * time.Millisecond})
+			start := time.Now()
+			publishN(t, e.m, "a.b", 10)
+			if tc.policy == PolicyBlock && time.Since(start) < 6*5*time.Millisecond {
+				t.Errorf("block policy: 6 publishes took %v, want each to wait the 5ms timeout", time.Since(start))
+			}
+			var got []uint64
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancel()
+			for {
+				ev, err := sub.Next(ctx)
+				if err != nil {
+					break
+				}
+				got = append(got, ev.Seq)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.wantSeqs) {
+				t.Errorf("got seqs %v, want %v", got, tc.wantSeqs)
+			}
+			st := sub.Stats()
+			if st.Dropped != tc.wantDropped || st.Delivered != uint64(len(tc.wantSeqs)) || st.Matched != 10 {
+				t.Errorf("stats = %+v, want dropped %d delivered %d matched 10", st, tc.wantDropped, len(tc.wantSeqs))
+			}
+		})
+	}
+}
+
+func TestBlockPolicyDeliversAllToSlowReader(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 2, Policy: PolicyBlock, BlockTimeout: 5 * time.Second})
+	const n = 200
+	done := make(chan []uint64)
+	go func() {
+		var got []uint64
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for len(got) < n {
+			ev, err := sub.Next(ctx)
+			if err != nil {
+				break
+			}
+			got = append(got, ev.Seq)
+			if len(got)%20 == 0 {
+				time.Sleep(time.Millisecond) // slow reader
+			}
+		}
+		done <- got
+	}()
+	publishN(t, e.m, "a.b", n)
+	got := <-done
+	if len(got) != n || sub.Stats().Dropped != 0 {
+		t.Fatalf("got %d events, dropped %d; want %d, 0", len(got), sub.Stats().Dropped, n)
+	}
+	for i, s := range got {
+		if s != uint64(i+1) {
+			t.Fatalf("event %d has seq %d: out of order", i, s)
+		}
+	}
+}
+
+func TestSlowSubscriberDoesNotStallOthers(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	stuck, _ := e.m.Subscribe(SubscribeOptions{Name: "stuck", Queue: 8, Policy: PolicyDropNewest})
+	fast, _ := e.m.Subscribe(SubscribeOptions{Name: "fast", Queue: 1 << 14})
+	const n = 10000
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "a.b"}
+	}
+	start := time.Now()
+	if err := e.m.PublishBatch(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("publishing took %v with a stuck subscriber", d)
+	}
+	buf := make([]*event.Event, 512)
+	got := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for got < n {
+		k, err := fast.NextBatch(ctx, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += k
+	}
+	if st := stuck.Stats(); st.Dropped != n-8 || st.Depth != 8 {
+		t.Errorf("stuck stats = %+v, want %d dropped, depth 8", st, n-8)
+	}
+	if st := fast.Stats(); st.Dropped != 0 || st.Delivered != n {
+		t.Errorf("fast stats = %+v, want 0 dropped, %d delivered", st, n)
+	}
+}
+
+func TestSubscriptionMatchesPattern(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	p, _ := ParsePattern("fs.*")
+	sub, _ := e.m.Subscribe(SubscribeOptions{Matcher: p})
+	for _, typ := range []string{"fs.write", "vector.insert", "fs.create", "fs.a.b"} {
+		if _, err := e.m.Publish(context.Background(), &event.Event{Type: typ}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var got []string
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			break
+		}
+		got = append(got, ev.Type)
+	}
+	if fmt.Sprint(got) != "[fs.write fs.create]" {
+		t.Errorf("got %v, want [fs.write fs.create]", got)
+	}
+}
+
+func TestParsePattern(t *testing.T) {
+	for _, tc := range []struct {
+		pattern string
+		typ     string
+		want    bool
+	}{
+		{"fs.write", "fs.write", true},
+		{"fs.write", "fs.writes", false},
+		{"fs.write", "fs", false},
+		{"fs.*", "fs.write", true},
+		{"fs.*", "fs.write.x", false},
+		{"fs.*", "fs", false},
+		{"fs.>", "fs.write", true},
+		{"fs.>", "fs.write.x", true},
+		{"fs.>", "fs", false},
+		{">", "anything.at.all", true},
+		{"", "x", true},
+		{"*.insert", "vector.insert", true},
+		{"*", "vector.insert", false},
+		{"*.*", "a.b", true},
+		{"a.*.c", "a.b.c", true},
+		{"a.*.c", "a.b.d", false},
+	} {
+		p, err := ParsePattern(tc.pattern)
+		if err != nil {
+			t.Fatalf("ParsePattern(%q): %v", tc.pattern, err)
+		}
+		if got := p.MatchType(tc.typ); got != tc.want {
+			t.Errorf("ParsePattern(%q).MatchType(%q) = %v, want %v", tc.pattern, tc.typ, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"fs..write", "fs.>.x", "fs.", ".fs", "FS.write", "fs.wr ite"} {
+		if _, err := ParsePattern(bad); !errors.Is(err, ErrPattern) {
+			t.Errorf("ParsePattern(%q) = %v, want ErrPattern", bad, err)
+		}
+	}
+}
+
+func TestConcurrentPublishersDeliverInSeqOrder(t *testing.T) {
+	e := newEnv(t, journal.FsyncAlways)
+	sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1 << 14})
+	const writers, each = 16, 200
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() { publishN(t, e.m, "a.b", each) })
+	}
+	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := 1; i <= writers*each; i++ {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Seq != uint64(i) {
+			t.Fatalf("delivery %d has seq %d: live delivery out of seq order", i, ev.Seq)
+		}
+	}
+	if st := e.j.Stats(); st.Fsyncs >= writers*each {
+		t.Errorf("fsyncs = %d for %d appends: group commit did not batch", st.Fsyncs, writers*each)
+	}
+}
+
+func TestSubscriptionCloseWakesNext(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{})
+	errc := make(chan error)
+	go func() {
+		_, err := sub.Next(context.Background())
+		errc <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	sub.Close()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Next after Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Next did not return after Close")
+	}
+}
+
+func TestPublishAllocs(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1 << 16})
+	ev := &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s"}
+	ctx := context.Background()
+	n := testing.AllocsPerRun(1000, func() {
+		if _, err := e.m.Publish(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("Publish + live delivery of a pre-built event: %v allocs/op, want 0", n)
+	}
+}
+
+func BenchmarkPublishNext(b *testing.B) {
+	e := newEnv(b, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1 << 16})
+	ev := &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s"}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.m.Publish(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sub.Next(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
