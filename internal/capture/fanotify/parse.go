@@ -203,3 +203,14 @@ func handleOf(fid []byte) (typ int32, handle []byte, ok bool) {
 	typ = int32(binary.NativeEndian.Uint32(fid[fsidLen+4 : fsidLen+8]))
 	return typ, fid[fsidLen+handleHdrLen:], true
 }
+
+// join appends name to dir ("." is the directory itself).
+func join(dir string, name []byte) string {
+	if len(name) == 0 || (len(name) == 1 && name[0] == '.') {
+		return dir
+	}
+	if dir == "/" {
+		return "/" + string(name)
+	}
+	return dir + "/" + string(name)
+}

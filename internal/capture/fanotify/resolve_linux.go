@@ -104,14 +104,3 @@ func (r *resolver) forget(fid []byte) {
 		delete(r.cache, string(fid))
 	}
 }
-
-// join appends name to dir ("." is the directory itself).
-func join(dir string, name []byte) string {
-	if len(name) == 0 || (len(name) == 1 && name[0] == '.') {
-		return dir
-	}
-	if dir == "/" {
-		return "/" + string(name)
-	}
-	return dir + "/" + string(name)
-}
