@@ -1,0 +1,138 @@
+// Package fusefs is the FUSE boundary: a go-fuse v2 loopback of a backing
+// directory, mounted at a mount point, that reports every mutating operation
+// made through the mount as a capture.Op with the caller's context (process
+// id, thread id, uid, gid, comm, exe).
+//
+// # What is reported
+//
+// Paths are under the mount point (Mountpoint + the path relative to the
+// backing root). One Op per logical operation:
+//
+//	create, mknod          KindCreate (only when the name did not exist)
+//	mkdir / rmdir          KindMkdir / KindRmdir (IsDir)
+//	unlink                 KindDelete
+//	rename                 KindRename (OldPath → Path); RENAME_EXCHANGE is
+//	                       reported as two renames, a→b then b→a
+//	link                   KindLink (OldPath = the existing name)
+//	symlink                KindSymlink (Target)
+//	chmod, chown, utimens  KindAttrib
+//	setxattr, removexattr  KindAttrib
+//	truncate(path)         KindWrite with Size: a size change is a data change
+//	                       (fanotify reports it as FAN_MODIFY too, so the
+//	                       bridge can pair the two views). A truncate through
+//	                       an open handle (ftruncate, open with O_TRUNC) is
+//	                       folded into that handle's single KindWrite.
+//	write                  KindWrite, one per open-write-close (below)
+//
+// # Writes
+//
+// All writes through one open file (one FUSE file handle, which dup'd
+// descriptors share) are coalesced into a single KindWrite, emitted when the
+// caller closes the file (FUSE FLUSH, which is synchronous with close(2), so
+// the event is ordered before anything the caller does afterwards), with
+// Bytes = total bytes written and Offset/Length = the written range (lowest
+// offset to highest end). A handle with nothing to report emits nothing; a
+// second flush of the same handle (a dup'd descriptor closed later) emits
+// only if new data arrived since the first. Anything still pending at
+// RELEASE (e.g. data written through a shared mapping after close) is
+// emitted then, with the opener's context.
+//
+// Writeback caching is never enabled: with it, the kernel batches writes and
+// sends them later with pid 0, which hides the caller.
+//
+// # Passthrough
+//
+// With Options.Passthrough (kernel ≥ 6.9, root), go-fuse registers the
+// backing file descriptor of each opened file with the kernel (the handle
+// implements fs.FilePassthroughFder) and the kernel reads and writes the
+// backing file directly: the server sees opens, creates, setattr and
+// flushes, but no data. The kernel boundary sees those writes with the
+// writer's pid. To yield the same logical events in both modes, a handle
+// opened for writing records the backing file's size, mtime and ctime at
+// open and compares them at flush: if they changed, it emits the same single
+// KindWrite, with Size but without Bytes/Offset/Length (Known lacks HasBytes),
+// which the bridge fills in from the kernel view. If passthrough is
+// requested but the kernel refuses it, Mount logs a warning and runs without
+// it; FS.Passthrough reports what is in effect.
+//
+// # Cache timeouts and invalidation
+//
+// EntryTimeout and AttrTimeout (default 1s) let the kernel cache names and
+// attributes. Changes made through the mount keep those caches right; changes
+// made directly on the backing tree do not, until the timeout expires or the
+// bridge calls InvalidateContent/InvalidateEntry/InvalidateDelete. Long
+// timeouts make the mount faster and rely entirely on invalidation. Data
+// pages are not kept across opens (no FOPEN_KEEP_CACHE), so new data is read
+// on the next open, but with a cached size a longer file reads short until
+// its attributes are invalidated. Failed lookups are not cached, so a name
+// created on the backing tree is visible at once.
+//
+// # Pitfalls (see go-fuse fs/api.go)
+//
+// The serving process must never access its own mount: that deadlocks. The
+// handlers here only touch the backing tree and /proc; invalidations are
+// sent from a goroutine owned by FS, never from inside a handler.
+package fusefs
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// Errors returned by Mount.
+var (
+	ErrUnsupported    = errors.New("fusefs: FUSE mounts are only supported on linux")
+	ErrNoSink         = errors.New("fusefs: options need a sink")
+	ErrNotDir         = errors.New("fusefs: not a directory")
+	ErrMountpointBusy = errors.New("fusefs: mount point holds a live fuse mount of another file system")
+)
+
+// Default cache timeouts.
+const (
+	DefaultEntryTimeout = time.Second
+	DefaultAttrTimeout  = time.Second
+)
+
+// Options configure Mount.
+type Options struct {
+	Backing    string // the directory that is looped back (must exist)
+	Mountpoint string // where it is mounted (must exist)
+
+	Sink capture.Sink // receives one Op per mutating operation; required
+
+	// Passthrough asks for FUSE passthrough of file data (kernel ≥ 6.9, as
+	// root). The caller chooses the default (semprop turns it on).
+	Passthrough bool
+
+	Logger *slog.Logger // nil: slog.Default()
+	Debug  bool         // log every FUSE request (very verbose)
+
+	// EntryTimeout and AttrTimeout bound how long the kernel caches names
+	// and attributes; zero means DefaultEntryTimeout/DefaultAttrTimeout, a
+	// negative value disables caching. Changes made on the backing tree
+	// directly are seen through the mount after the timeout, or at once after
+	// an Invalidate call.
+	EntryTimeout, AttrTimeout time.Duration
+}
+
+// Stats are counters of an FS since Mount. Ops counts the emitted ops per
+// kind (index capture.Kind).
+type Stats struct {
+	Ops [capture.KindSymlink + 1]uint64
+
+	WriteCalls      uint64 // FUSE WRITE requests served
+	WritesCoalesced uint64 // WRITE requests folded into an already pending KindWrite
+	BytesWritten    uint64 // bytes written through the server (not passthrough)
+
+	PassthroughWrites uint64 // KindWrite ops detected by stat comparison (no byte count)
+	UnknownCaller     uint64 // ops whose process could not be resolved from /proc
+
+	InvalidationsQueued  uint64
+	InvalidationsSent    uint64 // accepted by the kernel
+	InvalidationsFailed  uint64 // the kernel returned an error (ENOENT = not cached: harmless)
+	InvalidationsSkipped uint64 // the path is not known to the kernel: nothing cached
+	InvalidationsDropped uint64 // the queue was full
+}

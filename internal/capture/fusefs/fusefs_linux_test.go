@@ -1,0 +1,360 @@
+package fusefs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+const (
+	childUID = 1234
+	childGID = 2345
+)
+
+var passthroughModes = []struct {
+	name string
+	on   bool
+}{{"passthrough=off", false}, {"passthrough=on", true}}
+
+// wantWorkload is what workload (helpers_linux_test.go) must produce, in
+// order, for a child with context c, under mount point m.
+func wantWorkload(m string, c capture.Op, passthrough bool) []*capture.Op {
+	const (
+		who     = event.HasPID | event.HasTID | event.HasUID | event.HasGID
+		newName = who | event.HasInode | event.HasMode
+		attrs   = newName | event.HasSize
+		bytes   = event.HasBytes | event.HasOffset | event.HasLength
+	)
+	op := func(k capture.Kind, path string, known event.Fields, mod func(*capture.Op)) *capture.Op {
+		o := c
+		o.Kind, o.Boundary, o.Path, o.Known = k, event.BoundaryFUSE, m+"/"+path, known
+		if mod != nil {
+			mod(&o)
+		}
+		return &o
+	}
+	dir := func(o *capture.Op) { o.IsDir = true }
+	write := func(size, off, n int64) func(*capture.Op) {
+		return func(o *capture.Op) {
+			o.Size = size
+			if !passthrough {
+				o.Bytes, o.Offset, o.Length = n, off, n
+				o.Known |= bytes
+			}
+		}
+	}
+	size := func(n int64) func(*capture.Op) { return func(o *capture.Op) { o.Size = n } }
+	return []*capture.Op{
+		op(capture.KindMkdir, "d1", newName, dir),
+		op(capture.KindMkdir, "d2", newName, dir),
+		op(capture.KindCreate, "d1/a.txt", attrs, nil),
+		op(capture.KindWrite, "d1/a.txt", attrs, write(5, 0, 5)),
+		op(capture.KindWrite, "d1/a.txt", attrs, write(11, 5, 6)),
+		op(capture.KindRename, "d2/b.txt", who|event.HasInode, func(o *capture.Op) { o.OldPath = m + "/d1/a.txt" }),
+		op(capture.KindMkdir, "d1/sub", newName, dir),
+		op(capture.KindRename, "d2/sub", who|event.HasInode, func(o *capture.Op) { o.OldPath, o.IsDir = m+"/d1/sub", true }),
+		op(capture.KindAttrib, "d2/b.txt", attrs, size(11)),
+		op(capture.KindLink, "d1/hard", newName, func(o *capture.Op) { o.OldPath = m + "/d2/b.txt" }),
+		op(capture.KindDelete, "d1/hard", who|event.HasInode, nil),
+		op(capture.KindSymlink, "d2/sym", newName, func(o *capture.Op) { o.Target = "b.txt" }),
+		op(capture.KindAttrib, "d2/b.txt", who|event.HasInode, nil),
+		op(capture.KindAttrib, "d2/b.txt", who|event.HasInode, nil),
+		op(capture.KindWrite, "d2/b.txt", attrs, size(3)), // truncate(2)
+		op(capture.KindWrite, "d2/b.txt", attrs, write(2, 0, 2)),
+		op(capture.KindCreate, "d2/c", attrs, nil),
+		op(capture.KindWrite, "d2/c", attrs, write(3, 0, 3)), // once, though two descriptors closed
+		op(capture.KindCreate, "d2/fifo", attrs, nil),
+		op(capture.KindDelete, "d2/fifo", who|event.HasInode, nil),
+		op(capture.KindDelete, "d2/sym", who|event.HasInode, nil),
+		op(capture.KindDelete, "d2/b.txt", who|event.HasInode, nil),
+		op(capture.KindDelete, "d2/c", who|event.HasInode, nil),
+		op(capture.KindRmdir, "d2/sub", who|event.HasInode, dir),
+		op(capture.KindRmdir, "d1", who|event.HasInode, dir),
+		op(capture.KindRmdir, "d2", who|event.HasInode, dir),
+	}
+}
+
+// TestWorkload runs a scripted workload in a child process (another uid,
+// on a thread that is not its main thread) through the mount and compares
+// the ops with the expected list, in both passthrough modes.
+func TestWorkload(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			rec := &recorder{}
+			backing, mnt := openDirs(t)
+			if err := os.Chown(backing, childUID, childGID); err != nil {
+				t.Fatal(err)
+			}
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: rec, Passthrough: mode.on})
+			if f.Passthrough() != mode.on {
+				t.Fatalf("Passthrough() = %v, want %v (kernel %s)", f.Passthrough(), mode.on, kernelRelease())
+			}
+			c := runChild(t, "workload", f.Mountpoint(), childUID, childGID)
+			if c.pid == c.tid {
+				t.Logf("child ran on its main thread (tid == pid)")
+			}
+			exe, _ := helperExe()
+			ctxOp := capture.Op{PID: int32(c.pid), TID: int32(c.tid), UID: childUID, GID: childGID,
+				Comm: filepath.Base(exe)[:min(15, len(filepath.Base(exe)))], Exe: exe}
+			want := wantWorkload(f.Mountpoint(), ctxOp, mode.on)
+			got := rec.waitQuiet(len(want), 10*time.Second)
+			opts := cmp.Options{cmpopts.IgnoreFields(capture.Op{}, "Time", "Inode", "Mode")}
+			if diff := cmp.Diff(want, got, opts); diff != "" {
+				t.Errorf("ops mismatch (-want +got):\n%s", diff)
+			}
+			for i, op := range got {
+				if op.Known&event.HasInode != 0 && op.Inode == 0 {
+					t.Errorf("op %d %v %s: Inode = 0 with HasInode", i, op.Kind, op.Path)
+				}
+			}
+			st := f.Stats()
+			if mode.on && st.WriteCalls != 0 {
+				t.Errorf("passthrough: WriteCalls = %d, want 0 (data bypasses the server)", st.WriteCalls)
+			}
+			if !mode.on && st.WriteCalls == 0 {
+				t.Errorf("no passthrough: WriteCalls = 0, want > 0")
+			}
+		})
+	}
+}
+
+// TestCoalescing: 1000 writes through one descriptor are one KindWrite with
+// the total byte count and the written range.
+func TestCoalescing(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			rec := &recorder{}
+			f := mountT(t, Options{Sink: rec, Passthrough: mode.on})
+			runChild(t, "writes", f.Mountpoint(), 0, 0)
+			got := rec.waitQuiet(2, 10*time.Second)
+			if len(got) != 2 || got[0].Kind != capture.KindCreate || got[1].Kind != capture.KindWrite {
+				t.Fatalf("ops = %v, want create, write", kinds(got))
+			}
+			w := got[1]
+			const n, size, off = 1000, 100, 1000
+			if w.Size != off+n*size {
+				t.Errorf("Size = %d, want %d", w.Size, off+n*size)
+			}
+			if mode.on {
+				if w.Known&event.HasBytes != 0 {
+					t.Errorf("passthrough: Known has HasBytes, want unknown byte count")
+				}
+				return
+			}
+			if w.Bytes != n*size || w.Offset != off || w.Length != n*size {
+				t.Errorf("Bytes, Offset, Length = %d, %d, %d, want %d, %d, %d", w.Bytes, w.Offset, w.Length, n*size, off, n*size)
+			}
+			// The kernel splits a write that straddles a page boundary, so
+			// there may be a few more WRITE requests than write(2) calls.
+			st := f.Stats()
+			if st.WriteCalls < n || st.WritesCoalesced != st.WriteCalls-1 || st.BytesWritten != n*size {
+				t.Errorf("Stats WriteCalls, WritesCoalesced, BytesWritten = %d, %d, %d, want >= %d, WriteCalls-1, %d",
+					st.WriteCalls, st.WritesCoalesced, st.BytesWritten, n, n*size)
+			}
+		})
+	}
+}
+
+// openDirs returns a backing directory and a mount point that other users
+// can reach (t.TempDir's parent is private).
+func openDirs(t *testing.T) (backing, mnt string) {
+	t.Helper()
+	backing, mnt = t.TempDir(), t.TempDir()
+	if err := os.Chmod(filepath.Dir(backing), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return backing, mnt
+}
+
+func kinds(ops []*capture.Op) []string {
+	var s []string
+	for _, op := range ops {
+		s = append(s, op.Kind.String()+" "+op.Path)
+	}
+	return s
+}
+
+// TestInvalidation changes files directly on the backing tree: with long
+// cache timeouts the mount serves stale attributes and names until the
+// Invalidate calls, and fresh ones right after.
+func TestInvalidation(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			backing := t.TempDir()
+			for name, data := range map[string]string{"f": "old\n", "g": "g\n", "h": "h\n"} {
+				if err := os.WriteFile(filepath.Join(backing, name), []byte(data), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := mountT(t, Options{Backing: backing, Sink: &recorder{}, Passthrough: mode.on,
+				EntryTimeout: time.Hour, AttrTimeout: time.Hour})
+			m := f.Mountpoint()
+			look := `stat -c %s ` + m + `/f; cat ` + m + `/f; test -e ` + m + `/g && echo g; test -e ` + m + `/h && echo h`
+			if got, want := sh(t, look), "4\nold\ng\nh\n"; got != want {
+				t.Fatalf("before: got %q, want %q", got, want)
+			}
+			// Direct changes: f grows, g is renamed away, h is deleted.
+			if err := os.WriteFile(filepath.Join(backing, "f"), []byte("new and longer\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(backing, "g"), filepath.Join(backing, "g2")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(filepath.Join(backing, "h")); err != nil {
+				t.Fatal(err)
+			}
+			stale := sh(t, look)
+			if !strings.HasPrefix(stale, "4\n") || !strings.HasSuffix(stale, "g\nh\n") {
+				t.Fatalf("without invalidation: got %q, want the stale size 4 and names g, h", stale)
+			}
+			sent := f.Stats().InvalidationsSent
+			f.InvalidateContent("f")
+			f.InvalidateEntry("", "g")
+			f.InvalidateDelete("", "h")
+			waitFor(t, 5*time.Second, func() bool { return f.Stats().InvalidationsSent >= sent+3 })
+			if got, want := sh(t, look), "15\nnew and longer\n"; got != want {
+				t.Errorf("after invalidation: got %q, want %q", got, want)
+			}
+			st := f.Stats()
+			if st.InvalidationsQueued != 3 || st.InvalidationsDropped != 0 {
+				t.Errorf("Stats queued, dropped = %d, %d, want 3, 0", st.InvalidationsQueued, st.InvalidationsDropped)
+			}
+		})
+	}
+}
+
+// TestInvalidateUnknown: a path the kernel never looked up is skipped.
+func TestInvalidateUnknown(t *testing.T) {
+	requireFUSE(t)
+	f := mountT(t, Options{Sink: &recorder{}})
+	f.InvalidateContent("no/such/file")
+	waitFor(t, 5*time.Second, func() bool { return f.Stats().InvalidationsSkipped == 1 })
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStaleMount kills a serving process (leaving "transport endpoint is not
+// connected") and mounts over its corpse.
+func TestStaleMount(t *testing.T) {
+	requireFUSE(t)
+	for _, fsname := range []string{"semprop", "otherfs"} {
+		t.Run(fsname, func(t *testing.T) {
+			backing, mnt := t.TempDir(), t.TempDir()
+			if err := os.WriteFile(filepath.Join(backing, "x"), []byte("x\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := startHangingMount(t, fsname, backing, mnt)
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			cmd.Wait()
+			var st syscall.Stat_t
+			if err := syscall.Stat(mnt, &st); !errors.Is(err, syscall.ENOTCONN) {
+				t.Fatalf("stat of the dead mount: %v, want ENOTCONN", err)
+			}
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}})
+			if got := sh(t, "cat "+f.Mountpoint()+"/x"); got != "x\n" {
+				t.Errorf("cat through the new mount = %q, want %q", got, "x\n")
+			}
+		})
+	}
+}
+
+// TestLiveForeignMount: a live fuse mount of another file system is not
+// taken over.
+func TestLiveForeignMount(t *testing.T) {
+	requireFUSE(t)
+	backing, mnt := t.TempDir(), t.TempDir()
+	startHangingMount(t, "otherfs", backing, mnt)
+	_, err := Mount(Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}, Logger: testLogger(t)})
+	if !errors.Is(err, ErrMountpointBusy) {
+		t.Errorf("Mount over a live foreign mount: %v, want ErrMountpointBusy", err)
+	}
+}
+
+// TestUnmountIdempotent: a second Unmount is a no-op and Wait returns.
+func TestUnmountIdempotent(t *testing.T) {
+	requireFUSE(t)
+	f := mountT(t, Options{Sink: &recorder{}})
+	if err := f.Unmount(); err != nil {
+		t.Fatalf("Unmount: %v", err)
+	}
+	if err := f.Unmount(); err != nil {
+		t.Errorf("second Unmount: %v, want nil", err)
+	}
+	done := make(chan struct{})
+	go func() { f.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after Unmount")
+	}
+	if _, ok := topMount(f.Mountpoint()); ok {
+		if e, _ := topMount(f.Mountpoint()); e.isFUSE() {
+			t.Errorf("fuse mount still present at %s", f.Mountpoint())
+		}
+	}
+}
+
+func TestMountErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts Options
+		want error
+	}{
+		{"no sink", Options{Backing: dir, Mountpoint: dir}, ErrNoSink},
+		{"backing is a file", Options{Backing: file, Mountpoint: dir, Sink: &recorder{}}, ErrNotDir},
+		{"mount point is a file", Options{Backing: dir, Mountpoint: file, Sink: &recorder{}}, ErrNotDir},
+		{"backing missing", Options{Backing: filepath.Join(dir, "nope"), Mountpoint: dir, Sink: &recorder{}}, os.ErrNotExist},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Mount(tt.opts)
+			if !errors.Is(err, tt.want) {
+				t.Errorf("Mount(%s) = %v, want %v", tt.name, err, tt.want)
+			}
+		})
+	}
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		return "?"
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	return b.String()
+}

@@ -1,0 +1,242 @@
+package fusefs
+
+import (
+	"context"
+	"math"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// handle is a file opened for writing. It coalesces all writes through it
+// into one KindWrite, reported when the caller closes it (FLUSH) or, for
+// what is left, at RELEASE. Read-only opens are not wrapped.
+type handle struct {
+	*fs.LoopbackFile
+	fsys        *FS
+	inode       *fs.Inode
+	node        *node // nil if the inode is not ours (never in practice)
+	fd          int   // the backing descriptor, valid until Release
+	passthrough bool  // opened while passthrough was in effect: data bypasses us
+	opener      *fuse.Caller
+
+	mu        sync.Mutex // guards the fields below
+	writes    uint64     // WRITE requests since the last report
+	bytes     int64
+	lo, hi    int64 // written range since the last report
+	dirty     bool  // truncated or allocated through this handle
+	writer    fuse.Caller
+	hasWriter bool
+	base      dataSig // backing file state at open / last report
+	lastRel   string  // last known path, for a file deleted while open
+}
+
+var (
+	_ fs.FileHandle          = (*handle)(nil)
+	_ fs.FileWriter          = (*handle)(nil)
+	_ fs.FileWritever        = (*handle)(nil)
+	_ fs.FileFlusher         = (*handle)(nil)
+	_ fs.FileReleaser        = (*handle)(nil)
+	_ fs.FileAllocater       = (*handle)(nil)
+	_ fs.FilePassthroughFder = (*handle)(nil)
+	_ fs.FileSetattrer       = (*handle)(nil)
+)
+
+// wrap tracks fh, a loopback file opened for writing on inode. base is the
+// file's state after the open; size -1 means "stat it now". flags has
+// O_TRUNC if the open truncated an existing file.
+func (f *FS) wrap(ctx context.Context, inode *fs.Inode, fh fs.FileHandle, flags uint32, base dataSig) fs.FileHandle {
+	lf, ok := fh.(*fs.LoopbackFile)
+	if !ok {
+		return fh
+	}
+	fd, _ := lf.PassthroughFd() // only reads the descriptor number
+	if base.size < 0 {
+		var st syscall.Stat_t
+		if err := syscall.Fstat(fd, &st); err == nil {
+			base = sigOfStat(&st)
+		}
+	}
+	h := &handle{
+		LoopbackFile: lf,
+		fsys:         f,
+		inode:        inode,
+		fd:           fd,
+		passthrough:  f.passthrough.Load(),
+		base:         base,
+		lo:           math.MaxInt64,
+	}
+	h.node, _ = inode.Operations().(*node)
+	if c, ok := fuse.FromContext(ctx); ok {
+		cc := *c
+		h.opener = &cc
+	}
+	h.lastRel, _ = relPath(inode)
+	if flags&syscall.O_TRUNC != 0 {
+		// Truncated at open (a data change, as fanotify's FAN_MODIFY says),
+		// even if it was empty.
+		h.dirty = true
+	}
+	return h
+}
+
+func unwrap(fh fs.FileHandle) fs.FileHandle {
+	if h, ok := fh.(*handle); ok {
+		return h.LoopbackFile
+	}
+	return fh
+}
+
+// PassthroughFd offers the backing descriptor to the kernel only when
+// passthrough is in effect.
+func (h *handle) PassthroughFd() (int, bool) {
+	if !h.passthrough {
+		return 0, false
+	}
+	return h.LoopbackFile.PassthroughFd()
+}
+
+// Write writes data at off and records it.
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, errno := h.LoopbackFile.Write(ctx, data, off)
+	if n > 0 {
+		h.noteWrite(ctx, off, int64(n), true)
+	}
+	return n, errno
+}
+
+// Writev writes data at off and records it.
+func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, syscall.Errno) {
+	n, errno := h.LoopbackFile.Writev(ctx, data, off)
+	if n > 0 {
+		h.noteWrite(ctx, off, int64(n), true)
+	}
+	return n, errno
+}
+
+// Allocate preallocates or punches holes: a data change.
+func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	errno := h.LoopbackFile.Allocate(ctx, off, size, mode)
+	if errno == 0 {
+		h.markDirty()
+	}
+	return errno
+}
+
+func (h *handle) noteWrite(ctx context.Context, off, n int64, request bool) {
+	st := &h.fsys.st
+	if request {
+		st.writeCalls.Add(1)
+		if h.passthrough {
+			h.fsys.fellBackFromPassthrough()
+		}
+	}
+	st.bytesWritten.Add(uint64(n))
+	c, hasCaller := fuse.FromContext(ctx)
+	h.mu.Lock()
+	if h.writes > 0 {
+		st.writesCoalesced.Add(1)
+	}
+	h.writes++
+	h.bytes += n
+	h.lo = min(h.lo, off)
+	h.hi = max(h.hi, off+n)
+	if hasCaller && c.Pid != 0 {
+		h.writer, h.hasWriter = *c, true
+	}
+	h.mu.Unlock()
+}
+
+func (h *handle) markDirty() {
+	h.mu.Lock()
+	h.dirty = true
+	h.mu.Unlock()
+}
+
+// Flush runs on every close(2) of a descriptor of this open file; it
+// reports what changed since the last report.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	errno := h.LoopbackFile.Flush(ctx)
+	h.report(ctx)
+	return errno
+}
+
+// Release runs once, after the last descriptor is gone.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.report(ctx)
+	return h.LoopbackFile.Release(ctx)
+}
+
+// report emits one KindWrite if data changed since the last report: writes
+// or a truncate through this handle, or (passthrough, where data bypasses
+// the server) a change of the backing file's size, mtime or ctime.
+func (h *handle) report(ctx context.Context) {
+	var st syscall.Stat_t
+	statErr := syscall.Fstat(h.fd, &st)
+	cur := sigOfStat(&st)
+
+	h.mu.Lock()
+	writes, bytes, lo, hi, dirty := h.writes, h.bytes, h.lo, h.hi, h.dirty
+	statOnly := false
+	if writes == 0 && !dirty {
+		// Data passed us by only in passthrough mode; without it, a change
+		// we did not see was made by someone else (directly on the backing
+		// tree) and is the kernel boundary's to report.
+		if !h.passthrough || statErr != nil || cur == h.base ||
+			(h.node != nil && h.node.alreadyReported(cur)) {
+			if statErr == nil {
+				h.base = cur
+			}
+			h.mu.Unlock()
+			return
+		}
+		statOnly = true
+	}
+	who := h.opener
+	if h.hasWriter {
+		w := h.writer
+		who = &w
+	} else if c, ok := fuse.FromContext(ctx); ok && c.Pid != 0 {
+		who = c
+	}
+	h.writes, h.bytes, h.lo, h.hi, h.dirty, h.hasWriter = 0, 0, math.MaxInt64, 0, false, false
+	if statErr == nil {
+		h.base = cur
+	}
+	if rel, ok := relPath(h.inode); ok {
+		h.lastRel = rel
+	}
+	rel := h.lastRel
+	h.mu.Unlock()
+
+	if h.node != nil && statErr == nil {
+		h.node.setReported(cur)
+	}
+	op := &capture.Op{Kind: capture.KindWrite, Boundary: event.BoundaryFUSE}
+	op.Time = time.Now()
+	if who != nil {
+		h.fsys.setCaller(op, who)
+	}
+	op.Path = h.fsys.mountPath(rel)
+	if statErr == nil {
+		op.Inode, op.Size, op.Mode = st.Ino, st.Size, st.Mode
+		op.Known |= event.HasInode | event.HasSize | event.HasMode
+	}
+	switch {
+	case writes > 0:
+		op.Bytes, op.Offset, op.Length = bytes, lo, hi-lo
+		op.Known |= event.HasBytes | event.HasOffset | event.HasLength
+	case !h.passthrough:
+		op.Known |= event.HasBytes // exactly zero bytes: a truncate
+	}
+	if statOnly {
+		h.fsys.st.passthroughWrites.Add(1)
+	}
+	h.fsys.emit(op)
+}

@@ -1,0 +1,372 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// node is a loopback node whose mutating operations report ops. Reads,
+// lookups and directory listing are the library's.
+type node struct {
+	fs.LoopbackNode
+	fsys *FS
+	ino  uint64 // inode number on the backing file system
+
+	mu       sync.Mutex // guards reported
+	reported dataSig    // the file's state when its last data change was reported
+}
+
+var (
+	_ fs.InodeEmbedder      = (*node)(nil)
+	_ fs.NodeCreater        = (*node)(nil)
+	_ fs.NodeOpener         = (*node)(nil)
+	_ fs.NodeMknoder        = (*node)(nil)
+	_ fs.NodeMkdirer        = (*node)(nil)
+	_ fs.NodeRmdirer        = (*node)(nil)
+	_ fs.NodeUnlinker       = (*node)(nil)
+	_ fs.NodeRenamer        = (*node)(nil)
+	_ fs.NodeLinker         = (*node)(nil)
+	_ fs.NodeSymlinker      = (*node)(nil)
+	_ fs.NodeSetattrer      = (*node)(nil)
+	_ fs.NodeSetxattrer     = (*node)(nil)
+	_ fs.NodeRemovexattrer  = (*node)(nil)
+	_ fs.NodeCopyFileRanger = (*node)(nil)
+)
+
+// newNode is the LoopbackRoot.NewNode hook.
+func (f *FS) newNode(root *fs.LoopbackRoot, _ *fs.Inode, _ string, st *syscall.Stat_t) fs.InodeEmbedder {
+	return &node{LoopbackNode: fs.LoopbackNode{RootData: root}, fsys: f, ino: st.Ino}
+}
+
+// dataSig identifies a version of a file's data cheaply.
+type dataSig struct {
+	size         int64
+	mtime, ctime int64 // ns
+}
+
+func sigOfStat(st *syscall.Stat_t) dataSig {
+	return dataSig{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+}
+
+func sigOfAttr(a *fuse.Attr) dataSig {
+	return dataSig{
+		size:  int64(a.Size),
+		mtime: int64(a.Mtime)*1e9 + int64(a.Mtimensec),
+		ctime: int64(a.Ctime)*1e9 + int64(a.Ctimensec),
+	}
+}
+
+func (n *node) setReported(s dataSig) {
+	n.mu.Lock()
+	n.reported = s
+	n.mu.Unlock()
+}
+
+func (n *node) alreadyReported(s dataSig) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reported == s
+}
+
+// relPath returns the path of in relative to the backing root, and false if
+// in is no longer linked to the root (deleted).
+func relPath(in *fs.Inode) (string, bool) {
+	var segs []string
+	p := in
+	for !p.IsRoot() {
+		name, parent := p.Parent()
+		if parent == nil {
+			return "", false
+		}
+		segs = append(segs, name)
+		p = parent
+	}
+	if len(segs) == 0 {
+		return "", true
+	}
+	if len(segs) == 1 {
+		return segs[0], true
+	}
+	for i, j := 0, len(segs)-1; i < j; i, j = i+1, j-1 {
+		segs[i], segs[j] = segs[j], segs[i]
+	}
+	return strings.Join(segs, "/"), true
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func (n *node) rel() string {
+	r, _ := relPath(n.EmbeddedInode())
+	return r
+}
+
+func (n *node) isDir() bool { return n.EmbeddedInode().StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR }
+
+// child describes name in n before an operation: from the kernel-known
+// inode tree, or else from the backing file system.
+func (n *node) child(rel, name string) (ino uint64, isDir, ok bool) {
+	if ch := n.GetChild(name); ch != nil {
+		if cn, ok := ch.Operations().(*node); ok {
+			return cn.ino, cn.isDir(), true
+		}
+	}
+	var st syscall.Stat_t
+	if err := syscall.Lstat(filepath.Join(n.RootData.Path, rel, name), &st); err != nil {
+		return 0, false, false
+	}
+	return st.Ino, st.Mode&syscall.S_IFMT == syscall.S_IFDIR, true
+}
+
+// emitNew reports a new name from the attributes the loopback filled in.
+func (n *node) emitNew(ctx context.Context, k capture.Kind, name string, a *fuse.Attr, target string) {
+	op := n.fsys.newOp(ctx, k)
+	op.Path = n.fsys.mountPath(joinRel(n.rel(), name))
+	op.Target = target
+	op.IsDir = k == capture.KindMkdir
+	op.Inode, op.Mode = a.Ino, a.Mode
+	op.Known |= event.HasInode | event.HasMode
+	if k == capture.KindCreate {
+		op.Size = int64(a.Size)
+		op.Known |= event.HasSize
+	}
+	n.fsys.emit(op)
+}
+
+// Create creates and opens a file. O_EXCL is added so a name that already
+// exists on the backing tree (the kernel's view was stale) is opened, not
+// reported as created.
+func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	ch, fh, fflags, errno := n.LoopbackNode.Create(ctx, name, flags|syscall.O_EXCL, mode, out)
+	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
+		return n.openExisting(ctx, name, flags, out)
+	}
+	if errno != 0 {
+		return ch, fh, fflags, errno
+	}
+	n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
+	return ch, n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr)), fflags, 0
+}
+
+// openExisting serves a CREATE for a name that exists on the backing tree.
+func (n *node) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	before := sigOfAttr(&out.Attr) // an O_TRUNC below shows as a change at flush
+	p := filepath.Join(n.RootData.Path, n.rel(), name)
+	fl := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_APPEND)
+	file, err := os.OpenFile(p, fl|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, nil, 0, fs.ToErrno(err)
+	}
+	return ch, n.fsys.wrap(ctx, ch, fs.NewLoopbackFileFromOS(file), flags, before), 0, 0
+}
+
+// Open opens a file; handles opened for writing (or truncating: the mount
+// negotiates atomic O_TRUNC, so the truncation arrives here and not as a
+// SETATTR without a handle) are tracked.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	fh, fflags, errno := n.LoopbackNode.Open(ctx, flags)
+	if errno != 0 || flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
+		return fh, fflags, errno
+	}
+	return n.fsys.wrap(ctx, n.EmbeddedInode(), fh, flags, dataSig{size: -1}), fflags, 0
+}
+
+// Mknod creates a device, fifo or socket: KindCreate.
+func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ch, errno := n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+	if errno == 0 {
+		n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
+	}
+	return ch, errno
+}
+
+// Mkdir creates a directory: KindMkdir.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ch, errno := n.LoopbackNode.Mkdir(ctx, name, mode, out)
+	if errno == 0 {
+		n.emitNew(ctx, capture.KindMkdir, name, &out.Attr, "")
+	}
+	return ch, errno
+}
+
+// Symlink creates a symbolic link: KindSymlink with Target.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	ch, errno := n.LoopbackNode.Symlink(ctx, target, name, out)
+	if errno == 0 {
+		n.emitNew(ctx, capture.KindSymlink, name, &out.Attr, target)
+	}
+	return ch, errno
+}
+
+// Link makes a hard link: KindLink, OldPath = the existing name.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	old, _ := relPath(target.EmbeddedInode())
+	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
+	if errno == 0 {
+		op := n.fsys.newOp(ctx, capture.KindLink)
+		op.Path = n.fsys.mountPath(joinRel(n.rel(), name))
+		op.OldPath = n.fsys.mountPath(old)
+		op.Inode, op.Mode = out.Attr.Ino, out.Attr.Mode
+		op.Known |= event.HasInode | event.HasMode
+		n.fsys.emit(op)
+	}
+	return ch, errno
+}
+
+// Unlink removes a name: KindDelete.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, capture.KindDelete, n.LoopbackNode.Unlink)
+}
+
+// Rmdir removes a directory: KindRmdir.
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	return n.remove(ctx, name, capture.KindRmdir, n.LoopbackNode.Rmdir)
+}
+
+func (n *node) remove(ctx context.Context, name string, k capture.Kind, do func(context.Context, string) syscall.Errno) syscall.Errno {
+	rel := n.rel()
+	ino, _, known := n.child(rel, name)
+	if errno := do(ctx, name); errno != 0 {
+		return errno
+	}
+	op := n.fsys.newOp(ctx, k)
+	op.Path = n.fsys.mountPath(joinRel(rel, name))
+	op.IsDir = k == capture.KindRmdir
+	if known {
+		op.Inode = ino
+		op.Known |= event.HasInode
+	}
+	n.fsys.emit(op)
+	return 0
+}
+
+// Rename renames: KindRename (OldPath → Path). RENAME_EXCHANGE swaps two
+// names and is reported as two renames.
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	rel := n.rel()
+	newRel, _ := relPath(newParent.EmbeddedInode())
+	ino, isDir, known := n.child(rel, name)
+	var ino2 uint64
+	var isDir2, known2 bool
+	exchange := flags&fs.RENAME_EXCHANGE != 0
+	if exchange {
+		if np, ok := newParent.(*node); ok {
+			ino2, isDir2, known2 = np.child(newRel, newName)
+		}
+	}
+	if errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags); errno != 0 {
+		return errno
+	}
+	from, to := n.fsys.mountPath(joinRel(rel, name)), n.fsys.mountPath(joinRel(newRel, newName))
+	n.emitRename(ctx, from, to, ino, isDir, known)
+	if exchange {
+		n.emitRename(ctx, to, from, ino2, isDir2, known2)
+	}
+	return 0
+}
+
+func (n *node) emitRename(ctx context.Context, from, to string, ino uint64, isDir, known bool) {
+	op := n.fsys.newOp(ctx, capture.KindRename)
+	op.OldPath, op.Path, op.IsDir = from, to, isDir
+	if known {
+		op.Inode = ino
+		op.Known |= event.HasInode
+	}
+	n.fsys.emit(op)
+}
+
+// Setattr changes attributes. A size change is a data change (KindWrite);
+// through an open handle it is folded into that handle's KindWrite. Mode,
+// owner or times alone are KindAttrib.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
+		return errno
+	}
+	_, sizeSet := in.GetSize()
+	_, modeSet := in.GetMode()
+	_, uidSet := in.GetUID()
+	_, gidSet := in.GetGID()
+	_, mSet := in.GetMTime()
+	_, aSet := in.GetATime()
+	timesSet := mSet || aSet || in.Valid&(fuse.FATTR_ATIME_NOW|fuse.FATTR_MTIME_NOW) != 0
+	if sizeSet {
+		if h, ok := f.(*handle); ok {
+			h.markDirty()
+		} else {
+			n.setReported(sigOfAttr(&out.Attr))
+			n.emitAttr(ctx, capture.KindWrite, &out.Attr)
+		}
+	}
+	// A truncate sets the times implicitly; they are not an extra change.
+	if modeSet || uidSet || gidSet || (timesSet && !sizeSet) {
+		n.emitAttr(ctx, capture.KindAttrib, &out.Attr)
+	}
+	return 0
+}
+
+func (n *node) emitAttr(ctx context.Context, k capture.Kind, a *fuse.Attr) {
+	op := n.fsys.newOp(ctx, k)
+	op.Path = n.fsys.mountPath(n.rel())
+	op.IsDir = n.isDir()
+	op.Inode, op.Mode, op.Size = n.ino, a.Mode, int64(a.Size)
+	op.Known |= event.HasInode | event.HasMode | event.HasSize
+	n.fsys.emit(op)
+}
+
+// Setxattr sets an extended attribute: KindAttrib.
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	errno := n.LoopbackNode.Setxattr(ctx, attr, data, flags)
+	if errno == 0 {
+		n.emitXattr(ctx)
+	}
+	return errno
+}
+
+// Removexattr removes an extended attribute: KindAttrib.
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	errno := n.LoopbackNode.Removexattr(ctx, attr)
+	if errno == 0 {
+		n.emitXattr(ctx)
+	}
+	return errno
+}
+
+func (n *node) emitXattr(ctx context.Context) {
+	op := n.fsys.newOp(ctx, capture.KindAttrib)
+	op.Path = n.fsys.mountPath(n.rel())
+	op.IsDir = n.isDir()
+	op.Inode = n.ino
+	op.Known |= event.HasInode
+	n.fsys.emit(op)
+}
+
+// CopyFileRange copies between two files on the backing file system (the
+// server-side copy that cp uses). The bytes count as writes to the
+// destination handle.
+func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode,
+	fhOut fs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
+	hOut, _ := fhOut.(*handle)
+	count, errno := n.LoopbackNode.CopyFileRange(ctx, unwrap(fhIn), offIn, out, unwrap(fhOut), offOut, length, flags)
+	if hOut != nil && count > 0 {
+		hOut.noteWrite(ctx, int64(offOut), int64(count), false)
+	}
+	return count, errno
+}
