@@ -50,9 +50,9 @@ type FS struct {
 }
 
 type counters struct {
-	ops                                               [capture.KindSymlink + 1]atomic.Uint64
-	writeCalls, writesCoalesced, bytesWritten         atomic.Uint64
-	passthroughWrites, unknownCaller                  atomic.Uint64
+	ops                                                [capture.KindSymlink + 1]atomic.Uint64
+	writeCalls, writesCoalesced, bytesWritten          atomic.Uint64
+	passthroughWrites, unknownCaller                   atomic.Uint64
 	invQueued, invSent, invFailed, invSkipped, invDrop atomic.Uint64
 }
 

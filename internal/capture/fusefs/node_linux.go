@@ -115,7 +115,9 @@ func (n *node) rel() string {
 	return r
 }
 
-func (n *node) isDir() bool { return n.EmbeddedInode().StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR }
+func (n *node) isDir() bool {
+	return n.EmbeddedInode().StableAttr().Mode&syscall.S_IFMT == syscall.S_IFDIR
+}
 
 // child describes name in n before an operation: from the kernel-known
 // inode tree, or else from the backing file system.
