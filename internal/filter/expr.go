@@ -1,0 +1,435 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/semprop/semprop/event"
+)
+
+// MaxExprNodes bounds the size of an expression (its syntax tree).
+const MaxExprNodes = 500
+
+// Env is what an expression sees: the event's attributes by their
+// CloudEvents names. Absent numeric context fields read as -1 and absent
+// strings as "", so `uid == 0` is false when the uid is unknown. Extension
+// attributes are in attrs (`attrs["tenant"] == "a"`).
+type Env struct {
+	ID              string            `expr:"id"`
+	Type            string            `expr:"type"`
+	Source          string            `expr:"source"`
+	Subject         string            `expr:"subject"`
+	Path            string            `expr:"path"`
+	Seq             int               `expr:"seq"`
+	Boundary        string            `expr:"boundary"`
+	Boundaries      string            `expr:"boundaries"`
+	Priority        string            `expr:"priority"`
+	PID             int               `expr:"pid"`
+	TID             int               `expr:"tid"`
+	UID             int               `expr:"uid"`
+	GID             int               `expr:"gid"`
+	Comm            string            `expr:"comm"`
+	Exe             string            `expr:"exe"`
+	Inode           int               `expr:"inode"`
+	Size            int               `expr:"size"`
+	Bytes           int               `expr:"bytes"`
+	Offset          int               `expr:"offset"`
+	Length          int               `expr:"length"`
+	Mode            int               `expr:"mode"`
+	OldPath         string            `expr:"oldpath"`
+	Target          string            `expr:"target"`
+	DataContentType string            `expr:"datacontenttype"`
+	Attrs           map[string]string `expr:"attrs"`
+}
+
+// fill sets the fields the expression reads from ev.
+func (e *Env) fill(ev *event.Event, rs readSet, wantAttrs bool) {
+	num := func(bit uint32, f *field) int {
+		if rs.fields&bit == 0 {
+			return 0
+		}
+		if v, ok := f.numVal(ev); ok {
+			return int(v)
+		}
+		return -1
+	}
+	*e = Env{
+		Type:    ev.Type,
+		Source:  ev.Source,
+		Subject: ev.Subject,
+		Path:    ev.Subject,
+		Comm:    ev.Context.Comm,
+		Exe:     ev.Context.Exe,
+		OldPath: ev.Context.OldPath,
+		Target:  ev.Context.Target,
+
+		DataContentType: ev.DataContentType,
+	}
+	for _, f := range numFields {
+		if rs.fields&f.bit != 0 {
+			*f.dst(e) = num(f.bit, f.field)
+		}
+	}
+	if rs.fields&builtins["id"].bit != 0 && !ev.ID.IsZero() {
+		e.ID = ev.ID.String()
+	}
+	if rs.fields&builtins["boundary"].bit != 0 {
+		e.Boundary = ev.Boundary.String()
+	}
+	if rs.fields&builtins["boundaries"].bit != 0 {
+		e.Boundaries = ev.Boundaries.String()
+	}
+	if rs.fields&builtins["priority"].bit != 0 {
+		e.Priority = ev.Priority.String()
+	}
+	if wantAttrs && len(ev.Attrs) > 0 {
+		e.Attrs = make(map[string]string, len(ev.Attrs))
+		for _, a := range ev.Attrs {
+			e.Attrs[a.Key] = a.Value
+		}
+	}
+}
+
+var numFields = []struct {
+	*field
+	dst func(*Env) *int
+}{
+	{builtins["seq"], func(e *Env) *int { return &e.Seq }},
+	{builtins["pid"], func(e *Env) *int { return &e.PID }},
+	{builtins["tid"], func(e *Env) *int { return &e.TID }},
+	{builtins["uid"], func(e *Env) *int { return &e.UID }},
+	{builtins["gid"], func(e *Env) *int { return &e.GID }},
+	{builtins["inode"], func(e *Env) *int { return &e.Inode }},
+	{builtins["size"], func(e *Env) *int { return &e.Size }},
+	{builtins["bytes"], func(e *Env) *int { return &e.Bytes }},
+	{builtins["offset"], func(e *Env) *int { return &e.Offset }},
+	{builtins["length"], func(e *Env) *int { return &e.Length }},
+	{builtins["mode"], func(e *Env) *int { return &e.Mode }},
+}
+
+// exprFilter runs a compiled expr program on the expr VM.
+type exprFilter struct {
+	src       string
+	prog      *vm.Program
+	rs        readSet
+	wantAttrs bool
+	pool      sync.Pool // of *exprState
+}
+
+type exprState struct {
+	env Env
+	vm  vm.VM
+}
+
+var _ Filter = (*exprFilter)(nil)
+
+// ExprOption adjusts how Expr compiles.
+type ExprOption func(*exprConfig)
+
+type exprConfig struct{ noLower bool }
+
+// NoLowering makes Expr always run the expr VM, even for shapes it could
+// compile to native predicates. It exists for benchmarks and tests that
+// compare the two.
+func NoLowering() ExprOption { return func(c *exprConfig) { c.noLower = true } }
+
+// Expr compiles an expr-lang expression over Env that must yield a bool,
+// e.g. `type == "fs.write" && size > 0 && comm != "rsync"`. It is compiled
+// once, limited to MaxExprNodes nodes, and rejected with the line and column
+// of the first error. Expressions made only of comparisons of attributes
+// with constants, startsWith/endsWith/in, and/or/not compile to native
+// predicates (Kind "expr", no allocation); anything else runs on the VM.
+func Expr(src string, opts ...ExprOption) (Filter, error) {
+	var cfg exprConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.MaxNodes(MaxExprNodes))
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, errorf(ErrExpr, "%q: line %d, column %d: %s", src, fe.Line, fe.Column+1, fe.Message)
+		}
+		return nil, errorf(ErrExpr, "%q: %w", src, err)
+	}
+	node := prog.Node()
+	if !cfg.noLower {
+		if f, ok := lower(node); ok {
+			return &lowered{src: src, Filter: f, match: matchFunc(f)}, nil
+		}
+	}
+	rs, wantAttrs := exprReads(node)
+	return &exprFilter{src: src, prog: prog, rs: rs, wantAttrs: wantAttrs}, nil
+}
+
+func (f *exprFilter) Match(ev *event.Event) bool {
+	st, _ := f.pool.Get().(*exprState)
+	if st == nil {
+		st = new(exprState)
+	}
+	st.env.fill(ev, f.rs, f.wantAttrs)
+	out, err := st.vm.Run(f.prog, &st.env)
+	st.env.Attrs = nil
+	f.pool.Put(st)
+	if err != nil {
+		return false // a runtime error (e.g. a bad regexp operand) rejects
+	}
+	b, _ := out.(bool)
+	return b
+}
+
+func (f *exprFilter) Kind() string    { return "expr" }
+func (f *exprFilter) Cost() int       { return costExpr }
+func (f *exprFilter) Validate() error { return nil }
+func (f *exprFilter) String() string  { return "expr(" + f.src + ")" }
+func (f *exprFilter) reads() readSet {
+	if f.wantAttrs {
+		return readSet{unknown: true}
+	}
+	return f.rs
+}
+
+// lowered is an expression compiled to native predicates.
+type lowered struct {
+	src string
+	Filter
+	match func(*event.Event) bool
+}
+
+func (l *lowered) Match(ev *event.Event) bool { return l.match(ev) }
+func (l *lowered) Kind() string   { return "expr" }
+func (l *lowered) String() string { return "expr(" + l.src + ")" }
+func (l *lowered) reads() readSet { return readsOf(l.Filter) }
+
+// exprReads lists the Env fields an expression reads.
+func exprReads(node ast.Node) (rs readSet, wantAttrs bool) {
+	v := &identVisitor{}
+	ast.Walk(&node, v)
+	for _, name := range v.names {
+		if name == "attrs" {
+			wantAttrs = true
+			continue
+		}
+		if f, ok := builtins[name]; ok {
+			rs.fields |= f.bit
+		}
+	}
+	return rs, wantAttrs
+}
+
+type identVisitor struct{ names []string }
+
+func (v *identVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		v.names = append(v.names, id.Value)
+	}
+}
+
+// lower compiles the simple shapes of an expression to native filters.
+func lower(node ast.Node) (Filter, bool) {
+	switch n := node.(type) {
+	case *ast.BoolNode:
+		if n.Value {
+			return True(), true
+		}
+		return Not(True()), true
+	case *ast.UnaryNode:
+		if n.Operator != "!" && n.Operator != "not" {
+			return nil, false
+		}
+		f, ok := lower(n.Node)
+		if !ok {
+			return nil, false
+		}
+		return Not(f), true
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case "&&", "and", "||", "or":
+			l, ok1 := lower(n.Left)
+			r, ok2 := lower(n.Right)
+			if !ok1 || !ok2 {
+				return nil, false
+			}
+			if n.Operator == "&&" || n.Operator == "and" {
+				return All(l, r), true
+			}
+			return Any(l, r), true
+		}
+		return lowerCompare(n)
+	}
+	return nil, false
+}
+
+// lowerCompare lowers `ident OP constant` (or `constant OP ident`).
+func lowerCompare(n *ast.BinaryNode) (Filter, bool) {
+	op := n.Operator
+	id, okL := n.Left.(*ast.IdentifierNode)
+	lit := n.Right
+	if !okL {
+		id2, okR := n.Right.(*ast.IdentifierNode)
+		if !okR {
+			return nil, false
+		}
+		flip := map[string]string{"==": "==", "!=": "!=", "<": ">", ">": "<", "<=": ">=", ">=": "<="}
+		if flip[op] == "" {
+			return nil, false
+		}
+		id, lit, op = id2, n.Left, flip[op]
+	}
+	name := id.Value
+	f, ok := builtins[name]
+	if !ok {
+		return nil, false
+	}
+	switch v := lit.(type) {
+	case *ast.IntegerNode:
+		if !f.numeric() {
+			return nil, false
+		}
+		return numCompare(name, f, op, int64(v.Value))
+	case *ast.StringNode:
+		if f.numeric() || name == "id" {
+			return nil, false
+		}
+		return strCompare(name, op, v.Value)
+	case *ast.ArrayNode:
+		return lowerIn(name, f, op, v)
+	case *ast.ConstantNode:
+		if op != "in" {
+			return nil, false
+		}
+		return lowerInValues(name, f, constValues(v.Value))
+	}
+	return nil, false
+}
+
+// numCompare compares a numeric field (absent reads as -1, as in Env).
+func numCompare(name string, f *field, op string, c int64) (Filter, bool) {
+	get := func(ev *event.Event) int64 {
+		if v, ok := f.numVal(ev); ok {
+			return v
+		}
+		return -1
+	}
+	n := &native{kind: "range", desc: fmt.Sprintf("%s %s %d", name, op, c), cost: costCompare, rs: f.reads()}
+	switch op {
+	case "==":
+		n.kind, n.match = "exact", func(ev *event.Event) bool { return get(ev) == c }
+	case "!=":
+		n.kind, n.match = "not", func(ev *event.Event) bool { return get(ev) != c }
+	case "<":
+		n.match = func(ev *event.Event) bool { return get(ev) < c }
+	case "<=":
+		n.match = func(ev *event.Event) bool { return get(ev) <= c }
+	case ">":
+		n.match = func(ev *event.Event) bool { return get(ev) > c }
+	case ">=":
+		n.match = func(ev *event.Event) bool { return get(ev) >= c }
+	default:
+		return nil, false
+	}
+	return n, true
+}
+
+// strCompare compares a string field that is "" when absent, as in Env.
+func strCompare(name, op, c string) (Filter, bool) {
+	var f Filter
+	var err error
+	switch op {
+	case "==", "!=":
+		if c == "" {
+			return nil, false
+		}
+		f, err = Exact(name, c)
+		if op == "!=" && err == nil {
+			f = Not(f)
+		}
+	case "startsWith":
+		if c == "" {
+			return True(), true
+		}
+		f, err = Prefix(name, c)
+	case "endsWith":
+		if c == "" {
+			return True(), true
+		}
+		f, err = Suffix(name, c)
+	default:
+		return nil, false
+	}
+	return f, err == nil
+}
+
+func lowerIn(name string, f *field, op string, arr *ast.ArrayNode) (Filter, bool) {
+	if op != "in" {
+		return nil, false
+	}
+	vals := make([]any, len(arr.Nodes))
+	for i, n := range arr.Nodes {
+		switch v := n.(type) {
+		case *ast.IntegerNode:
+			vals[i] = v.Value
+		case *ast.StringNode:
+			vals[i] = v.Value
+		default:
+			return nil, false
+		}
+	}
+	return lowerInValues(name, f, vals)
+}
+
+// constValues lists the elements of a constant slice, or the keys of a
+// constant set (the optimizer turns `x in [...]` into a set).
+func constValues(c any) []any {
+	rv := reflect.ValueOf(c)
+	var out []any
+	switch rv.Kind() {
+	case reflect.Slice, reflect.Array:
+		for i := range rv.Len() {
+			out = append(out, rv.Index(i).Interface())
+		}
+	case reflect.Map:
+		for _, k := range rv.MapKeys() {
+			out = append(out, k.Interface())
+		}
+		slices.SortFunc(out, func(a, b any) int { return strings.Compare(fmt.Sprint(a), fmt.Sprint(b)) })
+	}
+	return out
+}
+
+func lowerInValues(name string, f *field, vals []any) (Filter, bool) {
+	var fs []Filter
+	for _, v := range vals {
+		var sub Filter
+		var ok bool
+		switch v := v.(type) {
+		case int:
+			if !f.numeric() {
+				return nil, false
+			}
+			sub, ok = numCompare(name, f, "==", int64(v))
+		case string:
+			if f.numeric() || name == "id" {
+				return nil, false
+			}
+			sub, ok = strCompare(name, "==", v)
+		}
+		if !ok {
+			return nil, false
+		}
+		fs = append(fs, sub)
+	}
+	if len(fs) == 0 {
+		return nil, false
+	}
+	return Any(fs...), true
+}
