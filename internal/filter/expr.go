@@ -206,9 +206,9 @@ type lowered struct {
 }
 
 func (l *lowered) Match(ev *event.Event) bool { return l.match(ev) }
-func (l *lowered) Kind() string   { return "expr" }
-func (l *lowered) String() string { return "expr(" + l.src + ")" }
-func (l *lowered) reads() readSet { return readsOf(l.Filter) }
+func (l *lowered) Kind() string               { return "expr" }
+func (l *lowered) String() string             { return "expr(" + l.src + ")" }
+func (l *lowered) reads() readSet             { return readsOf(l.Filter) }
 
 // exprReads lists the Env fields an expression reads.
 func exprReads(node ast.Node) (rs readSet, wantAttrs bool) {

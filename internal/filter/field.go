@@ -212,7 +212,6 @@ func parseInt(s string) (int64, bool) {
 	return n, true
 }
 
-
 // readSet is the set of fields a filter reads, for the result cache.
 type readSet struct {
 	fields  uint32

@@ -225,7 +225,7 @@ func appendInt(b []byte, v int64) []byte {
 // composite is all, any or not over child filters.
 type composite struct {
 	kind string
-	subs []Filter                   // evaluation order: cheapest first
+	subs []Filter                  // evaluation order: cheapest first
 	fns  []func(*event.Event) bool // subs' Match, native closures unwrapped
 	cost int
 }

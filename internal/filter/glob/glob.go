@@ -31,14 +31,14 @@ const maxAlternatives = 64
 type kind uint8
 
 const (
-	kindSegments kind = iota // general segment matcher
-	kindAll                  // "**": everything
-	kindLiteral              // no wildcards: equality
-	kindPrefix               // "LIT/**": LIT itself or anything below it
-	kindSuffix               // "**/*SUFFIX" or "*SUFFIX" (base name): ends with SUFFIX
-	kindBaseName             // "**/NAME" or "NAME" (base name): last segment equals NAME
-	kindRegexp               // "re:..."
-	kindAlternatives         // brace expansion: any of alts
+	kindSegments     kind = iota // general segment matcher
+	kindAll                      // "**": everything
+	kindLiteral                  // no wildcards: equality
+	kindPrefix                   // "LIT/**": LIT itself or anything below it
+	kindSuffix                   // "**/*SUFFIX" or "*SUFFIX" (base name): ends with SUFFIX
+	kindBaseName                 // "**/NAME" or "NAME" (base name): last segment equals NAME
+	kindRegexp                   // "re:..."
+	kindAlternatives             // brace expansion: any of alts
 )
 
 // Pattern is a compiled path pattern. It is immutable and safe for
