@@ -106,7 +106,7 @@ type Stats struct {
 	PublishErrors uint64 // PublishBatch calls that failed
 	Lost          uint64 // events given up after retries
 
-	Pending   int    // events held for correlation or ordering now
+	Pending   int    // ops waiting for their partner (a shadow, a FUSE op) now
 	Queued    int    // ops waiting for the correlator now
 	QueueFull uint64 // Emit calls that had to wait for room (backpressure)
 	Closed    uint64 // ops emitted after Run returned, dropped
@@ -122,13 +122,13 @@ func (s Stats) DedupRate() float64 {
 }
 
 type counters struct {
-	seenKernel, seenFUSE                              atomic.Uint64
-	shadows, merged, absorbed, orphans                atomic.Uint64
-	passthroughMerged, fuseOnly, kernelOnly           atomic.Uint64
-	selfDropped, dedupHits, invalidations             atomic.Uint64
-	emitted, batches, publishErrors, lost             atomic.Uint64
-	queueFull, closed                                 atomic.Uint64
-	pending                                           atomic.Int64
+	seenKernel, seenFUSE                    atomic.Uint64
+	shadows, merged, absorbed, orphans      atomic.Uint64
+	passthroughMerged, fuseOnly, kernelOnly atomic.Uint64
+	selfDropped, dedupHits, invalidations   atomic.Uint64
+	emitted, batches, publishErrors, lost   atomic.Uint64
+	queueFull, closed                       atomic.Uint64
+	pending                                 atomic.Int64
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations
@@ -340,7 +340,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		} else {
 			b.c.expire(now)
 		}
-		b.st.pending.Store(int64(b.c.pending + len(b.c.order)))
+		b.st.pending.Store(int64(b.c.pending))
 		if !b.handOver(ctx, done) {
 			done = true
 		}
@@ -472,7 +472,7 @@ func (b *Bridge) Stats() Stats {
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
 		SelfDropped: s.selfDropped.Load(), DedupHits: s.dedupHits.Load(),
 		Invalidations: s.invalidations.Load(),
-		Emitted: s.emitted.Load(), Batches: s.batches.Load(),
+		Emitted:       s.emitted.Load(), Batches: s.batches.Load(),
 		PublishErrors: s.publishErrors.Load(), Lost: s.lost.Load(),
 		Pending: int(s.pending.Load()), Queued: queued,
 		QueueFull: s.queueFull.Load(), Closed: s.closed.Load(),

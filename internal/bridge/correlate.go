@@ -68,11 +68,13 @@ const (
 
 // entry is one operation held by the correlator.
 type entry struct {
-	ev       *event.Event
+	ev       *event.Event // nil for a shadow until (unless) it is published
+	op       *capture.Op  // kernel entries: the op, paths in mount space
 	kind     capture.Kind
 	role     role
 	class    class
 	path     string // match path (mount space)
+	old      string // old path (mount space)
 	ino      uint64 // 0 when unknown
 	deadline time.Time
 	ordered  bool   // in correlator.order, regS and regO counted in pathCount
@@ -211,15 +213,14 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		return
 	}
 	relPath, under := c.rel(op.Path)
-	relOld, _ := c.rel(op.OldPath)
-	ev := c.newEvent(op, c.cfg.srcKernel)
+	relOld, oldUnder := c.rel(op.OldPath)
 	if under {
-		ev.Subject, _ = c.toMount(op.Path)
+		op.Path, _ = c.toMount(op.Path)
 	}
-	if op.OldPath != "" {
-		ev.Context.OldPath, _ = c.toMount(op.OldPath)
+	if oldUnder {
+		op.OldPath, _ = c.toMount(op.OldPath)
 	}
-	e := &entry{ev: ev, kind: op.Kind, class: classOf(op.Kind), path: ev.Subject}
+	e := &entry{op: op, kind: op.Kind, class: classOf(op.Kind), path: op.Path, old: op.OldPath}
 	if op.Known&event.HasInode != 0 {
 		e.ino = op.Inode
 	}
@@ -239,6 +240,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		c.st.dedupHits.Add(1)
 		return
 	}
+	e.ev = c.newEvent(op, c.cfg.srcKernel)
 	e.inval = c.cfg.invalidate && under
 	e.relPath, e.relOld = relPath, relOld
 	if op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan {
@@ -263,7 +265,7 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 		return
 	}
 	ev := c.newEvent(op, c.cfg.srcFUSE)
-	e := &entry{ev: ev, kind: op.Kind, class: classOf(op.Kind), path: op.Path}
+	e := &entry{ev: ev, kind: op.Kind, class: classOf(op.Kind), path: op.Path, old: op.OldPath}
 	if op.Known&event.HasInode != 0 {
 		e.ino = op.Inode
 	}
@@ -337,7 +339,7 @@ func (c *correlator) explained(e *entry) bool {
 		x, found := c.explain[k]
 		return found && !arrived.After(x.until) && (e.role == roleShadow || x.passthrough)
 	}
-	return ok(e.path) || (e.ev.Context.OldPath != "" && ok(e.ev.Context.OldPath)) || (e.ino != 0 && ok(inoName(e.ino)))
+	return ok(e.path) || (e.old != "" && ok(e.old)) || (e.ino != 0 && ok(inoName(e.ino)))
 }
 
 // findFUSE returns the waiting FUSE entry kernel entry k belongs to, and
@@ -398,35 +400,36 @@ func pick(list []*entry, kind capture.Kind, accept func(*entry) bool) *entry {
 // inode (and size, mode when FUSE lacks them) from the kernel, and the
 // process context from the kernel when FUSE lacks it and k is not a shadow.
 func (c *correlator) merge(f, k *entry) {
-	fc, kc := &f.ev.Context, &k.ev.Context
-	if kc.Has(event.HasInode) {
-		fc.SetInode(kc.Inode)
-		f.ino = kc.Inode
+	fc, ko := &f.ev.Context, k.op
+	has := func(b event.Fields) bool { return ko.Known&b != 0 }
+	if has(event.HasInode) {
+		fc.SetInode(ko.Inode)
+		f.ino = ko.Inode
 	}
-	if !fc.Has(event.HasSize) && kc.Has(event.HasSize) {
-		fc.SetSize(kc.Size)
+	if !fc.Has(event.HasSize) && has(event.HasSize) {
+		fc.SetSize(ko.Size)
 	}
-	if !fc.Has(event.HasMode) && kc.Has(event.HasMode) {
-		fc.SetMode(kc.Mode)
+	if !fc.Has(event.HasMode) && has(event.HasMode) {
+		fc.SetMode(ko.Mode)
 	}
 	if k.role != roleShadow {
-		if !fc.Has(event.HasPID) && kc.Has(event.HasPID) {
-			fc.SetPID(kc.PID)
-			if kc.Has(event.HasTID) {
-				fc.SetTID(kc.TID)
+		if !fc.Has(event.HasPID) && has(event.HasPID) {
+			fc.SetPID(ko.PID)
+			if has(event.HasTID) {
+				fc.SetTID(ko.TID)
 			}
 		}
-		if !fc.Has(event.HasUID) && kc.Has(event.HasUID) {
-			fc.SetUID(kc.UID)
+		if !fc.Has(event.HasUID) && has(event.HasUID) {
+			fc.SetUID(ko.UID)
 		}
-		if !fc.Has(event.HasGID) && kc.Has(event.HasGID) {
-			fc.SetGID(kc.GID)
+		if !fc.Has(event.HasGID) && has(event.HasGID) {
+			fc.SetGID(ko.GID)
 		}
 		if fc.Comm == "" {
-			fc.Comm = kc.Comm
+			fc.Comm = ko.Comm
 		}
 		if fc.Exe == "" {
-			fc.Exe = kc.Exe
+			fc.Exe = ko.Exe
 		}
 	}
 	f.ev.Boundaries = f.ev.Boundaries.Add(boundaryKernel)
@@ -542,6 +545,7 @@ func (c *correlator) expire(now time.Time) {
 			case c.cfg.publishOrphan:
 				c.st.orphans.Add(1)
 				e.role = roleDone
+				e.ev = c.newEvent(e.op, c.cfg.srcKernel)
 				c.push(e)
 			default:
 				c.st.orphans.Add(1)
