@@ -1,0 +1,280 @@
+// Package client is the Go SDK for semprop's HTTP API: publish events,
+// replay the journal, and follow the live stream with automatic resume.
+//
+// A Client is safe for concurrent use.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/semprop/semprop/event"
+)
+
+// Client talks to one semprop server.
+type Client struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// New returns a client for the server at baseURL (e.g.
+// "http://127.0.0.1:7878"); token, if not empty, is sent as a bearer token.
+func New(baseURL, token string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: &http.Client{}}
+}
+
+// Error is an error answer of the server.
+type Error struct {
+	Status  int
+	Message string `json:"error"`
+	Field   string `json:"field"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("server: %d: %s (field %s)", e.Status, e.Message, e.Field)
+	}
+	return fmt.Sprintf("server: %d: %s", e.Status, e.Message)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, ctype string, hdr http.Header) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		e := &Error{Status: resp.StatusCode}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(b))
+		}
+		return nil, e
+	}
+	return resp, nil
+}
+
+// Publish publishes one event and returns its seq once it is durable.
+func (c *Client) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
+	body, err := ev.MarshalJSON()
+	if err != nil {
+		return 0, err
+	}
+	seqs, err := c.post(ctx, body, event.MediaType)
+	if err != nil {
+		return 0, err
+	}
+	if len(seqs) != 1 {
+		return 0, fmt.Errorf("client: server returned %d seqs for 1 event", len(seqs))
+	}
+	return seqs[0], nil
+}
+
+// PublishBatch publishes events as one batch and returns their seqs, in
+// order, once all are durable.
+func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64, error) {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, ev := range evs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		j, err := ev.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("client: event %d: %w", i, err)
+		}
+		b.Write(j)
+	}
+	b.WriteByte(']')
+	return c.post(ctx, b.Bytes(), event.MediaTypeBatch)
+}
+
+func (c *Client) post(ctx context.Context, body []byte, ctype string) ([]uint64, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/events", body, ctype, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Seqs []uint64 `json:"seqs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, fmt.Errorf("client: decode answer: %w", err)
+	}
+	return out.Seqs, nil
+}
+
+// Selector chooses events: a type pattern ("fs.>"), a path glob and a filter
+// expression; empty fields select everything.
+type Selector struct {
+	Type   string
+	Path   string
+	Filter string
+}
+
+func (s Selector) query(after uint64) url.Values {
+	q := url.Values{}
+	if s.Type != "" {
+		q.Set("type", s.Type)
+	}
+	if s.Path != "" {
+		q.Set("path", s.Path)
+	}
+	if s.Filter != "" {
+		q.Set("filter", s.Filter)
+	}
+	q.Set("after", strconv.FormatUint(after, 10))
+	return q
+}
+
+// Replay calls fn for each durable event after seq `after` that sel
+// selects, at most limit of them, and returns the last seq seen.
+func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit int, fn func(*event.Event) error) (uint64, error) {
+	q := sel.query(after)
+	q.Set("limit", strconv.Itoa(limit))
+	resp, err := c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, "", nil)
+	if err != nil {
+		return after, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	last := after
+	for sc.Scan() {
+		ev := new(event.Event)
+		if err := ev.UnmarshalJSON(sc.Bytes()); err != nil {
+			return last, fmt.Errorf("client: replay: %w", err)
+		}
+		last = ev.Seq
+		if err := fn(ev); err != nil {
+			return last, err
+		}
+	}
+	return last, sc.Err()
+}
+
+// Stream follows the server's event stream from seq `after`, calling fn for
+// each selected event in order, each exactly once: when the connection
+// drops it reconnects (with backoff) and resumes after the last event it
+// delivered. It returns when ctx is done, fn returns an error, or the server
+// rejects the request.
+func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		last, err := c.streamOnce(ctx, sel, after, fn)
+		if last > after {
+			after = last
+			backoff = 100 * time.Millisecond
+		}
+		var se *Error
+		var fe fnError
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.As(err, &fe):
+			return fe.err
+		case errors.As(err, &se) && se.Status/100 == 4:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+func (c *Client) streamOnce(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) (uint64, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/stream?"+sel.query(after).Encode(), nil, "", http.Header{"Accept": {"text/event-stream"}})
+	if err != nil {
+		return after, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	var evType string
+	var data []byte
+	for sc.Scan() {
+		line := sc.Bytes()
+		switch {
+		case len(line) == 0: // end of message
+			if evType == "end" {
+				return after, io.EOF
+			}
+			if data != nil && evType != "error" {
+				ev := new(event.Event)
+				if err := ev.UnmarshalJSON(data); err != nil {
+					return after, fmt.Errorf("client: stream: %w", err)
+				}
+				if ev.Seq > after {
+					if err := fn(ev); err != nil {
+						return after, fnError{err}
+					}
+					after = ev.Seq
+				}
+			}
+			evType, data = "", nil
+		case bytes.HasPrefix(line, []byte("data: ")):
+			data = append(data[:0], line[len("data: "):]...)
+		case bytes.HasPrefix(line, []byte("event: ")):
+			evType = string(line[len("event: "):])
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return after, err
+	}
+	return after, io.ErrUnexpectedEOF
+}
+
+// Status is the server's readiness answer.
+type Status struct {
+	Ready      bool   `json:"ready"`
+	Reason     string `json:"reason"`
+	LastSeq    uint64 `json:"last_seq"`
+	DurableSeq uint64 `json:"durable_seq"`
+}
+
+// Ready returns the server's readiness and journal position (GET /readyz).
+func (c *Client) Ready(ctx context.Context) (Status, error) {
+	var st Status
+	resp, err := c.do(ctx, http.MethodGet, "/readyz", nil, "", nil)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	return st, err
+}

@@ -1,0 +1,151 @@
+// Package api is semprop's HTTP API (v1): CloudEvents ingest, replay from the
+// journal as NDJSON, Server-Sent Events streams and health. Everything it
+// sends out of the process is durable: replay and streams read the journal
+// up to its durable seq, and ingest answers only once the events are durable.
+//
+// Errors are JSON {"error": "...", "field": "..."} with the status codes of
+// DESIGN.md (400 malformed, 413 too large, 415 media type, 503 not ready).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// Options configure a Server.
+type Options struct {
+	Manager *propagate.Manager
+	Logger  *slog.Logger
+	// MaxBody bounds a request body (default 16 MiB); MaxBatch the events in
+	// one batch (default 10,000); Limits the parts of one event.
+	MaxBody  int64
+	MaxBatch int
+	Limits   event.Limits
+	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
+	Heartbeat time.Duration
+}
+
+// Server serves the HTTP API. It is safe for concurrent use.
+type Server struct {
+	m    *propagate.Manager
+	log  *slog.Logger
+	opts Options
+	mux  *http.ServeMux
+
+	ready    atomic.Bool
+	notReady atomic.Pointer[string]
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close: streams end
+}
+
+// New returns a Server; it is not ready (see SetReady) until told so.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = 16 << 20
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 10000
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = 15 * time.Second
+	}
+	s := &Server{m: opts.Manager, log: opts.Logger, opts: opts, mux: http.NewServeMux(), done: make(chan struct{})}
+	reason := "starting"
+	s.notReady.Store(&reason)
+	s.mux.HandleFunc("POST /v1/events", s.ingest)
+	s.mux.HandleFunc("GET /v1/events", s.replay)
+	s.mux.HandleFunc("GET /v1/stream", s.stream)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	return s
+}
+
+// Handle registers an extra handler (metrics, later APIs) on the server's mux.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Close ends every open stream with an "end" event and marks the server
+// not ready. Call it before http.Server.Shutdown, which waits for open
+// requests. Close is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.SetReady(false, "shutting down")
+		close(s.done)
+	})
+}
+
+// SetReady marks the server ready, or not ready with a reason (shown by
+// /readyz; ingest answers 503 meanwhile).
+func (s *Server) SetReady(ready bool, reason string) {
+	if ready {
+		s.ready.Store(true)
+		return
+	}
+	s.notReady.Store(&reason)
+	s.ready.Store(false)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": *s.notReady.Load()})
+		return
+	}
+	j := s.m.Journal()
+	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "last_seq": j.LastSeq(), "durable_seq": j.DurableSeq()})
+}
+
+// apiError is the JSON error body.
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, field, msg string) {
+	writeJSON(w, status, apiError{Error: msg, Field: field})
+}
+
+// writeErr maps an error to its status: event field errors are 400 (413 when
+// too large), context cancellation 503.
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	var fe *event.FieldError
+	switch {
+	case errors.As(err, &fe):
+		status := http.StatusBadRequest
+		if errors.Is(err, event.ErrTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeError(w, status, fe.Field, fe.Error())
+	case errors.Is(err, propagate.ErrInvalidType):
+		writeError(w, http.StatusBadRequest, "type", err.Error())
+	case errors.Is(err, propagate.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "", err.Error())
+	default:
+		s.log.Error("request failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "", err.Error())
+	}
+}

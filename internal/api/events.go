@@ -1,0 +1,325 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// ingest handles POST /v1/events in the three CloudEvents HTTP modes:
+// structured (application/cloudevents+json), batch
+// (application/cloudevents-batch+json) and binary (ce-* headers, body as
+// data). It answers {"seqs":[...]} once every event is durable.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "", "not ready: "+*s.notReady.Load())
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body exceeds %d bytes", mbe.Limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "", "read body: "+err.Error())
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	var evs []*event.Event
+	switch {
+	case r.Header.Get("Ce-Specversion") != "":
+		ev, err := fromBinaryMode(r.Header, mt, ct, body)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		evs = []*event.Event{ev}
+	case mt == event.MediaType || (mt == "application/json" && firstNonSpace(body) == '{'):
+		ev := new(event.Event)
+		if err := ev.UnmarshalJSON(body); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		evs = []*event.Event{ev}
+	case mt == event.MediaTypeBatch || (mt == "application/json" && firstNonSpace(body) == '['):
+		if evs, err = event.ParseJSONBatch(body); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type",
+			fmt.Sprintf("unsupported media type %q: use %s, %s, or binary mode (ce-* headers)", ct, event.MediaType, event.MediaTypeBatch))
+		return
+	}
+	if len(evs) == 0 {
+		writeError(w, http.StatusBadRequest, "", "empty batch")
+		return
+	}
+	if len(evs) > s.opts.MaxBatch {
+		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("batch of %d events exceeds the limit of %d", len(evs), s.opts.MaxBatch))
+		return
+	}
+	for i, ev := range evs {
+		if ev.Boundary == event.BoundaryNone {
+			ev.Boundary = event.BoundaryUser
+		}
+		ev.Boundaries = ev.Boundaries.Add(ev.Boundary)
+		ev.Seq = 0 // assigned here, never by the producer
+		if err := ev.Validate(s.opts.Limits); err != nil {
+			var fe *event.FieldError
+			if len(evs) > 1 && errors.As(err, &fe) {
+				fe.Field = "[" + strconv.Itoa(i) + "]." + fe.Field
+			}
+			s.writeErr(w, err)
+			return
+		}
+	}
+	if err := s.m.PublishBatch(r.Context(), evs); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	seqs := make([]uint64, len(evs))
+	for i, ev := range evs {
+		seqs[i] = ev.Seq
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"seqs": seqs})
+}
+
+func firstNonSpace(b []byte) byte {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			return c
+		}
+	}
+	return 0
+}
+
+// fromBinaryMode builds an event from ce-* headers and the body as data.
+func fromBinaryMode(h http.Header, mt, ct string, body []byte) (*event.Event, error) {
+	obj := make(map[string]string)
+	for k, vs := range h {
+		lk := strings.ToLower(k)
+		if name, ok := strings.CutPrefix(lk, "ce-"); ok && len(vs) > 0 {
+			obj[name] = vs[0]
+		}
+	}
+	// Reuse the structured decoder: headers are strings; it accepts numeric
+	// strings for numeric extensions.
+	js, _ := json.Marshal(obj)
+	ev := new(event.Event)
+	if err := ev.UnmarshalJSON(js); err != nil {
+		return nil, err
+	}
+	if ct != "" {
+		ev.DataContentType = ct
+	}
+	if len(body) > 0 {
+		ev.Data = body
+		if !isJSONMedia(mt) {
+			ev.Flags |= event.FlagDataBinary
+		}
+	}
+	return ev, nil
+}
+
+func jsonQuote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func isJSONMedia(mt string) bool {
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// selection holds the query parameters every read takes.
+type selection struct {
+	after   uint64
+	matcher propagate.Matcher
+}
+
+func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
+	q := r.URL.Query()
+	var sel selection
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return sel, &apiError{Field: "after", Error: "after must be a sequence number"}
+		}
+		sel.after = n
+	} else if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return sel, &apiError{Field: "Last-Event-ID", Error: "Last-Event-ID must be a sequence number"}
+		}
+		sel.after = n
+	}
+	m, err := compileSelector(q.Get("type"), q.Get("path"), q.Get("filter"))
+	if err != nil {
+		return sel, err
+	}
+	sel.matcher = m
+	return sel, nil
+}
+
+// replay handles GET /v1/events: durable events after `after` as NDJSON,
+// at most `limit` (default 1000, at most 100,000) of them, without waiting
+// for new ones.
+func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
+	sel, aerr := s.parseSelection(r)
+	if aerr != nil {
+		writeJSON(w, http.StatusBadRequest, aerr)
+		return
+	}
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, http.StatusBadRequest, "limit", "limit must be 1..100000")
+			return
+		}
+		limit = n
+	}
+	rd, err := s.m.Reader(sel.after + 1)
+	if err != nil {
+		writeError(w, http.StatusGone, "after", err.Error())
+		return
+	}
+	defer rd.Close()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var ev event.Event
+	buf := make([]byte, 0, 1024)
+	for n := 0; n < limit; {
+		ok, err := rd.TryNext(&ev)
+		if err != nil {
+			s.log.Error("replay", "err", err)
+			break
+		}
+		if !ok {
+			break
+		}
+		if !sel.matcher.Match(&ev) {
+			continue
+		}
+		buf = append(ev.AppendJSON(buf[:0]), '\n')
+		if _, err := bw.Write(buf); err != nil {
+			return
+		}
+		n++
+	}
+	_ = bw.Flush()
+}
+
+// stream handles GET /v1/stream: Server-Sent Events of durable events after
+// `after` (or Last-Event-ID), following the journal live. Each message's id
+// is the event's seq, so a client that reconnects with Last-Event-ID
+// resumes with no gap and no duplicate. A comment line is sent every
+// Heartbeat; on shutdown the stream ends with an "end" event.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
+	sel, aerr := s.parseSelection(r)
+	if aerr != nil {
+		writeJSON(w, http.StatusBadRequest, aerr)
+		return
+	}
+	rd, err := s.m.Reader(sel.after + 1)
+	if err != nil {
+		writeError(w, http.StatusGone, "after", err.Error())
+		return
+	}
+	defer rd.Close()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	flush := func() error {
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err := flush(); err != nil {
+		return
+	}
+	ctx := r.Context()
+	j := s.m.Journal()
+	heartbeat := time.NewTicker(s.opts.Heartbeat)
+	defer heartbeat.Stop()
+	var ev event.Event
+	buf := make([]byte, 0, 1024)
+	for {
+		// Drain what is durable, then flush once and wait.
+		changed := j.Changed()
+		for {
+			ok, err := rd.TryNext(&ev)
+			if err != nil {
+				s.log.Error("stream", "err", err)
+				fmt.Fprintf(bw, "event: error\ndata: %s\n\n", jsonQuote(err.Error()))
+				_ = flush()
+				return
+			}
+			if !ok {
+				break
+			}
+			if !sel.matcher.Match(&ev) {
+				continue
+			}
+			buf = append(buf[:0], "id: "...)
+			buf = strconv.AppendUint(buf, ev.Seq, 10)
+			buf = append(buf, "\nevent: "...)
+			buf = append(buf, ev.Type...)
+			buf = append(buf, "\ndata: "...)
+			buf = ev.AppendJSON(buf)
+			buf = append(buf, "\n\n"...)
+			if _, err := bw.Write(buf); err != nil {
+				return
+			}
+		}
+		if err := flush(); err != nil {
+			return
+		}
+		select {
+		case <-changed:
+		case <-heartbeat.C:
+			if _, err := bw.WriteString(": heartbeat\n\n"); err != nil {
+				return
+			}
+		case <-ctx.Done():
+			return // client gone
+		case <-s.done:
+			bw.WriteString("event: end\ndata: {\"reason\":\"shutdown\"}\n\n")
+			_ = flush()
+			return
+		}
+	}
+}
+
+// compileSelector turns the type/path/filter query parameters into a
+// matcher. The path and filter parameters need the routing engine.
+func compileSelector(typ, path, filter string) (propagate.Matcher, *apiError) {
+	if path != "" || filter != "" {
+		return nil, &apiError{Field: "path", Error: "path and filter selection are not available yet"}
+	}
+	if typ == "" {
+		return propagate.MatchAll, nil
+	}
+	p, err := propagate.ParsePattern(typ)
+	if err != nil {
+		return nil, &apiError{Field: "type", Error: err.Error()}
+	}
+	return p, nil
+}

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/semprop/semprop/internal/bridge"
+	"github.com/semprop/semprop/internal/capture/fanotify"
+	"github.com/semprop/semprop/internal/capture/fusefs"
+	"github.com/semprop/semprop/internal/config"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// captures owns the boundaries and bridges of a running daemon.
+type captures struct {
+	failed chan error // first failure of a boundary
+
+	stopSources context.CancelFunc // watchers
+	stopBridges context.CancelFunc // bridges: after the sources, so they flush everything
+	mounts      []*fusefs.FS
+	sources     sync.WaitGroup
+	bridges     sync.WaitGroup
+}
+
+// startCapture starts a kernel watcher per --watch directory and a FUSE
+// mount plus a kernel watcher of its backing tree per --mount, each behind a
+// bridge that publishes to m. Cancelling ctx is not needed: wait stops
+// everything in order.
+func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager, source string, log *slog.Logger) (*captures, error) {
+	c := &captures{failed: make(chan error, 1)}
+	srcCtx, stopSources := context.WithCancel(ctx)
+	brCtx, stopBridges := context.WithCancel(context.Background())
+	c.stopSources, c.stopBridges = stopSources, stopBridges
+	data, _ := filepath.Abs(cfg.Data)
+	self := int32(os.Getpid())
+
+	fail := func(err error) {
+		select {
+		case c.failed <- err:
+		default:
+		}
+	}
+	startWatcher := func(root string, br *bridge.Bridge) error {
+		w, err := fanotify.New(fanotify.Options{Root: root, Sink: br.Kernel(), Logger: log})
+		if err != nil {
+			return fmt.Errorf("watch %s: %w", root, err)
+		}
+		log.Info("kernel boundary", "root", root, "mode", w.Mode())
+		c.sources.Go(func() {
+			if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
+				fail(fmt.Errorf("watch %s: %w", root, err))
+			}
+			_ = w.Close()
+		})
+		return nil
+	}
+	startBridge := func(opts bridge.Options) (*bridge.Bridge, error) {
+		opts.Publisher, opts.Source, opts.SelfPID, opts.Window, opts.Logger = m, source, self, cfg.BridgeWindow, log
+		br, err := bridge.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		c.bridges.Go(func() {
+			if err := br.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
+				fail(fmt.Errorf("bridge: %w", err))
+			}
+		})
+		return br, nil
+	}
+
+	for _, dir := range cfg.Watch {
+		root, err := filepath.Abs(dir)
+		if err != nil {
+			c.wait()
+			return nil, err
+		}
+		if within(data, root) {
+			log.Warn("the data directory is inside a watched tree; the daemon's own journal writes are filtered out by pid", "data", data, "watch", root)
+		}
+		br, err := startBridge(bridge.Options{})
+		if err == nil {
+			err = startWatcher(root, br)
+		}
+		if err != nil {
+			c.wait()
+			return nil, err
+		}
+	}
+	for _, spec := range cfg.Mount {
+		b, mp, _ := strings.Cut(spec, ":")
+		backing, err1 := filepath.Abs(b)
+		mountpoint, err2 := filepath.Abs(mp)
+		if err := errors.Join(err1, err2); err != nil {
+			c.wait()
+			return nil, err
+		}
+		if err := os.MkdirAll(mountpoint, 0o755); err != nil {
+			c.wait()
+			return nil, fmt.Errorf("mount %s: %w", spec, err)
+		}
+		inv := &lateInvalidator{}
+		br, err := startBridge(bridge.Options{Backing: backing, Mount: mountpoint, Invalidator: inv, NoPassthrough: !cfg.FusePassthrough})
+		if err != nil {
+			c.wait()
+			return nil, err
+		}
+		fsys, err := fusefs.Mount(fusefs.Options{Backing: backing, Mountpoint: mountpoint, Sink: br.FUSE(), Passthrough: cfg.FusePassthrough, Logger: log})
+		if err != nil {
+			c.wait()
+			return nil, fmt.Errorf("mount %s: %w", spec, err)
+		}
+		inv.set(fsys)
+		c.mounts = append(c.mounts, fsys)
+		log.Info("FUSE boundary", "backing", backing, "mount", mountpoint, "passthrough", fsys.Passthrough())
+		if err := startWatcher(backing, br); err != nil {
+			c.wait()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// wait stops the boundaries, then lets the bridges publish what they hold.
+func (c *captures) wait() {
+	c.stopSources()
+	for _, fsys := range c.mounts {
+		if err := fsys.Unmount(); err != nil {
+			slog.Warn("unmount", "mount", fsys.Mountpoint(), "err", err)
+		}
+	}
+	c.sources.Wait()
+	c.stopBridges()
+	c.bridges.Wait()
+}
+
+func within(path, root string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// lateInvalidator lets the bridge exist before the mount it invalidates
+// (the mount needs the bridge's sink first).
+type lateInvalidator struct {
+	mu sync.RWMutex
+	fs *fusefs.FS
+}
+
+func (l *lateInvalidator) set(fs *fusefs.FS) { l.mu.Lock(); l.fs = fs; l.mu.Unlock() }
+
+func (l *lateInvalidator) get() *fusefs.FS { l.mu.RLock(); defer l.mu.RUnlock(); return l.fs }
+
+func (l *lateInvalidator) InvalidateContent(rel string) {
+	if fs := l.get(); fs != nil {
+		fs.InvalidateContent(rel)
+	}
+}
+
+func (l *lateInvalidator) InvalidateEntry(dir, name string) {
+	if fs := l.get(); fs != nil {
+		fs.InvalidateEntry(dir, name)
+	}
+}
+
+func (l *lateInvalidator) InvalidateDelete(dir, name string) {
+	if fs := l.get(); fs != nil {
+		fs.InvalidateDelete(dir, name)
+	}
+}

@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/config"
+	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+type runFlags struct {
+	config      string
+	data        string
+	listen      string
+	watch       []string
+	mount       []string
+	fsync       string
+	fsyncEvery  time.Duration
+	passthrough string
+	logLevel    string
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the semprop daemon",
+		Long: `Run the daemon: open the journal, serve the HTTP API, and capture file-system
+events from --watch directories (kernel boundary) and --mount BACKING:MOUNTPOINT
+FUSE mounts (FUSE and kernel boundaries, bridged).
+
+With no flags it runs on the embedded defaults: data in ./semprop-data, HTTP on
+127.0.0.1:7878, fsync always. A --config YAML file overrides the defaults
+(see 'semprop run --print-defaults'); flags override the file.
+
+SIGINT or SIGTERM shut down gracefully: intake stops, streams end, what is
+buffered is flushed and fsynced, and the process exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if pd, _ := cmd.Flags().GetBool("print-defaults"); pd {
+				_, err := cmd.OutOrStdout().Write(config.Defaults())
+				return err
+			}
+			cfg, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDaemon(ctx, cfg, cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "YAML configuration file (overrides the embedded defaults)")
+	fl.StringVar(&f.data, "data", "", "data directory for the journal and consumer cursors (default ./semprop-data)")
+	fl.StringVar(&f.listen, "listen", "", "HTTP API address (default 127.0.0.1:7878)")
+	fl.StringArrayVar(&f.watch, "watch", nil, "watch `DIR` with the kernel boundary (repeatable)")
+	fl.StringArrayVar(&f.mount, "mount", nil, "mount a FUSE loopback of BACKING at MOUNTPOINT, bridged with the kernel boundary (`BACKING:MOUNTPOINT`, repeatable)")
+	fl.StringVar(&f.fsync, "fsync", "", "journal durability: always (ack after fsync, group commit), interval (ack after write, fsync every --fsync-interval), never (default always)")
+	fl.DurationVar(&f.fsyncEvery, "fsync-interval", 0, "fsync period for --fsync interval (default 10ms)")
+	fl.StringVar(&f.passthrough, "fuse-passthrough", "", "FUSE passthrough for file data: on (fast; writes seen by the kernel boundary) or off (default on)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fl.Bool("print-defaults", false, "print the embedded default configuration and exit")
+	return cmd
+}
+
+// load reads the config and applies the flags that were given.
+func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		return nil, err
+	}
+	fl := cmd.Flags()
+	if fl.Changed("data") {
+		cfg.Data = f.data
+	}
+	if fl.Changed("listen") {
+		cfg.Listen = f.listen
+	}
+	if fl.Changed("watch") {
+		cfg.Watch = f.watch
+	}
+	if fl.Changed("mount") {
+		cfg.Mount = f.mount
+	}
+	if fl.Changed("fsync") {
+		cfg.Fsync = f.fsync
+	}
+	if fl.Changed("fsync-interval") {
+		cfg.FsyncInterval = f.fsyncEvery
+	}
+	if fl.Changed("fuse-passthrough") {
+		switch f.passthrough {
+		case "on", "true":
+			cfg.FusePassthrough = true
+		case "off", "false":
+			cfg.FusePassthrough = false
+		default:
+			return nil, fmt.Errorf("--fuse-passthrough: %q: want on or off", f.passthrough)
+		}
+	}
+	if fl.Changed("log-level") {
+		cfg.LogLevel = f.logLevel
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// runDaemon runs until ctx is done, then shuts down in order: streams and
+// intake, capture, the manager, the journal.
+func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]byte) (int, error) }) error {
+	log := newLogger(logw, cfg.LogLevel)
+	slog.SetDefault(log)
+	policy, err := journal.ParseFsyncPolicy(cfg.Fsync)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+
+	j, err := journal.Open(journal.Options{
+		Dir: filepath.Join(cfg.Data, "journal"), SegmentSize: int64(cfg.SegmentSize), Fsync: policy,
+		FsyncInterval: cfg.FsyncInterval, RetentionBytes: int64(cfg.Retention.Bytes), RetentionAge: cfg.Retention.Age,
+		Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("refusing to run: %w", err)
+	}
+	defer func() {
+		if err := j.Close(); err != nil {
+			log.Error("close journal", "err", err)
+		}
+	}()
+	host, _ := os.Hostname()
+	source := "semprop://" + host
+	m, err := propagate.New(propagate.Options{Journal: j, Dir: cfg.Data, Source: source + "/user", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	srv := api.New(api.Options{
+		Manager: m, Logger: log, MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch,
+		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)},
+	})
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	})
+
+	capCtx, stopCapture := context.WithCancel(context.Background())
+	captures, err := startCapture(capCtx, cfg, m, source, log)
+	if err != nil {
+		stopCapture()
+		srv.Close()
+		_ = hs.Close()
+		wg.Wait()
+		return err
+	}
+	srv.SetReady(true, "")
+	log.Info("semprop running", "listen", ln.Addr().String(), "data", cfg.Data, "fsync", cfg.Fsync,
+		"watch", strings.Join(cfg.Watch, ","), "mount", strings.Join(cfg.Mount, ","))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+		log.Error("http server failed", "err", runErr)
+	case runErr = <-captures.failed:
+		log.Error("capture failed", "err", runErr)
+	}
+	srv.Close() // streams end, ingest answers 503
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := hs.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	cancel()
+	wg.Wait()
+	stopCapture()
+	captures.wait()
+	log.Info("stopped", "last_seq", j.LastSeq())
+	return runErr
+}

@@ -1,0 +1,142 @@
+// Package config loads semprop's configuration: the embedded defaults
+// (defaults.yaml), then an optional YAML file over them. Command-line flags
+// are applied over the result by the CLI.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed defaults.yaml
+var defaults []byte
+
+// Defaults returns the embedded default configuration file.
+func Defaults() []byte { return bytes.Clone(defaults) }
+
+// Config is semprop's configuration.
+type Config struct {
+	Data            string        `yaml:"data"`
+	Listen          string        `yaml:"listen"`
+	Fsync           string        `yaml:"fsync"`
+	FsyncInterval   time.Duration `yaml:"fsync_interval"`
+	SegmentSize     Size          `yaml:"segment_size"`
+	Retention       Retention     `yaml:"retention"`
+	Watch           []string      `yaml:"watch"`
+	Mount           []string      `yaml:"mount"`
+	FusePassthrough bool          `yaml:"fuse_passthrough"`
+	BridgeWindow    time.Duration `yaml:"bridge_window"`
+	Limits          Limits        `yaml:"limits"`
+	LogLevel        string        `yaml:"log_level"`
+}
+
+// Retention bounds the journal.
+type Retention struct {
+	Bytes Size          `yaml:"bytes"`
+	Age   time.Duration `yaml:"age"`
+}
+
+// Limits bound HTTP input.
+type Limits struct {
+	MaxBody  Size `yaml:"max_body"`
+	MaxBatch int  `yaml:"max_batch"`
+	MaxData  Size `yaml:"max_data"`
+}
+
+// Size is a byte count written as a number or with a unit (KiB, MiB, GiB, KB, MB, GB).
+type Size int64
+
+// UnmarshalYAML parses a size.
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*s = v
+	return nil
+}
+
+// ParseSize parses "64MiB", "1GB", "4096".
+func ParseSize(txt string) (Size, error) {
+	t := strings.TrimSpace(txt)
+	mult := int64(1)
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(t, u.suf); ok {
+			t, mult = strings.TrimSpace(rest), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a non-negative number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", txt)
+	}
+	return Size(n * mult), nil
+}
+
+// Load returns the defaults overlaid with the file at path ("" = defaults only).
+func Load(path string) (*Config, error) {
+	var c Config
+	if err := decode(defaults, &c); err != nil {
+		return nil, fmt.Errorf("config: embedded defaults: %w", err)
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := decode(b, &c); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	return &c, c.Validate()
+}
+
+func decode(b []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // an empty file is fine
+		return err
+	}
+	return nil
+}
+
+// Validate checks values that cannot be checked by type alone; errors name the key.
+func (c *Config) Validate() error {
+	switch c.Fsync {
+	case "always", "interval", "never":
+	default:
+		return fmt.Errorf("config: fsync: %q is not one of always, interval, never", c.Fsync)
+	}
+	if c.Data == "" {
+		return errors.New("config: data: must not be empty")
+	}
+	if c.FsyncInterval <= 0 {
+		return errors.New("config: fsync_interval: must be positive")
+	}
+	if c.SegmentSize < 4096 {
+		return errors.New("config: segment_size: must be at least 4KiB")
+	}
+	for _, m := range c.Mount {
+		if b, mp, ok := strings.Cut(m, ":"); !ok || b == "" || mp == "" {
+			return fmt.Errorf("config: mount: %q: want BACKING:MOUNTPOINT", m)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: log_level: %q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Data != "./semprop-data" || c.Listen != "127.0.0.1:7878" || c.Fsync != "always" ||
+		c.SegmentSize != 64<<20 || c.Limits.MaxData != 1<<20 || !c.FusePassthrough || c.BridgeWindow != 50*time.Millisecond {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestFileOverrides(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("fsync: interval\nsegment_size: 1GiB\nwatch: [/data]\n"), 0o644)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fsync != "interval" || c.SegmentSize != 1<<30 || len(c.Watch) != 1 || c.Listen != "127.0.0.1:7878" {
+		t.Errorf("overridden = %+v", c)
+	}
+}
+
+func TestErrorsNameKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"fsync: sometimes\n":    "fsync",
+		"segment_size: lots\n":  "size",
+		"mount: [nocolon]\n":    "mount",
+		"no_such_key: 1\n":      "no_such_key",
+		"log_level: verbose\n":  "log_level",
+		"fsync_interval: -1s\n": "fsync_interval",
+	} {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(in), 0o644)
+		_, err := Load(p)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%q) = %v, want an error naming %q", in, err, want)
+		}
+	}
+}
