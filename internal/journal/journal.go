@@ -106,9 +106,9 @@ type chunk struct {
 // consecutive sequence numbers starting at 1. All methods are safe for
 // concurrent use.
 //
-// Lock order: mu, segMu and chMu are never held at the same time by one
-// goroutine, except that segMu and chMu are leaves (nothing is acquired
-// while holding them).
+// Locks: mu (write side), segMu (segment list) and chMu (Changed channel).
+// No goroutine ever holds two of them at once, so there is no lock order to
+// respect; keep it that way.
 type Journal struct {
 	opts Options
 	log  *slog.Logger

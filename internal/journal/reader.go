@@ -83,6 +83,9 @@ func (r *Reader) TryNext() (seq uint64, payload []byte, ok bool, err error) {
 		return 0, nil, false, ErrClosed
 	}
 	if r.next > r.j.durable.Load() {
+		if e := r.j.failErr.Load(); e != nil {
+			return 0, nil, false, *e // nothing more will become durable
+		}
 		return 0, nil, false, nil
 	}
 	seq, payload, err = r.read()
