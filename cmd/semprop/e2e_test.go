@@ -1,0 +1,286 @@
+package main_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/client"
+	"github.com/semprop/semprop/event"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "semprop-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "semprop")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build semprop: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type daemon struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *strings.Builder
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startDaemon runs `semprop run` with args and waits until it is ready.
+func startDaemon(t *testing.T, data string, args ...string) *daemon {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, append([]string{"run", "--data", data, "--listen", addr}, args...)...)
+	logs := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, url: "http://" + addr, logs: logs}
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			_ = d.cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(d.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return d
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("daemon not ready in 10s; logs:\n%s", logs)
+	return nil
+}
+
+// stop sends SIGTERM and requires a clean exit within 10s.
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("daemon exit: %v; logs:\n%s", err, d.logs)
+		}
+	case <-time.After(10 * time.Second):
+		_ = d.cmd.Process.Kill()
+		t.Fatalf("daemon did not stop within 10s of SIGTERM; logs:\n%s", d.logs)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	data := t.TempDir()
+	d := startDaemon(t, data)
+	c := client.New(d.url, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Publish 100 events one by one and 400 in batches.
+	var want []uint64
+	for i := range 100 {
+		seq, err := c.Publish(ctx, &event.Event{Type: "vector.insert", Subject: fmt.Sprintf("/doc/%d", i), Data: []byte(`{"n":1}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, seq)
+	}
+	for b := range 4 {
+		evs := make([]*event.Event, 100)
+		for i := range evs {
+			evs[i] = &event.Event{Type: "app.batch", Subject: fmt.Sprintf("/b/%d/%d", b, i)}
+		}
+		seqs, err := c.PublishBatch(ctx, evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, seqs...)
+	}
+	for i, s := range want {
+		if s != uint64(i+1) {
+			t.Fatalf("seq %d = %d: acknowledged seqs not contiguous", i, s)
+		}
+	}
+
+	// Tail with resume: read the first 250, stop, then resume after the
+	// last seen; together exactly 1..500, in order.
+	var got []uint64
+	stopAt := fmt.Errorf("stop")
+	err := c.Stream(ctx, client.Selector{}, 0, func(ev *event.Event) error {
+		got = append(got, ev.Seq)
+		if len(got) == 250 {
+			return stopAt
+		}
+		return nil
+	})
+	if err != stopAt {
+		t.Fatalf("first stream: %v", err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	go func() {
+		// Publish more while the resumed stream runs.
+		for i := range 50 {
+			if _, err := c.Publish(ctx, &event.Event{Type: "late.event", Subject: fmt.Sprint(i)}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	_ = c.Stream(sctx, client.Selector{}, got[len(got)-1], func(ev *event.Event) error {
+		got = append(got, ev.Seq)
+		if len(got) == 550 {
+			scancel()
+		}
+		return nil
+	})
+	scancel()
+	if len(got) != 550 {
+		t.Fatalf("streamed %d events, want 550", len(got))
+	}
+	for i, s := range got {
+		if s != uint64(i+1) {
+			t.Fatalf("stream event %d has seq %d: gap or duplicate", i, s)
+		}
+	}
+
+	// SSE resume with a raw Last-Event-ID header.
+	req, _ := http.NewRequestWithContext(ctx, "GET", d.url+"/v1/stream?type=late.*", nil)
+	req.Header.Set("Last-Event-ID", "548")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var ids []string
+	for sc.Scan() && len(ids) < 2 {
+		if id, ok := strings.CutPrefix(sc.Text(), "id: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	resp.Body.Close()
+	if strings.Join(ids, ",") != "549,550" {
+		t.Errorf("Last-Event-ID 548 resumed with ids %v, want 549,550", ids)
+	}
+
+	// Replay with a type filter.
+	var replayed []string
+	last, err := c.Replay(ctx, client.Selector{Type: "app.*"}, 0, 1000, func(ev *event.Event) error {
+		replayed = append(replayed, ev.Subject)
+		return nil
+	})
+	if err != nil || len(replayed) != 400 || replayed[0] != "/b/0/0" || last != 500 {
+		t.Fatalf("replay app.* = %d events (first %v), last %d, %v; want 400 from /b/0/0 to seq 500", len(replayed), replayed[:min(1, len(replayed))], last, err)
+	}
+
+	// Errors.
+	for _, tc := range []struct {
+		ctype, body string
+		status      int
+		field       string
+	}{
+		{"application/cloudevents+json", `{"specversion":"1.0","type":"x",`, 400, ""},
+		{"application/cloudevents+json", `{"specversion":"1.0","type":"No"}`, 400, "type"},
+		{"application/cloudevents+json", `{"specversion":"1.0","type":"x","pid":"me"}`, 400, "pid"},
+		{"text/plain", `hi`, 415, "Content-Type"},
+		{"application/cloudevents+json", `{"specversion":"1.0","type":"x","data":"` + strings.Repeat("a", 1<<20) + `"}`, 413, "data"},
+	} {
+		resp, err := http.Post(d.url+"/v1/events", tc.ctype, strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e client.Error
+		_ = jsonDecode(resp, &e)
+		if resp.StatusCode != tc.status || e.Field != tc.field {
+			t.Errorf("POST %s %.40q = %d field %q, want %d field %q", tc.ctype, tc.body, resp.StatusCode, e.Field, tc.status, tc.field)
+		}
+	}
+
+	// Graceful shutdown, restart: everything is still there.
+	d.stop(t)
+	d2 := startDaemon(t, data)
+	n := 0
+	_, err = client.New(d2.url, "").Replay(ctx, client.Selector{}, 0, 100000, func(*event.Event) error { n++; return nil })
+	if err != nil || n != 550 {
+		t.Fatalf("after restart replay = %d events, %v; want 550", n, err)
+	}
+	d2.stop(t)
+}
+
+func TestCLIPublishAndTail(t *testing.T) {
+	d := startDaemon(t, t.TempDir())
+	out, err := exec.Command(binary, "publish", "--server", d.url, "vector.insert", "--subject", "/a", "--data", `{"x":1}`).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("publish = %q, %v; want seq 1", out, err)
+	}
+	stdin := `{"specversion":"1.0","type":"a.b","source":"t","id":"1"}` + "\n" + `{"specversion":"1.0","type":"a.c","source":"t","id":"2"}` + "\n"
+	cmd := exec.Command(binary, "publish", "--server", d.url)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err = cmd.CombinedOutput()
+	if err != nil || strings.Fields(string(out))[1] != "3" {
+		t.Fatalf("publish from stdin = %q, %v; want seqs 2 and 3", out, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tail := exec.CommandContext(ctx, binary, "tail", "--server", d.url, "--from-beginning", "a.*")
+	stdout, _ := tail.StdoutPipe()
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var types []string
+	for len(types) < 2 && sc.Scan() {
+		var e event.Event
+		if err := e.UnmarshalJSON(sc.Bytes()); err != nil {
+			t.Fatalf("tail printed %q: %v", sc.Text(), err)
+		}
+		types = append(types, e.Type+"/"+e.SourceID)
+	}
+	_ = tail.Process.Signal(syscall.SIGINT)
+	_ = tail.Wait()
+	if strings.Join(types, ",") != "a.b/1,a.c/2" {
+		t.Errorf("tail a.* printed %v, want a.b/1,a.c/2", types)
+	}
+	out, _ = exec.Command(binary, "tail", "--server", d.url, "fs.>.x").CombinedOutput()
+	if !strings.Contains(string(out), `">" must be the last token`) {
+		t.Errorf("tail with a bad pattern printed %q, want a clear error", out)
+	}
+	d.stop(t)
+}
+
+func jsonDecode(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
