@@ -67,7 +67,7 @@ func Compile(pattern string) (*Pattern, error) {
 	if re, ok := strings.CutPrefix(pattern, RegexpPrefix); ok {
 		r, err := regexp.Compile(re)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %q: %w", ErrBadPattern, pattern, err)
+			return nil, fmt.Errorf("pattern %q: %w: %w", pattern, err, ErrBadPattern)
 		}
 		return &Pattern{src: pattern, kind: kindRegexp, re: r}, nil
 	}
@@ -165,7 +165,7 @@ func compileOne(pattern string) (*Pattern, error) {
 		default:
 			w, err := checkSegment(part, off)
 			if err != nil {
-				return nil, fmt.Errorf("%w: %q: %w", ErrBadPattern, pattern, err)
+				return nil, fmt.Errorf("pattern %q: %w: %w", pattern, err, ErrBadPattern)
 			}
 			s.wild = w
 			if !w {
@@ -470,7 +470,7 @@ func expandBraces(pattern string) ([]string, error) {
 			depth++
 		case '}':
 			if depth == 0 {
-				return nil, fmt.Errorf("%w: %q: unmatched '}' at offset %d", ErrBadPattern, pattern, i)
+				return nil, fmt.Errorf("pattern %q: unmatched '}' at offset %d: %w", pattern, i, ErrBadPattern)
 			}
 			depth--
 			if depth == 0 {
@@ -479,7 +479,7 @@ func expandBraces(pattern string) ([]string, error) {
 		}
 	}
 	if depth != 0 {
-		return nil, fmt.Errorf("%w: %q: unterminated '{' at offset %d", ErrBadPattern, pattern, open)
+		return nil, fmt.Errorf("pattern %q: unterminated '{' at offset %d: %w", pattern, open, ErrBadPattern)
 	}
 	return []string{pattern}, nil
 }
@@ -513,7 +513,7 @@ func expandGroup(pattern string, open, close int) ([]string, error) {
 		}
 		out = append(out, exp...)
 		if len(out) > maxAlternatives {
-			return nil, fmt.Errorf("%w: %q: more than %d", ErrTooComplex, pattern, maxAlternatives)
+			return nil, fmt.Errorf("pattern %q: more than %d alternatives: %w", pattern, maxAlternatives, ErrTooComplex)
 		}
 	}
 	return out, nil

@@ -1,0 +1,329 @@
+package route
+
+import (
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/filter"
+)
+
+// DeliverFunc hands ev to target. It must not block: a target that cannot
+// take the event now returns an error, which counts as a failure for the
+// target's circuit breaker and sends the event to the next member of a
+// group. ev may be a redacted copy; it must not be modified.
+type DeliverFunc[T comparable] func(target T, ev *event.Event) error
+
+// Route is one routing rule.
+type Route[T comparable] struct {
+	// Name identifies the route; dynamic routes are replaced and removed
+	// by name. Names are unique across static and dynamic routes.
+	Name string
+	// Selector chooses the events: type pattern, path glob, filter
+	// expression.
+	Selector Selector
+	// Filter is an optional further filter (e.g. filter.Compile of a
+	// config spec, or filter.Deny); an event must pass it too.
+	Filter filter.Filter
+	// Redact, if set, hides fields: targets receive a redacted copy.
+	Redact *filter.Redactor
+	// Targets receive the events; at least one.
+	Targets []T
+	// Strategy chooses among Targets; the zero value is Broadcast.
+	Strategy Strategy
+	// Weights, for Weighted, gives each target's share (positive).
+	Weights []int
+	// Breakers puts a circuit breaker (Options.Breaker) on each target.
+	Breakers bool
+}
+
+// RouteInfo describes a route, for the admin API.
+type RouteInfo struct {
+	Name     string   `json:"name"`
+	Selector Selector `json:"selector"`
+	Filter   string   `json:"filter,omitempty"`
+	Strategy string   `json:"strategy"`
+	Targets  int      `json:"targets"`
+	Static   bool     `json:"static"`
+}
+
+// Options configure a Router.
+type Options[T comparable] struct {
+	// CacheSize bounds the type → routes cache (default 4096 types).
+	CacheSize int
+	// Breaker configures the per-target circuit breakers.
+	Breaker BreakerSettings
+	// OnBreakerChange, if set, is called when a target's breaker changes
+	// state (closed, open, half-open), from the delivering goroutine.
+	OnBreakerChange func(target T, from, to gobreaker.State)
+}
+
+// Stats are a Router's counters since it was made.
+type Stats struct {
+	Version     uint64 // version of the current table
+	Routes      int    // routes in the current table
+	CacheHits   uint64 // type lookups answered by the cache
+	CacheMisses uint64 // type lookups that walked the trie
+	Delivered   uint64 // successful deliveries
+	Failed      uint64 // deliveries that returned an error or were refused by a breaker
+	Failovers   uint64 // events delivered to another member after a failure
+	Undelivered uint64 // group events no member could take
+}
+
+type counters struct {
+	hits, misses, delivered, failed, failovers, undelivered atomic.Uint64
+}
+
+// Router holds the routes and publishes them as immutable Tables. Route,
+// Table and Stats are safe for concurrent use and never block; the
+// reconfiguration methods serialise among themselves.
+type Router[T comparable] struct {
+	opts  Options[T]
+	stats counters
+	table atomic.Pointer[Table[T]]
+
+	mu       sync.Mutex // guards the fields below; held while building a table
+	static   []*compiled[T]
+	dynamic  []*compiled[T] // in insertion order
+	breakers map[T]*gobreaker.CircuitBreaker[struct{}]
+	version  uint64
+}
+
+// New returns a Router with no routes.
+func New[T comparable](opts Options[T]) *Router[T] {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 4096
+	}
+	r := &Router[T]{opts: opts, breakers: make(map[T]*gobreaker.CircuitBreaker[struct{}])}
+	r.mu.Lock()
+	r.publishLocked()
+	r.mu.Unlock()
+	return r
+}
+
+// SetStatic replaces all static routes (from configuration). Either every
+// route is valid and the new table is published, or nothing changes.
+func (r *Router[T]) SetStatic(routes ...Route[T]) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs, err := r.compileLocked(routes, true, r.dynamic)
+	if err != nil {
+		return err
+	}
+	r.static = cs
+	r.publishLocked()
+	return nil
+}
+
+// Add adds dynamic routes, replacing dynamic routes of the same names, and
+// publishes one new table. Either every route is valid or nothing changes.
+func (r *Router[T]) Add(routes ...Route[T]) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make(map[string]bool, len(routes))
+	for _, rt := range routes {
+		names[rt.Name] = true
+	}
+	keep := slices.DeleteFunc(slices.Clone(r.dynamic), func(c *compiled[T]) bool { return names[c.name] })
+	cs, err := r.compileLocked(routes, false, r.static)
+	if err != nil {
+		return err
+	}
+	r.dynamic = append(keep, cs...)
+	r.publishLocked()
+	return nil
+}
+
+// Remove removes the dynamic routes with these names and publishes one new
+// table. It returns how many it removed.
+func (r *Router[T]) Remove(names ...string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before := len(r.dynamic)
+	r.dynamic = slices.DeleteFunc(slices.Clone(r.dynamic), func(c *compiled[T]) bool { return slices.Contains(names, c.name) })
+	n := before - len(r.dynamic)
+	if n > 0 {
+		r.publishLocked()
+	}
+	return n
+}
+
+// Table returns the current table. A caller that routes several events
+// with one table sees one consistent configuration.
+func (r *Router[T]) Table() *Table[T] { return r.table.Load() }
+
+// Route routes ev through the current table; see Table.Route.
+func (r *Router[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
+	return r.table.Load().Route(ev, deliver)
+}
+
+// Routes describes the current routes, static first.
+func (r *Router[T]) Routes() []RouteInfo {
+	t := r.table.Load()
+	out := make([]RouteInfo, len(t.routes))
+	for i, c := range t.routes {
+		out[i] = RouteInfo{Name: c.name, Selector: c.sel.Selector(), Strategy: c.strategy.String(),
+			Targets: len(c.targets), Static: c.static}
+		if c.extra != nil {
+			out[i].Filter = fmt.Sprint(c.extra)
+		}
+	}
+	return out
+}
+
+// Stats returns the router's counters.
+func (r *Router[T]) Stats() Stats {
+	t := r.table.Load()
+	return Stats{
+		Version: t.version, Routes: len(t.routes),
+		CacheHits: r.stats.hits.Load(), CacheMisses: r.stats.misses.Load(),
+		Delivered: r.stats.delivered.Load(), Failed: r.stats.failed.Load(),
+		Failovers: r.stats.failovers.Load(), Undelivered: r.stats.undelivered.Load(),
+	}
+}
+
+// compileLocked validates and compiles routes; others are the routes of
+// the other kind, whose names must not be reused.
+func (r *Router[T]) compileLocked(routes []Route[T], static bool, others []*compiled[T]) ([]*compiled[T], error) {
+	seen := make(map[string]bool)
+	for _, o := range others {
+		seen[o.name] = true
+	}
+	out := make([]*compiled[T], 0, len(routes))
+	for i, rt := range routes {
+		if rt.Name == "" {
+			return nil, fmt.Errorf("route %d: empty name: %w", i, ErrBadRoute)
+		}
+		if seen[rt.Name] {
+			return nil, fmt.Errorf("route %q: %w", rt.Name, ErrConflict)
+		}
+		seen[rt.Name] = true
+		c, err := r.compileRouteLocked(rt)
+		if err != nil {
+			return nil, fmt.Errorf("route %q: %w", rt.Name, err)
+		}
+		c.static = static
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// publishLocked builds a table from the current routes and swaps it in.
+func (r *Router[T]) publishLocked() {
+	r.version++
+	t := &Table[T]{version: r.version, root: &node{}, stats: &r.stats}
+	t.routes = append(append(t.routes, r.static...), r.dynamic...)
+	used := make(map[T]bool)
+	for i, c := range t.routes {
+		t.root.insert(c.sel.typ.toks, int32(i))
+		for j, b := range c.breakers {
+			if b != nil {
+				used[c.targets[j]] = true
+			}
+		}
+	}
+	for tgt := range r.breakers {
+		if !used[tgt] {
+			delete(r.breakers, tgt)
+		}
+	}
+	sets := 1 << bits.Len(uint((r.opts.CacheSize+cacheWays-1)/cacheWays-1))
+	t.cache = make([]atomic.Pointer[cacheEntry[T]], sets*cacheWays)
+	t.mask = uint64(sets - 1)
+	r.table.Store(t)
+}
+
+// Table is an immutable routing configuration: the routes, their trie and
+// a cache of trie results. It is safe for concurrent use.
+type Table[T comparable] struct {
+	version uint64
+	routes  []*compiled[T]
+	root    *node
+	cache   []atomic.Pointer[cacheEntry[T]]
+	mask    uint64
+	stats   *counters
+}
+
+const cacheWays = 4
+
+type cacheEntry[T comparable] struct {
+	typ    string
+	routes []*compiled[T]
+}
+
+var typeSeed = maphash.MakeSeed()
+
+// Version increases by one with every published table.
+func (t *Table[T]) Version() uint64 { return t.version }
+
+// Len returns the number of routes.
+func (t *Table[T]) Len() int { return len(t.routes) }
+
+// Route calls deliver for each target that should receive ev: for every
+// matching route in order (static routes first, then dynamic ones in the
+// order they were added), all targets of a Broadcast route, or one member
+// of a group. It returns the number of successful deliveries. It does not
+// allocate when ev's type is cached, its filters are native, and no route
+// redacts.
+func (t *Table[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
+	n := 0
+	for _, c := range t.candidates(ev.Type) {
+		if !c.sel.matchRest(ev) || (c.extra != nil && !c.extra.Match(ev)) {
+			continue
+		}
+		out := ev
+		if c.redact != nil {
+			out = c.redact.Apply(ev)
+		}
+		n += c.deliver(out, deliver, t.stats)
+	}
+	return n
+}
+
+// Match calls fn with the name of each route whose selector and filters
+// pass ev, in routing order, without delivering.
+func (t *Table[T]) Match(ev *event.Event, fn func(name string)) {
+	for _, c := range t.candidates(ev.Type) {
+		if c.sel.matchRest(ev) && (c.extra == nil || c.extra.Match(ev)) {
+			fn(c.name)
+		}
+	}
+}
+
+// candidates returns the routes whose type pattern matches typ.
+func (t *Table[T]) candidates(typ string) []*compiled[T] {
+	h := maphash.String(typeSeed, typ)
+	set := t.cache[(h&t.mask)*cacheWays:][:cacheWays]
+	for i := range set {
+		if e := set[i].Load(); e != nil && e.typ == typ {
+			t.stats.hits.Add(1)
+			return e.routes
+		}
+	}
+	misses := t.stats.misses.Add(1)
+	var routes []*compiled[T]
+	if validTokens(typ) {
+		var buf [16]int32
+		idx := t.root.collect(typ, buf[:0])
+		slices.Sort(idx)
+		routes = make([]*compiled[T], len(idx))
+		for i, x := range idx {
+			routes[i] = t.routes[x]
+		}
+	}
+	e := &cacheEntry[T]{typ: typ, routes: routes}
+	for i := range set {
+		if set[i].Load() == nil {
+			set[i].Store(e)
+			return routes
+		}
+	}
+	set[(misses>>1)%cacheWays].Store(e)
+	return routes
+}
