@@ -73,7 +73,7 @@ func (f *fanBackend) close() {
 	unix.Close(f.mountFD)
 }
 
-func (f *fanBackend) idle() { f.w.t.catchUp = false }
+func (f *fanBackend) idle() { f.w.t.idle() }
 
 func (f *fanBackend) handle(buf []byte, now time.Time) {
 	p := parser{buf: buf}

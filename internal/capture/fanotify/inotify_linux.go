@@ -80,7 +80,7 @@ func (b *inBackend) close()  { unix.Close(b.ifd) }
 // is not coming, the object left the tree) and ends a catch-up window.
 func (b *inBackend) idle() {
 	b.flushMove()
-	b.w.t.catchUp = false
+	b.w.t.idle()
 }
 
 func (b *inBackend) flushMove() {

@@ -157,7 +157,6 @@ func (t *tracker) rescan() {
 	sum := t.newOp(capture.KindRescan, t.root, true, nil, 0)
 	sum.Count = changes
 	t.emit(sum)
-	t.catchUp = true
 }
 
 // rescanGone emits the delete (or rmdir) of an indexed path a rescan did
@@ -168,6 +167,10 @@ func (t *tracker) rescanGone(p string, changes *int64) {
 		return
 	}
 	delete(t.index, p)
+	if t.gone == nil {
+		t.gone = make(map[string]struct{})
+	}
+	t.gone[p] = struct{}{}
 	k := capture.KindDelete
 	if e.dir {
 		k = capture.KindRmdir

@@ -64,10 +64,12 @@ type tracker struct {
 	index map[string]*entry
 	dirty map[string]struct{} // objects (fid or path) modified since their last close-write
 
-	// catchUp is set from a rescan until the kernel queue is next seen empty:
-	// records read in that window may describe what the rescan already
-	// reported, and those duplicates are suppressed.
-	catchUp bool
+	// gone holds the paths a rescan reported deleted, until the kernel
+	// queue is next seen empty: records read in that window may describe
+	// deletes the rescan already reported, and those duplicates are
+	// suppressed. (Duplicate creates and writes are recognised by the index
+	// itself.)
+	gone map[string]struct{}
 
 	base, backoff time.Duration
 	lastRescan    time.Time
@@ -86,7 +88,6 @@ func newTracker(root string, sink capture.Sink, c *counters, backoff time.Durati
 		dirty:   make(map[string]struct{}),
 		base:    backoff,
 		backoff: backoff,
-		catchUp: true, // the initial walk races with the first events
 	}
 }
 
@@ -186,7 +187,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 			delete(t.dirty, dkey)
 		}
 	}
-	if write && t.catchUp && old != nil && old.rescanned && exists &&
+	if write && old != nil && old.rescanned && exists &&
 		old.size == st.Size && old.mtime == st.Mtim.Nano() {
 		old.rescanned = false
 		t.c.suppressed.Add(1)
@@ -281,7 +282,8 @@ func (t *tracker) apply(ch *change, a *actor) {
 		}
 	case ch.delete:
 		tail()
-		if !before && t.catchUp {
+		if _, dup := t.gone[ch.path]; dup && !before {
+			delete(t.gone, ch.path)
 			t.c.suppressed.Add(1) // the rescan reported it gone already
 		} else {
 			mk(deleteK, false)
@@ -355,7 +357,7 @@ func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64
 	exists := unix.Lstat(newPath, &st) == nil
 	switch {
 	case oldIn && newIn:
-		if t.catchUp && t.index[oldPath] == nil {
+		if _, dup := t.gone[oldPath]; dup && t.index[oldPath] == nil {
 			if e := t.index[newPath]; e != nil && exists && e.ino == st.Ino {
 				t.c.suppressed.Add(1) // the rescan saw the result already
 				return
@@ -422,6 +424,10 @@ func (t *tracker) overflow(raw uint64) {
 	// half-open writes, the rescan compares content.
 	clear(t.dirty)
 }
+
+// idle is called when the kernel queue is empty: every record from before
+// the last rescan has been seen.
+func (t *tracker) idle() { clear(t.gone) }
 
 // rescanPending returns when the pending rescan is due (zero if none).
 func (t *tracker) rescanPending() time.Time { return t.rescanDue }

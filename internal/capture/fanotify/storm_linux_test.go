@@ -1,0 +1,122 @@
+package fanotify
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// countSink counts ops by kind.
+type countSink struct {
+	n     [16]atomic.Int64
+	total atomic.Int64
+	last  atomic.Int64 // unix ns of the last op
+}
+
+func (c *countSink) Emit(op *capture.Op) {
+	c.n[op.Kind].Add(1)
+	c.total.Add(1)
+	c.last.Store(time.Now().UnixNano())
+}
+
+// storm runs cycles create/write/close/delete cycles in dir from the
+// calling goroutine and returns how long they took.
+func storm(tb testing.TB, dir string, cycles int) time.Duration {
+	data := make([]byte, 64)
+	start := time.Now()
+	for i := range cycles {
+		p := dir + "/f" + strconv.Itoa(i)
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		unix.Write(fd, data)
+		unix.Close(fd)
+		if err := unix.Unlink(p); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// BenchmarkStorm runs a storm of 100,000 create/write/close/delete cycles
+// on a watched tree and reports: the storm's time unwatched and watched
+// (same directory, same run) and the slowdown; ops captured against the 3
+// expected per cycle; overflows; and the sustained capture rate (ops from
+// the storm's start until the last op was emitted). Run with
+// -benchtime=1x -count=N.
+func BenchmarkStorm(b *testing.B) {
+	const cycles = 100_000
+	for _, fs := range []string{"tmpfs", "rootfs"} {
+		b.Run(fs, func(b *testing.B) {
+			var dir string
+			if fs == "tmpfs" {
+				dir = tmpfsRoot(b)
+			} else {
+				needRoot(b)
+				var err error
+				if dir, err = os.MkdirTemp("/var/tmp", "semprop-storm-"); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(dir) })
+			}
+			b.ReportAllocs()
+			var unwatched, watched, drained time.Duration
+			var captured, overflows, lost int64
+			for b.Loop() {
+				unwatched += storm(b, dir, cycles)
+
+				sink := &countSink{}
+				w, err := New(Options{Root: dir, Sink: sink})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- w.Run(ctx) }()
+				start := time.Now()
+				watched += storm(b, dir, cycles)
+				want := int64(3 * cycles)
+				deadline := time.Now().Add(60 * time.Second)
+				for sink.total.Load() < want && time.Now().Before(deadline) {
+					time.Sleep(2 * time.Millisecond)
+				}
+				time.Sleep(50 * time.Millisecond)
+				drained += time.Unix(0, sink.last.Load()).Sub(start)
+				got := sink.n[capture.KindCreate].Load() + sink.n[capture.KindWrite].Load() + sink.n[capture.KindDelete].Load()
+				captured += got
+				if got < want {
+					lost += want - got
+				}
+				s := w.Stats()
+				overflows += int64(s.Overflows)
+				cancel()
+				if err := <-done; err != nil {
+					b.Fatal(err)
+				}
+				if got != want || s.Overflows != 0 {
+					b.Logf("%s: ops %d of %d (create %d write %d delete %d), overflows %d, stats %+v", fs, got, want,
+						sink.n[capture.KindCreate].Load(), sink.n[capture.KindWrite].Load(), sink.n[capture.KindDelete].Load(), s.Overflows, s)
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(unwatched.Seconds()/n, "unwatched_s")
+			b.ReportMetric(watched.Seconds()/n, "watched_s")
+			b.ReportMetric(100*(watched.Seconds()/unwatched.Seconds()-1), "slowdown_%")
+			b.ReportMetric(float64(captured)/n, "ops_captured")
+			b.ReportMetric(float64(lost)/n, "ops_lost")
+			b.ReportMetric(float64(overflows)/n, "overflows")
+			b.ReportMetric(float64(captured)/drained.Seconds(), "ops/s")
+		})
+	}
+}
+
+var _ = fmt.Sprint
