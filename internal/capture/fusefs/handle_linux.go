@@ -177,6 +177,15 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 // or a truncate through this handle, or (passthrough, where data bypasses
 // the server) a change of the backing file's size, mtime or ctime.
 func (h *handle) report(ctx context.Context) {
+	if !h.passthrough {
+		// Everything is seen by Write; skip the fstat when nothing is pending.
+		h.mu.Lock()
+		pending := h.writes > 0 || h.dirty
+		h.mu.Unlock()
+		if !pending {
+			return
+		}
+	}
 	var st syscall.Stat_t
 	statErr := syscall.Fstat(h.fd, &st)
 	cur := sigOfStat(&st)
