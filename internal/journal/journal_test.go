@@ -1075,3 +1075,42 @@ func TestOpenLogsScan(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteFailureIsSticky(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Open(Options{Dir: dir, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendSeqs(t, j, 5, 5)
+	// Pull the file out from under the idle flusher: the next write fails.
+	j.active.Close()
+	r, err := j.Reader(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	first, err := j.Write(1, encSeq)
+	if err != nil {
+		t.Fatalf("Write = %v, want it to succeed (the failure shows at flush)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := j.WaitDurable(ctx, first); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDurable after write failure = %v, want the write error", err)
+	}
+	if _, err := j.Write(1, encSeq); err == nil {
+		t.Errorf("Write after failure = nil, want the sticky error")
+	}
+	if _, _, err := r.Next(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Reader.Next after failure = %v, want the write error", err)
+	}
+	if got := j.DurableSeq(); got != 5 {
+		t.Errorf("DurableSeq = %d, want 5", got)
+	}
+	j.Close()
+	j2 := open(t, Options{Dir: dir})
+	if diff := diffRecs(wantRecs(1, 5), readAll(t, j2, 1)); diff != "" {
+		t.Errorf("after reopen (-want +got):\n%s", diff)
+	}
+}
