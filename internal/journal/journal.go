@@ -88,7 +88,7 @@ type Stats struct {
 	Flushes           uint64 // batches written to the OS
 	BytesWritten      uint64 // bytes written to the OS since Open
 	Truncated         int64  // bytes of torn tail cut at Open
-	RetainedDeletes   uint64 // segments deleted by retention since Open
+	SegmentsDeleted   uint64 // segments deleted by retention since Open
 	BackpressureWaits uint64 // times Write waited for the buffer to drain
 }
 
@@ -160,7 +160,7 @@ type Journal struct {
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
 	bytesWritten      atomic.Uint64
-	retainedDeletes   atomic.Uint64
+	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64
 }
 
@@ -298,7 +298,11 @@ type tornTail struct {
 // recoverSegment scans one segment file and, if it is the last one and ends
 // in a torn record, cuts the file back to the last whole record.
 func recoverSegment(path string, base uint64, last bool) (*segment, tornTail, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	flag := os.O_RDONLY
+	if last {
+		flag = os.O_RDWR // a torn tail may have to be cut
+	}
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, tornTail{}, fmt.Errorf("journal: open segment: %w", err)
 	}
@@ -452,8 +456,9 @@ func (j *Journal) pushChunkLocked(newSeg bool, base uint64) {
 }
 
 // Append writes payloads as consecutive records and waits until they are
-// durable per the fsync policy. It returns the seq of the first. It is safe
-// for concurrent use.
+// durable per the fsync policy. It returns the seq of the first. If ctx ends
+// first, Append returns ctx's error, but the records stay in the journal and
+// will become durable. It is safe for concurrent use.
 func (j *Journal) Append(ctx context.Context, payloads ...[]byte) (first uint64, err error) {
 	first, err = j.Write(len(payloads), func(i int, _ uint64, dst []byte) ([]byte, error) {
 		return append(dst, payloads[i]...), nil
@@ -540,7 +545,7 @@ func (j *Journal) Changed() <-chan struct{} {
 // one is waiting.
 func (j *Journal) notify() {
 	j.chMu.Lock()
-	if j.ch != nil {
+	if j.ch != nil && j.ch != closedChan {
 		close(j.ch)
 		j.ch = nil
 	}
@@ -557,7 +562,7 @@ func (j *Journal) Stats() Stats {
 		Flushes:           j.flushes.Load(),
 		BytesWritten:      j.bytesWritten.Load(),
 		Truncated:         j.truncated,
-		RetainedDeletes:   j.retainedDeletes.Load(),
+		SegmentsDeleted:   j.segmentsDeleted.Load(),
 		BackpressureWaits: j.backpressureWaits.Load(),
 	}
 	j.segMu.RLock()
@@ -818,7 +823,7 @@ func (j *Journal) enforceRetention() {
 			j.log.Error("journal: retention: remove segment", "file", s.path, "err", err)
 			continue
 		}
-		j.retainedDeletes.Add(1)
+		j.segmentsDeleted.Add(1)
 	}
 	if len(victims) > 0 {
 		j.log.Info("journal: retention deleted segments", "segments", len(victims), "first_seq", first)

@@ -743,8 +743,8 @@ func TestRetentionBytes(t *testing.T) {
 	if st.Bytes < 4096-2*1024 {
 		t.Errorf("Bytes = %d, retention deleted too much (want > %d)", st.Bytes, 4096-2*1024)
 	}
-	if st.FirstSeq <= 1 || st.RetainedDeletes == 0 {
-		t.Errorf("FirstSeq = %d, RetainedDeletes = %d; want > 1 and > 0", st.FirstSeq, st.RetainedDeletes)
+	if st.FirstSeq <= 1 || st.SegmentsDeleted == 0 {
+		t.Errorf("FirstSeq = %d, SegmentsDeleted = %d; want > 1 and > 0", st.FirstSeq, st.SegmentsDeleted)
 	}
 	if files := segFiles(t, j.opts.Dir); len(files) != st.Segments {
 		t.Errorf("%d files on disk, want %d segments", len(files), st.Segments)

@@ -77,7 +77,7 @@ func (r *Reader) Next(ctx context.Context) (seq uint64, payload []byte, err erro
 // record exists yet.
 func (r *Reader) TryNext() (seq uint64, payload []byte, ok bool, err error) {
 	if r.closed {
-		return 0, nil, false, errors.New("journal: reader closed")
+		return 0, nil, false, fmt.Errorf("%w: reader", ErrClosed)
 	}
 	if r.j.closedA.Load() {
 		return 0, nil, false, ErrClosed
