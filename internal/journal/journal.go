@@ -668,12 +668,12 @@ func (j *Journal) flush() {
 			return
 		}
 		last = c.last
+		j.written = last // so that a roll in this batch fsyncs this chunk
 	}
 	if last == 0 {
 		return
 	}
 	j.flushes.Add(1)
-	j.written = last
 	if j.opts.Fsync == FsyncAlways {
 		if err := j.sync(); err != nil {
 			j.fail(err)

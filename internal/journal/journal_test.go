@@ -1114,3 +1114,25 @@ func TestWriteFailureIsSticky(t *testing.T) {
 		t.Errorf("after reopen (-want +got):\n%s", diff)
 	}
 }
+
+func TestAlwaysFsyncsEverySegmentOfABatch(t *testing.T) {
+	// Records of ~130 bytes, 3 per 400-byte segment: one Write of 10 records
+	// is one flush batch spanning 4 segments. Each finished segment must be
+	// fsynced before the next is created, and the last one before the ack.
+	j := open(t, Options{SegmentSize: 400, Fsync: FsyncAlways})
+	p := bytes.Repeat([]byte("x"), 110)
+	first, err := j.Write(10, func(_ int, _ uint64, dst []byte) ([]byte, error) { return append(dst, p...), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.WaitDurable(context.Background(), first+9); err != nil {
+		t.Fatal(err)
+	}
+	st := j.Stats()
+	if st.Segments != 4 || st.Flushes != 1 {
+		t.Fatalf("Segments = %d, Flushes = %d, want 4 and 1", st.Segments, st.Flushes)
+	}
+	if st.Fsyncs != 4 {
+		t.Errorf("Fsyncs = %d for a batch over 4 segments, want 4", st.Fsyncs)
+	}
+}
