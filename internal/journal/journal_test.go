@@ -1136,3 +1136,26 @@ func TestAlwaysFsyncsEverySegmentOfABatch(t *testing.T) {
 		t.Errorf("Fsyncs = %d for a batch over 4 segments, want 4", st.Fsyncs)
 	}
 }
+
+func TestIntervalAcksWrittenBeforeFsync(t *testing.T) {
+	// With a long interval, Append returns once the record is written to the
+	// OS, before any fsync, and readers see it; Close fsyncs.
+	j := open(t, Options{Fsync: FsyncInterval, FsyncInterval: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := j.Append(ctx, []byte("a"), []byte("b")); err != nil {
+		t.Fatalf("Append = %v, want nil without waiting for the 1h fsync", err)
+	}
+	if st := j.Stats(); st.Fsyncs != 0 || st.DurableSeq != 2 || st.BytesWritten == 0 {
+		t.Errorf("Stats = %+v, want Fsyncs 0, DurableSeq 2, BytesWritten > 0", st)
+	}
+	if got := readAll(t, j, 1); len(got) != 2 {
+		t.Errorf("reader saw %d records, want 2", len(got))
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().Fsyncs; got != 1 {
+		t.Errorf("Fsyncs after Close = %d, want 1", got)
+	}
+}
