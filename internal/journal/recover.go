@@ -1,0 +1,118 @@
+package journal
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// recover scans the segments, cuts a torn tail and opens the active segment.
+func (j *Journal) recover() error {
+	start := time.Now()
+	dir := j.opts.Dir
+	bases, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for i, base := range bases {
+		path := joinPath(dir, base)
+		last := i == len(bases)-1
+		seg, torn, err := recoverSegment(path, base, last)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			if prev := j.segs[i-1]; base != prev.last+1 {
+				return &CorruptError{File: path, Offset: 0, Reason: fmt.Sprintf(
+					"seq discontinuity: segment starts at seq %d, previous segment %s ends at seq %d", base, prev.path, prev.last)}
+			}
+		}
+		if torn.bytes > 0 {
+			j.truncated += torn.bytes
+			j.log.Warn("journal: truncated torn tail", "file", path, "offset", seg.size,
+				"bytes", torn.bytes, "reason", torn.why)
+		}
+		total += seg.size
+		j.segs = append(j.segs, seg)
+	}
+	if len(j.segs) == 0 {
+		path := joinPath(dir, 1)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return fmt.Errorf("journal: create segment: %w", err)
+		}
+		f.Close()
+		if err := syncDir(dir); err != nil {
+			return err
+		}
+		j.segs = append(j.segs, &segment{base: 1, path: path, last: 0, modTime: j.opts.now()})
+	}
+	seg := j.segs[len(j.segs)-1]
+	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("journal: open active segment: %w", err)
+	}
+	j.active, j.activeSeg = f, seg
+	j.lastSeq = seg.last
+	j.lastSeqA.Store(seg.last)
+	j.durable.Store(seg.last)
+	j.written, j.synced = seg.last, seg.last
+	j.activeBase, j.activeSize = seg.base, seg.size
+	if n := len(seg.index); n > 0 {
+		j.lastIdxOff = seg.index[n-1].off
+	}
+	j.log.Info("journal: opened", "segments", len(j.segs), "bytes", total,
+		"first_seq", j.segs[0].base, "last_seq", seg.last, "truncated_bytes", j.truncated,
+		"fsync", j.opts.Fsync.String(), "scan", time.Since(start))
+	return nil
+}
+
+type tornTail struct {
+	bytes int64
+	why   string
+}
+
+// recoverSegment scans one segment file and, if it is the last one and ends
+// in a torn record, cuts the file back to the last whole record.
+func recoverSegment(path string, base uint64, last bool) (*segment, tornTail, error) {
+	flag := os.O_RDONLY
+	if last {
+		flag = os.O_RDWR // a torn tail may have to be cut
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, tornTail{}, fmt.Errorf("journal: open segment: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, tornTail{}, fmt.Errorf("journal: stat segment: %w", err)
+	}
+	res, err := scanSegment(f, fi.Size(), path, base, last)
+	if err != nil {
+		return nil, tornTail{}, err
+	}
+	if res.torn > 0 {
+		if err := f.Truncate(res.size); err != nil {
+			return nil, tornTail{}, fmt.Errorf("journal: truncate torn tail of %s: %w", path, err)
+		}
+		if err := datasync(f); err != nil {
+			return nil, tornTail{}, fmt.Errorf("journal: sync %s: %w", path, err)
+		}
+	}
+	seg := &segment{base: base, path: path, size: res.size, last: res.last, index: res.index, modTime: fi.ModTime()}
+	return seg, tornTail{bytes: res.torn, why: res.tornWhy}, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: open dir: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("journal: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
