@@ -1,14 +1,11 @@
 package event
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -204,222 +201,101 @@ func appendJSONString(b []byte, s string) []byte {
 // e, replacing all its fields. specversion must be "1.0" and type present; a
 // missing id or source is left empty for the propagation manager to fill. An
 // id that is a ULID becomes ID; any other id is kept as SourceID. Unknown
-// extension attributes become Attrs (numbers and booleans as their JSON
-// text). Errors are *FieldError naming the field.
+// extension attributes become Attrs in document order (numbers, booleans
+// and other non-strings as their JSON text); a repeated key keeps its last
+// value. Errors are *FieldError naming the field.
 func (e *Event) UnmarshalJSON(data []byte) error {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return &FieldError{Field: "", Err: ErrInvalid, Msg: "malformed JSON: " + err.Error()}
+	s := scanner{b: data}
+	if err := e.decodeObject(&s); err != nil {
+		return err
 	}
-	return e.fromJSONObject(obj)
+	if s.peek() != 0 {
+		return s.errorf("trailing data after the object")
+	}
+	return nil
 }
 
 // ParseJSONBatch decodes a CloudEvents batch (a JSON array of structured
 // events). Errors name the index and field.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
-	var arr []map[string]json.RawMessage
-	if err := json.Unmarshal(data, &arr); err != nil {
-		return nil, &FieldError{Field: "", Err: ErrInvalid, Msg: "malformed JSON batch: " + err.Error()}
+	s := scanner{b: data}
+	if err := s.expect('['); err != nil {
+		return nil, err
 	}
-	evs := make([]*Event, len(arr))
-	for i, obj := range arr {
-		evs[i] = new(Event)
-		if err := evs[i].fromJSONObject(obj); err != nil {
-			if fe, ok := err.(*FieldError); ok {
-				fe.Field = "[" + strconv.Itoa(i) + "]." + fe.Field
+	var evs []*Event
+	if s.peek() == ']' {
+		s.i++
+	} else {
+		for {
+			ev := new(Event)
+			if err := ev.decodeObject(&s); err != nil {
+				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
+					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
+				}
+				return nil, err
 			}
-			return nil, err
+			evs = append(evs, ev)
+			if s.peek() == ',' {
+				s.i++
+				continue
+			}
+			if err := s.expect(']'); err != nil {
+				return nil, err
+			}
+			break
 		}
+	}
+	if s.peek() != 0 {
+		return nil, s.errorf("trailing data after the batch")
 	}
 	return evs, nil
 }
 
-func (e *Event) fromJSONObject(obj map[string]json.RawMessage) error {
+// decodeObject reads one event object at the scanner's cursor.
+func (e *Event) decodeObject(s *scanner) error {
 	*e = Event{}
-	if obj == nil {
-		return invalid("", "not a JSON object")
-	}
-	sv, err := jsonString(obj, "specversion")
-	if err != nil {
+	if err := s.expect('{'); err != nil {
 		return err
 	}
-	if sv != "1.0" {
-		return invalid("specversion", "want \"1.0\", got %q", sv)
-	}
-	// Keys are processed in sorted order so that errors and Attrs are
-	// deterministic.
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var dataB64 string
-	hasData, hasB64 := false, false
-	for _, k := range keys {
-		raw := obj[k]
-		var s string
-		switch k {
-		case "specversion", "dataschema":
-			continue
-		case "data":
-			if !bytes.Equal(raw, []byte("null")) {
-				var buf bytes.Buffer
-				if err := json.Compact(&buf, raw); err != nil {
-					return invalid("data", "%v", err)
+	var specversion, dataB64 string
+	hasSV, hasData, hasB64 := false, false, false
+	if s.peek() == '}' {
+		s.i++
+	} else {
+		for {
+			rawKey, plain, err := s.rawString()
+			if err != nil {
+				return err
+			}
+			key := rawKey
+			if !plain {
+				k, err := unquote(rawKey)
+				if err != nil {
+					return s.errorf("bad escape in key")
 				}
-				e.Data = buf.Bytes()
-				hasData = true
+				key = []byte(k)
 			}
-			continue
-		case "data_base64":
-			if dataB64, err = jsonString(obj, k); err != nil {
+			if err := s.expect(':'); err != nil {
 				return err
 			}
-			hasB64 = true
-			continue
-		case "rescan":
-			var v bool
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return invalid(k, "want a boolean")
-			}
-			if v {
-				e.Flags |= FlagRescan
-			}
-			continue
-		case "seq":
-			v, err := jsonUint(raw, k, math.MaxUint64)
-			if err != nil {
+			if err := e.decodeField(s, key, &specversion, &dataB64, &hasSV, &hasData, &hasB64); err != nil {
 				return err
 			}
-			e.Seq = v
-			continue
-		case "pid", "tid":
-			v, err := jsonInt(raw, k, math.MinInt32, math.MaxInt32)
-			if err != nil {
+			if s.peek() == ',' {
+				s.i++
+				continue
+			}
+			if err := s.expect('}'); err != nil {
 				return err
 			}
-			if k == "pid" {
-				e.Context.SetPID(int32(v))
-			} else {
-				e.Context.SetTID(int32(v))
-			}
-			continue
-		case "uid", "gid", "mode":
-			v, err := jsonUint(raw, k, math.MaxUint32)
-			if err != nil {
-				return err
-			}
-			switch k {
-			case "uid":
-				e.Context.SetUID(uint32(v))
-			case "gid":
-				e.Context.SetGID(uint32(v))
-			default:
-				e.Context.SetMode(uint32(v))
-			}
-			continue
-		case "inode":
-			v, err := jsonUint(raw, k, math.MaxUint64)
-			if err != nil {
-				return err
-			}
-			e.Context.SetInode(v)
-			continue
-		case "size", "bytes", "offset", "length":
-			v, err := jsonInt(raw, k, math.MinInt64, math.MaxInt64)
-			if err != nil {
-				return err
-			}
-			switch k {
-			case "size":
-				e.Context.SetSize(v)
-			case "bytes":
-				e.Context.SetBytes(v)
-			case "offset":
-				e.Context.Offset = v
-				e.Context.Known |= HasOffset
-			default:
-				e.Context.Length = v
-				e.Context.Known |= HasLength
-			}
-			continue
+			break
 		}
-		// The rest are string-valued.
-		if s, err = jsonString(obj, k); err != nil {
-			if _, reserved := reservedKeys[k]; reserved || !validAttrKey(k) {
-				return err
-			}
-			// A non-string extension: keep its JSON text.
-			var buf bytes.Buffer
-			if json.Compact(&buf, raw) != nil {
-				return err
-			}
-			s = buf.String()
-		}
-		switch k {
-		case "id":
-			if id, perr := ParseID(s); perr == nil && len(s) == 26 {
-				e.ID = id
-			} else if s == "" {
-				return invalid("id", "must not be empty")
-			} else {
-				e.SourceID = s
-			}
-		case "source":
-			e.Source = s
-		case "type":
-			e.Type = s
-		case "subject":
-			e.Subject = s
-		case "time":
-			t, err := time.Parse(time.RFC3339Nano, s)
-			if err != nil {
-				return invalid("time", "want RFC 3339: %v", err)
-			}
-			if t.Year() < 1678 || t.Year() > 2261 {
-				return invalid("time", "year %d out of range", t.Year())
-			}
-			e.Time = t.UTC()
-		case "datacontenttype":
-			e.DataContentType = s
-		case "hlc":
-			h, err := ParseHLC(s)
-			if err != nil {
-				return invalid("hlc", "%v", err)
-			}
-			e.HLC = h
-		case "priority":
-			p, ok := ParsePriority(s)
-			if !ok {
-				return invalid("priority", "want bulk, normal, high or critical, got %q", s)
-			}
-			e.Priority = p
-		case "boundary":
-			bd, ok := ParseBoundary(s)
-			if !ok {
-				return invalid("boundary", "unknown boundary %q", s)
-			}
-			e.Boundary = bd
-		case "boundaries":
-			bs, ok := ParseBoundaries(s)
-			if !ok {
-				return invalid("boundaries", "unknown boundary in %q", s)
-			}
-			e.Boundaries = bs
-		case "comm":
-			e.Context.Comm = s
-		case "exe":
-			e.Context.Exe = s
-		case "oldpath":
-			e.Context.OldPath = s
-		case "target":
-			e.Context.Target = s
-		default:
-			if !validAttrKey(k) {
-				return invalid(k, "extension attribute name must be 1-20 lower-case letters or digits")
-			}
-			e.Attrs = append(e.Attrs, Attr{Key: k, Value: s})
-		}
+	}
+	if !hasSV {
+		return invalid("specversion", "required")
+	}
+	if specversion != "1.0" {
+		return invalid("specversion", "want \"1.0\", got %q", specversion)
 	}
 	if e.Type == "" {
 		return invalid("type", "required")
@@ -432,6 +308,7 @@ func (e *Event) fromJSONObject(obj map[string]json.RawMessage) error {
 		if err != nil {
 			return invalid("data_base64", "%v", err)
 		}
+		e.Data, e.Flags = nil, e.Flags&^FlagDataBinary
 		if len(d) > 0 {
 			e.Data = d
 			e.Flags |= FlagDataBinary
@@ -440,36 +317,251 @@ func (e *Event) fromJSONObject(obj map[string]json.RawMessage) error {
 	return nil
 }
 
-func jsonString(obj map[string]json.RawMessage, k string) (string, error) {
-	raw, ok := obj[k]
-	if !ok {
-		return "", invalid(k, "required")
+func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string, hasSV, hasData, hasB64 *bool) error {
+	c := &e.Context
+	switch string(key) { // no allocation: the compiler compares in place
+	case "data":
+		raw, err := s.value()
+		if err != nil {
+			return err
+		}
+		e.Data, *hasData = nil, false
+		if string(raw) != "null" {
+			e.Data, *hasData = compact(raw), true
+		}
+		return nil
+	case "rescan":
+		raw, err := s.value()
+		if err != nil {
+			return err
+		}
+		switch string(raw) {
+		case "true":
+			e.Flags |= FlagRescan
+		case "false":
+			e.Flags &^= FlagRescan
+		default:
+			return invalid("rescan", "want a boolean")
+		}
+		return nil
+	case "seq", "inode", "uid", "gid", "mode":
+		k := key
+		limit := uint64(math.MaxUint32)
+		if string(k) == "seq" || string(k) == "inode" {
+			limit = math.MaxUint64
+		}
+		v, err := s.uintValue(k, limit)
+		if err != nil {
+			return err
+		}
+		switch string(k) {
+		case "seq":
+			e.Seq = v
+		case "inode":
+			c.SetInode(v)
+		case "uid":
+			c.SetUID(uint32(v))
+		case "gid":
+			c.SetGID(uint32(v))
+		default:
+			c.SetMode(uint32(v))
+		}
+		return nil
+	case "pid", "tid", "size", "bytes", "offset", "length":
+		k := key
+		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+		if string(k) == "pid" || string(k) == "tid" {
+			lo, hi = math.MinInt32, math.MaxInt32
+		}
+		v, err := s.intValue(k, lo, hi)
+		if err != nil {
+			return err
+		}
+		switch string(k) {
+		case "pid":
+			c.SetPID(int32(v))
+		case "tid":
+			c.SetTID(int32(v))
+		case "size":
+			c.SetSize(v)
+		case "bytes":
+			c.SetBytes(v)
+		case "offset":
+			c.Offset = v
+			c.Known |= HasOffset
+		default:
+			c.Length = v
+			c.Known |= HasLength
+		}
+		return nil
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", invalid(k, "want a string")
+	// The rest are string-valued; free extensions may be any JSON value.
+	var v string
+	if s.peek() == '"' {
+		var err error
+		if v, err = s.str(); err != nil {
+			return err
+		}
+	} else {
+		_, reserved := reservedKeys[string(key)]
+		if reserved || !validAttrKey(string(key)) {
+			if _, err := s.value(); err != nil {
+				return err
+			}
+			return invalid(string(key), "want a string")
+		}
+		raw, err := s.value()
+		if err != nil {
+			return err
+		}
+		v = string(compact(raw))
 	}
-	return s, nil
+	switch string(key) {
+	case "specversion":
+		*specversion, *hasSV = v, true
+	case "data_base64":
+		*dataB64, *hasB64 = v, true
+	case "id":
+		if v == "" {
+			return invalid("id", "must not be empty")
+		}
+		e.ID, e.SourceID = ID{}, ""
+		if id, err := ParseID(v); err == nil && len(v) == 26 {
+			e.ID = id
+		} else {
+			e.SourceID = v
+		}
+	case "source":
+		e.Source = v
+	case "type":
+		e.Type = v
+	case "subject":
+		e.Subject = v
+	case "time":
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return invalid("time", "want RFC 3339: %v", err)
+		}
+		if t.Year() < 1678 || t.Year() > 2261 {
+			return invalid("time", "year %d out of range", t.Year())
+		}
+		e.Time = t.UTC()
+	case "datacontenttype":
+		e.DataContentType = v
+	case "hlc":
+		h, err := ParseHLC(v)
+		if err != nil {
+			return invalid("hlc", "%v", err)
+		}
+		e.HLC = h
+	case "priority":
+		p, ok := ParsePriority(v)
+		if !ok {
+			return invalid("priority", "want bulk, normal, high or critical, got %q", v)
+		}
+		e.Priority = p
+	case "boundary":
+		bd, ok := ParseBoundary(v)
+		if !ok {
+			return invalid("boundary", "unknown boundary %q", v)
+		}
+		e.Boundary = bd
+	case "boundaries":
+		bs, ok := ParseBoundaries(v)
+		if !ok {
+			return invalid("boundaries", "unknown boundary in %q", v)
+		}
+		e.Boundaries = bs
+	case "comm":
+		c.Comm = v
+	case "exe":
+		c.Exe = v
+	case "oldpath":
+		c.OldPath = v
+	case "target":
+		c.Target = v
+	default:
+		k := string(key)
+		if !validAttrKey(k) {
+			return invalid(k, "extension attribute name must be 1-20 lower-case letters or digits")
+		}
+		e.SetAttr(k, v)
+	}
+	return nil
 }
 
-// jsonInt accepts a JSON integer or a string holding one (binary-mode
+// intValue reads a JSON integer, or a string holding one (binary-mode
 // headers carry every extension as a string).
-func jsonInt(raw json.RawMessage, k string, lo, hi int64) (int64, error) {
-	txt := strings.Trim(string(raw), `"`)
-	v, err := strconv.ParseInt(txt, 10, 64)
-	if err != nil || v < lo || v > hi {
-		return 0, invalid(k, "want an integer in [%d, %d]", lo, hi)
+func (s *scanner) intValue(k []byte, lo, hi int64) (int64, error) {
+	txt, err := s.numberText()
+	if err != nil {
+		return 0, err
+	}
+	neg := len(txt) > 0 && txt[0] == '-'
+	if neg {
+		txt = txt[1:]
+	}
+	u, ok := parseDigits(txt)
+	// Magnitudes up to 2^63 fit an int64 when negative, 2^63-1 otherwise.
+	if !ok || u > 1<<63 || (!neg && u > 1<<63-1) {
+		return 0, invalid(string(k), "want an integer in [%d, %d]", lo, hi)
+	}
+	v := int64(u)
+	if neg {
+		v = -v
+	}
+	if v < lo || v > hi {
+		return 0, invalid(string(k), "want an integer in [%d, %d]", lo, hi)
 	}
 	return v, nil
 }
 
-func jsonUint(raw json.RawMessage, k string, hi uint64) (uint64, error) {
-	txt := strings.Trim(string(raw), `"`)
-	v, err := strconv.ParseUint(txt, 10, 64)
-	if err != nil || v > hi {
-		return 0, invalid(k, "want an unsigned integer up to %d", hi)
+func (s *scanner) uintValue(k []byte, hi uint64) (uint64, error) {
+	txt, err := s.numberText()
+	if err != nil {
+		return 0, err
+	}
+	v, ok := parseDigits(txt)
+	if !ok || v > hi {
+		return 0, invalid(string(k), "want an unsigned integer up to %d", hi)
 	}
 	return v, nil
+}
+
+// parseDigits parses a non-empty run of decimal digits without overflow.
+func parseDigits(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (math.MaxUint64-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// numberText returns the text of a JSON number, or of a JSON string (for
+// numbers carried as strings).
+func (s *scanner) numberText() ([]byte, error) {
+	if s.peek() == '"' {
+		raw, plain, err := s.rawString()
+		if err != nil {
+			return nil, err
+		}
+		if !plain {
+			v, err := unquote(raw)
+			return []byte(v), err
+		}
+		return raw, nil
+	}
+	return s.value()
 }
 
 // String returns a short human-readable form, for logs and errors.

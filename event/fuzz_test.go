@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -37,10 +38,25 @@ func FuzzJSON(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"specversion":"1.0","type":"a.b","id":"x","ext":5,"flag":true,"data":"text"}`))
+	f.Add([]byte(`{"specversion":"1.0","type":"a","subject":"\ud83d\ude00 \u00e9\n","data":[1,{"x":null}],"k":-1.5e3}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var e Event
 		if e.UnmarshalJSON(in) != nil {
 			return
+		}
+		// Differential check against encoding/json: what the scanner
+		// accepts is valid JSON, and string fields decode the same.
+		if !json.Valid(in) {
+			t.Fatalf("accepted invalid JSON %q", in)
+		}
+		var ref map[string]any
+		if err := json.Unmarshal(in, &ref); err != nil {
+			t.Fatalf("encoding/json rejects %q: %v", in, err)
+		}
+		for k, got := range map[string]string{"type": e.Type, "subject": e.Subject, "source": e.Source} {
+			if want, ok := ref[k].(string); ok && want != got {
+				t.Fatalf("%s = %q, encoding/json says %q", k, got, want)
+			}
 		}
 		out := e.AppendJSON(nil)
 		var back Event

@@ -160,7 +160,7 @@ func (e *Event) Validate(lim Limits) error {
 // field of their own; they cannot be used as free extension attributes.
 var reservedKeys = map[string]struct{}{
 	"specversion": {}, "id": {}, "source": {}, "type": {}, "subject": {}, "time": {},
-	"datacontenttype": {}, "dataschema": {}, "data": {}, "data_base64": {},
+	"datacontenttype": {}, "data": {}, "data_base64": {},
 	"seq": {}, "hlc": {}, "priority": {}, "boundary": {}, "boundaries": {}, "rescan": {},
 	"pid": {}, "tid": {}, "uid": {}, "gid": {}, "comm": {}, "exe": {}, "inode": {},
 	"size": {}, "bytes": {}, "offset": {}, "length": {}, "mode": {}, "oldpath": {}, "target": {},
