@@ -1,6 +1,7 @@
 package route
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -220,24 +221,33 @@ func (c *compiled[T]) deliver(ev *event.Event, fn DeliverFunc[T], st *counters) 
 		return ok
 	}
 	var start int
+	var turn uint64
 	switch c.strategy {
 	case RoundRobin:
-		start = int((c.next.Add(1) - 1) % uint64(n))
+		turn = c.next.Add(1) - 1
+		start = int(turn % uint64(n))
 	case Weighted:
-		start = int(c.sched[(c.next.Add(1)-1)%uint64(len(c.sched))])
+		turn = c.next.Add(1) - 1
+		start = int(c.sched[turn%uint64(len(c.sched))])
 	case KeyHash:
-		start = int(jump(fnv1a(ev.Subject), n))
+		turn = fnv1a(ev.Subject)
+		start = int(jump(turn, n))
 	}
-	for k := range n {
-		i := start + k
-		if i >= n {
-			i -= n
-		}
-		if c.try(i, ev, fn, st) {
-			if k > 0 {
+	if c.try(start, ev, fn, st) {
+		return 1
+	}
+	// The chosen member failed: try the others in ring order, starting at
+	// an offset that rotates with the turn so that a failed member's share
+	// spreads over all the others (for KeyHash the offset depends only on
+	// the subject, so one file still goes to one member).
+	if n > 1 {
+		off := int((turn / uint64(n)) % uint64(n-1))
+		for k := range n - 1 {
+			i := (start + 1 + (off+k)%(n-1)) % n
+			if c.try(i, ev, fn, st) {
 				st.failovers.Add(1)
+				return 1
 			}
-			return 1
 		}
 	}
 	st.undelivered.Add(1)
@@ -252,6 +262,10 @@ func (c *compiled[T]) try(i int, ev *event.Event, fn DeliverFunc[T], st *counter
 	} else {
 		tgt := c.targets[i]
 		_, err = c.breakers[i].Execute(func() (struct{}, error) { return struct{}{}, fn(tgt, ev) })
+		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+			st.skipped.Add(1)
+			return false
+		}
 	}
 	if err != nil {
 		st.failed.Add(1)

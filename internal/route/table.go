@@ -71,13 +71,14 @@ type Stats struct {
 	CacheHits   uint64 // type lookups answered by the cache
 	CacheMisses uint64 // type lookups that walked the trie
 	Delivered   uint64 // successful deliveries
-	Failed      uint64 // deliveries that returned an error or were refused by a breaker
+	Failed      uint64 // deliveries that returned an error
+	Skipped     uint64 // deliveries not attempted because the target's breaker was open
 	Failovers   uint64 // events delivered to another member after a failure
 	Undelivered uint64 // group events no member could take
 }
 
 type counters struct {
-	hits, misses, delivered, failed, failovers, undelivered atomic.Uint64
+	hits, misses, delivered, failed, skipped, failovers, undelivered atomic.Uint64
 }
 
 // Router holds the routes and publishes them as immutable Tables. Route,
@@ -183,7 +184,7 @@ func (r *Router[T]) Stats() Stats {
 	return Stats{
 		Version: t.version, Routes: len(t.routes),
 		CacheHits: r.stats.hits.Load(), CacheMisses: r.stats.misses.Load(),
-		Delivered: r.stats.delivered.Load(), Failed: r.stats.failed.Load(),
+		Delivered: r.stats.delivered.Load(), Failed: r.stats.failed.Load(), Skipped: r.stats.skipped.Load(),
 		Failovers: r.stats.failovers.Load(), Undelivered: r.stats.undelivered.Load(),
 	}
 }

@@ -39,6 +39,7 @@ const (
 	kindBaseName                 // "**/NAME" or "NAME" (base name): last segment equals NAME
 	kindRegexp                   // "re:..."
 	kindAlternatives             // brace expansion: any of alts
+	kindPrefixBase               // "LIT/**/SEG": below LIT, base name matches SEG
 )
 
 // Pattern is a compiled path pattern. It is immutable and safe for
@@ -60,6 +61,21 @@ type segment struct {
 	dstar bool   // "**"
 	star  bool   // "*": any single segment
 	wild  bool   // contains wildcards; otherwise pat is literal (unescaped)
+	// suffix is set for "*LIT" segments: the name must end with LIT.
+	suffix string
+}
+
+// match matches one path segment.
+func (s *segment) match(name string) bool {
+	switch {
+	case s.star:
+		return true
+	case !s.wild:
+		return name == s.pat
+	case s.suffix != "":
+		return strings.HasSuffix(name, s.suffix)
+	}
+	return matchSegment(s.pat, name)
 }
 
 // Compile parses a pattern. The empty pattern and "**" match every path.
@@ -126,6 +142,11 @@ func (p *Pattern) Match(path string) bool {
 		return baseName(path) == p.lit
 	case kindRegexp:
 		return p.re.MatchString(path)
+	case kindPrefixBase:
+		if !strings.HasPrefix(path, p.lit) {
+			return false
+		}
+		return p.segs[0].match(baseName(path[len(p.lit):]))
 	case kindAlternatives:
 		for _, a := range p.alts {
 			if a.Match(path) {
@@ -135,7 +156,7 @@ func (p *Pattern) Match(path string) bool {
 		return false
 	}
 	if p.base {
-		return matchSegment(p.segs[0].pat, baseName(path))
+		return p.segs[0].match(baseName(path))
 	}
 	return matchSegments(p.segs, path, false)
 }
@@ -170,6 +191,8 @@ func compileOne(pattern string) (*Pattern, error) {
 			s.wild = w
 			if !w {
 				s.pat = unescape(part)
+			} else if isStarSuffix(part) {
+				s.suffix = part[1:]
 			}
 		}
 		off += len(part) + 1
@@ -206,6 +229,9 @@ func (p *Pattern) optimize() {
 		p.kind, p.lit = kindSuffix, unescape(last.pat[1:])
 	case len(segs) >= 2 && last.dstar && literalSegs(segs[:len(segs)-1]):
 		p.kind, p.lit = kindPrefix, joinLiteral(segs[:len(segs)-1])
+	case len(segs) >= 3 && segs[len(segs)-2].dstar && !last.dstar && literalSegs(segs[:len(segs)-2]):
+		p.kind, p.lit = kindPrefixBase, joinLiteral(segs[:len(segs)-2])+"/"
+		p.segs = segs[len(segs)-1:]
 	}
 }
 
@@ -378,16 +404,8 @@ func matchSegments(segs []segment, path string, done bool) bool {
 		} else {
 			done = true
 		}
-		switch {
-		case s.star:
-		case !s.wild:
-			if name != s.pat {
-				return false
-			}
-		default:
-			if !matchSegment(s.pat, name) {
-				return false
-			}
+		if !s.match(name) {
+			return false
 		}
 	}
 	return done
