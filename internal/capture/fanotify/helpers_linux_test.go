@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"go.uber.org/goleak"
+
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/capture"
 )
@@ -25,10 +27,12 @@ import (
 const childEnv = "SEMPROP_FANOTIFY_CHILD"
 
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(childEnv); mode != "" {
+	if mode := os.Getenv(childEnv); mode == "nonroot" {
+		os.Exit(runNonRoot(os.Args[len(os.Args)-1]))
+	} else if mode != "" {
 		os.Exit(runChild(mode, os.Args[len(os.Args)-1]))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // runChild runs a scripted workload in root. In "steps" mode it performs
@@ -107,6 +111,12 @@ func workload(root string) []step {
 		{"rmdir b/c/d", func() error { return os.Remove(p("b/c/d")) }, []opView{{Kind: capture.KindRmdir, Path: "b/c/d", IsDir: true}}},
 		{"unlink b/h", func() error { return os.Remove(p("b/h")) }, []opView{{Kind: capture.KindDelete, Path: "b/h"}}},
 		{"unlink b/s", func() error { return os.Remove(p("b/s")) }, []opView{{Kind: capture.KindDelete, Path: "b/s"}}},
+		{"chmod dir b", func() error { return os.Chmod(p("b"), 0o700) }, []opView{{Kind: capture.KindAttrib, Path: "b", IsDir: true}}},
+		{"chmod root", func() error { return os.Chmod(root, 0o750) }, []opView{{Kind: capture.KindAttrib, Path: ".", IsDir: true}}},
+		{"create b/n", func() error { return writeFile(p("b/n"), os.O_CREATE|os.O_WRONLY, "n") },
+			[]opView{{Kind: capture.KindCreate, Path: "b/n"}, {Kind: capture.KindWrite, Path: "b/n", Size: 1}}},
+		{"rename b/n over b/g", func() error { return os.Rename(p("b/n"), p("b/g")) },
+			[]opView{{Kind: capture.KindRename, Path: "b/g", OldPath: "b/n"}}},
 		{"create empty e", func() error { return writeFile(p("e"), os.O_CREATE|os.O_WRONLY, "") }, []opView{{Kind: capture.KindCreate, Path: "e"}}},
 		{"truncate e", func() error { return writeFile(p("e"), os.O_WRONLY|os.O_TRUNC, "new") },
 			[]opView{{Kind: capture.KindWrite, Path: "e", Size: 3}}},

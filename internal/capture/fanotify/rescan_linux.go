@@ -77,7 +77,7 @@ func (t *tracker) buildIndex() {
 // (see doc.go, "Overflow").
 func (t *tracker) rescan() {
 	t.rescanDue = time.Time{}
-	t.lastRescan = time.Now()
+	defer func() { t.lastRescan = time.Now() }() // the gap runs from the end of a rescan
 	t.c.rescans.Add(1)
 
 	seen := make(map[string]struct{}, len(t.index))

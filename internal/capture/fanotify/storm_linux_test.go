@@ -52,10 +52,17 @@ func storm(tb testing.TB, dir string, cycles int) time.Duration {
 // (same directory, same run) and the slowdown; ops captured against the 3
 // expected per cycle; overflows; and the sustained capture rate (ops from
 // the storm's start until the last op was emitted). Run with
-// -benchtime=1x -count=N.
+// -benchtime=1x -count=N. SEMPROP_STORM_CYCLES changes the storm size;
+// SEMPROP_STORM_KERNEL_ONLY=1 pauses the reader during the storm (with an
+// unlimited queue), so the slowdown measured is the kernel's alone.
 func BenchmarkStorm(b *testing.B) {
-	const cycles = 100_000
+	kernelOnly := os.Getenv("SEMPROP_STORM_KERNEL_ONLY") != ""
+	cycles := 100_000
+	if v, err := strconv.Atoi(os.Getenv("SEMPROP_STORM_CYCLES")); err == nil && v > 0 {
+		cycles = v
+	}
 	for _, fs := range []string{"tmpfs", "rootfs"} {
+		fs := fs
 		b.Run(fs, func(b *testing.B) {
 			var dir string
 			if fs == "tmpfs" {
@@ -75,15 +82,21 @@ func BenchmarkStorm(b *testing.B) {
 				unwatched += storm(b, dir, cycles)
 
 				sink := &countSink{}
-				w, err := New(Options{Root: dir, Sink: sink})
+				w, err := New(Options{Root: dir, Sink: sink, UnlimitedQueue: kernelOnly})
 				if err != nil {
 					b.Fatal(err)
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() { done <- w.Run(ctx) }()
+				if kernelOnly {
+					w.Pause()
+				}
 				start := time.Now()
 				watched += storm(b, dir, cycles)
+				if kernelOnly {
+					w.Resume()
+				}
 				want := int64(3 * cycles)
 				deadline := time.Now().Add(60 * time.Second)
 				for sink.total.Load() < want && time.Now().Before(deadline) {

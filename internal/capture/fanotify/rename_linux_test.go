@@ -1,0 +1,73 @@
+package fanotify
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/semprop/semprop/internal/capture"
+)
+
+// TestRenameAcrossRoot moves files and directories into and out of the
+// watched tree (on the same file system): a move in is a create (or mkdir),
+// a move out a delete (or rmdir), and later events in a directory moved in
+// carry its new path while a directory moved out goes quiet.
+func TestRenameAcrossRoot(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		inotify bool
+	}{{"fanotify", false}, {"inotify", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			fs := tmpfsRoot(t)
+			root, out := filepath.Join(fs, "root"), filepath.Join(fs, "out")
+			for _, d := range []string{root, out, filepath.Join(out, "d")} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w, rec := startWatcher(t, Options{Root: root, ForceInotify: mode.inotify})
+			r := func(s string) string { return filepath.Join(root, s) }
+			o := func(s string) string { return filepath.Join(out, s) }
+			steps := []struct {
+				name string
+				do   func() error
+				want []opView
+			}{
+				{"write outside", func() error { return writeFile(o("d/x"), os.O_CREATE|os.O_WRONLY, "x") }, nil},
+				{"make outside file", func() error { return writeFile(o("f"), os.O_CREATE|os.O_WRONLY, "ff") }, nil},
+				{"move file in", func() error { return os.Rename(o("f"), r("f")) }, []opView{{Kind: capture.KindCreate, Path: "f"}}},
+				{"move dir in", func() error { return os.Rename(o("d"), r("d")) }, []opView{{Kind: capture.KindMkdir, Path: "d", IsDir: true}}},
+				{"write in moved-in dir", func() error { return writeFile(r("d/x"), os.O_WRONLY|os.O_APPEND, "y") },
+					[]opView{{Kind: capture.KindWrite, Path: "d/x", Size: 2}}},
+				{"create in moved-in dir", func() error { return writeFile(r("d/z"), os.O_CREATE|os.O_WRONLY, "") },
+					[]opView{{Kind: capture.KindCreate, Path: "d/z"}}},
+				{"move file out", func() error { return os.Rename(r("f"), o("f2")) }, []opView{{Kind: capture.KindDelete, Path: "f"}}},
+				{"move dir out", func() error { return os.Rename(r("d"), o("d")) }, []opView{{Kind: capture.KindRmdir, Path: "d", IsDir: true}}},
+				{"write in moved-out dir", func() error { return writeFile(o("d/x"), os.O_WRONLY|os.O_APPEND, "z") }, nil},
+				{"marker", func() error { return os.Mkdir(r("m"), 0o755) }, []opView{{Kind: capture.KindMkdir, Path: "m", IsDir: true}}},
+			}
+			var want []opView
+			for _, s := range steps {
+				if err := s.do(); err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
+				want = append(want, s.want...)
+				n := len(want)
+				waitFor(t, 5*time.Second, s.name, func() bool { return rec.len() >= n })
+			}
+			time.Sleep(50 * time.Millisecond)
+			var got []opView
+			for _, op := range rec.snapshot() {
+				v := view(w.Root(), op)
+				v.PID, v.Comm = 0, ""
+				got = append(got, v)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ops (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
