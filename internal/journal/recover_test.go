@@ -1,0 +1,230 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+// writeSegments creates a closed journal in a temp dir with n records.
+func writeSegments(t *testing.T, segSize int64, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	j, err := Open(Options{Dir: dir, SegmentSize: segSize, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendSeqs(t, j, n, 10)
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// recordOffsets returns the offset of every record in a segment file.
+func recordOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for off := 0; off+headerSize <= len(data); {
+		offs = append(offs, int64(off))
+		l, _, _ := parseHeader(data[off:])
+		off += headerSize + int(l)
+	}
+	return offs
+}
+
+func modifyFile(t *testing.T, path string, f func([]byte) []byte) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, f(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCorruptionFailsOpen(t *testing.T) {
+	tests := []struct {
+		name string
+		// damage modifies the journal in dir and returns the file and
+		// offset the error must name and a word the reason must contain.
+		damage func(t *testing.T, files []string) (file string, off int64, reason string)
+	}{
+		{"flipped payload byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[1])
+			off := offs[2]
+			modifyFile(t, files[1], func(b []byte) []byte { b[off+headerSize+3] ^= 0x40; return b })
+			return files[1], off, "crc mismatch"
+		}},
+		{"flipped header byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[0])
+			off := offs[1]
+			modifyFile(t, files[0], func(b []byte) []byte { b[off+5] ^= 0x01; return b })
+			return files[0], off, "crc mismatch"
+		}},
+		{"flipped byte mid tail segment, valid records follow", func(t *testing.T, files []string) (string, int64, string) {
+			last := files[len(files)-1]
+			offs := recordOffsets(t, last)
+			if len(offs) < 3 {
+				t.Fatalf("tail segment has %d records, want >= 3", len(offs))
+			}
+			off := offs[1]
+			modifyFile(t, last, func(b []byte) []byte { b[off+headerSize] ^= 0xff; return b })
+			return last, off, "crc mismatch"
+		}},
+		{"truncated non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[0])
+			off := offs[len(offs)-1]
+			modifyFile(t, files[0], func(b []byte) []byte { return b[:off+headerSize+1] })
+			return files[0], off, "past end"
+		}},
+		{"missing middle segment", func(t *testing.T, files []string) (string, int64, string) {
+			if err := os.Remove(files[2]); err != nil {
+				t.Fatal(err)
+			}
+			return files[3], 0, "discontinuity"
+		}},
+		{"record with wrong seq", func(t *testing.T, files []string) (string, int64, string) {
+			offs := recordOffsets(t, files[1])
+			off := offs[1]
+			modifyFile(t, files[1], func(b []byte) []byte {
+				l, _, seq := parseHeader(b[off:])
+				putHeader(b[off:off+headerSize+int64(l)], seq+1) // valid CRC, wrong seq
+				return b
+			})
+			return files[1], off, "discontinuity"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSegments(t, 2048, 200)
+			files := segFiles(t, dir)
+			if len(files) < 5 {
+				t.Fatalf("%d segments, want >= 5", len(files))
+			}
+			file, off, reason := tt.damage(t, files)
+			_, err := Open(Options{Dir: dir, Logger: discardLogger()})
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			}
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Open error %T is not a *CorruptError", err)
+			}
+			if ce.File != file || ce.Offset != off || !strings.Contains(ce.Reason, reason) {
+				t.Errorf("CorruptError = {%s, %d, %q}, want {%s, %d, ...%q...}", ce.File, ce.Offset, ce.Reason, file, off, reason)
+			}
+			if msg := err.Error(); !strings.Contains(msg, file) || !strings.Contains(msg, fmt.Sprint(off)) {
+				t.Errorf("error %q does not name file and offset", msg)
+			}
+		})
+	}
+}
+
+func TestTornTailRecovered(t *testing.T) {
+	const n = 50
+	tests := []struct {
+		name string
+		// tear damages the last segment and returns how many records survive
+		// and how many bytes must be cut.
+		tear func(t *testing.T, last string) (keep uint64, cut int64)
+	}{
+		{"garbage appended", func(t *testing.T, last string) (uint64, int64) {
+			garbage := []byte("\xde\xad\xbe\xef garbage that is not a record \x01\x02\x03")
+			modifyFile(t, last, func(b []byte) []byte { return append(b, garbage...) })
+			return n, int64(len(garbage))
+		}},
+		{"short header", func(t *testing.T, last string) (uint64, int64) {
+			modifyFile(t, last, func(b []byte) []byte { return append(b, 1, 2, 3, 4, 5) })
+			return n, 5
+		}},
+		{"cut mid-payload", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); return b[:size-3] })
+			return n - 1, size - 3 - off
+		}},
+		{"cut mid-header", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			modifyFile(t, last, func(b []byte) []byte { return b[:off+7] })
+			return n - 1, 7
+		}},
+		{"corrupt final record", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); b[len(b)-1] ^= 1; return b })
+			return n - 1, size - off
+		}},
+		{"zeros after the last record", func(t *testing.T, last string) (uint64, int64) {
+			modifyFile(t, last, func(b []byte) []byte { return append(b, make([]byte, 4096)...) })
+			return n, 4096
+		}},
+		{"torn record followed by zeros", func(t *testing.T, last string) (uint64, int64) {
+			offs := recordOffsets(t, last)
+			off := offs[len(offs)-1]
+			var size int64
+			modifyFile(t, last, func(b []byte) []byte {
+				size = int64(len(b))
+				b[len(b)-2] ^= 1
+				return append(b, make([]byte, 100)...)
+			})
+			return n - 1, size + 100 - off
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeSegments(t, 2048, n)
+			files := segFiles(t, dir)
+			last := files[len(files)-1]
+			keep, cut := tt.tear(t, last)
+			log, buf := bufLogger()
+			j := open(t, Options{Dir: dir, SegmentSize: 2048, Logger: log})
+			if got := j.Stats().Truncated; got != cut {
+				t.Errorf("Stats().Truncated = %d, want %d", got, cut)
+			}
+			if got := j.LastSeq(); got != keep {
+				t.Errorf("LastSeq() = %d, want %d", got, keep)
+			}
+			logs := buf.String()
+			if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "torn tail") ||
+				!strings.Contains(logs, last) || !strings.Contains(logs, fmt.Sprintf("bytes=%d", cut)) {
+				t.Errorf("log does not report the torn tail with file and bytes:\n%s", logs)
+			}
+			appendSeqs(t, j, 10, 3)
+			if diff := diffRecs(wantRecs(1, keep+10), readAll(t, j, 1)); diff != "" {
+				t.Errorf("read back (-want +got):\n%s", diff)
+			}
+			j.Close()
+			j2 := open(t, Options{Dir: dir, SegmentSize: 2048})
+			if got := j2.Stats().Truncated; got != 0 {
+				t.Errorf("second reopen truncated %d bytes, want 0", got)
+			}
+			if got := j2.LastSeq(); got != keep+10 {
+				t.Errorf("LastSeq after second reopen = %d, want %d", got, keep+10)
+			}
+		})
+	}
+}
+
+func TestOpenLogsScan(t *testing.T) {
+	dir := writeSegments(t, 2048, 100)
+	log, buf := bufLogger()
+	j := open(t, Options{Dir: dir, Logger: log})
+	_ = j
+	logs := buf.String()
+	for _, want := range []string{"journal: opened", "segments=", "bytes=", "scan="} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("open log lacks %q:\n%s", want, logs)
+		}
+	}
+}
