@@ -49,7 +49,7 @@ type Options struct {
 	Backing string
 	Mount   string
 	// Invalidator receives FUSE cache invalidations for changes made
-	// directly on the backing tree; nil sends none.
+	// directly on the backing tree; nil sends none (see SetInvalidator).
 	Invalidator Invalidator
 	// SelfPID is this process's pid: kernel ops with it are shadows of FUSE
 	// ops (bridged) or the daemon's own I/O (kernel only: dropped). 0
@@ -95,6 +95,7 @@ type Stats struct {
 	Absorbed          uint64 // stray shadows explained by a recent FUSE op on the same file (side effects such as the chown after a create); not published
 	Orphans           uint64 // shadows with no FUSE op within the window
 	PassthroughMerged uint64 // kernel writes by the writer paired with a FUSE passthrough write
+	Coalesced         uint64 // further FUSE ops of the same kind and file one kernel op was merged into (the kernel merges identical queued events)
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
 	KernelOnly        uint64 // kernel ops published alone (direct changes; kernel-only mode)
 	SelfDropped       uint64 // kernel-only mode: the daemon's own I/O, dropped
@@ -122,13 +123,13 @@ func (s Stats) DedupRate() float64 {
 }
 
 type counters struct {
-	seenKernel, seenFUSE                    atomic.Uint64
-	shadows, merged, absorbed, orphans      atomic.Uint64
-	passthroughMerged, fuseOnly, kernelOnly atomic.Uint64
-	selfDropped, dedupHits, invalidations   atomic.Uint64
-	emitted, batches, publishErrors, lost   atomic.Uint64
-	queueFull, closed                       atomic.Uint64
-	pending                                 atomic.Int64
+	seenKernel, seenFUSE                               atomic.Uint64
+	shadows, merged, absorbed, orphans                 atomic.Uint64
+	passthroughMerged, fuseOnly, kernelOnly, coalesced atomic.Uint64
+	selfDropped, dedupHits, invalidations              atomic.Uint64
+	emitted, batches, publishErrors, lost              atomic.Uint64
+	queueFull, closed                                  atomic.Uint64
+	pending                                            atomic.Int64
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations
@@ -151,6 +152,7 @@ type Bridge struct {
 	c    *correlator
 
 	running atomic.Bool
+	inv     atomic.Pointer[invalidatorBox]
 
 	// qmu guards the input queue.
 	qmu     sync.Mutex
@@ -213,6 +215,7 @@ func New(opts Options) (*Bridge, error) {
 		wake: make(chan struct{}, 1), outWake: make(chan struct{}, 1), outSpace: make(chan struct{}, 1),
 	}
 	b.notFull = sync.NewCond(&b.qmu)
+	b.SetInvalidator(opts.Invalidator)
 	bridged := opts.Mount != ""
 	cfg := config{
 		window:        opts.Window,
@@ -221,7 +224,7 @@ func New(opts Options) (*Bridge, error) {
 		mount:         opts.Mount,
 		bridged:       bridged,
 		holdWrites:    bridged && !opts.NoPassthrough,
-		invalidate:    bridged && opts.Invalidator != nil && !opts.noInvalidate,
+		invalidate:    bridged && !opts.noInvalidate,
 		publishOrphan: opts.PublishOrphans,
 		srcKernel:     opts.Source + "/kernel",
 		srcFUSE:       opts.Source + "/fuse",
@@ -230,6 +233,20 @@ func New(opts Options) (*Bridge, error) {
 		func(ev *event.Event) { b.released = append(b.released, ev) },
 		b.invalidate)
 	return b, nil
+}
+
+type invalidatorBox struct{ Invalidator }
+
+// SetInvalidator sets (or replaces) the Invalidator, for when the FUSE
+// boundary can only be mounted after the bridge exists (its sink is
+// Bridge.FUSE). It is safe for concurrent use; invalidations due before it
+// is set are not sent.
+func (b *Bridge) SetInvalidator(inv Invalidator) {
+	if inv == nil {
+		b.inv.Store(nil)
+		return
+	}
+	b.inv.Store(&invalidatorBox{inv})
 }
 
 type sink struct {
@@ -276,7 +293,11 @@ func (b *Bridge) enqueue(op *capture.Op, bd event.Boundary) {
 }
 
 func (b *Bridge) invalidate(k InvalKind, rel string) {
-	inv := b.opts.Invalidator
+	box := b.inv.Load()
+	if box == nil {
+		return
+	}
+	inv := box.Invalidator
 	b.st.invalidations.Add(1)
 	switch k {
 	case InvalContent:
@@ -468,7 +489,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		SeenKernel: s.seenKernel.Load(), SeenFUSE: s.seenFUSE.Load(),
 		Shadows: s.shadows.Load(), Merged: s.merged.Load(), Absorbed: s.absorbed.Load(),
-		Orphans: s.orphans.Load(), PassthroughMerged: s.passthroughMerged.Load(),
+		Orphans: s.orphans.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
 		SelfDropped: s.selfDropped.Load(), DedupHits: s.dedupHits.Load(),
 		Invalidations: s.invalidations.Load(),

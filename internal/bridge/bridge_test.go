@@ -70,7 +70,7 @@ type invalRecorder struct {
 	calls []string
 }
 
-func (i *invalRecorder) add(s string) { i.mu.Lock(); i.calls = append(i.calls, s); i.mu.Unlock() }
+func (i *invalRecorder) add(s string)                 { i.mu.Lock(); i.calls = append(i.calls, s); i.mu.Unlock() }
 func (i *invalRecorder) InvalidateContent(rel string) { i.add("content " + rel) }
 func (i *invalRecorder) InvalidateEntry(d, n string)  { i.add("entry " + d + " " + n) }
 func (i *invalRecorder) InvalidateDelete(d, n string) { i.add("delete " + d + " " + n) }

@@ -11,15 +11,17 @@ import (
 
 // class groups operations that one boundary may report under a different
 // kind than the other: the kernel cannot tell a hard link or a symlink from
-// a create without a stat, and a truncate is a modify to fanotify but an
-// attribute change to FUSE.
+// a create without a stat. Writes and attribute changes are kept apart: the
+// loopback's chown after a create is an attrib shadow that must not take
+// the place of the write that follows.
 type class uint8
 
 const (
 	classNone class = iota
 	classCreate
 	classMkdir
-	classModify
+	classWrite
+	classAttrib
 	classRename
 	classDelete
 	classRmdir
@@ -27,8 +29,8 @@ const (
 
 var kindClass = [...]class{
 	capture.KindCreate:  classCreate,
-	capture.KindWrite:   classModify,
-	capture.KindAttrib:  classModify,
+	capture.KindWrite:   classWrite,
+	capture.KindAttrib:  classAttrib,
 	capture.KindRename:  classRename,
 	capture.KindDelete:  classDelete,
 	capture.KindMkdir:   classMkdir,
@@ -226,8 +228,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	}
 	if shadow {
 		c.st.shadows.Add(1)
-		if f := c.findFUSE(e, true); f != nil {
-			c.merge(f, e)
+		if c.mergeFUSE(e, true) {
 			c.st.merged.Add(1)
 			c.drain()
 			return
@@ -244,8 +245,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	e.inval = c.cfg.invalidate && under
 	e.relPath, e.relOld = relPath, relOld
 	if op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan {
-		if f := c.findFUSE(e, false); f != nil {
-			c.merge(f, e)
+		if c.mergeFUSE(e, false) {
 			c.st.passthroughMerged.Add(1)
 			c.drain()
 			return
@@ -305,12 +305,20 @@ func (c *correlator) newEvent(op *capture.Op, src string) *event.Event {
 // paths and inode for two windows.
 func (c *correlator) remember(e *entry, op *capture.Op, now time.Time) {
 	x := explanation{until: now.Add(2 * c.cfg.window), passthrough: e.passthroughW}
-	c.explain[op.Path] = x
+	set := func(k string) {
+		// A passthrough write keeps explaining the writer's late kernel
+		// write after a rename or delete of the file in the same window.
+		if old, ok := c.explain[k]; ok && old.passthrough && !now.After(old.until) {
+			x.passthrough = true
+		}
+		c.explain[k] = x
+	}
+	set(op.Path)
 	if op.OldPath != "" {
-		c.explain[op.OldPath] = x
+		set(op.OldPath)
 	}
 	if e.ino != 0 {
-		c.explain[inoName(e.ino)] = x
+		set(inoName(e.ino))
 	}
 }
 
@@ -340,6 +348,33 @@ func (c *correlator) explained(e *entry) bool {
 		return found && !arrived.After(x.until) && (e.role == roleShadow || x.passthrough)
 	}
 	return ok(e.path) || (e.old != "" && ok(e.old)) || (e.ino != 0 && ok(inoName(e.ino)))
+}
+
+// mergeFUSE merges kernel entry k into the waiting FUSE entry it belongs
+// to, and into every other FUSE op of the same kind on the same file still
+// waiting: the kernel merges identical events queued together (two
+// close-writes of one file by one process become one record), so one kernel
+// op may stand for several FUSE ops that arrived before it. A kernel op
+// that turns out to be extra is absorbed later (see explained).
+func (c *correlator) mergeFUSE(k *entry, shadow bool) bool {
+	f := c.findFUSE(k, shadow)
+	if f == nil {
+		return false
+	}
+	c.merge(f, k)
+	same := func(e *entry) bool { return e.kind == f.kind }
+	for {
+		g := pick(c.fuseByPath[pathKey{f.class, f.path}], f.kind, same)
+		if g == nil && f.ino != 0 {
+			g = pick(c.fuseByIno[inoKey{f.class, f.ino}], f.kind, same)
+		}
+		if g == nil {
+			return true
+		}
+		c.unwait(g)
+		c.merge(g, k)
+		c.st.coalesced.Add(1)
+	}
 }
 
 // findFUSE returns the waiting FUSE entry kernel entry k belongs to, and

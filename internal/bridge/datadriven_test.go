@@ -292,7 +292,7 @@ func formatStats(st *counters) string {
 		{"kernel", st.seenKernel.Load()}, {"fuse", st.seenFUSE.Load()},
 		{"shadows", st.shadows.Load()}, {"merged", st.merged.Load()},
 		{"absorbed", st.absorbed.Load()}, {"orphans", st.orphans.Load()},
-		{"passthrough", st.passthroughMerged.Load()}, {"fuseonly", st.fuseOnly.Load()},
+		{"passthrough", st.passthroughMerged.Load()}, {"coalesced", st.coalesced.Load()}, {"fuseonly", st.fuseOnly.Load()},
 		{"kernelonly", st.kernelOnly.Load()}, {"self", st.selfDropped.Load()},
 		{"dedup", st.dedupHits.Load()},
 	} {
