@@ -2,6 +2,7 @@ package fanotify
 
 import (
 	"bytes"
+	"os"
 	"strconv"
 	"time"
 
@@ -66,8 +67,49 @@ func (pc *procCache) lookup(pid int32, now time.Time) *actor {
 	}
 	pi = &procInfo{start: start, checked: now, a: actor{known: event.HasPID, pid: pid, comm: comm}}
 	pi.a.exe = readlink("/proc/" + strconv.Itoa(int(pid)) + "/exe")
+	if uid, gid, ok := pc.ids(pid); ok {
+		pi.a.uid, pi.a.gid = uid, gid
+		pi.a.known |= event.HasUID | event.HasGID
+	}
 	pc.m[pid] = pi
 	return &pi.a
+}
+
+// ids reads the effective uid and gid from /proc/PID/status. They are read
+// once per process (a later setuid is not followed).
+func (pc *procCache) ids(pid int32) (uid, gid uint32, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/status")
+	if err != nil {
+		return 0, 0, false
+	}
+	return parseStatusIDs(b)
+}
+
+// parseStatusIDs extracts the effective uid and gid (the second value of
+// the "Uid:" and "Gid:" lines) from /proc/PID/status.
+func parseStatusIDs(b []byte) (uid, gid uint32, ok bool) {
+	var gotU, gotG bool
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		var dst *uint32
+		switch {
+		case bytes.HasPrefix(line, []byte("Uid:")):
+			dst, gotU = &uid, true
+		case bytes.HasPrefix(line, []byte("Gid:")):
+			dst, gotG = &gid, true
+		default:
+			continue
+		}
+		f := bytes.Fields(line[4:])
+		if len(f) < 2 {
+			return 0, 0, false
+		}
+		v, err := strconv.ParseUint(string(f[1]), 10, 32)
+		if err != nil {
+			return 0, 0, false
+		}
+		*dst = uint32(v)
+	}
+	return uid, gid, gotU && gotG
 }
 
 // stat reads comm and the start time from /proc/PID/stat.

@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/semprop/semprop/event"
 )
 
 func TestParseStat(t *testing.T) {
@@ -26,13 +28,24 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
+func TestParseStatusIDs(t *testing.T) {
+	in := "Name:\tsh\nUmask:\t0022\nUid:\t1000\t1001\t1001\t1001\nGid:\t50\t51\t51\t51\nFDSize:\t64\n"
+	uid, gid, ok := parseStatusIDs([]byte(in))
+	if uid != 1001 || gid != 51 || !ok {
+		t.Errorf("parseStatusIDs = %d, %d, %v; want 1001, 51, true", uid, gid, ok)
+	}
+	if _, _, ok := parseStatusIDs([]byte("Name:\tx\nUid:\t1\n")); ok {
+		t.Errorf("parseStatusIDs(truncated) ok, want not ok")
+	}
+}
+
 func TestProcCache(t *testing.T) {
 	var c counters
 	pc := newProcCache(&c)
 	now := time.Now()
 	self := pc.lookup(int32(os.Getpid()), now)
 	exe, _ := os.Executable()
-	if self.comm == "" || self.exe != exe || self.pid != int32(os.Getpid()) {
+	if self.comm == "" || self.exe != exe || self.pid != int32(os.Getpid()) || self.uid != uint32(os.Geteuid()) || self.known&event.HasUID == 0 {
 		t.Errorf("lookup(self) = %+v, want comm set and exe %q", *self, exe)
 	}
 	pc.lookup(int32(os.Getpid()), now)

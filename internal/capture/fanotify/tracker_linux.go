@@ -33,10 +33,11 @@ func entryOf(st *unix.Stat_t) *entry {
 
 // actor is the process context of an event.
 type actor struct {
-	known event.Fields
-	pid   int32
-	comm  string
-	exe   string
+	known    event.Fields
+	pid      int32
+	uid, gid uint32
+	comm     string
+	exe      string
 }
 
 // change is one kernel record about one object at one path, with the
@@ -113,7 +114,7 @@ func (t *tracker) newOp(k capture.Kind, path string, dir bool, a *actor, raw uin
 	op := &capture.Op{Kind: k, Path: path, IsDir: dir, Raw: raw}
 	if a != nil {
 		op.Known = a.known
-		op.PID, op.Comm, op.Exe = a.pid, a.comm, a.exe
+		op.PID, op.UID, op.GID, op.Comm, op.Exe = a.pid, a.uid, a.gid, a.comm, a.exe
 	}
 	return op
 }
@@ -271,12 +272,6 @@ func (t *tracker) apply(ch *change, a *actor) {
 			old.rescanned = false
 			tail()
 		} else {
-			if !after {
-				createK = capture.KindCreate
-				if ch.dir {
-					createK = capture.KindMkdir
-				}
-			}
 			mk(createK, true)
 			tail()
 		}

@@ -66,8 +66,8 @@ func TestWorkloadFanotify(t *testing.T) {
 	// Exe comes from /proc/PID/exe of the child.
 	exe, _ := os.Executable()
 	for _, op := range rec.snapshot() {
-		if op.Exe != exe {
-			t.Errorf("op %v %s: Exe = %q, want %q", op.Kind, op.Path, op.Exe, exe)
+		if op.Exe != exe || op.Known&(event.HasUID|event.HasGID) == 0 || op.UID != uint32(os.Geteuid()) {
+			t.Errorf("op %v %s: Exe = %q, uid %d (known %v); want %q, %d", op.Kind, op.Path, op.Exe, op.UID, op.Known&event.HasUID != 0, exe, os.Geteuid())
 			break
 		}
 	}
