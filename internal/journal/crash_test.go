@@ -45,6 +45,9 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Bounded: the parent kills us long before this.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -100,9 +103,24 @@ func TestCrash(t *testing.T) {
 		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
+		ready := filepath.Join(dir, "ready")
+		os.Remove(ready)
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
+		}
+		// Wait until the child has recovered the journal and is appending,
+		// then kill it at a random moment.
+		for wait := time.Now(); ; time.Sleep(time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				break
+			}
+			if time.Since(wait) > 15*time.Second {
+				cmd.Process.Kill()
+				cmd.Wait()
+				cancel()
+				t.Fatalf("round %d: child not ready after 15s:\n%s", rounds, out.String())
+			}
 		}
 		time.Sleep(time.Duration(10+rand.IntN(141)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
@@ -115,9 +133,6 @@ func TestCrash(t *testing.T) {
 
 		acked := readAcked(t, filepath.Join(dir, "acked"))
 		ackedTotal = len(acked)
-		if _, err := os.Stat(jdir); os.IsNotExist(err) {
-			continue // killed before it created the journal
-		}
 		log, logs := bufLogger()
 		j, err := Open(Options{Dir: jdir, Logger: log})
 		if err != nil {
