@@ -15,6 +15,11 @@ func reportEvents(b *testing.B, events int) {
 	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 }
 
+func reportFlushes(b *testing.B, j *Journal) {
+	st := j.Stats()
+	b.ReportMetric(float64(st.LastSeq)/float64(st.Flushes), "events/flush")
+}
+
 // BenchmarkWrite is the cost of Write alone (no waiting), one record per call.
 func BenchmarkWrite(b *testing.B) {
 	j := open(b, Options{Fsync: FsyncNever})
@@ -45,6 +50,7 @@ func BenchmarkWriteWaitInterval(b *testing.B) {
 				}
 			}
 			reportEvents(b, b.N*n)
+			reportFlushes(b, j)
 		})
 	}
 }
@@ -72,6 +78,7 @@ func BenchmarkWriteWaitIntervalConcurrent(b *testing.B) {
 				}
 			})
 			reportEvents(b, b.N*n)
+			reportFlushes(b, j)
 		})
 	}
 }
