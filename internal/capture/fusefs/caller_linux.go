@@ -110,7 +110,10 @@ func parseStatus(b []byte) (name string, tgid int32, ok bool) {
 			tgid, haveTgid = int32(v), true
 		}
 	}
-	return name, tgid, haveName && haveTgid
+	if !haveName || !haveTgid {
+		return "", 0, false
+	}
+	return name, tgid, true
 }
 
 func unescapeComm(s string) string {

@@ -20,8 +20,10 @@
 //	truncate(path)         KindWrite with Size: a size change is a data change
 //	                       (fanotify reports it as FAN_MODIFY too, so the
 //	                       bridge can pair the two views). A truncate through
-//	                       an open handle (ftruncate, open with O_TRUNC) is
-//	                       folded into that handle's single KindWrite.
+//	                       an open handle (ftruncate, or open with O_TRUNC: the
+//	                       mount negotiates atomic O_TRUNC so it arrives with
+//	                       the OPEN) is folded into that handle's KindWrite,
+//	                       with Bytes 0 if nothing was written.
 //	write                  KindWrite, one per open-write-close (below)
 //
 // # Writes
@@ -61,11 +63,25 @@
 // attributes. Changes made through the mount keep those caches right; changes
 // made directly on the backing tree do not, until the timeout expires or the
 // bridge calls InvalidateContent/InvalidateEntry/InvalidateDelete. Long
-// timeouts make the mount faster and rely entirely on invalidation. Data
-// pages are not kept across opens (no FOPEN_KEEP_CACHE), so new data is read
-// on the next open, but with a cached size a longer file reads short until
-// its attributes are invalidated. Failed lookups are not cached, so a name
-// created on the backing tree is visible at once.
+// timeouts make the mount faster and rely entirely on invalidation. What goes
+// stale, measured on Linux 6.18: stat(2) shows the cached size and times; a
+// removed or renamed name still resolves (to a file that is gone); pages a
+// process already holds in an open file stay cached (without passthrough).
+// Data pages are not kept across opens (no FOPEN_KEEP_CACHE), and a read past
+// the cached size refreshes it, so a fresh open-read sees new data. Failed
+// lookups are not cached, so a name created on the backing tree is visible
+// at once.
+//
+// # Limits
+//
+// FUSE names an inode, not the name the caller used: for a file with several
+// hard links, ops that address the inode (write, setattr, xattrs) carry the
+// name most recently created or looked up. Files made with O_TMPFILE are not
+// reported (they have no name). In passthrough mode a change made directly on
+// the backing tree while the file is open for writing through the mount is
+// reported at close as that writer's KindWrite. Comm and exe are cached per
+// thread for 250ms, so an exec(2) right after an op may be attributed to the
+// old program.
 //
 // # Pitfalls (see go-fuse fs/api.go)
 //

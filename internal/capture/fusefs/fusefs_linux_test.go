@@ -1,8 +1,10 @@
 package fusefs
 
 import (
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.uber.org/goleak"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/capture"
@@ -71,6 +74,11 @@ func wantWorkload(m string, c capture.Op, passthrough bool) []*capture.Op {
 		op(capture.KindAttrib, "d2/b.txt", who|event.HasInode, nil),
 		op(capture.KindWrite, "d2/b.txt", attrs, size(3)), // truncate(2)
 		op(capture.KindWrite, "d2/b.txt", attrs, write(2, 0, 2)),
+		// RENAME_EXCHANGE: two renames each; first b.txt (a file) and sub swap.
+		op(capture.KindRename, "d2/sub", who|event.HasInode, func(o *capture.Op) { o.OldPath = m + "/d2/b.txt" }),
+		op(capture.KindRename, "d2/b.txt", who|event.HasInode, func(o *capture.Op) { o.OldPath, o.IsDir = m+"/d2/sub", true }),
+		op(capture.KindRename, "d2/sub", who|event.HasInode, func(o *capture.Op) { o.OldPath, o.IsDir = m+"/d2/b.txt", true }),
+		op(capture.KindRename, "d2/b.txt", who|event.HasInode, func(o *capture.Op) { o.OldPath = m + "/d2/sub" }),
 		op(capture.KindCreate, "d2/c", attrs, nil),
 		op(capture.KindWrite, "d2/c", attrs, write(3, 0, 3)), // once, though two descriptors closed
 		op(capture.KindCreate, "d2/fifo", attrs, nil),
@@ -295,9 +303,11 @@ func TestLiveForeignMount(t *testing.T) {
 	}
 }
 
-// TestUnmountIdempotent: a second Unmount is a no-op and Wait returns.
+// TestUnmountIdempotent: a second Unmount is a no-op, Wait returns and no
+// goroutine is left behind.
 func TestUnmountIdempotent(t *testing.T) {
 	requireFUSE(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	f := mountT(t, Options{Sink: &recorder{}})
 	if err := f.Unmount(); err != nil {
 		t.Fatalf("Unmount: %v", err)
@@ -358,4 +368,47 @@ func kernelRelease() string {
 		b.WriteByte(byte(c))
 	}
 	return b.String()
+}
+
+// TestUnmountBusy: with a file held open through the mount, Unmount falls
+// back to a lazy detach; the server stops once the holder is gone.
+func TestUnmountBusy(t *testing.T) {
+	requireFUSE(t)
+	backing := t.TempDir()
+	if err := os.WriteFile(filepath.Join(backing, "held"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := mountT(t, Options{Backing: backing, Sink: &recorder{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	holder := exec.CommandContext(ctx, "sh", "-c", "exec sleep 60 < "+f.Mountpoint()+"/held")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Wait()
+	defer holder.Process.Kill()
+	waitFor(t, 10*time.Second, func() bool {
+		fds, _ := os.ReadDir("/proc/" + itoa(holder.Process.Pid) + "/fd")
+		for _, fd := range fds {
+			if target, _ := os.Readlink("/proc/" + itoa(holder.Process.Pid) + "/fd/" + fd.Name()); strings.HasSuffix(target, "/held") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := f.Unmount(); err != nil {
+		t.Fatalf("Unmount while busy: %v, want a lazy detach", err)
+	}
+	if e, ok := topMount(f.Mountpoint()); ok && e.isFUSE() {
+		t.Errorf("mount still attached at %s after Unmount", f.Mountpoint())
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	done := make(chan struct{})
+	go func() { f.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not stop after the last user left")
+	}
 }

@@ -124,6 +124,12 @@ func workload(dir string) error {
 		{"removexattr", func() error { return unix.Removexattr(p("d2/b.txt"), "user.k") }},
 		{"truncate", func() error { return unix.Truncate(p("d2/b.txt"), 3) }},
 		{"rewrite", func() error { return write("d2/b.txt", unix.O_WRONLY|unix.O_TRUNC, "xy") }},
+		{"exchange", func() error {
+			return unix.Renameat2(unix.AT_FDCWD, p("d2/b.txt"), unix.AT_FDCWD, p("d2/sub"), unix.RENAME_EXCHANGE)
+		}},
+		{"exchange back", func() error {
+			return unix.Renameat2(unix.AT_FDCWD, p("d2/b.txt"), unix.AT_FDCWD, p("d2/sub"), unix.RENAME_EXCHANGE)
+		}},
 		{"dup", func() error {
 			fd, err := unix.Open(p("d2/c"), unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 			if err != nil {

@@ -23,8 +23,8 @@ type invalReq struct {
 // InvalidateContent asks the kernel to drop cached data and attributes of
 // the file at rel (relative to the backing root, "" = root), after it was
 // changed directly on the backing tree. It queues the request and returns at
-// once; a goroutine of f sends it. Safe for concurrent use; never call it
-// from inside a FUSE handler's caller chain expecting it to be done.
+// once; a goroutine of f sends it (a full queue drops the request and counts
+// it). Safe for concurrent use, also from a FUSE handler.
 func (f *FS) InvalidateContent(rel string) { f.enqueue(invalReq{kind: invalContent, dir: rel}) }
 
 // InvalidateEntry asks the kernel to forget the cached name relDir/name (it

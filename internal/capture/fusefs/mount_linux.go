@@ -103,7 +103,12 @@ func Mount(opts Options) (*FS, error) {
 
 	et, at := timeout(opts.EntryTimeout, DefaultEntryTimeout), timeout(opts.AttrTimeout, DefaultAttrTimeout)
 	var neg time.Duration // failed lookups are never cached (see package doc)
-	stdlog := slog.NewLogLogger(lg.Handler(), slog.LevelDebug)
+	// go-fuse logs diagnostics (and, with Debug, every request) here.
+	level := slog.LevelWarn
+	if opts.Debug {
+		level = slog.LevelInfo
+	}
+	stdlog := slog.NewLogLogger(lg.Handler(), level)
 	fopts := &fs.Options{
 		MountOptions:    MountOptions(opts.Passthrough, opts.Debug, stdlog),
 		EntryTimeout:    &et,
