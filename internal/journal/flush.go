@@ -20,13 +20,11 @@ func (j *Journal) flushLoop() {
 	for {
 		select {
 		case <-j.kick:
-			if j.opts.Fsync != FsyncAlways {
-				// Let writers that are already runnable (typically the ones
-				// the last flush woke) add to the batch first: without
-				// this, concurrent appenders get one write(2) per record.
-				// FsyncAlways batches naturally behind its fsync.
-				runtime.Gosched()
-			}
+			// Let writers that are already runnable (typically the ones the
+			// last flush woke) add to the batch first: without this,
+			// concurrent appenders get one write(2) (and with FsyncAlways
+			// one fsync) for the first few records after each wake-up.
+			runtime.Gosched()
 			j.flush()
 		case <-tick:
 			if j.written > j.synced && j.failErr.Load() == nil {
