@@ -54,6 +54,7 @@ type Stats struct {
 	Overflows   uint64 // queue overflows seen (FAN_Q_OVERFLOW / IN_Q_OVERFLOW)
 	Rescans     uint64 // rescans run
 	RescanFound uint64 // changes the rescans found (ops with Rescan set)
+	Drained     uint64 // bytes read from the kernel queue during rescans, processed after them
 
 	HandleHits   uint64 // directory handle → path cache hits
 	HandleMisses uint64 // … misses (open_by_handle_at + readlink)
@@ -75,6 +76,7 @@ type counters struct {
 	eventsRead, reads, opsTotal       atomic.Uint64
 	ops                               [16]atomic.Uint64 // by capture.Kind
 	overflows, rescans, rescanFound   atomic.Uint64
+	drained                           atomic.Uint64
 	handleHits, handleMisses, stale   atomic.Uint64
 	cacheResets, procHits, procMisses atomic.Uint64
 	outside, unresolved, suppressed   atomic.Uint64
@@ -91,6 +93,7 @@ func (c *counters) snapshot(mode string) Stats {
 		Overflows:      c.overflows.Load(),
 		Rescans:        c.rescans.Load(),
 		RescanFound:    c.rescanFound.Load(),
+		Drained:        c.drained.Load(),
 		HandleHits:     c.handleHits.Load(),
 		HandleMisses:   c.handleMisses.Load(),
 		HandleStale:    c.stale.Load(),

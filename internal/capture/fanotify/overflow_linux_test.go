@@ -96,7 +96,7 @@ func TestOverflowRescan(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			root := tmpfsRoot(t)
 			backoff := 1500 * time.Millisecond
-			w, rec := startWatcher(t, Options{Root: root, ForceInotify: mode.inotify, RescanBackoff: backoff})
+			w, rec := startWatcher(t, Options{Root: root, ForceInotify: mode.inotify, RescanBackoff: backoff, Logger: testLogger(t)})
 			_, sum1 := overflowRound(t, w, rec, root, "a", 17000)
 			// A second overflow right away: its rescan waits for the backoff.
 			ovf2, sum2 := overflowRound(t, w, rec, root, "b", 17000)
@@ -114,4 +114,66 @@ func TestOverflowRescan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOverflowWhileBusy resumes a stalled reader while files keep being
+// created: records queued after the overflow describe files the rescan also
+// finds, and each file must still be reported exactly once.
+func TestOverflowWhileBusy(t *testing.T) {
+	root := tmpfsRoot(t)
+	w, rec := startWatcher(t, Options{Root: root, RescanBackoff: 200 * time.Millisecond, Logger: testLogger(t)})
+	w.Pause()
+	files := makeFiles(t, root, "a", 17000)
+	done := make(chan map[string]bool)
+	go func() {
+		m := make(map[string]bool)
+		for i := range 20000 {
+			p := filepath.Join(root, fmt.Sprintf("b%d", i))
+			if writeFile(p, os.O_CREATE|os.O_WRONLY, "x") == nil {
+				m[p] = true
+			}
+		}
+		done <- m
+	}()
+	w.Resume()
+	for p := range <-done {
+		files[p] = true
+	}
+	count := func() map[string]int {
+		seen := make(map[string]int)
+		for _, op := range rec.snapshot() {
+			if op.Kind == capture.KindCreate {
+				seen[op.Path]++
+			}
+		}
+		return seen
+	}
+	waitFor(t, 30*time.Second, "every file reported", func() bool { return len(count()) >= len(files) })
+	time.Sleep(300 * time.Millisecond) // a pending rescan, if any
+	seen := count()
+	bad := 0
+	for p := range files {
+		if seen[p] != 1 && bad < 10 {
+			bad++
+			t.Errorf("file %s reported %d times, want 1", filepath.Base(p), seen[p])
+		}
+	}
+	if len(seen) != len(files) {
+		t.Errorf("%d paths created, want %d", len(seen), len(files))
+	}
+	s := w.Stats()
+	if s.Overflows == 0 {
+		t.Errorf("no overflow")
+	}
+	// A file's write op is allowed once at most too.
+	writes := make(map[string]int)
+	for _, op := range rec.snapshot() {
+		if op.Kind == capture.KindWrite {
+			writes[op.Path]++
+			if writes[op.Path] == 2 {
+				t.Errorf("file %s: two writes", filepath.Base(op.Path))
+			}
+		}
+	}
+	t.Logf("stats: overflows %d rescans %d found %d suppressed %d drained %d", s.Overflows, s.Rescans, s.RescanFound, s.Suppressed, s.Drained)
 }

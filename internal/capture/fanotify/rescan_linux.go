@@ -73,11 +73,12 @@ func (t *tracker) buildIndex() {
 
 // rescan walks Root, compares what it finds with the index and emits the
 // differences as ops with Rescan set, then one KindRescan summary. It runs
-// on the reader goroutine: the kernel queue buffers new events meanwhile
-// (see doc.go, "Overflow").
+// on the reader goroutine, which drains the kernel queue into memory every
+// 256 entries meanwhile and processes that after the rescan (see doc.go,
+// "Overflow and rescan").
 func (t *tracker) rescan() {
+	start := time.Now()
 	t.rescanDue = time.Time{}
-	defer func() { t.lastRescan = time.Now() }() // the gap runs from the end of a rescan
 	t.c.rescans.Add(1)
 
 	seen := make(map[string]struct{}, len(t.index))
@@ -113,7 +114,11 @@ func (t *tracker) rescan() {
 
 	seen[t.root] = struct{}{}
 	var gone []string
+	walked := 0
 	t.walk(t.root, func(p string, st *unix.Stat_t) {
+		if walked++; walked%256 == 0 && t.drain != nil {
+			t.drain()
+		}
 		seen[p] = struct{}{}
 		e := t.index[p]
 		switch {
@@ -157,6 +162,9 @@ func (t *tracker) rescan() {
 	sum := t.newOp(capture.KindRescan, t.root, true, nil, 0)
 	sum.Count = changes
 	t.emit(sum)
+	t.lastRescan = time.Now() // the backoff gap runs from the end of a rescan
+	t.log.Info("fanotify: rescan after overflow", "root", t.root, "changes", changes,
+		"indexed", len(t.index), "took", t.lastRescan.Sub(start), "next_gap", t.backoff)
 }
 
 // rescanGone emits the delete (or rmdir) of an indexed path a rescan did

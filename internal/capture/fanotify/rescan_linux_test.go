@@ -37,7 +37,7 @@ func TestRescan(t *testing.T) {
 
 	rec := &recorder{}
 	var c counters
-	tr := newTracker(root, rec, &c, time.Second)
+	tr := newTracker(root, rec, &c, time.Second, testLogger(t))
 	tr.buildIndex()
 
 	must(os.RemoveAll(p("gone")))

@@ -2,6 +2,7 @@ package fanotify
 
 import (
 	"bytes"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -61,6 +62,7 @@ type tracker struct {
 	root string
 	sink capture.Sink
 	c    *counters
+	log  *slog.Logger
 
 	index map[string]*entry
 	dirty map[string]struct{} // objects (fid or path) modified since their last close-write
@@ -72,17 +74,22 @@ type tracker struct {
 	// itself.)
 	gone map[string]struct{}
 
+	// drain, if set, is called now and then during a rescan's walk to move
+	// the kernel queue into memory (see Watcher.drain).
+	drain func()
+
 	base, backoff time.Duration
 	lastRescan    time.Time
 	rescanDue     time.Time // zero: no rescan pending
 }
 
-func newTracker(root string, sink capture.Sink, c *counters, backoff time.Duration) *tracker {
+func newTracker(root string, sink capture.Sink, c *counters, backoff time.Duration, log *slog.Logger) *tracker {
 	if backoff <= 0 {
 		backoff = defaultRescanBackoff
 	}
 	return &tracker{
 		root:    root,
+		log:     log,
 		sink:    sink,
 		c:       c,
 		index:   make(map[string]*entry),

@@ -13,8 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readBufSize is the size of one read(2) from the kernel queue.
-const readBufSize = 128 << 10
+const (
+	// readBufSize is the size of one read(2) from the kernel queue.
+	readBufSize = 128 << 10
+	// maxPending bounds what a rescan drains from the kernel queue into
+	// memory (about 600,000 fanotify records) before it lets the queue fill.
+	maxPending = 64 << 20
+)
 
 // backend is one kernel interface (fanotify or inotify) behind a Watcher.
 type backend interface {
@@ -50,6 +55,11 @@ type Watcher struct {
 	// and by Pause until Resume: while paused, nothing is read.
 	gate   sync.Mutex
 	paused atomic.Bool
+
+	// pending holds what a rescan drained from the kernel queue, to be
+	// processed right after it (reader goroutine only).
+	pending      [][]byte
+	pendingBytes int
 }
 
 // New sets up a watcher on opts.Root: a fanotify filesystem mark where the
@@ -76,7 +86,8 @@ func New(opts Options) (*Watcher, error) {
 	if w.log == nil {
 		w.log = slog.Default()
 	}
-	w.t = newTracker(root, opts.Sink, &w.c, opts.RescanBackoff)
+	w.t = newTracker(root, opts.Sink, &w.c, opts.RescanBackoff, w.log)
+	w.t.drain = w.drain
 
 	w.wakeFD, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -153,6 +164,24 @@ func (w *Watcher) wake() {
 	unix.Write(w.wakeFD, one[:])
 }
 
+// drain reads what the kernel queued into memory, without processing it, so
+// that a long rescan does not let the queue overflow again. It is called by
+// the rescan, on the reader goroutine.
+func (w *Watcher) drain() {
+	fd := w.be.fd()
+	for w.pendingBytes < maxPending {
+		b := make([]byte, readBufSize)
+		n, err := unix.Read(fd, b)
+		if n <= 0 || err != nil {
+			return
+		}
+		w.c.reads.Add(1)
+		w.c.drained.Add(uint64(n))
+		w.pending = append(w.pending, b[:n:n])
+		w.pendingBytes += n
+	}
+}
+
 // Run reads the kernel queue and emits ops until ctx is done or Close is
 // called; then it returns nil. It returns an error when the kernel interface
 // fails. Run may be called once.
@@ -197,6 +226,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if w.closed.Load() {
 			w.gate.Unlock()
 			break
+		}
+		if len(w.pending) > 0 {
+			for i, b := range w.pending {
+				w.be.handle(b, time.Now())
+				w.pending[i] = nil
+			}
+			w.pending, w.pendingBytes = w.pending[:0], 0
+			w.gate.Unlock()
+			continue
 		}
 		n, err := unix.Read(fd, buf)
 		if n > 0 {
