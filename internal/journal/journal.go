@@ -104,11 +104,11 @@ type chunk struct {
 // Journal is a durable, segmented, append-only log of opaque records with
 // consecutive sequence numbers starting at 1. All methods are safe for
 // concurrent use.
-//
-// Locks: mu (write side), segMu (segment list) and chMu (Changed channel).
-// No goroutine ever holds two of them at once, so there is no lock order to
-// respect; keep it that way.
 type Journal struct {
+	// Locks: mu (write side), segMu (segment list) and chMu (Changed
+	// channel). No goroutine ever holds two of them at once, so there is no
+	// lock order to respect; keep it that way.
+
 	opts Options
 	log  *slog.Logger
 	lock *os.File
