@@ -44,6 +44,8 @@ type Server struct {
 	ready    atomic.Bool
 	notReady atomic.Pointer[string]
 
+	cons consumers
+
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: streams end
 }
@@ -62,12 +64,18 @@ func New(opts Options) *Server {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
-	s := &Server{m: opts.Manager, log: opts.Logger, opts: opts, mux: http.NewServeMux(), done: make(chan struct{})}
+	s := &Server{m: opts.Manager, log: opts.Logger, opts: opts, mux: http.NewServeMux(), done: make(chan struct{}), cons: consumers{open: make(map[string]*propagate.Consumer)}}
 	reason := "starting"
 	s.notReady.Store(&reason)
 	s.mux.HandleFunc("POST /v1/events", s.ingest)
 	s.mux.HandleFunc("GET /v1/events", s.replay)
 	s.mux.HandleFunc("GET /v1/stream", s.stream)
+	s.mux.HandleFunc("GET /v1/ws", s.ws)
+	s.mux.HandleFunc("POST /v1/subscriptions", s.createConsumer)
+	s.mux.HandleFunc("GET /v1/subscriptions", s.listConsumers)
+	s.mux.HandleFunc("DELETE /v1/subscriptions/{name}", s.deleteConsumer)
+	s.mux.HandleFunc("POST /v1/subscriptions/{name}/fetch", s.fetch)
+	s.mux.HandleFunc("POST /v1/subscriptions/{name}/ack", s.ack)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	return s

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/route"
 )
 
 // ingest handles POST /v1/events in the three CloudEvents HTTP modes:
@@ -246,38 +248,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	flush := func() error {
-		if err := bw.Flush(); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := flush(); err != nil {
-		return
-	}
-	ctx := r.Context()
-	j := s.m.Journal()
-	heartbeat := time.NewTicker(s.opts.Heartbeat)
-	defer heartbeat.Stop()
-	var ev event.Event
 	buf := make([]byte, 0, 1024)
-	for {
-		// Drain what is durable, then flush once and wait.
-		changed := j.Changed()
-		for {
-			ok, err := rd.TryNext(&ev)
-			if err != nil {
-				s.log.Error("stream", "err", err)
-				fmt.Fprintf(bw, "event: error\ndata: %s\n\n", jsonQuote(err.Error()))
-				_ = flush()
-				return
-			}
-			if !ok {
-				break
-			}
-			if !sel.matcher.Match(&ev) {
-				continue
-			}
+	s.follow(r.Context(), rd, sel.matcher, follower{
+		send: func(ev *event.Event) error {
 			buf = append(buf[:0], "id: "...)
 			buf = strconv.AppendUint(buf, ev.Seq, 10)
 			buf = append(buf, "\nevent: "...)
@@ -285,41 +258,104 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, "\ndata: "...)
 			buf = ev.AppendJSON(buf)
 			buf = append(buf, "\n\n"...)
-			if _, err := bw.Write(buf); err != nil {
+			_, err := bw.Write(buf)
+			return err
+		},
+		flush: func() error {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			return rc.Flush()
+		},
+		heartbeat: func() error {
+			_, err := bw.WriteString(": heartbeat\n\n")
+			return err
+		},
+		end: func(reason string, err error) {
+			if err != nil {
+				fmt.Fprintf(bw, "event: error\ndata: {\"error\":%s}\n\n", jsonQuote(err.Error()))
+			} else {
+				fmt.Fprintf(bw, "event: end\ndata: {\"reason\":%s}\n\n", jsonQuote(reason))
+			}
+			_ = bw.Flush()
+			_ = rc.Flush()
+		},
+	})
+}
+
+// follower is how one stream transport writes. send buffers one event,
+// flush pushes what is buffered to the client, heartbeat keeps an idle
+// connection alive, end says why the stream ends (err != nil: a failure).
+type follower struct {
+	send      func(*event.Event) error
+	flush     func() error
+	heartbeat func() error
+	end       func(reason string, err error)
+}
+
+// follow streams durable events from rd that m selects until the client
+// goes away (ctx) or the server closes. It drains what is durable, flushes
+// once, then waits for the journal to advance: one flush per burst.
+func (s *Server) follow(ctx context.Context, rd *propagate.Reader, m propagate.Matcher, f follower) {
+	if err := f.flush(); err != nil {
+		return
+	}
+	j := s.m.Journal()
+	heartbeat := time.NewTicker(s.opts.Heartbeat)
+	defer heartbeat.Stop()
+	var ev event.Event
+	for {
+		changed := j.Changed()
+		for {
+			ok, err := rd.TryNext(&ev)
+			if err != nil {
+				s.log.Error("stream", "err", err)
+				f.end("", err)
+				return
+			}
+			if !ok {
+				break
+			}
+			if !m.Match(&ev) {
+				continue
+			}
+			if err := f.send(&ev); err != nil {
 				return
 			}
 		}
-		if err := flush(); err != nil {
+		if err := f.flush(); err != nil {
 			return
 		}
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			if _, err := bw.WriteString(": heartbeat\n\n"); err != nil {
+			if err := f.heartbeat(); err != nil {
 				return
 			}
 		case <-ctx.Done():
 			return // client gone
 		case <-s.done:
-			bw.WriteString("event: end\ndata: {\"reason\":\"shutdown\"}\n\n")
-			_ = flush()
+			f.end("shutdown", nil)
 			return
 		}
 	}
 }
 
 // compileSelector turns the type/path/filter query parameters into a
-// matcher. The path and filter parameters need the routing engine.
+// matcher (route.ParseSelector); errors name the parameter at fault.
 func compileSelector(typ, path, filter string) (propagate.Matcher, *apiError) {
-	if path != "" || filter != "" {
-		return nil, &apiError{Field: "path", Error: "path and filter selection are not available yet"}
-	}
-	if typ == "" {
+	if typ == "" && path == "" && filter == "" {
 		return propagate.MatchAll, nil
 	}
-	p, err := propagate.ParsePattern(typ)
+	cs, err := route.ParseSelector(typ, path, filter)
 	if err != nil {
-		return nil, &apiError{Field: "type", Error: err.Error()}
+		field, _, _ := strings.Cut(err.Error(), ":")
+		switch field {
+		case "type", "path", "filter":
+		default:
+			field = ""
+		}
+		return nil, &apiError{Field: field, Error: err.Error()}
 	}
-	return p, nil
+	return cs, nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/semprop/semprop/client"
 	"github.com/semprop/semprop/event"
-	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/route"
 )
 
 func newPublishCmd() *cobra.Command {
@@ -136,10 +136,10 @@ duplicates.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sel := client.Selector{Path: path, Filter: filter}
 			if len(args) == 1 {
-				if _, err := propagate.ParsePattern(args[0]); err != nil {
-					return err
-				}
 				sel.Type = args[0]
+			}
+			if _, err := route.ParseSelector(sel.Type, sel.Path, sel.Filter); err != nil {
+				return err // say what is wrong before connecting
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -27,6 +27,10 @@ type ConsumerOptions struct {
 	// StartSeq is where a new consumer starts (0 or 1: the beginning). A
 	// consumer that already has a stored cursor resumes from it instead.
 	StartSeq uint64
+	// Meta is stored with the cursor for the caller (e.g. the selector a
+	// consumer was created with) and returned by ConsumerMeta. A consumer
+	// that already exists keeps its stored Meta when this is nil.
+	Meta json.RawMessage
 }
 
 // Delivery is one event handed to a durable consumer.
@@ -83,8 +87,9 @@ type ConsumerInfo struct {
 }
 
 type consumerState struct {
-	Floor uint64   `json:"floor"`
-	Acked []uint64 `json:"acked,omitempty"`
+	Floor uint64          `json:"floor"`
+	Acked []uint64        `json:"acked,omitempty"`
+	Meta  json.RawMessage `json:"meta,omitempty"`
 }
 
 var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
@@ -132,6 +137,9 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 		for _, s := range st.Acked {
 			c.acked[s] = struct{}{}
 		}
+		if c.opts.Meta == nil {
+			c.opts.Meta = st.Meta
+		}
 	case errors.Is(err, os.ErrNotExist):
 		c.readPos = max(opts.StartSeq, 1)
 		c.dirty = true
@@ -165,6 +173,18 @@ func (m *Manager) DeleteConsumer(name string) error {
 		return fmt.Errorf("%w: %s", ErrNoConsumer, name)
 	}
 	return err
+}
+
+// ConsumerMeta returns the Meta stored with a durable consumer.
+func (m *Manager) ConsumerMeta(name string) (json.RawMessage, error) {
+	if !consumerName.MatchString(name) {
+		return nil, fmt.Errorf("%w: %q", ErrNoConsumer, name)
+	}
+	st, err := loadState(filepath.Join(m.dir, "consumers", name+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNoConsumer, name)
+	}
+	return st.Meta, err
 }
 
 // ConsumerNames lists the stored durable consumers.
@@ -228,7 +248,7 @@ func (c *Consumer) floorLocked() uint64 {
 
 func (c *Consumer) saveLocked() error {
 	floor := c.floorLocked()
-	st := consumerState{Floor: floor}
+	st := consumerState{Floor: floor, Meta: c.opts.Meta}
 	for s := range c.acked {
 		if s <= floor {
 			delete(c.acked, s)
@@ -293,6 +313,29 @@ func (c *Consumer) Next(ctx context.Context) (Delivery, error) {
 		}
 	}
 }
+
+// Fetch returns up to max deliveries: it waits for the first as Next does,
+// then takes what is ready without waiting.
+func (c *Consumer) Fetch(ctx context.Context, max int) ([]Delivery, error) {
+	d, err := c.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []Delivery{d}
+	c.nextMu.Lock()
+	defer c.nextMu.Unlock()
+	for len(out) < max {
+		d, _, _, err := c.poll(ctx)
+		if err != nil || d.Event == nil {
+			break
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// Name returns the consumer's name.
+func (c *Consumer) Name() string { return c.opts.Name }
 
 // poll tries once to produce a delivery. If there is none it returns how
 // long until the next redelivery is due (0: none pending) and a channel

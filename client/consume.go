@@ -1,0 +1,134 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/semprop/semprop/event"
+)
+
+// Subscription describes a durable consumer on the server.
+type Subscription struct {
+	Name       string `json:"name"`
+	Type       string `json:"type,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Filter     string `json:"filter,omitempty"`
+	AckWait    string `json:"ack_wait,omitempty"` // e.g. "30s"
+	MaxDeliver int    `json:"max_deliver,omitempty"`
+	StartSeq   uint64 `json:"start_seq,omitempty"`
+}
+
+// CreateSubscription creates a durable consumer. It fails with a 409
+// *Error if one of that name exists.
+func (c *Client) CreateSubscription(ctx context.Context, sub Subscription) error {
+	body, _ := json.Marshal(sub)
+	resp, err := c.do(ctx, http.MethodPost, "/v1/subscriptions", body, "application/json", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// DeleteSubscription removes a durable consumer and its cursor.
+func (c *Client) DeleteSubscription(ctx context.Context, name string) error {
+	resp, err := c.do(ctx, http.MethodDelete, "/v1/subscriptions/"+url.PathEscape(name), nil, "", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Delivery is an event handed to a durable consumer, with how often it has
+// been delivered.
+type Delivery struct {
+	Event   *event.Event
+	Attempt int
+}
+
+// Fetch takes up to max deliveries from the durable consumer name, waiting
+// up to wait for the first. Every delivery must be acknowledged with Ack,
+// or it is delivered again after the consumer's ack wait.
+func (c *Client) Fetch(ctx context.Context, name string, max int, wait time.Duration) ([]Delivery, error) {
+	q := url.Values{"max": {strconv.Itoa(max)}, "wait": {wait.String()}}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(name)+"/fetch?"+q.Encode(), nil, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out []Delivery
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		var line struct {
+			Attempt int             `json:"attempt"`
+			Event   json.RawMessage `json:"event"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			return out, fmt.Errorf("client: fetch: %w", err)
+		}
+		ev := new(event.Event)
+		if err := ev.UnmarshalJSON(line.Event); err != nil {
+			return out, fmt.Errorf("client: fetch: %w", err)
+		}
+		out = append(out, Delivery{Event: ev, Attempt: line.Attempt})
+	}
+	return out, sc.Err()
+}
+
+// Ack acknowledges deliveries of the durable consumer name by seq.
+func (c *Client) Ack(ctx context.Context, name string, seqs ...uint64) error {
+	body, _ := json.Marshal(map[string][]uint64{"seqs": seqs})
+	resp, err := c.do(ctx, http.MethodPost, "/v1/subscriptions/"+url.PathEscape(name)+"/ack", body, "application/json", nil)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// Consume fetches from the durable consumer name in batches and calls fn
+// for each delivery; a delivery is acknowledged when fn returns nil and
+// left to be redelivered when it returns ErrRetry. Any other error stops
+// Consume (the delivery is not acknowledged). It returns when ctx is done.
+func (c *Client) Consume(ctx context.Context, name string, fn func(Delivery) error) error {
+	for {
+		ds, err := c.Fetch(ctx, name, 256, 5*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		var acks []uint64
+		for _, d := range ds {
+			switch err := fn(d); {
+			case err == nil:
+				acks = append(acks, d.Event.Seq)
+			case err == ErrRetry:
+			default:
+				if len(acks) > 0 {
+					_ = c.Ack(context.WithoutCancel(ctx), name, acks...)
+				}
+				return err
+			}
+		}
+		if len(acks) > 0 {
+			if err := c.Ack(ctx, name, acks...); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// ErrRetry, returned by a Consume callback, leaves the delivery
+// unacknowledged so that the server delivers it again.
+var ErrRetry = errors.New("client: retry later")
