@@ -35,7 +35,9 @@
 //     machine crash (power loss, kernel panic) may lose up to the last
 //     interval of acknowledged records.
 //   - FsyncNever: written to the OS and never fsynced by the journal while it
-//     runs (only by Close). A machine crash may lose any amount.
+//     runs (only by Close). A machine crash may lose any amount, and since
+//     finished segments are not fsynced either, Open may then find a hole
+//     before the last segment and fail with a *CorruptError.
 //
 // With FsyncAlways and FsyncInterval a segment is fsynced before the next one
 // is created, and the directory is fsynced after a creation. Close writes
