@@ -155,6 +155,15 @@ const atHandleFID = 0x200
 // apply turns one change into ops in a sensible order and updates the index.
 // See doc.go, "Merged records", for the rules.
 func (t *tracker) apply(ch *change, a *actor) {
+	if ch.modify && !ch.create && !ch.delete && !ch.closeWrite && !ch.attrib {
+		// A write in progress: remember it for the close, nothing to stat.
+		if !ch.dir {
+			if _, ok := t.dirty[t.dirtyKey(ch)]; !ok {
+				t.dirty[t.dirtyKey(ch)] = struct{}{}
+			}
+		}
+		return
+	}
 	var st unix.Stat_t
 	exists := unix.Lstat(ch.path, &st) == nil
 	old := t.index[ch.path]
@@ -174,10 +183,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 		before = false // the index held a predecessor that was replaced
 	}
 
-	dkey := ch.path
-	if ch.fid != nil {
-		dkey = string(ch.fid)
-	}
+	dkey := t.dirtyKey(ch)
 	write := false
 	if !ch.dir {
 		if ch.closeWrite {
@@ -304,6 +310,15 @@ func (t *tracker) apply(ch *change, a *actor) {
 			t.removeSubtree(ch.path)
 		}
 	}
+}
+
+// dirtyKey identifies the object of a change for write tracking: its file
+// identifier when known (fanotify), else its path (inotify).
+func (t *tracker) dirtyKey(ch *change) string {
+	if ch.fid != nil {
+		return string(ch.fid)
+	}
+	return ch.path
 }
 
 // pathOfInode finds another indexed path with inode ino (for hard links).
