@@ -39,7 +39,7 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, segName(1)), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		j, err := Open(Options{Dir: dir, Logger: discardLogger()})
+		j, err := Open(Options{Dir: dir, Fsync: FsyncNever, Logger: discardLogger()})
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open: %v, want a CorruptError", err)
