@@ -79,6 +79,7 @@ type compiled[T comparable] struct {
 	name     string
 	static   bool
 	sel      *CompiledSelector
+	dir      string // literal directory of the path glob, for the index
 	extra    filter.Filter
 	redact   *filter.Redactor
 	strategy Strategy
@@ -107,7 +108,7 @@ func (r *Router[T]) compileRouteLocked(rt Route[T]) (*compiled[T], error) {
 			return nil, fmt.Errorf("filter: %w", err)
 		}
 	}
-	c := &compiled[T]{name: rt.Name, sel: sel, extra: rt.Filter, redact: rt.Redact,
+	c := &compiled[T]{name: rt.Name, sel: sel, dir: sel.dir(), extra: rt.Filter, redact: rt.Redact,
 		strategy: rt.Strategy, targets: append([]T(nil), rt.Targets...)}
 	if rt.Strategy == Weighted {
 		if c.sched, err = schedule(rt.Weights, len(rt.Targets)); err != nil {

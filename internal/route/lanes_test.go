@@ -114,6 +114,11 @@ func TestLanesBulkSaturated(t *testing.T) {
 	})
 	var critLat, bulkLat []time.Duration
 	var bulkPopped int64
+	var pops atomic.Int64 // bulk items the consumer has taken
+	// pushedAt[i] is pops right after critical event i was pushed; poppedAt[i]
+	// is pops when the consumer took it. Each is written by one goroutine
+	// and read after both are done.
+	var pushedAt, poppedAt [critical]int64
 	consumed := make(chan struct{})
 	go func() {
 		defer close(consumed)
@@ -125,18 +130,23 @@ func TestLanesBulkSaturated(t *testing.T) {
 			lat := time.Since(it.at)
 			if it.prio == event.PriorityCritical {
 				critLat = append(critLat, lat)
+				poppedAt[it.id] = pops.Load()
 			} else {
 				bulkLat = append(bulkLat, lat)
 				bulkPopped++
+			}
+			if it.prio != event.PriorityCritical {
+				pops.Add(1)
 			}
 			spin(20 * time.Microsecond) // a slow consumer
 		}
 	}()
 	time.Sleep(20 * time.Millisecond) // let the flood fill the queue
-	for range critical {
-		if !q.Push(event.PriorityCritical, item{prio: event.PriorityCritical, at: time.Now()}) {
+	for i := range critical {
+		if !q.Push(event.PriorityCritical, item{prio: event.PriorityCritical, at: time.Now(), id: i}) {
 			t.Errorf("critical event refused")
 		}
+		pushedAt[i] = pops.Load()
 		time.Sleep(time.Millisecond)
 	}
 	select {
@@ -146,6 +156,10 @@ func TestLanesBulkSaturated(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+	maxAhead := int64(0) // most bulk items taken between a critical push and its pop
+	for i := range critical {
+		maxAhead = max(maxAhead, poppedAt[i]-pushedAt[i])
+	}
 
 	st := q.Stats()
 	if st[3].Shed != 0 || st[3].Rejected != 0 || len(critLat) != critical {
@@ -162,21 +176,24 @@ func TestLanesBulkSaturated(t *testing.T) {
 	slices.Sort(bulkLat)
 	p50c, p90c := critLat[len(critLat)/2], critLat[len(critLat)*9/10]
 	p50b := bulkLat[len(bulkLat)/2]
-	t.Logf("critical latency p50 %v p90 %v max %v; bulk p50 %v; bulk lane %+v", p50c, p90c, critLat[len(critLat)-1], p50b, st[0])
-	// A critical event waits for at most the item in progress; a bulk one
-	// for a whole queue of them (256 x 20µs). The bounds leave room for
-	// scheduling noise on a shared 2-core machine under -race.
-	if p90c > 5*time.Millisecond {
-		t.Errorf("critical p90 latency %v, want <= 5ms", p90c)
+	t.Logf("critical latency p50 %v p90 %v max %v (at most %d bulk items ahead); bulk p50 %v; bulk lane %+v",
+		p50c, p90c, critLat[len(critLat)-1], maxAhead, p50b, st[0])
+	// A critical event waits for at most the bulk item in progress (and one
+	// the consumer may be taking as it is pushed), never for the bulk
+	// backlog: counted in items, this does not depend on scheduling noise.
+	if maxAhead > 2 {
+		t.Errorf("a critical event waited behind %d bulk items, want <= 2", maxAhead)
 	}
-	if p50c*10 > p50b {
-		t.Errorf("critical p50 %v is not far below bulk p50 %v", p50c, p50b)
+	// In time, the bound is loose: the machine is shared.
+	if p50c > p50b {
+		t.Errorf("critical p50 latency %v above bulk p50 %v", p50c, p50b)
 	}
 }
 
 type item struct {
-	prio event.Priority
-	at   time.Time
+	prio       event.Priority
+	at         time.Time
+	id         int
 }
 
 func spin(d time.Duration) {

@@ -397,3 +397,54 @@ func TestRouteZeroAllocs(t *testing.T) {
 		t.Errorf("Route allocs = %v, want 0", a)
 	}
 }
+
+// TestRouteAgreesWithSelectors checks the trie, the type cache and the
+// directory index against matching every route's selector one by one.
+func TestRouteAgreesWithSelectors(t *testing.T) {
+	types := []string{"fs.write", "fs.create", "fs.>", "fs.*", "*.write", ">", "vector.insert"}
+	paths := []string{"", "/data/**", "/data/team1/**", "/data/team1/**/*.md", "/data/team2/a.md", "/data/*/x/**",
+		"**/*.md", "/data/team3", "re:^/data/team[12]/", "/data/{team1,team4}/**", "/other/**"}
+	var routes []Route[int]
+	var sels []*CompiledSelector
+	for i := range 300 {
+		sel := Selector{Type: types[i%len(types)], Path: paths[(i/len(types))%len(paths)]}
+		if i%5 == 0 {
+			sel.Filter = "size > 10"
+		}
+		cs, err := sel.Compile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sels = append(sels, cs)
+		routes = append(routes, Route[int]{Name: fmt.Sprint(i), Selector: sel, Targets: []int{i}})
+	}
+	r := New[int](Options[int]{CacheSize: 8})
+	if err := r.SetStatic(routes...); err != nil {
+		t.Fatal(err)
+	}
+	subjects := []string{"/data/team1/a.md", "/data/team1/x/y.md", "/data/team2/a.md", "/data/team3", "/data/team3/z",
+		"/data/q/x/r", "/other", "/data", "/", "", "doc-1", "/data/team4/a.txt"}
+	evTypes := []string{"fs.write", "fs.create", "fs.rename", "vector.insert", "a.write", "fs", "fs.a.b"}
+	for round := range 3 { // later rounds are served from the cache
+		for _, typ := range evTypes {
+			for _, subj := range subjects {
+				ev := &event.Event{Type: typ, Subject: subj}
+				ev.Context.SetSize(int64(round * 10))
+				var got, want []int
+				r.Route(ev, func(tgt int, _ *event.Event) error { got = append(got, tgt); return nil })
+				for i, cs := range sels {
+					if cs.Match(ev) {
+						want = append(want, i)
+					}
+				}
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Fatalf("Route(%s %s) delivered to %v, want %v", typ, subj, got, want)
+				}
+			}
+		}
+	}
+	if e := r.Table().candidates("fs.write"); e.byDir == nil {
+		t.Errorf("fs.write has %d candidates with literal directories, but no index", len(e.scan))
+	}
+}

@@ -75,6 +75,14 @@ func (s *CompiledSelector) Match(ev *event.Event) bool {
 	return s.typ.Match(ev.Type) && s.matchRest(ev)
 }
 
+// dir is the literal directory of the path glob, or "".
+func (s *CompiledSelector) dir() string {
+	if s.path == nil {
+		return ""
+	}
+	return s.path.Dir()
+}
+
 // matchRest checks the path and filter, for callers that matched the type.
 func (s *CompiledSelector) matchRest(ev *event.Event) bool {
 	if s.path != nil && !s.path.Match(ev.Subject) {

@@ -253,9 +253,62 @@ type Table[T comparable] struct {
 
 const cacheWays = 4
 
+// cacheEntry holds the routes whose type pattern matches typ: those whose
+// path glob has a literal directory (glob.Pattern.Dir) indexed by it when
+// there are many, and the others in a list to scan.
 type cacheEntry[T comparable] struct {
-	typ    string
-	routes []*compiled[T]
+	typ   string
+	scan  []*compiled[T]
+	byDir map[string][]*compiled[T]
+}
+
+// indexThreshold is how many routes of one type with a literal directory
+// make an index worthwhile.
+const indexThreshold = 8
+
+func newCacheEntry[T comparable](typ string, routes []*compiled[T]) *cacheEntry[T] {
+	e := &cacheEntry[T]{typ: typ}
+	n := 0
+	for _, c := range routes {
+		if c.dir != "" {
+			n++
+		}
+	}
+	if n < indexThreshold {
+		e.scan = routes
+		return e
+	}
+	e.byDir = make(map[string][]*compiled[T])
+	for _, c := range routes {
+		if c.dir == "" {
+			e.scan = append(e.scan, c)
+		} else {
+			e.byDir[c.dir] = append(e.byDir[c.dir], c)
+		}
+	}
+	return e
+}
+
+// each calls fn for every route of the entry that may match subject: the
+// scan list, then the indexed routes of each ancestor directory of subject
+// (shallowest first) and of subject itself. It stops when fn returns false.
+func (e *cacheEntry[T]) each(subject string, fn func(c *compiled[T])) {
+	for _, c := range e.scan {
+		fn(c)
+	}
+	if e.byDir == nil {
+		return
+	}
+	for i := 1; i < len(subject); i++ {
+		if subject[i] == '/' {
+			for _, c := range e.byDir[subject[:i]] {
+				fn(c)
+			}
+		}
+	}
+	for _, c := range e.byDir[subject] {
+		fn(c)
+	}
 }
 
 var typeSeed = maphash.MakeSeed()
@@ -267,44 +320,65 @@ func (t *Table[T]) Version() uint64 { return t.version }
 func (t *Table[T]) Len() int { return len(t.routes) }
 
 // Route calls deliver for each target that should receive ev: for every
-// matching route in order (static routes first, then dynamic ones in the
-// order they were added), all targets of a Broadcast route, or one member
-// of a group. It returns the number of successful deliveries. It does not
+// matching route, all targets of a Broadcast route, or one member of a
+// group. Routes are visited in their order (static routes first, then
+// dynamic ones in the order they were added), except that when a type has
+// many routes with path globs under literal directories, those are looked
+// up by the subject's directories and visited after the others,
+// shallowest directory first. It returns the number of successful deliveries. It does not
 // allocate when ev's type is cached, its filters are native, and no route
 // redacts.
 func (t *Table[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
+	e := t.candidates(ev.Type)
 	n := 0
-	for _, c := range t.candidates(ev.Type) {
-		if !c.sel.matchRest(ev) || (c.extra != nil && !c.extra.Match(ev)) {
-			continue
+	for _, c := range e.scan {
+		n += t.routeOne(c, ev, deliver)
+	}
+	if e.byDir != nil {
+		s := ev.Subject
+		for i := 1; i < len(s); i++ {
+			if s[i] == '/' {
+				for _, c := range e.byDir[s[:i]] {
+					n += t.routeOne(c, ev, deliver)
+				}
+			}
 		}
-		out := ev
-		if c.redact != nil {
-			out = c.redact.Apply(ev)
+		for _, c := range e.byDir[s] {
+			n += t.routeOne(c, ev, deliver)
 		}
-		n += c.deliver(out, deliver, t.stats)
 	}
 	return n
+}
+
+func (t *Table[T]) routeOne(c *compiled[T], ev *event.Event, deliver DeliverFunc[T]) int {
+	if !c.sel.matchRest(ev) || (c.extra != nil && !c.extra.Match(ev)) {
+		return 0
+	}
+	out := ev
+	if c.redact != nil {
+		out = c.redact.Apply(ev)
+	}
+	return c.deliver(out, deliver, t.stats)
 }
 
 // Match calls fn with the name of each route whose selector and filters
 // pass ev, in routing order, without delivering.
 func (t *Table[T]) Match(ev *event.Event, fn func(name string)) {
-	for _, c := range t.candidates(ev.Type) {
+	t.candidates(ev.Type).each(ev.Subject, func(c *compiled[T]) {
 		if c.sel.matchRest(ev) && (c.extra == nil || c.extra.Match(ev)) {
 			fn(c.name)
 		}
-	}
+	})
 }
 
 // candidates returns the routes whose type pattern matches typ.
-func (t *Table[T]) candidates(typ string) []*compiled[T] {
+func (t *Table[T]) candidates(typ string) *cacheEntry[T] {
 	h := maphash.String(typeSeed, typ)
 	set := t.cache[(h&t.mask)*cacheWays:][:cacheWays]
 	for i := range set {
 		if e := set[i].Load(); e != nil && e.typ == typ {
 			t.stats.hits.Add(1)
-			return e.routes
+			return e
 		}
 	}
 	misses := t.stats.misses.Add(1)
@@ -318,13 +392,13 @@ func (t *Table[T]) candidates(typ string) []*compiled[T] {
 			routes[i] = t.routes[x]
 		}
 	}
-	e := &cacheEntry[T]{typ: typ, routes: routes}
+	e := newCacheEntry(typ, routes)
 	for i := range set {
 		if set[i].Load() == nil {
 			set[i].Store(e)
-			return routes
+			return e
 		}
 	}
 	set[(misses>>1)%cacheWays].Store(e)
-	return routes
+	return e
 }

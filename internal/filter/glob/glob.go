@@ -122,6 +122,38 @@ func MustCompile(pattern string) *Pattern {
 // String returns the pattern as written.
 func (p *Pattern) String() string { return p.src }
 
+// Dir returns the longest literal path D such that every path the pattern
+// matches is D itself or lies below it (starts with D+"/"), e.g. "/data/x"
+// for "/data/x/**/*.md". It returns "" when there is none: relative or
+// base-name patterns, patterns starting with a wildcard, regexps, braces.
+// Routers use it to index many patterns by directory.
+func (p *Pattern) Dir() string {
+	switch p.kind {
+	case kindLiteral:
+		if p.base {
+			return ""
+		}
+		return p.lit
+	case kindPrefix:
+		return p.lit
+	case kindPrefixBase:
+		return p.lit[:len(p.lit)-1]
+	case kindSegments:
+		if p.base {
+			return ""
+		}
+		n := 0
+		for n < len(p.segs) && !p.segs[n].wild && !p.segs[n].dstar {
+			n++
+		}
+		if n == 0 {
+			return ""
+		}
+		return joinLiteral(p.segs[:n])
+	}
+	return ""
+}
+
 // Match reports whether path matches the pattern.
 func (p *Pattern) Match(path string) bool {
 	switch p.kind {

@@ -67,6 +67,38 @@ func TestAgreesWithPathMatch(t *testing.T) {
 	}
 }
 
+func TestDir(t *testing.T) {
+	for _, tc := range []struct{ pattern, want string }{
+		{"/data/x/**/*.md", "/data/x"},
+		{"/data/x/**", "/data/x"},
+		{"/data/x/a.md", "/data/x/a.md"},
+		{"/data/*/a.md", "/data"},
+		{"/data/x/[ab]/**", "/data/x"},
+		{"/*/x", ""},
+		{"**/*.md", ""},
+		{"*.md", ""},
+		{"a.md", ""},
+		{"data/x/**", "data/x"},
+		{"re:^/data", ""},
+		{"/{a,b}/**", ""},
+		{"/**", ""},
+	} {
+		p := MustCompile(tc.pattern)
+		got := p.Dir()
+		if got != tc.want {
+			t.Errorf("Compile(%q).Dir() = %q, want %q", tc.pattern, got, tc.want)
+		}
+		// Every match must be got or below it.
+		if got != "" {
+			for _, s := range []string{got, got + "/a", got + "/a/b.md", got + "x", "/other"} {
+				if p.Match(s) && s != got && !strings.HasPrefix(s, got+"/") {
+					t.Errorf("Compile(%q) matches %q outside Dir %q", tc.pattern, s, got)
+				}
+			}
+		}
+	}
+}
+
 func TestMatchDoesNotAllocate(t *testing.T) {
 	for _, pat := range []string{"/data/**/*.md", "**/.ssh/**", "/data/**", "*.key", "/a/[a-z]?/**/x*y", "re:^/data/.*\\.md$", "/{a,b}/**"} {
 		p := MustCompile(pat)
