@@ -51,9 +51,11 @@ type Options struct {
 	// Invalidator receives FUSE cache invalidations for changes made
 	// directly on the backing tree; nil sends none (see SetInvalidator).
 	Invalidator Invalidator
-	// SelfPID is this process's pid: kernel ops with it are shadows of FUSE
-	// ops (bridged) or the daemon's own I/O (kernel only: dropped). 0
-	// disables both.
+	// SelfPID is this process's pid: in bridged mode kernel ops with it
+	// are shadows of FUSE ops. (The daemon's own direct changes to a
+	// bridged backing tree look the same: see PublishOrphans.) Unused in
+	// kernel-only mode, where the daemon's changes are published like any
+	// other — keep its data directory out of a watched tree.
 	SelfPID int32
 	// Window is how long a FUSE op waits for its kernel shadow and the
 	// other way round. Default 50ms.
@@ -98,7 +100,6 @@ type Stats struct {
 	Coalesced         uint64 // further FUSE ops of the same kind and file one kernel op was merged into (the kernel merges identical queued events)
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
 	KernelOnly        uint64 // kernel ops published alone (direct changes; kernel-only mode)
-	SelfDropped       uint64 // kernel-only mode: the daemon's own I/O, dropped
 	DedupHits         uint64 // repeats caught by the content-hash LRU
 	Invalidations     uint64 // FUSE invalidation calls
 
@@ -126,7 +127,7 @@ type counters struct {
 	seenKernel, seenFUSE                               atomic.Uint64
 	shadows, merged, absorbed, orphans                 atomic.Uint64
 	passthroughMerged, fuseOnly, kernelOnly, coalesced atomic.Uint64
-	selfDropped, dedupHits, invalidations              atomic.Uint64
+	dedupHits, invalidations                           atomic.Uint64
 	emitted, batches, publishErrors, lost              atomic.Uint64
 	queueFull, closed                                  atomic.Uint64
 	pending                                            atomic.Int64
@@ -491,7 +492,7 @@ func (b *Bridge) Stats() Stats {
 		Shadows: s.shadows.Load(), Merged: s.merged.Load(), Absorbed: s.absorbed.Load(),
 		Orphans: s.orphans.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
-		SelfDropped: s.selfDropped.Load(), DedupHits: s.dedupHits.Load(),
+		DedupHits:     s.dedupHits.Load(),
 		Invalidations: s.invalidations.Load(),
 		Emitted:       s.emitted.Load(), Batches: s.batches.Load(),
 		PublishErrors: s.publishErrors.Load(), Lost: s.lost.Load(),

@@ -199,12 +199,9 @@ func (c *correlator) add(op *capture.Op, now time.Time) {
 }
 
 func (c *correlator) addKernel(op *capture.Op, now time.Time) {
-	shadow := c.isShadow(op)
 	if !c.cfg.bridged {
-		if shadow {
-			c.st.selfDropped.Add(1) // the daemon's own I/O, e.g. its journal
-			return
-		}
+		// Without a mount there are no shadows: the daemon's own changes
+		// (an action writing a file) are changes like any other.
 		if c.dedup.seen(op, now, c.cfg.window) {
 			c.st.dedupHits.Add(1)
 			return
@@ -214,6 +211,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		c.push(&entry{ev: ev, kind: op.Kind})
 		return
 	}
+	shadow := c.isShadow(op)
 	relPath, under := c.rel(op.Path)
 	relOld, oldUnder := c.rel(op.OldPath)
 	if under {

@@ -293,7 +293,7 @@ func formatStats(st *counters) string {
 		{"shadows", st.shadows.Load()}, {"merged", st.merged.Load()},
 		{"absorbed", st.absorbed.Load()}, {"orphans", st.orphans.Load()},
 		{"passthrough", st.passthroughMerged.Load()}, {"coalesced", st.coalesced.Load()}, {"fuseonly", st.fuseOnly.Load()},
-		{"kernelonly", st.kernelOnly.Load()}, {"self", st.selfDropped.Load()},
+		{"kernelonly", st.kernelOnly.Load()},
 		{"dedup", st.dedupHits.Load()},
 	} {
 		if f.v != 0 {
