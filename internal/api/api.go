@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/propagate"
 )
@@ -32,6 +34,8 @@ type Options struct {
 	Limits   event.Limits
 	// Heartbeat is the interval of SSE keep-alive comments (default 15s).
 	Heartbeat time.Duration
+	// Registerer receives the HTTP request metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Server serves the HTTP API. It is safe for concurrent use.
@@ -44,7 +48,8 @@ type Server struct {
 	ready    atomic.Bool
 	notReady atomic.Pointer[string]
 
-	cons consumers
+	cons    consumers
+	metrics *httpMetrics
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: streams end
@@ -65,6 +70,7 @@ func New(opts Options) *Server {
 		opts.Heartbeat = 15 * time.Second
 	}
 	s := &Server{m: opts.Manager, log: opts.Logger, opts: opts, mux: http.NewServeMux(), done: make(chan struct{}), cons: consumers{open: make(map[string]*propagate.Consumer)}}
+	s.metrics = newHTTPMetrics(opts.Registerer)
 	reason := "starting"
 	s.notReady.Store(&reason)
 	s.mux.HandleFunc("POST /v1/events", s.ingest)
@@ -85,7 +91,16 @@ func New(opts Options) *Server {
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	_, route := s.mux.Handler(r)
+	if route == "" {
+		route = "unmatched"
+	}
+	s.mux.ServeHTTP(sw, r)
+	s.metrics.observe(route, r.Method, sw.code, start, route == "GET /v1/stream" || route == "GET /v1/ws")
+}
 
 // Close ends every open stream with an "end" event and marks the server
 // not ready. Call it before http.Server.Shutdown, which waits for open

@@ -10,10 +10,13 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/semprop/semprop/internal/bridge"
 	"github.com/semprop/semprop/internal/capture/fanotify"
 	"github.com/semprop/semprop/internal/capture/fusefs"
 	"github.com/semprop/semprop/internal/config"
+	"github.com/semprop/semprop/internal/metrics"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -32,7 +35,7 @@ type captures struct {
 // mount plus a kernel watcher of its backing tree per --mount, each behind a
 // bridge that publishes to m. Cancelling ctx is not needed: wait stops
 // everything in order.
-func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager, source string, log *slog.Logger) (*captures, error) {
+func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager, source string, log *slog.Logger, reg prometheus.Registerer) (*captures, error) {
 	c := &captures{failed: make(chan error, 1)}
 	srcCtx, stopSources := context.WithCancel(ctx)
 	brCtx, stopBridges := context.WithCancel(context.Background())
@@ -52,6 +55,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return fmt.Errorf("watch %s: %w", root, err)
 		}
 		log.Info("kernel boundary", "root", root, "mode", w.Mode())
+		reg.MustRegister(metrics.NewStatsCollector("kernel", prometheus.Labels{"root": root}, func() any { return w.Stats() }, "Watches"))
 		c.sources.Go(func() {
 			if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
 				fail(fmt.Errorf("watch %s: %w", root, err))
@@ -60,12 +64,13 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		})
 		return nil
 	}
-	startBridge := func(opts bridge.Options) (*bridge.Bridge, error) {
+	startBridge := func(name string, opts bridge.Options) (*bridge.Bridge, error) {
 		opts.Publisher, opts.Source, opts.SelfPID, opts.Window, opts.Logger = m, source, self, cfg.BridgeWindow, log
 		br, err := bridge.New(opts)
 		if err != nil {
 			return nil, err
 		}
+		reg.MustRegister(metrics.NewStatsCollector("bridge", prometheus.Labels{"tree": name}, func() any { return br.Stats() }, "Pending", "Queued"))
 		c.bridges.Go(func() {
 			if err := br.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
 				fail(fmt.Errorf("bridge: %w", err))
@@ -83,7 +88,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		if within(data, root) {
 			log.Warn("the data directory is inside a watched tree; the daemon's own journal writes are filtered out by pid", "data", data, "watch", root)
 		}
-		br, err := startBridge(bridge.Options{})
+		br, err := startBridge(root, bridge.Options{})
 		if err == nil {
 			err = startWatcher(root, br)
 		}
@@ -105,7 +110,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return nil, fmt.Errorf("mount %s: %w", spec, err)
 		}
 		inv := &lateInvalidator{}
-		br, err := startBridge(bridge.Options{Backing: backing, Mount: mountpoint, Invalidator: inv, NoPassthrough: !cfg.FusePassthrough})
+		br, err := startBridge(mountpoint, bridge.Options{Backing: backing, Mount: mountpoint, Invalidator: inv, NoPassthrough: !cfg.FusePassthrough})
 		if err != nil {
 			c.wait()
 			return nil, err
@@ -116,6 +121,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return nil, fmt.Errorf("mount %s: %w", spec, err)
 		}
 		inv.set(fsys)
+		reg.MustRegister(metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return fsys.Stats() }))
 		c.mounts = append(c.mounts, fsys)
 		log.Info("FUSE boundary", "backing", backing, "mount", mountpoint, "passthrough", fsys.Passthrough())
 		if err := startWatcher(backing, br); err != nil {

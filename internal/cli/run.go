@@ -15,12 +15,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/metrics"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -163,10 +167,19 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	}
 	defer m.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewManagerCollector(m),
+		metrics.NewStatsCollector("journal", nil, func() any { return j.Stats() },
+			"Segments", "Bytes", "FirstSeq", "LastSeq", "DurableSeq", "Truncated"),
+	)
 	srv := api.New(api.Options{
 		Manager: m, Logger: log, MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch,
-		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)},
+		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg,
 	})
+	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
@@ -177,7 +190,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	})
 
 	capCtx, stopCapture := context.WithCancel(context.Background())
-	captures, err := startCapture(capCtx, cfg, m, source, log)
+	captures, err := startCapture(capCtx, cfg, m, source, log, reg)
 	if err != nil {
 		stopCapture()
 		srv.Close()

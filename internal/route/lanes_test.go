@@ -191,9 +191,9 @@ func TestLanesBulkSaturated(t *testing.T) {
 }
 
 type item struct {
-	prio       event.Priority
-	at         time.Time
-	id         int
+	prio event.Priority
+	at   time.Time
+	id   int
 }
 
 func spin(d time.Duration) {
