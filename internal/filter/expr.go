@@ -198,6 +198,8 @@ func (f *exprFilter) reads() readSet {
 	return f.rs
 }
 
+var _ Filter = (*lowered)(nil)
+
 // lowered is an expression compiled to native predicates.
 type lowered struct {
 	src string
