@@ -58,8 +58,13 @@ type Options struct {
 	// other — keep its data directory out of a watched tree.
 	SelfPID int32
 	// Window is how long a FUSE op waits for its kernel shadow and the
-	// other way round. Default 50ms.
-	Window time.Duration
+	// other way round. Default 50ms. When shadows arrive after their FUSE
+	// op was published alone (the kernel boundary lags, e.g. on a loaded
+	// machine), the window grows to 1.5 times the lag seen, up to
+	// MaxWindow (default 10 × Window), and shrinks back as pairs match in
+	// time again.
+	Window    time.Duration
+	MaxWindow time.Duration
 	// NoPassthrough says the mount never uses FUSE passthrough. By default
 	// a bridged bridge holds kernel writes by other processes up to Window,
 	// since with passthrough they may be the data half of a FUSE write;
@@ -96,6 +101,7 @@ type Stats struct {
 	Merged            uint64 // shadows merged into their FUSE op's event
 	Absorbed          uint64 // stray shadows explained by a recent FUSE op on the same file (side effects such as the chown after a create); not published
 	Orphans           uint64 // shadows with no FUSE op within the window
+	LateShadows       uint64 // shadows that came after their FUSE op was published alone (counted in Absorbed too); they widen the window
 	PassthroughMerged uint64 // kernel writes by the writer paired with a FUSE passthrough write
 	Coalesced         uint64 // further FUSE ops of the same kind and file one kernel op was merged into (the kernel merges identical queued events)
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
@@ -108,10 +114,11 @@ type Stats struct {
 	PublishErrors uint64 // PublishBatch calls that failed
 	Lost          uint64 // events given up after retries
 
-	Pending   int    // ops waiting for their partner (a shadow, a FUSE op) now
-	Queued    int    // ops waiting for the correlator now
-	QueueFull uint64 // Emit calls that had to wait for room (backpressure)
-	Closed    uint64 // ops emitted after Run returned, dropped
+	Pending   int           // ops waiting for their partner (a shadow, a FUSE op) now
+	Window    time.Duration // the correlation window in effect now
+	Queued    int           // ops waiting for the correlator now
+	QueueFull uint64        // Emit calls that had to wait for room (backpressure)
+	Closed    uint64        // ops emitted after Run returned, dropped
 }
 
 // DedupRate is the share of shadows that were folded into a logical event
@@ -125,12 +132,12 @@ func (s Stats) DedupRate() float64 {
 
 type counters struct {
 	seenKernel, seenFUSE                               atomic.Uint64
-	shadows, merged, absorbed, orphans                 atomic.Uint64
+	shadows, merged, absorbed, orphans, late           atomic.Uint64
 	passthroughMerged, fuseOnly, kernelOnly, coalesced atomic.Uint64
 	dedupHits, invalidations                           atomic.Uint64
 	emitted, batches, publishErrors, lost              atomic.Uint64
 	queueFull, closed                                  atomic.Uint64
-	pending                                            atomic.Int64
+	pending, window                                    atomic.Int64
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations
@@ -189,6 +196,10 @@ func New(opts Options) (*Bridge, error) {
 	if opts.Window <= 0 {
 		opts.Window = 50 * time.Millisecond
 	}
+	if opts.MaxWindow == 0 {
+		opts.MaxWindow = 10 * opts.Window
+	}
+	opts.MaxWindow = max(opts.MaxWindow, opts.Window)
 	if opts.DedupSize == 0 {
 		opts.DedupSize = 4096
 	}
@@ -220,6 +231,7 @@ func New(opts Options) (*Bridge, error) {
 	bridged := opts.Mount != ""
 	cfg := config{
 		window:        opts.Window,
+		maxWindow:     opts.MaxWindow,
 		selfPID:       opts.SelfPID,
 		backing:       opts.Backing,
 		mount:         opts.Mount,
@@ -363,6 +375,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.c.expire(now)
 		}
 		b.st.pending.Store(int64(b.c.pending))
+		b.st.window.Store(int64(b.c.win))
 		if !b.handOver(ctx, done) {
 			done = true
 		}
@@ -490,13 +503,13 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		SeenKernel: s.seenKernel.Load(), SeenFUSE: s.seenFUSE.Load(),
 		Shadows: s.shadows.Load(), Merged: s.merged.Load(), Absorbed: s.absorbed.Load(),
-		Orphans: s.orphans.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
+		Orphans: s.orphans.Load(), LateShadows: s.late.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
 		DedupHits:     s.dedupHits.Load(),
 		Invalidations: s.invalidations.Load(),
 		Emitted:       s.emitted.Load(), Batches: s.batches.Load(),
 		PublishErrors: s.publishErrors.Load(), Lost: s.lost.Load(),
-		Pending: int(s.pending.Load()), Queued: queued,
+		Pending: int(s.pending.Load()), Window: time.Duration(s.window.Load()), Queued: queued,
 		QueueFull: s.queueFull.Load(), Closed: s.closed.Load(),
 	}
 }

@@ -161,7 +161,7 @@ func TestBridgeEndToEnd(t *testing.T) {
 	done <- nil // for the cleanup
 	st := b.Stats()
 	want := Stats{SeenKernel: 51, SeenFUSE: 50, Shadows: 50, Merged: 50, KernelOnly: 1, Invalidations: 1,
-		Emitted: 51, Batches: st.Batches}
+		Emitted: 51, Batches: st.Batches, Window: time.Second}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("Stats (-want +got):\n%s", diff)
 	}

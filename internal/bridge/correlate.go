@@ -79,9 +79,11 @@ type entry struct {
 	old      string // old path (mount space)
 	ino      uint64 // 0 when unknown
 	deadline time.Time
-	ordered  bool   // in correlator.order, regS and regO counted in pathCount
-	regS     string // registered subject
-	regO     string // registered old path
+	at       time.Time // when the correlator took it
+	alone    bool      // a FUSE op published without its kernel partner
+	ordered  bool      // in correlator.order, regS and regO counted in pathCount
+	regS     string    // registered subject
+	regO     string    // registered old path
 
 	// Kernel-only events in bridged mode: the FUSE invalidation to send
 	// when the event is released (backing-relative paths).
@@ -96,12 +98,14 @@ type entry struct {
 // count change) is recognised as part of an event already published.
 type explanation struct {
 	until       time.Time
-	passthrough bool // a FUSE write whose data the kernel saw from the writer
+	passthrough bool   // a FUSE write whose data the kernel saw from the writer
+	fuse        *entry // the FUSE op
 }
 
 // config is what the correlator needs from Options.
 type config struct {
-	window        time.Duration
+	window        time.Duration // base window
+	maxWindow     time.Duration // the window grows up to this when shadows come late
 	selfPID       int32
 	backing       string
 	mount         string
@@ -139,6 +143,12 @@ type correlator struct {
 	explain   map[string]explanation // by path or "#inode"
 	lastSweep time.Time
 	pending   int
+
+	// win is the window in effect: cfg.window, grown while shadows arrive
+	// after their FUSE op was published alone (a lagging boundary), and
+	// shrinking back as pairs match in time.
+	win          time.Duration
+	lastDeadline time.Time
 }
 
 func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Event), inval func(InvalKind, string)) *correlator {
@@ -147,7 +157,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		fuseByPath: map[pathKey][]*entry{}, fuseByIno: map[inoKey][]*entry{},
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
-		explain: map[string]explanation{},
+		explain: map[string]explanation{}, win: cfg.window,
 	}
 }
 
@@ -228,7 +238,14 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		c.st.shadows.Add(1)
 		if c.mergeFUSE(e, true) {
 			c.st.merged.Add(1)
+			c.shrink()
 			c.drain()
+			return
+		}
+		if f := c.lateFor(e, now); f != nil {
+			c.st.absorbed.Add(1)
+			c.st.late.Add(1)
+			c.grow(now.Sub(f.at))
 			return
 		}
 		e.role = roleShadow
@@ -279,6 +296,7 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 		if k.role == roleShadow {
 			c.merge(e, k)
 			c.st.merged.Add(1)
+			c.shrink()
 			c.push(e)
 		} else { // a held passthrough candidate keeps its place in the order
 			c.mergeInto(k, e)
@@ -292,6 +310,36 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 	c.push(e)
 }
 
+// lateFor returns the FUSE op that shadow k comes too late for: the last
+// FUSE op on the same file, of k's class, published alone no more than
+// MaxWindow ago.
+func (c *correlator) lateFor(k *entry, now time.Time) *entry {
+	for _, key := range [...]string{k.path, inoName(k.ino)} {
+		if key == "#0" {
+			continue
+		}
+		x, ok := c.explain[key]
+		if ok && x.fuse != nil && x.fuse.alone && x.fuse.class == k.class && now.Sub(x.fuse.at) <= c.cfg.maxWindow {
+			return x.fuse
+		}
+	}
+	return nil
+}
+
+// grow widens the window after a shadow came lag after its FUSE op.
+func (c *correlator) grow(lag time.Duration) {
+	if w := min(lag+lag/2, c.cfg.maxWindow); w > c.win {
+		c.win = w
+	}
+}
+
+// shrink moves the window back towards its base as pairs match in time.
+func (c *correlator) shrink() {
+	if c.win > c.cfg.window {
+		c.win -= (c.win-c.cfg.window)/32 + 1
+	}
+}
+
 func (c *correlator) newEvent(op *capture.Op, src string) *event.Event {
 	ev := new(event.Event)
 	Translate(op, ev)
@@ -302,7 +350,7 @@ func (c *correlator) newEvent(op *capture.Op, src string) *event.Event {
 // remember records a FUSE op as the explanation of stray shadows on its
 // paths and inode for two windows.
 func (c *correlator) remember(e *entry, op *capture.Op, now time.Time) {
-	x := explanation{until: now.Add(2 * c.cfg.window), passthrough: e.passthroughW}
+	x := explanation{until: now.Add(2 * c.win), passthrough: e.passthroughW, fuse: e}
 	set := func(k string) {
 		// A passthrough write keeps explaining the writer's late kernel
 		// write after a rename or delete of the file in the same window.
@@ -340,7 +388,7 @@ func inoName(ino uint64) string {
 // before kernel entry e arrived (or during its window) accounts for it; for
 // a write by another process only a passthrough write does.
 func (c *correlator) explained(e *entry) bool {
-	arrived := e.deadline.Add(-c.cfg.window)
+	arrived := e.at
 	ok := func(k string) bool {
 		x, found := c.explain[k]
 		return found && !arrived.After(x.until) && (e.role == roleShadow || x.passthrough)
@@ -478,7 +526,12 @@ func (c *correlator) mergeInto(k, f *entry) {
 
 // wait puts e on the waiting lists with a deadline one window away.
 func (c *correlator) wait(e *entry, now time.Time) {
-	e.deadline = now.Add(c.cfg.window)
+	// Deadlines stay in FIFO order when the window shrinks.
+	e.at, e.deadline = now, now.Add(c.win)
+	if e.deadline.Before(c.lastDeadline) {
+		e.deadline = c.lastDeadline
+	}
+	c.lastDeadline = e.deadline
 	c.deadlines = append(c.deadlines, e)
 	c.pending++
 	pk := pathKey{e.class, e.path}
@@ -561,7 +614,7 @@ func (c *correlator) expire(now time.Time) {
 		changed = true
 		switch e.role {
 		case roleFUSE:
-			e.role = roleDone
+			e.role, e.alone = roleDone, true
 			c.st.fuseOnly.Add(1)
 		case roleCandidate:
 			if explained {
@@ -588,10 +641,10 @@ func (c *correlator) expire(now time.Time) {
 	if changed {
 		c.drain()
 	}
-	if now.Sub(c.lastSweep) > 4*c.cfg.window {
+	if now.Sub(c.lastSweep) > 4*c.win {
 		c.lastSweep = now
 		for k, x := range c.explain {
-			if now.After(x.until.Add(2 * c.cfg.window)) {
+			if now.After(x.until.Add(c.cfg.maxWindow)) {
 				delete(c.explain, k)
 			}
 		}

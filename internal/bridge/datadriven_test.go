@@ -56,7 +56,7 @@ func runCase(t *testing.T, input string) string {
 	base := time.Unix(1_800_000_000, 0).UTC()
 	var now time.Time
 	var st counters
-	cfg := config{window: 50 * time.Millisecond, selfPID: 100, backing: "/b", mount: "/m",
+	cfg := config{window: 50 * time.Millisecond, maxWindow: 500 * time.Millisecond, selfPID: 100, backing: "/b", mount: "/m",
 		srcKernel: "semprop://test/kernel", srcFUSE: "semprop://test/fuse"}
 	hold, inval := true, true
 	var c *correlator
@@ -147,6 +147,9 @@ func runCase(t *testing.T, input string) string {
 		t.Errorf("after all windows: pending %d, order %d, paths %d, want 0", c.pending, len(c.order), len(c.pathCount))
 	}
 	fmt.Fprintf(&out, "stats %s\n", formatStats(&st))
+	if c.win != cfg.window {
+		fmt.Fprintf(&out, "window %s\n", c.win)
+	}
 	return out.String()
 }
 
@@ -291,7 +294,7 @@ func formatStats(st *counters) string {
 	}{
 		{"kernel", st.seenKernel.Load()}, {"fuse", st.seenFUSE.Load()},
 		{"shadows", st.shadows.Load()}, {"merged", st.merged.Load()},
-		{"absorbed", st.absorbed.Load()}, {"orphans", st.orphans.Load()},
+		{"absorbed", st.absorbed.Load()}, {"late", st.late.Load()}, {"orphans", st.orphans.Load()},
 		{"passthrough", st.passthroughMerged.Load()}, {"coalesced", st.coalesced.Load()}, {"fuseonly", st.fuseOnly.Load()},
 		{"kernelonly", st.kernelOnly.Load()},
 		{"dedup", st.dedupHits.Load()},

@@ -66,7 +66,7 @@ func FuzzCorrelate(f *testing.F) {
 		var st counters
 		var fuseEvents, kernelEvents int
 		base := time.Unix(1_800_000_000, 0)
-		c := newCorrelator(config{window: 50 * time.Millisecond, selfPID: 100, backing: "/b", mount: "/m",
+		c := newCorrelator(config{window: 50 * time.Millisecond, maxWindow: 500 * time.Millisecond, selfPID: 100, backing: "/b", mount: "/m",
 			bridged: true, holdWrites: true, invalidate: true, srcKernel: "k", srcFUSE: "f"}, &st, -1,
 			func(ev *event.Event) {
 				if ev.Boundary == event.BoundaryFUSE {
