@@ -55,7 +55,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return fmt.Errorf("watch %s: %w", root, err)
 		}
 		log.Info("kernel boundary", "root", root, "mode", w.Mode())
-		reg.MustRegister(metrics.NewStatsCollector("kernel", prometheus.Labels{"root": root}, func() any { return w.Stats() }, "Watches"))
+		register(reg, log, metrics.NewStatsCollector("kernel", prometheus.Labels{"root": root}, func() any { return w.Stats() }, "Watches"))
 		c.sources.Go(func() {
 			if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
 				fail(fmt.Errorf("watch %s: %w", root, err))
@@ -70,7 +70,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		if err != nil {
 			return nil, err
 		}
-		reg.MustRegister(metrics.NewStatsCollector("bridge", prometheus.Labels{"tree": name}, func() any { return br.Stats() }, "Pending", "Queued"))
+		register(reg, log, metrics.NewStatsCollector("bridge", prometheus.Labels{"tree": name}, func() any { return br.Stats() }, "Pending", "Queued"))
 		c.bridges.Go(func() {
 			if err := br.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
 				fail(fmt.Errorf("bridge: %w", err))
@@ -86,7 +86,8 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return nil, err
 		}
 		if within(data, root) {
-			log.Warn("the data directory is inside a watched tree; the daemon's own journal writes are filtered out by pid", "data", data, "watch", root)
+			c.wait()
+			return nil, fmt.Errorf("watch %s: the data directory %s is inside it; the journal's own writes would be captured as events (a feedback loop): use --data outside the watched tree", root, data)
 		}
 		br, err := startBridge(root, bridge.Options{})
 		if err == nil {
@@ -105,6 +106,10 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			c.wait()
 			return nil, err
 		}
+		if within(data, backing) || within(data, mountpoint) {
+			c.wait()
+			return nil, fmt.Errorf("mount %s: the data directory %s is inside it; use --data outside the backing tree and the mount point", spec, data)
+		}
 		if err := os.MkdirAll(mountpoint, 0o755); err != nil {
 			c.wait()
 			return nil, fmt.Errorf("mount %s: %w", spec, err)
@@ -121,7 +126,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			return nil, fmt.Errorf("mount %s: %w", spec, err)
 		}
 		inv.set(fsys)
-		reg.MustRegister(metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return fsys.Stats() }))
+		register(reg, log, metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return fsys.Stats() }))
 		c.mounts = append(c.mounts, fsys)
 		log.Info("FUSE boundary", "backing", backing, "mount", mountpoint, "passthrough", fsys.Passthrough())
 		if err := startWatcher(backing, br); err != nil {
@@ -130,6 +135,13 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		}
 	}
 	return c, nil
+}
+
+// register adds a collector; a failure costs a metric, never the daemon.
+func register(reg prometheus.Registerer, log *slog.Logger, c prometheus.Collector) {
+	if err := reg.Register(c); err != nil {
+		log.Warn("metrics: cannot register collector", "err", err)
+	}
 }
 
 // wait stops the boundaries, then lets the bridges publish what they hold.

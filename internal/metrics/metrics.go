@@ -5,7 +5,9 @@
 package metrics
 
 import (
+	"cmp"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,13 +98,32 @@ func structOf(x any) reflect.Value {
 func (c *StatsCollector) init() {
 	c.once.Do(func() {
 		c.descs = make(map[string]*prometheus.Desc)
-		for _, f := range fields(structOf(c.stats())) {
+		used := make(map[string]bool)
+		fs := fields(structOf(c.stats()))
+		// Map fields first: they keep the plain name (ops_total{key=...});
+		// a scalar that would collide (OpsTotal) gets an _all suffix.
+		isMap := func(f reflect.StructField) int {
+			if f.Type.Kind() == reflect.Map {
+				return 0
+			}
+			return 1
+		}
+		slices.SortStableFunc(fs, func(a, b reflect.StructField) int { return cmp.Compare(isMap(a), isMap(b)) })
+		for _, f := range fs {
 			var vars []string
 			if f.Type.Kind() == reflect.Map {
 				vars = []string{"key"}
 			}
+			name := c.name(f.Name)
+			if used[name] {
+				name = strings.TrimSuffix(name, "_total") + "_all"
+				if !c.gauges[f.Name] {
+					name += "_total"
+				}
+			}
+			used[name] = true
 			help := c.subsystem + " " + f.Name
-			c.descs[f.Name] = prometheus.NewDesc(c.name(f.Name), help, vars, c.labels)
+			c.descs[f.Name] = prometheus.NewDesc(name, help, vars, c.labels)
 		}
 	})
 }

@@ -71,3 +71,18 @@ func TestSnake(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsCollectorNameCollision(t *testing.T) {
+	type st struct {
+		Ops      map[string]uint64
+		OpsTotal uint64
+	}
+	c := NewStatsCollector("kernel", nil, func() any { return st{Ops: map[string]uint64{"fs.write": 1}, OpsTotal: 1} })
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("gather with a map and a scalar of one name: %v", err)
+	}
+}
