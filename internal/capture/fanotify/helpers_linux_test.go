@@ -3,7 +3,6 @@ package fanotify
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -309,8 +308,6 @@ func withActor(ops []opView, pid int32, comm string) []opView {
 }
 
 var _ = event.HasPID
-
-func errorsIs(err, target error) bool { return errors.Is(err, target) }
 
 // testLogger logs to the test at debug level with -v.
 func testLogger(t testing.TB) *slog.Logger {

@@ -46,10 +46,15 @@ type Watcher struct {
 	t    *tracker
 	be   backend
 
-	wakeFD  int // eventfd that interrupts the poll (Close, ctx done, Resume)
-	running atomic.Bool
-	closed  atomic.Bool
-	once    sync.Once
+	wakeFD int // eventfd that interrupts the poll (Close, ctx done)
+	closed atomic.Bool
+
+	// mu orders the lifecycle: the kernel descriptors are released exactly
+	// once, by Close when Run is not running, else by Run as it returns.
+	mu       sync.Mutex
+	running  bool
+	ran      bool
+	released bool
 
 	// gate is held by the reader while it reads and processes one batch,
 	// and by Pause until Resume: while paused, nothing is read.
@@ -143,20 +148,27 @@ func (w *Watcher) Resume() {
 // Close stops Run and releases the kernel resources. It is safe to call more
 // than once and concurrently with Run.
 func (w *Watcher) Close() error {
-	w.once.Do(func() {
-		w.closed.Store(true)
-		w.wake()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.released || w.closed.Load() && w.running {
+		return nil
+	}
+	w.closed.Store(true)
+	if w.running {
+		w.wake() // Run releases as it returns
 		w.Resume()
-		if !w.running.Load() {
-			w.release()
-		}
-	})
+		return nil
+	}
+	w.releaseLocked()
 	return nil
 }
 
-func (w *Watcher) release() {
-	w.be.close()
-	unix.Close(w.wakeFD)
+func (w *Watcher) releaseLocked() {
+	if !w.released {
+		w.released = true
+		w.be.close()
+		unix.Close(w.wakeFD)
+	}
 }
 
 func (w *Watcher) wake() {
@@ -186,16 +198,24 @@ func (w *Watcher) drain() {
 // called; then it returns nil. It returns an error when the kernel interface
 // fails. Run may be called once.
 func (w *Watcher) Run(ctx context.Context) error {
-	if w.closed.Load() {
+	w.mu.Lock()
+	switch {
+	case w.closed.Load():
+		w.mu.Unlock()
 		return ErrClosed
-	}
-	if !w.running.CompareAndSwap(false, true) {
+	case w.ran:
+		w.mu.Unlock()
 		return errors.New("fanotify: Run called twice")
 	}
+	w.running, w.ran = true, true
+	w.mu.Unlock()
 	defer func() {
+		w.mu.Lock()
+		w.running = false
 		if w.closed.Load() {
-			w.release()
+			w.releaseLocked()
 		}
+		w.mu.Unlock()
 	}()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -211,7 +231,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer func() {
 		close(done)
 		wg.Wait()
-		w.running.Store(false)
 	}()
 
 	buf := make([]byte, readBufSize)

@@ -1,6 +1,8 @@
 package fanotify
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -189,8 +191,50 @@ func TestNewErrors(t *testing.T) {
 		{"missing", Options{Root: "/nonexistent/semprop", Sink: sink}, ErrNoRoot},
 	} {
 		_, err := New(tc.opts)
-		if err == nil || !errorsIs(err, tc.want) {
+		if err == nil || !errors.Is(err, tc.want) {
 			t.Errorf("New(%s) = %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	root := tmpfsRoot(t)
+	sink := capture.SinkFunc(func(*capture.Op) {})
+	for _, mode := range []bool{false, true} {
+		// Close without Run, then Run: ErrClosed.
+		w, err := New(Options{Root: root, Sink: sink, ForceInotify: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		w.Close()
+		if err := w.Run(context.Background()); !errors.Is(err, ErrClosed) {
+			t.Errorf("Run after Close = %v, want ErrClosed", err)
+		}
+
+		// Close while Run is paused and running: Run returns nil.
+		w, err = New(Options{Root: root, Sink: sink, ForceInotify: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 2)
+		go func() { errc <- w.Run(context.Background()) }()
+		time.Sleep(20 * time.Millisecond)
+		go func() { errc <- w.Run(context.Background()) }()
+		if err := <-errc; err == nil {
+			t.Errorf("second Run = nil, want an error")
+		}
+		w.Pause()
+		os.WriteFile(filepath.Join(root, "x"), nil, 0o644)
+		w.Close()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Errorf("Run after Close = %v, want nil", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Run did not return after Close (paused)")
+		}
+		w.Close()
 	}
 }
