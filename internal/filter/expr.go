@@ -262,6 +262,9 @@ func lower(node ast.Node) (Filter, bool) {
 				return nil, false
 			}
 			if n.Operator == "&&" || n.Operator == "and" {
+				if m, ok := mergeSpans(l, r); ok {
+					return m, true
+				}
 				return All(l, r), true
 			}
 			return Any(l, r), true
@@ -323,21 +326,55 @@ func numCompare(name string, f *field, op string, c int64) (Filter, bool) {
 		return -1
 	}
 	n := &native{kind: "range", desc: fmt.Sprintf("%s %s %d", name, op, c), cost: costCompare, rs: f.reads()}
+	const minInt, maxInt = -1 << 63, 1<<63 - 1
 	switch op {
 	case "==":
 		n.kind, n.match = "exact", func(ev *event.Event) bool { return get(ev) == c }
+		n.span = &span{f, c, c}
 	case "!=":
 		n.kind, n.match = "not", func(ev *event.Event) bool { return get(ev) != c }
 	case "<":
+		if c == minInt {
+			return nil, false
+		}
 		n.match = func(ev *event.Event) bool { return get(ev) < c }
+		n.span = &span{f, minInt, c - 1}
 	case "<=":
 		n.match = func(ev *event.Event) bool { return get(ev) <= c }
+		n.span = &span{f, minInt, c}
 	case ">":
+		if c == maxInt {
+			return nil, false
+		}
 		n.match = func(ev *event.Event) bool { return get(ev) > c }
+		n.span = &span{f, c + 1, maxInt}
 	case ">=":
 		n.match = func(ev *event.Event) bool { return get(ev) >= c }
+		n.span = &span{f, c, maxInt}
 	default:
 		return nil, false
+	}
+	return n, true
+}
+
+// mergeSpans merges two comparisons of one numeric field joined by "and"
+// into one range check.
+func mergeSpans(a, b Filter) (Filter, bool) {
+	na, ok1 := a.(*native)
+	nb, ok2 := b.(*native)
+	if !ok1 || !ok2 || na.span == nil || nb.span == nil || na.span.f != nb.span.f {
+		return nil, false
+	}
+	f := na.span.f
+	lo, hi := max(na.span.lo, nb.span.lo), min(na.span.hi, nb.span.hi)
+	n := &native{kind: "range", desc: na.desc + " && " + nb.desc, cost: costCompare, rs: f.reads(),
+		span: &span{f, lo, hi}}
+	n.match = func(ev *event.Event) bool {
+		v, ok := f.numVal(ev)
+		if !ok {
+			v = -1
+		}
+		return v >= lo && v <= hi
 	}
 	return n, true
 }

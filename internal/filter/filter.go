@@ -66,6 +66,16 @@ type native struct {
 	rs    readSet
 	match func(*event.Event) bool
 	err   error // configuration error found while compiling, for Validate
+	// span is set for lowered numeric comparisons, so that `x > a && x < b`
+	// merges into one range check.
+	span *span
+}
+
+// span is an inclusive range on a numeric field whose absent value reads
+// as -1 (expression semantics).
+type span struct {
+	f      *field
+	lo, hi int64
 }
 
 var _ Filter = (*native)(nil)

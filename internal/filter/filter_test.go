@@ -381,6 +381,9 @@ func TestRedactorCopyOnWrite(t *testing.T) {
 	if got := r.Apply(untouched); got != untouched {
 		t.Errorf("Apply(event without redactable fields) copied it, want the same pointer")
 	}
+	if a := testing.AllocsPerRun(100, func() { r.Apply(untouched) }); a != 0 {
+		t.Errorf("Apply(event without redactable fields) allocs = %v, want 0", a)
+	}
 }
 
 func TestRedactorErrors(t *testing.T) {
