@@ -64,6 +64,8 @@ func BenchmarkRoute10k(b *testing.B) {
 		b.Fatal("nothing delivered")
 	}
 	b.ReportMetric(float64(delivered)/float64(i), "targets/op")
+	st := r.Stats()
+	b.ReportMetric(float64(st.CacheHits)/float64(st.CacheHits+st.CacheMisses), "cache-hit-ratio")
 }
 
 // BenchmarkRoute10kP50 times batches of 64 routings and reports the median
