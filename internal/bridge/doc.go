@@ -18,12 +18,17 @@
 // path (kernel paths rewritten from the backing root to the mount point),
 // or inode, within Options.Window (default 50ms), in either arrival order,
 // and publishes one event: the caller's context from FUSE, the inode from
-// the kernel, Boundary fuse, Boundaries fuse,kernel. A FUSE op without a
+// the kernel, Boundary fuse, Boundaries fuse,kernel. The kernel merges
+// identical queued events, so one kernel op may stand for several FUSE ops
+// of the same kind on the same file (Stats.Coalesced). A FUSE op without a
 // shadow within the window is published alone. A shadow without a FUSE op
 // is not published (Options.PublishOrphans changes that): if a FUSE op on
 // the same file came within two windows it is counted as absorbed (a side
 // effect such as the chown the loopback makes after a create, or a link
-// count change), else as an orphan.
+// count change), else as an orphan. A shadow that arrives after its FUSE op
+// went out alone means the kernel boundary lags: the window grows to 1.5
+// times that lag, up to Options.MaxWindow, and shrinks back as pairs match
+// in time (Stats.LateShadows, Stats.Window).
 //
 // With FUSE passthrough the kernel sees a write through the mount from the
 // writer itself and the FUSE boundary reports the write on release without
@@ -35,6 +40,9 @@
 // backing tree: it is published at once as a kernel-only event, and in
 // bridged mode the bridge first asks the Invalidator to drop what the FUSE
 // cache holds for it, from the bridge's own goroutine.
+//
+// Without a mount (kernel-only mode, `semprop run --watch`) every kernel op
+// is published at once with the watched path, the daemon's own included.
 //
 // A content-hash LRU drops exact repeats (the same op delivered twice
 // within the window): ops equal in boundary, kind, paths, inode, size,
