@@ -44,7 +44,13 @@
 // descriptor of Root and readlink of /proc/self/fd/N, then cached (handle →
 // path, and whether that path is inside Root). The cache follows the tree:
 // on a directory rename the renamed directory and every cached directory
-// below it get the new prefix; an rmdir evicts the directory's handle. The
+// below it get the new prefix. A directory created inside Root is cached
+// from its mkdir record (its target FID and path), so that records of its
+// children still resolve when it is already gone by the time they are read.
+// An rmdir evicts the directory's handle 1024 rmdirs later (records of its
+// children may still follow, and a deleted directory's handle cannot be
+// opened; handles carry a generation, so a stale entry never matches a new
+// directory). The
 // mark covers the whole file system, which on a shared root file system
 // means every unrelated write on the machine: such an event costs a parse,
 // one map lookup of its directory handle (the "outside" verdict is cached
@@ -115,7 +121,10 @@
 // folded into one record still yields create, write, delete. What merging
 // loses for good: two open-write-close cycles of one file folded into one
 // record give one fs.write; and a merged record is reported where its first
-// event was queued, so ops of different objects can come out of order.
+// event was queued, so ops of different objects can come out of order. One
+// case is repaired: the rmdir of a merged mkdir+rmdir record is held back
+// until a record about something outside that directory (or the end of the
+// read batch), so the ops of its children, queued after it, come before it.
 //
 // # Overflow and rescan
 //
@@ -133,6 +142,10 @@
 // delete or rename-from of a path the rescan reported gone (until the queue
 // is next seen empty) are suppressed (Stats.Suppressed). An object replaced
 // by one that reuses its inode number is seen by the rescan as a write.
+//
+// A rename of a directory costs a scan of the index and of the handle
+// cache (to move the prefix); hard-link detection scans the index for the
+// inode (only for a new name of a file with more than one link).
 //
 // Rescans are spaced by Options.RescanBackoff (default 1s), counted from the
 // end of the previous rescan: an overflow within the gap delays its rescan

@@ -76,6 +76,7 @@ func (f *fanBackend) close() {
 func (f *fanBackend) idle() { f.w.t.idle() }
 
 func (f *fanBackend) handle(buf []byte, now time.Time) {
+	defer f.w.t.flush()
 	p := parser{buf: buf}
 	var ev rawEvent
 	for {
@@ -170,6 +171,9 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 	}
 	if ch.path == t.root && (ch.create || ch.delete) {
 		return // Root itself came or went: outside what we report
+	}
+	if dir && ch.create {
+		f.res.learn(ev.FID, ch.path)
 	}
 	t.apply(&ch, f.procs.lookup(ev.PID, now))
 }

@@ -94,6 +94,7 @@ func (b *inBackend) flushMove() {
 }
 
 func (b *inBackend) handle(buf []byte, now time.Time) {
+	defer b.w.t.flush()
 	for len(buf) >= unix.SizeofInotifyEvent {
 		wd := int32(binary.NativeEndian.Uint32(buf[0:4]))
 		mask := binary.NativeEndian.Uint32(buf[4:8])

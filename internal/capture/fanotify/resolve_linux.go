@@ -28,7 +28,16 @@ type resolver struct {
 	c       *counters
 	cache   map[string]*dirInfo
 	buf     []byte
+
+	// graveyard delays the eviction of deleted directories: records of
+	// their children may still be queued (or merged ahead of them), and
+	// a deleted directory's handle can no longer be opened. Handles carry
+	// a generation, so a stale entry is never confused with a new object.
+	graveyard [graveyardLen]string
+	graveNext int
 }
+
+const graveyardLen = 1024
 
 func newResolver(mountFD int, t *tracker, c *counters) *resolver {
 	return &resolver{mountFD: mountFD, t: t, c: c, cache: make(map[string]*dirInfo), buf: make([]byte, unix.PathMax)}
@@ -98,9 +107,33 @@ func (r *resolver) renamed(fid []byte, oldPath, newPath string) {
 	}
 }
 
-// forget evicts a deleted directory.
-func (r *resolver) forget(fid []byte) {
-	if fid != nil {
-		delete(r.cache, string(fid))
+// learn caches the path of a directory just created, so that records of
+// its children resolve even when it is gone by the time they are read.
+func (r *resolver) learn(fid []byte, path string) {
+	if fid == nil {
+		return
 	}
+	if _, ok := r.cache[string(fid)]; ok {
+		return
+	}
+	if len(r.cache) >= maxDirCache {
+		clear(r.cache)
+		r.c.cacheResets.Add(1)
+	}
+	r.cache[string(fid)] = &dirInfo{path: path, inside: r.t.inside(path)}
+}
+
+// forget evicts a deleted directory, after graveyardLen later deletes.
+func (r *resolver) forget(fid []byte) {
+	if fid == nil {
+		return
+	}
+	if _, ok := r.cache[string(fid)]; !ok {
+		return
+	}
+	if old := r.graveyard[r.graveNext]; old != "" {
+		delete(r.cache, old)
+	}
+	r.graveyard[r.graveNext] = string(fid)
+	r.graveNext = (r.graveNext + 1) % graveyardLen
 }

@@ -74,6 +74,12 @@ type tracker struct {
 	// itself.)
 	gone map[string]struct{}
 
+	// held are rmdir ops of merged mkdir+rmdir records, emitted once a
+	// record about something outside the directory comes, or at the end of
+	// the read batch: the records of the directory's children were queued
+	// after the merged record, and come right after it.
+	held []*capture.Op
+
 	// drain, if set, is called now and then during a rescan's walk to move
 	// the kernel queue into memory (see Watcher.drain).
 	drain func()
@@ -164,6 +170,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 		}
 		return
 	}
+	t.release(ch.path)
 	var st unix.Stat_t
 	exists := unix.Lstat(ch.path, &st) == nil
 	old := t.index[ch.path]
@@ -227,6 +234,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 		}
 	}
 
+	lastDelay := false // hold back the final rmdir of a merged mkdir+rmdir (see flush)
 	mk := func(k capture.Kind, final bool) {
 		op := t.newOp(k, ch.path, ch.dir, a, ch.raw)
 		switch {
@@ -241,6 +249,10 @@ func (t *tracker) apply(ch *change, a *actor) {
 		case k == deleteK && old != nil:
 			op.Inode, op.Mode = old.ino, old.mode
 			op.Known |= event.HasInode | event.HasMode
+		}
+		if lastDelay && k == capture.KindRmdir {
+			t.held = append(t.held, op)
+			return
 		}
 		t.emit(op)
 	}
@@ -263,6 +275,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 		case !before && !after:
 			mk(firstCreate, false)
 			tail()
+			lastDelay = ch.dir
 			mk(deleteK, false)
 		case before && after:
 			mk(deleteK, false)
@@ -277,6 +290,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 			mk(deleteK, false)
 			mk(firstCreate, false)
 			tail()
+			lastDelay = ch.dir
 			mk(deleteK, false)
 		}
 	case ch.create:
@@ -369,6 +383,8 @@ func (t *tracker) moveSubtree(p, q string) {
 // rename reports a rename old → new. Either side may be outside Root (then
 // the op becomes a create or a delete, see doc.go).
 func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64) {
+	t.release(oldPath)
+	t.release(newPath)
 	oldIn, newIn := t.inside(oldPath), t.inside(newPath)
 	var st unix.Stat_t
 	exists := unix.Lstat(newPath, &st) == nil
@@ -421,6 +437,7 @@ func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64
 // overflow reports a lost-events overflow and schedules a rescan, honouring
 // the backoff.
 func (t *tracker) overflow(raw uint64) {
+	t.flush()
 	t.c.overflows.Add(1)
 	op := t.newOp(capture.KindOverflow, t.root, true, nil, raw)
 	t.emit(op)
@@ -440,6 +457,33 @@ func (t *tracker) overflow(raw uint64) {
 	// Records merged before the overflow may have been lost halfway: forget
 	// half-open writes, the rescan compares content.
 	clear(t.dirty)
+}
+
+// release emits the held rmdir ops of directories that path is not below:
+// the next record about something else shows the children are done.
+func (t *tracker) release(path string) {
+	if len(t.held) == 0 {
+		return
+	}
+	kept := t.held[:0]
+	for _, op := range t.held {
+		if len(path) > len(op.Path) && path[len(op.Path)] == '/' && strings.HasPrefix(path, op.Path) {
+			kept = append(kept, op)
+			continue
+		}
+		t.emit(op)
+	}
+	clear(t.held[len(kept):])
+	t.held = kept
+}
+
+// flush emits the held ops; called at the end of every read batch.
+func (t *tracker) flush() {
+	for i, op := range t.held {
+		t.emit(op)
+		t.held[i] = nil
+	}
+	t.held = t.held[:0]
 }
 
 // idle is called when the kernel queue is empty: every record from before

@@ -149,6 +149,13 @@ func TestMergedRecords(t *testing.T) {
 	// two write cycles on one file merge into one record: one write.
 	must(writeFile(p("replaced"), os.O_WRONLY|os.O_TRUNC, "new"))
 	must(writeFile(p("replaced"), os.O_WRONLY|os.O_APPEND, "er"))
+	// a directory made, filled, emptied and removed: the children's records
+	// resolve through the handle learnt from the mkdir, and the rmdir comes
+	// after them.
+	must(os.Mkdir(p("tree"), 0o755))
+	must(writeFile(p("tree/leaf"), os.O_CREATE|os.O_WRONLY, "l"))
+	must(os.Remove(p("tree/leaf")))
+	must(os.Remove(p("tree")))
 	// the name is reused by a new object before the reader sees the first.
 	must(writeFile(p("reuse"), os.O_CREATE|os.O_WRONLY, "1"))
 	must(os.Remove(p("reuse")))
@@ -161,6 +168,9 @@ func TestMergedRecords(t *testing.T) {
 		{Kind: capture.KindMkdir, Path: "d", IsDir: true}, {Kind: capture.KindRmdir, Path: "d", IsDir: true},
 		{Kind: capture.KindCreate, Path: "kept"}, {Kind: capture.KindWrite, Path: "kept", Size: 3}, {Kind: capture.KindAttrib, Path: "kept"},
 		{Kind: capture.KindWrite, Path: "replaced", Size: 5},
+		{Kind: capture.KindMkdir, Path: "tree", IsDir: true},
+		{Kind: capture.KindCreate, Path: "tree/leaf"}, {Kind: capture.KindWrite, Path: "tree/leaf"}, {Kind: capture.KindDelete, Path: "tree/leaf"},
+		{Kind: capture.KindRmdir, Path: "tree", IsDir: true},
 		{Kind: capture.KindCreate, Path: "reuse"}, {Kind: capture.KindWrite, Path: "reuse"}, {Kind: capture.KindDelete, Path: "reuse"},
 		{Kind: capture.KindCreate, Path: "reuse"}, {Kind: capture.KindWrite, Path: "reuse", Size: 2},
 	}, pid, comm)
