@@ -101,6 +101,12 @@ type explanation struct {
 	fuse        *entry // the FUSE op
 }
 
+// explainKey is a path or an inode.
+type explainKey struct {
+	path string
+	ino  uint64
+}
+
 // config is what the correlator needs from Options.
 type config struct {
 	window        time.Duration // base window
@@ -139,7 +145,7 @@ type correlator struct {
 	pathCount map[string]int // registered paths of order entries
 	scratch   map[string]struct{}
 
-	explain   map[string]explanation // by path or "#inode"
+	explain   map[explainKey]explanation
 	lastSweep time.Time
 	pending   int
 
@@ -156,7 +162,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		fuseByPath: map[pathKey][]*entry{}, fuseByIno: map[inoKey][]*entry{},
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
-		explain: map[string]explanation{}, win: cfg.window,
+		explain: map[explainKey]explanation{}, win: cfg.window,
 	}
 }
 
@@ -313,8 +319,8 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 // FUSE op on the same file, of k's class, published alone no more than
 // MaxWindow ago.
 func (c *correlator) lateFor(k *entry, now time.Time) *entry {
-	for _, key := range [...]string{k.path, inoName(k.ino)} {
-		if key == "#0" {
+	for _, key := range [...]explainKey{{path: k.path}, {ino: k.ino}} {
+		if key == (explainKey{}) {
 			continue
 		}
 		x, ok := c.explain[key]
@@ -350,7 +356,7 @@ func (c *correlator) newEvent(op *capture.Op, src string) *event.Event {
 // paths and inode for two windows.
 func (c *correlator) remember(e *entry, op *capture.Op, now time.Time) {
 	x := explanation{until: now.Add(2 * c.win), passthrough: e.passthroughW, fuse: e}
-	set := func(k string) {
+	set := func(k explainKey) {
 		// A passthrough write keeps explaining the writer's late kernel
 		// write after a rename or delete of the file in the same window.
 		if old, ok := c.explain[k]; ok && old.passthrough && !now.After(old.until) {
@@ -358,29 +364,13 @@ func (c *correlator) remember(e *entry, op *capture.Op, now time.Time) {
 		}
 		c.explain[k] = x
 	}
-	set(op.Path)
+	set(explainKey{path: op.Path})
 	if op.OldPath != "" {
-		set(op.OldPath)
+		set(explainKey{path: op.OldPath})
 	}
 	if e.ino != 0 {
-		set(inoName(e.ino))
+		set(explainKey{ino: e.ino})
 	}
-}
-
-func inoName(ino uint64) string {
-	var b [21]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + ino%10)
-		ino /= 10
-		if ino == 0 {
-			break
-		}
-	}
-	i--
-	b[i] = '#'
-	return string(b[i:])
 }
 
 // explained reports whether a FUSE op on the same file in the two windows
@@ -388,11 +378,11 @@ func inoName(ino uint64) string {
 // a write by another process only a passthrough write does.
 func (c *correlator) explained(e *entry) bool {
 	arrived := e.at
-	ok := func(k string) bool {
+	ok := func(k explainKey) bool {
 		x, found := c.explain[k]
 		return found && !arrived.After(x.until) && (e.role == roleShadow || x.passthrough)
 	}
-	return ok(e.path) || (e.old != "" && ok(e.old)) || (e.ino != 0 && ok(inoName(e.ino)))
+	return ok(explainKey{path: e.path}) || (e.old != "" && ok(explainKey{path: e.old})) || (e.ino != 0 && ok(explainKey{ino: e.ino}))
 }
 
 // mergeFUSE merges kernel entry k into the waiting FUSE entry it belongs
