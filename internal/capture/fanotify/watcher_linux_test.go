@@ -68,6 +68,12 @@ func TestWorkloadFanotify(t *testing.T) {
 	// Exe comes from /proc/PID/exe of the child.
 	exe, _ := os.Executable()
 	for _, op := range rec.snapshot() {
+		switch op.Kind {
+		case capture.KindCreate, capture.KindMkdir, capture.KindWrite, capture.KindRename, capture.KindLink:
+			if op.Known&event.HasInode == 0 || op.Inode == 0 || op.Known&event.HasMode == 0 {
+				t.Errorf("op %v %s: inode %d / mode not known", op.Kind, op.Path, op.Inode)
+			}
+		}
 		if op.Exe != exe || op.Known&(event.HasUID|event.HasGID) == 0 || op.UID != uint32(os.Geteuid()) {
 			t.Errorf("op %v %s: Exe = %q, uid %d (known %v); want %q, %d", op.Kind, op.Path, op.Exe, op.UID, op.Known&event.HasUID != 0, exe, os.Geteuid())
 			break
