@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -36,6 +38,8 @@ type Options struct {
 	Heartbeat time.Duration
 	// Registerer receives the HTTP request metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Auth authenticates requests; nil (or no tokens) allows everything.
+	Auth *auth.Authenticator
 }
 
 // Server serves the HTTP API. It is safe for concurrent use.
@@ -87,10 +91,48 @@ func New(opts Options) *Server {
 	return s
 }
 
-// Handle registers an extra handler (metrics, later APIs) on the server's mux.
+// Handle registers an extra handler (metrics, cluster, …) on the server's
+// mux. With tokens configured it requires the admin scope.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// ServeHTTP implements http.Handler.
+// needs is what each route requires of a caller when tokens are
+// configured; routes not listed (those added with Handle) need admin.
+var needs = map[string]need{
+	"GET /healthz":                        needNothing,
+	"GET /readyz":                         needNothing,
+	"GET /v1/openapi.json":                needNothing,
+	"POST /v1/events":                     needPublish,
+	"GET /v1/events":                      needSubscribe,
+	"GET /v1/stream":                      needSubscribe,
+	"GET /v1/ws":                          needSubscribe,
+	"POST /v1/subscriptions":              needSubscribe,
+	"GET /v1/subscriptions":               needSubscribe,
+	"DELETE /v1/subscriptions/{name}":     needSubscribe,
+	"POST /v1/subscriptions/{name}/fetch": needSubscribe,
+	"POST /v1/subscriptions/{name}/ack":   needSubscribe,
+}
+
+type need uint8
+
+const (
+	needAdmin need = iota
+	needNothing
+	needPublish
+	needSubscribe
+)
+
+type principalKey struct{}
+
+// principal returns the caller of r (auth.Anonymous without tokens).
+func principal(r *http.Request) *auth.Principal {
+	if p, ok := r.Context().Value(principalKey{}).(*auth.Principal); ok {
+		return p
+	}
+	return auth.Anonymous
+}
+
+// ServeHTTP implements http.Handler: it authenticates, authorizes by
+// route, applies the caller's rate limit, and counts the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
@@ -98,8 +140,42 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == "" {
 		route = "unmatched"
 	}
-	s.mux.ServeHTTP(sw, r)
-	s.metrics.observe(route, r.Method, sw.code, start, route == "GET /v1/stream" || route == "GET /v1/ws")
+	defer func() {
+		s.metrics.observe(route, r.Method, sw.code, start, route == "GET /v1/stream" || route == "GET /v1/ws")
+	}()
+	n, known := needs[route]
+	if !known && route == "unmatched" {
+		n = needNothing // let the mux answer 404/405
+	}
+	if n == needNothing {
+		s.mux.ServeHTTP(sw, r)
+		return
+	}
+	p, err := s.opts.Auth.Authenticate(r)
+	if err != nil {
+		sw.Header().Set("WWW-Authenticate", `Bearer realm="semprop"`)
+		writeError(sw, http.StatusUnauthorized, "Authorization", err.Error())
+		return
+	}
+	allowed := true
+	switch n {
+	case needAdmin:
+		allowed = p.Admin()
+	case needPublish:
+		allowed = p.CanPublishAny()
+	case needSubscribe:
+		allowed = p.CanSubscribeAny()
+	}
+	if !allowed {
+		writeError(sw, http.StatusForbidden, "Authorization", "token "+p.Name+" may not use "+route)
+		return
+	}
+	if ok, retry := p.Allow(); !ok {
+		sw.Header().Set("Retry-After", strconv.Itoa(retry))
+		writeError(sw, http.StatusTooManyRequests, "", "rate limit of token "+p.Name+" exceeded")
+		return
+	}
+	s.mux.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 }
 
 // Close ends every open stream with an "end" event and marks the server

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -23,6 +24,7 @@ type consumerSpec struct {
 	AckWait    string `json:"ack_wait,omitempty"` // Go duration, default 30s
 	MaxDeliver int    `json:"max_deliver,omitempty"`
 	StartSeq   uint64 `json:"start_seq,omitempty"`
+	Owner      string `json:"owner,omitempty"` // the token that created it; set by the server
 }
 
 // consumers keeps the durable consumers the API has open.
@@ -39,6 +41,14 @@ func (s *Server) openConsumer(spec consumerSpec, meta json.RawMessage) (*propaga
 			return nil, &apiError{Field: "selector", Error: err.Error()}
 		}
 		m = cs
+	}
+	// A consumer only ever holds what its owner may see.
+	owner, ok := s.opts.Auth.Lookup(spec.Owner)
+	if !ok {
+		return nil, &apiError{Field: "owner", Error: "the token that owns consumer " + spec.Name + " no longer exists"}
+	}
+	if owner != auth.Anonymous {
+		m = both{owner, m}
 	}
 	var wait time.Duration
 	if spec.AckWait != "" {
@@ -57,20 +67,43 @@ func (s *Server) openConsumer(spec consumerSpec, meta json.RawMessage) (*propaga
 	return c, nil
 }
 
-// consumer returns the open consumer name, opening it from its stored spec.
-func (s *Server) consumer(name string) (*propagate.Consumer, int, *apiError) {
+// storedSpec reads the spec a consumer was created with.
+func (s *Server) storedSpec(name string) (consumerSpec, int, *apiError) {
+	var spec consumerSpec
+	meta, err := s.m.ConsumerMeta(name)
+	if err != nil {
+		return spec, http.StatusNotFound, &apiError{Field: "name", Error: err.Error()}
+	}
+	if err := json.Unmarshal(meta, &spec); err != nil {
+		return spec, http.StatusInternalServerError, &apiError{Error: "stored consumer spec: " + err.Error()}
+	}
+	return spec, 0, nil
+}
+
+// mayUse reports whether the caller may use the consumer with this spec:
+// its owner or an admin.
+func mayUse(r *http.Request, spec consumerSpec) (int, *apiError) {
+	p := principal(r)
+	if p.Admin() || p.Name == spec.Owner {
+		return 0, nil
+	}
+	return http.StatusForbidden, &apiError{Field: "name", Error: "consumer " + spec.Name + " belongs to another token"}
+}
+
+// consumer returns the open consumer name, opening it from its stored
+// spec, if the caller may use it.
+func (s *Server) consumer(r *http.Request, name string) (*propagate.Consumer, int, *apiError) {
+	spec, status, aerr := s.storedSpec(name)
+	if aerr != nil {
+		return nil, status, aerr
+	}
+	if status, aerr := mayUse(r, spec); aerr != nil {
+		return nil, status, aerr
+	}
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
 	if c, ok := s.cons.open[name]; ok {
 		return c, 0, nil
-	}
-	meta, err := s.m.ConsumerMeta(name)
-	if err != nil {
-		return nil, http.StatusNotFound, &apiError{Field: "name", Error: err.Error()}
-	}
-	var spec consumerSpec
-	if err := json.Unmarshal(meta, &spec); err != nil {
-		return nil, http.StatusInternalServerError, &apiError{Error: "stored consumer spec: " + err.Error()}
 	}
 	c, aerr := s.openConsumer(spec, nil)
 	if aerr != nil {
@@ -91,6 +124,7 @@ func (s *Server) createConsumer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, "name", "consumer "+spec.Name+" exists")
 		return
 	}
+	spec.Owner = principal(r).Name
 	meta, _ := json.Marshal(spec)
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
@@ -112,8 +146,14 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]map[string]any, 0, len(names))
 	for _, n := range names {
-		meta, _ := s.m.ConsumerMeta(n)
-		item := map[string]any{"name": n, "spec": meta}
+		spec, _, aerr := s.storedSpec(n)
+		if aerr != nil {
+			continue
+		}
+		if _, aerr := mayUse(r, spec); aerr != nil {
+			continue // other tokens' consumers are not listed
+		}
+		item := map[string]any{"name": n, "spec": spec}
 		s.cons.mu.Lock()
 		if c, ok := s.cons.open[n]; ok {
 			item["info"] = c.Info()
@@ -127,6 +167,14 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 // deleteConsumer handles DELETE /v1/subscriptions/{name}.
 func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
+	spec, status, aerr := s.storedSpec(name)
+	if aerr == nil {
+		status, aerr = mayUse(r, spec)
+	}
+	if aerr != nil {
+		writeJSON(w, status, aerr)
+		return
+	}
 	s.cons.mu.Lock()
 	delete(s.cons.open, name)
 	s.cons.mu.Unlock()
@@ -146,7 +194,7 @@ func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 // wait (default 5s, at most 60s) for the first. Each line is the event's
 // CloudEvents JSON with a "deliveries" count added ({"attempt":N,"event":{…}}).
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
-	c, status, aerr := s.consumer(r.PathValue("name"))
+	c, status, aerr := s.consumer(r, r.PathValue("name"))
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return
@@ -183,7 +231,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf[:0], `{"attempt":`...)
 		buf = strconv.AppendInt(buf, int64(d.Attempt), 10)
 		buf = append(buf, `,"event":`...)
-		buf = d.Event.AppendJSON(buf)
+		buf = principal(r).Redact(d.Event).AppendJSON(buf)
 		buf = append(buf, "}\n"...)
 		if _, err := w.Write(buf); err != nil {
 			return
@@ -193,7 +241,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 
 // ack handles POST /v1/subscriptions/{name}/ack with {"seqs":[...]}.
 func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
-	c, status, aerr := s.consumer(r.PathValue("name"))
+	c, status, aerr := s.consumer(r, r.PathValue("name"))
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -73,7 +74,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("batch of %d events exceeds the limit of %d", len(evs), s.opts.MaxBatch))
 		return
 	}
+	p := principal(r)
 	for i, ev := range evs {
+		if field, err := p.CheckPublish(ev); err != nil {
+			if len(evs) > 1 {
+				field = "[" + strconv.Itoa(i) + "]." + field
+			}
+			writeError(w, http.StatusForbidden, field, err.Error())
+			return
+		}
 		if ev.Boundary == event.BoundaryNone {
 			ev.Boundary = event.BoundaryUser
 		}
@@ -172,8 +181,16 @@ func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
 		return sel, err
 	}
 	sel.matcher = m
+	if p := principal(r); p != auth.Anonymous {
+		sel.matcher = both{p, m} // what the token may see, first
+	}
 	return sel, nil
 }
+
+// both matches what both matchers match.
+type both [2]propagate.Matcher
+
+func (b both) Match(ev *event.Event) bool { return b[0].Match(ev) && b[1].Match(ev) }
 
 // replay handles GET /v1/events: durable events after `after` as NDJSON,
 // at most `limit` (default 1000, at most 100,000) of them, without waiting
@@ -199,6 +216,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rd.Close()
+	p := principal(r)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var ev event.Event
@@ -215,7 +233,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 		if !sel.matcher.Match(&ev) {
 			continue
 		}
-		buf = append(ev.AppendJSON(buf[:0]), '\n')
+		buf = append(p.Redact(&ev).AppendJSON(buf[:0]), '\n')
 		if _, err := bw.Write(buf); err != nil {
 			return
 		}
@@ -235,12 +253,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
+	release, ok := s.openStream(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	rd, err := s.m.Reader(sel.after + 1)
 	if err != nil {
 		writeError(w, http.StatusGone, "after", err.Error())
 		return
 	}
 	defer rd.Close()
+	p := principal(r)
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -256,7 +280,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			buf = append(buf, "\nevent: "...)
 			buf = append(buf, ev.Type...)
 			buf = append(buf, "\ndata: "...)
-			buf = ev.AppendJSON(buf)
+			buf = p.Redact(ev).AppendJSON(buf)
 			buf = append(buf, "\n\n"...)
 			_, err := bw.Write(buf)
 			return err
@@ -281,6 +305,18 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 			_ = rc.Flush()
 		},
 	})
+}
+
+// openStream counts a stream against the caller's cap, answering 429 when
+// it has too many open.
+func (s *Server) openStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	p := principal(r)
+	release, ok = p.OpenStream()
+	if !ok {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "", "token "+p.Name+" has too many open streams")
+	}
+	return release, ok
 }
 
 // follower is how one stream transport writes. send buffers one event,

@@ -20,12 +20,18 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
+	release, ok := s.openStream(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	rd, err := s.m.Reader(sel.after + 1)
 	if err != nil {
 		writeError(w, http.StatusGone, "after", err.Error())
 		return
 	}
 	defer rd.Close()
+	p := principal(r)
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept wrote the error response
@@ -37,7 +43,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	buf := make([]byte, 0, 1024)
 	s.follow(ctx, rd, sel.matcher, follower{
 		send: func(ev *event.Event) error {
-			buf = ev.AppendJSON(buf[:0])
+			buf = p.Redact(ev).AppendJSON(buf[:0])
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			return c.Write(wctx, websocket.MessageText, buf)
