@@ -26,7 +26,7 @@ type handle struct {
 	passthrough bool  // opened while passthrough was in effect: data bypasses us
 	opener      *fuse.Caller
 
-	mu        sync.Mutex // guards the fields below
+	mu        sync.Mutex // guards the fields below; taken before node.mu
 	writes    uint64     // WRITE requests since the last report
 	bytes     int64
 	lo, hi    int64 // written range since the last report
