@@ -107,6 +107,7 @@ type Stats struct {
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
 	KernelOnly        uint64 // kernel ops published alone (direct changes; kernel-only mode)
 	DedupHits         uint64 // repeats caught by the content-hash LRU
+	RescanCovered     uint64 // rescan reports (after an overflow) of paths a FUSE op published alone had changed: not published twice
 	Invalidations     uint64 // FUSE invalidation calls
 
 	Emitted       uint64 // events published
@@ -134,7 +135,7 @@ type counters struct {
 	seenKernel, seenFUSE                               atomic.Uint64
 	shadows, merged, absorbed, orphans, late           atomic.Uint64
 	passthroughMerged, fuseOnly, kernelOnly, coalesced atomic.Uint64
-	dedupHits, invalidations                           atomic.Uint64
+	dedupHits, invalidations, rescanCovered            atomic.Uint64
 	emitted, batches, publishErrors, lost              atomic.Uint64
 	queueFull, closed                                  atomic.Uint64
 	pending, window                                    atomic.Int64

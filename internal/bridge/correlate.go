@@ -154,6 +154,41 @@ type correlator struct {
 	// shrinking back as pairs match in time.
 	win          time.Duration
 	lastDeadline time.Time
+
+	// alone holds the paths of recent FUSE ops published without their
+	// kernel partner, and when: after an overflow the kernel boundary's
+	// rescan reports those changes again (their shadows were lost), and
+	// the bridge does not publish them twice.
+	alone map[string]time.Time
+}
+
+// rescanHorizon is how long a FUSE op published alone covers a rescan's
+// report of the same path: longer than the kernel boundary's largest
+// rescan backoff (30s) plus a rescan of a big tree.
+const (
+	rescanHorizon = 2 * time.Minute
+	maxAlone      = 1 << 16
+)
+
+// noteAlone records FUSE entry e, published alone, for coveredByFUSE.
+func (c *correlator) noteAlone(e *entry, now time.Time) {
+	if len(c.alone) >= maxAlone {
+		return // the rescan may then report some changes twice, flagged as rescan
+	}
+	c.alone[e.path] = now
+	if e.old != "" {
+		c.alone[e.old] = now
+	}
+}
+
+// coveredByFUSE reports whether the rescan's report k is of a path a FUSE
+// op changed while the kernel's view of it was lost.
+func (c *correlator) coveredByFUSE(k *entry, now time.Time) bool {
+	if k.kind == capture.KindOverflow || k.kind == capture.KindRescan {
+		return false
+	}
+	t, ok := c.alone[k.path]
+	return ok && now.Sub(t) <= rescanHorizon
 }
 
 func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Event), inval func(InvalKind, string)) *correlator {
@@ -162,7 +197,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		fuseByPath: map[pathKey][]*entry{}, fuseByIno: map[inoKey][]*entry{},
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
-		explain: map[explainKey]explanation{}, win: cfg.window,
+		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
 	}
 }
 
@@ -255,6 +290,10 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		}
 		e.role = roleShadow
 		c.wait(e, now)
+		return
+	}
+	if op.Rescan && c.coveredByFUSE(e, now) {
+		c.st.rescanCovered.Add(1)
 		return
 	}
 	if c.dedup.seen(op, now, c.cfg.window) {
@@ -604,6 +643,7 @@ func (c *correlator) expire(now time.Time) {
 		switch e.role {
 		case roleFUSE:
 			e.role, e.alone = roleDone, true
+			c.noteAlone(e, now)
 			c.st.fuseOnly.Add(1)
 		case roleCandidate:
 			if explained {
@@ -635,6 +675,11 @@ func (c *correlator) expire(now time.Time) {
 		for k, x := range c.explain {
 			if now.After(x.until.Add(c.cfg.maxWindow)) {
 				delete(c.explain, k)
+			}
+		}
+		for p, t := range c.alone {
+			if now.Sub(t) > rescanHorizon {
+				delete(c.alone, p)
 			}
 		}
 	}

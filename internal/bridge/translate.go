@@ -58,7 +58,7 @@ func Translate(op *capture.Op, dst *event.Event) {
 	if k == capture.KindOverflow || k == capture.KindRescan || op.Count != 0 {
 		attrs = append(attrs, event.Attr{Key: AttrCount, Value: strconv.FormatInt(op.Count, 10)})
 	}
-	if op.IsDir && k != capture.KindMkdir && k != capture.KindRmdir {
+	if op.IsDir && (k == capture.KindRename || k == capture.KindAttrib) {
 		attrs = append(attrs, event.Attr{Key: AttrIsDir, Value: "true"})
 	}
 	if cap(attrs) > 0 {
