@@ -153,7 +153,9 @@ type counters struct {
 // emitted after Run returned are dropped and counted (Stats.Closed).
 //
 // Ordering: events of one path (and of a directory and the names in it)
-// are published in the order the bridge received their ops.
+// are published in the order the bridge took their ops — for a merged
+// event, when it took the FUSE op (or, for a passthrough write, the kernel
+// write). A held event delays only later events on the same paths.
 type Bridge struct {
 	opts Options
 	log  *slog.Logger
