@@ -31,7 +31,14 @@ type Client struct {
 // New returns a client for the server at baseURL (e.g.
 // "http://127.0.0.1:7878"); token, if not empty, is sent as a bearer token.
 func New(baseURL, token string) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: &http.Client{}}
+	return NewWithHTTPClient(baseURL, token, &http.Client{})
+}
+
+// NewWithHTTPClient is New with an HTTP client of the caller's, e.g. one
+// whose transport trusts a private CA or presents a client certificate.
+// Do not set a Timeout on it: streams last as long as they are read.
+func NewWithHTTPClient(baseURL, token string, hc *http.Client) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: hc}
 }
 
 // Error is an error answer of the server.

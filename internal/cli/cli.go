@@ -4,13 +4,18 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/semprop/semprop/client"
 )
 
 // Version is set at build time with -ldflags "-X github.com/semprop/semprop/internal/cli.Version=…".
@@ -77,11 +82,49 @@ file-system ones.`,
 
 // serverFlags are shared by the client commands.
 type serverFlags struct {
-	server string
-	token  string
+	server  string
+	token   string
+	caFile  string
+	cert    string
+	certKey string
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:7878", "semprop server URL")
-	cmd.Flags().StringVar(&f.token, "token", os.Getenv("SEMPROP_TOKEN"), "bearer token (default $SEMPROP_TOKEN)")
+	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:7878", "semprop server URL (https:// for TLS)")
+	cmd.Flags().StringVar(&f.token, "token", "", "bearer token (default $SEMPROP_TOKEN)")
+	cmd.Flags().StringVar(&f.caFile, "tls-ca", "", "trust this CA (PEM) for the server's certificate")
+	cmd.Flags().StringVar(&f.cert, "tls-cert", "", "client certificate (PEM) for mutual TLS")
+	cmd.Flags().StringVar(&f.certKey, "tls-key", "", "private key of --tls-cert")
+}
+
+// client builds the API client the flags describe.
+func (f *serverFlags) client() (*client.Client, error) {
+	token := f.token
+	if token == "" {
+		token = os.Getenv("SEMPROP_TOKEN")
+	}
+	if f.caFile == "" && f.cert == "" {
+		return client.New(f.server, token), nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca %s: no certificates found", f.caFile)
+		}
+	}
+	if f.cert != "" {
+		c, err := tls.LoadX509KeyPair(f.cert, f.certKey)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{c}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = conf
+	return client.NewWithHTTPClient(f.server, token, &http.Client{Transport: tr}), nil
 }

@@ -35,7 +35,10 @@ event once it is durable.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := client.New(sf.server, sf.token)
+			c, err := sf.client()
+			if err != nil {
+				return err
+			}
 			out := cmd.OutOrStdout()
 			if len(args) == 0 || args[0] == "-" {
 				return publishStdin(ctx, c, cmd.InOrStdin(), out)
@@ -143,7 +146,10 @@ duplicates.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			c := client.New(sf.server, sf.token)
+			c, err := sf.client()
+			if err != nil {
+				return err
+			}
 			var after uint64
 			switch {
 			case cmd.Flags().Changed("from"):
@@ -159,7 +165,7 @@ duplicates.`,
 			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			buf := make([]byte, 0, 1024)
-			err := c.Stream(ctx, sel, after, func(ev *event.Event) error {
+			err = c.Stream(ctx, sel, after, func(ev *event.Event) error {
 				buf = append(ev.AppendJSON(buf[:0]), '\n')
 				if _, err := w.Write(buf); err != nil {
 					return err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/metrics"
@@ -38,6 +41,10 @@ type runFlags struct {
 	fsyncEvery  time.Duration
 	passthrough string
 	logLevel    string
+	tlsCert     string
+	tlsKey      string
+	tlsClientCA string
+	insecure    bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -80,6 +87,10 @@ buffered is flushed and fsynced, and the process exits 0.`,
 	fl.DurationVar(&f.fsyncEvery, "fsync-interval", 0, "fsync period for --fsync interval (default 10ms)")
 	fl.StringVar(&f.passthrough, "fuse-passthrough", "", "FUSE passthrough for file data: on (fast; writes seen by the kernel boundary) or off (default on)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve the API over TLS with this certificate (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fl.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without tokens (anyone who can connect may do anything)")
 	fl.Bool("print-defaults", false, "print the embedded default configuration and exit")
 	return cmd
 }
@@ -122,6 +133,18 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	if fl.Changed("log-level") {
 		cfg.LogLevel = f.logLevel
 	}
+	if fl.Changed("tls-cert") {
+		cfg.TLS.Cert = f.tlsCert
+	}
+	if fl.Changed("tls-key") {
+		cfg.TLS.Key = f.tlsKey
+	}
+	if fl.Changed("tls-client-ca") {
+		cfg.TLS.ClientCA = f.tlsClientCA
+	}
+	if fl.Changed("insecure") {
+		cfg.Insecure = f.insecure
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -140,9 +163,23 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	if err != nil {
 		return err
 	}
+	authn, err := auth.New(cfg.Auth.Tokens)
+	if err != nil {
+		return err
+	}
+	if !authn.Enabled() && !cfg.Insecure && !loopback(cfg.Listen) {
+		return fmt.Errorf("refusing to listen on %s without tokens: configure auth.tokens, listen on loopback, or pass --insecure", cfg.Listen)
+	}
+	tlsConf, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	defer ln.Close()
 
@@ -177,7 +214,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	)
 	srv := api.New(api.Options{
 		Manager: m, Logger: log, MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch,
-		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg,
+		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg, Auth: authn,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
@@ -199,7 +236,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 		return err
 	}
 	srv.SetReady(true, "")
-	log.Info("semprop running", "listen", ln.Addr().String(), "data", cfg.Data, "fsync", cfg.Fsync,
+	log.Info("semprop running", "listen", ln.Addr().String(), "tls", tlsConf != nil, "tokens", len(cfg.Auth.Tokens), "data", cfg.Data, "fsync", cfg.Fsync,
 		"watch", strings.Join(cfg.Watch, ","), "mount", strings.Join(cfg.Mount, ","))
 
 	var runErr error
@@ -222,4 +259,42 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	captures.wait()
 	log.Info("stopped", "last_seq", j.LastSeq())
 	return runErr
+}
+
+// loopback reports whether addr (HOST:PORT) only listens on loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serverTLS builds the API's TLS configuration; nil without a certificate.
+func serverTLS(c config.TLS) (*tls.Config, error) {
+	if c.Cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: client CA %s: no certificates found", c.ClientCA)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
 }

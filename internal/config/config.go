@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/semprop/semprop/internal/auth"
 )
 
 //go:embed defaults.yaml
@@ -36,7 +38,22 @@ type Config struct {
 	FusePassthrough bool          `yaml:"fuse_passthrough"`
 	BridgeWindow    time.Duration `yaml:"bridge_window"`
 	Limits          Limits        `yaml:"limits"`
+	Auth            Auth          `yaml:"auth"`
+	TLS             TLS           `yaml:"tls"`
+	Insecure        bool          `yaml:"insecure"`
 	LogLevel        string        `yaml:"log_level"`
+}
+
+// Auth configures bearer tokens (see package auth).
+type Auth struct {
+	Tokens []auth.TokenSpec `yaml:"tokens"`
+}
+
+// TLS configures TLS for the HTTP API.
+type TLS struct {
+	Cert     string `yaml:"cert"`
+	Key      string `yaml:"key"`
+	ClientCA string `yaml:"client_ca"`
 }
 
 // Retention bounds the journal.
@@ -132,6 +149,15 @@ func (c *Config) Validate() error {
 		if b, mp, ok := strings.Cut(m, ":"); !ok || b == "" || mp == "" {
 			return fmt.Errorf("config: mount: %q: want BACKING:MOUNTPOINT", m)
 		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return errors.New("config: tls: cert and key go together")
+	}
+	if c.TLS.ClientCA != "" && c.TLS.Cert == "" {
+		return errors.New("config: tls: client_ca needs cert and key")
+	}
+	if _, err := auth.New(c.Auth.Tokens); err != nil {
+		return fmt.Errorf("config: auth: %w", err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
