@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // procTTL bounds how long a thread's process identity is trusted. FUSE
@@ -68,11 +70,18 @@ func (c *procCache) lookup(tid int32) (procInfo, bool) {
 // read resolves tid from /proc without the cache.
 func (c *procCache) read(tid int32) (procInfo, bool) {
 	base := c.root + "/" + strconv.FormatInt(int64(tid), 10)
-	b, err := os.ReadFile(base + "/status")
+	// Name and Tgid are among the first lines; one short read suffices.
+	fd, err := unix.Open(base+"/status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return procInfo{}, false
 	}
-	name, tgid, ok := parseStatus(b)
+	var buf [512]byte
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil || n <= 0 {
+		return procInfo{}, false
+	}
+	name, tgid, ok := parseStatus(buf[:n])
 	if !ok {
 		return procInfo{}, false
 	}

@@ -1,12 +1,16 @@
 package fusefs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/semprop/semprop/internal/capture"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -119,6 +123,32 @@ func TestUnescapeMount(t *testing.T) {
 	} {
 		if got := unescapeMount(in); got != want {
 			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// BenchmarkNewOp is the per-op cost of the hooks: caller context (cached
+// /proc lookup), path, counters, emit.
+func BenchmarkNewOp(b *testing.B) {
+	f := &FS{procs: newProcCache(), mount: "/mnt", sink: capture.SinkFunc(func(*capture.Op) {})}
+	ctx := fuse.NewContext(context.Background(), &fuse.Caller{Owner: fuse.Owner{Uid: 1, Gid: 2}, Pid: uint32(os.Getpid())})
+	b.ReportAllocs()
+	for b.Loop() {
+		op := f.newOp(ctx, capture.KindCreate)
+		op.Path = f.mountPath("dir/file")
+		f.emit(op)
+	}
+}
+
+// BenchmarkProcLookupUncached is what a cache miss costs (a read of
+// /proc/PID/status and a readlink).
+func BenchmarkProcLookupUncached(b *testing.B) {
+	c := newProcCache()
+	pid := int32(os.Getpid())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.read(pid); !ok {
+			b.Fatal("read failed")
 		}
 	}
 }
