@@ -9,10 +9,12 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,6 +54,9 @@ type Server struct {
 	ready    atomic.Bool
 	notReady atomic.Pointer[string]
 
+	routesMu sync.Mutex
+	routes   []string
+
 	cons    consumers
 	metrics *httpMetrics
 
@@ -77,23 +82,48 @@ func New(opts Options) *Server {
 	s.metrics = newHTTPMetrics(opts.Registerer)
 	reason := "starting"
 	s.notReady.Store(&reason)
-	s.mux.HandleFunc("POST /v1/events", s.ingest)
-	s.mux.HandleFunc("GET /v1/events", s.replay)
-	s.mux.HandleFunc("GET /v1/stream", s.stream)
-	s.mux.HandleFunc("GET /v1/ws", s.ws)
-	s.mux.HandleFunc("POST /v1/subscriptions", s.createConsumer)
-	s.mux.HandleFunc("GET /v1/subscriptions", s.listConsumers)
-	s.mux.HandleFunc("DELETE /v1/subscriptions/{name}", s.deleteConsumer)
-	s.mux.HandleFunc("POST /v1/subscriptions/{name}/fetch", s.fetch)
-	s.mux.HandleFunc("POST /v1/subscriptions/{name}/ack", s.ack)
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	for pattern, h := range map[string]http.HandlerFunc{
+		"POST /v1/events":                     s.ingest,
+		"GET /v1/events":                      s.replay,
+		"GET /v1/stream":                      s.stream,
+		"GET /v1/ws":                          s.ws,
+		"POST /v1/subscriptions":              s.createConsumer,
+		"GET /v1/subscriptions":               s.listConsumers,
+		"DELETE /v1/subscriptions/{name}":     s.deleteConsumer,
+		"POST /v1/subscriptions/{name}/fetch": s.fetch,
+		"POST /v1/subscriptions/{name}/ack":   s.ack,
+		"GET /v1/openapi.json":                serveOpenAPI,
+		"GET /healthz":                        s.healthz,
+		"GET /readyz":                         s.readyz,
+	} {
+		s.Handle(pattern, h)
+	}
 	return s
 }
 
 // Handle registers an extra handler (metrics, cluster, …) on the server's
 // mux. With tokens configured it requires the admin scope.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.routesMu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.routesMu.Unlock()
+	s.mux.Handle(pattern, h)
+}
+
+// Routes lists the patterns registered on the server, for the OpenAPI test.
+func (s *Server) Routes() []string {
+	s.routesMu.Lock()
+	defer s.routesMu.Unlock()
+	return slices.Clone(s.routes)
+}
+
+//go:embed openapi.json
+var openapi []byte
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openapi)
+}
 
 // needs is what each route requires of a caller when tokens are
 // configured; routes not listed (those added with Handle) need admin.
