@@ -37,7 +37,8 @@
 // second flush of the same handle (a dup'd descriptor closed later) emits
 // only if new data arrived since the first. Anything still pending at
 // RELEASE (e.g. data written through a shared mapping after close) is
-// emitted then, with the opener's context.
+// emitted then. The context of a KindWrite is the last writer's (the thread
+// of the last WRITE request), else the closer's, else the opener's.
 //
 // Writeback caching is never enabled: with it, the kernel batches writes and
 // sends them later with pid 0, which hides the caller.

@@ -81,6 +81,12 @@ func wantWorkload(m string, c capture.Op, passthrough bool) []*capture.Op {
 		op(capture.KindRename, "d2/b.txt", who|event.HasInode, func(o *capture.Op) { o.OldPath = m + "/d2/sub" }),
 		op(capture.KindCreate, "d2/c", attrs, nil),
 		op(capture.KindWrite, "d2/c", attrs, write(3, 0, 3)), // once, though two descriptors closed
+		op(capture.KindWrite, "d2/c", attrs, func(o *capture.Op) { // ftruncate: folded into the handle's write
+			o.Size = 1
+			if !passthrough {
+				o.Known |= event.HasBytes // exactly 0
+			}
+		}),
 		op(capture.KindCreate, "d2/fifo", attrs, nil),
 		op(capture.KindDelete, "d2/fifo", who|event.HasInode, nil),
 		op(capture.KindDelete, "d2/sym", who|event.HasInode, nil),

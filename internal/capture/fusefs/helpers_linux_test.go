@@ -146,6 +146,16 @@ func workload(dir string) error {
 			return unix.Close(fd2)
 		}},
 		{"open no write", func() error { return write("d2/c", unix.O_WRONLY) }},
+		{"ftruncate", func() error {
+			fd, err := unix.Open(p("d2/c"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			if err := unix.Ftruncate(fd, 1); err != nil {
+				return err
+			}
+			return unix.Close(fd)
+		}},
 		{"mkfifo", func() error { return unix.Mkfifo(p("d2/fifo"), 0o644) }},
 		{"rm fifo", func() error { return unix.Unlink(p("d2/fifo")) }},
 		{"rm sym", func() error { return unix.Unlink(p("d2/sym")) }},
