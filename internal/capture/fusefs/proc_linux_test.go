@@ -152,3 +152,21 @@ func BenchmarkProcLookupUncached(b *testing.B) {
 		}
 	}
 }
+
+// TestInvalidateQueueFull: requests beyond the queue are dropped and
+// counted, never blocking the caller; after stop everything is dropped.
+func TestInvalidateQueueFull(t *testing.T) {
+	f := &FS{inval: make(chan invalReq, 2), stop: make(chan struct{})}
+	for range 5 {
+		f.InvalidateContent("a")
+	}
+	if got := f.Stats(); got.InvalidationsQueued != 2 || got.InvalidationsDropped != 3 {
+		t.Errorf("queued, dropped = %d, %d, want 2, 3", got.InvalidationsQueued, got.InvalidationsDropped)
+	}
+	close(f.stop)
+	f.InvalidateEntry("", "b")
+	f.InvalidateDelete("", "c")
+	if got := f.Stats(); got.InvalidationsQueued != 2 || got.InvalidationsDropped != 5 {
+		t.Errorf("after stop: queued, dropped = %d, %d, want 2, 5", got.InvalidationsQueued, got.InvalidationsDropped)
+	}
+}
