@@ -210,6 +210,9 @@ func (b *inBackend) addTree(dir string, report bool) {
 		}
 		ch := change{path: p, dir: isDir, create: true, closeWrite: st.Size > 0, modify: st.Size > 0}
 		t.apply(&ch, nil)
+		if e := t.index[p]; e != nil {
+			e.rescanned = true // its own IN_CLOSE_WRITE may follow: a duplicate if nothing changed
+		}
 	})
 }
 

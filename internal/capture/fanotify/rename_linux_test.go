@@ -1,6 +1,7 @@
 package fanotify
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -69,5 +70,44 @@ func TestRenameAcrossRoot(t *testing.T) {
 				t.Errorf("ops (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestInotifyNewDirRace creates nested directories and files as fast as it
+// can: inotify sees a new directory only once its watch is added, so the
+// fallback scans each new directory; every object must still be reported
+// once, and every file's data once.
+func TestInotifyNewDirRace(t *testing.T) {
+	root := tmpfsRoot(t)
+	w, rec := startWatcher(t, Options{Root: root, ForceInotify: true})
+	const n = 30
+	for i := range n {
+		d := filepath.Join(root, fmt.Sprintf("d%d", i), "x", "y")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "f"), []byte("data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() map[string]int {
+		m := make(map[string]int)
+		for _, op := range rec.snapshot() {
+			m[op.Kind.String()+" "+view(w.Root(), op).Path]++
+		}
+		return m
+	}
+	waitFor(t, 10*time.Second, "all creates", func() bool { return len(count()) >= 5*n })
+	time.Sleep(100 * time.Millisecond)
+	got := count()
+	for i := range n {
+		for _, k := range []string{"fs.mkdir d%d", "fs.mkdir d%d/x", "fs.mkdir d%d/x/y", "fs.create d%d/x/y/f", "fs.write d%d/x/y/f"} {
+			if key := fmt.Sprintf(k, i); got[key] != 1 {
+				t.Errorf("%s: %d ops, want 1", key, got[key])
+			}
+		}
+	}
+	if len(got) != 5*n {
+		t.Errorf("%d distinct ops, want %d: %v", len(got), 5*n, got)
 	}
 }
