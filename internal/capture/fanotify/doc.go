@@ -61,9 +61,10 @@
 // happened: if a directory is renamed between an operation in it and the
 // reader's processing of that operation, the op carries the later name.
 // Root is resolved once (symbolic links evaluated); renaming Root or one of
-// its ancestors while watching is not followed. Records with no name left
-// (the link-count ATTRIB of link/unlink, a write to an unlinked open file)
-// are dropped and counted in Stats.Unresolved.
+// its ancestors while watching is not followed. Records with no name (the
+// link-count ATTRIB of link/unlink, a write to an unlinked open file) are
+// dropped and counted in Stats.Nameless; records in a directory that can no
+// longer be opened (deleted before it was ever cached) in Stats.Unresolved.
 //
 // # Process context
 //

@@ -137,14 +137,16 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 		t.rename(oldPath, newPath, dir, f.procs.lookup(ev.PID, now), ev.Mask)
 		return
 	}
+	if ev.DFID == nil {
+		f.w.c.nameless.Add(1)
+		return
+	}
 	d, ok := f.res.dir(ev.DFID)
 	if !ok {
 		if dir && ev.Mask&maskDelete != 0 {
 			f.res.forget(ev.FID)
 		}
-		// Typically an event on an object with no name left (an unlinked
-		// but open file, the link-count ATTRIB of unlink/link) or in a
-		// directory deleted since.
+		// A record in a directory deleted since (and not learnt).
 		f.w.c.unresolved.Add(1)
 		if f.w.log.Enabled(context.Background(), slog.LevelDebug) {
 			f.w.log.Debug("fanotify: unresolved event", "mask", fmt.Sprintf("%#x", ev.Mask), "dfid", ev.DFID != nil, "name", string(ev.Name), "pid", ev.PID)

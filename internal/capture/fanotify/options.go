@@ -64,7 +64,8 @@ type Stats struct {
 	ProcMisses   uint64 // … misses and pid reuse refreshes
 
 	DroppedOutside uint64 // events on the file system but outside Root
-	Unresolved     uint64 // events whose path could not be resolved (dropped)
+	Unresolved     uint64 // events whose directory could no longer be resolved (deleted since; dropped)
+	Nameless       uint64 // records with no directory and name (link-count ATTRIB of link/unlink, writes to unlinked files): nothing to report
 	Suppressed     uint64 // ops dropped as duplicates of what the index already holds (after a rescan or a directory scan)
 	ParseErrors    uint64 // malformed buffers or records
 	Watches        uint64 // inotify: directories watched
@@ -80,6 +81,7 @@ type counters struct {
 	handleHits, handleMisses, stale   atomic.Uint64
 	cacheResets, procHits, procMisses atomic.Uint64
 	outside, unresolved, suppressed   atomic.Uint64
+	nameless                          atomic.Uint64
 	parseErrors, watches              atomic.Uint64
 }
 
@@ -102,6 +104,7 @@ func (c *counters) snapshot(mode string) Stats {
 		ProcMisses:     c.procMisses.Load(),
 		DroppedOutside: c.outside.Load(),
 		Unresolved:     c.unresolved.Load(),
+		Nameless:       c.nameless.Load(),
 		Suppressed:     c.suppressed.Load(),
 		ParseErrors:    c.parseErrors.Load(),
 		Watches:        c.watches.Load(),
