@@ -274,7 +274,15 @@ func newComposite(kind string, fs []Filter) Filter {
 	if len(fs) == 1 {
 		return fs[0]
 	}
-	subs := slices.Clone(fs)
+	// all(all(a, b), c) is all(a, b, c): one loop, cheapest first.
+	var subs []Filter
+	for _, f := range fs {
+		if c, ok := f.(*composite); ok && c.kind == kind {
+			subs = append(subs, c.subs...)
+		} else {
+			subs = append(subs, f)
+		}
+	}
 	slices.SortStableFunc(subs, func(a, b Filter) int { return a.Cost() - b.Cost() })
 	c := &composite{kind: kind, subs: subs}
 	for _, f := range subs {
