@@ -48,9 +48,11 @@ func BenchmarkFilter(b *testing.B) {
 		}{{"native", native}, {"expr-lowered", low}, {"expr-vm", vmf}, {"expr-vm-cached", cached}} {
 			b.Run(bf.name+"/"+v.name, func(b *testing.B) {
 				b.ReportAllocs()
+				start := cpuNow()
 				for b.Loop() {
 					v.f.Match(ev)
 				}
+				reportCPU(b, start)
 			})
 		}
 	}
@@ -78,9 +80,11 @@ func BenchmarkRedact(b *testing.B) {
 	}
 	ev := sampleEvents(b)[0]
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		r.Apply(ev)
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkCompositeParallel compares evaluating an "all" of four VM
@@ -101,12 +105,15 @@ func BenchmarkCompositeParallel(b *testing.B) {
 	b.Run("sequential", func(b *testing.B) {
 		all := All(fs...)
 		b.ReportAllocs()
+		start := cpuNow()
 		for b.Loop() {
 			all.Match(ev)
 		}
+		reportCPU(b, start)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()
+		start := cpuNow()
 		for b.Loop() {
 			var wg sync.WaitGroup
 			var failed atomic.Bool
@@ -120,5 +127,6 @@ func BenchmarkCompositeParallel(b *testing.B) {
 			wg.Wait()
 			_ = failed.Load()
 		}
+		reportCPU(b, start)
 	})
 }

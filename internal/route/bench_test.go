@@ -56,10 +56,12 @@ func BenchmarkRoute10k(b *testing.B) {
 	var delivered int
 	b.ReportAllocs()
 	i := 0
+	start := cpuNow()
 	for b.Loop() {
 		delivered += r.Route(evs[i&63], deliver)
 		i++
 	}
+	reportCPU(b, start)
 	if delivered == 0 {
 		b.Fatal("nothing delivered")
 	}
@@ -76,6 +78,7 @@ func BenchmarkRoute10kP50(b *testing.B) {
 	deliver := DeliverFunc[int](ok[int])
 	var per []float64
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		start := time.Now()
 		for _, ev := range evs {
@@ -83,6 +86,7 @@ func BenchmarkRoute10kP50(b *testing.B) {
 		}
 		per = append(per, float64(time.Since(start).Nanoseconds())/float64(len(evs)))
 	}
+	reportCPU(b, start)
 	slices.Sort(per)
 	b.ReportMetric(per[len(per)/2], "p50-ns/event")
 	b.ReportMetric(per[len(per)*99/100], "p99-ns/event")
@@ -95,9 +99,11 @@ func BenchmarkRoute10kFsWrite(b *testing.B) {
 	ev := &event.Event{Type: "fs.write", Subject: "/data/team42/notes/a.md"}
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		r.Route(ev, deliver)
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkRoute10kUncached measures a trie walk per event: the cache has
@@ -111,10 +117,12 @@ func BenchmarkRoute10kUncached(b *testing.B) {
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
 	i := 0
+	start := cpuNow()
 	for b.Loop() {
 		r.Route(evs[i&63], deliver)
 		i++
 	}
+	reportCPU(b, start)
 	st := r.Stats()
 	b.ReportMetric(float64(st.CacheMisses)/float64(st.CacheHits+st.CacheMisses), "miss-ratio")
 }
@@ -127,9 +135,11 @@ func BenchmarkSelectorMatch(b *testing.B) {
 	ev := &event.Event{Type: "fs.write", Subject: "/data/notes/a.md"}
 	ev.Context.SetSize(10)
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		s.Match(ev)
 	}
+	reportCPU(b, start)
 }
 
 func BenchmarkGroupWithBreakers(b *testing.B) {
@@ -141,28 +151,34 @@ func BenchmarkGroupWithBreakers(b *testing.B) {
 	ev := &event.Event{Type: "job.run"}
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		r.Route(ev, deliver)
 	}
+	reportCPU(b, start)
 }
 
 func BenchmarkLanes(b *testing.B) {
 	q := NewLanes[int](1024)
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		q.Push(event.PriorityNormal, 1)
 		q.TryPop()
 	}
+	reportCPU(b, start)
 }
 
 func BenchmarkSwap(b *testing.B) {
 	r := newBenchRouter(b)
 	b.ReportAllocs()
+	start := cpuNow()
 	for b.Loop() {
 		if err := r.Add(Route[int]{Name: "dyn", Selector: Selector{Type: "dyn.>"}, Targets: []int{1}}); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, start)
 }
 
 // BenchmarkRoute10kParallel routes from all cores at once: the shared

@@ -135,9 +135,11 @@ func BenchmarkMatch(b *testing.B) {
 		p := MustCompile(pat)
 		b.Run(pat, func(b *testing.B) {
 			b.ReportAllocs()
+			start := cpuNow()
 			for b.Loop() {
 				p.Match("/data/notes/2026/a.md")
 			}
+			reportCPU(b, start)
 		})
 	}
 }
