@@ -160,6 +160,14 @@ type correlator struct {
 	// rescan reports those changes again (their shadows were lost), and
 	// the bridge does not publish them twice.
 	alone map[string]time.Time
+
+	// renamed maps the new path of a recent FUSE rename to the old one.
+	renamed map[string]renameNote
+}
+
+type renameNote struct {
+	from string
+	at   time.Time
 }
 
 // rescanHorizon is how long a FUSE op published alone covers a rescan's
@@ -198,6 +206,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
+		renamed: map[string]renameNote{},
 	}
 }
 
@@ -276,9 +285,9 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	}
 	if shadow {
 		c.st.shadows.Add(1)
-		if c.mergeFUSE(e, true) {
+		if f := c.mergeFUSE(e, true); f != nil {
 			c.st.merged.Add(1)
-			c.shrink()
+			c.adapt(now.Sub(f.at))
 			c.drain()
 			return
 		}
@@ -304,7 +313,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	e.inval = c.cfg.invalidate && under
 	e.relPath, e.relOld = relPath, relOld
 	if op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan {
-		if c.mergeFUSE(e, false) {
+		if c.mergeFUSE(e, false) != nil {
 			c.st.passthroughMerged.Add(1)
 			c.drain()
 			return
@@ -330,6 +339,9 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 	}
 	e.passthroughW = op.Kind == capture.KindWrite && op.Known&event.HasBytes == 0
 	c.remember(e, op, now)
+	if op.Kind == capture.KindRename && op.OldPath != "" {
+		c.renamed[op.Path] = renameNote{from: op.OldPath, at: now}
+	}
 	if e.class == classNone || !c.cfg.bridged {
 		c.st.fuseOnly.Add(1)
 		c.push(e)
@@ -375,6 +387,17 @@ func (c *correlator) grow(lag time.Duration) {
 	if w := min(lag+lag/2, c.cfg.maxWindow); w > c.win {
 		c.win = w
 	}
+}
+
+// adapt follows the lag of a shadow that matched its waiting FUSE op in
+// time: a lag past half the window widens it to twice the lag before pairs
+// start to miss; a short one shrinks it towards its base.
+func (c *correlator) adapt(lag time.Duration) {
+	if lag > c.win/2 {
+		c.grow(2 * lag * 2 / 3) // grow takes 1.5 × its argument
+		return
+	}
+	c.shrink()
 }
 
 // shrink moves the window back towards its base as pairs match in time.
@@ -430,20 +453,19 @@ func (c *correlator) explained(e *entry) bool {
 // close-writes of one file by one process become one record), so one kernel
 // op may stand for several FUSE ops that arrived before it. A kernel op
 // that turns out to be extra is absorbed later (see explained).
-func (c *correlator) mergeFUSE(k *entry, shadow bool) bool {
+func (c *correlator) mergeFUSE(k *entry, shadow bool) *entry {
 	f := c.findFUSE(k, shadow)
 	if f == nil {
-		return false
+		return nil
 	}
 	c.merge(f, k)
 	same := func(e *entry) bool { return e.kind == f.kind }
 	for {
+		// Same name only: the kernel merges events of one object and
+		// name, and inode numbers are reused as fast as files come and go.
 		g := pick(c.fuseByPath[pathKey{f.class, f.path}], f.kind, same)
-		if g == nil && f.ino != 0 {
-			g = pick(c.fuseByIno[inoKey{f.class, f.ino}], f.kind, same)
-		}
 		if g == nil {
-			return true
+			return f
 		}
 		c.unwait(g)
 		c.merge(g, k)
@@ -459,6 +481,14 @@ func (c *correlator) findFUSE(k *entry, shadow bool) *entry {
 	f := pick(c.fuseByPath[pathKey{k.class, k.path}], k.kind, accept)
 	if f == nil && k.ino != 0 {
 		f = pick(c.fuseByIno[inoKey{k.class, k.ino}], k.kind, accept)
+	}
+	if f == nil {
+		// The kernel names a file as it is called when it reads the event:
+		// a write closed after a rename through the mount comes with the
+		// new name (and no inode if the file is gone by then).
+		if old, ok := c.renamed[k.path]; ok {
+			f = pick(c.fuseByPath[pathKey{k.class, old.from}], k.kind, accept)
+		}
 	}
 	if f != nil {
 		c.unwait(f)
@@ -675,6 +705,11 @@ func (c *correlator) expire(now time.Time) {
 		for k, x := range c.explain {
 			if now.After(x.until.Add(c.cfg.maxWindow)) {
 				delete(c.explain, k)
+			}
+		}
+		for p, r := range c.renamed {
+			if now.Sub(r.at) > 2*c.win {
+				delete(c.renamed, p)
 			}
 		}
 		for p, t := range c.alone {

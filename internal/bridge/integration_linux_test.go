@@ -50,6 +50,8 @@ func runHelper(mode string, args []string) int {
 		fmt.Printf("%s", b)
 	case "reader":
 		err = keepReading(args[1])
+	case "bulk":
+		err = bulk(args[1], bulkFiles)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
 	}
@@ -136,6 +138,32 @@ func keepReading(path string) error {
 			return nil
 		}
 	}
+}
+
+const bulkFiles = 200
+
+// bulk creates, writes, renames, chmods and deletes n files in dir/bulk.
+func bulk(dir string, n int) error {
+	d := filepath.Join(dir, "bulk")
+	if err := unix.Mkdir(d, 0o755); err != nil {
+		return err
+	}
+	for i := range n {
+		a, b := filepath.Join(d, fmt.Sprintf("f%d", i)), filepath.Join(d, fmt.Sprintf("g%d", i))
+		if err := writeFile(a, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY, strings.Repeat("x", i+1)); err != nil {
+			return err
+		}
+		if err := unix.Rename(a, b); err != nil {
+			return err
+		}
+		if err := unix.Chmod(b, 0o600); err != nil {
+			return err
+		}
+		if err := unix.Unlink(b); err != nil {
+			return err
+		}
+	}
+	return unix.Rmdir(d)
 }
 
 func workload(dir string) error {
@@ -324,7 +352,7 @@ func TestMountWorkload(t *testing.T) {
 					n++
 				}
 			}
-			evs := r.quiet(n)
+			evs := dropSpurious(t, pt, r.quiet(n))
 			got := map[string][]string{}
 			for _, ev := range evs {
 				rel := strings.TrimPrefix(strings.TrimPrefix(ev.Subject, r.mnt), "/")
@@ -369,6 +397,76 @@ func TestMountWorkload(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMountBulk runs a longer workload through the mount (create+write,
+// rename, chmod, delete of 200 files) in both passthrough modes and reports
+// the dedup rate: every logical operation exactly once, with boundaries
+// fuse,kernel, and at least 95% of the shadows merged or absorbed.
+func TestMountBulk(t *testing.T) {
+	requireRootFUSE(t)
+	for _, pt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("passthrough=%v", pt), func(t *testing.T) {
+			r := newRig(t, pt, true)
+			child := runHelperT(t, "bulk", "-", r.mnt)
+			n := 2 + 5*bulkFiles
+			evs := dropSpurious(t, pt, r.quiet(n))
+			count := map[string]int{}
+			fuseOnly := 0
+			for _, ev := range evs {
+				count[ev.Type+" "+strings.TrimPrefix(ev.Subject, r.mnt+"/bulk/")]++
+				if ev.Boundaries.String() != "fuse,kernel" {
+					fuseOnly++
+					t.Logf("without the kernel's view: %s %s %v", ev.Type, ev.Subject, ev.Boundaries)
+				}
+				if ev.Context.PID != child.pid {
+					t.Errorf("%s %s: pid %d, want %d", ev.Type, ev.Subject, ev.Context.PID, child.pid)
+				}
+			}
+			for i := range bulkFiles {
+				for _, w := range []string{"fs.create f%d", "fs.write f%d", "fs.rename g%d", "fs.attrib g%d", "fs.delete g%d"} {
+					if k := fmt.Sprintf(w, i); count[k] != 1 {
+						t.Errorf("%q published %d times, want once", k, count[k])
+					}
+				}
+			}
+			st := r.b.Stats()
+			t.Logf("passthrough=%v: %d logical events, %d published (%d not fuse,kernel); shadows %d merged %d absorbed %d late %d orphans %d; passthrough-merged %d coalesced %d fuse-only %d kernel-only %d dedup %d; dedup rate %.2f%%; window now %v",
+				pt, n, len(evs), fuseOnly, st.Shadows, st.Merged, st.Absorbed, st.LateShadows, st.Orphans, st.PassthroughMerged, st.Coalesced, st.FUSEOnly, st.KernelOnly, st.DedupHits, 100*st.DedupRate(), st.Window)
+			if len(evs) != n {
+				t.Errorf("published %d events, want %d", len(evs), n)
+			}
+			if st.DedupRate() < 0.95 {
+				t.Errorf("dedup rate %.2f%%, want >= 95%%", 100*st.DedupRate())
+			}
+			if fuseOnly > n/20 {
+				t.Errorf("%d of %d events lack the kernel's view, want at most 5%%", fuseOnly, n)
+			}
+		})
+	}
+}
+
+// dropSpurious removes, and logs, the writes fusefs reports in passthrough
+// mode when a rename, chmod or unlink lands between a close and the
+// asynchronous RELEASE of the file: its handle compares the backing file's
+// ctime at RELEASE, so a metadata change reads as a data change (a fusefs
+// bug, reported). They are FUSE writes without byte count that no kernel
+// write pairs with. A genuine write that lost its kernel partner is then
+// missing from the events, which the tests catch.
+func dropSpurious(t *testing.T, pt bool, evs []*event.Event) []*event.Event {
+	t.Helper()
+	if !pt {
+		return evs
+	}
+	kept := evs[:0:0]
+	for _, ev := range evs {
+		if ev.Type == event.TypeWrite && ev.Boundaries.String() == "fuse" && !ev.Context.Has(event.HasBytes) {
+			t.Logf("KNOWN FUSEFS ISSUE: spurious passthrough write %s (ctime compared at RELEASE)", ev.Subject)
+			continue
+		}
+		kept = append(kept, ev)
+	}
+	return kept
 }
 
 // reader is a child process holding a file open through the mount.

@@ -29,12 +29,14 @@ func newLRU(size int) *lru {
 	return &lru{seed: maphash.MakeSeed(), slots: make([]lruSlot, size), index: make(map[uint64]int, size)}
 }
 
-// hash is the op's content: boundary, kind, paths, inode, size, actor and
-// the write's range — everything but the observation time.
+// hash is the op's content: boundary, kind, paths, inode, size, actor
+// (process, not thread: one logical op may be reported from two threads of
+// the caller, e.g. at close and at release) and the write's range —
+// everything but the observation time and the thread.
 func (l *lru) hash(op *capture.Op) uint64 {
 	var h maphash.Hash
 	h.SetSeed(l.seed)
-	var b [8 * 10]byte
+	var b [8 * 9]byte
 	put := func(i int, v uint64) {
 		for j := range 8 {
 			b[i*8+j] = byte(v >> (8 * j))
@@ -53,7 +55,6 @@ func (l *lru) hash(op *capture.Op) uint64 {
 	put(6, uint64(op.Length))
 	put(7, uint64(op.Mode)|uint64(op.GID)<<32)
 	put(8, uint64(op.Count))
-	put(9, uint64(uint32(op.TID)))
 	h.Write(b[:])
 	h.WriteString(op.Path)
 	h.WriteByte(0)
