@@ -808,3 +808,34 @@ func TestIntervalAcksWrittenBeforeFsync(t *testing.T) {
 		t.Errorf("Fsyncs after Close = %d, want 1", got)
 	}
 }
+
+func TestReaderFromFuture(t *testing.T) {
+	j := open(t, Options{SegmentSize: 512})
+	appendSeqs(t, j, 3, 3)
+	r, err := j.Reader(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, _, ok, err := r.TryNext(); ok || err != nil {
+		t.Fatalf("TryNext before seq 10 exists = ok %v, err %v, want false, nil", ok, err)
+	}
+	appendSeqs(t, j, 20, 4) // crosses several segments
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for want := uint64(10); want <= 23; want++ {
+		seq, p, err := r.Next(ctx)
+		if err != nil || seq != want || !bytes.Equal(p, payloadFor(want)) {
+			t.Fatalf("Next = %d, %v, want seq %d", seq, err, want)
+		}
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := r.TryNext(); !errors.Is(err, ErrClosed) {
+		t.Errorf("TryNext after Reader.Close = %v, want ErrClosed", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("second Reader.Close = %v, want nil", err)
+	}
+}
