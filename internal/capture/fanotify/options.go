@@ -9,7 +9,7 @@ import (
 	"github.com/semprop/semprop/internal/capture"
 )
 
-// Errors returned by New.
+// Errors returned by New and Run.
 var (
 	ErrUnsupported = errors.New("fanotify: kernel capture needs linux")
 	ErrNoRoot      = errors.New("fanotify: root must be an absolute path to a directory")

@@ -16,6 +16,9 @@ func (w *Watcher) Run(ctx context.Context) error { return ErrUnsupported }
 // Close does nothing.
 func (w *Watcher) Close() error { return nil }
 
+// Root returns "".
+func (w *Watcher) Root() string { return "" }
+
 // Mode returns "".
 func (w *Watcher) Mode() string { return "" }
 
