@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/goleak"
 
 	"github.com/semprop/semprop/event"
@@ -140,6 +141,37 @@ func TestWorkload(t *testing.T) {
 				t.Errorf("no passthrough: WriteCalls = 0, want > 0")
 			}
 		})
+	}
+}
+
+// TestPassthroughFallback: when the kernel refuses passthrough (simulated),
+// Mount warns, Passthrough reports false and data goes through the server,
+// also for files a reader opened first.
+func TestPassthroughFallback(t *testing.T) {
+	requireFUSE(t)
+	orig := probe
+	probe = func(*fuse.Server) error { return errors.New("simulated refusal") }
+	t.Cleanup(func() { probe = orig })
+	backing := t.TempDir()
+	if err := os.WriteFile(filepath.Join(backing, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	f := mountT(t, Options{Backing: backing, Sink: rec, Passthrough: true})
+	if f.Passthrough() {
+		t.Fatalf("Passthrough() = true after a refused probe, want false")
+	}
+	m := f.Mountpoint()
+	// A reader keeps f open while a writer appends: the writer's data must
+	// still reach the server (a backing file registered for the reader would
+	// have been shared).
+	sh(t, "exec 3<"+m+"/f; printf abc >>"+m+"/f; exec 3<&-")
+	got := rec.waitQuiet(1, 10*time.Second)
+	if len(got) != 1 || got[0].Kind != capture.KindWrite || got[0].Bytes != 3 || got[0].Known&event.HasBytes == 0 {
+		t.Errorf("ops = %v, want one write of 3 counted bytes", kinds(got))
+	}
+	if st := f.Stats(); st.WriteCalls == 0 {
+		t.Errorf("WriteCalls = 0, want the write served by the server")
 	}
 }
 

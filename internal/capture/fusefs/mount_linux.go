@@ -37,7 +37,8 @@ type FS struct {
 	connID   string // minor of the mount's device: /sys/fs/fuse/connections/ID
 	fellBack atomic.Bool
 
-	passthrough atomic.Bool
+	passthrough atomic.Bool // in effect
+	ptAsked     bool        // Options.Passthrough: the kernel may back files directly
 
 	inval chan invalReq
 	stop  chan struct{}
@@ -92,6 +93,7 @@ func Mount(opts Options) (*FS, error) {
 		procs:   newProcCache(),
 		inval:   make(chan invalReq, invalQueueLen),
 		stop:    make(chan struct{}),
+		ptAsked: opts.Passthrough,
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(backing, &st); err != nil {
@@ -126,7 +128,7 @@ func Mount(opts Options) (*FS, error) {
 		f.connID = id
 	}
 	if opts.Passthrough {
-		if err := probePassthrough(server); err != nil {
+		if err := probe(server); err != nil {
 			lg.Warn("fuse passthrough unavailable; data reads and writes go through the server", "err", err)
 		} else {
 			f.passthrough.Store(true)
@@ -194,6 +196,10 @@ func absDir(p string, isMount bool) (string, error) {
 	}
 	return a, nil
 }
+
+// probe is probePassthrough; tests replace it to simulate a kernel that
+// refuses passthrough.
+var probe = probePassthrough
 
 // probePassthrough asks the kernel to register a backing file (a memfd, so
 // no file system sees it) and releases it again.

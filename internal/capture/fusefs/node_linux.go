@@ -185,8 +185,17 @@ func (n *node) openExisting(ctx context.Context, name string, flags uint32, out 
 // SETATTR without a handle) are tracked.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	fh, fflags, errno := n.LoopbackNode.Open(ctx, flags)
-	if errno != 0 || flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
+	if errno != 0 {
 		return fh, fflags, errno
+	}
+	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
+		if lf, ok := fh.(*fs.LoopbackFile); ok && n.fsys.ptAsked && !n.fsys.passthrough.Load() {
+			// The capability was negotiated but passthrough is off (the
+			// probe failed): a backing file registered for a reader would
+			// be shared by later writers of the inode, hiding their writes.
+			return noPassthrough{lf}, fflags, 0
+		}
+		return fh, fflags, 0
 	}
 	return n.fsys.wrap(ctx, n.EmbeddedInode(), fh, flags, dataSig{size: -1}), fflags, 0
 }
@@ -372,3 +381,12 @@ func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint
 	}
 	return count, errno
 }
+
+// noPassthrough is a read-only loopback file that never asks the kernel for
+// passthrough.
+type noPassthrough struct{ *fs.LoopbackFile }
+
+var _ fs.FilePassthroughFder = noPassthrough{}
+
+// PassthroughFd declines passthrough.
+func (noPassthrough) PassthroughFd() (int, bool) { return 0, false }
