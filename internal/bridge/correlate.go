@@ -89,7 +89,9 @@ type entry struct {
 	inval        bool
 	relPath      string
 	relOld       string
-	passthroughW bool // FUSE write without byte count: data went through passthrough
+	passthroughW bool      // FUSE write without byte count: data went through passthrough
+	size         int64     // FUSE writes: the size reported, -1 if unknown
+	prev         writeNote // FUSE passthrough writes: the previous one of the inode
 }
 
 // explanation records a recent FUSE operation on a path or inode, so a
@@ -163,6 +165,14 @@ type correlator struct {
 
 	// renamed maps the new path of a recent FUSE rename to the old one.
 	renamed map[string]renameNote
+
+	// lastWrite is the last FUSE passthrough write per inode (repeatWrite).
+	lastWrite map[uint64]writeNote
+}
+
+type writeNote struct {
+	size int64
+	at   time.Time
 }
 
 type renameNote struct {
@@ -177,6 +187,18 @@ const (
 	rescanHorizon = 2 * time.Minute
 	maxAlone      = 1 << 16
 )
+
+// repeatWrite reports whether FUSE passthrough write e, left without a
+// kernel write, repeats the previous passthrough write of its inode: same
+// size, within two windows. A passthrough write reaches the kernel
+// boundary from the writer; one it never saw changed no data — the FUSE
+// boundary reported a metadata change (ctime) after the close again.
+func (c *correlator) repeatWrite(e *entry) bool {
+	if !e.passthroughW || e.ino == 0 || e.size < 0 {
+		return false
+	}
+	return !e.prev.at.IsZero() && e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
+}
 
 // noteAlone records FUSE entry e, published alone, for coveredByFUSE.
 func (c *correlator) noteAlone(e *entry, now time.Time) {
@@ -206,7 +228,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
-		renamed: map[string]renameNote{},
+		renamed: map[string]renameNote{}, lastWrite: map[uint64]writeNote{},
 	}
 }
 
@@ -338,6 +360,16 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 		e.ino = op.Inode
 	}
 	e.passthroughW = op.Kind == capture.KindWrite && op.Known&event.HasBytes == 0
+	e.size = -1
+	if op.Known&event.HasSize != 0 {
+		e.size = op.Size
+	}
+	if e.passthroughW && e.ino != 0 {
+		if n, ok := c.lastWrite[e.ino]; ok {
+			e.prev = n
+		}
+		c.lastWrite[e.ino] = writeNote{size: e.size, at: now}
+	}
 	c.remember(e, op, now)
 	if op.Kind == capture.KindRename && op.OldPath != "" {
 		c.renamed[op.Path] = renameNote{from: op.OldPath, at: now}
@@ -459,7 +491,9 @@ func (c *correlator) mergeFUSE(k *entry, shadow bool) *entry {
 		return nil
 	}
 	c.merge(f, k)
-	same := func(e *entry) bool { return e.kind == f.kind }
+	// A passthrough write of the size already reported is a repeat report
+	// (see repeatWrite), not a write the kernel merged.
+	same := func(e *entry) bool { return e.kind == f.kind && !(e.passthroughW && e.size == f.size) }
 	for {
 		// Same name only: the kernel merges events of one object and
 		// name, and inode numbers are reused as fast as files come and go.
@@ -672,6 +706,11 @@ func (c *correlator) expire(now time.Time) {
 		changed = true
 		switch e.role {
 		case roleFUSE:
+			if c.repeatWrite(e) {
+				e.role = roleDropped
+				c.st.fuseRepeats.Add(1)
+				break
+			}
 			e.role, e.alone = roleDone, true
 			c.noteAlone(e, now)
 			c.st.fuseOnly.Add(1)
@@ -705,6 +744,11 @@ func (c *correlator) expire(now time.Time) {
 		for k, x := range c.explain {
 			if now.After(x.until.Add(c.cfg.maxWindow)) {
 				delete(c.explain, k)
+			}
+		}
+		for ino, n := range c.lastWrite {
+			if now.Sub(n.at) > 2*c.win {
+				delete(c.lastWrite, ino)
 			}
 		}
 		for p, r := range c.renamed {
