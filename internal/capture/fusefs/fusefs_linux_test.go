@@ -175,6 +175,32 @@ func TestPassthroughFallback(t *testing.T) {
 	}
 }
 
+// TestReaderThenWriter: a file held open by a reader while another
+// descriptor appends yields one write in both modes (in passthrough mode the
+// writer shares the reader's backing file).
+func TestReaderThenWriter(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			backing := t.TempDir()
+			if err := os.WriteFile(filepath.Join(backing, "f"), []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			f := mountT(t, Options{Backing: backing, Sink: rec, Passthrough: mode.on})
+			m := f.Mountpoint()
+			sh(t, "exec 3<"+m+"/f; printf abc >>"+m+"/f; exec 3<&-")
+			got := rec.waitQuiet(1, 10*time.Second)
+			if len(got) != 1 || got[0].Kind != capture.KindWrite || got[0].Size != 4 {
+				t.Fatalf("ops = %v, want one write to size 4", kinds(got))
+			}
+			if hasBytes := got[0].Known&event.HasBytes != 0; hasBytes == mode.on || !mode.on && got[0].Bytes != 3 {
+				t.Errorf("Bytes = %d (known %v), want 3 known without passthrough, unknown with", got[0].Bytes, hasBytes)
+			}
+		})
+	}
+}
+
 // TestCoalescing: 1000 writes through one descriptor are one KindWrite with
 // the total byte count and the written range.
 func TestCoalescing(t *testing.T) {
