@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -110,10 +111,17 @@ func (t *peerTable) record(id string, s offsetSample, applied, lastSeq uint64, m
 	}
 }
 
+// fail records a failed probe. A probe refused for its clock (either side
+// found the other's HLC beyond the maximum offset) refuses the peer until a
+// probe succeeds again.
 func (t *peerTable) fail(id string, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.getLocked(id).lastErr = err.Error()
+	p := t.getLocked(id)
+	p.lastErr = err.Error()
+	if errors.Is(err, ErrClockOffset) {
+		p.refused = err.Error()
+	}
 }
 
 func (t *peerTable) forget(keep map[string]bool) {

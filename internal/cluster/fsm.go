@@ -34,7 +34,7 @@ type fsm struct {
 	scratch batch  // FSM goroutine
 	recs    []byte // FSM goroutine
 
-	applied  atomic.Uint64        // index of the last entry the FSM applied
+	applied  atomic.Uint64         // index of the last entry the FSM applied
 	failed   atomic.Pointer[error] // sticky: the journal failed, nothing more is applied
 	appliedC chan struct{}         // closed and replaced when applied advances; under chMu
 	chMu     sync.Mutex

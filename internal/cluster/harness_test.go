@@ -387,7 +387,14 @@ func (c *tcluster) startLoad(workers, batch int) *load {
 					time.Sleep(10 * time.Millisecond)
 					continue
 				}
+				// Like a load balancer that follows /readyz: prefer ready nodes.
 				tn := nodes[rng.IntN(len(nodes))]
+				for range len(nodes) {
+					if ok, _ := tn.n.Ready(); ok {
+						break
+					}
+					tn = nodes[rng.IntN(len(nodes))]
+				}
 				evs := make([]*event.Event, batch)
 				l.h.mu.Lock()
 				for i := range evs {

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/semprop/semprop/event"
@@ -131,13 +133,13 @@ func (n *Node) send(req *http.Request) (*http.Response, error) {
 	if json.Unmarshal(body, &eb) != nil || eb.Error == "" {
 		eb.Error = fmt.Sprintf("%s: %s", resp.Status, bytes.TrimSpace(body))
 	}
-	switch eb.Code {
-	case codeNoQuorum:
-		return nil, fmt.Errorf("%w: %s", ErrNoQuorum, eb.Error)
-	case codeClock:
-		return nil, fmt.Errorf("%w: %s", ErrClockOffset, eb.Error)
-	case codeNotLeader:
-		return nil, fmt.Errorf("%w: %s", ErrNotLeader, eb.Error)
+	for _, c := range []struct {
+		code string
+		err  error
+	}{{codeNoQuorum, ErrNoQuorum}, {codeClock, ErrClockOffset}, {codeNotLeader, ErrNotLeader}} {
+		if eb.Code == c.code {
+			return nil, fmt.Errorf("%w: %s", c.err, strings.TrimPrefix(eb.Error, c.err.Error()+": "))
+		}
 	}
 	return nil, fmt.Errorf("cluster: %s %s: %s", req.Method, req.URL.Path, eb.Error)
 }
@@ -211,7 +213,8 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
 	defer cancel()
 	var res forwardResult
-	for attempt := 0; ; attempt++ {
+	retryUntil := time.Now().Add(n.cfg.LeaderWait)
+	for {
 		if n.IsLeader() {
 			// Became the leader meanwhile: commit here.
 			res.First, res.Index, err = n.commit(ctx, evs)
@@ -223,13 +226,18 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 			break
 		}
 		err = n.post(ctx, ld.APIURL, "/v1/cluster/forward", body, &res)
-		if err == nil || !errors.Is(err, ErrNotLeader) || attempt >= 3 {
-			if err != nil && !errors.Is(err, ErrNoQuorum) && !errors.Is(err, ErrClockOffset) && ctx.Err() == nil {
-				err = fmt.Errorf("%w: forward to leader %s: %v", ErrNoQuorum, ld.ID, err)
-			}
+		if err == nil {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		if (errors.Is(err, ErrNotLeader) || notSent(err)) && time.Now().Before(retryUntil) && ctx.Err() == nil {
+			// Nothing was applied: safe to try again, e.g. on the next leader.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, ErrNoQuorum) && !errors.Is(err, ErrClockOffset) && ctx.Err() == nil {
+			err = fmt.Errorf("%w: forward to leader %s: %v", ErrNoQuorum, ld.ID, err)
+		}
+		break
 	}
 	if err != nil {
 		failAll(reqs, err)
@@ -240,6 +248,13 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 		rq.finish(first, res.Index, nil)
 		first += uint64(len(rq.evs))
 	}
+}
+
+// notSent reports whether err proves a request never reached its server
+// (the connection could not be made).
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // commit runs evs through the batcher and waits for the commit (not for

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
@@ -72,6 +74,7 @@ type Config struct {
 	TrailingLogs       uint64        // default 10240 entries
 	PingInterval       time.Duration // clock/lag probes to every peer; default 1s
 	ForwardTimeout     time.Duration // a forwarded write, end to end; default 10s
+	WALSegmentSize     int           // raft-wal segment size; default 64 MiB. The log is truncated by whole segments
 	LeaderWait         time.Duration // how long a write waits for a leader; default 2s
 
 	// Dial opens every outgoing connection (Raft and HTTP to peers); nil =
@@ -153,6 +156,7 @@ type Node struct {
 
 	r      *raft.Raft
 	wal    *raftwal.WAL
+	meta   *metadb.BoltMetaDB
 	trans  *raft.NetworkTransport
 	snaps  *raft.FileSnapshotStore
 	fsm    *fsm
@@ -220,7 +224,10 @@ func (n *Node) openRaft() error {
 	hl := hclog.New(&hclog.LoggerOptions{
 		Name: "raft", Level: hclog.LevelFromString(cfg.RaftLogLevel), Output: os.Stderr,
 	}).With("node", cfg.ID)
-	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")))
+	// raft-wal's Close leaves its meta database open (and flocked): own it.
+	n.meta = &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(n.meta),
+		raftwal.WithSegmentSize(cmp.Or(cfg.WALSegmentSize, raftwal.DefaultSegmentSize)))
 	if err != nil {
 		return fmt.Errorf("cluster: open raft wal: %w", err)
 	}
@@ -238,7 +245,7 @@ func (n *Node) openRaft() error {
 		cfg.RaftAddr = ln.Addr().String()
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{ln: ln, advertise: cfg.RaftAddr, dial: cfg.Dial}, MaxPool: 4,
+		Stream: &streamLayer{ln: ln, advertise: cfg.RaftAddr, dial: cfg.Dial, ctx: n.ctx}, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: hl.Named("net"),
 	})
 	rc := raft.DefaultConfig()
@@ -284,6 +291,9 @@ func (n *Node) closeStores() {
 	}
 	if n.wal != nil {
 		_ = n.wal.Close()
+	}
+	if n.meta != nil {
+		_ = n.meta.Close()
 	}
 }
 
@@ -463,11 +473,17 @@ func (n *Node) Close() error {
 	return err
 }
 
-// streamLayer is raft's TCP stream layer with a pluggable dialer.
+// streamLayer is raft's TCP stream layer with a pluggable dialer. Dial
+// keeps retrying (every 50ms, within raft's timeout) while the peer is
+// unreachable: raft backs off exponentially between failed replication
+// attempts (up to 10s), so without this a follower would wait seconds after
+// a partition heals before the leader tried again; with it the first
+// connection after the heal carries the catch-up.
 type streamLayer struct {
 	ln        net.Listener
 	advertise string
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
+	ctx       context.Context // the node's: Close stops pending dials
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -482,9 +498,19 @@ func (s *streamLayer) Addr() net.Addr {
 }
 
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	return s.dial(ctx, "tcp", string(addr))
+	for {
+		c, err := s.dial(ctx, "tcp", string(addr))
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }
 
 var _ io.Closer = (*Node)(nil)
