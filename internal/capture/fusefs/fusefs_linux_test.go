@@ -476,3 +476,53 @@ func TestUnmountBusy(t *testing.T) {
 		t.Fatal("server did not stop after the last user left")
 	}
 }
+
+// TestConcurrentWriters: several processes create, write and delete files at
+// once; every op is reported once, with the right process.
+func TestConcurrentWriters(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			rec := &recorder{}
+			f := mountT(t, Options{Sink: rec, Passthrough: mode.on})
+			const procs, files = 4, 50
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			var cmds []*exec.Cmd
+			for p := range procs {
+				dir := filepath.Join(f.Mountpoint(), "p"+itoa(p))
+				script := "mkdir " + dir + " && i=0; while [ $i -lt " + itoa(files) + " ]; do printf data >" + dir + "/f$i; i=$((i+1)); done; " +
+					"i=0; while [ $i -lt " + itoa(files) + " ]; do rm -f " + dir + "/f$i; i=$((i+1)); done"
+				cmd := exec.CommandContext(ctx, "sh", "-c", script)
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				cmds = append(cmds, cmd)
+			}
+			pids := map[int32]string{}
+			for p, cmd := range cmds {
+				if err := cmd.Wait(); err != nil {
+					t.Fatalf("writer %d: %v", p, err)
+				}
+				pids[int32(cmd.Process.Pid)] = "p" + itoa(p)
+			}
+			// mkdir is a child process of sh; creates and writes come from sh
+			// (redirections); rm is a child too.
+			got := rec.waitQuiet(procs*(1+3*files), 20*time.Second)
+			count := map[string]int{}
+			for _, op := range got {
+				dir := filepath.Base(filepath.Dir(op.Path))
+				if op.Kind == capture.KindCreate || op.Kind == capture.KindWrite {
+					if pids[op.PID] != dir {
+						t.Errorf("%v %s: PID %d, want the sh of %s", op.Kind, op.Path, op.PID, dir)
+					}
+				}
+				count[op.Kind.String()]++
+			}
+			want := map[string]int{"fs.mkdir": procs, "fs.create": procs * files, "fs.write": procs * files, "fs.delete": procs * files}
+			if diff := cmp.Diff(want, count); diff != "" {
+				t.Errorf("op counts (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
