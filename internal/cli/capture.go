@@ -41,6 +41,9 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 	brCtx, stopBridges := context.WithCancel(context.Background())
 	c.stopSources, c.stopBridges = stopSources, stopBridges
 	data, _ := filepath.Abs(cfg.Data)
+	if real, err := filepath.EvalSymlinks(data); err == nil {
+		data = real
+	}
 	self := int32(os.Getpid())
 
 	fail := func(err error) {
@@ -80,7 +83,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 	}
 
 	for _, dir := range cfg.Watch {
-		root, err := filepath.Abs(dir)
+		root, err := realPath(dir)
 		if err != nil {
 			c.wait()
 			return nil, err
@@ -100,7 +103,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 	}
 	for _, spec := range cfg.Mount {
 		b, mp, _ := strings.Cut(spec, ":")
-		backing, err1 := filepath.Abs(b)
+		backing, err1 := realPath(b) // the kernel reports paths with symlinks resolved
 		mountpoint, err2 := filepath.Abs(mp)
 		if err := errors.Join(err1, err2); err != nil {
 			c.wait()
@@ -155,6 +158,15 @@ func (c *captures) wait() {
 	c.sources.Wait()
 	c.stopBridges()
 	c.bridges.Wait()
+}
+
+// realPath is the absolute path of dir with symlinks resolved.
+func realPath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }
 
 func within(path, root string) bool {
