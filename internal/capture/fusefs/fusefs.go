@@ -105,6 +105,7 @@ var (
 	ErrNoSink         = errors.New("fusefs: options need a sink")
 	ErrNotDir         = errors.New("fusefs: not a directory")
 	ErrMountpointBusy = errors.New("fusefs: mount point holds a live fuse mount of another file system")
+	ErrOverlap        = errors.New("fusefs: backing and mount point overlap (the server would access its own mount)")
 )
 
 // Default cache timeouts.

@@ -399,6 +399,12 @@ func TestMountErrors(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub", "inner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		opts Options
@@ -406,7 +412,11 @@ func TestMountErrors(t *testing.T) {
 	}{
 		{"no sink", Options{Backing: dir, Mountpoint: dir}, ErrNoSink},
 		{"backing is a file", Options{Backing: file, Mountpoint: dir, Sink: &recorder{}}, ErrNotDir},
-		{"mount point is a file", Options{Backing: dir, Mountpoint: file, Sink: &recorder{}}, ErrNotDir},
+		{"mount point is a file", Options{Backing: filepath.Join(dir, "sub"), Mountpoint: file, Sink: &recorder{}}, ErrNotDir},
+		{"mount point in backing", Options{Backing: dir, Mountpoint: filepath.Join(dir, "sub"), Sink: &recorder{}}, ErrOverlap},
+		{"backing in mount point", Options{Backing: filepath.Join(dir, "sub"), Mountpoint: dir, Sink: &recorder{}}, ErrOverlap},
+		{"same directory", Options{Backing: dir, Mountpoint: dir + "/.", Sink: &recorder{}}, ErrOverlap},
+		{"mount point through a symlink", Options{Backing: filepath.Join(dir, "sub"), Mountpoint: filepath.Join(dir, "link", "inner"), Sink: &recorder{}}, ErrOverlap},
 		{"backing missing", Options{Backing: filepath.Join(dir, "nope"), Mountpoint: dir, Sink: &recorder{}}, os.ErrNotExist},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -77,6 +78,9 @@ func Mount(opts Options) (*FS, error) {
 	mp, err := filepath.Abs(opts.Mountpoint)
 	if err != nil {
 		return nil, fmt.Errorf("mount point %s: %w", opts.Mountpoint, err)
+	}
+	if overlap(backing, mp) {
+		return nil, fmt.Errorf("%w: %s, %s", ErrOverlap, backing, mp)
 	}
 	if err := clearStale(mp, lg); err != nil {
 		return nil, err
@@ -166,6 +170,25 @@ func MountOptions(passthrough, debug bool, logger *log.Logger) fuse.MountOptions
 		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	}
 	return mo
+}
+
+// overlap reports whether one of the directories contains the other, after
+// resolving symbolic links (the mount point's last element is not resolved:
+// it may be a dead mount).
+func overlap(backing, mp string) bool {
+	if b, err := filepath.EvalSymlinks(backing); err == nil {
+		backing = b
+	}
+	if d, err := filepath.EvalSymlinks(filepath.Dir(mp)); err == nil {
+		mp = filepath.Join(d, filepath.Base(mp))
+	}
+	return within(mp, backing) || within(backing, mp)
+}
+
+// within reports whether p is dir or below it (both absolute and clean).
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func timeout(d, def time.Duration) time.Duration {
