@@ -61,7 +61,10 @@ type counters struct {
 // Mount mounts a loopback of opts.Backing at opts.Mountpoint and starts
 // serving it. A stale mount left at the mount point by a crashed server
 // (ENOTCONN, or a semprop fuse entry in /proc/self/mountinfo) is detached
-// first, with a log line. It must run as root (direct mount).
+// first, with a log line; a live fuse mount of another file system there is
+// ErrMountpointBusy, and directories that contain each other are ErrOverlap.
+// It must run as root (direct mount). The sink is called from FUSE handlers,
+// concurrently.
 func Mount(opts Options) (*FS, error) {
 	if opts.Sink == nil {
 		return nil, ErrNoSink
