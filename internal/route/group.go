@@ -208,14 +208,14 @@ func gcd(a, b int) int {
 	return a
 }
 
-// deliver hands ev to the route's targets and returns the number of
+// deliverTo hands ev to the route's targets and returns the number of
 // successful deliveries.
-func (c *compiled[T]) deliver(ev *event.Event, fn DeliverFunc[T], st *counters) int {
+func deliverTo[T comparable, A any](c *compiled[T], ev *event.Event, arg A, fn func(T, *event.Event, A) error, st *counters) int {
 	n := len(c.targets)
 	if c.strategy == Broadcast {
 		ok := 0
 		for i := range c.targets {
-			if c.try(i, ev, fn, st) {
+			if try(c, i, ev, arg, fn, st) {
 				ok++
 			}
 		}
@@ -234,7 +234,7 @@ func (c *compiled[T]) deliver(ev *event.Event, fn DeliverFunc[T], st *counters) 
 		turn = fnv1a(ev.Subject)
 		start = int(jump(turn, n))
 	}
-	if c.try(start, ev, fn, st) {
+	if try(c, start, ev, arg, fn, st) {
 		return 1
 	}
 	// The chosen member failed: try the others in ring order, starting at
@@ -245,7 +245,7 @@ func (c *compiled[T]) deliver(ev *event.Event, fn DeliverFunc[T], st *counters) 
 		off := int((turn / uint64(n)) % uint64(n-1))
 		for k := range n - 1 {
 			i := (start + 1 + (off+k)%(n-1)) % n
-			if c.try(i, ev, fn, st) {
+			if try(c, i, ev, arg, fn, st) {
 				st.failovers.Add(1)
 				return 1
 			}
@@ -255,14 +255,14 @@ func (c *compiled[T]) deliver(ev *event.Event, fn DeliverFunc[T], st *counters) 
 	return 0
 }
 
-// try delivers ev to target i through its breaker, if any.
-func (c *compiled[T]) try(i int, ev *event.Event, fn DeliverFunc[T], st *counters) bool {
+// try delivers ev to target i of c through its breaker, if any.
+func try[T comparable, A any](c *compiled[T], i int, ev *event.Event, arg A, fn func(T, *event.Event, A) error, st *counters) bool {
 	var err error
 	if c.breakers == nil {
-		err = fn(c.targets[i], ev)
+		err = fn(c.targets[i], ev, arg)
 	} else {
 		tgt := c.targets[i]
-		_, err = c.breakers[i].Execute(func() (struct{}, error) { return struct{}{}, fn(tgt, ev) })
+		_, err = c.breakers[i].Execute(func() (struct{}, error) { return struct{}{}, fn(tgt, ev, arg) })
 		if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 			st.skipped.Add(1)
 			return false

@@ -396,6 +396,15 @@ func TestRouteZeroAllocs(t *testing.T) {
 	if a := testing.AllocsPerRun(200, func() { r.Route(ev, deliver) }); a != 0 {
 		t.Errorf("Route allocs = %v, want 0", a)
 	}
+	// RouteArg passes per-event state through without a closure.
+	var sum int64
+	add := func(tgt int, _ *event.Event, at int64) error { sum += at + int64(tgt); return nil }
+	if n := RouteArg(r.Table(), ev, int64(1000), add); n != 5 || sum < 5000 {
+		t.Fatalf("RouteArg delivered %d (sum %d), want 5", n, sum)
+	}
+	if a := testing.AllocsPerRun(200, func() { RouteArg(r.Table(), ev, int64(7), add) }); a != 0 {
+		t.Errorf("RouteArg allocs = %v, want 0", a)
+	}
 }
 
 // TestRouteAgreesWithSelectors checks the trie, the type cache and the

@@ -329,28 +329,42 @@ func (t *Table[T]) Len() int { return len(t.routes) }
 // allocate when ev's type is cached, its filters are native, and no route
 // redacts.
 func (t *Table[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
+	return routeTable(t, ev, deliver, callDeliver[T])
+}
+
+// callDeliver adapts a DeliverFunc to RouteArg's form.
+func callDeliver[T comparable](tgt T, ev *event.Event, d DeliverFunc[T]) error { return d(tgt, ev) }
+
+// RouteArg is Table.Route with an argument passed through to deliver, for
+// callers that need per-event state in deliver (a timestamp, a batch)
+// without building a closure, which would allocate, for every event.
+func RouteArg[T comparable, A any](t *Table[T], ev *event.Event, arg A, deliver func(target T, ev *event.Event, arg A) error) int {
+	return routeTable(t, ev, arg, deliver)
+}
+
+func routeTable[T comparable, A any](t *Table[T], ev *event.Event, arg A, fn func(T, *event.Event, A) error) int {
 	e := t.candidates(ev.Type)
 	n := 0
 	for _, c := range e.scan {
-		n += t.routeOne(c, ev, deliver)
+		n += routeOne(t, c, ev, arg, fn)
 	}
 	if e.byDir != nil {
 		s := ev.Subject
 		for i := 1; i < len(s); i++ {
 			if s[i] == '/' {
 				for _, c := range e.byDir[s[:i]] {
-					n += t.routeOne(c, ev, deliver)
+					n += routeOne(t, c, ev, arg, fn)
 				}
 			}
 		}
 		for _, c := range e.byDir[s] {
-			n += t.routeOne(c, ev, deliver)
+			n += routeOne(t, c, ev, arg, fn)
 		}
 	}
 	return n
 }
 
-func (t *Table[T]) routeOne(c *compiled[T], ev *event.Event, deliver DeliverFunc[T]) int {
+func routeOne[T comparable, A any](t *Table[T], c *compiled[T], ev *event.Event, arg A, fn func(T, *event.Event, A) error) int {
 	if !c.sel.matchRest(ev) || (c.extra != nil && !c.extra.Match(ev)) {
 		return 0
 	}
@@ -358,7 +372,7 @@ func (t *Table[T]) routeOne(c *compiled[T], ev *event.Event, deliver DeliverFunc
 	if c.redact != nil {
 		out = c.redact.Apply(ev)
 	}
-	return c.deliver(out, deliver, t.stats)
+	return deliverTo(c, out, arg, fn, t.stats)
 }
 
 // Match calls fn with the name of each route whose selector and filters
