@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,29 +24,31 @@ func TestStreamResumesAfterDisconnects(t *testing.T) {
 	m, _ := propagate.New(propagate.Options{Journal: j, Dir: dir, Logger: quiet})
 	s := api.New(api.Options{Manager: m, Logger: quiet})
 	s.SetReady(true, "")
-	hs := httptest.NewServer(s)
+	var streams atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/stream" {
+			streams.Add(1)
+		}
+		s.ServeHTTP(w, r)
+	}))
 	defer func() { s.Close(); hs.Close(); m.Close(); j.Close() }()
 
 	c := client.New(hs.URL, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	const total = 3000
-	go func() {
-		for i := 0; i < total; i += 100 {
-			evs := make([]*event.Event, 100)
-			for k := range evs {
-				evs[k] = &event.Event{Type: "t.x"}
-			}
-			if _, err := c.PublishBatch(ctx, evs); err != nil {
-				t.Error(err)
-				return
-			}
-			if i%500 == 0 {
-				hs.CloseClientConnections() // drop every stream now and then
-			}
-			time.Sleep(2 * time.Millisecond)
+	const total, batch = 3000, 100
+	// The publisher must not reuse a connection the test just cut.
+	pub := client.NewWithHTTPClient(hs.URL, "", &http.Client{Transport: &http.Transport{DisableKeepAlives: true}})
+	publish := func() {
+		evs := make([]*event.Event, batch)
+		for k := range evs {
+			evs[k] = &event.Event{Type: "t.x"}
 		}
-	}()
+		if _, err := pub.PublishBatch(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish()
 	var last uint64
 	done := errors.New("done")
 	err := c.Stream(ctx, client.Selector{}, 0, func(ev *event.Event) error {
@@ -55,10 +59,19 @@ func TestStreamResumesAfterDisconnects(t *testing.T) {
 		if last == total {
 			return done
 		}
+		if last%batch == 0 { // caught up with what exists
+			if last%(3*batch) == 0 {
+				hs.CloseClientConnections() // cut the stream before more exists
+			}
+			publish()
+		}
 		return nil
 	})
 	if err != done {
 		t.Fatalf("Stream = %v at seq %d, want all %d events", err, last, total)
+	}
+	if n := streams.Load(); n < 3 {
+		t.Fatalf("only %d stream connections: the test did not exercise reconnection", n)
 	}
 }
 
