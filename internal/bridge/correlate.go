@@ -91,7 +91,7 @@ type entry struct {
 	relOld       string
 	passthroughW bool      // FUSE write without byte count: data went through passthrough
 	size         int64     // FUSE writes: the size reported, -1 if unknown
-	prev         writeNote // FUSE passthrough writes: the previous one of the inode
+	prev         writeNote // FUSE passthrough writes: the inode's previous one
 }
 
 // explanation records a recent FUSE operation on a path or inode, so a
@@ -166,8 +166,18 @@ type correlator struct {
 	// renamed maps the new path of a recent FUSE rename to the old one.
 	renamed map[string]renameNote
 
-	// lastWrite is the last FUSE passthrough write per inode (repeatWrite).
+	// kmerged is when a kernel op was last merged into a FUSE op, by the
+	// FUSE op's kind and path (kernelCovered).
+	kmerged map[kindPath]time.Time
+	now     time.Time // of the op or expiry being handled
+
+	// lastWrite is the last FUSE passthrough write per inode.
 	lastWrite map[uint64]writeNote
+}
+
+type kindPath struct {
+	kind capture.Kind
+	path string
 }
 
 type writeNote struct {
@@ -190,14 +200,15 @@ const (
 
 // repeatWrite reports whether FUSE passthrough write e, left without a
 // kernel write, repeats the previous passthrough write of its inode: same
-// size, within two windows. A passthrough write reaches the kernel
-// boundary from the writer; one it never saw changed no data — the FUSE
-// boundary reported a metadata change (ctime) after the close again.
+// size, within two windows. Data written through passthrough reaches the
+// kernel boundary from the writer; a write it never saw changed no data —
+// the FUSE boundary reports a passthrough write again at RELEASE when a
+// chmod, rename or unlink changed the file's ctime after the close.
 func (c *correlator) repeatWrite(e *entry) bool {
-	if !e.passthroughW || e.ino == 0 || e.size < 0 {
+	if !e.passthroughW || e.size < 0 || e.prev.at.IsZero() {
 		return false
 	}
-	return !e.prev.at.IsZero() && e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
+	return e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
 }
 
 // noteAlone records FUSE entry e, published alone, for coveredByFUSE.
@@ -228,7 +239,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
-		renamed: map[string]renameNote{}, lastWrite: map[uint64]writeNote{},
+		renamed: map[string]renameNote{}, lastWrite: map[uint64]writeNote{}, kmerged: map[kindPath]time.Time{},
 	}
 }
 
@@ -267,6 +278,7 @@ func (c *correlator) isShadow(op *capture.Op) bool {
 
 // add takes one op observed by a boundary.
 func (c *correlator) add(op *capture.Op, now time.Time) {
+	c.now = now
 	if op.Kind == capture.KindNone {
 		op.Kind = rawKind(op)
 	}
@@ -364,10 +376,8 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 	if op.Known&event.HasSize != 0 {
 		e.size = op.Size
 	}
-	if e.passthroughW && e.ino != 0 {
-		if n, ok := c.lastWrite[e.ino]; ok {
-			e.prev = n
-		}
+	if e.passthroughW && e.ino != 0 && e.size >= 0 {
+		e.prev = c.lastWrite[e.ino]
 		c.lastWrite[e.ino] = writeNote{size: e.size, at: now}
 	}
 	c.remember(e, op, now)
@@ -480,31 +490,27 @@ func (c *correlator) explained(e *entry) bool {
 }
 
 // mergeFUSE merges kernel entry k into the waiting FUSE entry it belongs
-// to, and into every other FUSE op of the same kind on the same file still
-// waiting: the kernel merges identical events queued together (two
-// close-writes of one file by one process become one record), so one kernel
-// op may stand for several FUSE ops that arrived before it. A kernel op
-// that turns out to be extra is absorbed later (see explained).
+// to, and notes the merge for kernelCovered.
 func (c *correlator) mergeFUSE(k *entry, shadow bool) *entry {
 	f := c.findFUSE(k, shadow)
 	if f == nil {
 		return nil
 	}
 	c.merge(f, k)
-	// A passthrough write of the size already reported is a repeat report
-	// (see repeatWrite), not a write the kernel merged.
-	same := func(e *entry) bool { return e.kind == f.kind && !(e.passthroughW && e.size == f.size) }
-	for {
-		// Same name only: the kernel merges events of one object and
-		// name, and inode numbers are reused as fast as files come and go.
-		g := pick(c.fuseByPath[pathKey{f.class, f.path}], f.kind, same)
-		if g == nil {
-			return f
-		}
-		c.unwait(g)
-		c.merge(g, k)
-		c.st.coalesced.Add(1)
-	}
+	return f
+}
+
+// kernelCovered reports whether FUSE entry e, left without a kernel op,
+// was seen by the kernel after all: the kernel merges identical events
+// queued together (two close-writes of one file by one process become one
+// record), so one kernel op may stand for several FUSE ops of the same kind
+// on the same file. It did if a kernel op was merged into an earlier FUSE
+// op of e's kind and name within a window of e. (Pairing is done only at
+// e's deadline: had the kernel not merged, its own op would have come.)
+func (c *correlator) kernelCovered(e *entry) bool {
+	t, ok := c.kmerged[kindPath{e.kind, e.path}]
+	d := e.at.Sub(t)
+	return ok && d <= c.win && d >= -c.win
 }
 
 // findFUSE returns the waiting FUSE entry kernel entry k belongs to, and
@@ -573,6 +579,7 @@ func pick(list []*entry, kind capture.Kind, accept func(*entry) bool) *entry {
 // inode (and size, mode when FUSE lacks them) from the kernel, and the
 // process context from the kernel when FUSE lacks it and k is not a shadow.
 func (c *correlator) merge(f, k *entry) {
+	c.kmerged[kindPath{f.kind, f.path}] = c.now
 	fc, ko := &f.ev.Context, k.op
 	has := func(b event.Fields) bool { return ko.Known&b != 0 }
 	if has(event.HasInode) {
@@ -692,6 +699,7 @@ func (c *correlator) nextDeadline() (time.Time, bool) {
 
 // expire settles every entry whose deadline is not after now.
 func (c *correlator) expire(now time.Time) {
+	c.now = now
 	changed := false
 	for {
 		d, ok := c.nextDeadline()
@@ -709,6 +717,14 @@ func (c *correlator) expire(now time.Time) {
 			if c.repeatWrite(e) {
 				e.role = roleDropped
 				c.st.fuseRepeats.Add(1)
+				break
+			}
+			if c.kernelCovered(e) {
+				// The kernel merged this op's event into one it reported
+				// for an earlier FUSE op of the same kind on the file.
+				e.ev.Boundaries = e.ev.Boundaries.Add(boundaryKernel)
+				e.role = roleDone
+				c.st.coalesced.Add(1)
 				break
 			}
 			e.role, e.alone = roleDone, true
@@ -744,6 +760,11 @@ func (c *correlator) expire(now time.Time) {
 		for k, x := range c.explain {
 			if now.After(x.until.Add(c.cfg.maxWindow)) {
 				delete(c.explain, k)
+			}
+		}
+		for k, t := range c.kmerged {
+			if now.Sub(t) > 2*c.win {
+				delete(c.kmerged, k)
 			}
 		}
 		for ino, n := range c.lastWrite {
