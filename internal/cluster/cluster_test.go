@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semprop/semprop/event"
 )
@@ -54,5 +56,35 @@ func TestThreeNodesBasic(t *testing.T) {
 			t.Errorf("member %s: offset %v ± %v, want within 1ms on loopback", m.ID, time.Duration(m.OffsetNS), e)
 		}
 	}
-	_ = errors.Is
+}
+
+func TestMetrics(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c.node(0).n.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // a few probes
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = len(mf.GetMetric())
+		if mf.GetName() == "semprop_cluster_ready" {
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 1 {
+				t.Errorf("semprop_cluster_ready = %v, want 1", v)
+			}
+		}
+	}
+	want := map[string]int{
+		"semprop_cluster_ready": 1, "semprop_cluster_leader": 1, "semprop_cluster_commit_index": 1,
+		"semprop_cluster_applied_index": 1, "semprop_cluster_snapshot_restores_total": 1,
+		"semprop_cluster_records_fetched_total": 1, "semprop_cluster_peer_clock_offset_seconds": 2,
+		"semprop_cluster_peer_clock_error_seconds": 2, "semprop_cluster_peer_lag_entries": 2, "semprop_cluster_peer_refused": 2,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metric families (-want +got):\n%s", diff)
+	}
 }

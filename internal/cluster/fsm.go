@@ -163,7 +163,7 @@ func (f *fsm) applyBatch(data []byte) applyResult {
 	if f.n.deliver != nil {
 		if orig != nil {
 			f.n.deliver(orig[skip:])
-		} else {
+		} else if f.n.cfg.DeliverWanted == nil || f.n.cfg.DeliverWanted() {
 			evs := make([]*event.Event, len(raw))
 			store := make([]event.Event, len(raw))
 			for i, r := range raw {

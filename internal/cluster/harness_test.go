@@ -153,6 +153,9 @@ func testConfig(c *Config) {
 	}
 }
 
+// testJournalFsync is the fsync policy of test journals (benchmarks vary it).
+var testJournalFsync = journal.FsyncAlways
+
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newCluster(t testing.TB, size int, tweak func(*Config)) *tcluster {
@@ -196,7 +199,7 @@ func (c *tcluster) start(i int, bootstrap bool, join string) *tnode {
 	c.apis[i] = tn.ln.Addr().String()
 	tn.url = "http://" + tn.ln.Addr().String()
 	c.nw.register(tn.ln.Addr().String(), tn.id)
-	tn.j, err = journal.Open(journal.Options{Dir: filepath.Join(tn.dir, "journal"), Logger: quietLog})
+	tn.j, err = journal.Open(journal.Options{Dir: filepath.Join(tn.dir, "journal"), Fsync: testJournalFsync, Logger: quietLog})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -81,6 +81,11 @@ type Config struct {
 	// net.Dialer. Tests wrap it to cut links.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
+	// DeliverWanted, if set, is asked before decoding committed events for
+	// the delivery hook on a node that did not publish them; false skips the
+	// decode (no live subscriber would see them). nil = always deliver.
+	DeliverWanted func() bool
+
 	Logger       *slog.Logger // nil = slog.Default()
 	RaftLogLevel string       // hclog level of the raft library; default "warn"
 }

@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"os"
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// benchEvents returns n events whose binary encoding (with a seq of up to
+// 3 bytes) is size bytes.
+func benchEvents(tb testing.TB, n, size int) []*event.Event {
+	now := time.Now()
+	proto := event.Event{ID: event.NewID(), Seq: 1 << 20, Type: "bench.event", Subject: "/b",
+		HLC: event.HLC{Wall: now.UnixNano()}, Time: now, Source: "semprop://bench"}
+	for range 3 {
+		b, _ := proto.AppendBinary(nil)
+		if pad := len(proto.Data) + size - len(b); pad >= 0 && len(b) != size {
+			proto.Data = make([]byte, pad)
+		}
+	}
+	if b, _ := proto.AppendBinary(nil); len(b) != size {
+		tb.Fatalf("bench event encodes to %d bytes, want %d", len(b), size)
+	}
+	proto.Seq = 0
+	evs := make([]*event.Event, n)
+	store := make([]event.Event, n)
+	for i := range evs {
+		store[i] = proto
+		store[i].ID = event.NewID()
+		evs[i] = &store[i]
+	}
+	return evs
+}
+
+// publishBench drives m with `workers` goroutines, each publishing batches
+// of `batch` fresh 100-byte events, and reports events/s and the commit
+// latency of each PublishBatch call.
+func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) {
+	b.ReportAllocs()
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+	)
+	ops := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	var errs []error
+	for range workers {
+		wg.Go(func() {
+			var local []time.Duration
+			for range ops {
+				evs := benchEvents(b, batch, 100)
+				start := time.Now()
+				if err := m.PublishBatch(context.Background(), evs); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					continue
+				}
+				local = append(local, time.Since(start))
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		})
+	}
+	n := 0
+	for b.Loop() {
+		ops <- struct{}{}
+		n++
+	}
+	close(ops)
+	wg.Wait()
+	b.StopTimer()
+	if len(errs) > 0 {
+		b.Fatalf("%d publishes failed, first: %v", len(errs), errs[0])
+	}
+	slices.Sort(lats)
+	b.ReportMetric(float64(n*batch)/b.Elapsed().Seconds(), "events/s")
+	if len(lats) > 0 {
+		b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
+		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
+	}
+}
+
+// BenchmarkPublish compares, in one run, the local (single-node) sequencer
+// with a 3-node Raft cluster on loopback; every event is 100 bytes and is
+// acknowledged after fsync (quorum fsync for the cluster: raft-wal on a
+// majority, plus the journal of the publishing node).
+func BenchmarkPublish(b *testing.B) {
+	for _, shape := range []struct{ workers, batch int }{{64, 1}, {16, 100}, {8, 1000}} {
+		name := fmt.Sprintf("workers=%d/batch=%d", shape.workers, shape.batch)
+		b.Run("single-node/"+name, func(b *testing.B) {
+			j, err := journal.Open(journal.Options{Dir: filepath.Join(b.TempDir(), "j"), Logger: quietLog})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer j.Close()
+			m, err := propagate.New(propagate.Options{Journal: j, Logger: quietLog})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			publishBench(b, m, shape.workers, shape.batch)
+		})
+		b.Run("raft-3/"+name, func(b *testing.B) {
+			if os.Getenv("BENCH_JOURNAL_NOSYNC") != "" {
+				testJournalFsync = journal.FsyncNever
+				defer func() { testJournalFsync = journal.FsyncAlways }()
+			}
+			c := newCluster(b, 3, func(cfg *Config) {
+				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+			})
+			publishBench(b, c.node(c.leader()).m, shape.workers, shape.batch)
+			c.stopAll()
+		})
+	}
+}

@@ -1,0 +1,124 @@
+// Package cluster runs semprop as a Raft-replicated cluster: several nodes
+// agree on one total order of events (hashicorp/raft over TCP, raft-wal as
+// log and stable store, file snapshots) and each keeps an identical
+// journal, so a consumer on any node sees the same events with the same
+// seqs. A Node is the propagate.Sequencer of its node's manager.
+//
+// # Ordering
+//
+// The leader groups concurrent publishes into one log entry of up to
+// Config.MaxBatch events, waiting at most Config.MaxDelay for a batch to
+// fill; the events of one Sequence call always stay in one entry, so they
+// get consecutive seqs. Raft commits entries in log order and every node's
+// FSM appends each committed batch to its own journal in that order: seqs
+// are assigned by the journal (consecutive from 1) and are therefore the
+// same event on every node. Entries carry events with Seq 0; the FSM
+// splices the seq into the binary encoding (no re-encode). The FSM also
+// calls the manager's delivery hook in seq order (decoding the events on
+// nodes other than the publisher's, unless Config.DeliverWanted says no one
+// listens).
+//
+// A restarted node replays the log from its last snapshot: batches whose
+// records its journal already holds are skipped (a torn journal tail is
+// completed), so replays never duplicate.
+//
+// # Durability and acknowledgement
+//
+// Sequence returns (the event is acknowledged) only after its entry is
+// committed — appended and fsynced by raft-wal on a quorum — and applied
+// and durable in the journal of the node that took the publish, so a
+// client can read its own write from that node at once. A write whose
+// leader lost leadership before commit fails with ErrNoQuorum and an
+// unknown outcome (the events may still commit; their IDs let a retrying
+// client de-duplicate); nothing unacknowledged is ever reported as
+// acknowledged.
+//
+// Snapshots do not copy events: a snapshot records the journal position
+// reached by the entries it covers (plus membership metadata), and is
+// persisted only once that position is durable in the local journal. A
+// node that restores a snapshot (it fell behind the leader's compacted log,
+// or lost unsynced journal records) fetches the journal records it lacks
+// from a peer (GET /v1/cluster/journal, the leader first), appends them and
+// delivers them, then applies the entries after the snapshot. A peer whose
+// retention already dropped those records cannot help; keep journal
+// retention longer than a node may stay away.
+//
+// # Forwarding and reads
+//
+// Any node accepts writes. A follower batches its publishes the same way
+// and forwards each batch over HTTP (POST /v1/cluster/forward) to the
+// leader's API address, which every node knows from membership metadata
+// replicated through the log. The leader commits it and answers with the
+// first seq and the entry index; the follower waits until its own FSM has
+// applied that index and its journal holds it durably, then acknowledges.
+// A forward that provably never reached the leader (dial failure, "not the
+// leader") is retried for up to Config.LeaderWait; any other failure is not
+// retried, since that could commit the events twice.
+//
+// Reads (replay, streams, consumers) are served from the local journal and
+// may lag the leader. A read that must reflect every write acknowledged
+// before it calls Node.Sync (or ReadIndex + WaitApplied): the leader runs a
+// Barrier, which proves it still leads a quorum and that everything
+// committed is applied, and answers with its applied index; the reading
+// node waits until it has applied that index. Reads done this way are
+// linearizable (checked with porcupine in the tests).
+//
+// # Membership
+//
+// --bootstrap starts a one-node cluster; --join URL asks any member (POST
+// /v1/cluster/join, forwarded to the leader) to add this node as a voter;
+// the leader first probes the joiner's clock. POST /v1/cluster/leave
+// removes a member. A node whose API address changed re-announces itself.
+// GET /v1/cluster shows the leader, the members, the commit index, each
+// member's applied index, lag and clock offset.
+//
+// # Partitions
+//
+// A node that cannot reach a leader backed by a quorum knows it: Ready
+// reports false with the reason (a candidate with no leader, a follower
+// that has not heard from its leader for two heartbeat timeouts, a leader
+// that lost its lease steps down), writes fail with ErrNoQuorum (503 at the
+// HTTP edge) instead of diverging, and the semprop_cluster_ready metric
+// drops to 0. After the partition heals, lagging nodes catch up on their
+// own; the Raft transport keeps redialling an unreachable peer every 50ms
+// so the leader's first successful connection carries the catch-up instead
+// of waiting out raft's exponential replication backoff.
+//
+// # Clocks
+//
+// Every event carries an HLC timestamp (event.Clock, shared with the
+// manager). Every cluster message carries the sender's HLC (the
+// Semprop-Hlc header, and the leader's HLC in every batch entry); the
+// receiver merges it, and refuses a message whose HLC is ahead of its own
+// physical clock by more than the maximum offset (default 500ms) with
+// ErrClockOffset. Every node probes every peer each Config.PingInterval
+// with an NTP-style four-timestamp exchange (t0 sent, t1 received, t2
+// replied, t3 received): offset = ((t1-t0)+(t2-t3))/2, error bound = RTT/2
+// with RTT = (t3-t0)-(t2-t1), keeping the sample with the smallest RTT of
+// the last 8. Status and metrics report offset ± RTT/2 per peer (tens of
+// microseconds on loopback). A peer beyond the maximum offset is refused:
+// it cannot join, the leader refuses its forwarded writes, and a node
+// whose leader is refused reports not ready.
+//
+// # Version vectors
+//
+// Instances that are not one Raft cluster (say, two sites each running its
+// own cluster, or standalone daemons bridged by a relay) have no common
+// order. For them, VersionVector records causality: each instance keeps a
+// vector, ticks its own entry for every event it issues and stamps the
+// event with the vector (the "vv" attribute, VersionVector.String); when
+// it receives an event from another instance it merges the event's vector
+// into its own before ticking. A consumer that gets events from several
+// instances orders two events a and b by a.Compare(b): Before means b's
+// issuer had seen a, so a must be processed first (buffer b until a has
+// arrived); Concurrent means neither saw the other, and the consumer
+// applies a deterministic tie-break (HLC, then instance ID) or keeps both
+// (e.g. as conflicting versions of a file). Within one cluster the Raft
+// order already extends causality, and seqs suffice.
+//
+// # Concurrency
+//
+// All exported methods of Node are safe for concurrent use. A Node owns
+// its goroutines (batcher, completion, probes, announcements, joins,
+// forwards) and Close stops and waits for them.
+package cluster
