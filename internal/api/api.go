@@ -92,6 +92,9 @@ func New(opts Options) *Server {
 		"DELETE /v1/subscriptions/{name}":     s.deleteConsumer,
 		"POST /v1/subscriptions/{name}/fetch": s.fetch,
 		"POST /v1/subscriptions/{name}/ack":   s.ack,
+		"GET /v1/routes":                      s.listRoutes,
+		"POST /v1/routes":                     s.addRoutes,
+		"DELETE /v1/routes/{name}":            s.deleteRoute,
 		"GET /v1/openapi.json":                serveOpenAPI,
 		"GET /healthz":                        s.healthz,
 		"GET /readyz":                         s.readyz,
@@ -140,6 +143,9 @@ var needs = map[string]need{
 	"DELETE /v1/subscriptions/{name}":     needSubscribe,
 	"POST /v1/subscriptions/{name}/fetch": needSubscribe,
 	"POST /v1/subscriptions/{name}/ack":   needSubscribe,
+	"GET /v1/routes":                      needAdmin,
+	"POST /v1/routes":                     needAdmin,
+	"DELETE /v1/routes/{name}":            needAdmin,
 }
 
 type need uint8

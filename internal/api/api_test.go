@@ -20,6 +20,7 @@ import (
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/route"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -283,5 +284,59 @@ func TestDurableConsumersOverHTTP(t *testing.T) {
 	}
 	if _, err := ts.c.Fetch(ctx, "idx", 1, 0); err == nil || err.(*client.Error).Status != 404 {
 		t.Fatalf("fetch after delete = %v, want 404", err)
+	}
+}
+
+func TestDynamicRoutes(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	// Two in-process workers join a group by name.
+	w1, _ := ts.m.Subscribe(propagate.SubscribeOptions{Name: "w1", RoutedOnly: true})
+	w2, _ := ts.m.Subscribe(propagate.SubscribeOptions{Name: "w2", RoutedOnly: true})
+	post := func(body string) (int, apiError) {
+		status, e, _ := do(t, "POST", ts.URL+"/v1/routes", "", "application/json", body)
+		return status, e
+	}
+	if status, e := post(`{"name":"jobs","type":"job.*","targets":["w1","w2"],"strategy":"round-robin"}`); status != 200 {
+		t.Fatalf("add route = %d %+v", status, e)
+	}
+	if status, e := post(`{"name":"x","type":"job.*","targets":["ghost"]}`); status != 400 || e.Field != "targets" {
+		t.Errorf("route to an unknown subscription = %d %+v, want 400 targets", status, e)
+	}
+	if status, e := post(`{"name":"y","type":"fs..x","targets":["w1"]}`); status != 400 || e.Field != "route" {
+		t.Errorf("route with a bad pattern = %d %+v, want 400 route", status, e)
+	}
+	for range 10 {
+		publish(t, ts, &event.Event{Type: "job.run"})
+	}
+	count := func(s *propagate.Subscription) int {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		n := 0
+		for {
+			if _, err := s.Next(ctx); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	if a, b := count(w1), count(w2); a != 5 || b != 5 {
+		t.Errorf("round-robin gave %d and %d, want 5 and 5", a, b)
+	}
+	resp, _ := http.Get(ts.URL + "/v1/routes")
+	var list struct{ Routes []route.RouteInfo }
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list.Routes) != 1 || list.Routes[0].Name != "jobs" || list.Routes[0].Strategy != "round-robin" {
+		t.Errorf("GET /v1/routes = %+v", list.Routes)
+	}
+	if status, _, _ := do(t, "DELETE", ts.URL+"/v1/routes/jobs", "", "", ""); status != 204 {
+		t.Errorf("delete = %d, want 204", status)
+	}
+	if status, _, _ := do(t, "DELETE", ts.URL+"/v1/routes/jobs", "", "", ""); status != 404 {
+		t.Errorf("second delete = %d, want 404", status)
+	}
+	publish(t, ts, &event.Event{Type: "job.run"})
+	if a, b := count(w1), count(w2); a+b != 0 {
+		t.Errorf("after removal the group still got %d events", a+b)
 	}
 }

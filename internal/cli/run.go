@@ -45,6 +45,7 @@ type runFlags struct {
 	tlsKey      string
 	tlsClientCA string
 	insecure    bool
+	cluster     clusterFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -72,9 +73,12 @@ buffered is flushed and fsynced, and the process exits 0.`,
 			if err != nil {
 				return err
 			}
+			if err := f.cluster.validate(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runDaemon(ctx, cfg, cmd.ErrOrStderr())
+			return runDaemon(ctx, cfg, &f.cluster, cmd.ErrOrStderr())
 		},
 	}
 	fl := cmd.Flags()
@@ -92,6 +96,7 @@ buffered is flushed and fsynced, and the process exits 0.`,
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without tokens (anyone who can connect may do anything)")
 	fl.Bool("print-defaults", false, "print the embedded default configuration and exit")
+	f.cluster.register(fl)
 	return cmd
 }
 
@@ -156,7 +161,7 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level string) *slog.Lo
 
 // runDaemon runs until ctx is done, then shuts down in order: streams and
 // intake, capture, the manager, the journal.
-func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]byte) (int, error) }) error {
+func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(logw, cfg.LogLevel)
 	slog.SetDefault(log)
 	policy, err := journal.ParseFsyncPolicy(cfg.Fsync)
@@ -198,11 +203,18 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	}()
 	host, _ := os.Hostname()
 	source := "semprop://" + host
-	m, err := propagate.New(propagate.Options{Journal: j, Dir: cfg.Data, Source: source + "/user", Logger: log})
+	clu, err := newClusterRun(cf, cfg, j, ln.Addr(), tlsConf != nil, log)
+	if err != nil {
+		return err
+	}
+	popts := propagate.Options{Journal: j, Dir: cfg.Data, Source: source + "/user", Logger: log}
+	clu.apply(&popts)
+	m, err := propagate.New(popts)
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	defer clu.close(log)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -217,6 +229,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg, Auth: authn,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	clu.mount(srv, reg)
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 1)
@@ -235,7 +248,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 		wg.Wait()
 		return err
 	}
-	srv.SetReady(true, "")
+	clu.setReady(ctx, srv)
 	log.Info("semprop running", "listen", ln.Addr().String(), "tls", tlsConf != nil, "tokens", len(cfg.Auth.Tokens), "data", cfg.Data, "fsync", cfg.Fsync,
 		"watch", strings.Join(cfg.Watch, ","), "mount", strings.Join(cfg.Mount, ","))
 
@@ -248,6 +261,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, logw interface{ Write([]
 	case runErr = <-captures.failed:
 		log.Error("capture failed", "err", runErr)
 	}
+	clu.stopReady()
 	srv.Close() // streams end, ingest answers 503
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	if err := hs.Shutdown(shutCtx); err != nil {

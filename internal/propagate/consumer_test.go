@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/route"
 )
 
 func next(t *testing.T, c *Consumer, within time.Duration) (Delivery, error) {
@@ -163,11 +164,11 @@ func TestConsumerCursorSurvivesRestart(t *testing.T) {
 	}
 }
 
-func mustPattern(t *testing.T, p string) *TypePattern {
+func mustPattern(t *testing.T, p string) Matcher {
 	t.Helper()
-	tp, err := ParsePattern(p)
+	cs, err := route.ParseSelector(p, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tp
+	return cs
 }

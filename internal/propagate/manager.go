@@ -40,6 +40,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/route"
 )
 
 // Errors returned by the manager.
@@ -89,8 +90,14 @@ type Manager struct {
 	dir    string
 	log    *slog.Logger
 
-	subs  atomic.Pointer[[]*Subscription] // copy on write under subMu
-	subMu sync.Mutex
+	// router decides which live subscriptions get an event: one route per
+	// subscription (its selector) plus dynamic routes to named ones.
+	router *route.Router[*Subscription]
+
+	subMu  sync.Mutex // guards the fields below
+	subs   map[*Subscription]struct{}
+	named  map[string]*Subscription
+	nextID uint64
 
 	consumerMu sync.Mutex
 	consumers  map[string]*Consumer
@@ -126,8 +133,9 @@ func New(opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	empty := []*Subscription{}
-	m.subs.Store(&empty)
+	m.router = route.New(route.Options[*Subscription]{})
+	m.subs = make(map[*Subscription]struct{})
+	m.named = make(map[string]*Subscription)
 	if opts.NewSequencer == nil {
 		m.local = &localSequencer{j: opts.Journal, m: m}
 		m.seq = m.local
@@ -227,20 +235,16 @@ func (m *Manager) fill(ev *event.Event) {
 	}
 }
 
-// deliver fans evs out to the live subscriptions. The sequencer calls it in
-// seq order, one call at a time.
+// deliver fans evs out to the live subscriptions through the routing
+// table. The sequencer calls it in seq order, one call at a time.
 func (m *Manager) deliver(evs []*event.Event) {
-	subs := *m.subs.Load()
-	if len(subs) == 0 {
+	t := m.router.Table()
+	if t.Len() == 0 {
 		return
 	}
 	at := nanotime()
 	for _, ev := range evs {
-		for _, s := range subs {
-			if s.match(ev) {
-				s.offer(ev, at)
-			}
-		}
+		route.RouteArg(t, ev, at, offer)
 	}
 }
 
@@ -277,14 +281,18 @@ type Stats struct {
 	Subscriptions []SubscriptionStats
 	Consumers     []ConsumerInfo
 	Latency       HistogramSnapshot // sequenced → taken by a live subscriber
+	Routing       route.Stats
 }
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() Stats {
 	st := Stats{Published: m.published.Load(), Latency: m.latency.Snapshot()}
-	for _, s := range *m.subs.Load() {
+	m.subMu.Lock()
+	for s := range m.subs {
 		st.Subscriptions = append(st.Subscriptions, s.Stats())
 	}
+	m.subMu.Unlock()
+	st.Routing = m.router.Stats()
 	m.consumerMu.Lock()
 	for _, c := range m.consumers {
 		st.Consumers = append(st.Consumers, c.Info())
@@ -300,7 +308,13 @@ func (m *Manager) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
 		close(m.closed)
-		for _, s := range *m.subs.Load() {
+		m.subMu.Lock()
+		subs := make([]*Subscription, 0, len(m.subs))
+		for s := range m.subs {
+			subs = append(subs, s)
+		}
+		m.subMu.Unlock()
+		for _, s := range subs {
 			s.Close()
 		}
 		m.consumerMu.Lock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/route"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -221,65 +222,118 @@ func TestSlowSubscriberDoesNotStallOthers(t *testing.T) {
 	}
 }
 
-func TestSubscriptionMatchesPattern(t *testing.T) {
+func TestSubscriptionSelectors(t *testing.T) {
 	e := newEnv(t, journal.FsyncNever)
-	p, _ := ParsePattern("fs.*")
-	sub, _ := e.m.Subscribe(SubscribeOptions{Matcher: p})
-	for _, typ := range []string{"fs.write", "vector.insert", "fs.create", "fs.a.b"} {
-		if _, err := e.m.Publish(context.Background(), &event.Event{Type: typ}); err != nil {
+	byType, _ := e.m.Subscribe(SubscribeOptions{Selector: route.Selector{Type: "fs.*"}})
+	byPath, _ := e.m.Subscribe(SubscribeOptions{Selector: route.Selector{Type: "fs.>", Path: "/data/**/*.md"}})
+	byFilter, _ := e.m.Subscribe(SubscribeOptions{Selector: route.Selector{Filter: "size > 10"}})
+	for _, tc := range []struct {
+		typ, subject string
+		size         int64
+	}{
+		{"fs.write", "/data/a.md", 5},
+		{"vector.insert", "/data/b.md", 50},
+		{"fs.create", "/tmp/c.txt", 20},
+		{"fs.a.b", "/data/x/d.md", 0},
+	} {
+		ev := &event.Event{Type: tc.typ, Subject: tc.subject}
+		ev.Context.SetSize(tc.size)
+		if _, err := e.m.Publish(context.Background(), ev); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	var got []string
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			break
+	drain := func(s *Subscription) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		var got []string
+		for {
+			ev, err := s.Next(ctx)
+			if err != nil {
+				return fmt.Sprint(got)
+			}
+			got = append(got, ev.Subject)
 		}
-		got = append(got, ev.Type)
 	}
-	if fmt.Sprint(got) != "[fs.write fs.create]" {
-		t.Errorf("got %v, want [fs.write fs.create]", got)
+	for name, tc := range map[string]struct {
+		s    *Subscription
+		want string
+	}{
+		"type":   {byType, "[/data/a.md /tmp/c.txt]"},
+		"path":   {byPath, "[/data/a.md /data/x/d.md]"},
+		"filter": {byFilter, "[/data/b.md /tmp/c.txt]"},
+	} {
+		if got := drain(tc.s); got != tc.want {
+			t.Errorf("%s selector got %s, want %s", name, got, tc.want)
+		}
+	}
+	if _, err := e.m.Subscribe(SubscribeOptions{Selector: route.Selector{Type: "fs..x"}}); !errors.Is(err, route.ErrBadSelector) {
+		t.Errorf("Subscribe(bad type) = %v, want ErrBadSelector", err)
 	}
 }
 
-func TestParsePattern(t *testing.T) {
-	for _, tc := range []struct {
-		pattern string
-		typ     string
-		want    bool
-	}{
-		{"fs.write", "fs.write", true},
-		{"fs.write", "fs.writes", false},
-		{"fs.write", "fs", false},
-		{"fs.*", "fs.write", true},
-		{"fs.*", "fs.write.x", false},
-		{"fs.*", "fs", false},
-		{"fs.>", "fs.write", true},
-		{"fs.>", "fs.write.x", true},
-		{"fs.>", "fs", false},
-		{">", "anything.at.all", true},
-		{"", "x", true},
-		{"*.insert", "vector.insert", true},
-		{"*", "vector.insert", false},
-		{"*.*", "a.b", true},
-		{"a.*.c", "a.b.c", true},
-		{"a.*.c", "a.b.d", false},
-	} {
-		p, err := ParsePattern(tc.pattern)
+func TestDynamicGroupRoute(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	var members []*Subscription
+	for _, n := range []string{"w1", "w2", "w3"} {
+		s, err := e.m.Subscribe(SubscribeOptions{Name: n, RoutedOnly: true, Queue: 4096})
 		if err != nil {
-			t.Fatalf("ParsePattern(%q): %v", tc.pattern, err)
+			t.Fatal(err)
 		}
-		if got := p.MatchType(tc.typ); got != tc.want {
-			t.Errorf("ParsePattern(%q).MatchType(%q) = %v, want %v", tc.pattern, tc.typ, got, tc.want)
+		members = append(members, s)
+	}
+	if err := e.m.AddRoutes(route.Spec{Name: "jobs", Type: "job.*", Targets: []string{"w1", "w2", "w3"}, Strategy: "key-hash"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.AddRoutes(route.Spec{Name: "bad", Type: "job.*", Targets: []string{"nobody"}}); !errors.Is(err, ErrNoSubscription) {
+		t.Fatalf("route to an unknown subscription = %v, want ErrNoSubscription", err)
+	}
+	if err := e.m.AddRoutes(route.Spec{Name: "sub-1", Type: "x", Targets: []string{"w1"}}); err == nil {
+		t.Fatal("a route named sub-1 was accepted")
+	}
+	const files, each = 30, 20
+	for i := range each {
+		for f := range files {
+			ev := &event.Event{Type: "job.run", Subject: fmt.Sprintf("/f/%d", f), Attrs: []event.Attr{{Key: "n", Value: fmt.Sprint(i)}}}
+			if _, err := e.m.Publish(context.Background(), ev); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	for _, bad := range []string{"fs..write", "fs.>.x", "fs.", ".fs", "FS.write", "fs.wr ite"} {
-		if _, err := ParsePattern(bad); !errors.Is(err, ErrPattern) {
-			t.Errorf("ParsePattern(%q) = %v, want ErrPattern", bad, err)
+	owner := map[string]int{}
+	used := map[int]bool{}
+	total := 0
+	for mi, s := range members {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		last := map[string]int{}
+		for {
+			ev, err := s.Next(ctx)
+			if err != nil {
+				break
+			}
+			total++
+			used[mi] = true
+			if o, ok := owner[ev.Subject]; ok && o != mi {
+				t.Errorf("%s went to members %d and %d: key-hash must keep a file on one member", ev.Subject, o, mi)
+			}
+			owner[ev.Subject] = mi
+			n, _ := ev.Attr("n")
+			var k int
+			fmt.Sscan(n, &k)
+			if prev, ok := last[ev.Subject]; ok && k != prev+1 {
+				t.Errorf("%s: event %d after %d: per-file order broken", ev.Subject, k, prev)
+			}
+			last[ev.Subject] = k
 		}
+		cancel()
+	}
+	if total != files*each || len(used) < 2 {
+		t.Fatalf("group got %d events over %d members, want each of %d exactly once, spread", total, len(used), files*each)
+	}
+	if n := e.m.RemoveRoutes("jobs", "sub-1"); n != 1 {
+		t.Errorf("RemoveRoutes = %d, want 1 (sub- routes are not removable)", n)
+	}
+	if rs := e.m.Routes(); len(rs) != 0 {
+		t.Errorf("routes after removal = %v; routed-only members have no own route", rs)
 	}
 }
 

@@ -3,11 +3,13 @@ package propagate
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/route"
 )
 
 // Policy says what a live subscription does when its queue is full.
@@ -47,8 +49,18 @@ func (p Policy) String() string {
 
 // SubscribeOptions configure a live subscription.
 type SubscribeOptions struct {
-	Name         string        // for stats; optional
-	Matcher      Matcher       // nil matches every event
+	// Name makes the subscription a target for dynamic routes (AddRoutes)
+	// and names it in stats; unique among open subscriptions; optional.
+	Name string
+	// Selector chooses events by type pattern, path glob and filter
+	// expression; the zero value selects every event.
+	Selector route.Selector
+	// Matcher, if set, is checked after the selector (e.g. what a token
+	// may see).
+	Matcher Matcher
+	// RoutedOnly subscribes to nothing by itself: the subscription gets
+	// only what dynamic routes send it (a member of a group).
+	RoutedOnly   bool
 	Queue        int           // queue capacity, rounded up to a power of two; default 1024
 	Policy       Policy        // default PolicyDropNewest
 	BlockTimeout time.Duration // PolicyBlock: longest wait for room; default 1s
@@ -59,8 +71,9 @@ type SubscribeOptions struct {
 // safe from any goroutine.
 type Subscription struct {
 	m       *Manager
+	id      string // its own route's name
 	name    string
-	matcher Matcher
+	matcher Matcher // nil: none beyond the selector
 	policy  Policy
 	timeout time.Duration
 	q       *ring
@@ -74,7 +87,8 @@ type Subscription struct {
 }
 
 // Subscribe adds a live subscription. It receives matching events sequenced
-// after Subscribe returns.
+// after Subscribe returns. A bad selector is an error wrapping
+// route.ErrBadSelector that names the part at fault.
 func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	select {
 	case <-m.closed:
@@ -87,32 +101,50 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	if opts.BlockTimeout <= 0 {
 		opts.BlockTimeout = time.Second
 	}
-	if opts.Matcher == nil {
-		opts.Matcher = MatchAll
-	}
 	s := &Subscription{
 		m: m, name: opts.Name, matcher: opts.Matcher, policy: opts.Policy,
 		timeout: opts.BlockTimeout, q: newRing(opts.Queue), closed: make(chan struct{}),
 	}
 	m.subMu.Lock()
-	old := *m.subs.Load()
-	next := make([]*Subscription, len(old), len(old)+1)
-	copy(next, old)
-	next = append(next, s)
-	m.subs.Store(&next)
-	m.subMu.Unlock()
+	defer m.subMu.Unlock()
+	if opts.Name != "" {
+		if _, taken := m.named[opts.Name]; taken {
+			return nil, fmt.Errorf("propagate: a subscription named %q is open", opts.Name)
+		}
+	}
+	m.nextID++
+	s.id = "sub-" + strconv.FormatUint(m.nextID, 10)
+	if !opts.RoutedOnly {
+		err := m.router.Add(route.Route[*Subscription]{Name: s.id, Selector: opts.Selector, Targets: []*Subscription{s}})
+		if err != nil {
+			return nil, fmt.Errorf("propagate: subscribe: %w", err)
+		}
+	}
+	m.subs[s] = struct{}{}
+	if opts.Name != "" {
+		m.named[opts.Name] = s
+	}
 	return s, nil
 }
 
-func (s *Subscription) match(ev *event.Event) bool { return s.matcher.Match(ev) }
-
-// offer queues ev per the subscription's policy. Called by deliver only.
-func (s *Subscription) offer(ev *event.Event, at int64) {
+// offer is the routing table's delivery function: it queues ev for s per
+// the subscription's policy. It never fails: drops are the policy's and are
+// counted on the subscription.
+func offer(s *Subscription, ev *event.Event, at int64) error {
+	if s.matcher != nil && !s.matcher.Match(ev) {
+		return nil
+	}
+	select {
+	case <-s.closed:
+		return ErrClosed // a route still names it: the group moves on
+	default:
+	}
 	s.offered.Add(1)
 	switch s.q.push(ev, at, s.policy, s.timeout) {
 	case pushedDropped, dropped:
 		s.dropped.Add(1)
 	}
+	return nil
 }
 
 // Next returns the next event, waiting for one until ctx is done or the
@@ -166,14 +198,11 @@ func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		m := s.m
 		m.subMu.Lock()
-		old := *m.subs.Load()
-		next := make([]*Subscription, 0, len(old))
-		for _, o := range old {
-			if o != s {
-				next = append(next, o)
-			}
+		m.router.Remove(s.id)
+		delete(m.subs, s)
+		if s.name != "" && m.named[s.name] == s {
+			delete(m.named, s.name)
 		}
-		m.subs.Store(&next)
 		m.subMu.Unlock()
 		close(s.closed)
 	})
