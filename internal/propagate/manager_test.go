@@ -415,3 +415,53 @@ func BenchmarkPublishNext(b *testing.B) {
 		}
 	}
 }
+
+func TestPriorityPolicy(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 8, Policy: PolicyPriority})
+	// Saturate with bulk, then publish critical and high events: they are
+	// taken first, and bulk is shed to make room for them.
+	for i := range 20 {
+		if _, err := e.m.Publish(context.Background(), &event.Event{Type: "a.bulk", Priority: event.PriorityBulk, Subject: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []event.Priority{event.PriorityHigh, event.PriorityCritical, event.PriorityNormal} {
+		if _, err := e.m.Publish(context.Background(), &event.Event{Type: "a.x", Priority: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var got []string
+	for range 3 {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.Priority.String())
+	}
+	if fmt.Sprint(got) != "[critical high normal]" {
+		t.Errorf("first three taken = %v, want [critical high normal] ahead of the queued bulk", got)
+	}
+	st := sub.Stats()
+	// 20 bulk into 8 slots: 12 refused (bulk cannot shed bulk), then 3
+	// higher events shed 3 bulk.
+	if st.Lanes[0].Rejected != 12 || st.Lanes[0].Shed != 3 || st.Dropped != 15 || st.Depth != 5 {
+		t.Errorf("stats = %+v, want bulk 12 rejected + 3 shed = 15 dropped, 5 bulk left", st)
+	}
+	sub.Close()
+	n := 0
+	for {
+		if _, err := sub.Next(ctx); err != nil {
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("Next after Close and drain = %v, want ErrClosed", err)
+			}
+			break
+		}
+		n++
+	}
+	if n != 5 {
+		t.Errorf("drained %d bulk events after Close, want 5", n)
+	}
+}

@@ -2,6 +2,7 @@ package propagate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -20,6 +21,12 @@ const (
 	PolicyDropNewest Policy = iota
 	PolicyDropOldest
 	PolicyBlock
+	// PolicyPriority queues by event priority in four lanes: the subscriber
+	// always takes critical events first, then high, normal and bulk; a
+	// full queue sheds the oldest event of the lowest lane below the new
+	// one (bulk first) and refuses an event when everything queued ranks
+	// as high or higher. Every shed and refused event is counted.
+	PolicyPriority
 )
 
 // ParsePolicy parses "drop-newest", "drop-oldest" or "block".
@@ -31,8 +38,10 @@ func ParsePolicy(s string) (Policy, error) {
 		return PolicyDropOldest, nil
 	case "block":
 		return PolicyBlock, nil
+	case "priority":
+		return PolicyPriority, nil
 	}
-	return 0, fmt.Errorf("propagate: unknown policy %q: want drop-newest, drop-oldest or block", s)
+	return 0, fmt.Errorf("propagate: unknown policy %q: want drop-newest, drop-oldest, block or priority", s)
 }
 
 func (p Policy) String() string {
@@ -43,6 +52,8 @@ func (p Policy) String() string {
 		return "drop-oldest"
 	case PolicyBlock:
 		return "block"
+	case PolicyPriority:
+		return "priority"
 	}
 	return "unknown"
 }
@@ -76,7 +87,9 @@ type Subscription struct {
 	matcher Matcher // nil: none beyond the selector
 	policy  Policy
 	timeout time.Duration
-	q       *ring
+	q       *ring                  // all policies but PolicyPriority
+	lanes   *route.Lanes[laneItem] // PolicyPriority
+	q0cap   int                    // capacity of lanes
 
 	delivered atomic.Uint64 // taken by the subscriber
 	offered   atomic.Uint64 // matched and queued (or dropped)
@@ -103,7 +116,12 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	}
 	s := &Subscription{
 		m: m, name: opts.Name, matcher: opts.Matcher, policy: opts.Policy,
-		timeout: opts.BlockTimeout, q: newRing(opts.Queue), closed: make(chan struct{}),
+		timeout: opts.BlockTimeout, closed: make(chan struct{}),
+	}
+	if opts.Policy == PolicyPriority {
+		s.lanes, s.q0cap = route.NewLanes[laneItem](opts.Queue), opts.Queue
+	} else {
+		s.q = newRing(opts.Queue)
 	}
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
@@ -140,6 +158,10 @@ func offer(s *Subscription, ev *event.Event, at int64) error {
 	default:
 	}
 	s.offered.Add(1)
+	if s.lanes != nil {
+		s.lanes.Push(ev.Priority, laneItem{ev, at}) // shed and refused are counted by the lanes
+		return nil
+	}
 	switch s.q.push(ev, at, s.policy, s.timeout) {
 	case pushedDropped, dropped:
 		s.dropped.Add(1)
@@ -147,9 +169,26 @@ func offer(s *Subscription, ev *event.Event, at int64) error {
 	return nil
 }
 
+// laneItem is a queued event of a PolicyPriority subscription.
+type laneItem struct {
+	ev *event.Event
+	at int64
+}
+
 // Next returns the next event, waiting for one until ctx is done or the
 // subscription is closed (ErrClosed, after the queue is drained).
 func (s *Subscription) Next(ctx context.Context) (*event.Event, error) {
+	if s.lanes != nil {
+		it, err := s.lanes.Pop(ctx)
+		if errors.Is(err, route.ErrClosed) {
+			return nil, ErrClosed
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.took(it.at)
+		return it.ev, nil
+	}
 	for {
 		if ev, at, ok := s.q.pop(); ok {
 			s.took(at)
@@ -164,6 +203,27 @@ func (s *Subscription) Next(ctx context.Context) (*event.Event, error) {
 // NextBatch fills buf with up to len(buf) queued events, waiting for at
 // least one, and returns how many it stored.
 func (s *Subscription) NextBatch(ctx context.Context, buf []*event.Event) (int, error) {
+	if s.lanes != nil {
+		if len(buf) == 0 {
+			return 0, nil
+		}
+		ev, err := s.Next(ctx)
+		if err != nil {
+			return 0, err
+		}
+		buf[0] = ev
+		n := 1
+		for n < len(buf) {
+			it, ok := s.lanes.TryPop()
+			if !ok {
+				break
+			}
+			buf[n] = it.ev
+			n++
+		}
+		s.delivered.Add(uint64(n - 1))
+		return n, nil
+	}
 	for {
 		n := 0
 		for n < len(buf) {
@@ -205,6 +265,9 @@ func (s *Subscription) Close() {
 		}
 		m.subMu.Unlock()
 		close(s.closed)
+		if s.lanes != nil {
+			s.lanes.Close()
+		}
 	})
 }
 
@@ -217,12 +280,27 @@ type SubscriptionStats struct {
 	Dropped   uint64 // lost to the policy
 	Depth     int    // queued now
 	Capacity  int
+	// Lanes are the per-priority counters of a PolicyPriority
+	// subscription (bulk, normal, high, critical).
+	Lanes []route.LaneStats
 }
 
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
-	return SubscriptionStats{
+	st := SubscriptionStats{
 		Name: s.name, Policy: s.policy, Delivered: s.delivered.Load(), Matched: s.offered.Load(),
-		Dropped: s.dropped.Load(), Depth: s.q.len(), Capacity: s.q.cap(),
+		Dropped: s.dropped.Load(),
 	}
+	if s.lanes != nil {
+		ls := s.lanes.Stats()
+		st.Lanes = ls[:]
+		for _, l := range ls {
+			st.Dropped += l.Shed + l.Rejected
+			st.Depth += l.Queued
+		}
+		st.Capacity = s.q0cap
+		return st
+	}
+	st.Depth, st.Capacity = s.q.len(), s.q.cap()
+	return st
 }
