@@ -112,6 +112,9 @@ func writeAnyErr(w http.ResponseWriter, err error) {
 func (n *Node) send(req *http.Request) (*http.Response, error) {
 	req.Header.Set(hdrHLC, n.clock.Now().String())
 	req.Header.Set(hdrNode, n.cfg.ID)
+	if n.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
+	}
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -76,6 +77,12 @@ type Config struct {
 	ForwardTimeout     time.Duration // a forwarded write, end to end; default 10s
 	WALSegmentSize     int           // raft-wal segment size; default 64 MiB. The log is truncated by whole segments
 	LeaderWait         time.Duration // how long a write waits for a leader; default 2s
+
+	// Token is sent as a bearer token on every request to a peer's API (the
+	// cluster routes need an admin token when the API has tokens).
+	Token string
+	// TLSClient, if set, is used for HTTPS peer API URLs.
+	TLSClient *tls.Config
 
 	// Dial opens every outgoing connection (Raft and HTTP to peers); nil =
 	// net.Dialer. Tests wrap it to cut links.
@@ -204,7 +211,7 @@ func Open(cfg Config, deliver propagate.Deliver) (*Node, error) {
 	n.nonce.Store(uint64(cfg.Now()))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.client = &http.Client{Transport: &http.Transport{
-		DialContext: cfg.Dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
+		DialContext: cfg.Dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.TLSClient,
 	}}
 	n.peers = newPeerTable()
 	n.fsm = newFSM(n, cfg.Journal)
