@@ -1,0 +1,291 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/client"
+	"github.com/semprop/semprop/event"
+)
+
+// proc is one `semprop run` process of the multi-process test.
+type proc struct {
+	id, api, raft, dir, log string
+	args                    []string
+	cmd                     *exec.Cmd
+	done                    chan struct{}
+}
+
+func (p *proc) start(t *testing.T, bin string) {
+	t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
+}
+
+func (p *proc) kill(sig syscall.Signal) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func (p *proc) status(ctx context.Context) (Status, error) {
+	var st Status
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.api+"/v1/cluster", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// TestProcesses runs three `semprop run` processes, SIGKILLs the leader
+// under publishing load, restarts it, and checks every node's journal.
+func TestProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs semprop processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "semprop")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/semprop/semprop/cmd/semprop")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	procs := make([]*proc, 3)
+	for i := range procs {
+		p := &proc{id: fmt.Sprintf("p%d", i), api: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, fmt.Sprintf("p%d", i))}
+		p.log = p.dir + ".log"
+		p.args = []string{"run", "--data", p.dir, "--listen", p.api, "--node-id", p.id, "--raft-addr", p.raft, "--log-level", "warn"}
+		if i == 0 {
+			p.args = append(p.args, "--bootstrap")
+		} else {
+			p.args = append(p.args, "--join", "http://"+procs[0].api)
+		}
+		procs[i] = p
+	}
+	t.Cleanup(func() {
+		for _, p := range procs {
+			p.kill(syscall.SIGTERM)
+		}
+		if t.Failed() {
+			for _, p := range procs {
+				b, _ := os.ReadFile(p.log)
+				t.Logf("%s log (tail):\n%s", p.id, tail(b, 3000))
+			}
+		}
+	})
+	procs[0].start(t, bin)
+	waitFor(t, 30*time.Second, "p0 to lead", func() bool {
+		st, err := procs[0].status(ctx)
+		return err == nil && st.Ready
+	})
+	procs[1].start(t, bin)
+	procs[2].start(t, bin)
+	waitFor(t, 30*time.Second, "3 members", func() bool {
+		st, err := procs[0].status(ctx)
+		n := 0
+		for _, m := range st.Members {
+			if m.APIURL != "" {
+				n++
+			}
+		}
+		return err == nil && n == 3
+	})
+
+	h := newHistory()
+	var alive sync.Map // id -> bool
+	for _, p := range procs {
+		alive.Store(p.id, true)
+	}
+	lctx, lcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 3))
+			for lctx.Err() == nil {
+				p := procs[rng.IntN(len(procs))]
+				if up, _ := alive.Load(p.id); up != true {
+					continue
+				}
+				evs := make([]*event.Event, 20)
+				h.mu.Lock()
+				for i := range evs {
+					evs[i] = &event.Event{ID: event.NewID(), Type: "test.proc", Source: "semprop://test", Subject: "/p"}
+					h.attempted[evs[i].ID] = true
+				}
+				h.mu.Unlock()
+				pctx, pcancel := context.WithTimeout(lctx, 5*time.Second)
+				seqs, err := client.New("http://"+p.api, "").PublishBatch(pctx, evs)
+				pcancel()
+				h.mu.Lock()
+				if err == nil && len(seqs) == len(evs) {
+					for i, ev := range evs {
+						h.acked[ev.ID] = seqs[i]
+					}
+				} else if err != nil {
+					h.errs[fmt.Sprintf("%T", err)]++
+				}
+				h.mu.Unlock()
+				if err != nil {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	defer func() { lcancel(); wg.Wait() }()
+	waitFor(t, 30*time.Second, "load", func() bool { return h.numAcked() >= 500 })
+
+	st, err := procs[0].status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim *proc
+	for _, p := range procs {
+		if p.id == st.Leader {
+			victim = p
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no leader in %+v", st)
+	}
+	alive.Store(victim.id, false)
+	victim.kill(syscall.SIGKILL)
+	killedAt := time.Now()
+	before := h.numAcked()
+	waitFor(t, 30*time.Second, "writes to resume after the SIGKILL", func() bool { return h.numAcked() >= before+500 })
+	t.Logf("leader %s SIGKILLed; writes resumed, %d more acknowledged in %v", victim.id, h.numAcked()-before, time.Since(killedAt))
+	victim.start(t, bin)
+	restarted := time.Now()
+	var others *proc
+	for _, p := range procs {
+		if p != victim {
+			others = p
+		}
+	}
+	d := waitFor(t, 60*time.Second, "the restarted node to catch up", func() bool {
+		sv, err1 := victim.status(ctx)
+		so, err2 := others.status(ctx)
+		return err1 == nil && err2 == nil && sv.Ready && sv.DurableSeq >= so.LastSeq && so.LastSeq > 0
+	})
+	t.Logf("%s restarted and caught up in %v", victim.id, d)
+	_ = restarted
+	alive.Store(victim.id, true)
+	waitFor(t, 30*time.Second, "load on the restarted cluster", func() bool { return h.numAcked() >= before+1000 })
+	lcancel()
+	wg.Wait()
+
+	// Every node converges to the same journal.
+	var want uint64
+	waitFor(t, 30*time.Second, "all nodes at the same position", func() bool {
+		var seqs []uint64
+		for _, p := range procs {
+			st, err := p.status(ctx)
+			if err != nil {
+				return false
+			}
+			seqs = append(seqs, st.DurableSeq)
+		}
+		want = seqs[0]
+		return seqs[0] == seqs[1] && seqs[1] == seqs[2] && seqs[0] > 0
+	})
+	var ref []event.ID
+	for _, p := range procs {
+		ids := replayAll(ctx, t, "http://"+p.api)
+		if ref == nil {
+			ref = ids
+		} else if len(ids) != len(ref) {
+			t.Fatalf("%s has %d events, want %d", p.id, len(ids), len(ref))
+		} else {
+			for i := range ids {
+				if ids[i] != ref[i] {
+					t.Fatalf("seq %d differs on %s", i+1, p.id)
+				}
+			}
+		}
+	}
+	if uint64(len(ref)) != want {
+		t.Fatalf("replay returned %d events, durable seq %d", len(ref), want)
+	}
+	pos := map[event.ID]uint64{}
+	for i, id := range ref {
+		if _, dup := pos[id]; dup {
+			t.Fatalf("event %v twice", id)
+		}
+		if !h.attempted[id] {
+			t.Fatalf("seq %d: event %v never published", i+1, id)
+		}
+		pos[id] = uint64(i + 1)
+	}
+	for id, seq := range h.acked {
+		if pos[id] != seq {
+			t.Fatalf("acknowledged event %v: acked seq %d, journal seq %d", id, seq, pos[id])
+		}
+	}
+	t.Logf("3 processes agree on %d events; %d acknowledged; errors %v", len(ref), len(h.acked), h.errs)
+}
+
+// replayAll reads every event of a node over HTTP, checking contiguous seqs.
+func replayAll(ctx context.Context, t *testing.T, url string) []event.ID {
+	t.Helper()
+	c := client.New(url, "")
+	var ids []event.ID
+	after := uint64(0)
+	for {
+		n := 0
+		last, err := c.Replay(ctx, client.Selector{}, after, 5000, func(ev *event.Event) error {
+			if ev.Seq != uint64(len(ids)+1) {
+				return fmt.Errorf("seq %d after %d", ev.Seq, len(ids))
+			}
+			ids = append(ids, ev.ID)
+			n++
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("replay %s: %v", url, err)
+		}
+		if n == 0 {
+			return ids
+		}
+		after = last
+	}
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
