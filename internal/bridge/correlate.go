@@ -79,7 +79,9 @@ type entry struct {
 	ino      uint64 // 0 when unknown
 	deadline time.Time
 	at       time.Time // when the correlator took it
+	seq      uint64    // the order in which entries started waiting
 	alone    bool      // a FUSE op published without its kernel partner
+	burst    bool      // a FUSE op that came within a window of the one before
 	ordered  bool      // in correlator.order, regS and regO counted in pathCount
 	regS     string    // registered subject
 	regO     string    // registered old path
@@ -156,6 +158,11 @@ type correlator struct {
 	// shrinking back as pairs match in time.
 	win          time.Duration
 	lastDeadline time.Time
+	seq          uint64
+
+	// lastKernel and lastFUSE are when each boundary last delivered an op;
+	// prevFUSE is the FUSE op before the last.
+	lastKernel, lastFUSE, prevFUSE time.Time
 
 	// alone holds the paths of recent FUSE ops published without their
 	// kernel partner, and when: after an overflow the kernel boundary's
@@ -284,10 +291,12 @@ func (c *correlator) add(op *capture.Op, now time.Time) {
 	}
 	if op.Boundary == boundaryFUSE {
 		c.st.seenFUSE.Add(1)
+		c.prevFUSE, c.lastFUSE = c.lastFUSE, now
 		c.addFUSE(op, now)
 		return
 	}
 	c.st.seenKernel.Add(1)
+	c.lastKernel = now
 	c.addKernel(op, now)
 }
 
@@ -371,6 +380,7 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 	if op.Known&event.HasInode != 0 {
 		e.ino = op.Inode
 	}
+	e.burst = !c.prevFUSE.IsZero() && now.Sub(c.prevFUSE) <= c.win
 	e.passthroughW = op.Kind == capture.KindWrite && op.Known&event.HasBytes == 0
 	e.size = -1
 	if op.Known&event.HasSize != 0 {
@@ -422,6 +432,32 @@ func (c *correlator) lateFor(k *entry, now time.Time) *entry {
 		}
 	}
 	return nil
+}
+
+// stalled reports whether FUSE entry e, at its deadline, should wait on
+// because the kernel boundary is stalled: it delivered nothing since e
+// came, and e is part of a burst (FUSE ops came within a window before it,
+// or after it) whose shadows are all still queued in the kernel. A lone op
+// on a quiet system is not held past its window. Nothing waits past
+// MaxWindow.
+func (c *correlator) stalled(e *entry, now time.Time) bool {
+	return e.role == roleFUSE && c.cfg.bridged && c.lastKernel.Before(e.at) &&
+		(e.burst || c.lastFUSE.After(e.at)) && now.Sub(e.at) < c.cfg.maxWindow
+}
+
+// rewait gives waiting entry e another window, within MaxWindow of its
+// arrival, keeping the deadline queue in order.
+func (c *correlator) rewait(e *entry, now time.Time) {
+	e.deadline = now.Add(c.win)
+	if lim := e.at.Add(c.cfg.maxWindow); e.deadline.After(lim) {
+		e.deadline = lim
+	}
+	if e.deadline.Before(c.lastDeadline) {
+		e.deadline = c.lastDeadline
+	}
+	c.lastDeadline = e.deadline
+	c.deadlines = append(c.deadlines, e)
+	c.st.stallWaits.Add(1)
 }
 
 // grow widens the window after a shadow came lag after its FUSE op.
@@ -518,18 +554,17 @@ func (c *correlator) kernelCovered(e *entry) bool {
 // class; another process's write only with a FUSE write.
 func (c *correlator) findFUSE(k *entry, shadow bool) *entry {
 	accept := func(f *entry) bool { return shadow || f.kind == capture.KindWrite }
-	f := pick(c.fuseByPath[pathKey{k.class, k.path}], k.kind, accept)
-	if f == nil && k.ino != 0 {
-		f = pick(c.fuseByIno[inoKey{k.class, k.ino}], k.kind, accept)
+	var byIno, byOld []*entry
+	if k.ino != 0 {
+		byIno = c.fuseByIno[inoKey{k.class, k.ino}]
 	}
-	if f == nil {
-		// The kernel names a file as it is called when it reads the event:
-		// a write closed after a rename through the mount comes with the
-		// new name (and no inode if the file is gone by then).
-		if old, ok := c.renamed[k.path]; ok {
-			f = pick(c.fuseByPath[pathKey{k.class, old.from}], k.kind, accept)
-		}
+	// The kernel names a file as it is called when it reads the event: a
+	// write closed after a rename through the mount comes with the new name
+	// (and no inode if the file is gone by then).
+	if old, ok := c.renamed[k.path]; ok {
+		byOld = c.fuseByPath[pathKey{k.class, old.from}]
 	}
+	f := pick(k.kind, accept, c.fuseByPath[pathKey{k.class, k.path}], byIno, byOld)
 	if f != nil {
 		c.unwait(f)
 	}
@@ -546,33 +581,34 @@ func (c *correlator) findKernel(f *entry) *entry {
 	if f.ino != 0 {
 		byIno = c.kernByIno[inoKey{f.class, f.ino}]
 	}
-	for _, accept := range [...]func(*entry) bool{shadowOnly, any} {
-		if k := pick(byPath, f.kind, accept); k != nil {
-			return k
-		}
-		if k := pick(byIno, f.kind, accept); k != nil {
-			return k
-		}
+	if k := pick(f.kind, shadowOnly, byPath, byIno); k != nil {
+		return k
 	}
-	return nil
+	return pick(f.kind, any, byPath, byIno)
 }
 
-// pick returns the first accepted entry of the same kind, else the first
-// accepted one of the class.
-func pick(list []*entry, kind capture.Kind, accept func(*entry) bool) *entry {
-	var first *entry
-	for _, e := range list {
-		if !accept(e) {
-			continue
-		}
-		if e.kind == kind {
-			return e
-		}
-		if first == nil {
-			first = e
+// pick returns the oldest accepted entry of the same kind in the lists,
+// else the oldest accepted one of the class: both boundaries report one
+// file's ops in order.
+func pick(kind capture.Kind, accept func(*entry) bool, lists ...[]*entry) *entry {
+	var same, other *entry
+	for _, list := range lists {
+		for _, e := range list {
+			switch {
+			case !accept(e):
+			case e.kind == kind:
+				if same == nil || e.seq < same.seq {
+					same = e
+				}
+			case other == nil || e.seq < other.seq:
+				other = e
+			}
 		}
 	}
-	return first
+	if same != nil {
+		return same
+	}
+	return other
 }
 
 // merge folds kernel entry k into FUSE entry f: caller context from FUSE,
@@ -626,7 +662,8 @@ func (c *correlator) mergeInto(k, f *entry) {
 // wait puts e on the waiting lists with a deadline one window away.
 func (c *correlator) wait(e *entry, now time.Time) {
 	// Deadlines stay in FIFO order when the window shrinks.
-	e.at, e.deadline = now, now.Add(c.win)
+	c.seq++
+	e.seq, e.at, e.deadline = c.seq, now, now.Add(c.win)
 	if e.deadline.Before(c.lastDeadline) {
 		e.deadline = c.lastDeadline
 	}
@@ -709,6 +746,10 @@ func (c *correlator) expire(now time.Time) {
 		e := c.deadlines[c.dhead]
 		c.deadlines[c.dhead] = nil
 		c.dhead++
+		if c.stalled(e, now) {
+			c.rewait(e, now)
+			continue
+		}
 		explained := c.explained(e)
 		c.unwait(e)
 		changed = true

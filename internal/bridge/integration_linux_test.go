@@ -352,8 +352,9 @@ func TestMountWorkload(t *testing.T) {
 					n++
 				}
 			}
-			evs := dropSpurious(t, pt, r.quiet(n))
+			evs := r.quiet(n)
 			got := map[string][]string{}
+			fuseOnly := 0
 			for _, ev := range evs {
 				rel := strings.TrimPrefix(strings.TrimPrefix(ev.Subject, r.mnt), "/")
 				s := ev.Type + " " + rel
@@ -365,8 +366,18 @@ func TestMountWorkload(t *testing.T) {
 				if !c.Has(event.HasPID) || c.PID != child.pid || c.Comm != child.comm {
 					t.Errorf("%s: pid %d (known %v) comm %q, want the child's %d %q", s, c.PID, c.Has(event.HasPID), c.Comm, child.pid, child.comm)
 				}
-				if ev.Boundaries.String() != "fuse,kernel" || ev.Boundary != event.BoundaryFUSE {
-					t.Errorf("%s: boundary %v boundaries %v, want fuse and fuse,kernel", s, ev.Boundary, ev.Boundaries)
+				if ev.Boundary != event.BoundaryFUSE {
+					t.Errorf("%s: boundary %v, want fuse", s, ev.Boundary)
+				}
+				if ev.Boundaries.String() != "fuse,kernel" {
+					t.Logf("%s: boundaries %v", s, ev.Boundaries)
+					// fanotify names a close-write by the file's name at
+					// the time: the daemon's close after an unlink (the
+					// RELEASE of a file deleted right after its close) has
+					// none, so the kernel boundary cannot report it.
+					if ev.Type != event.TypeWrite {
+						fuseOnly++
+					}
 				}
 				if !c.Has(event.HasInode) {
 					t.Errorf("%s: no inode", s)
@@ -387,8 +398,14 @@ func TestMountWorkload(t *testing.T) {
 				}
 			}
 			st := r.b.Stats()
-			t.Logf("passthrough=%v: %d logical events, %d published; shadows %d merged %d absorbed %d orphans %d passthrough-merged %d fuse-only %d kernel-only %d dedup %d; dedup rate %.1f%%",
-				pt, n, len(evs), st.Shadows, st.Merged, st.Absorbed, st.Orphans, st.PassthroughMerged, st.FUSEOnly, st.KernelOnly, st.DedupHits, 100*st.DedupRate())
+			// The kernel sees every op of the workload but such writes; its
+			// view is missing only when it came after the window (a loaded
+			// machine).
+			if fuseOnly > int(st.LateShadows) {
+				t.Errorf("%d events without the kernel's view, %d late shadows: want every op seen by the kernel", fuseOnly, st.LateShadows)
+			}
+			t.Logf("passthrough=%v: %d logical events, %d published; late shadows %d; shadows %d merged %d absorbed %d orphans %d passthrough-merged %d fuse-only %d kernel-only %d dedup %d; dedup rate %.1f%%",
+				pt, n, len(evs), st.LateShadows, st.Shadows, st.Merged, st.Absorbed, st.Orphans, st.PassthroughMerged, st.FUSEOnly, st.KernelOnly, st.DedupHits, 100*st.DedupRate())
 			if st.DedupRate() < 0.95 {
 				t.Errorf("dedup rate %.1f%% (merged %d + absorbed %d of %d shadows), want >= 95%%", 100*st.DedupRate(), st.Merged, st.Absorbed, st.Shadows)
 			}
@@ -410,7 +427,7 @@ func TestMountBulk(t *testing.T) {
 			r := newRig(t, pt, true)
 			child := runHelperT(t, "bulk", "-", r.mnt)
 			n := 2 + 5*bulkFiles
-			evs := dropSpurious(t, pt, r.quiet(n))
+			evs := r.quiet(n)
 			count := map[string]int{}
 			fuseOnly := 0
 			for _, ev := range evs {
@@ -444,29 +461,6 @@ func TestMountBulk(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dropSpurious removes, and logs, the writes fusefs reports in passthrough
-// mode when a rename, chmod or unlink lands between a close and the
-// asynchronous RELEASE of the file: its handle compares the backing file's
-// ctime at RELEASE, so a metadata change reads as a data change (a fusefs
-// bug, reported). They are FUSE writes without byte count that no kernel
-// write pairs with. A genuine write that lost its kernel partner is then
-// missing from the events, which the tests catch.
-func dropSpurious(t *testing.T, pt bool, evs []*event.Event) []*event.Event {
-	t.Helper()
-	if !pt {
-		return evs
-	}
-	kept := evs[:0:0]
-	for _, ev := range evs {
-		if ev.Type == event.TypeWrite && ev.Boundaries.String() == "fuse" && !ev.Context.Has(event.HasBytes) {
-			t.Logf("KNOWN FUSEFS ISSUE: spurious passthrough write %s (ctime compared at RELEASE)", ev.Subject)
-			continue
-		}
-		kept = append(kept, ev)
-	}
-	return kept
 }
 
 // reader is a child process holding a file open through the mount.
