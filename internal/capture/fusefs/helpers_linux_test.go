@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(helperEnv); mode != "" {
 		os.Exit(runHelper(mode, os.Args[len(os.Args)-1]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if helperDir != "" {
+		os.RemoveAll(helperDir)
+	}
+	os.Exit(code)
 }
 
 func runHelper(mode, dir string) int {
@@ -321,6 +325,9 @@ func unmountT(t *testing.T, f *FS) {
 	}
 }
 
+// helperDir holds the copy made by helperExe; TestMain removes it.
+var helperDir string
+
 // helperExe copies the test binary to a directory every user can reach, so
 // a child can run it under another uid.
 var helperExe = sync.OnceValues(func() (string, error) {
@@ -332,6 +339,7 @@ var helperExe = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	helperDir = dir
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", err
 	}
