@@ -15,9 +15,21 @@ import (
 // the moment a subscriber goroutine holds the event, one event at a time (the
 // next publish starts when the previous event arrived), like NATS's
 // in-process latency figures. Reports p50 and p99 in ns.
+//
+// Two subscriber modes: "wait" blocks in Next (it parks between events and
+// pays a goroutine wake-up), "poll" spins on TryNext (what a latency-
+// critical in-process consumer does; no wake-up).
 func BenchmarkLiveLatency(b *testing.B) {
-	for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncAlways} {
-		b.Run("fsync="+fsync.String(), func(b *testing.B) {
+	for _, mode := range []string{"poll", "wait"} {
+		for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncAlways} {
+			b.Run("sub="+mode+"/fsync="+fsync.String(), func(b *testing.B) { benchLatency(b, mode, fsync) })
+		}
+	}
+}
+
+func benchLatency(b *testing.B, mode string, fsync journal.FsyncPolicy) {
+	{
+		{
 			e := newEnv(b, fsync)
 			sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1024})
 			ev := &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s"}
@@ -29,7 +41,14 @@ func BenchmarkLiveLatency(b *testing.B) {
 			go func() {
 				defer close(done)
 				for {
-					if _, err := sub.Next(ctx); err != nil {
+					if mode == "poll" {
+						if _, ok := sub.TryNext(); !ok {
+							if ctx.Err() != nil {
+								return
+							}
+							continue
+						}
+					} else if _, err := sub.Next(ctx); err != nil {
 						return
 					}
 					if len(lat) < cap(lat) {
@@ -57,7 +76,7 @@ func BenchmarkLiveLatency(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2]), "p50-ns")
 				b.ReportMetric(float64(lat[len(lat)*99/100]), "p99-ns")
 			}
-		})
+		}
 	}
 }
 

@@ -200,6 +200,23 @@ func (s *Subscription) Next(ctx context.Context) (*event.Event, error) {
 	}
 }
 
+// TryNext returns the next queued event without waiting, for consumers
+// that poll (lowest latency: no wake-up), or false if none is queued.
+func (s *Subscription) TryNext() (*event.Event, bool) {
+	if s.lanes != nil {
+		it, ok := s.lanes.TryPop()
+		if ok {
+			s.took(it.at)
+		}
+		return it.ev, ok
+	}
+	ev, at, ok := s.q.pop()
+	if ok {
+		s.took(at)
+	}
+	return ev, ok
+}
+
 // NextBatch fills buf with up to len(buf) queued events, waiting for at
 // least one, and returns how many it stored.
 func (s *Subscription) NextBatch(ctx context.Context, buf []*event.Event) (int, error) {
