@@ -178,8 +178,12 @@ type correlator struct {
 	kmerged map[kindPath]time.Time
 	now     time.Time // of the op or expiry being handled
 
-	// lastWrite is the last FUSE passthrough write per inode.
-	lastWrite map[uint64]writeNote
+	// lastWrite is the last FUSE passthrough write per name (carried over
+	// renames), with its inode.
+	lastWrite map[string]writeNote
+
+	// gone holds inodes deleted through the mount, until one is reused.
+	gone map[uint64]time.Time
 }
 
 type kindPath struct {
@@ -190,6 +194,7 @@ type kindPath struct {
 type writeNote struct {
 	size int64
 	at   time.Time
+	ino  uint64
 }
 
 type renameNote struct {
@@ -206,8 +211,8 @@ const (
 )
 
 // repeatWrite reports whether FUSE passthrough write e, left without a
-// kernel write, repeats the previous passthrough write of its inode: same
-// size, within two windows. Data written through passthrough reaches the
+// kernel write, repeats the previous passthrough write of its file (name,
+// followed across renames, and inode): same size, within two windows. Data written through passthrough reaches the
 // kernel boundary from the writer; a write it never saw changed no data —
 // the FUSE boundary reports a passthrough write again at RELEASE when a
 // chmod, rename or unlink changed the file's ctime after the close.
@@ -215,7 +220,7 @@ func (c *correlator) repeatWrite(e *entry) bool {
 	if !e.passthroughW || e.size < 0 || e.prev.at.IsZero() {
 		return false
 	}
-	return e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
+	return e.prev.ino == e.ino && e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
 }
 
 // noteAlone records FUSE entry e, published alone, for coveredByFUSE.
@@ -246,7 +251,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
-		renamed: map[string]renameNote{}, lastWrite: map[uint64]writeNote{}, kmerged: map[kindPath]time.Time{},
+		renamed: map[string]renameNote{}, lastWrite: map[string]writeNote{}, gone: map[uint64]time.Time{}, kmerged: map[kindPath]time.Time{},
 	}
 }
 
@@ -387,12 +392,23 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 		e.size = op.Size
 	}
 	if e.passthroughW && e.ino != 0 && e.size >= 0 {
-		e.prev = c.lastWrite[e.ino]
-		c.lastWrite[e.ino] = writeNote{size: e.size, at: now}
+		e.prev = c.lastWrite[e.path]
+		c.lastWrite[e.path] = writeNote{size: e.size, at: now, ino: e.ino}
 	}
 	c.remember(e, op, now)
 	if op.Kind == capture.KindRename && op.OldPath != "" {
 		c.renamed[op.Path] = renameNote{from: op.OldPath, at: now}
+		if n, ok := c.lastWrite[op.OldPath]; ok {
+			c.lastWrite[op.Path] = n
+		}
+	}
+	if e.ino != 0 {
+		switch op.Kind {
+		case capture.KindDelete, capture.KindRmdir:
+			c.gone[e.ino] = now
+		case capture.KindCreate, capture.KindMkdir, capture.KindSymlink:
+			delete(c.gone, e.ino)
+		}
 	}
 	if e.class == classNone || !c.cfg.bridged {
 		c.st.fuseOnly.Add(1)
@@ -564,7 +580,11 @@ func (c *correlator) findFUSE(k *entry, shadow bool) *entry {
 	if old, ok := c.renamed[k.path]; ok {
 		byOld = c.fuseByPath[pathKey{k.class, old.from}]
 	}
-	f := pick(k.kind, accept, c.fuseByPath[pathKey{k.class, k.path}], byIno, byOld)
+	// Names first: inode numbers are reused as fast as files come and go.
+	f := pick(k.kind, accept, c.fuseByPath[pathKey{k.class, k.path}], byOld)
+	if f == nil {
+		f = pick(k.kind, accept, byIno)
+	}
 	if f != nil {
 		c.unwait(f)
 	}
@@ -673,7 +693,10 @@ func (c *correlator) wait(e *entry, now time.Time) {
 	pk := pathKey{e.class, e.path}
 	if e.role == roleFUSE {
 		c.fuseByPath[pk] = append(c.fuseByPath[pk], e)
-		if e.ino != 0 {
+		// A FUSE op reported after its file was deleted through the mount
+		// (a late report at RELEASE) is not found by an inode number that
+		// the next file may already carry.
+		if _, gone := c.gone[e.ino]; e.ino != 0 && !gone {
 			ik := inoKey{e.class, e.ino}
 			c.fuseByIno[ik] = append(c.fuseByIno[ik], e)
 		}
@@ -808,9 +831,14 @@ func (c *correlator) expire(now time.Time) {
 				delete(c.kmerged, k)
 			}
 		}
-		for ino, n := range c.lastWrite {
+		for ino, t := range c.gone {
+			if now.Sub(t) > 2*c.win {
+				delete(c.gone, ino)
+			}
+		}
+		for k, n := range c.lastWrite {
 			if now.Sub(n.at) > 2*c.win {
-				delete(c.lastWrite, ino)
+				delete(c.lastWrite, k)
 			}
 		}
 		for p, r := range c.renamed {

@@ -638,14 +638,16 @@ func TestWatchKernelOnly(t *testing.T) {
 	}
 }
 
-var traceOps = os.Getenv("SEMPROP_BRIDGE_TRACE") != ""
+var (
+	traceOps = os.Getenv("SEMPROP_BRIDGE_TRACE") != ""
+	start    = time.Now()
+)
 
 // traceSink logs every op on its way to s when SEMPROP_BRIDGE_TRACE is set.
 func traceSink(t *testing.T, s capture.Sink) capture.Sink {
 	if !traceOps {
 		return s
 	}
-	start := time.Now()
 	return capture.SinkFunc(func(op *capture.Op) {
 		t.Logf("%8.3fms %-6s %-10s %s old=%s pid=%d comm=%s ino=%d size=%d bytes=%d known=%#x", float64(time.Since(start).Microseconds())/1000,
 			op.Boundary, op.Kind, op.Path, op.OldPath, op.PID, op.Comm, op.Inode, op.Size, op.Bytes, op.Known)
