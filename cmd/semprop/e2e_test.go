@@ -389,3 +389,35 @@ func TestRunMountBridgesFUSEAndKernel(t *testing.T) {
 		})
 	}
 }
+
+func TestRunRefusesCorruptJournal(t *testing.T) {
+	data := t.TempDir()
+	cfg := filepath.Join(data, "c.yaml")
+	os.WriteFile(cfg, []byte("segment_size: 4KiB\n"), 0o644)
+	d := startDaemon(t, data, "--config", cfg)
+	evs := make([]*event.Event, 200)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "fill.up", Subject: strings.Repeat("x", 64)}
+	}
+	if _, err := client.New(d.url, "").PublishBatch(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	d.stop(t)
+	segs, _ := filepath.Glob(filepath.Join(data, "journal", "*.seg"))
+	if len(segs) < 2 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff, 0xfe}, 100) // flip bytes inside the first record
+	f.Close()
+	out, err := exec.Command(binary, "run", "--data", data, "--listen", freeAddr(t)).CombinedOutput()
+	if err == nil {
+		t.Fatalf("daemon ran on a corrupt journal: %s", out)
+	}
+	if !strings.Contains(string(out), filepath.Base(segs[0])) || !strings.Contains(string(out), "offset") {
+		t.Errorf("error does not name the file and offset: %s", out)
+	}
+}

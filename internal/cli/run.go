@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -188,6 +189,34 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 	}
 	defer ln.Close()
 
+	// Serve from the start: until the journal is recovered and the API is
+	// up, /healthz answers and everything else is 503 with the reason.
+	var handler atomic.Pointer[http.Handler]
+	hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := handler.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/healthz" {
+			w.Write([]byte(`{"status":"ok"}` + "\n"))
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"ready":false,"reason":"recovering the journal","error":"not ready: recovering the journal"}` + "\n"))
+	})}
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- err
+		}
+	})
+	defer func() {
+		_ = hs.Close() // a no-op after a graceful Shutdown
+		wg.Wait()
+	}()
+
 	j, err := journal.Open(journal.Options{
 		Dir: filepath.Join(cfg.Data, "journal"), SegmentSize: int64(cfg.SegmentSize), Fsync: policy,
 		FsyncInterval: cfg.FsyncInterval, RetentionBytes: int64(cfg.Retention.Bytes), RetentionAge: cfg.Retention.Age,
@@ -230,22 +259,15 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	clu.mount(srv, reg)
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Go(func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-	})
+	var apiHandler http.Handler = srv
+	handler.Store(&apiHandler)
 
 	capCtx, stopCapture := context.WithCancel(context.Background())
 	captures, err := startCapture(capCtx, cfg, m, source, log, reg)
 	if err != nil {
 		stopCapture()
 		srv.Close()
-		_ = hs.Close()
-		wg.Wait()
+		_ = hs.Close() // before the journal closes
 		return err
 	}
 	clu.setReady(ctx, srv)
@@ -268,7 +290,6 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 		log.Warn("http shutdown", "err", err)
 	}
 	cancel()
-	wg.Wait()
 	stopCapture()
 	captures.wait()
 	log.Info("stopped", "last_seq", j.LastSeq())
