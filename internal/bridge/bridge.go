@@ -103,6 +103,7 @@ type Stats struct {
 	Orphans           uint64 // shadows with no FUSE op within the window
 	LateShadows       uint64 // shadows that came after their FUSE op was published alone (counted in Absorbed too); they widen the window
 	StallWaits        uint64 // extra windows FUSE ops waited while the kernel boundary delivered nothing during a burst
+	LateFUSE          uint64 // FUSE ops that came after their shadow's window and were paired with it (counted in Merged); they widen the window
 	PassthroughMerged uint64 // kernel writes by the writer paired with a FUSE passthrough write
 	Coalesced         uint64 // further FUSE ops of the same kind and file one kernel op was merged into (the kernel merges identical queued events)
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
@@ -133,13 +134,13 @@ func (s Stats) DedupRate() float64 {
 }
 
 type counters struct {
-	seenKernel, seenFUSE                                             atomic.Uint64
-	shadows, merged, absorbed, orphans, late                         atomic.Uint64
-	passthroughMerged, fuseOnly, kernelOnly, coalesced               atomic.Uint64
-	dedupHits, fuseRepeats, invalidations, rescanCovered, stallWaits atomic.Uint64
-	emitted, batches, publishErrors, lost                            atomic.Uint64
-	queueFull, closed                                                atomic.Uint64
-	pending, window                                                  atomic.Int64
+	seenKernel, seenFUSE                                                       atomic.Uint64
+	shadows, merged, absorbed, orphans, late                                   atomic.Uint64
+	passthroughMerged, fuseOnly, kernelOnly, coalesced                         atomic.Uint64
+	dedupHits, fuseRepeats, invalidations, rescanCovered, stallWaits, lateFUSE atomic.Uint64
+	emitted, batches, publishErrors, lost                                      atomic.Uint64
+	queueFull, closed                                                          atomic.Uint64
+	pending, window                                                            atomic.Int64
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations
@@ -507,7 +508,7 @@ func (b *Bridge) Stats() Stats {
 	return Stats{
 		SeenKernel: s.seenKernel.Load(), SeenFUSE: s.seenFUSE.Load(),
 		Shadows: s.shadows.Load(), Merged: s.merged.Load(), Absorbed: s.absorbed.Load(),
-		Orphans: s.orphans.Load(), LateShadows: s.late.Load(), StallWaits: s.stallWaits.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
+		Orphans: s.orphans.Load(), LateShadows: s.late.Load(), StallWaits: s.stallWaits.Load(), LateFUSE: s.lateFUSE.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
 		DedupHits:     s.dedupHits.Load(),
 		Invalidations: s.invalidations.Load(),

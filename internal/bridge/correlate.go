@@ -182,6 +182,10 @@ type correlator struct {
 	// renames), with its inode.
 	lastWrite map[string]writeNote
 
+	// lateShadow holds shadows that waited for their FUSE op in vain, by
+	// class and name, for lateFUSE.
+	lateShadow map[pathKey]shadowNote
+
 	// gone holds inodes deleted through the mount, until one is reused.
 	gone map[uint64]time.Time
 }
@@ -189,6 +193,12 @@ type correlator struct {
 type kindPath struct {
 	kind capture.Kind
 	path string
+}
+
+type shadowNote struct {
+	e      *entry
+	at     time.Time
+	orphan bool
 }
 
 type writeNote struct {
@@ -251,7 +261,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
-		renamed: map[string]renameNote{}, lastWrite: map[string]writeNote{}, gone: map[uint64]time.Time{}, kmerged: map[kindPath]time.Time{},
+		renamed: map[string]renameNote{}, lastWrite: map[string]writeNote{}, gone: map[uint64]time.Time{}, lateShadow: map[pathKey]shadowNote{}, kmerged: map[kindPath]time.Time{},
 	}
 }
 
@@ -429,9 +439,35 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 		}
 		return
 	}
+	if c.lateFUSE(e, now) {
+		c.push(e)
+		return
+	}
 	e.role = roleFUSE
 	c.wait(e, now)
 	c.push(e)
+}
+
+// lateFUSE pairs FUSE entry e with a shadow of its kind and name that
+// waited for it in vain (the FUSE boundary lagged, e.g. a handler that took
+// long), up to MaxWindow ago, and widens the window.
+func (c *correlator) lateFUSE(e *entry, now time.Time) bool {
+	k := pathKey{e.class, e.path}
+	n, ok := c.lateShadow[k]
+	if !ok || n.e.kind != e.kind || now.Sub(n.e.at) > c.cfg.maxWindow {
+		return false
+	}
+	delete(c.lateShadow, k)
+	c.merge(e, n.e)
+	if n.orphan {
+		c.st.orphans.Add(^uint64(0))
+	} else {
+		c.st.absorbed.Add(^uint64(0))
+	}
+	c.st.merged.Add(1)
+	c.st.lateFUSE.Add(1)
+	c.grow(now.Sub(n.e.at))
+	return true
 }
 
 // lateFor returns the FUSE op that shadow k comes too late for: the last
@@ -806,6 +842,9 @@ func (c *correlator) expire(now time.Time) {
 			switch {
 			case explained:
 				c.st.absorbed.Add(1)
+				if e.kind != capture.KindAttrib { // attribs are side effects
+					c.lateShadow[pathKey{e.class, e.path}] = shadowNote{e: e, at: now}
+				}
 			case c.cfg.publishOrphan:
 				c.st.orphans.Add(1)
 				e.role = roleDone
@@ -813,6 +852,7 @@ func (c *correlator) expire(now time.Time) {
 				c.push(e)
 			default:
 				c.st.orphans.Add(1)
+				c.lateShadow[pathKey{e.class, e.path}] = shadowNote{e: e, at: now, orphan: true}
 			}
 		}
 	}
@@ -829,6 +869,11 @@ func (c *correlator) expire(now time.Time) {
 		for k, t := range c.kmerged {
 			if now.Sub(t) > 2*c.win {
 				delete(c.kmerged, k)
+			}
+		}
+		for k, n := range c.lateShadow {
+			if now.Sub(n.at) > c.cfg.maxWindow {
+				delete(c.lateShadow, k)
 			}
 		}
 		for ino, t := range c.gone {

@@ -294,7 +294,7 @@ func formatStats(st *counters) string {
 	}{
 		{"kernel", st.seenKernel.Load()}, {"fuse", st.seenFUSE.Load()},
 		{"shadows", st.shadows.Load()}, {"merged", st.merged.Load()},
-		{"absorbed", st.absorbed.Load()}, {"late", st.late.Load()}, {"stallwaits", st.stallWaits.Load()}, {"orphans", st.orphans.Load()},
+		{"absorbed", st.absorbed.Load()}, {"late", st.late.Load()}, {"stallwaits", st.stallWaits.Load()}, {"latefuse", st.lateFUSE.Load()}, {"orphans", st.orphans.Load()},
 		{"passthrough", st.passthroughMerged.Load()}, {"coalesced", st.coalesced.Load()}, {"fuseonly", st.fuseOnly.Load()},
 		{"kernelonly", st.kernelOnly.Load()},
 		{"dedup", st.dedupHits.Load()}, {"repeat", st.fuseRepeats.Load()}, {"rescancovered", st.rescanCovered.Load()},
