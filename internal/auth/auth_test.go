@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/semprop/semprop/event"
+)
+
+func TestAuthenticate(t *testing.T) {
+	secret := "hashed-secret-0123456789"
+	sum := sha256.Sum256([]byte(secret))
+	a, err := New([]TokenSpec{
+		{Name: "plain", Token: "plain-secret-0123456789", Scopes: []string{"subscribe:>"}},
+		{Name: "hashed", SHA256: hex.EncodeToString(sum[:]), Scopes: []string{"admin"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		header, query, want string
+		err                 error
+	}{
+		{"Bearer plain-secret-0123456789", "", "plain", nil},
+		{"Bearer " + secret, "", "hashed", nil},
+		{"", "plain-secret-0123456789", "plain", nil},
+		{"Bearer wrong-secret-000000000", "", "", ErrUnauthenticated},
+		{"Basic plain-secret-0123456789", "", "", ErrUnauthenticated},
+		{"", "", "", ErrUnauthenticated},
+	} {
+		r := httptest.NewRequest("GET", "/v1/events?token="+tc.query, nil)
+		if tc.header != "" {
+			r.Header.Set("Authorization", tc.header)
+		}
+		p, err := a.Authenticate(r)
+		if !errors.Is(err, tc.err) || (err == nil && p.Name != tc.want) {
+			t.Errorf("Authenticate(%q, ?token=%q) = %v, %v; want %s, %v", tc.header, tc.query, p, err, tc.want, tc.err)
+		}
+	}
+	if p, ok := a.Lookup("hashed"); !ok || !p.Admin() {
+		t.Errorf("Lookup(hashed) = %v, %v", p, ok)
+	}
+	var none *Authenticator
+	if p, err := none.Authenticate(httptest.NewRequest("GET", "/", nil)); err != nil || p != Anonymous {
+		t.Errorf("no tokens: Authenticate = %v, %v; want Anonymous", p, err)
+	}
+}
+
+func TestPrincipalChecks(t *testing.T) {
+	a, err := New([]TokenSpec{{Name: "t", Token: "token-token-0123456789", Scopes: []string{"publish:app.*", "subscribe:fs.>"}, Paths: []string{"/data/**"}, Deny: []string{"**/*.key"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := a.Lookup("t")
+	for _, tc := range []struct {
+		typ, subject, field string
+	}{
+		{"app.x", "/data/a", ""},
+		{"app.x.y", "/data/a", "type"},
+		{"app.x", "/etc/a", "subject"},
+		{"app.x", "", "subject"},
+	} {
+		field, err := p.CheckPublish(&event.Event{Type: tc.typ, Subject: tc.subject})
+		if field != tc.field || (err == nil) != (tc.field == "") {
+			t.Errorf("CheckPublish(%s %s) = %q, %v; want field %q", tc.typ, tc.subject, field, err, tc.field)
+		}
+	}
+	for _, tc := range []struct {
+		typ, subject, oldpath string
+		want                  bool
+	}{
+		{"fs.write", "/data/a.md", "", true},
+		{"fs.write", "/data/k.key", "", false},
+		{"fs.rename", "/data/a.md", "/data/old.key", false},
+		{"fs.write", "/srv/a.md", "", false},
+		{"app.x", "/data/a.md", "", false},
+	} {
+		ev := &event.Event{Type: tc.typ, Subject: tc.subject}
+		ev.Context.OldPath = tc.oldpath
+		if got := p.Match(ev); got != tc.want {
+			t.Errorf("Match(%s %s from %q) = %v, want %v", tc.typ, tc.subject, tc.oldpath, got, tc.want)
+		}
+	}
+}
