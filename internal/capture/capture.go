@@ -17,8 +17,8 @@ type Kind uint8
 const (
 	KindNone     Kind = iota
 	KindCreate        // a regular file (or device, fifo, socket) was created
-	KindWrite         // data changed: one per open-write-close
-	KindAttrib        // metadata changed (mode, owner, times, xattrs, truncate without write)
+	KindWrite         // data or size changed: one per open-write-close; a truncate is a write
+	KindAttrib        // metadata changed (mode, owner, times, xattrs)
 	KindRename        // OldPath was renamed to Path
 	KindDelete        // a non-directory was unlinked
 	KindMkdir         // a directory was created
