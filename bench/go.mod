@@ -6,6 +6,8 @@ replace github.com/semprop/semprop => ../
 
 require (
 	cel.dev/cel-go v0.33.2
+	github.com/fsnotify/fsnotify v1.10.1
+	github.com/hanwen/go-fuse/v2 v2.12.1
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/semprop/semprop v0.0.0-00010101000000-000000000000

@@ -88,7 +88,7 @@ func rowDurability(ctx context.Context, c *cfg, rep *report) error {
 	const workers = 64
 	d := 5 * time.Second
 	if c.quick {
-		d = 1500 * time.Millisecond
+		d = time.Second
 	}
 	rep.note(7, fmt.Sprintf("%d concurrent publishers for %v per measurement, each publishing one 100-byte payload per call and waiting for its acknowledgement; an ack means fsynced (fdatasync) on both sides. All files on the same disk (%s).", workers, d, c.tmp))
 	rep.note(7, "semprop journal = journal.Append with fsync=always (group commit: concurrent appenders share one fdatasync); semprop manager = propagate.Manager.Publish of a 100-byte-data event over the same journal (ID, HLC, encoding, routing included).")
@@ -152,7 +152,7 @@ func rowDurability(ctx context.Context, c *cfg, rep *report) error {
 		os.RemoveAll(filepath.Join(c.tmp, fmt.Sprintf("dur-j-%d", r)))
 	}
 	for _, v := range []struct {
-		name       string
+		name        string
 		s, s50, s99 []float64
 	}{{"journal.Append", ja, ja50, ja99}, {"manager.Publish", mp, mp50, mp99}} {
 		rep.add(&line{row: 7, name: "acked events/s, 64 publishers", unit: "ev/s", better: higher, semprop: v.name, peer: "JetStream R1 file, sync always", s: v.s, p: js})

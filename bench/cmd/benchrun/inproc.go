@@ -41,7 +41,9 @@ type sink struct {
 	lat     [][]time.Duration // per subscriber, appended by its goroutine only
 }
 
-func newSink(subs int) *sink { return &sink{lat: make([][]time.Duration, subs), done: make(chan struct{}, 1)} }
+func newSink(subs int) *sink {
+	return &sink{lat: make([][]time.Duration, subs), done: make(chan struct{}, 1)}
+}
 
 func (s *sink) recv(i, n int) {
 	if s.measure.Load() {

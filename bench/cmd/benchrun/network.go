@@ -140,7 +140,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 	const publishers, batch = 4, 1000
 	d, m, k := 5*time.Second, 200_000, 3000
 	if c.quick {
-		d, m, k = time.Second, 20_000, 300
+		d, m, k = 700*time.Millisecond, 10_000, 200
 	}
 	rep.note(2, "semprop: journal + propagate.Manager + internal/api HTTP server on 127.0.0.1, driven by the Go SDK (client.PublishBatch / client.Publish: CloudEvents JSON; client.Stream: SSE, each event decoded from JSON). SSE carries only durable events: with fsync=never durable = written to the OS, with fsync=always = fdatasync'ed (group commit).")
 	rep.note(2, "NATS: nats-server v2.15.2 embedded, clients over TCP on 127.0.0.1 (nats.go v1.55.0); NATS core stores nothing and its subscriber gets raw bytes (no decoding).")

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -293,7 +294,7 @@ func jsPublishBatch(ctx context.Context, js jetstream.JetStream, k int) error {
 func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 	d := 4 * time.Second
 	if c.quick {
-		d = time.Second
+		d = 700 * time.Millisecond
 	}
 	type shape struct {
 		name             string
@@ -306,7 +307,49 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 	type res struct{ rate, p50, p99 []float64 }
 	sres := make([]res, len(shapes))
 	jres := make([]res, len(shapes))
-	for r := range c.reps {
+	// measure runs every shape once on a running system.
+	measureS := func(sc *scluster) error {
+		m := sc.leader().m
+		for i, sh := range shapes {
+			evs := func() []*event.Event {
+				evs := make([]*event.Event, sh.perCall)
+				for k := range evs {
+					evs[k] = &event.Event{Type: "bench.rep", Subject: "/data/file.txt", Data: payload100}
+				}
+				return evs
+			}
+			w := runWorkers(ctx, sh.workers, d, sh.perCall, func(ctx context.Context) error { return m.PublishBatch(ctx, evs()) })
+			sres[i].rate, sres[i].p50, sres[i].p99 = append(sres[i].rate, w.rate), append(sres[i].p50, w.p50), append(sres[i].p99, w.p99)
+			if err := errsOf(w); err != nil {
+				return fmt.Errorf("semprop %s: %w", sh.name, err)
+			}
+		}
+		return nil
+	}
+	measureJ := func(jc *jscluster) error {
+		for i, sh := range shapes {
+			var w workload
+			if sh.perCall == 1 {
+				w = runWorkers(ctx, sh.workers, d, 1, func(ctx context.Context) error { _, err := jc.js.Publish(ctx, "rep.x", payload100); return err })
+			} else {
+				w = runWorkers(ctx, sh.workers, d, sh.perCall, func(ctx context.Context) error { return jsPublishBatch(ctx, jc.js, sh.perCall) })
+			}
+			jres[i].rate, jres[i].p50, jres[i].p99 = append(jres[i].rate, w.rate), append(jres[i].p50, w.p50), append(jres[i].p99, w.p99)
+			if err := errsOf(w); err != nil {
+				return fmt.Errorf("jetstream %s: %w", sh.name, err)
+			}
+		}
+		return nil
+	}
+	// Full runs start fresh clusters for every repetition, alternating which
+	// side goes first; quick runs start each cluster once (startup dominates).
+	clusters := c.reps
+	repsPer := 1
+	if c.quick {
+		clusters, repsPer = 1, c.reps
+		rep.note(3, "quick mode: each cluster is started once and measured repeatedly.")
+	}
+	for r := range clusters {
 		order := []bool{true, false}
 		if r%2 == 1 {
 			order = []bool{false, true}
@@ -321,20 +364,10 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 				if err != nil {
 					return err
 				}
-				m := sc.leader().m
-				for i, sh := range shapes {
-					evs := func() []*event.Event {
-						evs := make([]*event.Event, sh.perCall)
-						for k := range evs {
-							evs[k] = &event.Event{Type: "bench.rep", Subject: "/data/file.txt", Data: payload100}
-						}
-						return evs
-					}
-					w := runWorkers(ctx, sh.workers, d, sh.perCall, func(ctx context.Context) error { return m.PublishBatch(ctx, evs()) })
-					sres[i].rate, sres[i].p50, sres[i].p99 = append(sres[i].rate, w.rate), append(sres[i].p50, w.p50), append(sres[i].p99, w.p99)
-					if err := errsOf(w); err != nil {
+				for range repsPer {
+					if err := measureS(sc); err != nil {
 						sc.close()
-						return fmt.Errorf("semprop %s: %w", sh.name, err)
+						return err
 					}
 				}
 				sc.close()
@@ -343,21 +376,15 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 				if err != nil {
 					return err
 				}
-				for i, sh := range shapes {
-					var w workload
-					if sh.perCall == 1 {
-						w = runWorkers(ctx, sh.workers, d, 1, func(ctx context.Context) error { _, err := jc.js.Publish(ctx, "rep.x", payload100); return err })
-					} else {
-						w = runWorkers(ctx, sh.workers, d, sh.perCall, func(ctx context.Context) error { return jsPublishBatch(ctx, jc.js, sh.perCall) })
-					}
-					jres[i].rate, jres[i].p50, jres[i].p99 = append(jres[i].rate, w.rate), append(jres[i].p50, w.p50), append(jres[i].p99, w.p99)
-					if err := errsOf(w); err != nil {
+				for range repsPer {
+					if err := measureJ(jc); err != nil {
 						jc.close()
-						return fmt.Errorf("jetstream %s: %w", sh.name, err)
+						return err
 					}
 				}
 				jc.close()
 			}
+			os.RemoveAll(dir)
 		}
 	}
 	for i, sh := range shapes {
