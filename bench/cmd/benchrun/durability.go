@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,7 @@ func rowDurability(ctx context.Context, c *cfg, rep *report) error {
 	rep.note(7, fmt.Sprintf("%d concurrent publishers for %v per measurement, each publishing one 100-byte payload per call and waiting for its acknowledgement; an ack means fsynced (fdatasync) on both sides. All files on the same disk (%s).", workers, d, c.tmp))
 	rep.note(7, "semprop journal = journal.Append with fsync=always (group commit: concurrent appenders share one fdatasync); semprop manager = propagate.Manager.Publish of a 100-byte-data event over the same journal (ID, HLC, encoding, routing included).")
 	rep.note(7, "JetStream: nats-server v2.15.2 embedded, one server, JetStream file storage with sync always (SyncAlways), stream R1, in-process client connection shared by the publishers (jetstream.Publish waits for the PubAck).")
+	var perFsync []string
 	var ja, ja50, ja99, mp, mp50, mp99, js, js50, js99 []float64
 	for r := range c.reps {
 		steps := []func() error{
@@ -105,7 +107,7 @@ func rowDurability(ctx context.Context, c *cfg, rep *report) error {
 				w := runWorkers(ctx, workers, d, 1, func(ctx context.Context) error { _, err := j.Append(ctx, payload100); return err })
 				ja, ja50, ja99 = append(ja, w.rate), append(ja50, w.p50), append(ja99, w.p99)
 				st := j.Stats()
-				rep.note(7, fmt.Sprintf("rep %d: semprop journal %.1f events per fdatasync", r+1, float64(st.LastSeq)/float64(max(st.Fsyncs, 1))))
+				perFsync = append(perFsync, fmt.Sprintf("%.1f", float64(st.LastSeq)/float64(max(st.Fsyncs, 1))))
 				return errsOf(w)
 			},
 			func() error {
@@ -151,6 +153,7 @@ func rowDurability(ctx context.Context, c *cfg, rep *report) error {
 		}
 		os.RemoveAll(filepath.Join(c.tmp, fmt.Sprintf("dur-j-%d", r)))
 	}
+	rep.note(7, "semprop journal.Append: events per fdatasync in each repetition (group commit): "+strings.Join(perFsync, ", "))
 	for _, v := range []struct {
 		name        string
 		s, s50, s99 []float64

@@ -72,7 +72,7 @@ func startDaemon(ctx context.Context, bin, data, backing, mnt string, passthroug
 		return nil, err
 	}
 	cmd := exec.Command(bin, "run", "--data", data, "--listen", addr, "--mount", backing+":"+mnt,
-		"--fuse-passthrough", pt, "--fsync", "always", "--log-level", "warn")
+		"--fuse-passthrough", pt, "--fsync", "always", "--log-level", "info")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -171,6 +171,7 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 	plain := map[bool]*side{true: {}, false: {}}
 	sem := map[bool]*side{true: {}, false: {}}
 	events := map[bool][]string{}
+	granted := map[bool][]string{}
 	for r := range c.reps {
 		type step struct {
 			kind        string
@@ -237,6 +238,9 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 					b, _ := os.ReadFile(data + ".log")
 					return fmt.Errorf("semprop mount: %w: %s", err, lastLines(string(b), 10))
 				}
+				if b, err := os.ReadFile(data + ".log"); err == nil {
+					granted[st.passthrough] = append(granted[st.passthrough], grantedPassthrough(string(b)))
+				}
 				os.RemoveAll(data)
 				s := sem[st.passthrough]
 				s.wall, s.cpu = append(s.wall, wall.Seconds()), append(s.cpu, cpu.Seconds())
@@ -255,9 +259,21 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 		rep.add(&line{row: 5, name: "copy wall time, " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].wall, p: native.wall})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "plain go-fuse loopback", s: sem[pt].cpu, p: plain[pt].cpu})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].cpu, p: native.cpu})
-		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy %s (for %d files)", mode, strings.Join(events[pt], ", "), files))
+		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy %s (for %d files); passthrough in effect per the daemon's log: %s", mode, strings.Join(events[pt], ", "), files, strings.Join(granted[pt], ", ")))
 	}
 	return nil
+}
+
+// grantedPassthrough reads the daemon's "FUSE boundary" log line.
+func grantedPassthrough(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "FUSE boundary") {
+			if i := strings.Index(l, "passthrough="); i >= 0 {
+				return strings.Fields(l[i:])[0]
+			}
+		}
+	}
+	return "?"
 }
 
 func lastLines(s string, n int) string {
