@@ -86,7 +86,8 @@ type Options struct {
 	// FlushTimeout bounds publishing what is held when Run's context ends;
 	// 0 means 5s.
 	FlushTimeout time.Duration
-	Logger       *slog.Logger
+	// Logger receives publish failures; nil discards.
+	Logger *slog.Logger
 
 	noInvalidate bool             // tests: switch the reverse direction off
 	now          func() time.Time // tests: injected clock
