@@ -46,6 +46,9 @@ type Options struct {
 	Source string
 	// Backing and Mount are the backing root and mount point of a FUSE
 	// mount (bridged mode); both empty for the kernel boundary alone.
+	// Backing is resolved through symbolic links, like the kernel
+	// boundary's root; Mount must be the mount point as the FUSE boundary
+	// reports it (fusefs: FS.Mountpoint).
 	Backing string
 	Mount   string
 	// Invalidator receives FUSE cache invalidations for changes made
@@ -226,6 +229,11 @@ func New(opts Options) (*Bridge, error) {
 	}
 	if opts.Backing != "" {
 		opts.Backing, opts.Mount = filepath.Clean(opts.Backing), filepath.Clean(opts.Mount)
+		// The kernel boundary reports real paths (it resolves its root);
+		// the FUSE boundary reports paths under the mount point as given.
+		if real, err := filepath.EvalSymlinks(opts.Backing); err == nil {
+			opts.Backing = real
+		}
 	}
 	b := &Bridge{
 		opts: opts, log: opts.Logger,

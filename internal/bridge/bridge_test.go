@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -281,5 +283,27 @@ func TestNew(t *testing.T) {
 	_ = b.Run(ctx)
 	if err := b.Run(ctx); !errors.Is(err, ErrRunning) {
 		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+}
+
+// TestBackingSymlink: kernel paths are real paths, so a backing root given
+// through a symbolic link still maps to the mount.
+func TestBackingSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Options{Publisher: &recorder{}, Backing: link, Mount: "/m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filepath.EvalSymlinks(real)
+	if got, ok := b.c.toMount(want + "/x"); !ok || got != "/m/x" {
+		t.Errorf("toMount(%q) = %q, %v, want /m/x, true", want+"/x", got, ok)
 	}
 }
