@@ -131,9 +131,11 @@ type Journal struct {
 	closedA  atomic.Bool
 	failErr  atomic.Pointer[error]
 
-	// chMu guards ch, the channel Changed returns.
-	chMu sync.Mutex
-	ch   chan struct{}
+	// chMu guards ch, the channel Changed returns, and waiters, the
+	// goroutines blocked in WaitDurable.
+	chMu    sync.Mutex
+	ch      chan struct{}
+	waiters []*waiter
 
 	// segMu guards segs and the mutable fields of each segment.
 	segMu sync.RWMutex
@@ -363,6 +365,21 @@ func (j *Journal) Append(ctx context.Context, payloads ...[]byte) (first uint64,
 // durable. A seq not yet assigned is waited for like any other. It is safe
 // for concurrent use.
 func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
+	if j.durable.Load() >= seq {
+		return nil
+	}
+	// A waiter from a pool, with a channel of its own that is reused, so a
+	// publisher waiting for durability allocates nothing.
+	w := waiterPool.Get().(*waiter)
+	w.seq = seq
+	select {
+	case <-w.ch: // a stale wake-up from its last use
+	default:
+	}
+	j.chMu.Lock()
+	j.waiters = append(j.waiters, w)
+	j.chMu.Unlock()
+	defer j.dropWaiter(w)
 	for {
 		if j.durable.Load() >= seq {
 			return nil
@@ -370,15 +387,11 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 		if e := j.failErr.Load(); e != nil {
 			return *e
 		}
-		ch := j.Changed()
-		if j.durable.Load() >= seq {
-			return nil
-		}
 		if j.closedA.Load() && isClosed(j.done) {
 			return ErrClosed
 		}
 		select {
-		case <-ch:
+		case <-w.ch:
 		case <-j.done:
 			if j.durable.Load() >= seq {
 				return nil
@@ -388,6 +401,30 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// waiter is a goroutine blocked in WaitDurable.
+type waiter struct {
+	seq uint64
+	ch  chan struct{} // capacity 1: a wake-up is never lost or blocking
+}
+
+var waiterPool = sync.Pool{New: func() any { return &waiter{ch: make(chan struct{}, 1)} }}
+
+// dropWaiter unregisters w (if a wake-up has not already) and pools it.
+func (j *Journal) dropWaiter(w *waiter) {
+	j.chMu.Lock()
+	for i, o := range j.waiters {
+		if o == w {
+			last := len(j.waiters) - 1
+			j.waiters[i] = j.waiters[last]
+			j.waiters[last] = nil
+			j.waiters = j.waiters[:last]
+			break
+		}
+	}
+	j.chMu.Unlock()
+	waiterPool.Put(w)
 }
 
 func isClosed(c chan struct{}) bool {
@@ -429,14 +466,30 @@ func (j *Journal) Changed() <-chan struct{} {
 	return j.ch
 }
 
-// notify wakes everything blocked on Changed. Nothing is allocated when no
-// one is waiting.
+// notify wakes everything blocked on Changed, and the WaitDurable callers
+// whose record is now durable (or all of them once the journal failed or
+// closed). Nothing is allocated when no one is waiting.
 func (j *Journal) notify() {
+	durable := j.durable.Load()
+	all := j.failErr.Load() != nil || j.closedA.Load()
 	j.chMu.Lock()
 	if j.ch != nil && j.ch != closedChan {
 		close(j.ch)
 		j.ch = nil
 	}
+	kept := j.waiters[:0]
+	for _, w := range j.waiters {
+		if all || w.seq <= durable {
+			select {
+			case w.ch <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(j.waiters[len(kept):])
+	j.waiters = kept
 	j.chMu.Unlock()
 }
 
