@@ -44,7 +44,7 @@ func (f *clusterFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.apiURL, "advertise-api", "", "API URL peers use to reach this node (default: from --listen, or --raft-addr's host when --listen is unspecified)")
 	fl.StringVar(&f.token, "cluster-token", "", "admin token sent to peers' APIs (default $SEMPROP_CLUSTER_TOKEN)")
 	fl.IntVar(&f.maxBatch, "raft-batch", 0, "events per Raft log entry (default 4096)")
-	fl.DurationVar(&f.maxDelay, "raft-batch-delay", 0, "how long the leader waits to fill a log entry (default 200µs)")
+	fl.DurationVar(&f.maxDelay, "raft-batch-delay", 0, "how long a log entry may wait for more events (default 0: take what is queued)")
 }
 
 func (f *clusterFlags) enabled() bool { return f.nodeID != "" }

@@ -96,7 +96,7 @@ func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) {
 // acknowledged after fsync (quorum fsync for the cluster: raft-wal on a
 // majority, plus the journal of the publishing node).
 func BenchmarkPublish(b *testing.B) {
-	for _, shape := range []struct{ workers, batch int }{{64, 1}, {16, 100}, {8, 1000}} {
+	for _, shape := range []struct{ workers, batch int }{{4, 10}, {64, 1}, {16, 100}, {8, 1000}, {32, 1000}} {
 		name := fmt.Sprintf("workers=%d/batch=%d", shape.workers, shape.batch)
 		b.Run("single-node/"+name, func(b *testing.B) {
 			j, err := journal.Open(journal.Options{Dir: filepath.Join(b.TempDir(), "j"), Logger: quietLog})
@@ -118,6 +118,12 @@ func BenchmarkPublish(b *testing.B) {
 			}
 			c := newCluster(b, 3, func(cfg *Config) {
 				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
+				if d, err := time.ParseDuration(os.Getenv("BENCH_MAX_DELAY")); err == nil {
+					cfg.MaxDelay = d
+				}
+				if os.Getenv("BENCH_NO_FOLLOWER_DECODE") != "" {
+					cfg.DeliverWanted = func() bool { return false }
+				}
 			})
 			publishBench(b, c.node(c.leader()).m, shape.workers, shape.batch)
 			c.stopAll()
