@@ -63,7 +63,7 @@ type Config struct {
 	Bootstrap bool   // start a new single-node cluster (ignored if Raft state exists)
 	Join      string // API URL of any member to join through (ignored if Raft state exists)
 
-	MaxBatch int           // events per log entry (N); default 4096
+	MaxBatch int // events per log entry (N); default 4096
 	// MaxDelay is how long a batch may wait for more events (T). Zero means
 	// no waiting: an entry takes whatever queued while the previous one was
 	// being appended (natural batching; raft groups in-flight entries into
