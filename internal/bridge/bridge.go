@@ -112,7 +112,7 @@ type Stats struct {
 	Coalesced         uint64 // further FUSE ops of the same kind and file one kernel op was merged into (the kernel merges identical queued events)
 	FUSEOnly          uint64 // FUSE ops published without a kernel partner
 	KernelOnly        uint64 // kernel ops published alone (direct changes; kernel-only mode)
-	DedupHits         uint64 // repeats dropped: the content-hash LRU, FUSE passthrough writes reported twice, a writer's kernel write explained by a passthrough write already paired
+	DedupHits         uint64 // repeats dropped: the content-hash LRU, a writer's kernel write explained by a passthrough write already paired
 	RescanCovered     uint64 // rescan reports (after an overflow) of paths a FUSE op published alone had changed: not published twice
 	Invalidations     uint64 // FUSE invalidation calls
 
@@ -138,13 +138,13 @@ func (s Stats) DedupRate() float64 {
 }
 
 type counters struct {
-	seenKernel, seenFUSE                                                       atomic.Uint64
-	shadows, merged, absorbed, orphans, late                                   atomic.Uint64
-	passthroughMerged, fuseOnly, kernelOnly, coalesced                         atomic.Uint64
-	dedupHits, fuseRepeats, invalidations, rescanCovered, stallWaits, lateFUSE atomic.Uint64
-	emitted, batches, publishErrors, lost                                      atomic.Uint64
-	queueFull, closed                                                          atomic.Uint64
-	pending, window                                                            atomic.Int64
+	seenKernel, seenFUSE                                          atomic.Uint64
+	shadows, merged, absorbed, orphans, late                      atomic.Uint64
+	passthroughMerged, fuseOnly, kernelOnly, coalesced            atomic.Uint64
+	dedupHits, invalidations, rescanCovered, stallWaits, lateFUSE atomic.Uint64
+	emitted, batches, publishErrors, lost                         atomic.Uint64
+	queueFull, closed                                             atomic.Uint64
+	pending, window                                               atomic.Int64
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations

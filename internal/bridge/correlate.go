@@ -91,9 +91,8 @@ type entry struct {
 	inval        bool
 	relPath      string
 	relOld       string
-	passthroughW bool      // FUSE write without byte count: data went through passthrough
-	size         int64     // FUSE writes: the size reported, -1 if unknown
-	prev         writeNote // FUSE passthrough writes: the inode's previous one
+	passthroughW bool  // FUSE write without byte count: data went through passthrough
+	size         int64 // FUSE writes: the size reported, -1 if unknown
 }
 
 // explainKey is a path or an inode.
@@ -169,10 +168,6 @@ type correlator struct {
 	kmerged map[kindPath]time.Time
 	now     time.Time // of the op or expiry being handled
 
-	// lastWrite is the last FUSE passthrough write per name (carried over
-	// renames), with its inode.
-	lastWrite map[string]writeNote
-
 	// lateShadow holds shadows that waited for their FUSE op in vain, by
 	// class and name, for lateFUSE.
 	lateShadow map[pathKey]shadowNote
@@ -188,7 +183,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
 		pathCount: map[string]int{}, scratch: map[string]struct{}{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
-		renamed: map[string]renameNote{}, lastWrite: map[string]writeNote{}, gone: map[uint64]time.Time{}, lateShadow: map[pathKey]shadowNote{}, kmerged: map[kindPath]time.Time{},
+		renamed: map[string]renameNote{}, gone: map[uint64]time.Time{}, lateShadow: map[pathKey]shadowNote{}, kmerged: map[kindPath]time.Time{},
 	}
 }
 
@@ -328,16 +323,9 @@ func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
 	if op.Known&event.HasSize != 0 {
 		e.size = op.Size
 	}
-	if e.passthroughW && e.ino != 0 && e.size >= 0 {
-		e.prev = c.lastWrite[e.path]
-		c.lastWrite[e.path] = writeNote{size: e.size, at: now, ino: e.ino}
-	}
 	c.remember(e, op, now)
 	if op.Kind == capture.KindRename && op.OldPath != "" {
 		c.renamed[op.Path] = renameNote{from: op.OldPath, at: now}
-		if n, ok := c.lastWrite[op.OldPath]; ok {
-			c.lastWrite[op.Path] = n
-		}
 	}
 	if e.ino != 0 {
 		switch op.Kind {
@@ -606,11 +594,6 @@ func (c *correlator) expire(now time.Time) {
 		changed = true
 		switch e.role {
 		case roleFUSE:
-			if c.repeatWrite(e) {
-				e.role = roleDropped
-				c.st.fuseRepeats.Add(1)
-				break
-			}
 			if c.kernelCovered(e) {
 				// The kernel merged this op's event into one it reported
 				// for an earlier FUSE op of the same kind on the file.
@@ -671,11 +654,6 @@ func (c *correlator) expire(now time.Time) {
 		for ino, t := range c.gone {
 			if now.Sub(t) > 2*c.win {
 				delete(c.gone, ino)
-			}
-		}
-		for k, n := range c.lastWrite {
-			if now.Sub(n.at) > 2*c.win {
-				delete(c.lastWrite, k)
 			}
 		}
 		for p, r := range c.renamed {

@@ -297,7 +297,7 @@ func formatStats(st *counters) string {
 		{"absorbed", st.absorbed.Load()}, {"late", st.late.Load()}, {"stallwaits", st.stallWaits.Load()}, {"latefuse", st.lateFUSE.Load()}, {"orphans", st.orphans.Load()},
 		{"passthrough", st.passthroughMerged.Load()}, {"coalesced", st.coalesced.Load()}, {"fuseonly", st.fuseOnly.Load()},
 		{"kernelonly", st.kernelOnly.Load()},
-		{"dedup", st.dedupHits.Load()}, {"repeat", st.fuseRepeats.Load()}, {"rescancovered", st.rescanCovered.Load()},
+		{"dedup", st.dedupHits.Load()}, {"rescancovered", st.rescanCovered.Load()},
 	} {
 		if f.v != 0 {
 			fmt.Fprintf(&b, " %s=%d", f.name, f.v)

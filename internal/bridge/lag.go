@@ -36,28 +36,9 @@ type shadowNote struct {
 	orphan bool
 }
 
-type writeNote struct {
-	size int64
-	at   time.Time
-	ino  uint64
-}
-
 type renameNote struct {
 	from string
 	at   time.Time
-}
-
-// repeatWrite reports whether FUSE passthrough write e, left without a
-// kernel write, repeats the previous passthrough write of its file (name,
-// followed across renames, and inode): same size, within two windows. Data written through passthrough reaches the
-// kernel boundary from the writer; a write it never saw changed no data —
-// the FUSE boundary reports a passthrough write again at RELEASE when a
-// chmod, rename or unlink changed the file's ctime after the close.
-func (c *correlator) repeatWrite(e *entry) bool {
-	if !e.passthroughW || e.size < 0 || e.prev.at.IsZero() {
-		return false
-	}
-	return e.prev.ino == e.ino && e.prev.size == e.size && e.at.Sub(e.prev.at) <= 2*c.win
 }
 
 // noteAlone records FUSE entry e, published alone, for coveredByFUSE.

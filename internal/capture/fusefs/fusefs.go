@@ -51,7 +51,7 @@
 // backing file directly: the server sees opens, creates, setattr and
 // flushes, but no data. The kernel boundary sees those writes with the
 // writer's pid. To yield the same logical events in both modes, a handle
-// opened for writing records the backing file's size, mtime and ctime at
+// opened for writing records the backing file's size and mtime at
 // open and compares them at flush: if they changed, it emits the same single
 // KindWrite, with Size but without Bytes/Offset/Length (Known lacks HasBytes),
 // which the bridge fills in from the kernel view. If passthrough is

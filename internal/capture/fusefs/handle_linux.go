@@ -175,7 +175,7 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 
 // report emits one KindWrite if data changed since the last report: writes
 // or a truncate through this handle, or (passthrough, where data bypasses
-// the server) a change of the backing file's size, mtime or ctime.
+// the server) a change of the backing file's size or mtime.
 func (h *handle) report(ctx context.Context) {
 	if !h.passthrough {
 		// Everything is seen by Write; skip the fstat when nothing is pending.

@@ -48,21 +48,22 @@ func (f *FS) newNode(root *fs.LoopbackRoot, _ *fs.Inode, _ string, st *syscall.S
 	return &node{LoopbackNode: fs.LoopbackNode{RootData: root}, fsys: f, ino: st.Ino}
 }
 
-// dataSig identifies a version of a file's data cheaply.
+// dataSig identifies a version of a file's data cheaply: size and mtime.
+// Not ctime: a chmod, rename or unlink between close and release changes
+// it and would be taken for a data change.
 type dataSig struct {
-	size         int64
-	mtime, ctime int64 // ns
+	size  int64
+	mtime int64 // ns
 }
 
 func sigOfStat(st *syscall.Stat_t) dataSig {
-	return dataSig{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano()}
+	return dataSig{size: st.Size, mtime: st.Mtim.Nano()}
 }
 
 func sigOfAttr(a *fuse.Attr) dataSig {
 	return dataSig{
 		size:  int64(a.Size),
 		mtime: int64(a.Mtime)*1e9 + int64(a.Mtimensec),
-		ctime: int64(a.Ctime)*1e9 + int64(a.Ctimensec),
 	}
 }
 
