@@ -230,7 +230,10 @@ func startNATS(opts *server.Options) (*server.Server, error) {
 // newNATSPS starts an embedded server; inProcess connects through
 // nats.InProcessServer (no socket), else over TCP on loopback.
 func newNATSPS(inProcess bool) (*natsPS, error) {
-	opts := &server.Options{Port: -1, DontListen: inProcess}
+	// MaxPending 2 GiB: the server never cuts a subscriber off as a slow
+	// consumer (default 64 MiB of pending output), as semprop's blocking
+	// subscriptions never lose events either.
+	opts := &server.Options{Port: -1, DontListen: inProcess, MaxPending: 2 << 30}
 	s, err := startNATS(opts)
 	if err != nil {
 		return nil, err
@@ -405,15 +408,24 @@ func measureLatency(ctx context.Context, ps pubsub, subs, k int) (p50, p99 float
 	return us(pct(lat, 50)), us(pct(lat, 99)), nil
 }
 
+var debug = os.Getenv("BENCH_DEBUG") != ""
+
 func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 	type counts struct{ subs, m, k int }
 	cs := []counts{{1, 300_000, 5000}, {10, 100_000, 3000}, {100, 20_000, 1000}}
 	if c.quick {
 		cs = []counts{{1, 20_000, 300}, {10, 5_000, 200}, {100, 1_000, 50}}
 	}
+	if v := os.Getenv("BENCH_ROW1"); v != "" { // SUBS:M:K, for debugging one shape
+		var cc counts
+		if _, err := fmt.Sscanf(v, "%d:%d:%d", &cc.subs, &cc.m, &cc.k); err != nil {
+			return fmt.Errorf("BENCH_ROW1=%q: want SUBS:M:K", v)
+		}
+		cs = []counts{cc}
+	}
 	rep.note(1, "semprop: propagate.Manager over a journal with fsync=never (every event is still encoded and written to the journal file; NATS core and the channels store nothing). Subscriptions use PolicyBlock with a 65,536-event queue and drain with NextBatch(1024).")
 	rep.note(1, fmt.Sprintf("%d wildcard routes present (half `routeN.*`, half `routeN.x.>`, none matching): in semprop 1,000 extra live subscriptions with type-pattern selectors (compiled into the manager's routing trie), in NATS 1,000 subscriptions on a third connection. The channel baseline has no routing at all.", routeCount))
-	rep.note(1, "NATS: nats-server v2.15.2 embedded with DontListen, clients via nats.InProcessServer (no socket): one publisher connection, one connection holding all subscribers (async callbacks, pending limits unlimited, so NATS never drops), subject `bench.evt`, subscribers on `bench.>`.")
+	rep.note(1, "NATS: nats-server v2.15.2 embedded with DontListen, clients via nats.InProcessServer (no socket): one publisher connection, one connection holding all subscribers (async callbacks, client pending limits unlimited and server max_pending raised from 64 MiB to 2 GiB, so NATS neither drops nor disconnects a slow subscriber; with the defaults it disconnected the 100-subscriber connection as a slow consumer), subject `bench.evt`, subscribers on `bench.>`.")
 	rep.note(1, fmt.Sprintf("payload: %d bytes of data per event/message (semprop events also carry type, subject, ID, HLC, time, source, filled by the manager). semprop publisher events are allocated before the clock starts; NATS reuses one payload buffer.", payloadSize))
 	rep.note(1, "throughput = published events/s, timed until every subscriber received all of them; semprop batched = PublishBatch of 100 events (NATS's client also batches in its write buffer); semprop single = one Publish per event (returns after the journal write).")
 	rep.note(1, "latency = one event at a time, from the start of the publish call to the moment each subscriber goroutine holds it (p50/p99 over all deliveries); the publisher waits (blocked on a channel, no spinning) for all subscribers before the next event.")
@@ -460,14 +472,18 @@ func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 					return err
 				}
 			}
-			steps := []func() error{
-				func() error { return run(mkS(100), tput(&sb)) },
-				func() error { return run(mkS(1), tput(&s1)) },
-				func() error { return run(mkN, tput(&nt)) },
-				func() error { return run(mkC, tput(&ct)) },
-				func() error { return run(mkS(1), lat(&sp50, &sp99)) },
-				func() error { return run(mkN, lat(&np50, &np99)) },
-				func() error { return run(mkC, lat(&cp50, &cp99)) },
+			type step struct {
+				name string
+				f    func() error
+			}
+			steps := []step{
+				{"semprop PublishBatch throughput", func() error { return run(mkS(100), tput(&sb)) }},
+				{"semprop Publish throughput", func() error { return run(mkS(1), tput(&s1)) }},
+				{"NATS throughput", func() error { return run(mkN, tput(&nt)) }},
+				{"channels throughput", func() error { return run(mkC, tput(&ct)) }},
+				{"semprop latency", func() error { return run(mkS(1), lat(&sp50, &sp99)) }},
+				{"NATS latency", func() error { return run(mkN, lat(&np50, &np99)) }},
+				{"channels latency", func() error { return run(mkC, lat(&cp50, &cp99)) }},
 			}
 			if r%2 == 1 { // alternate the order so drift in load hits both sides
 				for i, j := 0, len(steps)-1; i < j; i, j = i+1, j-1 {
@@ -475,8 +491,12 @@ func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 				}
 			}
 			for _, st := range steps {
-				if err := st(); err != nil {
-					return fmt.Errorf("%d subscribers: %w", cc.subs, err)
+				t0 := time.Now()
+				if err := st.f(); err != nil {
+					return fmt.Errorf("%d subscribers, %s: %w", cc.subs, st.name, err)
+				}
+				if debug {
+					fmt.Fprintf(os.Stderr, "   %d subs, %s: %v\n", cc.subs, st.name, time.Since(t0).Round(time.Millisecond))
 				}
 			}
 			os.RemoveAll(dir)

@@ -143,7 +143,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 		d, m, k = 700*time.Millisecond, 10_000, 200
 	}
 	rep.note(2, "semprop: journal + propagate.Manager + internal/api HTTP server on 127.0.0.1, driven by the Go SDK (client.PublishBatch / client.Publish: CloudEvents JSON; client.Stream: SSE, each event decoded from JSON). SSE carries only durable events: with fsync=never durable = written to the OS, with fsync=always = fdatasync'ed (group commit).")
-	rep.note(2, "NATS: nats-server v2.15.2 embedded, clients over TCP on 127.0.0.1 (nats.go v1.55.0); NATS core stores nothing and its subscriber gets raw bytes (no decoding).")
+	rep.note(2, "NATS: nats-server v2.15.2 embedded, clients over TCP on 127.0.0.1 (nats.go v1.55.0); NATS core stores nothing and its subscriber gets raw bytes (no decoding); server max_pending 2 GiB as in row 1.")
 	rep.note(2, fmt.Sprintf("ingest = %d publishers for %v, each sending batches of %d events and waiting for the answer (semprop: one POST of a CloudEvents batch, answered once durable; NATS: %d Publish calls then Flush, a round trip that returns once the server processed them). %d-byte JSON data per event.", publishers, d, batch, batch, payloadSize))
 	rep.note(2, fmt.Sprintf("end-to-end throughput = %d events from one publisher (semprop: POSTs of %d) until one subscriber (SSE / NATS subscription on its own connection) received all; latency = one event at a time from the publish call's start to the subscriber's callback (%d events).", m, batch, k))
 	type side struct {
