@@ -66,20 +66,20 @@ func (nw *network) dialer(from string) func(ctx context.Context, network, addr s
 		if nw.conns[pair] == nil {
 			nw.conns[pair] = map[net.Conn]bool{}
 		}
-		tc := &trackedConn{Conn: c, nw: nw, pair: pair}
+		tc := &netConn{Conn: c, nw: nw, pair: pair}
 		nw.conns[pair][tc] = true
 		return tc, nil
 	}
 }
 
-type trackedConn struct {
+type netConn struct {
 	net.Conn
 	nw   *network
 	pair [2]string
 	once sync.Once
 }
 
-func (c *trackedConn) Close() error {
+func (c *netConn) Close() error {
 	c.once.Do(func() {
 		c.nw.mu.Lock()
 		delete(c.nw.conns[c.pair], c)

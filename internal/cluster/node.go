@@ -499,12 +499,69 @@ type streamLayer struct {
 	advertise string
 	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 	ctx       context.Context // the node's: Close stops pending dials
+
+	// mu guards conns: every connection accepted or dialed, closed by Close
+	// (raft's transport leaves pooled and accepted connections open).
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
 
-func (s *streamLayer) Accept() (net.Conn, error) { return s.ln.Accept() }
-func (s *streamLayer) Close() error              { return s.ln.Close() }
+type trackedConn struct {
+	net.Conn
+	s    *streamLayer
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	if s.conns == nil {
+		s.conns = make(map[*trackedConn]struct{})
+	}
+	tc := &trackedConn{Conn: c, s: s}
+	s.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+func (s *streamLayer) Accept() (net.Conn, error) {
+	c, err := s.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
+}
+
+func (s *streamLayer) Close() error {
+	err := s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*trackedConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return err
+}
+
 func (s *streamLayer) Addr() net.Addr {
 	if a, err := net.ResolveTCPAddr("tcp", s.advertise); err == nil && !a.IP.IsUnspecified() {
 		return a
@@ -518,7 +575,7 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	for {
 		c, err := s.dial(ctx, "tcp", string(addr))
 		if err == nil {
-			return c, nil
+			return s.track(c)
 		}
 		select {
 		case <-time.After(50 * time.Millisecond):
