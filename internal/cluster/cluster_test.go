@@ -52,6 +52,7 @@ func TestThreeNodesBasic(t *testing.T) {
 			t.Errorf("member %s never probed", m.ID)
 			continue
 		}
+		t.Logf("n0 -> %s: offset %v ± %v (rtt %v)", m.ID, time.Duration(m.OffsetNS), time.Duration(m.ErrorNS), time.Duration(m.RTTNS))
 		if e := time.Duration(m.ErrorNS); e > time.Millisecond || absDur(m.OffsetNS) > time.Millisecond {
 			t.Errorf("member %s: offset %v ± %v, want within 1ms on loopback", m.ID, time.Duration(m.OffsetNS), e)
 		}

@@ -315,8 +315,10 @@ func (n *Node) handlePing(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := pingResponse{ID: n.cfg.ID, T1: t1, Applied: n.AppliedIndex(), LastSeq: n.j.LastSeq()}
+	w.Header().Set("Content-Type", "application/json")
 	resp.T2 = n.cfg.Now()
-	writeJSON(w, http.StatusOK, resp)
+	b, _ := json.Marshal(resp)
+	w.Write(b)
 }
 
 func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
