@@ -188,7 +188,20 @@ func (b *batcher) flush(ctx context.Context, reqs []*request) {
 // complete waits for applies in order and answers their requests.
 func (b *batcher) complete() {
 	for fl := range b.inflight {
-		err := fl.fut.Error()
+		// raft answers every future it accepted, but never one stranded by
+		// a shutdown: do not let Close wait for that.
+		errc := make(chan error, 1)
+		go func() { errc <- fl.fut.Error() }()
+		var err error
+		select {
+		case err = <-errc:
+		case <-b.n.ctx.Done():
+			select {
+			case err = <-errc:
+			case <-time.After(b.n.cfg.ForwardTimeout):
+				err = ErrClosed
+			}
+		}
 		var res applyResult
 		if err == nil {
 			res, _ = fl.fut.Response().(applyResult)

@@ -274,7 +274,9 @@ func (n *Node) openRaft() error {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 256
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with a buffered apply channel a future still
+	// in the buffer at shutdown is never answered. The batcher already puts
+	// everything that queued during the previous append into one entry.
 
 	existing, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {
