@@ -249,13 +249,30 @@ func nowOr(f func() int64) func() int64 {
 	return func() int64 { return time.Now().UnixNano() }
 }
 
+var (
+	addrMu    sync.Mutex
+	addrsUsed = map[string]bool{}
+)
+
+// freeAddr returns a loopback address that was free and that no other call
+// in this process returned (the kernel may hand a released port out again).
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrMu.Lock()
+	defer addrMu.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ln.Addr().String()
+		ln.Close()
+		if !addrsUsed[a] {
+			addrsUsed[a] = true
+			return a
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no fresh loopback port")
+	return ""
 }
 
 // stop shuts node i down (like a crash of the process, minus torn writes).

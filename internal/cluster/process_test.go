@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -70,21 +71,31 @@ func (p *proc) status(ctx context.Context) (Status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-// TestProcesses runs three `semprop run` processes, SIGKILLs the leader
-// under publishing load, restarts it, and checks every node's journal.
+// TestProcesses runs clusters of three and five `semprop run` processes,
+// SIGKILLs the leader under publishing load, restarts it, and checks every
+// node's journal.
 func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs semprop processes")
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "semprop")
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	start := time.Now()
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/semprop/semprop/cmd/semprop")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	procs := make([]*proc, 3)
+	t.Logf("built semprop in %v", time.Since(start))
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d-processes", size), func(t *testing.T) { testProcesses(ctx, t, bin, size) })
+	}
+}
+
+func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
+	dir := t.TempDir()
+	procs := make([]*proc, size)
 	for i := range procs {
 		p := &proc{id: fmt.Sprintf("p%d", i), api: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, fmt.Sprintf("p%d", i))}
 		p.log = p.dir + ".log"
@@ -112,9 +123,10 @@ func TestProcesses(t *testing.T) {
 		st, err := procs[0].status(ctx)
 		return err == nil && st.Ready
 	})
-	procs[1].start(t, bin)
-	procs[2].start(t, bin)
-	waitFor(t, 30*time.Second, "3 members", func() bool {
+	for _, p := range procs[1:] {
+		p.start(t, bin)
+	}
+	waitFor(t, 30*time.Second, "all members", func() bool {
 		st, err := procs[0].status(ctx)
 		n := 0
 		for _, m := range st.Members {
@@ -122,7 +134,7 @@ func TestProcesses(t *testing.T) {
 				n++
 			}
 		}
-		return err == nil && n == 3
+		return err == nil && n == size
 	})
 
 	h := newHistory()
@@ -156,7 +168,10 @@ func TestProcesses(t *testing.T) {
 						h.acked[ev.ID] = seqs[i]
 					}
 				} else if err != nil {
-					h.errs[fmt.Sprintf("%T", err)]++
+					h.errs[errSummary(err)]++
+					if ce, ok := err.(*client.Error); ok {
+						h.errs[fmt.Sprintf("HTTP %d", ce.Status)]++
+					}
 				}
 				h.mu.Unlock()
 				if err != nil {
@@ -219,7 +234,12 @@ func TestProcesses(t *testing.T) {
 			seqs = append(seqs, st.DurableSeq)
 		}
 		want = seqs[0]
-		return seqs[0] == seqs[1] && seqs[1] == seqs[2] && seqs[0] > 0
+		for _, s := range seqs {
+			if s != want {
+				return false
+			}
+		}
+		return want > 0
 	})
 	var ref []event.ID
 	for _, p := range procs {
@@ -254,7 +274,7 @@ func TestProcesses(t *testing.T) {
 			t.Fatalf("acknowledged event %v: acked seq %d, journal seq %d", id, seq, pos[id])
 		}
 	}
-	t.Logf("3 processes agree on %d events; %d acknowledged; errors %v", len(ref), len(h.acked), h.errs)
+	t.Logf("%d processes agree on %d events; %d acknowledged; errors %v", size, len(ref), len(h.acked), h.errs)
 }
 
 // replayAll reads every event of a node over HTTP, checking contiguous seqs.
@@ -288,4 +308,18 @@ func tail(b []byte, n int) string {
 		b = b[len(b)-n:]
 	}
 	return string(b)
+}
+
+// errSummary shortens an error to its kind for the test log.
+func errSummary(err error) string {
+	s := err.Error()
+	for _, k := range []string{"no quorum", "not ready", "connection refused", "EOF", "deadline", "clock"} {
+		if strings.Contains(s, k) {
+			return k
+		}
+	}
+	if len(s) > 60 {
+		s = s[:60]
+	}
+	return s
 }
