@@ -415,7 +415,10 @@ func (n *Node) fillJournal(upTo uint64, members []Member) error {
 		if n.j.LastSeq() >= upTo {
 			return n.j.WaitDurable(ctx, upTo)
 		}
-		ld, _ := n.Leader()
+		var ld Member
+		if n.r != nil { // nil while NewRaft restores the local snapshot at startup
+			ld, _ = n.Leader()
+		}
 		cands := make([]Member, 0, len(members))
 		for _, m := range members {
 			if m.ID != n.cfg.ID && m.APIURL != "" {

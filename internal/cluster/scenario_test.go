@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -332,4 +333,44 @@ func (c *tcluster) addSlot() {
 	c.addrs = append(c.addrs, "")
 	c.apis = append(c.apis, "")
 	c.nodes = append(c.nodes, nil)
+}
+
+// TestJournalLost: a node whose journal is gone (a disk replaced, or
+// records lost to --fsync never) rebuilds it on restart from its snapshot
+// plus records fetched from peers, and from the log after that.
+func TestJournalLost(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) {
+		cfg.SnapshotThreshold = 20
+		cfg.TrailingLogs = 10
+		cfg.SnapshotInterval = 100 * time.Millisecond
+		cfg.MaxBatch = 16
+		cfg.WALSegmentSize = 16 << 10
+	})
+	l := c.startLoad(4, 10)
+	defer func() {
+		select {
+		case <-l.done:
+		default:
+			l.stop()
+		}
+	}()
+	waitAcked(t, l, 1000, 30*time.Second)
+	victim := (c.leader() + 1) % 3
+	if err := c.node(victim).n.Raft().Snapshot().Error(); err != nil {
+		t.Logf("snapshot: %v", err)
+	}
+	c.stop(victim)
+	if err := os.RemoveAll(filepath.Join(c.dirs[victim], "journal")); err != nil {
+		t.Fatal(err)
+	}
+	waitAcked(t, l, 300, 20*time.Second)
+	c.start(victim, false, "")
+	d := catchUp(t, c, []int{victim})
+	st := c.node(victim).n.Status()
+	t.Logf("n%d rebuilt its journal in %v: %d snapshot restores, %d records fetched", victim, d, st.Restores, st.Fetched)
+	if st.Fetched == 0 {
+		t.Errorf("n%d fetched no records", victim)
+	}
+	l.stop()
+	c.check(l.h)
 }
