@@ -332,7 +332,25 @@ func rowCapture(ctx context.Context, c *cfg, rep *report) error {
 		rep.add(&line{row: 4, name: "storm time, watched ÷ unwatched", unit: "×", better: lower, semprop: s.name, peer: p.name, s: s.slowdown, p: p.slowdown})
 	}
 	for _, sd := range sides {
-		rep.note(4, fmt.Sprintf("%s per repetition: %s", sd.name, strings.Join(sd.remarks, "; ")))
+		rep.note(4, fmt.Sprintf("%s, captured/expected per repetition: %s", sd.name, dedup(sd.remarks)))
 	}
 	return nil
+}
+
+// dedup joins remarks, folding identical ones into "x (×n)".
+func dedup(rs []string) string {
+	var out []string
+	for i := 0; i < len(rs); {
+		j := i
+		for j < len(rs) && rs[j] == rs[i] {
+			j++
+		}
+		if j-i > 1 {
+			out = append(out, fmt.Sprintf("%s (×%d)", rs[i], j-i))
+		} else {
+			out = append(out, rs[i])
+		}
+		i = j
+	}
+	return strings.Join(out, "; ")
 }

@@ -259,7 +259,7 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 		rep.add(&line{row: 5, name: "copy wall time, " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].wall, p: native.wall})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "plain go-fuse loopback", s: sem[pt].cpu, p: plain[pt].cpu})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].cpu, p: native.cpu})
-		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy %s (for %d files); passthrough in effect per the daemon's log: %s", mode, strings.Join(events[pt], ", "), files, strings.Join(granted[pt], ", ")))
+		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy: %s (for %d files); passthrough in effect per the daemon's log: %s", mode, dedup(events[pt]), files, dedup(granted[pt])))
 	}
 	return nil
 }
