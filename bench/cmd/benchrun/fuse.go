@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/client"
 	"github.com/semprop/semprop/internal/capture/fusefs"
@@ -35,19 +37,28 @@ func cpCopy(ctx context.Context, src, dst string) (wall, cpu time.Duration, err 
 }
 
 // plainLoopback mounts a plain go-fuse loopback of backing at mnt in this
-// process, with the mount options semprop uses.
-func plainLoopback(backing, mnt string, passthrough bool) (func() error, error) {
+// process, with the mount options semprop uses. ok reports whether the
+// kernel accepts passthrough backing files on it (probed as semprop does).
+func plainLoopback(backing, mnt string, passthrough bool) (unmount func() error, ok bool, err error) {
 	root, err := fs.NewLoopbackRoot(backing)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	et, at, neg := fusefs.DefaultEntryTimeout, fusefs.DefaultAttrTimeout, time.Duration(0)
 	server, err := fs.Mount(mnt, root, &fs.Options{MountOptions: fusefs.MountOptions(passthrough, false, nil),
 		EntryTimeout: &et, AttrTimeout: &at, NegativeTimeout: &neg})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return server.Unmount, nil
+	ok = false
+	if fd, err := unix.MemfdCreate("bench-passthrough-probe", unix.MFD_CLOEXEC); err == nil {
+		if id, errno := server.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)}); errno == 0 {
+			server.UnregisterBackingFd(id)
+			ok = true
+		}
+		unix.Close(fd)
+	}
+	return server.Unmount, ok, nil
 }
 
 // daemon is a `semprop run --mount` child process.
@@ -172,6 +183,7 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 	sem := map[bool]*side{true: {}, false: {}}
 	events := map[bool][]string{}
 	granted := map[bool][]string{}
+	plainPT := map[bool][]string{}
 	for r := range c.reps {
 		type step struct {
 			kind        string
@@ -202,10 +214,11 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 				}
 				native.wall, native.cpu = append(native.wall, wall.Seconds()), append(native.cpu, cpu.Seconds())
 			case "plain":
-				unmount, err := plainLoopback(backing, mnt, st.passthrough)
+				unmount, ok, err := plainLoopback(backing, mnt, st.passthrough)
 				if err != nil {
 					return fmt.Errorf("plain go-fuse mount: %w", err)
 				}
+				plainPT[st.passthrough] = append(plainPT[st.passthrough], fmt.Sprintf("passthrough=%v", ok))
 				self0 := cpuSelf()
 				wall, cpu, err := cpCopy(ctx, src, filepath.Join(mnt, "src"))
 				cpu += cpuSelf() - self0
@@ -259,7 +272,7 @@ func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
 		rep.add(&line{row: 5, name: "copy wall time, " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].wall, p: native.wall})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "plain go-fuse loopback", s: sem[pt].cpu, p: plain[pt].cpu})
 		rep.add(&line{row: 5, name: "copy CPU (cp + server), " + mode, unit: "s", better: lower, semprop: "semprop mount", peer: "native directory", s: sem[pt].cpu, p: native.cpu})
-		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy: %s (for %d files); passthrough in effect per the daemon's log: %s", mode, dedup(events[pt]), files, dedup(granted[pt])))
+		rep.note(5, fmt.Sprintf("semprop, %s: events journaled per copy: %s (for %d files); passthrough in effect per the daemon's log: %s; plain loopback, backing-file registration probe: %s", mode, dedup(events[pt]), files, dedup(granted[pt]), dedup(plainPT[pt])))
 	}
 	return nil
 }
