@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime"
 	"slices"
@@ -91,7 +92,7 @@ func main() {
 	defer stop()
 	rep := &report{
 		cmd: "cd bench && ./run " + strings.Join(os.Args[1:], " "), start: time.Now(), loadBefore: loadavg(),
-		quick: c.quick, reps: c.reps,
+		quick: c.quick, reps: c.reps, commit: gitState(c.repo),
 	}
 	runners := map[int]func(context.Context, *cfg, *report) error{
 		1: rowInProcess, 2: rowNetwork, 3: rowReplicated, 4: rowCapture, 5: rowFUSE, 6: rowFilters, 7: rowDurability,
@@ -232,3 +233,23 @@ func pct(ds []time.Duration, p float64) time.Duration {
 }
 
 func us(d time.Duration) float64 { return float64(d) / 1e3 }
+
+// gitState names the commit measured and whether the work tree differs from
+// it (bench/ resolves semprop through a replace of the work tree).
+func gitState(repo string) string {
+	out, err := exec.Command("git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	s := "commit " + strings.TrimSpace(string(out))
+	st, err := exec.Command("git", "-C", repo, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench").Output()
+	if err == nil {
+		if t := strings.TrimSpace(string(st)); t != "" {
+			n := strings.Count(t, "\n") + 1
+			s += fmt.Sprintf(" plus uncommitted changes to %d tracked files outside bench/ (the work tree is what was built)", n)
+		} else {
+			s += " (clean work tree)"
+		}
+	}
+	return s
+}

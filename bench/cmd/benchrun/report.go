@@ -40,6 +40,7 @@ type report struct {
 	loadAfter  string
 	lines      []*line
 	notes      map[int][]string
+	commit     string // what semprop code was measured
 }
 
 // add records a comparison and prints it at once (stderr) for progress.
@@ -127,6 +128,9 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "# semprop side by side with its peers\n\n")
 	fmt.Fprintf(&b, "- command: `%s` (mode: %s; %d repetitions of every measurement, medians shown, all values in brackets)\n", r.cmd, mode, r.reps)
 	fmt.Fprintf(&b, "- machine: %s\n", machine())
+	if r.commit != "" {
+		fmt.Fprintf(&b, "- semprop: %s\n", r.commit)
+	}
 	fmt.Fprintf(&b, "- date: %s → %s (%v)\n", r.start.UTC().Format(time.RFC3339), r.end.UTC().Format("15:04:05Z"), r.end.Sub(r.start).Round(time.Second))
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before: %s; after: %s. The machine is shared: other processes ran during the run.\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(&b, "- ratio = semprop ÷ peer (medians); \"better\" column reads the ratio with the metric's direction (higher or lower is better).\n\n")
