@@ -208,6 +208,11 @@ type natsPS struct {
 	data      []byte
 	dropped   atomic.Int64
 	subsCount int
+	// connPerSub gives every subscriber its own connection (the server
+	// then fans out to n clients) instead of one shared connection.
+	connPerSub bool
+	extra      []*nats.Conn
+	connect    func() (*nats.Conn, error)
 }
 
 func startNATS(opts *server.Options) (*server.Server, error) {
@@ -245,6 +250,7 @@ func newNATSPS(inProcess bool) (*natsPS, error) {
 		}
 		return nats.Connect(s.ClientURL())
 	}
+	p.connect = connect
 	errh := nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		if err == nats.ErrSlowConsumer {
 			p.dropped.Add(1)
@@ -282,7 +288,15 @@ func newNATSPS(inProcess bool) (*natsPS, error) {
 
 func (p *natsPS) subscribe(n int, sk *sink) error {
 	for i := range n {
-		s, err := p.sub.Subscribe("bench.>", func(*nats.Msg) { sk.recv(i, 1) })
+		nc := p.sub
+		if p.connPerSub && i > 0 {
+			var err error
+			if nc, err = p.connect(); err != nil {
+				return err
+			}
+			p.extra = append(p.extra, nc)
+		}
+		s, err := nc.Subscribe("bench.>", func(*nats.Msg) { sk.recv(i, 1) })
 		if err != nil {
 			return err
 		}
@@ -292,7 +306,12 @@ func (p *natsPS) subscribe(n int, sk *sink) error {
 			return err
 		}
 	}
-	return p.sub.Flush()
+	for _, nc := range append(p.extra, p.sub) {
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *natsPS) publishOne(context.Context) error { return p.pub.Publish("bench.evt", p.data) }
@@ -307,7 +326,7 @@ func (p *natsPS) publishAll(_ context.Context, m int) error {
 }
 
 func (p *natsPS) close() {
-	for _, c := range []*nats.Conn{p.pub, p.sub, p.routes} {
+	for _, c := range append([]*nats.Conn{p.pub, p.sub, p.routes}, p.extra...) {
 		if c != nil {
 			c.Close()
 		}
@@ -456,7 +475,13 @@ func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 					return newSempropPS(d, journal.FsyncNever, batch)
 				}
 			}
-			mkN := func() (pubsub, error) { return newNATSPS(true) }
+			mkN := func() (pubsub, error) {
+				p, err := newNATSPS(true)
+				if err == nil {
+					p.connPerSub = os.Getenv("BENCH_NATS_CONNPERSUB") != ""
+				}
+				return p, err
+			}
 			mkC := func() (pubsub, error) { return &chanPS{}, nil }
 			tput := func(dst *[]float64) func(pubsub) error {
 				return func(ps pubsub) error {
