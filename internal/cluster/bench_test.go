@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,9 @@ func BenchmarkPublish(b *testing.B) {
 				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond
 				if d, err := time.ParseDuration(os.Getenv("BENCH_MAX_DELAY")); err == nil {
 					cfg.MaxDelay = d
+				}
+				if n, err := strconv.Atoi(os.Getenv("BENCH_MAX_BATCH")); err == nil {
+					cfg.MaxBatch = n
 				}
 				if os.Getenv("BENCH_NO_FOLLOWER_DECODE") != "" {
 					cfg.DeliverWanted = func() bool { return false }
