@@ -7,9 +7,10 @@
 // # Ordering
 //
 // The leader groups concurrent publishes into one log entry of up to
-// Config.MaxBatch events, waiting at most Config.MaxDelay for a batch to
-// fill; the events of one Sequence call always stay in one entry, so they
-// get consecutive seqs. Raft commits entries in log order and every node's
+// Config.MaxBatch events (default 4096), waiting at most Config.MaxDelay
+// for a batch to fill (default 0: an entry takes whatever queued while the
+// previous one was being appended, which measured best); the events of one
+// Sequence call always stay in one entry, so they get consecutive seqs. Raft commits entries in log order and every node's
 // FSM appends each committed batch to its own journal in that order: seqs
 // are assigned by the journal (consecutive from 1) and are therefore the
 // same event on every node. Entries carry events with Seq 0; the FSM

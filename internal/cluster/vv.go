@@ -19,6 +19,7 @@ const (
 	Concurrent              // neither saw the other: concurrent, needs a tie-break
 )
 
+// String returns "equal", "before", "after" or "concurrent".
 func (o Order) String() string {
 	return [...]string{"equal", "before", "after", "concurrent"}[o]
 }
