@@ -277,7 +277,8 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 		writeError(w, status, fe.Field, fe.Error())
 	case errors.Is(err, propagate.ErrInvalidType):
 		writeError(w, http.StatusBadRequest, "type", err.Error())
-	case errors.Is(err, propagate.ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, propagate.ErrClosed), errors.Is(err, propagate.ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "", err.Error())
 	default:
 		s.log.Error("request failed", "err", err)

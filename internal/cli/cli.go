@@ -69,7 +69,7 @@ file-system ones.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), &cobra.Command{
+	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newClusterCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Args:  cobra.NoArgs,

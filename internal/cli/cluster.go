@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,7 +73,8 @@ type clusterRun struct {
 	cfg   cluster.Config
 	node  *cluster.Node
 	clock *event.Clock
-	stop  context.CancelFunc // stops the readiness watcher
+	mgr   atomic.Pointer[propagate.Manager] // set once the manager exists
+	stop  context.CancelFunc                // stops the readiness watcher
 	wg    sync.WaitGroup
 }
 
@@ -128,6 +130,11 @@ func (c *clusterRun) apply(o *propagate.Options) {
 		return
 	}
 	o.Clock = c.clock
+	// Followers decode committed events only when someone listens live.
+	c.cfg.DeliverWanted = func() bool {
+		m := c.mgr.Load()
+		return m == nil || m.Live()
+	}
 	o.NewSequencer = func(d propagate.Deliver) (propagate.Sequencer, error) {
 		n, err := cluster.Open(c.cfg, d)
 		if err != nil {
@@ -138,11 +145,13 @@ func (c *clusterRun) apply(o *propagate.Options) {
 	}
 }
 
-// mount adds the /v1/cluster routes and the cluster metrics.
-func (c *clusterRun) mount(srv *api.Server, reg prometheus.Registerer) {
+// mount adds the /v1/cluster routes and the cluster metrics, and notes
+// the manager for DeliverWanted.
+func (c *clusterRun) mount(srv *api.Server, reg prometheus.Registerer, m *propagate.Manager) {
 	if c == nil {
 		return
 	}
+	c.mgr.Store(m)
 	h := c.node.Handler()
 	srv.Handle("/v1/cluster", h)
 	srv.Handle("/v1/cluster/", h)

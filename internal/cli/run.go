@@ -258,7 +258,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg, Auth: authn,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	clu.mount(srv, reg)
+	clu.mount(srv, reg, m)
 	var apiHandler http.Handler = srv
 	handler.Store(&apiHandler)
 

@@ -31,10 +31,10 @@ import (
 var (
 	// ErrNoQuorum: the node cannot reach a leader backed by a quorum, so a
 	// write cannot be committed. The HTTP API maps it to 503.
-	ErrNoQuorum = errors.New("cluster: no quorum")
+	ErrNoQuorum = fmt.Errorf("cluster: no quorum (%w)", propagate.ErrUnavailable)
 	// ErrClockOffset: a peer's clock is further off than the maximum offset;
 	// the peer is refused.
-	ErrClockOffset = errors.New("cluster: peer clock offset exceeds the maximum")
+	ErrClockOffset = fmt.Errorf("cluster: peer clock offset exceeds the maximum (%w)", propagate.ErrUnavailable)
 	// ErrClosed: the node was closed.
 	ErrClosed = errors.New("cluster: closed")
 	// ErrBadEntry: a log entry or forwarded batch could not be decoded.

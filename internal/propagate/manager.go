@@ -49,6 +49,10 @@ var (
 	ErrInvalidType = errors.New("propagate: invalid event type")
 	ErrNoConsumer  = errors.New("propagate: no such consumer")
 	ErrBusy        = errors.New("propagate: consumer is in use")
+	// ErrUnavailable is wrapped by sequencer errors that mean "cannot
+	// order events now, try later" (a cluster without quorum); the HTTP
+	// API answers 503.
+	ErrUnavailable = errors.New("propagate: unavailable")
 )
 
 // Sequencer orders events: it assigns each event its Seq, passes the events
@@ -274,6 +278,11 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 	}
 	return nil
 }
+
+// Live reports whether any live subscription or route exists, i.e.
+// whether delivery has anyone to deliver to. A cluster follower may skip
+// decoding committed events when it does not.
+func (m *Manager) Live() bool { return m.router.Table().Len() > 0 }
 
 // Stats is a snapshot of the manager's counters.
 type Stats struct {
