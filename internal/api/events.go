@@ -248,22 +248,11 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 // resumes with no gap and no duplicate. A comment line is sent every
 // Heartbeat; on shutdown the stream ends with an "end" event.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	sel, aerr := s.parseSelection(r)
-	if aerr != nil {
-		writeJSON(w, http.StatusBadRequest, aerr)
-		return
-	}
-	release, ok := s.openStream(w, r)
+	sel, rd, done, ok := s.startStream(w, r)
 	if !ok {
 		return
 	}
-	defer release()
-	rd, err := s.m.Reader(sel.after + 1)
-	if err != nil {
-		writeError(w, http.StatusGone, "after", err.Error())
-		return
-	}
-	defer rd.Close()
+	defer done()
 	p := principal(r)
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -273,7 +262,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	buf := make([]byte, 0, 1024)
-	s.follow(r.Context(), rd, sel.matcher, follower{
+	s.follow(r.Context(), rd, sel, follower{
 		send: func(ev *event.Event) error {
 			buf = append(buf[:0], "id: "...)
 			buf = strconv.AppendUint(buf, ev.Seq, 10)
@@ -307,16 +296,31 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// openStream counts a stream against the caller's cap, answering 429 when
-// it has too many open.
-func (s *Server) openStream(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+// startStream does what SSE and WebSocket streams share before they
+// write: parse the selection, count the stream against the caller's cap
+// (429 when it has too many), and open a journal reader after the
+// selection's seq (410 when retention removed it). On success the caller
+// must call done when the stream ends; otherwise the error is answered.
+func (s *Server) startStream(w http.ResponseWriter, r *http.Request) (sel selection, rd *propagate.Reader, done func(), ok bool) {
+	sel, aerr := s.parseSelection(r)
+	if aerr != nil {
+		writeJSON(w, http.StatusBadRequest, aerr)
+		return sel, nil, nil, false
+	}
 	p := principal(r)
-	release, ok = p.OpenStream()
+	release, ok := p.OpenStream()
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "", "token "+p.Name+" has too many open streams")
+		return sel, nil, nil, false
 	}
-	return release, ok
+	rd, err := s.m.Reader(sel.after + 1)
+	if err != nil {
+		release()
+		writeError(w, http.StatusGone, "after", err.Error())
+		return sel, nil, nil, false
+	}
+	return sel, rd, func() { rd.Close(); release() }, true
 }
 
 // follower is how one stream transport writes. send buffers one event,
@@ -332,7 +336,7 @@ type follower struct {
 // follow streams durable events from rd that m selects until the client
 // goes away (ctx) or the server closes. It drains what is durable, flushes
 // once, then waits for the journal to advance: one flush per burst.
-func (s *Server) follow(ctx context.Context, rd *propagate.Reader, m propagate.Matcher, f follower) {
+func (s *Server) follow(ctx context.Context, rd *propagate.Reader, sel selection, f follower) {
 	if err := f.flush(); err != nil {
 		return
 	}
@@ -352,7 +356,7 @@ func (s *Server) follow(ctx context.Context, rd *propagate.Reader, m propagate.M
 			if !ok {
 				break
 			}
-			if !m.Match(&ev) {
+			if !sel.matcher.Match(&ev) {
 				continue
 			}
 			if err := f.send(&ev); err != nil {

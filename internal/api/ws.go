@@ -15,22 +15,11 @@ import (
 // with ?after=SEQ. Pings keep the connection alive; on shutdown the server
 // closes with status 1001 (going away) and reason "shutdown".
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
-	sel, aerr := s.parseSelection(r)
-	if aerr != nil {
-		writeJSON(w, http.StatusBadRequest, aerr)
-		return
-	}
-	release, ok := s.openStream(w, r)
+	sel, rd, done, ok := s.startStream(w, r)
 	if !ok {
 		return
 	}
-	defer release()
-	rd, err := s.m.Reader(sel.after + 1)
-	if err != nil {
-		writeError(w, http.StatusGone, "after", err.Error())
-		return
-	}
-	defer rd.Close()
+	defer done()
 	p := principal(r)
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
@@ -41,7 +30,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	// cancels ctx when it goes away.
 	ctx := c.CloseRead(r.Context())
 	buf := make([]byte, 0, 1024)
-	s.follow(ctx, rd, sel.matcher, follower{
+	s.follow(ctx, rd, sel, follower{
 		send: func(ev *event.Event) error {
 			buf = p.Redact(ev).AppendJSON(buf[:0])
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
