@@ -350,3 +350,19 @@ func TestAppendBinaryAllocs(t *testing.T) {
 		t.Errorf("AppendJSON allocs = %v, want 0", n)
 	}
 }
+
+func TestClockReserve(t *testing.T) {
+	now := int64(1000)
+	c := NewClockFunc(0, func() int64 { return now })
+	first := c.Reserve(3)
+	if first != (HLC{1000, 0}) {
+		t.Fatalf("Reserve(3) = %v, want 1000.0", first)
+	}
+	if n := c.Now(); n != (HLC{1000, 3}) {
+		t.Fatalf("Now after Reserve(3) = %v, want 1000.3 (after the reserved run)", n)
+	}
+	a, b := NewIDAt(now), NewIDAt(now)
+	if string(b[:]) <= string(a[:]) || a.Time().UnixMilli() != 0 {
+		t.Fatalf("NewIDAt: %s then %s (time %v)", a, b, a.Time())
+	}
+}

@@ -113,6 +113,26 @@ func (c *Clock) Now() HLC {
 	return t
 }
 
+// Reserve returns the first of n consecutive timestamps (same wall time,
+// logical counters first.Logical … first.Logical+n-1), all greater than
+// any this clock issued before, with one read of the physical clock.
+func (c *Clock) Reserve(n int) HLC {
+	if n <= 0 {
+		n = 1
+	}
+	pt := c.physical()
+	c.mu.Lock()
+	if pt > c.last.Wall {
+		c.last = HLC{Wall: pt}
+	} else {
+		c.last.Logical++
+	}
+	first := c.last
+	c.last.Logical += uint32(n - 1)
+	c.mu.Unlock()
+	return first
+}
+
 // Update merges a timestamp received from a peer and returns a new local
 // timestamp after both. It refuses (ErrClockOffset) a remote timestamp
 // further ahead of the local physical clock than the maximum offset, and

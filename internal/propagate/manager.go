@@ -193,11 +193,35 @@ func (m *Manager) prepare(evs []*event.Event) error {
 		return ErrClosed
 	default:
 	}
+	need := 0
 	for _, ev := range evs {
 		if !event.ValidType(ev.Type) {
 			return fmt.Errorf("%w: %q", ErrInvalidType, ev.Type)
 		}
-		m.fill(ev)
+		if ev.HLC.IsZero() {
+			need++
+		}
+	}
+	// One clock read per batch: HLCs are reserved as a run, and IDs and
+	// times derive from them.
+	var next event.HLC
+	if need > 0 {
+		next = m.clock.Reserve(need)
+	}
+	for _, ev := range evs {
+		if ev.HLC.IsZero() {
+			ev.HLC = next
+			next.Logical++
+		}
+		if ev.ID.IsZero() {
+			ev.ID = event.NewIDAt(ev.HLC.Wall)
+		}
+		if ev.Time.IsZero() {
+			ev.Time = time.Unix(0, ev.HLC.Wall).UTC()
+		}
+		if ev.Source == "" {
+			ev.Source = m.source
+		}
 	}
 	return nil
 }
@@ -222,21 +246,6 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 	}
 	m.published.Add(uint64(len(evs)))
 	return nil
-}
-
-func (m *Manager) fill(ev *event.Event) {
-	if ev.ID.IsZero() {
-		ev.ID = event.NewID()
-	}
-	if ev.HLC.IsZero() {
-		ev.HLC = m.clock.Now()
-	}
-	if ev.Time.IsZero() {
-		ev.Time = time.Unix(0, ev.HLC.Wall).UTC()
-	}
-	if ev.Source == "" {
-		ev.Source = m.source
-	}
 }
 
 // deliver fans evs out to the live subscriptions through the routing
