@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -258,6 +259,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg, Auth: authn,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// Profiles for operators (admin only when tokens are configured).
+	srv.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	srv.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	clu.mount(srv, reg, m)
 	var apiHandler http.Handler = srv
 	handler.Store(&apiHandler)
