@@ -148,9 +148,22 @@ func (r *ring) pop() (*event.Event, int64, bool) {
 // (microseconds). An idle subscription costs nothing once parked.
 const spinFor = 20 * time.Microsecond
 
+// hotSpin is the first part of spinFor, spent without yielding.
+const hotSpin = 2 * time.Microsecond
+
 // wait blocks until the queue is non-empty, ctx is done or closed is closed.
 func (r *ring) wait(ctx context.Context, closed <-chan struct{}) error {
 	start := nanotime()
+	// First a tight spin on the tail (no scheduler round trip), then spin
+	// yielding the processor, then park.
+	for i := 0; ; i++ {
+		if r.head.Load() != r.tail.Load() {
+			return nil
+		}
+		if i&63 == 63 && nanotime()-start > int64(hotSpin) {
+			break
+		}
+	}
 	for i := 0; ; i++ {
 		if r.head.Load() != r.tail.Load() {
 			return nil
