@@ -316,7 +316,7 @@ func (s *scanner) number() error {
 
 // compact returns raw without insignificant whitespace (a copy).
 func compact(raw []byte) []byte {
-	if bytes.IndexAny(raw, " \t\r\n") < 0 {
+	if !bytes.ContainsAny(raw, " \t\r\n") {
 		return bytes.Clone(raw)
 	}
 	var buf bytes.Buffer

@@ -368,9 +368,9 @@ func TestRunMountBridgesFUSEAndKernel(t *testing.T) {
 				t.Fatalf("write through the mount: %v %s", err, out)
 			}
 			pid := int32(cmd.ProcessState.Pid())
-			evs := waitFor(t, d.url, func(evs []*event.Event) bool { return len(evs) >= 2 })
+			waitFor(t, d.url, func(evs []*event.Event) bool { return len(evs) >= 2 })
 			time.Sleep(200 * time.Millisecond) // anything extra would arrive within the bridge window
-			evs = collect(t, d.url)
+			evs := collect(t, d.url)
 			var got []string
 			for _, e := range evs {
 				got = append(got, e.Type+" "+e.Subject)

@@ -622,9 +622,9 @@ func TestWatchKernelOnly(t *testing.T) {
 	})
 	f := filepath.Join(dir, "f")
 	child := runHelperT(t, "write", f, "data")
-	evs := rec.waitFor(t, 2, 10*time.Second)
+	rec.waitFor(t, 2, 10*time.Second)
 	time.Sleep(100 * time.Millisecond)
-	evs = rec.events()
+	evs := rec.events()
 	var got []string
 	for _, ev := range evs {
 		got = append(got, ev.Type+" "+ev.Subject)

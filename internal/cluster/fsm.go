@@ -32,7 +32,6 @@ type fsm struct {
 
 	next    uint64 // FSM goroutine: seq the next batch starts at
 	scratch batch  // FSM goroutine
-	recs    []byte // FSM goroutine
 
 	applied  atomic.Uint64         // index of the last entry the FSM applied
 	failed   atomic.Pointer[error] // sticky: the journal failed, nothing more is applied

@@ -6,9 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -43,7 +43,11 @@ func TestCopyOverhead(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("SEMPROP_FUSE_BENCH_REPS")); err == nil && v > 0 {
 		reps = v
 	}
-	src := filepath.Join(runtime.GOROOT(), "src")
+	goroot, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	for _, mode := range passthroughModes {
 		t.Run(mode.name, func(t *testing.T) {
 			var plain, ours, plainCPU, oursCPU []time.Duration
