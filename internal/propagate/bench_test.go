@@ -2,6 +2,7 @@ package propagate
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/route"
 )
 
 // BenchmarkLiveLatency measures one-way latency from the start of Publish to
@@ -85,50 +87,88 @@ func benchLatency(b *testing.B, mode string, fsync journal.FsyncPolicy) {
 	}
 }
 
-// BenchmarkThroughput publishes batches to one live subscriber that drains
-// in batches; reports events/s.
+// BenchmarkThroughput publishes pre-built events in batches of 256 to one
+// live subscriber that drains in batches; reports events/s.
 func BenchmarkThroughput(b *testing.B) {
 	for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncInterval} {
 		b.Run("fsync="+fsync.String(), func(b *testing.B) {
 			e := newEnv(b, fsync)
-			sub, _ := e.m.Subscribe(SubscribeOptions{Queue: 1 << 16, Policy: PolicyBlock, BlockTimeout: time.Minute})
-			const batch = 256
-			evs := make([]*event.Event, batch)
+			evs := make([]*event.Event, 256)
 			for i := range evs {
-				evs[i] = &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s", Data: make([]byte, 0)}
+				evs[i] = &event.Event{ID: event.NewID(), Type: "fs.write", Subject: "/data/a.md", Time: time.Now(), HLC: e.m.Clock().Now(), Source: "s"}
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var got atomic.Uint64
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				buf := make([]*event.Event, 1024)
-				for {
-					n, err := sub.NextBatch(ctx, buf)
-					if err != nil {
-						return
-					}
-					got.Add(uint64(n))
-				}
-			}()
-			b.ReportAllocs()
-			var sent uint64
-			t0 := time.Now()
-			for b.Loop() {
-				if err := e.m.PublishBatch(ctx, evs); err != nil {
-					b.Fatal(err)
-				}
-				sent += batch
-			}
-			for got.Load() < sent {
-				time.Sleep(10 * time.Microsecond)
-			}
-			el := time.Since(t0)
-			b.StopTimer()
-			cancel()
-			<-done
-			b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
+			benchThroughput(b, e, func() []*event.Event { return evs })
 		})
 	}
+}
+
+// BenchmarkThroughputWithRoutes publishes fresh events (ID, HLC and time
+// filled by the manager, 50-byte data) in batches of 100 to one live
+// subscriber, with 0 or 1,000 other, non-matching wildcard subscriptions in
+// the routing table (the setup of bench/ row 1). Reports events/s.
+func BenchmarkThroughputWithRoutes(b *testing.B) {
+	for _, extra := range []int{0, 1000} {
+		b.Run(fmt.Sprint("routes=", extra), func(b *testing.B) {
+			e := newEnv(b, journal.FsyncNever)
+			for i := range extra {
+				p := fmt.Sprintf("route%d.*", i)
+				if i%2 == 1 {
+					p = fmt.Sprintf("route%d.x.>", i)
+				}
+				if _, err := e.m.Subscribe(SubscribeOptions{Selector: route.Selector{Type: p}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			evs := make([]*event.Event, 100)
+			benchThroughput(b, e, func() []*event.Event {
+				for i := range evs {
+					evs[i] = &event.Event{Type: "bench.evt", Data: []byte(`{"pad":"0123456789012345678901234567890123456789012345"}`)}
+				}
+				return evs
+			})
+		})
+	}
+}
+
+// benchThroughput publishes next() batches to one live subscriber (block
+// policy, so nothing is dropped) until the benchmark ends and every event
+// arrived, and reports events/s.
+func benchThroughput(b *testing.B, e *env, next func() []*event.Event) {
+	sub, err := e.m.Subscribe(SubscribeOptions{Queue: 1 << 16, Policy: PolicyBlock, BlockTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]*event.Event, 1024)
+		for {
+			n, err := sub.NextBatch(ctx, buf)
+			if err != nil {
+				return
+			}
+			got.Add(uint64(n))
+		}
+	}()
+	b.ReportAllocs()
+	var sent uint64
+	t0 := time.Now()
+	for b.Loop() {
+		evs := next()
+		if err := e.m.PublishBatch(ctx, evs); err != nil {
+			b.Fatal(err)
+		}
+		sent += uint64(len(evs))
+	}
+	for got.Load() < sent {
+		time.Sleep(10 * time.Microsecond)
+	}
+	el := time.Since(t0)
+	b.StopTimer()
+	cancel()
+	<-done
+	b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
 }
