@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -159,7 +158,11 @@ func countFiles(dir string) int {
 }
 
 func rowFUSE(ctx context.Context, c *cfg, rep *report) error {
-	src := filepath.Join(runtime.GOROOT(), "src")
+	goroot, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return fmt.Errorf("go env GOROOT: %w", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(goroot)), "src")
 	if c.quick {
 		src = filepath.Join(src, "net")
 	}
