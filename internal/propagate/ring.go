@@ -2,6 +2,7 @@ package propagate
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,31 @@ const hotSpin = 2 * time.Microsecond
 
 // wait blocks until the queue is non-empty, ctx is done or closed is closed.
 func (r *ring) wait(ctx context.Context, closed <-chan struct{}) error {
+	// Only a few subscribers spin at once (one per spare processor): with
+	// many subscribers, spinning would take the processors from the
+	// publisher and from each other.
+	if spinners.Add(1) > maxSpinners {
+		spinners.Add(-1)
+		return r.park(ctx, closed)
+	}
+	err := r.spin()
+	spinners.Add(-1)
+	if err == nil {
+		return nil
+	}
+	return r.park(ctx, closed)
+}
+
+var (
+	spinners    atomic.Int32
+	maxSpinners = int32(max(1, runtime.GOMAXPROCS(0)-1))
+)
+
+// errEmpty says spin gave up.
+var errEmpty = errors.New("empty")
+
+// spin waits up to spinFor for an event without parking.
+func (r *ring) spin() error {
 	start := nanotime()
 	// First a tight spin on the tail (no scheduler round trip), then spin
 	// yielding the processor, then park.
@@ -173,6 +199,11 @@ func (r *ring) wait(ctx context.Context, closed <-chan struct{}) error {
 		}
 		runtime.Gosched()
 	}
+	return errEmpty
+}
+
+// park blocks until the queue is non-empty, ctx is done or closed is closed.
+func (r *ring) park(ctx context.Context, closed <-chan struct{}) error {
 	for {
 		r.parked.Store(1)
 		if r.head.Load() != r.tail.Load() {
