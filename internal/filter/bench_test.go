@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // The same three filters, natively (Spec), as expressions lowered to native
@@ -48,11 +50,11 @@ func BenchmarkFilter(b *testing.B) {
 		}{{"native", native}, {"expr-lowered", low}, {"expr-vm", vmf}, {"expr-vm-cached", cached}} {
 			b.Run(bf.name+"/"+v.name, func(b *testing.B) {
 				b.ReportAllocs()
-				start := cpuNow()
+				start := cputime.Now()
 				for b.Loop() {
 					v.f.Match(ev)
 				}
-				reportCPU(b, start)
+				cputime.Report(b, start)
 			})
 		}
 	}
@@ -80,11 +82,11 @@ func BenchmarkRedact(b *testing.B) {
 	}
 	ev := sampleEvents(b)[0]
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		r.Apply(ev)
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 // BenchmarkCompositeParallel compares evaluating an "all" of four VM
@@ -105,15 +107,15 @@ func BenchmarkCompositeParallel(b *testing.B) {
 	b.Run("sequential", func(b *testing.B) {
 		all := All(fs...)
 		b.ReportAllocs()
-		start := cpuNow()
+		start := cputime.Now()
 		for b.Loop() {
 			all.Match(ev)
 		}
-		reportCPU(b, start)
+		cputime.Report(b, start)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		b.ReportAllocs()
-		start := cpuNow()
+		start := cputime.Now()
 		for b.Loop() {
 			var wg sync.WaitGroup
 			var failed atomic.Bool
@@ -127,6 +129,6 @@ func BenchmarkCompositeParallel(b *testing.B) {
 			wg.Wait()
 			_ = failed.Load()
 		}
-		reportCPU(b, start)
+		cputime.Report(b, start)
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // tenKRoutes builds 10,000 routes: 9,000 literal types, 500 with "*", 400
@@ -56,12 +58,12 @@ func BenchmarkRoute10k(b *testing.B) {
 	var delivered int
 	b.ReportAllocs()
 	i := 0
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		delivered += r.Route(evs[i&63], deliver)
 		i++
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 	if delivered == 0 {
 		b.Fatal("nothing delivered")
 	}
@@ -78,7 +80,7 @@ func BenchmarkRoute10kP50(b *testing.B) {
 	deliver := DeliverFunc[int](ok[int])
 	var per []float64
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		start := time.Now()
 		for _, ev := range evs {
@@ -86,7 +88,7 @@ func BenchmarkRoute10kP50(b *testing.B) {
 		}
 		per = append(per, float64(time.Since(start).Nanoseconds())/float64(len(evs)))
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 	slices.Sort(per)
 	b.ReportMetric(per[len(per)/2], "p50-ns/event")
 	b.ReportMetric(per[len(per)*99/100], "p99-ns/event")
@@ -99,11 +101,11 @@ func BenchmarkRoute10kFsWrite(b *testing.B) {
 	ev := &event.Event{Type: "fs.write", Subject: "/data/team42/notes/a.md"}
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		r.Route(ev, deliver)
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 // BenchmarkRoute10kUncached measures a trie walk per event: the cache has
@@ -117,12 +119,12 @@ func BenchmarkRoute10kUncached(b *testing.B) {
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
 	i := 0
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		r.Route(evs[i&63], deliver)
 		i++
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 	st := r.Stats()
 	b.ReportMetric(float64(st.CacheMisses)/float64(st.CacheHits+st.CacheMisses), "miss-ratio")
 }
@@ -135,11 +137,11 @@ func BenchmarkSelectorMatch(b *testing.B) {
 	ev := &event.Event{Type: "fs.write", Subject: "/data/notes/a.md"}
 	ev.Context.SetSize(10)
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		s.Match(ev)
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 func BenchmarkGroupWithBreakers(b *testing.B) {
@@ -151,34 +153,34 @@ func BenchmarkGroupWithBreakers(b *testing.B) {
 	ev := &event.Event{Type: "job.run"}
 	deliver := DeliverFunc[int](ok[int])
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		r.Route(ev, deliver)
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 func BenchmarkLanes(b *testing.B) {
 	q := NewLanes[int](1024)
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		q.Push(event.PriorityNormal, 1)
 		q.TryPop()
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 func BenchmarkSwap(b *testing.B) {
 	r := newBenchRouter(b)
 	b.ReportAllocs()
-	start := cpuNow()
+	start := cputime.Now()
 	for b.Loop() {
 		if err := r.Add(Route[int]{Name: "dyn", Selector: Selector{Type: "dyn.>"}, Targets: []int{1}}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, start)
+	cputime.Report(b, start)
 }
 
 // BenchmarkRoute10kParallel routes from all cores at once: the shared

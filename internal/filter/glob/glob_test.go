@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/semprop/semprop/internal/filter/datadriven"
+
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // TestDataDriven runs testdata/glob.txt: "match PATTERN" followed by paths,
@@ -135,11 +137,11 @@ func BenchmarkMatch(b *testing.B) {
 		p := MustCompile(pat)
 		b.Run(pat, func(b *testing.B) {
 			b.ReportAllocs()
-			start := cpuNow()
+			start := cputime.Now()
 			for b.Loop() {
 				p.Match("/data/notes/2026/a.md")
 			}
-			reportCPU(b, start)
+			cputime.Report(b, start)
 		})
 	}
 }
