@@ -86,6 +86,22 @@ type Options struct {
 	QueueSize int
 	// MaxBatch bounds the events of one PublishBatch call; 0 means 1024.
 	MaxBatch int
+	// BatchDelay is how long the correlator naps after a round that had
+	// ops before it takes the queue again. While it naps, Emit queues
+	// without waking it: waking a parked goroutine from a FUSE handler
+	// costs the handler a thread wake-up (an inter-processor interrupt on a
+	// virtual machine) per operation, which a copy into the mount pays in
+	// wall time. An idle correlator parks and is woken by the first op.
+	// 0 means 1ms; negative: no nap (a wake-up per op).
+	BatchDelay time.Duration
+	// PublishDelay is how long the publisher naps after publishing a
+	// batch before it takes the next one, so that a busy bridge publishes
+	// (and, with fsync=always, makes the journal fsync) at most about every
+	// PublishDelay instead of once per disk round trip. Events then wait
+	// up to PublishDelay longer in memory — the bridge already holds them up
+	// to Window for correlation — and never more than MaxBatch×4 of them
+	// (the outbox bound). 0 means 10ms; negative: no nap.
+	PublishDelay time.Duration
 	// FlushTimeout bounds publishing what is held when Run's context ends;
 	// 0 means 5s.
 	FlushTimeout time.Duration
@@ -177,6 +193,7 @@ type Bridge struct {
 	q       []*capture.Op
 	qcap    int
 	closed  bool
+	parked  bool // the correlator waits to be woken (not napping)
 	wake    chan struct{}
 
 	// omu guards the outbox between the correlator and the publisher.
@@ -185,6 +202,8 @@ type Bridge struct {
 	outDone  bool
 	outWake  chan struct{}
 	outSpace chan struct{}
+	outFull  chan struct{} // the outbox holds a full batch, or the correlator is done: end a nap
+	pubNap   *time.Timer
 
 	released []*event.Event // correlator's output of one round (Run goroutine)
 }
@@ -218,6 +237,12 @@ func New(opts Options) (*Bridge, error) {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
 	}
+	if opts.BatchDelay == 0 {
+		opts.BatchDelay = time.Millisecond
+	}
+	if opts.PublishDelay == 0 {
+		opts.PublishDelay = 10 * time.Millisecond
+	}
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = 5 * time.Second
 	}
@@ -239,6 +264,7 @@ func New(opts Options) (*Bridge, error) {
 		opts: opts, log: opts.Logger,
 		qcap: opts.QueueSize, q: make([]*capture.Op, 0, 256),
 		wake: make(chan struct{}, 1), outWake: make(chan struct{}, 1), outSpace: make(chan struct{}, 1),
+		outFull: make(chan struct{}, 1), pubNap: time.NewTimer(time.Hour),
 	}
 	b.notFull = sync.NewCond(&b.qmu)
 	b.SetInvalidator(opts.Invalidator)
@@ -309,9 +335,9 @@ func (b *Bridge) enqueue(op *capture.Op, bd event.Boundary) {
 		return
 	}
 	b.q = append(b.q, op)
-	first := len(b.q) == 1
+	wake := b.parked && len(b.q) == 1
 	b.qmu.Unlock()
-	if first {
+	if wake {
 		select {
 		case b.wake <- struct{}{}:
 		default:
@@ -363,13 +389,31 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	nap := time.NewTimer(time.Hour)
+	defer nap.Stop()
 	var batch []*capture.Op
+	busy := false // the last round had ops: nap rather than park
 	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case <-b.wake:
-		case <-timer.C:
+		if busy {
+			nap.Reset(b.opts.BatchDelay)
+			select {
+			case <-ctx.Done():
+				done = true
+			case <-nap.C:
+			}
+		} else {
+			b.qmu.Lock()
+			b.parked = len(b.q) == 0
+			parked := b.parked
+			b.qmu.Unlock()
+			if parked {
+				select {
+				case <-ctx.Done():
+					done = true
+				case <-b.wake:
+				case <-timer.C:
+				}
+			}
 		}
 		if done {
 			b.qmu.Lock()
@@ -378,6 +422,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			b.qmu.Unlock()
 		}
 		batch = b.takeQueue(batch)
+		busy = len(batch) > 0 && b.opts.BatchDelay > 0
 		now := b.opts.now()
 		for i, op := range batch {
 			b.c.add(op, now)
@@ -401,6 +446,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.outDone = true
 	b.omu.Unlock()
 	signal(b.outWake)
+	signal(b.outFull)
 	wg.Wait()
 	return ctx.Err()
 }
@@ -409,6 +455,7 @@ func (b *Bridge) takeQueue(spare []*capture.Op) []*capture.Op {
 	b.qmu.Lock()
 	batch := b.q
 	b.q = spare[:0]
+	b.parked = false
 	b.notFull.Broadcast()
 	b.qmu.Unlock()
 	return batch
@@ -426,10 +473,14 @@ func (b *Bridge) handOver(ctx context.Context, final bool) bool {
 		b.omu.Lock()
 		if len(b.outbox) < limit || final {
 			b.outbox = append(b.outbox, b.released...)
+			full := len(b.outbox) >= b.opts.MaxBatch
 			b.omu.Unlock()
 			clear(b.released)
 			b.released = b.released[:0]
 			signal(b.outWake)
+			if full {
+				signal(b.outFull)
+			}
 			return true
 		}
 		b.omu.Unlock()
@@ -478,7 +529,27 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 			}
 			clear(evs)
 			spare = evs[:0]
+			if !done && b.opts.PublishDelay > 0 {
+				b.publishNap(ctx)
+			}
 		}
+	}
+}
+
+// publishNap waits PublishDelay, or less if the outbox fills up to a batch
+// or the correlator finishes.
+func (b *Bridge) publishNap(ctx context.Context) {
+	b.omu.Lock()
+	skip := len(b.outbox) >= b.opts.MaxBatch || b.outDone
+	b.omu.Unlock()
+	if skip {
+		return
+	}
+	b.pubNap.Reset(b.opts.PublishDelay)
+	select {
+	case <-b.pubNap.C:
+	case <-b.outFull:
+	case <-ctx.Done():
 	}
 }
 

@@ -307,3 +307,39 @@ func TestBackingSymlink(t *testing.T) {
 		t.Errorf("toMount(%q) = %q, %v, want /m/x, true", want+"/x", got, ok)
 	}
 }
+
+// TestBridgeNaps: under a steady stream of ops the correlator and the
+// publisher nap instead of being woken per op, so the publisher makes about
+// one PublishBatch per PublishDelay, and nothing is lost or reordered.
+// Without the naps every op arrives at an idle bridge and is published on
+// its own (about one batch per op).
+func TestBridgeNaps(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	rec := &recorder{}
+	const delay = 25 * time.Millisecond
+	b, _, _ := startBridge(t, Options{Publisher: rec, BatchDelay: time.Millisecond, PublishDelay: delay})
+	const n = 200
+	start := time.Now()
+	for i := range n {
+		o := op(event.BoundaryKernel, capture.KindCreate, fmt.Sprintf("/w/f%d", i), 7)
+		b.Kernel().Emit(o)
+		time.Sleep(500 * time.Microsecond)
+	}
+	evs := rec.waitFor(t, n, 5*time.Second)
+	took := time.Since(start)
+	if len(evs) != n {
+		t.Fatalf("published %d events, want %d", len(evs), n)
+	}
+	for i, ev := range evs {
+		if want := fmt.Sprintf("/w/f%d", i); ev.Subject != want {
+			t.Fatalf("event %d is %s, want %s (order)", i, ev.Subject, want)
+		}
+	}
+	rec.mu.Lock()
+	batches := rec.batches
+	rec.mu.Unlock()
+	// One batch per nap, plus the first and a last partial one.
+	if limit := int(took/delay) + 3; batches > limit {
+		t.Errorf("%d ops over %v made %d PublishBatch calls, want at most %d (one per %v nap)", n, took.Round(time.Millisecond), batches, limit, delay)
+	}
+}

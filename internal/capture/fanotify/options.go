@@ -36,10 +36,24 @@ type Options struct {
 	// the kernel's bounded queue (16384 events), so an overflow is possible
 	// and is handled by a rescan.
 	UnlimitedQueue bool
+
+	// BatchDelay is how long the reader waits, after a read that found
+	// events, before it reads again, so that a busy queue is read in
+	// batches. A reader blocked in poll(2) is woken by every event the kernel
+	// queues — inside the system call of the process that caused it, which
+	// on a virtual machine costs an inter-processor interrupt per event —
+	// and gets one record per read; after a delay it gets hundreds, and the
+	// kernel merges repeated events (writes to one file) meanwhile. The
+	// reader blocks in poll only once a delay passed with nothing queued,
+	// so an idle watcher costs nothing. This is the latency added to kernel
+	// events under load. Default 1ms; negative: no delay (one wake-up per
+	// event).
+	BatchDelay time.Duration
 }
 
 const (
 	defaultRescanBackoff = time.Second
+	defaultBatchDelay    = time.Millisecond
 	maxRescanBackoff     = 30 * time.Second
 )
 

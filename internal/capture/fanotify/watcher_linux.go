@@ -47,6 +47,7 @@ type Watcher struct {
 	be   backend
 
 	wakeFD int // eventfd that interrupts the poll (Close, ctx done)
+	delay  time.Duration
 	closed atomic.Bool
 
 	// mu orders the lifecycle: the kernel descriptors are released exactly
@@ -87,7 +88,10 @@ func New(opts Options) (*Watcher, error) {
 	if err := unix.Stat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%w: %q", ErrNoRoot, root)
 	}
-	w := &Watcher{root: root, log: opts.Logger}
+	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay}
+	if w.delay == 0 {
+		w.delay = defaultBatchDelay
+	}
 	if w.log == nil {
 		w.log = slog.Default()
 	}
@@ -235,6 +239,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 	buf := make([]byte, readBufSize)
 	fd := w.be.fd()
+	// napping: the queue is busy, read it in batches (see
+	// Options.BatchDelay). The reader starts napping when two reads with
+	// data come less than the delay apart, and stops when a nap found
+	// nothing: the first events after a quiet period are still read at
+	// once, while their processes most likely still exist (comm and exe
+	// come from /proc, and the actor is then cached).
+	napping, found := false, false
+	var lastData time.Time
 	for !w.closed.Load() {
 		if due := w.t.rescanPending(); !due.IsZero() && !time.Now().Before(due) {
 			w.gate.Lock()
@@ -257,8 +269,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		n, err := unix.Read(fd, buf)
 		if n > 0 {
+			now := time.Now()
 			w.c.reads.Add(1)
-			w.be.handle(buf[:n], time.Now())
+			w.be.handle(buf[:n], now)
+			if !napping && now.Sub(lastData) < w.delay {
+				napping = true
+			}
+			lastData, found = now, true
 		}
 		if err == unix.EAGAIN {
 			w.be.idle()
@@ -270,6 +287,25 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case err == unix.EAGAIN:
 		default:
 			return fmt.Errorf("fanotify: read %s queue: %w", w.mode, err)
+		}
+		if napping && !found {
+			napping = false // a nap found nothing: block again
+		}
+		found = false
+		if napping && w.delay > 0 {
+			// The queue is drained but busy: let it fill for a while
+			// without a poll that every queued event would wake (see
+			// Options.BatchDelay); only Close interrupts.
+			pfd := []unix.PollFd{{Fd: int32(w.wakeFD), Events: unix.POLLIN}}
+			ts := unix.NsecToTimespec(int64(w.delay))
+			if _, err := unix.Ppoll(pfd, &ts, nil); err != nil && err != unix.EINTR {
+				return fmt.Errorf("fanotify: poll: %w", err)
+			}
+			if pfd[0].Revents != 0 {
+				var b [8]byte
+				unix.Read(w.wakeFD, b[:])
+			}
+			continue
 		}
 		timeout := -1
 		if due := w.t.rescanPending(); !due.IsZero() {

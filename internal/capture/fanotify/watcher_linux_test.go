@@ -3,6 +3,7 @@ package fanotify
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -253,4 +254,29 @@ func TestLifecycle(t *testing.T) {
 		}
 		w.Close()
 	}
+}
+
+// TestBatchedReads: a busy queue is read in batches (Options.BatchDelay),
+// not one wake-up and one read per record, and nothing is lost. Without the delay a
+// reader blocked in poll(2) is woken by each record and reads them about
+// one or two at a time.
+func TestBatchedReads(t *testing.T) {
+	root := tmpfsRoot(t)
+	w, rec := startWatcher(t, Options{Root: root, BatchDelay: 2 * time.Millisecond})
+	const n = 2000
+	for i := range n {
+		if err := writeFile(filepath.Join(root, fmt.Sprintf("f%d", i)), os.O_CREATE|os.O_WRONLY, "x"); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(100 * time.Microsecond) // a steady stream, not one burst
+		}
+	}
+	// create + write per file
+	waitFor(t, 10*time.Second, "all ops", func() bool { return rec.len() >= 2*n })
+	s := w.Stats()
+	if s.Reads*10 > s.EventsRead {
+		t.Errorf("%d records in %d reads (%.1f per read), want at least 10 per read", s.EventsRead, s.Reads, float64(s.EventsRead)/float64(s.Reads))
+	}
+	t.Logf("%d records in %d reads", s.EventsRead, s.Reads)
 }
