@@ -99,6 +99,22 @@ func (e *Event) AppendBinary(b []byte) ([]byte, error) {
 	return append(b, e.Data...), nil
 }
 
+// BinarySizeBound returns an upper bound of the length AppendBinary
+// appends for e (at most a few hundred bytes over it).
+func (e *Event) BinarySizeBound() int {
+	const fixed = 1 + 10 + 16 + 10 + 10 + 10 + 10 + 4 + 10 // version … flags, varints at their longest
+	const perString = 10
+	c := &e.Context
+	n := fixed + 5*perString + len(e.Type) + len(e.Source) + len(e.Subject) + len(e.SourceID) + len(e.DataContentType) +
+		10 + 10*10 + // known bits and the numeric context fields
+		4*perString + len(c.Comm) + len(c.Exe) + len(c.OldPath) + len(c.Target) +
+		10 + 10 + len(e.Data)
+	for _, a := range e.Attrs {
+		n += 2*perString + len(a.Key) + len(a.Value)
+	}
+	return n
+}
+
 // MarshalBinary returns the binary form of e.
 func (e *Event) MarshalBinary() ([]byte, error) {
 	return e.AppendBinary(make([]byte, 0, 128+len(e.Subject)+len(e.Data)))

@@ -366,3 +366,20 @@ func TestClockReserve(t *testing.T) {
 		t.Fatalf("NewIDAt: %s then %s (time %v)", a, b, a.Time())
 	}
 }
+
+// TestBinarySizeBound: the bound holds with every field at its longest
+// varint and is not far above the encoding.
+func TestBinarySizeBound(t *testing.T) {
+	e := full()
+	e.Seq, e.HLC.Logical = ^uint64(0), ^uint32(0)
+	e.Context.Known = HasPID | HasTID | HasUID | HasGID | HasInode | HasSize | HasBytes | HasOffset | HasLength | HasMode
+	e.Context.Inode, e.Context.Size, e.Context.Bytes = ^uint64(0), -1<<63, -1<<63
+	e.Context.Offset, e.Context.Length, e.Context.PID, e.Context.TID = -1<<63, -1<<63, -1<<31, -1<<31
+	e.Context.UID, e.Context.GID, e.Context.Mode = ^uint32(0), ^uint32(0), ^uint32(0)
+	for _, ev := range []*Event{{}, full(), e} {
+		b, _ := ev.MarshalBinary()
+		if bound := ev.BinarySizeBound(); len(b) > bound || bound-len(b) > 512 {
+			t.Errorf("encoding %d bytes, bound %d: want len <= bound <= len+512", len(b), bound)
+		}
+	}
+}

@@ -7,8 +7,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// FuzzBinary: no input panics the decoder, and whatever decodes re-encodes
-// to bytes that decode to the same event.
+// FuzzBinary: no input panics the decoder, whatever decodes re-encodes to
+// bytes that decode to the same event, and BinarySizeBound bounds the
+// encoding.
 func FuzzBinary(f *testing.F) {
 	for _, e := range []*Event{full(), {}, {Type: "x", Flags: FlagDataBinary, Data: []byte{1}}} {
 		b, _ := e.MarshalBinary()
@@ -20,6 +21,9 @@ func FuzzBinary(f *testing.F) {
 			return
 		}
 		out, _ := e.MarshalBinary()
+		if len(out) > e.BinarySizeBound() {
+			t.Fatalf("encoding is %d bytes, BinarySizeBound %d", len(out), e.BinarySizeBound())
+		}
 		var back Event
 		if err := back.UnmarshalBinary(out); err != nil {
 			t.Fatalf("re-decode: %v", err)

@@ -440,6 +440,18 @@ func isClosed(c chan struct{}) bool {
 // for concurrent use.
 func (j *Journal) LastSeq() uint64 { return j.lastSeqA.Load() }
 
+// Err returns the sticky I/O error that stops writing, ErrClosed after
+// Close, or nil while Write can succeed. Safe for concurrent use.
+func (j *Journal) Err() error {
+	if e := j.failErr.Load(); e != nil {
+		return *e
+	}
+	if j.closedA.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
 // DurableSeq returns the highest seq that is durable per the fsync policy.
 // Readers never return records above it. Safe for concurrent use.
 func (j *Journal) DurableSeq() uint64 { return j.durable.Load() }

@@ -107,7 +107,11 @@ type Manager struct {
 	consumers  map[string]*Consumer
 
 	published atomic.Uint64
-	latency   Histogram // sequenced → taken by a live subscriber
+	latency   Histogram // sequenced → taken by a live subscriber, sampled
+	// deliveries counts deliver calls (made one at a time) to sample latency.
+	deliveries uint64
+	// toWake collects the parked subscribers of one delivery.
+	toWake []*ring
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -144,7 +148,10 @@ func New(opts Options) (*Manager, error) {
 		m.local = &localSequencer{j: opts.Journal, m: m}
 		m.seq = m.local
 	} else {
-		s, err := opts.NewSequencer(m.deliver)
+		s, err := opts.NewSequencer(func(evs []*event.Event) {
+			m.deliver(evs)
+			m.wakeParked()
+		})
 		if err != nil {
 			return nil, fmt.Errorf("propagate: sequencer: %w", err)
 		}
@@ -255,10 +262,27 @@ func (m *Manager) deliver(evs []*event.Event) {
 	if t.Len() == 0 {
 		return
 	}
-	at := nanotime()
+	// One delivery in latencySample is timed: two clock reads would be a
+	// fifth of the hand-off to a waiting subscriber.
+	var at int64
+	if m.deliveries++; m.deliveries%latencySample == 0 {
+		at = nanotime()
+	}
 	for _, ev := range evs {
 		route.RouteArg(t, ev, at, offer)
 	}
+}
+
+// wakeParked wakes the subscribers that were parked when the last deliver
+// queued for them. Waking them last makes a woken subscriber the goroutine
+// that runs next on this processor (after, e.g., the journal's flusher that
+// the journal write woke).
+func (m *Manager) wakeParked() {
+	for i, r := range m.toWake {
+		r.signal()
+		m.toWake[i] = nil
+	}
+	m.toWake = m.toWake[:0]
 }
 
 // localSequencer orders events by appending them to the local journal.
@@ -272,20 +296,71 @@ var _ Sequencer = (*localSequencer)(nil)
 
 func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error {
 	l.mu.Lock()
-	first, err := l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
-		evs[i].Seq = seq
-		return evs[i].AppendBinary(dst)
-	})
+	var (
+		first uint64
+		err   error
+	)
+	if len(evs) <= deliverFirstMax && l.encodable(evs) {
+		// The fast path: seqs are assigned and live subscribers get the
+		// events before they are encoded into the journal, so a waiting
+		// subscriber does not wait for the encoding. Only this lock writes
+		// the journal, so the seqs Write assigns are the ones delivered;
+		// encoding cannot fail (sizes checked). What can still fail is the
+		// journal itself (a sticky I/O error or Close racing with this):
+		// then live subscribers saw events the journal lacks, as they do
+		// when a flush of buffered records fails.
+		if err = l.j.Err(); err == nil {
+			next := l.j.LastSeq() + 1
+			for i, ev := range evs {
+				ev.Seq = next + uint64(i)
+			}
+			l.m.deliver(evs)
+			first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+				if seq != evs[i].Seq {
+					return nil, fmt.Errorf("seq %d assigned, %d delivered: another writer", seq, evs[i].Seq)
+				}
+				return evs[i].AppendBinary(dst)
+			})
+			l.m.wakeParked()
+		}
+	} else {
+		// An event too large for a record: Write refuses the batch before
+		// anyone sees it.
+		first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+			evs[i].Seq = seq
+			return evs[i].AppendBinary(dst)
+		})
+		if err == nil {
+			l.m.deliver(evs)
+			l.m.wakeParked()
+		}
+	}
+	l.mu.Unlock()
 	if err != nil {
-		l.mu.Unlock()
 		return fmt.Errorf("propagate: journal: %w", err)
 	}
-	l.m.deliver(evs)
-	l.mu.Unlock()
 	if err := l.j.WaitDurable(ctx, first+uint64(len(evs))-1); err != nil {
 		return fmt.Errorf("propagate: journal: %w", err)
 	}
 	return nil
+}
+
+// deliverFirstMax is the largest batch delivered before it is encoded.
+// For a few events the encoding is most of the publisher's path and a
+// waiting subscriber should not wait for it; for a large batch it is
+// amortized, and encoding first is faster overall (on 2 cores, a subscriber
+// draining while the publisher encodes takes the processor the journal's
+// flusher needs: -10% events/s at 256 per batch).
+const deliverFirstMax = 16
+
+// encodable reports whether every event surely fits in a journal record.
+func (l *localSequencer) encodable(evs []*event.Event) bool {
+	for _, ev := range evs {
+		if ev.BinarySizeBound() > journal.MaxRecordSize {
+			return false
+		}
+	}
+	return true
 }
 
 // Live reports whether any live subscription or route exists, i.e.
@@ -351,4 +426,8 @@ func (m *Manager) Close() error {
 var epoch = time.Now()
 
 // nanotime is a cheap monotonic clock.
+// latencySample: one deliver call in this many is timed for the latency
+// histogram.
+const latencySample = 16
+
 func nanotime() int64 { return int64(time.Since(epoch)) }

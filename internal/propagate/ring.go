@@ -13,29 +13,46 @@ import (
 // ring is the bounded queue of one live subscription.
 //
 // Producers are serialized by the manager's order lock, so at any moment
-// there is one producer and one consumer: the producer owns tail, the
-// consumer advances head with a CAS, and the drop-oldest policy lets the
-// producer advance head too (the consumer's CAS then fails and it retries).
-// Slots are atomics so that a consumer that loses that race reads a value it
-// discards, never a torn one.
+// there is one producer and one consumer. Each slot carries the position it
+// holds plus one (Vyukov's bounded queue): the consumer learns that slot
+// head is filled, and reads the event, from that one cache line, so a
+// hand-off to a waiting consumer costs one cache-line transfer. tail is the
+// producer's, head the consumer's, each on a line of its own; the producer
+// reads head only when its cached copy says the ring is full. The
+// drop-oldest policy lets the producer advance head too (with a CAS the
+// consumer's CAS then loses); slot fields are atomics so that a consumer
+// that loses that race reads values it discards, never torn ones.
 type ring struct {
 	slots []slot
 	mask  uint64
+	wake  chan struct{}
+	space chan struct{}
 
-	head atomic.Uint64 // next slot to read
-	tail atomic.Uint64 // next slot to write
+	_         [cacheLine]byte
+	tail      atomic.Uint64 // next position to write (producer)
+	headCache uint64        // producer's last read of head
+	_         [cacheLine - 16]byte
+	head      atomic.Uint64 // next position to read (consumer; producer under drop-oldest)
+	_         [cacheLine - 8]byte
 
-	// parked is 1 while the consumer is blocked (or about to block) on wake;
-	// full is 1 while a blocked producer waits on space.
+	// parked is 1 while the consumer is blocked (or about to block) on
+	// wake; full is 1 while a blocked producer waits on space. Both are
+	// written rarely and read on every push and pop.
 	parked atomic.Int32
 	full   atomic.Int32
-	wake   chan struct{}
-	space  chan struct{}
+	_      [cacheLine - 8]byte
 }
 
+// cacheLine separates data written by different goroutines; 128 bytes
+// because adjacent-line prefetchers pull lines in pairs.
+const cacheLine = 128
+
+// slot is one queue entry; two share a 64-byte line.
 type slot struct {
-	ev atomic.Pointer[event.Event]
-	at atomic.Int64 // monotonic nanoseconds at delivery, for the latency histogram
+	seq atomic.Uint64 // position+1 once the entry at position is written
+	ev  atomic.Pointer[event.Event]
+	at  atomic.Int64 // monotonic nanoseconds at delivery, for the latency histogram; 0: not sampled
+	_   uint64
 }
 
 func newRing(size int) *ring {
@@ -50,13 +67,24 @@ func (r *ring) len() int { return int(r.tail.Load() - r.head.Load()) }
 
 func (r *ring) cap() int { return len(r.slots) }
 
+// ready reports whether the entry at head is written: the queue is not
+// empty.
+func (r *ring) ready() bool {
+	h := r.head.Load()
+	return r.slots[h&r.mask].seq.Load() >= h+1
+}
+
 // pushResult says what a push did.
 type pushResult uint8
 
 const (
-	pushed        pushResult = iota
-	pushedDropped            // pushed after dropping the oldest queued event
-	dropped                  // the event itself was dropped
+	pushed        pushResult = 0
+	pushedDropped pushResult = 1 // pushed after dropping the oldest queued event
+	dropped       pushResult = 2 // the event itself was dropped
+	// pushedWake is or-ed in when the consumer is parked: the caller must
+	// call signal (after its other work, so that the consumer is the
+	// goroutine that runs next).
+	pushedWake pushResult = 4
 )
 
 // push adds ev under policy. With PolicyBlock it waits up to timeout for
@@ -64,14 +92,18 @@ const (
 func (r *ring) push(ev *event.Event, at int64, policy Policy, timeout time.Duration) pushResult {
 	t := r.tail.Load()
 	res := pushed
-	if t-r.head.Load() >= uint64(len(r.slots)) {
+	size := uint64(len(r.slots))
+	if t-r.headCache >= size {
+		r.headCache = r.head.Load()
+	}
+	if t-r.headCache >= size {
 		switch policy {
 		case PolicyDropNewest:
 			return dropped
 		case PolicyDropOldest:
 			for {
 				h := r.head.Load()
-				if t-h < uint64(len(r.slots)) {
+				if t-h < size {
 					break // the consumer made room meanwhile
 				}
 				if r.head.CompareAndSwap(h, h+1) {
@@ -84,18 +116,25 @@ func (r *ring) push(ev *event.Event, at int64, policy Policy, timeout time.Durat
 				return dropped
 			}
 		}
+		r.headCache = r.head.Load()
 	}
 	s := &r.slots[t&r.mask]
 	s.at.Store(at)
 	s.ev.Store(ev)
+	s.seq.Store(t + 1)
 	r.tail.Store(t + 1)
 	if r.parked.Load() != 0 && r.parked.CompareAndSwap(1, 0) {
-		select {
-		case r.wake <- struct{}{}:
-		default:
-		}
+		res |= pushedWake
 	}
 	return res
+}
+
+// signal wakes a parked consumer; push said to (pushedWake).
+func (r *ring) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (r *ring) waitSpace(t uint64, timeout time.Duration) bool {
@@ -125,12 +164,15 @@ func (r *ring) waitSpace(t uint64, timeout time.Duration) bool {
 func (r *ring) pop() (*event.Event, int64, bool) {
 	for {
 		h := r.head.Load()
-		if h == r.tail.Load() {
-			return nil, 0, false
-		}
 		s := &r.slots[h&r.mask]
+		seq := s.seq.Load()
+		if seq < h+1 {
+			return nil, 0, false // not written yet
+		}
 		ev, at := s.ev.Load(), s.at.Load()
-		if r.head.CompareAndSwap(h, h+1) {
+		// seq > h+1: the producer dropped h and reused the slot (drop-oldest);
+		// head has moved on and the CAS fails.
+		if seq == h+1 && r.head.CompareAndSwap(h, h+1) {
 			if r.full.Load() != 0 {
 				select {
 				case r.space <- struct{}{}:
@@ -183,7 +225,7 @@ func (r *ring) spin() error {
 	// First a tight spin on the tail (no scheduler round trip), then spin
 	// yielding the processor, then park.
 	for i := 0; ; i++ {
-		if r.head.Load() != r.tail.Load() {
+		if r.ready() {
 			return nil
 		}
 		if i&63 == 63 && nanotime()-start > int64(hotSpin) {
@@ -191,7 +233,7 @@ func (r *ring) spin() error {
 		}
 	}
 	for i := 0; ; i++ {
-		if r.head.Load() != r.tail.Load() {
+		if r.ready() {
 			return nil
 		}
 		if i&15 == 15 && nanotime()-start > int64(spinFor) {
@@ -206,7 +248,7 @@ func (r *ring) spin() error {
 func (r *ring) park(ctx context.Context, closed <-chan struct{}) error {
 	for {
 		r.parked.Store(1)
-		if r.head.Load() != r.tail.Load() {
+		if r.ready() {
 			r.parked.Store(0)
 			return nil
 		}
@@ -217,12 +259,12 @@ func (r *ring) park(ctx context.Context, closed <-chan struct{}) error {
 			return ctx.Err()
 		case <-closed:
 			r.parked.Store(0)
-			if r.head.Load() != r.tail.Load() {
+			if r.ready() {
 				return nil
 			}
 			return ErrClosed
 		}
-		if r.head.Load() != r.tail.Load() {
+		if r.ready() {
 			return nil
 		}
 	}

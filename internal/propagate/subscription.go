@@ -91,12 +91,17 @@ type Subscription struct {
 	lanes   *route.Lanes[laneItem] // PolicyPriority
 	q0cap   int                    // capacity of lanes
 
-	delivered atomic.Uint64 // taken by the subscriber
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// The publisher's counters and the subscriber's on separate cache
+	// lines, so that neither side's writes evict what the other reads.
+	_         [cacheLine]byte
 	offered   atomic.Uint64 // matched and queued (or dropped)
 	dropped   atomic.Uint64
-
-	closeOnce sync.Once
-	closed    chan struct{}
+	_         [cacheLine - 16]byte
+	delivered atomic.Uint64 // taken by the subscriber
+	_         [cacheLine - 8]byte
 }
 
 // Subscribe adds a live subscription. It receives matching events sequenced
@@ -162,9 +167,13 @@ func offer(s *Subscription, ev *event.Event, at int64) error {
 		s.lanes.Push(ev.Priority, laneItem{ev, at}) // shed and refused are counted by the lanes
 		return nil
 	}
-	switch s.q.push(ev, at, s.policy, s.timeout) {
-	case pushedDropped, dropped:
+	res := s.q.push(ev, at, s.policy, s.timeout)
+	if res&(pushedDropped|dropped) != 0 {
 		s.dropped.Add(1)
+	}
+	if res&pushedWake != 0 {
+		// Woken after the whole delivery (deliver runs one at a time).
+		s.m.toWake = append(s.m.toWake, s.q)
 	}
 	return nil
 }
@@ -266,7 +275,9 @@ func (s *Subscription) NextBatch(ctx context.Context, buf []*event.Event) (int, 
 
 func (s *Subscription) took(at int64) {
 	s.delivered.Add(1)
-	s.m.latency.Observe(nanotime() - at)
+	if at != 0 {
+		s.m.latency.Observe(nanotime() - at)
+	}
 }
 
 // Close removes the subscription; a waiting Next returns ErrClosed once

@@ -1,0 +1,95 @@
+package propagate
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// TestRingConcurrent: one producer and one consumer race on a small ring
+// under every dropping policy. The consumer sees events in order, never one
+// twice, and taken + dropped accounts for every push.
+func TestRingConcurrent(t *testing.T) {
+	const n = 200_000
+	for _, policy := range []Policy{PolicyDropOldest, PolicyDropNewest, PolicyBlock} {
+		t.Run(policy.String(), func(t *testing.T) {
+			r := newRing(8)
+			evs := make([]event.Event, n)
+			for i := range evs {
+				evs[i].Seq = uint64(i + 1)
+			}
+			closed := make(chan struct{})
+			var (
+				wg    sync.WaitGroup
+				taken int
+				last  uint64
+				bad   error
+			)
+			wg.Go(func() {
+				for {
+					ev, _, ok := r.pop()
+					if !ok {
+						if err := r.wait(context.Background(), closed); errors.Is(err, ErrClosed) {
+							return
+						}
+						continue
+					}
+					if ev.Seq <= last && bad == nil {
+						bad = errors.New("out of order or repeated")
+						t.Errorf("took seq %d after %d", ev.Seq, last)
+					}
+					last = ev.Seq
+					taken++
+				}
+			})
+			lost := 0
+			for i := range evs {
+				res := r.push(&evs[i], 0, policy, time.Second)
+				if res&(pushedDropped|dropped) != 0 {
+					lost++
+				}
+				if res&pushedWake != 0 {
+					r.signal()
+				}
+			}
+			close(closed)
+			wg.Wait()
+			if taken+lost != n {
+				t.Errorf("taken %d + dropped %d = %d, want %d", taken, lost, taken+lost, n)
+			}
+			if policy == PolicyBlock && lost != 0 {
+				t.Errorf("block policy dropped %d with a live consumer", lost)
+			}
+			if last != n && policy != PolicyDropNewest {
+				t.Errorf("last taken seq %d, want %d (the newest survives this policy)", last, n)
+			}
+			t.Logf("%s: taken %d, dropped %d", policy, taken, lost)
+		})
+	}
+}
+
+// TestPublishTooLarge: an event too large for a journal record is refused
+// before any subscriber sees it, and the journal stays usable.
+func TestPublishTooLarge(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	sub, _ := e.m.Subscribe(SubscribeOptions{})
+	big := &event.Event{Type: "app.big", Data: make([]byte, journal.MaxRecordSize)}
+	if _, err := e.m.Publish(context.Background(), big); !errors.Is(err, journal.ErrRecordTooLarge) {
+		t.Fatalf("Publish of a %d-byte event = %v, want ErrRecordTooLarge", len(big.Data), err)
+	}
+	if ev, ok := sub.TryNext(); ok {
+		t.Fatalf("subscriber got seq %d of a refused event", ev.Seq)
+	}
+	seq, err := e.m.Publish(context.Background(), &event.Event{Type: "app.small"})
+	if err != nil || seq != 1 {
+		t.Fatalf("Publish after the refusal = %d, %v; want seq 1", seq, err)
+	}
+	if ev, ok := sub.TryNext(); !ok || ev.Seq != 1 {
+		t.Fatalf("subscriber after the refusal: %v %v, want seq 1", ev, ok)
+	}
+}
