@@ -85,6 +85,9 @@ type pubsub interface {
 	subscribe(n int, sk *sink) error
 	// publishOne publishes one event and returns when the publish call returns.
 	publishOne(ctx context.Context) error
+	// prepareAll readies what publishAll(m) publishes, before the clock
+	// starts (a publisher that has its events in hand).
+	prepareAll(m int)
 	// publishAll publishes m events as fast as the system allows.
 	publishAll(ctx context.Context, m int) error
 	close()
@@ -97,6 +100,8 @@ type sempropPS struct {
 	m      *propagate.Manager
 	batch  int // publishAll batch size; 1 = Publish per event
 	data   []byte
+	// prepared are the events of the next publishAll (prepareAll).
+	prepared []*event.Event
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -160,15 +165,23 @@ func (p *sempropPS) publishOne(ctx context.Context) error {
 	return err
 }
 
-func (p *sempropPS) publishAll(ctx context.Context, m int) error {
-	// Events are allocated before the clock starts (a publisher that has
-	// them in hand); IDs, times and HLCs are assigned by the manager.
-	evs := make([]*event.Event, m)
+// prepareAll allocates the events before the clock starts; IDs, times and
+// HLCs are assigned by the manager while publishing.
+func (p *sempropPS) prepareAll(m int) {
+	p.prepared = make([]*event.Event, m)
 	store := make([]event.Event, m)
-	for i := range evs {
+	for i := range p.prepared {
 		store[i] = event.Event{Type: "bench.evt", Subject: "/data/file.txt", Data: p.data}
-		evs[i] = &store[i]
+		p.prepared[i] = &store[i]
 	}
+}
+
+func (p *sempropPS) publishAll(ctx context.Context, m int) error {
+	if len(p.prepared) != m {
+		p.prepareAll(m)
+	}
+	evs := p.prepared
+	p.prepared = nil
 	return p.publishEvents(ctx, evs)
 }
 
@@ -316,6 +329,8 @@ func (p *natsPS) subscribe(n int, sk *sink) error {
 
 func (p *natsPS) publishOne(context.Context) error { return p.pub.Publish("bench.evt", p.data) }
 
+func (p *natsPS) prepareAll(int) {}
+
 func (p *natsPS) publishAll(_ context.Context, m int) error {
 	for range m {
 		if err := p.pub.Publish("bench.evt", p.data); err != nil {
@@ -364,6 +379,8 @@ func (p *chanPS) publishOne(context.Context) error {
 	return nil
 }
 
+func (p *chanPS) prepareAll(int) {}
+
 func (p *chanPS) publishAll(_ context.Context, m int) error {
 	for range m {
 		for _, ch := range p.chs {
@@ -389,6 +406,7 @@ func measureThroughput(ctx context.Context, ps pubsub, subs, m int) (float64, er
 	if err := ps.subscribe(subs, sk); err != nil {
 		return 0, err
 	}
+	ps.prepareAll(m)
 	runtime.GC()
 	sk.expect(int64(m * subs))
 	start := time.Now()
@@ -446,6 +464,7 @@ func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 	rep.note(1, fmt.Sprintf("%d wildcard routes present (half `routeN.*`, half `routeN.x.>`, none matching): in semprop 1,000 extra live subscriptions with type-pattern selectors (compiled into the manager's routing trie), in NATS 1,000 subscriptions on a third connection. The channel baseline has no routing at all.", routeCount))
 	rep.note(1, "NATS: nats-server v2.15.2 embedded with DontListen, clients via nats.InProcessServer (no socket): one publisher connection, one connection holding all subscribers (async callbacks, client pending limits unlimited and server max_pending raised from 64 MiB to 2 GiB, so NATS neither drops nor disconnects a slow subscriber; with the defaults it disconnected the 100-subscriber connection as a slow consumer), subject `bench.evt`, subscribers on `bench.>`.")
 	rep.note(1, fmt.Sprintf("payload: %d bytes of data per event/message (semprop events also carry type, subject, ID, HLC, time, source, filled by the manager). semprop publisher events are allocated before the clock starts; NATS reuses one payload buffer.", payloadSize))
+	rep.note(1, "every side's setup garbage is collected (runtime.GC) before its timed part.")
 	rep.note(1, "throughput = published events/s, timed until every subscriber received all of them; semprop batched = PublishBatch of 100 events (NATS's client also batches in its write buffer); semprop single = one Publish per event (returns after the journal write).")
 	rep.note(1, "latency = one event at a time, from the start of the publish call to the moment each subscriber goroutine holds it (p50/p99 over all deliveries); the publisher waits (blocked on a channel, no spinning) for all subscribers before the next event.")
 	for _, cc := range cs {
@@ -464,6 +483,10 @@ func rowInProcess(ctx context.Context, c *cfg, rep *report) error {
 					return err
 				}
 				defer ps.close()
+				// Collect the setup's garbage (semprop's 1,000 route
+				// subscriptions rebuild the routing table 1,000 times) so
+				// that no side pays for it inside the timed part.
+				runtime.GC()
 				return f(ps)
 			}
 			mkS := func(batch int) func() (pubsub, error) {

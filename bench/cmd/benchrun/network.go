@@ -104,6 +104,10 @@ func (p *sempropHTTP) publishBatch(ctx context.Context, k int) error {
 	return err
 }
 
+// prepareAll: the HTTP client builds each batch as it sends it, as a
+// NATS client encodes each message.
+func (p *sempropHTTP) prepareAll(int) {}
+
 func (p *sempropHTTP) publishAll(ctx context.Context, m int) error {
 	for i := 0; i < m; i += p.batch {
 		if err := p.publishBatch(ctx, min(p.batch, m-i)); err != nil {
