@@ -324,8 +324,9 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 			l.m.wakeParked()
 		}
 	} else {
-		// An event too large for a record: Write refuses the batch before
-		// anyone sees it.
+		// A large batch, or one with an event that may not fit in a
+		// record: encoded first, so that Write refuses a batch it cannot
+		// take before anyone sees it.
 		first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
 			evs[i].Seq = seq
 			return evs[i].AppendBinary(dst)
@@ -425,9 +426,9 @@ func (m *Manager) Close() error {
 
 var epoch = time.Now()
 
-// nanotime is a cheap monotonic clock.
 // latencySample: one deliver call in this many is timed for the latency
 // histogram.
 const latencySample = 16
 
+// nanotime is a cheap monotonic clock.
 func nanotime() int64 { return int64(time.Since(epoch)) }
