@@ -96,16 +96,16 @@ type pubsub interface {
 // ---- semprop propagation manager ----
 
 type sempropPS struct {
-	j      *journal.Journal
-	m      *propagate.Manager
-	batch  int // publishAll batch size; 1 = Publish per event
-	data   []byte
+	j     *journal.Journal
+	m     *propagate.Manager
+	batch int // publishAll batch size; 1 = Publish per event
+	data  []byte
 	// prepared are the events of the next publishAll (prepareAll).
 	prepared []*event.Event
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	subs   []*propagate.Subscription
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	subs     []*propagate.Subscription
 }
 
 func newSempropPS(dir string, fsync journal.FsyncPolicy, batch int) (*sempropPS, error) {
