@@ -343,3 +343,29 @@ func TestBridgeNaps(t *testing.T) {
 		t.Errorf("%d ops over %v made %d PublishBatch calls, want at most %d (one per %v nap)", n, took.Round(time.Millisecond), batches, limit, delay)
 	}
 }
+
+// TestDeadlineQueueBounded: under a steady stream that never lets the
+// correlator run empty, its deadline queue stays about as long as what is
+// pending, instead of growing by one slot per op.
+func TestDeadlineQueueBounded(t *testing.T) {
+	var st counters
+	cfg := config{window: 50 * time.Millisecond, maxWindow: 500 * time.Millisecond, selfPID: 100,
+		backing: "/b", mount: "/m", bridged: true, srcKernel: "k", srcFUSE: "f"}
+	c := newCorrelator(cfg, &st, 64, func(*event.Event) {}, func(InvalKind, string) {})
+	now := time.Unix(1_800_000_000, 0)
+	const n = 100_000
+	for i := range n {
+		// One FUSE op per 100µs, never shadowed: about 500 wait at a time.
+		now = now.Add(100 * time.Microsecond)
+		o := op(event.BoundaryFUSE, capture.KindMkdir, fmt.Sprintf("/m/d%d", i), 7)
+		o.Time = now
+		c.add(o, now)
+		c.expire(now)
+		if c.pending == 0 {
+			t.Fatalf("op %d: nothing pending; the test needs a queue that never empties", i)
+		}
+	}
+	if got := cap(c.deadlines); got > 16*1024 {
+		t.Errorf("deadline queue capacity %d after %d ops with ~%d pending, want it bounded", got, n, c.pending)
+	}
+}

@@ -82,7 +82,8 @@ type entry struct {
 	seq      uint64    // the order in which entries started waiting
 	alone    bool      // a FUSE op published without its kernel partner
 	burst    bool      // a FUSE op that came within a window of the one before
-	ordered  bool      // in correlator.order, regS and regO counted in pathCount
+	ordered  bool      // in correlator.order, queued in pathQ under regS and regO
+	ord      uint64    // position in the order: earlier entries have smaller
 	regS     string    // registered subject
 	regO     string    // registered old path
 
@@ -135,9 +136,9 @@ type correlator struct {
 	deadlines []*entry // FIFO: equal windows make deadlines monotonic
 	dhead     int
 
-	order     []*entry       // unreleased events, in arrival order
-	pathCount map[string]int // registered paths of order entries
-	scratch   map[string]struct{}
+	order   []*entry            // unreleased events, in arrival order
+	pathQ   map[string][]*entry // order entries by registered path, in order
+	nextOrd uint64
 
 	explain   map[explainKey]explanation
 	lastSweep time.Time
@@ -181,7 +182,7 @@ func newCorrelator(cfg config, st *counters, dedupSize int, out func(*event.Even
 		cfg: cfg, st: st, dedup: newLRU(dedupSize), out: out, inval: inval,
 		fuseByPath: map[pathKey][]*entry{}, fuseByIno: map[inoKey][]*entry{},
 		kernByPath: map[pathKey][]*entry{}, kernByIno: map[inoKey][]*entry{},
-		pathCount: map[string]int{}, scratch: map[string]struct{}{},
+		pathQ:   map[string][]*entry{},
 		explain: map[explainKey]explanation{}, win: cfg.window, alone: map[string]time.Time{},
 		renamed: map[string]renameNote{}, gone: map[uint64]time.Time{}, lateShadow: map[pathKey]shadowNote{}, kmerged: map[kindPath]time.Time{},
 	}
@@ -504,7 +505,7 @@ func (c *correlator) wait(e *entry, now time.Time) {
 		e.deadline = c.lastDeadline
 	}
 	c.lastDeadline = e.deadline
-	c.deadlines = append(c.deadlines, e)
+	c.queueDeadline(e)
 	c.pending++
 	pk := pathKey{e.class, e.path}
 	if e.role == roleFUSE {
@@ -560,6 +561,19 @@ func removeFrom[K comparable](m map[K][]*entry, k K, e *entry) {
 }
 
 // nextDeadline returns the earliest deadline of a waiting entry.
+// queueDeadline appends e to the deadline queue. The consumed head is cut
+// off once it is most of the queue: under a steady stream the queue is
+// never empty, and without this it would grow by one slot per op for as
+// long as the stream lasts.
+func (c *correlator) queueDeadline(e *entry) {
+	if c.dhead >= 1024 && c.dhead*2 >= len(c.deadlines) {
+		n := copy(c.deadlines, c.deadlines[c.dhead:])
+		clear(c.deadlines[n:])
+		c.deadlines, c.dhead = c.deadlines[:n], 0
+	}
+	c.deadlines = append(c.deadlines, e)
+}
+
 func (c *correlator) nextDeadline() (time.Time, bool) {
 	for c.dhead < len(c.deadlines) {
 		e := c.deadlines[c.dhead]

@@ -143,8 +143,8 @@ func runCase(t *testing.T, input string) string {
 		build()
 	}
 	advance(base.Add(last + 10*cfg.window))
-	if c.pending != 0 || len(c.order) != 0 || len(c.pathCount) != 0 {
-		t.Errorf("after all windows: pending %d, order %d, paths %d, want 0", c.pending, len(c.order), len(c.pathCount))
+	if c.pending != 0 || len(c.order) != 0 || len(c.pathQ) != 0 {
+		t.Errorf("after all windows: pending %d, order %d, paths %d, want 0", c.pending, len(c.order), len(c.pathQ))
 	}
 	fmt.Fprintf(&out, "stats %s\n", formatStats(&st))
 	if c.win != cfg.window {

@@ -103,10 +103,10 @@ func FuzzCorrelate(f *testing.F) {
 		if got := int(st.merged.Load() + st.absorbed.Load() + st.orphans.Load()); got != nShadow {
 			t.Errorf("merged+absorbed+orphans = %d, want the %d shadows", got, nShadow)
 		}
-		if c.pending != 0 || len(c.order) != 0 || len(c.pathCount) != 0 || len(c.fuseByPath) != 0 ||
+		if c.pending != 0 || len(c.order) != 0 || len(c.pathQ) != 0 || len(c.fuseByPath) != 0 ||
 			len(c.fuseByIno) != 0 || len(c.kernByPath) != 0 || len(c.kernByIno) != 0 {
 			t.Errorf("after flush: pending %d order %d paths %d waiting %d/%d/%d/%d, want all 0",
-				c.pending, len(c.order), len(c.pathCount), len(c.fuseByPath), len(c.fuseByIno), len(c.kernByPath), len(c.kernByIno))
+				c.pending, len(c.order), len(c.pathQ), len(c.fuseByPath), len(c.fuseByIno), len(c.kernByPath), len(c.kernByIno))
 		}
 	})
 }

@@ -122,7 +122,7 @@ func (c *correlator) rewait(e *entry, now time.Time) {
 		e.deadline = c.lastDeadline
 	}
 	c.lastDeadline = e.deadline
-	c.deadlines = append(c.deadlines, e)
+	c.queueDeadline(e)
 	c.st.stallWaits.Add(1)
 }
 

@@ -26,30 +26,37 @@ func (c *correlator) push(e *entry) {
 		c.release(e)
 		return
 	}
-	if e.role == roleDone && !checkPaths(e, func(p string) bool { return c.pathCount[p] > 0 }) {
+	if e.role == roleDone && !checkPaths(e, func(p string) bool { return len(c.pathQ[p]) > 0 }) {
 		c.release(e)
 		return
 	}
 	e.ordered = true
+	c.nextOrd++
+	e.ord = c.nextOrd
 	c.order = append(c.order, e)
 	e.regS, e.regO = e.ev.Subject, e.ev.Context.OldPath
-	c.pathCount[e.regS]++
+	c.pathQ[e.regS] = append(c.pathQ[e.regS], e)
 	if e.regO != "" {
-		c.pathCount[e.regO]++
+		c.pathQ[e.regO] = append(c.pathQ[e.regO], e)
 	}
 }
 
 // drain releases queued entries that became complete, in order, keeping
-// back those behind an earlier unreleased event on the same paths.
+// back those behind an earlier unreleased event on the same paths. Each
+// path's queue is in order, so "an earlier entry holds p" is a look at the
+// head of p's queue: a pass costs a few lookups per queued entry, not a
+// set of every queued path rebuilt per pass.
 func (c *correlator) drain() {
 	if len(c.order) == 0 {
 		return
 	}
-	clear(c.scratch)
-	blocked := func(p string) bool { _, ok := c.scratch[p]; return ok }
 	j := 0
 	for _, e := range c.order {
 		if e.role == roleDone || e.role == roleDropped {
+			blocked := func(p string) bool {
+				q := c.pathQ[p]
+				return len(q) > 0 && q[0].ord < e.ord
+			}
 			if e.role == roleDropped || !checkPaths(e, blocked) {
 				c.unorder(e)
 				if e.role == roleDone {
@@ -60,10 +67,6 @@ func (c *correlator) drain() {
 		}
 		c.order[j] = e
 		j++
-		c.scratch[e.regS] = struct{}{}
-		if e.regO != "" {
-			c.scratch[e.regO] = struct{}{}
-		}
 	}
 	clear(c.order[j:])
 	c.order = c.order[:j]
@@ -71,17 +74,27 @@ func (c *correlator) drain() {
 
 func (c *correlator) unorder(e *entry) {
 	e.ordered = false
-	dec := func(p string) {
-		if n := c.pathCount[p] - 1; n > 0 {
-			c.pathCount[p] = n
-		} else {
-			delete(c.pathCount, p)
+	c.dequeue(e.regS, e)
+	if e.regO != "" {
+		c.dequeue(e.regO, e)
+	}
+}
+
+// dequeue removes e from p's queue (at its head, unless it was dropped).
+func (c *correlator) dequeue(p string, e *entry) {
+	q := c.pathQ[p]
+	for i, x := range q {
+		if x == e {
+			q = append(q[:i], q[i+1:]...)
+			q[len(q):cap(q)][0] = nil
+			break
 		}
 	}
-	dec(e.regS)
-	if e.regO != "" {
-		dec(e.regO)
+	if len(q) == 0 {
+		delete(c.pathQ, p)
+		return
 	}
+	c.pathQ[p] = q
 }
 
 // release sends e's invalidations (kernel-only changes in bridged mode) and
