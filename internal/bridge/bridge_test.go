@@ -353,7 +353,7 @@ func TestDeadlineQueueBounded(t *testing.T) {
 		backing: "/b", mount: "/m", bridged: true, srcKernel: "k", srcFUSE: "f"}
 	c := newCorrelator(cfg, &st, 64, func(*event.Event) {}, func(InvalKind, string) {})
 	now := time.Unix(1_800_000_000, 0)
-	const n = 100_000
+	const n = 20_000
 	for i := range n {
 		// One FUSE op per 100µs, never shadowed: about 500 wait at a time.
 		now = now.Add(100 * time.Microsecond)
