@@ -222,7 +222,7 @@ var errEmpty = errors.New("empty")
 // spin waits up to spinFor for an event without parking.
 func (r *ring) spin() error {
 	start := nanotime()
-	// First a tight spin on the tail (no scheduler round trip), then spin
+	// First a tight spin on the head slot (no scheduler round trip), then spin
 	// yielding the processor, then park.
 	for i := 0; ; i++ {
 		if r.ready() {

@@ -175,6 +175,12 @@ func (w *Watcher) releaseLocked() {
 	}
 }
 
+// clearWake consumes a wake-up that interrupted a poll.
+func (w *Watcher) clearWake() {
+	var b [8]byte
+	unix.Read(w.wakeFD, b[:])
+}
+
 func (w *Watcher) wake() {
 	var one = [8]byte{1}
 	unix.Write(w.wakeFD, one[:])
@@ -292,7 +298,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			napping = false // a nap found nothing: block again
 		}
 		found = false
-		if napping && w.delay > 0 {
+		if napping { // only with a positive delay
 			// The queue is drained but busy: let it fill for a while
 			// without a poll that every queued event would wake (see
 			// Options.BatchDelay); only Close interrupts.
@@ -302,8 +308,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				return fmt.Errorf("fanotify: poll: %w", err)
 			}
 			if pfd[0].Revents != 0 {
-				var b [8]byte
-				unix.Read(w.wakeFD, b[:])
+				w.clearWake()
 			}
 			continue
 		}
@@ -316,8 +321,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return fmt.Errorf("fanotify: poll: %w", err)
 		}
 		if pfd[1].Revents != 0 {
-			var b [8]byte
-			unix.Read(w.wakeFD, b[:])
+			w.clearWake()
 		}
 	}
 	return nil
