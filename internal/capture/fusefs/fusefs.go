@@ -58,6 +58,16 @@
 // requested but the kernel refuses it, Mount logs a warning and runs without
 // it; FS.Passthrough reports what is in effect.
 //
+// # Ownership
+//
+// A name created through the mount belongs to the caller on the backing
+// tree, as with the library's loopback; but the mount chowns it only when
+// the kernel did not already give it the caller's uid and gid (root creating
+// as root needs nothing). The library chowns every new name: a syscall on
+// each create's critical path, an extra attribute-change record for the
+// kernel boundary, and a cleared set-user-ID/set-group-ID bit on a file root
+// created with one (create_linux.go; TestCreateOwner).
+//
 // # Cache timeouts and invalidation
 //
 // EntryTimeout and AttrTimeout (default 1s) let the kernel cache names and

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/capture"
@@ -535,6 +536,52 @@ func TestConcurrentWriters(t *testing.T) {
 			want := map[string]int{"fs.mkdir": procs, "fs.create": procs * files, "fs.write": procs * files, "fs.delete": procs * files}
 			if diff := cmp.Diff(want, count); diff != "" {
 				t.Errorf("op counts (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestCreateOwner: what a caller creates through the mount belongs to the
+// caller on the backing tree, and keeps the mode it was created with —
+// root's set-user-ID file too (the library's loopback chowns every new name,
+// which clears those bits; the mount chowns only when the owner differs).
+func TestCreateOwner(t *testing.T) {
+	requireFUSE(t)
+	for _, who := range []struct {
+		name     string
+		uid, gid uint32
+		suidMode uint32 // the file's mode bits on the backing tree
+	}{
+		{"root", 0, 0, 0o4755},
+		// chown by root clears set-user-ID on a regular file
+		{"other", childUID, childGID, 0o755},
+	} {
+		t.Run(who.name, func(t *testing.T) {
+			backing, mnt := openDirs(t)
+			if err := os.Chmod(backing, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}, Passthrough: true})
+			runChild(t, "creates", f.Mountpoint(), who.uid, who.gid)
+			for _, c := range []struct {
+				name string
+				mode uint32
+			}{
+				{"suid", unix.S_IFREG | who.suidMode},
+				{"dir", unix.S_IFDIR | 0o755},
+				{"fifo", unix.S_IFIFO | 0o640},
+				{"sym", unix.S_IFLNK | 0o777},
+			} {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(backing, c.name), &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Uid != who.uid || st.Gid != who.gid {
+					t.Errorf("%s: owner %d:%d, want %d:%d", c.name, st.Uid, st.Gid, who.uid, who.gid)
+				}
+				if st.Mode != c.mode {
+					t.Errorf("%s: mode %o, want %o", c.name, st.Mode, c.mode)
+				}
 			}
 		})
 	}

@@ -48,6 +48,8 @@ func runHelper(mode, dir string) int {
 		err = onOtherThread(func() error { return workload(dir) })
 	case "writes":
 		err = onOtherThread(func() error { return manyWrites(dir, 1000, 100, 1000) })
+	case "creates":
+		err = onOtherThread(func() error { return creates(dir) })
 	case "mount":
 		err = mountAndHang(dir)
 	default:
@@ -88,6 +90,28 @@ func onOtherThread(fn func() error) error {
 	r := <-ch
 	fmt.Printf("%d %d\n", unix.Getpid(), r.tid)
 	return r.err
+}
+
+// creates makes one name of each kind the mount creates: a set-user-ID
+// file, a directory, a fifo and a symbolic link (umask 0, so the modes are
+// the ones asked for).
+func creates(dir string) error {
+	unix.Umask(0)
+	p := func(s string) string { return filepath.Join(dir, s) }
+	fd, err := unix.Open(p("suid"), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o4755)
+	if err != nil {
+		return err
+	}
+	if err := unix.Close(fd); err != nil {
+		return err
+	}
+	if err := unix.Mkdir(p("dir"), 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mkfifo(p("fifo"), 0o640); err != nil {
+		return err
+	}
+	return unix.Symlink("suid", p("sym"))
 }
 
 // workload is the scripted sequence of operations; wantWorkload lists the

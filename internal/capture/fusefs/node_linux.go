@@ -154,15 +154,15 @@ func (n *node) emitNew(ctx context.Context, k capture.Kind, name string, a *fuse
 // exists on the backing tree (the kernel's view was stale) is opened, not
 // reported as created.
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	ch, fh, fflags, errno := n.LoopbackNode.Create(ctx, name, flags|syscall.O_EXCL, mode, out)
+	ch, fh, errno := n.createFile(ctx, name, flags|syscall.O_EXCL, mode, out)
 	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
 		return n.openExisting(ctx, name, flags, out)
 	}
 	if errno != 0 {
-		return ch, fh, fflags, errno
+		return ch, fh, 0, errno
 	}
 	n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
-	return ch, n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr)), fflags, 0
+	return ch, n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr)), 0, 0
 }
 
 // openExisting serves a CREATE for a name that exists on the backing tree.
@@ -203,7 +203,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 // Mknod creates a device, fifo or socket: KindCreate.
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+	ch, errno := n.mknod(ctx, name, mode, rdev, out)
 	if errno == 0 {
 		n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
 	}
@@ -212,7 +212,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 
 // Mkdir creates a directory: KindMkdir.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.LoopbackNode.Mkdir(ctx, name, mode, out)
+	ch, errno := n.mkdir(ctx, name, mode, out)
 	if errno == 0 {
 		n.emitNew(ctx, capture.KindMkdir, name, &out.Attr, "")
 	}
@@ -221,7 +221,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Symlink creates a symbolic link: KindSymlink with Target.
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.LoopbackNode.Symlink(ctx, target, name, out)
+	ch, errno := n.symlink(ctx, target, name, out)
 	if errno == 0 {
 		n.emitNew(ctx, capture.KindSymlink, name, &out.Attr, target)
 	}
