@@ -58,20 +58,27 @@ func (n *node) adopt(ctx context.Context, name, p string, fd int, out *fuse.Entr
 	return n.NewInode(ctx, child, stableAttr(n.RootData, &st, &btime)), 0
 }
 
-// createFile is LoopbackNode.Create without the unneeded chown.
-func (n *node) createFile(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, syscall.Errno) {
+// createFile is LoopbackNode.Create without the unneeded chown. With
+// passthrough in effect the new file is opened read-only: see anchor.
+func (n *node) createFile(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, *anchor, syscall.Errno) {
 	p := filepath.Join(n.backingPath(), name)
-	fd, err := syscall.Open(p, int(flags&^syscall.O_APPEND)|syscall.O_CREAT|syscall.O_CLOEXEC, mode)
+	fl := int(flags &^ syscall.O_APPEND)
+	var a *anchor
+	if n.fsys.passthrough.Load() && fl&syscall.O_ACCMODE != syscall.O_RDONLY {
+		a = &anchor{flags: fl &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_TRUNC)}
+		fl = fl&^syscall.O_ACCMODE | syscall.O_RDONLY
+	}
+	fd, err := syscall.Open(p, fl|syscall.O_CREAT|syscall.O_CLOEXEC, mode)
 	if err != nil {
-		return nil, nil, fs.ToErrno(err)
+		return nil, nil, nil, fs.ToErrno(err)
 	}
 	ch, errno := n.adopt(ctx, name, p, fd, out)
 	if errno != 0 {
 		syscall.Close(fd)
 		syscall.Unlink(p)
-		return nil, nil, errno
+		return nil, nil, nil, errno
 	}
-	return ch, fs.NewLoopbackFile(fd), 0
+	return ch, fs.NewLoopbackFile(fd), a, 0
 }
 
 // mkdir is LoopbackNode.Mkdir without the unneeded chown.

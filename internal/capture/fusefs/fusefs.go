@@ -58,6 +58,16 @@
 // requested but the kernel refuses it, Mount logs a warning and runs without
 // it; FS.Passthrough reports what is in effect.
 //
+// A file created through the mount with passthrough in effect is opened on
+// the backing tree read-only: the kernel writes through a backing file it
+// opens itself with the caller's flags, and a writable server descriptor
+// would only add a close-write of the daemon's own for the kernel boundary
+// at every release (a third of a file copy's kernel records). The few
+// operations the server must write itself through the handle (a WRITE the
+// kernel did not pass through, ftruncate, fallocate, locks, the target of
+// copy_file_range) use a writable descriptor reopened on first need
+// (handle_linux.go, anchor; TestCreateAnchor).
+//
 // # Ownership
 //
 // A name created through the mount belongs to the caller on the backing

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -582,6 +583,71 @@ func TestCreateOwner(t *testing.T) {
 				if st.Mode != c.mode {
 					t.Errorf("%s: mode %o, want %o", c.name, st.Mode, c.mode)
 				}
+			}
+		})
+	}
+}
+
+// TestCreateAnchor: with passthrough, a file created through the mount is
+// held by the server on a read-only descriptor, so the kernel boundary sees
+// no close-write of the daemon's own at release (the writer's close-write
+// comes from the writer); what the server must write itself (ftruncate,
+// fallocate, copy_file_range into the file) still works, in both modes.
+func TestCreateAnchor(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			backing, mnt := openDirs(t)
+			gfd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_FID, unix.O_RDONLY)
+			if err != nil {
+				t.Skipf("fanotify: %v", err)
+			}
+			defer unix.Close(gfd)
+			if err := unix.FanotifyMark(gfd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_CLOSE_WRITE, unix.AT_FDCWD, backing); err != nil {
+				t.Skipf("fanotify mark: %v", err)
+			}
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}, Passthrough: mode.on})
+			c := runChild(t, "createwrite", f.Mountpoint(), 0, 0)
+			if err := f.Unmount(); err != nil { // every handle released
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(filepath.Join(backing, "cw")); err != nil || string(got) != "data" {
+				t.Errorf("cw = %q, %v; want \"data\"", got, err)
+			}
+			byPID := map[int32]int{}
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := unix.Read(gfd, buf)
+				if n <= 0 || err != nil {
+					break
+				}
+				for b := buf[:n]; len(b) >= unix.FAN_EVENT_METADATA_LEN; {
+					m := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&b[0]))
+					byPID[m.Pid]++
+					b = b[m.Event_len:]
+				}
+			}
+			self := int32(os.Getpid())
+			if mode.on {
+				if byPID[self] != 0 {
+					t.Errorf("passthrough: %d close-write records from the server, want 0 (by pid: %v)", byPID[self], byPID)
+				}
+				if byPID[int32(c.pid)] == 0 {
+					t.Errorf("passthrough: no close-write record from the writer %d (by pid: %v)", c.pid, byPID)
+				}
+			} else if byPID[self] == 0 {
+				t.Errorf("no passthrough: no close-write record from the server (by pid: %v)", byPID)
+			}
+
+			// What the server writes itself.
+			f = mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}, Passthrough: mode.on})
+			runChild(t, "handleops", f.Mountpoint(), 0, 0)
+			got, err := os.ReadFile(filepath.Join(backing, "dst"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != handleOpsWant {
+				t.Errorf("dst = %q, want %q", got, handleOpsWant)
 			}
 		})
 	}

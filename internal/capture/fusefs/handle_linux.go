@@ -3,6 +3,7 @@ package fusefs
 import (
 	"context"
 	"math"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +36,87 @@ type handle struct {
 	hasWriter bool
 	base      dataSig // backing file state at open / last report
 	lastRel   string  // last known path, for a file deleted while open
+
+	anchor *anchor // set when the backing descriptor is read-only (see anchor)
+}
+
+// anchor: with passthrough, a file created through the mount is opened on
+// the backing tree read-only. The kernel reads and writes it through a
+// backing file of its own, opened with the caller's flags, so the server
+// needs its descriptor only to name the file (and for fstat, fsync and
+// reads). A writable descriptor would cost a close-write record on the
+// kernel boundary at every release: a shadow of nothing, half again the
+// records of a file copy. What the server itself must write (a WRITE that
+// was not passed through, a truncate or fallocate through the handle,
+// locks, the destination of copy_file_range) goes through a writable
+// descriptor reopened from the read-only one on first need.
+type anchor struct {
+	flags int // the open flags the caller asked for, less O_CREAT|O_EXCL|O_TRUNC
+
+	mu sync.Mutex
+	w  *fs.LoopbackFile // the writable reopen, nil until needed
+}
+
+var (
+	_ fs.FileGetlker = (*handle)(nil)
+	_ fs.FileSetlker = (*handle)(nil)
+)
+
+// writable returns the loopback file to write through: the handle's own,
+// or for an anchored handle its writable reopen.
+func (h *handle) writable() (*fs.LoopbackFile, syscall.Errno) {
+	a := h.anchor
+	if a == nil {
+		return h.LoopbackFile, 0
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.w == nil {
+		fd, err := syscall.Open("/proc/self/fd/"+strconv.Itoa(h.fd), a.flags|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fs.ToErrno(err)
+		}
+		a.w = fs.NewLoopbackFile(fd).(*fs.LoopbackFile)
+	}
+	return a.w, 0
+}
+
+// Setattr changes attributes through the handle (a truncate needs a
+// writable descriptor).
+func (h *handle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	w, errno := h.writable()
+	if errno != 0 {
+		return errno
+	}
+	return w.Setattr(ctx, in, out)
+}
+
+// Getlk, Setlk and Setlkw use the writable descriptor: a write lock needs
+// one, and the locks of one handle must all live on one open file.
+func (h *handle) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
+	w, errno := h.writable()
+	if errno != 0 {
+		return errno
+	}
+	return w.Getlk(ctx, owner, lk, flags, out)
+}
+
+// Setlk takes or releases a lock without waiting.
+func (h *handle) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	w, errno := h.writable()
+	if errno != 0 {
+		return errno
+	}
+	return w.Setlk(ctx, owner, lk, flags)
+}
+
+// Setlkw takes a lock, waiting for it.
+func (h *handle) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
+	w, errno := h.writable()
+	if errno != 0 {
+		return errno
+	}
+	return w.Setlkw(ctx, owner, lk, flags)
 }
 
 var (
@@ -104,7 +186,11 @@ func (h *handle) PassthroughFd() (int, bool) {
 
 // Write writes data at off and records it.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, errno := h.LoopbackFile.Write(ctx, data, off)
+	w, errno := h.writable()
+	if errno != 0 {
+		return 0, errno
+	}
+	n, errno := w.Write(ctx, data, off)
 	if n > 0 {
 		h.noteWrite(ctx, off, int64(n), true)
 	}
@@ -113,7 +199,11 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 
 // Writev writes data at off and records it.
 func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, syscall.Errno) {
-	n, errno := h.LoopbackFile.Writev(ctx, data, off)
+	w, errno := h.writable()
+	if errno != 0 {
+		return 0, errno
+	}
+	n, errno := w.Writev(ctx, data, off)
 	if n > 0 {
 		h.noteWrite(ctx, off, int64(n), true)
 	}
@@ -122,7 +212,11 @@ func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, 
 
 // Allocate preallocates or punches holes: a data change.
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
-	errno := h.LoopbackFile.Allocate(ctx, off, size, mode)
+	w, errno := h.writable()
+	if errno != 0 {
+		return errno
+	}
+	errno = w.Allocate(ctx, off, size, mode)
 	if errno == 0 {
 		h.markDirty()
 	}
@@ -170,6 +264,14 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 // Release runs once, after the last descriptor is gone.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.report(ctx)
+	if a := h.anchor; a != nil {
+		a.mu.Lock()
+		if a.w != nil {
+			a.w.Release(ctx)
+			a.w = nil
+		}
+		a.mu.Unlock()
+	}
 	return h.LoopbackFile.Release(ctx)
 }
 

@@ -50,6 +50,12 @@ func runHelper(mode, dir string) int {
 		err = onOtherThread(func() error { return manyWrites(dir, 1000, 100, 1000) })
 	case "creates":
 		err = onOtherThread(func() error { return creates(dir) })
+	case "createwrite":
+		err = onOtherThread(func() error {
+			return os.WriteFile(filepath.Join(dir, "cw"), []byte("data"), 0o644)
+		})
+	case "handleops":
+		err = onOtherThread(func() error { return handleOps(dir) })
 	case "mount":
 		err = mountAndHang(dir)
 	default:
@@ -113,6 +119,46 @@ func creates(dir string) error {
 	}
 	return unix.Symlink("suid", p("sym"))
 }
+
+// handleOps creates files and changes them through their open handles in
+// the ways the server must write itself even with passthrough: ftruncate,
+// fallocate and copy_file_range into a new file. The result is in
+// handleOpsWant.
+func handleOps(dir string) error {
+	p := func(s string) string { return filepath.Join(dir, s) }
+	src, err := unix.Open(p("src"), unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	if _, err := unix.Write(src, []byte("0123456789")); err != nil {
+		return err
+	}
+	dst, err := unix.Open(p("dst"), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dst)
+	if _, err := unix.Write(dst, []byte("hello world")); err != nil {
+		return err
+	}
+	if err := unix.Ftruncate(dst, 5); err != nil {
+		return fmt.Errorf("ftruncate: %w", err)
+	}
+	if err := unix.Fallocate(dst, 0, 0, 8); err != nil {
+		return fmt.Errorf("fallocate: %w", err)
+	}
+	offIn, offOut := int64(2), int64(8)
+	n, err := unix.CopyFileRange(src, &offIn, dst, &offOut, 4, 0)
+	if err != nil || n != 4 {
+		return fmt.Errorf("copy_file_range: %d, %w", n, err)
+	}
+	return nil
+}
+
+// handleOpsWant is dst after handleOps: "hello", three zero bytes of the
+// fallocate, then "2345".
+const handleOpsWant = "hello\x00\x00\x002345"
 
 // workload is the scripted sequence of operations; wantWorkload lists the
 // ops it must produce.

@@ -154,7 +154,7 @@ func (n *node) emitNew(ctx context.Context, k capture.Kind, name string, a *fuse
 // exists on the backing tree (the kernel's view was stale) is opened, not
 // reported as created.
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	ch, fh, errno := n.createFile(ctx, name, flags|syscall.O_EXCL, mode, out)
+	ch, fh, a, errno := n.createFile(ctx, name, flags|syscall.O_EXCL, mode, out)
 	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
 		return n.openExisting(ctx, name, flags, out)
 	}
@@ -162,7 +162,11 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		return ch, fh, 0, errno
 	}
 	n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
-	return ch, n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr)), 0, 0
+	h := n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr))
+	if hh, ok := h.(*handle); ok {
+		hh.anchor = a
+	}
+	return ch, h, 0, 0
 }
 
 // openExisting serves a CREATE for a name that exists on the backing tree.
@@ -376,7 +380,15 @@ func (n *node) emitXattr(ctx context.Context) {
 func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode,
 	fhOut fs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
 	hOut, _ := fhOut.(*handle)
-	count, errno := n.LoopbackNode.CopyFileRange(ctx, unwrap(fhIn), offIn, out, unwrap(fhOut), offOut, length, flags)
+	dst := unwrap(fhOut)
+	if hOut != nil {
+		w, errno := hOut.writable()
+		if errno != 0 {
+			return 0, errno
+		}
+		dst = w
+	}
+	count, errno := n.LoopbackNode.CopyFileRange(ctx, unwrap(fhIn), offIn, out, dst, offOut, length, flags)
 	if hOut != nil && count > 0 {
 		hOut.noteWrite(ctx, int64(offOut), int64(count), false)
 	}
