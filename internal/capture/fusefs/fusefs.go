@@ -62,7 +62,7 @@
 // the backing tree read-only: the kernel writes through a backing file it
 // opens itself with the caller's flags, and a writable server descriptor
 // would only add a close-write of the daemon's own for the kernel boundary
-// at every release (a third of a file copy's kernel records). The few
+// at every release (one record per file copied in). The few
 // operations the server must write itself through the handle (a WRITE the
 // kernel did not pass through, ftruncate, fallocate, locks, the target of
 // copy_file_range) use a writable descriptor reopened on first need
