@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -100,6 +101,9 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 			c.wait()
 			return nil, err
 		}
+	}
+	if len(cfg.Mount) > 0 {
+		fuseProcs(log)
 	}
 	for _, spec := range cfg.Mount {
 		b, mp, _ := strings.Cut(spec, ":")
@@ -200,5 +204,26 @@ func (l *lateInvalidator) InvalidateEntry(dir, name string) {
 func (l *lateInvalidator) InvalidateDelete(dir, name string) {
 	if fs := l.get(); fs != nil {
 		fs.InvalidateDelete(dir, name)
+	}
+}
+
+// fuseProcs gives a daemon that serves FUSE mounts more Ps than CPUs
+// (4 per CPU, unless GOMAXPROCS is set in the environment). A FUSE server's
+// goroutines spend their lives in blocking reads of /dev/fuse and in the
+// backing file system's syscalls; each needs a P again the moment its
+// syscall returns, and with one P per CPU it often finds them all held —
+// by the capture pipeline (kernel reader, bridge, journal) or by a
+// goroutine still counted in a syscall — and waits for the runtime to hand
+// one over, on the critical path of the caller's operation. With spare Ps
+// the operating system's scheduler decides instead. Measured on 2 CPUs
+// (copy of GOROOT/src through the mount, 13 alternating pairs): 10% less
+// wall time (docs/architecture.md).
+func fuseProcs(log *slog.Logger) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if n := 4 * runtime.NumCPU(); runtime.GOMAXPROCS(0) < n {
+		runtime.GOMAXPROCS(n)
+		log.Info("FUSE: more Ps than CPUs for the mount's server", "gomaxprocs", n)
 	}
 }
