@@ -283,7 +283,7 @@ func newRig(t *testing.T, passthrough, invalidate bool) *rig {
 	}
 	b.SetInvalidator(r.fs)
 
-	w, err := fanotify.New(fanotify.Options{Root: r.backing, Sink: traceSink(t, b.Kernel()), Logger: lg})
+	w, err := fanotify.New(fanotify.Options{Root: r.backing, Sink: traceSink(t, b.Kernel()), Logger: lg, Shadows: true})
 	if err != nil {
 		t.Fatalf("fanotify: %v", err)
 	}

@@ -53,8 +53,8 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		default:
 		}
 	}
-	startWatcher := func(root string, br *bridge.Bridge) error {
-		w, err := fanotify.New(fanotify.Options{Root: root, Sink: br.Kernel(), Logger: log})
+	startWatcher := func(root string, br *bridge.Bridge, shadows bool) error {
+		w, err := fanotify.New(fanotify.Options{Root: root, Sink: br.Kernel(), Logger: log, Shadows: shadows})
 		if err != nil {
 			return fmt.Errorf("watch %s: %w", root, err)
 		}
@@ -95,7 +95,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		}
 		br, err := startBridge(root, bridge.Options{})
 		if err == nil {
-			err = startWatcher(root, br)
+			err = startWatcher(root, br, false)
 		}
 		if err != nil {
 			c.wait()
@@ -136,7 +136,7 @@ func startCapture(ctx context.Context, cfg *config.Config, m *propagate.Manager,
 		register(reg, log, metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return fsys.Stats() }))
 		c.mounts = append(c.mounts, fsys)
 		log.Info("FUSE boundary", "backing", backing, "mount", mountpoint, "passthrough", fsys.Passthrough())
-		if err := startWatcher(backing, br); err != nil {
+		if err := startWatcher(backing, br, true); err != nil {
 			c.wait()
 			return nil, err
 		}

@@ -118,7 +118,10 @@
 //
 // where write is emitted when CLOSE_WRITE is set and the object was
 // modified (MODIFY in this record or an earlier one), and attrib when ATTRIB
-// is set. So a storm's create-write-close-delete cycle that the kernel
+// is set. With Options.Shadows, a lone CREATE of this process's own (the
+// shadow of a create through the FUSE mount, which reports the kind and
+// context itself) is taken to be at its name still, without the
+// name_to_handle_at. So a storm's create-write-close-delete cycle that the kernel
 // folded into one record still yields create, write, delete. What merging
 // loses for good: two open-write-close cycles of one file folded into one
 // record give one fs.write; and a merged record is reported where its first

@@ -170,6 +170,7 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 		attrib:     ev.Mask&maskAttrib != 0,
 		fid:        ev.FID,
 		raw:        ev.Mask,
+		own:        f.w.shadows && ev.PID == selfPID,
 	}
 	if ch.path == t.root && (ch.create || ch.delete) {
 		return // Root itself came or went: outside what we report

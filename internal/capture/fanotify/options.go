@@ -49,6 +49,13 @@ type Options struct {
 	// events under load. Default 1ms; negative: no delay (one wake-up per
 	// event).
 	BatchDelay time.Duration
+
+	// Shadows says that this process serves a FUSE mount of Root, so its
+	// own records are shadows of the mount's operations, which the bridge
+	// merges into the FUSE events: the watcher spends less on them (see
+	// doc.go, "Merged records"). Leave it off when the process's own
+	// changes are events in their own right.
+	Shadows bool
 }
 
 const (

@@ -3,6 +3,7 @@ package fanotify
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -53,7 +54,12 @@ type change struct {
 	attrib     bool
 	fid        []byte // the object's file identifier (fanotify), or nil
 	raw        uint64
+	own        bool // made by this process: the shadow of a FUSE operation
 }
+
+// selfPID is this process: its records are the shadows of the operations
+// of a FUSE mount it serves.
+var selfPID = int32(os.Getpid())
 
 // tracker turns changes into ops, keeps the index of the tree up to date
 // and runs rescans. It is owned by the reader goroutine: none of its methods
@@ -178,7 +184,14 @@ func (t *tracker) apply(ch *change, a *actor) {
 	// Is the object the record is about still at this name? Only a
 	// dirent record needs to know (the name may hold a successor by now).
 	after := exists
-	if exists && (ch.create || ch.delete) {
+	//
+	// Not asked for a shadow's lone create: the FUSE operation it merges
+	// into reports the kind and context, and the name holding a successor
+	// by now (created, removed and created again through the mount
+	// within one read) costs at most that successor's shadow, its FUSE
+	// event then published alone. It saves a name_to_handle_at per file
+	// created through the mount.
+	if exists && (ch.create || ch.delete) && !(ch.own && ch.create && !ch.delete) {
 		if ch.fid != nil {
 			after = sameObject(ch.path, ch.fid)
 		} else if ch.delete && !ch.create {

@@ -46,9 +46,10 @@ type Watcher struct {
 	t    *tracker
 	be   backend
 
-	wakeFD int // eventfd that interrupts the poll (Close, ctx done)
-	delay  time.Duration
-	closed atomic.Bool
+	wakeFD  int // eventfd that interrupts the poll (Close, ctx done)
+	delay   time.Duration
+	shadows bool // Options.Shadows
+	closed  atomic.Bool
 
 	// mu orders the lifecycle: the kernel descriptors are released exactly
 	// once, by Close when Run is not running, else by Run as it returns.
@@ -88,7 +89,7 @@ func New(opts Options) (*Watcher, error) {
 	if err := unix.Stat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%w: %q", ErrNoRoot, root)
 	}
-	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay}
+	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay, shadows: opts.Shadows}
 	if w.delay == 0 {
 		w.delay = defaultBatchDelay
 	}
