@@ -598,6 +598,11 @@ func TestCreateAnchor(t *testing.T) {
 	for _, mode := range passthroughModes {
 		t.Run(mode.name, func(t *testing.T) {
 			backing, mnt := openDirs(t)
+			// The helper binary is copied on first use: before the mark,
+			// so the copy's close-write is not counted as the server's.
+			if _, err := helperExe(); err != nil {
+				t.Fatalf("helper binary: %v", err)
+			}
 			gfd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_REPORT_FID, unix.O_RDONLY)
 			if err != nil {
 				t.Skipf("fanotify: %v", err)
