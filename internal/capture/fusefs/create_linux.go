@@ -83,39 +83,29 @@ func (n *node) createFile(ctx context.Context, name string, flags, mode uint32, 
 
 // mkdir is LoopbackNode.Mkdir without the unneeded chown.
 func (n *node) mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	p := filepath.Join(n.backingPath(), name)
-	if err := syscall.Mkdir(p, mode); err != nil {
-		return nil, fs.ToErrno(err)
-	}
-	ch, errno := n.adopt(ctx, name, p, -1, out)
-	if errno != 0 {
-		syscall.Rmdir(p)
-	}
-	return ch, errno
+	return n.makeName(ctx, name, out, func(p string) error { return syscall.Mkdir(p, mode) }, syscall.Rmdir)
 }
 
 // mknod is LoopbackNode.Mknod without the unneeded chown.
 func (n *node) mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	p := filepath.Join(n.backingPath(), name)
-	if err := syscall.Mknod(p, mode, int(rdev)); err != nil {
-		return nil, fs.ToErrno(err)
-	}
-	ch, errno := n.adopt(ctx, name, p, -1, out)
-	if errno != 0 {
-		syscall.Unlink(p)
-	}
-	return ch, errno
+	return n.makeName(ctx, name, out, func(p string) error { return syscall.Mknod(p, mode, int(rdev)) }, syscall.Unlink)
 }
 
 // symlink is LoopbackNode.Symlink without the unneeded chown.
 func (n *node) symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeName(ctx, name, out, func(p string) error { return syscall.Symlink(target, p) }, syscall.Unlink)
+}
+
+// makeName creates name with mk and adopts it, removing it with undo if that
+// fails.
+func (n *node) makeName(ctx context.Context, name string, out *fuse.EntryOut, mk, undo func(p string) error) (*fs.Inode, syscall.Errno) {
 	p := filepath.Join(n.backingPath(), name)
-	if err := syscall.Symlink(target, p); err != nil {
+	if err := mk(p); err != nil {
 		return nil, fs.ToErrno(err)
 	}
 	ch, errno := n.adopt(ctx, name, p, -1, out)
 	if errno != 0 {
-		syscall.Unlink(p)
+		undo(p)
 	}
 	return ch, errno
 }
