@@ -121,10 +121,10 @@
 // is set. With Options.Shadows, a lone CREATE of this process's own (the
 // shadow of a create through the FUSE mount, which reports the kind and
 // context itself) is taken to be at its name still, without the
-// name_to_handle_at. So a storm's create-write-close-delete cycle that the kernel
-// folded into one record still yields create, write, delete. What merging
-// loses for good: two open-write-close cycles of one file folded into one
-// record give one fs.write; and a merged record is reported where its first
+// name_to_handle_at. So a storm's create-write-close-delete cycle that the
+// kernel folded into one record still yields create, write, delete. What
+// merging loses for good: two open-write-close cycles of one file folded
+// into one record give one fs.write; and a merged record is reported where its first
 // event was queued, so ops of different objects can come out of order. One
 // case is repaired: the rmdir of a merged mkdir+rmdir record is held back
 // until a record about something outside that directory (or the end of the
