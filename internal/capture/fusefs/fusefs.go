@@ -64,7 +64,7 @@
 // would only add a close-write of the daemon's own for the kernel boundary
 // at every release (one record per file copied in). The few
 // operations the server must write itself through the handle (a WRITE the
-// kernel did not pass through, ftruncate, fallocate, locks, the target of
+// kernel did not pass through, ftruncate, fallocate, the target of
 // copy_file_range) use a writable descriptor reopened on first need
 // (handle_linux.go, anchor; TestCreateAnchor).
 //

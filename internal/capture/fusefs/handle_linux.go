@@ -45,22 +45,18 @@ type handle struct {
 // backing file of its own, opened with the caller's flags, so the server
 // needs its descriptor only to name the file (and for fstat, fsync and
 // reads). A writable descriptor would cost a close-write record on the
-// kernel boundary at every release: a shadow of nothing, half again the
-// records of a file copy. What the server itself must write (a WRITE that
-// was not passed through, a truncate or fallocate through the handle,
-// locks, the destination of copy_file_range) goes through a writable
-// descriptor reopened from the read-only one on first need.
+// kernel boundary at every release: a shadow of nothing, one more record
+// per file copied in. What the server itself must write (a WRITE that was
+// not passed through, a truncate or fallocate through the handle, the
+// destination of copy_file_range) goes through a writable descriptor
+// reopened from the read-only one on first need. (File locks are the
+// kernel's: the mount does not ask for them to be forwarded.)
 type anchor struct {
 	flags int // the open flags the caller asked for, less O_CREAT|O_EXCL|O_TRUNC
 
 	mu sync.Mutex
 	w  *fs.LoopbackFile // the writable reopen, nil until needed
 }
-
-var (
-	_ fs.FileGetlker = (*handle)(nil)
-	_ fs.FileSetlker = (*handle)(nil)
-)
 
 // writable returns the loopback file to write through: the handle's own,
 // or for an anchored handle its writable reopen.
@@ -89,34 +85,6 @@ func (h *handle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.Attr
 		return errno
 	}
 	return w.Setattr(ctx, in, out)
-}
-
-// Getlk, Setlk and Setlkw use the writable descriptor: a write lock needs
-// one, and the locks of one handle must all live on one open file.
-func (h *handle) Getlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32, out *fuse.FileLock) syscall.Errno {
-	w, errno := h.writable()
-	if errno != 0 {
-		return errno
-	}
-	return w.Getlk(ctx, owner, lk, flags, out)
-}
-
-// Setlk takes or releases a lock without waiting.
-func (h *handle) Setlk(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	w, errno := h.writable()
-	if errno != 0 {
-		return errno
-	}
-	return w.Setlk(ctx, owner, lk, flags)
-}
-
-// Setlkw takes a lock, waiting for it.
-func (h *handle) Setlkw(ctx context.Context, owner uint64, lk *fuse.FileLock, flags uint32) syscall.Errno {
-	w, errno := h.writable()
-	if errno != 0 {
-		return errno
-	}
-	return w.Setlkw(ctx, owner, lk, flags)
 }
 
 var (
