@@ -30,10 +30,13 @@ import (
 type cfg struct {
 	quick bool
 	reps  int
-	rows  []int
-	out   string
-	tmp   string // scratch directory on the root file system
-	repo  string // repository root (for building the semprop binary)
+	// fuseReps: repetitions of row 5, whose ratio is decided by a few
+	// percent on a machine whose speed moves ±15% between minutes.
+	fuseReps int
+	rows     []int
+	out      string
+	tmp      string // scratch directory on the root file system
+	repo     string // repository root (for building the semprop binary)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -47,6 +50,7 @@ func main() {
 	var rowsFlag string
 	flag.BoolVar(&c.quick, "quick", false, "small counts: the whole run finishes in under 2 minutes (spot checks)")
 	flag.IntVar(&c.reps, "reps", 0, "repetitions of each measurement (default 3 quick, 5 full); medians are reported")
+	flag.IntVar(&c.fuseReps, "fuse-reps", 0, "repetitions of row 5, the FUSE copy (default 3 × --reps)")
 	flag.StringVar(&rowsFlag, "rows", "1,2,3,4,5,6,7", "comma-separated rows to run (see README.md)")
 	flag.StringVar(&c.out, "out", "", "write the results (Markdown) to this file (default RESULTS.md for a full run of every row, none for --quick)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file (where to push)")
@@ -56,6 +60,9 @@ func main() {
 		if c.quick {
 			c.reps = 3
 		}
+	}
+	if c.fuseReps <= 0 {
+		c.fuseReps = 3 * c.reps
 	}
 	for _, r := range strings.Split(rowsFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
@@ -98,7 +105,7 @@ func main() {
 	defer stop()
 	rep := &report{
 		cmd: "cd bench && ./run " + strings.Join(os.Args[1:], " "), start: time.Now(), loadBefore: loadavg(),
-		quick: c.quick, reps: c.reps, commit: gitState(c.repo),
+		quick: c.quick, reps: c.reps, fuseReps: c.fuseReps, commit: gitState(c.repo),
 	}
 	runners := map[int]func(context.Context, *cfg, *report) error{
 		1: rowInProcess, 2: rowNetwork, 3: rowReplicated, 4: rowCapture, 5: rowFUSE, 6: rowFilters, 7: rowDurability,

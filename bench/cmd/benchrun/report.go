@@ -28,6 +28,11 @@ type line struct {
 	semprop string // which semprop configuration
 	peer    string // which peer configuration ("" = no peer: semprop alone)
 	s, p    []float64
+	// paired: s[i] and p[i] were measured next to each other (the same
+	// repetition, back to back), so their ratio is reported per repetition
+	// too; it is less moved by the machine's slow and fast phases than
+	// the ratio of the medians.
+	paired bool
 }
 
 type report struct {
@@ -35,6 +40,7 @@ type report struct {
 	cmd        string
 	quick      bool
 	reps       int
+	fuseReps   int // row 5's repetitions
 	start, end time.Time
 	loadBefore string
 	loadAfter  string
@@ -74,7 +80,59 @@ func (l *line) ratio() string {
 	if l.peer == "" || mp == 0 || math.IsNaN(ms) || math.IsNaN(mp) {
 		return "–"
 	}
-	return fmt.Sprintf("%.2f", ms/mp)
+	r := fmt.Sprintf("%.2f", ms/mp)
+	if l.paired {
+		if m, lo, hi, ok := pairedRatio(l.s, l.p); ok {
+			r += fmt.Sprintf("; paired %.2f", m)
+			if !math.IsNaN(lo) {
+				r += fmt.Sprintf(" (95%% CI %.2f–%.2f)", lo, hi)
+			}
+		}
+	}
+	return r
+}
+
+// pairedRatio returns the median of the per-repetition ratios s[i]/p[i]
+// and a distribution-free 95% confidence interval of that median: the
+// order statistics k and n+1-k of the sorted ratios, k the largest rank
+// with P(Binomial(n, ½) < k) ≤ 2.5%. With fewer than 6 pairs no such
+// interval exists and lo, hi are NaN. ok is false without pairs.
+func pairedRatio(s, p []float64) (med, lo, hi float64, ok bool) {
+	if len(s) != len(p) || len(s) == 0 {
+		return 0, 0, 0, false
+	}
+	var rs []float64
+	for i := range s {
+		if p[i] > 0 {
+			rs = append(rs, s[i]/p[i])
+		}
+	}
+	n := len(rs)
+	if n == 0 {
+		return 0, 0, 0, false
+	}
+	sort.Float64s(rs)
+	med = median(rs)
+	k := medianCIRank(n)
+	if k == 0 {
+		return med, math.NaN(), math.NaN(), true
+	}
+	return med, rs[k-1], rs[n-k], true
+}
+
+// medianCIRank is the largest k ≥ 1 with P(X ≤ k-1) ≤ 0.025 for X ~
+// Binomial(n, ½), or 0 when even k = 1 is too wide (n < 6).
+func medianCIRank(n int) int {
+	k, cum, c := 0, 0.0, 1.0 // c = C(n, i)
+	for i := 0; i < n; i++ {
+		cum += c * math.Pow(0.5, float64(n))
+		if cum > 0.025 {
+			break
+		}
+		k = i + 1
+		c = c * float64(n-i) / float64(i+1)
+	}
+	return k
 }
 
 func (l *line) verdict() string {
@@ -126,14 +184,14 @@ func (r *report) markdown() string {
 		mode = "quick (small counts; spot check only)"
 	}
 	fmt.Fprintf(&b, "# semprop side by side with its peers\n\n")
-	fmt.Fprintf(&b, "- command: `%s` (mode: %s; %d repetitions of every measurement, medians shown, all values in brackets)\n", r.cmd, mode, r.reps)
+	fmt.Fprintf(&b, "- command: `%s` (mode: %s; %d repetitions of every measurement, %d of row 5's; medians shown, all values in brackets)\n", r.cmd, mode, r.reps, r.fuseReps)
 	fmt.Fprintf(&b, "- machine: %s\n", machine())
 	if r.commit != "" {
 		fmt.Fprintf(&b, "- semprop: %s\n", r.commit)
 	}
 	fmt.Fprintf(&b, "- date: %s → %s (%v)\n", r.start.UTC().Format(time.RFC3339), r.end.UTC().Format("15:04:05Z"), r.end.Sub(r.start).Round(time.Second))
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min) before: %s; after: %s. The machine is shared: other processes ran during the run.\n", r.loadBefore, r.loadAfter)
-	fmt.Fprintf(&b, "- ratio = semprop ÷ peer (medians); \"better\" column reads the ratio with the metric's direction (higher or lower is better).\n\n")
+	fmt.Fprintf(&b, "- ratio = semprop ÷ peer (medians); \"better\" column reads the ratio with the metric's direction (higher or lower is better). \"paired\" (where both sides of a repetition ran back to back): the median of the per-repetition ratios, with a distribution-free 95%% confidence interval (sign test).\n\n")
 	rows := map[int]bool{}
 	for _, l := range r.lines {
 		rows[l.row] = true

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -76,5 +77,38 @@ func TestMarkdownKeepsLosingRows(t *testing.T) {
 	md := r.markdown()
 	if !strings.Contains(md, "**semprop worse**") || !strings.Contains(md, "| 2.00 |") {
 		t.Errorf("markdown lacks the losing row or its ratio:\n%s", md)
+	}
+}
+
+func TestMedianCIRank(t *testing.T) {
+	// Ranks of the usual tables of the sign test (two-sided 95%).
+	for n, want := range map[int]int{5: 0, 6: 1, 8: 1, 9: 2, 11: 2, 12: 3, 15: 4, 20: 6, 30: 10, 45: 16} {
+		if got := medianCIRank(n); got != want {
+			t.Errorf("medianCIRank(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+func TestPairedRatio(t *testing.T) {
+	// Slow and fast phases move both sides; the per-pair ratio stays 1.1.
+	p := []float64{1, 2, 1, 2, 1, 2, 1, 2, 1, 2}
+	s := make([]float64, len(p))
+	for i := range p {
+		s[i] = 1.1 * p[i]
+	}
+	s[0] = 1.5 // one outlier
+	m, lo, hi, ok := pairedRatio(s, p)
+	if !ok || math.Abs(m-1.1) > 1e-9 || math.Abs(lo-1.1) > 1e-9 || math.Abs(hi-1.1) > 1e-9 {
+		t.Errorf("pairedRatio = %v [%v, %v] %v, want 1.1 [1.1, 1.1]", m, lo, hi, ok)
+	}
+	if _, lo, _, ok := pairedRatio(s[:4], p[:4]); !ok || !math.IsNaN(lo) {
+		t.Errorf("4 pairs: lo = %v, ok %v; want NaN, true", lo, ok)
+	}
+	if _, _, _, ok := pairedRatio(s, p[:3]); ok {
+		t.Error("unequal lengths: ok")
+	}
+	l := &line{peer: "p", s: s, p: p, paired: true}
+	if got := l.ratio(); !strings.Contains(got, "paired 1.10 (95% CI 1.10–1.10)") {
+		t.Errorf("ratio() = %q", got)
 	}
 }
