@@ -59,6 +59,11 @@ func runHelper(mode string, args []string) int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
+	// Live on a little, as most processes do after a write: the kernel
+	// boundary takes comm and exe from /proc when it reads the record, and
+	// a process already gone by then has none (its events carry the pid
+	// alone). Without this the tests that check comm race the exit.
+	time.Sleep(200 * time.Millisecond)
 	return 0
 }
 

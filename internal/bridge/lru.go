@@ -8,25 +8,40 @@ import (
 )
 
 // lru remembers the content hashes of recent ops so an exact repeat (the
-// same op delivered twice) within the window is caught. It is a fixed ring:
-// the oldest hash is forgotten first. Not safe for concurrent use.
+// same op delivered twice) within the window is caught. It is a
+// set-associative cache, as a CPU's is: a hash goes to one set of lruWays
+// slots picked by its low bits, and replaces the slot there that expires
+// first (the least recently seen: every slot gets the same window). A
+// lookup reads one set and allocates nothing; a map of hashes plus a ring
+// in insertion order cost a lookup, a delete and an insert per op, in a
+// table that churns all the time. There are twice as many slots as the
+// size asked for, so that a set overflows (and forgets a hash early) only
+// when far more than its share of recent ops land in it. Not safe for
+// concurrent use.
 type lru struct {
-	seed  maphash.Seed
-	slots []lruSlot
-	next  int
-	index map[uint64]int
+	seed maphash.Seed
+	sets [][lruWays]lruSlot
+	mask uint64
 }
 
+const lruWays = 8
+
+// lruSlot is one remembered hash; until is 0 for an empty slot.
 type lruSlot struct {
 	h     uint64
-	until time.Time
+	until int64 // ns since the epoch
 }
 
+// newLRU returns a filter for size recent ops; nil when size <= 0.
 func newLRU(size int) *lru {
 	if size <= 0 {
 		return nil
 	}
-	return &lru{seed: maphash.MakeSeed(), slots: make([]lruSlot, size), index: make(map[uint64]int, size)}
+	n := 1
+	for n*lruWays < 2*size {
+		n *= 2
+	}
+	return &lru{seed: maphash.MakeSeed(), sets: make([][lruWays]lruSlot, n), mask: uint64(n - 1)}
 }
 
 // hash is the op's content: boundary, kind, paths, inode, size, actor
@@ -71,19 +86,22 @@ func (l *lru) seen(op *capture.Op, now time.Time, window time.Duration) bool {
 		return false
 	}
 	h := l.hash(op)
-	if i, ok := l.index[h]; ok && l.slots[i].h == h {
-		if !now.After(l.slots[i].until) {
-			return true
+	t := now.UnixNano()
+	set := &l.sets[h&l.mask]
+	victim := 0
+	for i := range set {
+		s := &set[i]
+		if s.until != 0 && s.h == h {
+			if t <= s.until {
+				return true
+			}
+			s.until = t + int64(window)
+			return false
 		}
-		l.slots[i].until = now.Add(window)
-		return false
+		if s.until < set[victim].until {
+			victim = i
+		}
 	}
-	s := &l.slots[l.next]
-	if j, ok := l.index[s.h]; ok && j == l.next {
-		delete(l.index, s.h)
-	}
-	s.h, s.until = h, now.Add(window)
-	l.index[h] = l.next
-	l.next = (l.next + 1) % len(l.slots)
+	set[victim] = lruSlot{h: h, until: t + int64(window)}
 	return false
 }

@@ -3,7 +3,10 @@
 // baseline for measuring `semprop run --mount` by hand (bench row 5 does the
 // same in-process).
 //
-//	loopback [--passthrough=true] BACKING MOUNTPOINT
+//	loopback [--passthrough=true] [--cpuprofile FILE] BACKING MOUNTPOINT
+//
+// --cpuprofile writes a CPU profile of the whole time mounted, to compare
+// the FUSE server's own cost with semprop's (/debug/pprof/profile).
 package main
 
 import (
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -21,9 +25,10 @@ import (
 
 func main() {
 	passthrough := flag.Bool("passthrough", true, "offer FUSE passthrough (as semprop's --fuse-passthrough on)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the time mounted to this file")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: loopback [--passthrough=true|false] BACKING MOUNTPOINT")
+		fmt.Fprintln(os.Stderr, "usage: loopback [--passthrough=true|false] [--cpuprofile FILE] BACKING MOUNTPOINT")
 		os.Exit(2)
 	}
 	root, err := fs.NewLoopbackRoot(flag.Arg(0))
@@ -38,12 +43,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "loopback: mount:", err)
 		os.Exit(1)
 	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loopback: cpuprofile:", err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	fmt.Println("mounted")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
 	if err := server.Unmount(); err != nil {
 		fmt.Fprintln(os.Stderr, "loopback: unmount:", err)
-		os.Exit(1)
+		os.Exit(1) // the profile is lost with it
 	}
 }

@@ -24,7 +24,12 @@ type entry struct {
 }
 
 func entryOf(st *unix.Stat_t) *entry {
-	return &entry{
+	e := statEntry(st)
+	return &e
+}
+
+func statEntry(st *unix.Stat_t) entry {
+	return entry{
 		ino:   st.Ino,
 		size:  st.Size,
 		mtime: st.Mtim.Nano(),
@@ -170,9 +175,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 	if ch.modify && !ch.create && !ch.delete && !ch.closeWrite && !ch.attrib {
 		// A write in progress: remember it for the close, nothing to stat.
 		if !ch.dir {
-			if _, ok := t.dirty[t.dirtyKey(ch)]; !ok {
-				t.dirty[t.dirtyKey(ch)] = struct{}{}
-			}
+			t.setDirty(ch)
 		}
 		return
 	}
@@ -203,22 +206,16 @@ func (t *tracker) apply(ch *change, a *actor) {
 		before = false // the index held a predecessor that was replaced
 	}
 
-	dkey := t.dirtyKey(ch)
 	write := false
 	if !ch.dir {
 		if ch.closeWrite {
-			_, wasDirty := t.dirty[dkey]
+			wasDirty := t.takeDirty(ch)
 			write = ch.modify || wasDirty
-			if wasDirty {
-				delete(t.dirty, dkey)
-			}
 		} else if ch.modify && !ch.delete {
-			if _, ok := t.dirty[dkey]; !ok {
-				t.dirty[dkey] = struct{}{}
-			}
+			t.setDirty(ch)
 		}
 		if ch.delete && !after {
-			delete(t.dirty, dkey)
+			t.takeDirty(ch)
 		}
 	}
 	if write && old != nil && old.rescanned && exists &&
@@ -329,9 +326,10 @@ func (t *tracker) apply(ch *change, a *actor) {
 
 	// Bring the index up to date.
 	switch {
+	case after && old != nil:
+		*old = statEntry(&st) // in place: one allocation less per record
 	case after:
-		e := entryOf(&st)
-		t.index[ch.path] = e
+		t.index[ch.path] = entryOf(&st)
 	case ch.create || ch.delete:
 		if old != nil {
 			t.removeSubtree(ch.path)
@@ -339,13 +337,33 @@ func (t *tracker) apply(ch *change, a *actor) {
 	}
 }
 
-// dirtyKey identifies the object of a change for write tracking: its file
-// identifier when known (fanotify), else its path (inotify).
-func (t *tracker) dirtyKey(ch *change) string {
-	if ch.fid != nil {
-		return string(ch.fid)
+// The dirty set identifies the object of a change by its file identifier
+// when known (fanotify), else by its path (inotify). Looking a []byte key
+// up as string(b) does not copy it; only an insert does.
+
+// setDirty notes that ch's object was modified and not yet closed.
+func (t *tracker) setDirty(ch *change) {
+	if ch.fid == nil {
+		t.dirty[ch.path] = struct{}{}
+		return
 	}
-	return ch.path
+	if _, ok := t.dirty[string(ch.fid)]; !ok {
+		t.dirty[string(ch.fid)] = struct{}{}
+	}
+}
+
+// takeDirty reports whether ch's object was noted dirty, and forgets it.
+func (t *tracker) takeDirty(ch *change) bool {
+	if ch.fid == nil {
+		_, ok := t.dirty[ch.path]
+		delete(t.dirty, ch.path)
+		return ok
+	}
+	if _, ok := t.dirty[string(ch.fid)]; !ok {
+		return false
+	}
+	delete(t.dirty, string(ch.fid))
+	return true
 }
 
 // pathOfInode finds another indexed path with inode ino (for hard links).

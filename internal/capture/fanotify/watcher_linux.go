@@ -46,7 +46,8 @@ type Watcher struct {
 	t    *tracker
 	be   backend
 
-	wakeFD  int // eventfd that interrupts the poll (Close, ctx done)
+	wakeFD  int           // eventfd that interrupts the poll (Close, ctx done)
+	stop    chan struct{} // closed by Close: ends a nap
 	delay   time.Duration
 	shadows bool // Options.Shadows
 	closed  atomic.Bool
@@ -89,7 +90,7 @@ func New(opts Options) (*Watcher, error) {
 	if err := unix.Stat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%w: %q", ErrNoRoot, root)
 	}
-	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay, shadows: opts.Shadows}
+	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay, shadows: opts.Shadows, stop: make(chan struct{})}
 	if w.delay == 0 {
 		w.delay = defaultBatchDelay
 	}
@@ -158,7 +159,9 @@ func (w *Watcher) Close() error {
 	if w.released || w.closed.Load() && w.running {
 		return nil
 	}
-	w.closed.Store(true)
+	if !w.closed.Swap(true) {
+		close(w.stop)
+	}
 	if w.running {
 		w.wake() // Run releases as it returns
 		w.Resume()
@@ -254,6 +257,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// come from /proc, and the actor is then cached).
 	napping, found := false, false
 	var lastData time.Time
+	nap := time.NewTimer(time.Hour)
+	defer nap.Stop()
 	for !w.closed.Load() {
 		if due := w.t.rescanPending(); !due.IsZero() && !time.Now().Before(due) {
 			w.gate.Lock()
@@ -302,14 +307,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if napping { // only with a positive delay
 			// The queue is drained but busy: let it fill for a while
 			// without a poll that every queued event would wake (see
-			// Options.BatchDelay); only Close interrupts.
-			pfd := []unix.PollFd{{Fd: int32(w.wakeFD), Events: unix.POLLIN}}
-			ts := unix.NsecToTimespec(int64(w.delay))
-			if _, err := unix.Ppoll(pfd, &ts, nil); err != nil && err != unix.EINTR {
-				return fmt.Errorf("fanotify: poll: %w", err)
-			}
-			if pfd[0].Revents != 0 {
-				w.clearWake()
+			// Options.BatchDelay); only Close interrupts. The nap is a Go
+			// timer, not a timed poll: a goroutine parked on a timer holds
+			// no thread, while a thread asleep in a system call makes the
+			// scheduler hand its P to another thread and take one back
+			// after — two thread wake-ups per nap.
+			nap.Reset(w.delay)
+			select {
+			case <-nap.C:
+			case <-w.stop:
 			}
 			continue
 		}
