@@ -92,7 +92,7 @@ type Options struct {
 	// costs the handler a thread wake-up (an inter-processor interrupt on a
 	// virtual machine) per operation, which a copy into the mount pays in
 	// wall time. An idle correlator parks and is woken by the first op.
-	// 0 means 1ms; negative: no nap (a wake-up per op).
+	// 0 means 2ms; negative: no nap (a wake-up per op).
 	BatchDelay time.Duration
 	// PublishDelay is how long the publisher naps after publishing a
 	// batch before it takes the next one, so that a busy bridge publishes
@@ -100,7 +100,7 @@ type Options struct {
 	// PublishDelay instead of once per disk round trip. Events then wait
 	// up to PublishDelay longer in memory — the bridge already holds them up
 	// to Window for correlation — and never more than MaxBatch×4 of them
-	// (the outbox bound). 0 means 10ms; negative: no nap.
+	// (the outbox bound). 0 means 20ms; negative: no nap.
 	PublishDelay time.Duration
 	// FlushTimeout bounds publishing what is held when Run's context ends;
 	// 0 means 5s.
@@ -238,10 +238,10 @@ func New(opts Options) (*Bridge, error) {
 		opts.MaxBatch = 1024
 	}
 	if opts.BatchDelay == 0 {
-		opts.BatchDelay = time.Millisecond
+		opts.BatchDelay = 2 * time.Millisecond
 	}
 	if opts.PublishDelay == 0 {
-		opts.PublishDelay = 10 * time.Millisecond
+		opts.PublishDelay = 20 * time.Millisecond
 	}
 	if opts.FlushTimeout <= 0 {
 		opts.FlushTimeout = 5 * time.Second
