@@ -24,9 +24,10 @@ import (
 
 var daemonIsRoot = os.Geteuid() == 0
 
-// backingPath returns the node's path on the backing file system.
-func (n *node) backingPath() string {
-	return filepath.Join(n.RootData.Path, n.Path(nil))
+// backingPath returns the path on the backing file system of name in the
+// directory rel (relative to the root, "" for the root itself).
+func (n *node) backingPath(rel, name string) string {
+	return filepath.Join(n.RootData.Path, rel, name)
 }
 
 // adopt finishes a name that was just created on the backing tree at p
@@ -58,10 +59,11 @@ func (n *node) adopt(ctx context.Context, name, p string, fd int, out *fuse.Entr
 	return n.NewInode(ctx, child, stableAttr(n.RootData, &st, &btime)), 0
 }
 
-// createFile is LoopbackNode.Create without the unneeded chown. With
-// passthrough in effect the new file is opened read-only: see anchor.
-func (n *node) createFile(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, *anchor, syscall.Errno) {
-	p := filepath.Join(n.backingPath(), name)
+// createFile is LoopbackNode.Create without the unneeded chown; rel is
+// n's path relative to the root. With passthrough in effect the new file
+// is opened read-only: see anchor.
+func (n *node) createFile(ctx context.Context, rel, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, *anchor, syscall.Errno) {
+	p := n.backingPath(rel, name)
 	fl := int(flags &^ syscall.O_APPEND)
 	var a *anchor
 	if n.fsys.passthrough.Load() && fl&syscall.O_ACCMODE != syscall.O_RDONLY {
@@ -82,24 +84,24 @@ func (n *node) createFile(ctx context.Context, name string, flags, mode uint32, 
 }
 
 // mkdir is LoopbackNode.Mkdir without the unneeded chown.
-func (n *node) mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return n.makeName(ctx, name, out, func(p string) error { return syscall.Mkdir(p, mode) }, syscall.Rmdir)
+func (n *node) mkdir(ctx context.Context, rel, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeName(ctx, rel, name, out, func(p string) error { return syscall.Mkdir(p, mode) }, syscall.Rmdir)
 }
 
 // mknod is LoopbackNode.Mknod without the unneeded chown.
-func (n *node) mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return n.makeName(ctx, name, out, func(p string) error { return syscall.Mknod(p, mode, int(rdev)) }, syscall.Unlink)
+func (n *node) mknod(ctx context.Context, rel, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeName(ctx, rel, name, out, func(p string) error { return syscall.Mknod(p, mode, int(rdev)) }, syscall.Unlink)
 }
 
 // symlink is LoopbackNode.Symlink without the unneeded chown.
-func (n *node) symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	return n.makeName(ctx, name, out, func(p string) error { return syscall.Symlink(target, p) }, syscall.Unlink)
+func (n *node) symlink(ctx context.Context, rel, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	return n.makeName(ctx, rel, name, out, func(p string) error { return syscall.Symlink(target, p) }, syscall.Unlink)
 }
 
-// makeName creates name with mk and adopts it, removing it with undo if that
-// fails.
-func (n *node) makeName(ctx context.Context, name string, out *fuse.EntryOut, mk, undo func(p string) error) (*fs.Inode, syscall.Errno) {
-	p := filepath.Join(n.backingPath(), name)
+// makeName creates name in n (at rel) with mk and adopts it, removing it
+// with undo if that fails.
+func (n *node) makeName(ctx context.Context, rel, name string, out *fuse.EntryOut, mk, undo func(p string) error) (*fs.Inode, syscall.Errno) {
+	p := n.backingPath(rel, name)
 	if err := mk(p); err != nil {
 		return nil, fs.ToErrno(err)
 	}

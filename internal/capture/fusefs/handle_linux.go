@@ -102,6 +102,13 @@ var (
 // file's state after the open; size -1 means "stat it now". flags has
 // O_TRUNC if the open truncated an existing file.
 func (f *FS) wrap(ctx context.Context, inode *fs.Inode, fh fs.FileHandle, flags uint32, base dataSig) fs.FileHandle {
+	rel, _ := relPath(inode)
+	return f.wrapAt(ctx, inode, rel, fh, flags, base)
+}
+
+// wrapAt is wrap for an inode whose path (relative to the root) the caller
+// knows.
+func (f *FS) wrapAt(ctx context.Context, inode *fs.Inode, rel string, fh fs.FileHandle, flags uint32, base dataSig) fs.FileHandle {
 	lf, ok := fh.(*fs.LoopbackFile)
 	if !ok {
 		return fh
@@ -127,7 +134,7 @@ func (f *FS) wrap(ctx context.Context, inode *fs.Inode, fh fs.FileHandle, flags 
 		cc := *c
 		h.opener = &cc
 	}
-	h.lastRel, _ = relPath(inode)
+	h.lastRel = rel
 	if flags&syscall.O_TRUNC != 0 {
 		// Truncated at open (a data change, as fanotify's FAN_MODIFY says),
 		// even if it was empty.

@@ -135,10 +135,23 @@ func (n *node) child(rel, name string) (ino uint64, isDir, ok bool) {
 	return st.Ino, st.Mode&syscall.S_IFMT == syscall.S_IFDIR, true
 }
 
-// emitNew reports a new name from the attributes the loopback filled in.
-func (n *node) emitNew(ctx context.Context, k capture.Kind, name string, a *fuse.Attr, target string) {
+// dirRel returns the path of directory n for an operation that makes a
+// name in it, relative to the root; ENOENT if n was removed meanwhile.
+// Computed once per operation: it walks up the tree, taking each
+// ancestor's lock.
+func (n *node) dirRel() (string, syscall.Errno) {
+	rel, ok := relPath(n.EmbeddedInode())
+	if !ok {
+		return "", syscall.ENOENT
+	}
+	return rel, 0
+}
+
+// emitNew reports a new name in n (whose path is rel) from the attributes
+// the loopback filled in.
+func (n *node) emitNew(ctx context.Context, k capture.Kind, rel, name string, a *fuse.Attr, target string) {
 	op := n.fsys.newOp(ctx, k)
-	op.Path = n.fsys.mountPath(joinRel(n.rel(), name))
+	op.Path = n.fsys.mountPath(joinRel(rel, name))
 	op.Target = target
 	op.IsDir = k == capture.KindMkdir
 	op.Inode, op.Mode = a.Ino, a.Mode
@@ -154,15 +167,19 @@ func (n *node) emitNew(ctx context.Context, k capture.Kind, name string, a *fuse
 // exists on the backing tree (the kernel's view was stale) is opened, not
 // reported as created.
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	ch, fh, a, errno := n.createFile(ctx, name, flags|syscall.O_EXCL, mode, out)
+	rel, errno := n.dirRel()
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	ch, fh, a, errno := n.createFile(ctx, rel, name, flags|syscall.O_EXCL, mode, out)
 	if errno == syscall.EEXIST && flags&syscall.O_EXCL == 0 {
-		return n.openExisting(ctx, name, flags, out)
+		return n.openExisting(ctx, rel, name, flags, out)
 	}
 	if errno != 0 {
 		return ch, fh, 0, errno
 	}
-	n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
-	h := n.fsys.wrap(ctx, ch, fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr))
+	n.emitNew(ctx, capture.KindCreate, rel, name, &out.Attr, "")
+	h := n.fsys.wrapAt(ctx, ch, joinRel(rel, name), fh, flags&^syscall.O_TRUNC, sigOfAttr(&out.Attr))
 	if hh, ok := h.(*handle); ok {
 		hh.anchor = a
 	}
@@ -170,19 +187,18 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 }
 
 // openExisting serves a CREATE for a name that exists on the backing tree.
-func (n *node) openExisting(ctx context.Context, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+func (n *node) openExisting(ctx context.Context, rel, name string, flags uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
 	before := sigOfAttr(&out.Attr) // an O_TRUNC below shows as a change at flush
-	p := filepath.Join(n.RootData.Path, n.rel(), name)
 	fl := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_APPEND)
-	file, err := os.OpenFile(p, fl|syscall.O_NOFOLLOW, 0)
+	file, err := os.OpenFile(n.backingPath(rel, name), fl|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, nil, 0, fs.ToErrno(err)
 	}
-	return ch, n.fsys.wrap(ctx, ch, fs.NewLoopbackFileFromOS(file), flags, before), 0, 0
+	return ch, n.fsys.wrapAt(ctx, ch, joinRel(rel, name), fs.NewLoopbackFileFromOS(file), flags, before), 0, 0
 }
 
 // Open opens a file; handles opened for writing (or truncating: the mount
@@ -207,27 +223,39 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 // Mknod creates a device, fifo or socket: KindCreate.
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.mknod(ctx, name, mode, rdev, out)
+	rel, errno := n.dirRel()
+	if errno != 0 {
+		return nil, errno
+	}
+	ch, errno := n.mknod(ctx, rel, name, mode, rdev, out)
 	if errno == 0 {
-		n.emitNew(ctx, capture.KindCreate, name, &out.Attr, "")
+		n.emitNew(ctx, capture.KindCreate, rel, name, &out.Attr, "")
 	}
 	return ch, errno
 }
 
 // Mkdir creates a directory: KindMkdir.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.mkdir(ctx, name, mode, out)
+	rel, errno := n.dirRel()
+	if errno != 0 {
+		return nil, errno
+	}
+	ch, errno := n.mkdir(ctx, rel, name, mode, out)
 	if errno == 0 {
-		n.emitNew(ctx, capture.KindMkdir, name, &out.Attr, "")
+		n.emitNew(ctx, capture.KindMkdir, rel, name, &out.Attr, "")
 	}
 	return ch, errno
 }
 
 // Symlink creates a symbolic link: KindSymlink with Target.
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	ch, errno := n.symlink(ctx, target, name, out)
+	rel, errno := n.dirRel()
+	if errno != 0 {
+		return nil, errno
+	}
+	ch, errno := n.symlink(ctx, rel, target, name, out)
 	if errno == 0 {
-		n.emitNew(ctx, capture.KindSymlink, name, &out.Attr, target)
+		n.emitNew(ctx, capture.KindSymlink, rel, name, &out.Attr, target)
 	}
 	return ch, errno
 }
