@@ -260,29 +260,35 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	if oldUnder {
 		op.OldPath, _ = c.toMount(op.OldPath)
 	}
-	e := &entry{op: op, kind: op.Kind, class: classOf(op.Kind), path: op.Path, old: op.OldPath}
+	// The entry stays on the stack while it is only looked up with: most
+	// kernel ops (shadows, passthrough writes) merge into a waiting FUSE op
+	// at once. It is copied to the heap when it has to wait or be
+	// published.
+	k := entry{op: op, kind: op.Kind, class: classOf(op.Kind), path: op.Path, old: op.OldPath}
 	if op.Known&event.HasInode != 0 {
-		e.ino = op.Inode
+		k.ino = op.Inode
 	}
 	if shadow {
 		c.st.shadows.Add(1)
-		if f := c.mergeFUSE(e, true); f != nil {
+		if f := c.mergeFUSE(&k, true); f != nil {
 			c.st.merged.Add(1)
 			c.adapt(now.Sub(f.at))
 			c.drain()
 			return
 		}
-		if f := c.lateFor(e, now); f != nil {
+		if f := c.lateFor(&k, now); f != nil {
 			c.st.absorbed.Add(1)
 			c.st.late.Add(1)
 			c.grow(now.Sub(f.at))
 			return
 		}
+		e := new(entry)
+		*e = k
 		e.role = roleShadow
 		c.wait(e, now)
 		return
 	}
-	if op.Rescan && c.coveredByFUSE(e, now) {
+	if op.Rescan && c.coveredByFUSE(&k, now) {
 		c.st.rescanCovered.Add(1)
 		return
 	}
@@ -290,15 +296,18 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		c.st.dedupHits.Add(1)
 		return
 	}
+	hold := op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan
+	if hold && c.mergeFUSE(&k, false) != nil {
+		c.st.passthroughMerged.Add(1)
+		c.drain()
+		return
+	}
+	e := new(entry)
+	*e = k
 	e.ev = c.newEvent(op, c.cfg.srcKernel)
 	e.inval = c.cfg.invalidate && under
 	e.relPath, e.relOld = relPath, relOld
-	if op.Kind == capture.KindWrite && c.cfg.holdWrites && under && !op.Rescan {
-		if c.mergeFUSE(e, false) != nil {
-			c.st.passthroughMerged.Add(1)
-			c.drain()
-			return
-		}
+	if hold {
 		e.role = roleCandidate
 		c.wait(e, now)
 		c.push(e)

@@ -6,7 +6,11 @@
 // # What is reported
 //
 // Paths are under the mount point (Mountpoint + the path relative to the
-// backing root). One Op per logical operation:
+// backing root), as the mount's inode tree has them when the operation is
+// served. Directories' paths are cached and dropped after every rename and
+// rmdir through the mount (a file's path is its name under its directory's
+// cached path): a handler does not walk up the tree taking each ancestor's
+// lock. One Op per logical operation:
 //
 //	create, mknod          KindCreate (only when the name did not exist)
 //	mkdir / rmdir          KindMkdir / KindRmdir (IsDir)

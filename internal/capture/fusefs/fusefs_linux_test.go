@@ -657,3 +657,39 @@ func TestCreateAnchor(t *testing.T) {
 		})
 	}
 }
+
+// TestPathsAfterDirRename: the mount caches directories' paths; every op
+// after a rename of a directory (or of its parent) through the mount, or
+// the removal and re-creation of one, carries the path as it is now.
+func TestPathsAfterDirRename(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			rec := &recorder{}
+			backing, mnt := openDirs(t)
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: rec, Passthrough: mode.on})
+			runChild(t, "dirrename", f.Mountpoint(), 0, 0)
+			want := []string{
+				"fs.mkdir a", "fs.mkdir a/b", "fs.create a/b/f",
+				"fs.rename z (from a)", "fs.write z/b/f",
+				"fs.create z/b/g", "fs.rename z/c (from z/b)", "fs.write z/c/f",
+				"fs.delete z/c/g", "fs.mkdir y", "fs.rmdir y", "fs.mkdir y", "fs.create y/h",
+			}
+			m := f.Mountpoint() + "/"
+			var got []string
+			for _, op := range rec.waitQuiet(len(want), 10*time.Second) {
+				if op.Kind == capture.KindWrite && op.Path == m+"y/h" {
+					continue // passthrough off: the write of no bytes at close
+				}
+				s := op.Kind.String() + " " + strings.TrimPrefix(op.Path, m)
+				if op.OldPath != "" {
+					s += " (from " + strings.TrimPrefix(op.OldPath, m) + ")"
+				}
+				got = append(got, s)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("ops (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

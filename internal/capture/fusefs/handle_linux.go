@@ -102,7 +102,7 @@ var (
 // file's state after the open; size -1 means "stat it now". flags has
 // O_TRUNC if the open truncated an existing file.
 func (f *FS) wrap(ctx context.Context, inode *fs.Inode, fh fs.FileHandle, flags uint32, base dataSig) fs.FileHandle {
-	rel, _ := relPath(inode)
+	rel, _ := f.relPath(inode)
 	return f.wrapAt(ctx, inode, rel, fh, flags, base)
 }
 
@@ -295,7 +295,7 @@ func (h *handle) report(ctx context.Context) {
 	if statErr == nil {
 		h.base = cur
 	}
-	if rel, ok := relPath(h.inode); ok {
+	if rel, ok := h.fsys.relPath(h.inode); ok {
 		h.lastRel = rel
 	}
 	rel := h.lastRel

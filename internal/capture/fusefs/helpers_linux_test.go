@@ -56,6 +56,8 @@ func runHelper(mode, dir string) int {
 		})
 	case "handleops":
 		err = onOtherThread(func() error { return handleOps(dir) })
+	case "dirrename":
+		err = onOtherThread(func() error { return dirRename(dir) })
 	case "mount":
 		err = mountAndHang(dir)
 	default:
@@ -124,6 +126,53 @@ func creates(dir string) error {
 // the ways the server must write itself even with passthrough: ftruncate,
 // fallocate and copy_file_range into a new file. The result is in
 // handleOpsWant.
+// dirRename writes through a file whose directory is renamed (twice) while
+// it is open, and makes names in renamed and removed-and-recreated
+// directories: see TestPathsAfterDirRename.
+func dirRename(dir string) error {
+	p := func(s string) string { return filepath.Join(dir, s) }
+	for _, d := range []string{"a", "a/b"} {
+		if err := os.Mkdir(p(d), 0o755); err != nil {
+			return err
+		}
+	}
+	fd, err := unix.Open(p("a/b/f"), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	steps := []func() error{
+		func() error { _, err := unix.Write(fd, []byte("1")); return err },
+		func() error { return os.Rename(p("a"), p("z")) },
+		func() error { _, err := unix.Write(fd, []byte("2")); return err },
+		func() error { return closeDup(fd) }, // flush: a write under z/b
+		func() error { return os.WriteFile(p("z/b/g"), nil, 0o644) },
+		func() error { return os.Rename(p("z/b"), p("z/c")) },
+		func() error { _, err := unix.Write(fd, []byte("3")); return err },
+		func() error { return closeDup(fd) }, // a write under z/c
+		func() error { return os.Remove(p("z/c/g")) },
+		func() error { return os.Mkdir(p("y"), 0o755) },
+		func() error { return unix.Rmdir(p("y")) },
+		func() error { return os.Mkdir(p("y"), 0o755) },
+		func() error { return os.WriteFile(p("y/h"), nil, 0o644) },
+	}
+	for i, s := range steps {
+		if err := s(); err != nil {
+			return fmt.Errorf("step %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// closeDup closes a duplicate of fd: a FLUSH of its open file.
+func closeDup(fd int) error {
+	d, err := unix.Dup(fd)
+	if err != nil {
+		return err
+	}
+	return unix.Close(d)
+}
+
 func handleOps(dir string) error {
 	p := func(s string) string { return filepath.Join(dir, s) }
 	src, err := unix.Open(p("src"), unix.O_CREAT|unix.O_EXCL|unix.O_RDWR|unix.O_CLOEXEC, 0o644)

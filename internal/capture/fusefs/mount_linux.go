@@ -41,6 +41,10 @@ type FS struct {
 	passthrough atomic.Bool // in effect
 	ptAsked     bool        // Options.Passthrough: the kernel may back files directly
 
+	// treeGen changes after every rename and rmdir through the mount: a
+	// directory's cached path (node.dirPath) is good while it is unchanged.
+	treeGen atomic.Uint64
+
 	inval chan invalReq
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -125,7 +129,13 @@ func Mount(opts Options) (*FS, error) {
 		NegativeTimeout: &neg,
 		Logger:          stdlog,
 	}
-	server, err := fs.Mount(mp, rootNode, fopts)
+	// fs.Mount, with the raw file system wrapped so that the tree
+	// generation moves once the library has updated its tree.
+	server, err := fuse.NewServer(treeHook{fs.NewNodeFS(rootNode, fopts), &f.treeGen}, mp, &fopts.MountOptions)
+	if err == nil {
+		go server.Serve()
+		err = server.WaitMount()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mount %s at %s: %w", backing, mp, err)
 	}
@@ -352,4 +362,27 @@ func (f *FS) fellBackFromPassthrough() {
 		f.passthrough.Store(false)
 		f.log.Warn("write reached the server on a passthrough mount; passthrough is not in effect for all files")
 	}
+}
+
+// treeHook moves the tree generation after each operation that changes
+// the path of a directory: a rename (of anything: a file's rename cannot be
+// told apart without a lookup) and an rmdir. The library updates its inode
+// tree after the node's handler returned, so the generation must move
+// after that, here: a path computed while the tree was changing is then
+// never trusted.
+type treeHook struct {
+	fuse.RawFileSystem
+	gen *atomic.Uint64
+}
+
+func (h treeHook) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	st := h.RawFileSystem.Rename(cancel, in, oldName, newName)
+	h.gen.Add(1)
+	return st
+}
+
+func (h treeHook) Rmdir(cancel <-chan struct{}, header *fuse.InHeader, name string) fuse.Status {
+	st := h.RawFileSystem.Rmdir(cancel, header, name)
+	h.gen.Add(1)
+	return st
 }

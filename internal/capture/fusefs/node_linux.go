@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fs"
@@ -24,6 +25,15 @@ type node struct {
 
 	mu       sync.Mutex // guards reported
 	reported dataSig    // the file's state when its last data change was reported
+
+	dir atomic.Pointer[dirPath] // a directory's path, cached (FS.relPath)
+}
+
+// dirPath is a directory's path relative to the root, as of tree
+// generation gen.
+type dirPath struct {
+	rel string
+	gen uint64
 }
 
 var (
@@ -80,8 +90,42 @@ func (n *node) alreadyReported(s dataSig) bool {
 }
 
 // relPath returns the path of in relative to the backing root, and false if
-// in is no longer linked to the root (deleted).
-func relPath(in *fs.Inode) (string, bool) {
+// in is no longer linked to the root (deleted). Directories' paths are
+// cached, good until a rename or rmdir through the mount (FS.treeGen): a
+// file's path is then its name under its parent's cached path, one lock
+// instead of one per ancestor, and no slice to build.
+func (f *FS) relPath(in *fs.Inode) (string, bool) {
+	if in.IsRoot() {
+		return "", true
+	}
+	n, ok := in.Operations().(*node)
+	if !ok {
+		return walkPath(in)
+	}
+	gen := f.treeGen.Load() // before the walk: see treeHook
+	isDir := n.isDir()
+	if isDir {
+		if c := n.dir.Load(); c != nil && c.gen == gen {
+			return c.rel, true
+		}
+	}
+	name, parent := in.Parent()
+	if parent == nil {
+		return "", false
+	}
+	dir, ok := f.relPath(parent)
+	if !ok {
+		return "", false
+	}
+	rel := joinRel(dir, name)
+	if isDir {
+		n.dir.Store(&dirPath{rel: rel, gen: gen})
+	}
+	return rel, true
+}
+
+// walkPath is relPath without the cache.
+func walkPath(in *fs.Inode) (string, bool) {
 	var segs []string
 	p := in
 	for !p.IsRoot() {
@@ -112,7 +156,7 @@ func joinRel(dir, name string) string {
 }
 
 func (n *node) rel() string {
-	r, _ := relPath(n.EmbeddedInode())
+	r, _ := n.fsys.relPath(n.EmbeddedInode())
 	return r
 }
 
@@ -140,7 +184,7 @@ func (n *node) child(rel, name string) (ino uint64, isDir, ok bool) {
 // Computed once per operation: it walks up the tree, taking each
 // ancestor's lock.
 func (n *node) dirRel() (string, syscall.Errno) {
-	rel, ok := relPath(n.EmbeddedInode())
+	rel, ok := n.fsys.relPath(n.EmbeddedInode())
 	if !ok {
 		return "", syscall.ENOENT
 	}
@@ -262,7 +306,7 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Link makes a hard link: KindLink, OldPath = the existing name.
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	old, _ := relPath(target.EmbeddedInode())
+	old, _ := n.fsys.relPath(target.EmbeddedInode())
 	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
 	if errno == 0 {
 		op := n.fsys.newOp(ctx, capture.KindLink)
@@ -306,7 +350,7 @@ func (n *node) remove(ctx context.Context, name string, k capture.Kind, do func(
 // names and is reported as two renames.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	rel := n.rel()
-	newRel, _ := relPath(newParent.EmbeddedInode())
+	newRel, _ := n.fsys.relPath(newParent.EmbeddedInode())
 	ino, isDir, known := n.child(rel, name)
 	var ino2 uint64
 	var isDir2, known2 bool
