@@ -42,7 +42,7 @@ type FS struct {
 	ptAsked     bool        // Options.Passthrough: the kernel may back files directly
 
 	// treeGen changes after every rename and rmdir through the mount: a
-	// directory's cached path (node.dirPath) is good while it is unchanged.
+	// directory's cached path (node.dir) is good while it is unchanged.
 	treeGen atomic.Uint64
 
 	inval chan invalReq

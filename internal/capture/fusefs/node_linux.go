@@ -181,8 +181,7 @@ func (n *node) child(rel, name string) (ino uint64, isDir, ok bool) {
 
 // dirRel returns the path of directory n for an operation that makes a
 // name in it, relative to the root; ENOENT if n was removed meanwhile.
-// Computed once per operation: it walks up the tree, taking each
-// ancestor's lock.
+// An operation asks once and passes it on.
 func (n *node) dirRel() (string, syscall.Errno) {
 	rel, ok := n.fsys.relPath(n.EmbeddedInode())
 	if !ok {
