@@ -40,14 +40,9 @@ func (m *Manager) AddRoutes(specs ...route.Spec) error {
 		}
 		routes = append(routes, rt)
 	}
-	// Replace by name: remove old versions first, in the same critical
-	// section, so the table never lacks a route that is being replaced
-	// for longer than one swap.
-	names := make([]string, len(routes))
-	for i, rt := range routes {
-		names[i] = rt.Name
-	}
-	m.router.Remove(names...)
+	// Router.Add replaces routes of the same names and validates all of
+	// them before it publishes one new table: an invalid replacement
+	// leaves the old route in place.
 	return m.router.Add(routes...)
 }
 
