@@ -12,6 +12,9 @@ import (
 var (
 	ErrInvalid  = errors.New("invalid")
 	ErrTooLarge = errors.New("too large")
+	// ErrReserved marks a field only semprop itself may set (see
+	// CheckNetworkOrigin).
+	ErrReserved = errors.New("reserved")
 )
 
 // FieldError reports a problem with one field of an event.
@@ -29,6 +32,10 @@ func (e *FieldError) Unwrap() error { return e.Err }
 
 func invalid(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Err: ErrInvalid, Msg: fmt.Sprintf(format, args...)}
+}
+
+func reserved(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Err: ErrReserved, Msg: fmt.Sprintf(format, args...)}
 }
 
 func tooLarge(field string, n, limit int) *FieldError {
