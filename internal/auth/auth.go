@@ -1,12 +1,23 @@
 // Package auth decides who may do what over the HTTP API: bearer tokens
-// from the configuration, each with scopes (publish:PATTERN,
-// subscribe:PATTERN, admin), optional path globs that bound what the token
-// may publish and see, a deny list and redaction, a request rate limit and
-// a cap on concurrent streams.
+// from the configuration, each with a unique name (its identity: durable
+// consumers belong to a name), scopes (publish:PATTERN, subscribe:PATTERN,
+// admin, import), optional path globs that bound what the token may
+// publish and see, a deny list and redaction, the highest priority it may
+// publish, a request rate limit and caps on concurrent streams and durable
+// consumers.
 //
-// With no tokens configured every request is allowed (the daemon then only
-// listens on loopback unless told --insecure). A Principal is immutable
-// apart from its counters and safe for concurrent use.
+// What the daemon itself observed is never taken from the network: events
+// of the reserved types (fs.*, semprop.*) and the capture context (process
+// ids and names, boundaries, the daemon's semprop:// sources, HLC, rescan)
+// are refused on publish unless the token holds the import scope, meant for
+// relays between instances. A token's selectors are evaluated on events as
+// the token sees them, after redaction, so a hidden field cannot be probed
+// by selecting on it.
+//
+// With no tokens configured every request is allowed, except publishing
+// what only the daemon may say (the daemon then only listens on loopback
+// unless told --insecure). A Principal is immutable apart from its counters
+// and safe for concurrent use.
 package auth
 
 import (
@@ -15,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 	"sync/atomic"
 
@@ -41,7 +53,9 @@ type TokenSpec struct {
 	Token  string `yaml:"token" json:"-"`
 	SHA256 string `yaml:"sha256" json:"-"`
 	// Scopes: "publish:PATTERN", "subscribe:PATTERN" (type patterns, NATS
-	// semantics) and "admin" (routes, cluster, metrics, every consumer).
+	// semantics), "admin" (routes, cluster, metrics, every consumer) and
+	// "import" (may publish the reserved types fs.* and semprop.* and the
+	// capture context: for relays between instances; it adds no type).
 	Scopes []string `yaml:"scopes" json:"scopes"`
 	// Paths, if set, are globs the subject of every event the token
 	// publishes or sees must match; events without a subject are then
@@ -57,26 +71,43 @@ type TokenSpec struct {
 	Burst int     `yaml:"burst" json:"burst,omitempty"`
 	// MaxStreams caps concurrent SSE/WebSocket streams (0: 64).
 	MaxStreams int `yaml:"max_streams" json:"max_streams,omitempty"`
+	// MaxConsumers caps the durable consumers the token owns (0:
+	// DefaultMaxConsumers).
+	MaxConsumers int `yaml:"max_consumers" json:"max_consumers,omitempty"`
+	// MaxPriority is the highest priority the token may publish: bulk,
+	// normal (the default), high or critical.
+	MaxPriority string `yaml:"max_priority" json:"max_priority,omitempty"`
 }
+
+// DefaultMaxConsumers is how many durable consumers a token may own when
+// its spec does not say.
+const DefaultMaxConsumers = 16
 
 // Principal is an authenticated caller.
 type Principal struct {
-	Name       string
-	admin      bool
-	all        bool // no tokens configured: everything is allowed
-	publish    []*route.Pattern
-	subscribe  []*route.Pattern
-	paths      []*glob.Pattern
-	deny       filter.Filter
-	redact     *filter.Redactor
-	limiter    *rate.Limiter
-	maxStreams int32
-	streams    atomic.Int32
+	Name         string
+	admin        bool
+	all          bool // no tokens configured: everything is allowed
+	imports      bool // may publish reserved types and capture context
+	publish      []*route.Pattern
+	subscribe    []*route.Pattern
+	paths        []*glob.Pattern
+	deny         filter.Filter
+	redact       *filter.Redactor
+	limiter      *rate.Limiter
+	maxPriority  event.Priority
+	maxStreams   int32
+	maxConsumers int
+	streams      atomic.Int32
 }
 
 // Anonymous is the principal of every request when no tokens are
-// configured: it may do everything.
-var Anonymous = &Principal{Name: "anonymous", admin: true, all: true, maxStreams: 1 << 20}
+// configured: it may do everything except publish what only the daemon may
+// say (it has no import scope).
+var Anonymous = &Principal{Name: "anonymous", admin: true, all: true, maxPriority: event.PriorityCritical, maxStreams: 1 << 20, maxConsumers: 1 << 20}
+
+// MaxConsumers is how many durable consumers p may own.
+func (p *Principal) MaxConsumers() int { return p.maxConsumers }
 
 // Admin reports whether p has the admin scope.
 func (p *Principal) Admin() bool { return p.admin }
@@ -109,18 +140,105 @@ func anyMatch(ps []*route.Pattern, typ string) bool {
 }
 
 // CheckPublish returns nil if p may publish ev, else an error wrapping
-// ErrForbidden naming the field at fault ("type" or "subject").
+// ErrForbidden naming the field at fault ("type", "subject", "oldpath",
+// "target", "priority", or a capture-context field such as "comm").
+//
+// Reserved types and capture context are refused unless p holds the import
+// scope, whatever else p may do. A token limited to paths must name clean
+// absolute paths (no "..", ".", "//" or trailing "/") in the subject, old
+// path and symlink target (a relative target is resolved against the
+// subject's directory), all within its paths.
 func (p *Principal) CheckPublish(ev *event.Event) (field string, err error) {
+	if !p.imports {
+		if field, why := daemonsWord(ev); field != "" {
+			return field, fmt.Errorf("%w: token %s may not publish %s: %s (the import scope allows it)", ErrForbidden, p.Name, field, why)
+		}
+	}
+	if ev.Priority > p.maxPriority {
+		return "priority", fmt.Errorf("%w: token %s may publish priority up to %s, not %s", ErrForbidden, p.Name, p.maxPriority, ev.Priority)
+	}
 	if p.all {
 		return "", nil
 	}
 	if !p.admin && !anyMatch(p.publish, ev.Type) {
 		return "type", fmt.Errorf("%w: token %s may not publish %q", ErrForbidden, p.Name, ev.Type)
 	}
-	if !p.pathOK(ev.Subject) {
-		return "subject", fmt.Errorf("%w: token %s may not publish under %q", ErrForbidden, p.Name, ev.Subject)
+	if len(p.paths) == 0 {
+		return "", nil
+	}
+	if err := p.publishPath(ev.Subject); err != nil {
+		return "subject", err
+	}
+	if ev.Context.OldPath != "" {
+		if err := p.publishPath(ev.Context.OldPath); err != nil {
+			return "oldpath", err
+		}
+	}
+	if t := ev.Context.Target; t != "" {
+		if !strings.HasPrefix(t, "/") {
+			t = path.Join(path.Dir(ev.Subject), t)
+		}
+		if err := p.publishPath(t); err != nil {
+			return "target", err
+		}
 	}
 	return "", nil
+}
+
+// publishPath checks one path attribute of an event p publishes.
+func (p *Principal) publishPath(s string) error {
+	if s != "" && (!strings.HasPrefix(s, "/") || path.Clean(s) != s) {
+		return fmt.Errorf("%w: token %s may publish only clean absolute paths, not %q", ErrForbidden, p.Name, s)
+	}
+	if !p.pathOK(s) {
+		return fmt.Errorf("%w: token %s may not publish under %q", ErrForbidden, p.Name, s)
+	}
+	return nil
+}
+
+// IsReservedType reports whether typ is the daemon's own (fs.* and
+// semprop.*): observed operations and the daemon's records, never taken
+// from the network without the import scope.
+func IsReservedType(typ string) bool {
+	for _, root := range [...]string{"fs", "semprop"} {
+		if typ == root || strings.HasPrefix(typ, root+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// daemonsWord returns the first field of ev that only the daemon may set
+// (with why), or "" when there is none.
+func daemonsWord(ev *event.Event) (field, why string) {
+	c := &ev.Context
+	switch {
+	case IsReservedType(ev.Type):
+		return "type", fmt.Sprintf("%q is a reserved type (fs.*, semprop.*)", ev.Type)
+	case ev.Boundary != event.BoundaryNone && ev.Boundary != event.BoundaryUser:
+		return "boundary", "only the daemon says where it observed an event"
+	case ev.Boundaries&^event.Boundaries(0).Add(event.BoundaryUser) != 0:
+		return "boundaries", "only the daemon says where it observed an event"
+	case len(ev.Source) >= len("semprop:") && strings.EqualFold(ev.Source[:len("semprop:")], "semprop:"):
+		return "source", "semprop: sources are the daemon's own"
+	case c.Known&event.HasPID != 0:
+		return "pid", "capture context"
+	case c.Known&event.HasTID != 0:
+		return "tid", "capture context"
+	case c.Known&event.HasUID != 0:
+		return "uid", "capture context"
+	case c.Known&event.HasGID != 0:
+		return "gid", "capture context"
+	case c.Comm != "":
+		return "comm", "capture context"
+	case c.Exe != "":
+		return "exe", "capture context"
+	case ev.Flags&event.FlagRescan != 0:
+		return "rescan", "only the daemon rescans"
+	case !ev.HLC.IsZero():
+		return "hlc", "the daemon's clock"
+	}
+	return "", ""
 }
 
 // Match reports whether p may see ev: its type matches a subscribe scope
@@ -137,6 +255,33 @@ func (p *Principal) Match(ev *event.Event) bool {
 		return false
 	}
 	return p.deny == nil || p.deny.Match(ev)
+}
+
+// Matcher is what Select combines: anything that selects events, such as
+// a compiled selector.
+type Matcher interface {
+	Match(ev *event.Event) bool
+}
+
+// Select returns a matcher of the events p may see (Match, on the event as
+// stored) that m selects when evaluated on the event as p sees it (after
+// Redact). So a selector on a hidden field matches only what p is shown:
+// `comm == "mkdir"` matches nothing for a token whose comm is masked, and
+// a hashed path matches only by its hash.
+func (p *Principal) Select(m Matcher) Matcher {
+	if p.all {
+		return m
+	}
+	return selection{p, m}
+}
+
+type selection struct {
+	p *Principal
+	m Matcher
+}
+
+func (s selection) Match(ev *event.Event) bool {
+	return s.p.Match(ev) && s.m.Match(s.p.Redact(ev))
 }
 
 // Redact returns what p may see of ev: ev itself or a redacted copy.
@@ -174,17 +319,25 @@ func (p *Principal) OpenStream() (release func(), ok bool) {
 // Authenticator maps bearer tokens to principals.
 type Authenticator struct {
 	byHash map[[sha256.Size]byte]*Principal
+	byName map[string]*Principal
 }
 
 // New validates specs and returns their Authenticator. Errors wrap
 // ErrConfig and name the token.
 func New(specs []TokenSpec) (*Authenticator, error) {
-	a := &Authenticator{byHash: make(map[[sha256.Size]byte]*Principal)}
+	a := &Authenticator{byHash: make(map[[sha256.Size]byte]*Principal), byName: make(map[string]*Principal)}
+	at := make(map[string]int) // name -> position, for messages
 	for i, s := range specs {
+		// The name is the token's identity (consumers belong to it), so it
+		// must be there and be unique: never derived from the position.
 		name := s.Name
-		if name == "" {
-			name = fmt.Sprintf("#%d", i+1)
+		if strings.TrimSpace(name) == "" {
+			return nil, fmt.Errorf("%w: token #%d: name is required (it is the token's identity: durable consumers belong to it)", ErrConfig, i+1)
 		}
+		if j, dup := at[name]; dup {
+			return nil, fmt.Errorf("%w: token #%d: name %q is also the name of token #%d: names must be unique", ErrConfig, i+1, name, j+1)
+		}
+		at[name] = i
 		p, sum, err := compile(s)
 		if err != nil {
 			return nil, fmt.Errorf("%w: token %s: %w", ErrConfig, name, err)
@@ -194,6 +347,7 @@ func New(specs []TokenSpec) (*Authenticator, error) {
 			return nil, fmt.Errorf("%w: token %s: same secret as another token", ErrConfig, name)
 		}
 		a.byHash[sum] = p
+		a.byName[name] = p
 	}
 	return a, nil
 }
@@ -217,22 +371,37 @@ func compile(s TokenSpec) (*Principal, [sha256.Size]byte, error) {
 	default:
 		return nil, sum, errors.New("token or sha256 is required")
 	}
-	p := &Principal{maxStreams: 64}
+	p := &Principal{maxStreams: 64, maxConsumers: DefaultMaxConsumers}
 	if s.MaxStreams > 0 {
 		p.maxStreams = int32(s.MaxStreams)
 	}
+	switch {
+	case s.MaxConsumers < 0:
+		return nil, sum, errors.New("max_consumers must not be negative")
+	case s.MaxConsumers > 0:
+		p.maxConsumers = s.MaxConsumers
+	}
+	prio, ok := event.ParsePriority(s.MaxPriority)
+	if !ok {
+		return nil, sum, fmt.Errorf("max_priority %q: want bulk, normal, high or critical", s.MaxPriority)
+	}
+	p.maxPriority = prio
 	if len(s.Scopes) == 0 {
 		return nil, sum, errors.New("no scopes")
 	}
 	for _, sc := range s.Scopes {
 		kind, pat, _ := strings.Cut(sc, ":")
 		switch kind {
-		case "admin":
-			p.admin = true
+		case "admin", "import":
+			if pat != "" || strings.Contains(sc, ":") {
+				return nil, sum, fmt.Errorf("scope %q: %s takes no pattern", sc, kind)
+			}
+			p.admin = p.admin || kind == "admin"
+			p.imports = p.imports || kind == "import"
 			continue
 		case "publish", "subscribe":
 		default:
-			return nil, sum, fmt.Errorf("scope %q: want publish:PATTERN, subscribe:PATTERN or admin", sc)
+			return nil, sum, fmt.Errorf("scope %q: want publish:PATTERN, subscribe:PATTERN, admin or import", sc)
 		}
 		pt, err := route.ParsePattern(pat)
 		if err != nil {
@@ -281,15 +450,27 @@ func compile(s TokenSpec) (*Principal, [sha256.Size]byte, error) {
 // Enabled reports whether any token is configured.
 func (a *Authenticator) Enabled() bool { return a != nil && len(a.byHash) > 0 }
 
+// QueryTokenRoutes are the only requests that may carry their token as
+// ?token=T: the browser streams, since EventSource and WebSocket cannot set
+// headers. Everywhere else a token in the URL (which ends up in logs and
+// histories) is ignored.
+var QueryTokenRoutes = map[string]bool{"GET /v1/stream": true, "GET /v1/ws": true}
+
 // Authenticate returns the principal of r's bearer token (Authorization:
-// Bearer T, or ?token=T for browsers' EventSource and WebSocket, which
-// cannot set headers). Without configured tokens it returns Anonymous.
+// Bearer T, the scheme in any case, or ?token=T on QueryTokenRoutes).
+// Without configured tokens it returns Anonymous.
 func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	if !a.Enabled() {
 		return Anonymous, nil
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	var tok string
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return nil, ErrUnauthenticated
+		}
+		tok = strings.TrimSpace(rest)
+	} else if QueryTokenRoutes[r.Method+" "+r.URL.Path] {
 		tok = r.URL.Query().Get("token")
 	}
 	if tok == "" {
@@ -311,10 +492,6 @@ func (a *Authenticator) Lookup(name string) (*Principal, bool) {
 	if !a.Enabled() {
 		return Anonymous, true
 	}
-	for _, p := range a.byHash {
-		if p.Name == name {
-			return p, true
-		}
-	}
-	return nil, false
+	p, ok := a.byName[name]
+	return p, ok
 }

@@ -26,7 +26,7 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"Bearer plain-secret-0123456789", "", "plain", nil},
 		{"Bearer " + secret, "", "hashed", nil},
-		{"", "plain-secret-0123456789", "plain", nil},
+		{"", "plain-secret-0123456789", "", ErrUnauthenticated}, // ?token= only on streams
 		{"Bearer wrong-secret-000000000", "", "", ErrUnauthenticated},
 		{"Basic plain-secret-0123456789", "", "", ErrUnauthenticated},
 		{"", "", "", ErrUnauthenticated},
