@@ -88,14 +88,23 @@ func describe(ev *event.Event) string {
 	if ev.Context.OldPath != "" {
 		fmt.Fprintf(&b, " oldpath=%s", ev.Context.OldPath)
 	}
+	if ev.Context.Target != "" {
+		fmt.Fprintf(&b, " target=%s", ev.Context.Target)
+	}
 	if ev.Context.Comm != "" {
 		fmt.Fprintf(&b, " comm=%s", ev.Context.Comm)
+	}
+	if ev.Context.Exe != "" {
+		fmt.Fprintf(&b, " exe=%s", ev.Context.Exe)
 	}
 	if ev.Context.Has(event.HasUID) {
 		fmt.Fprintf(&b, " uid=%d", ev.Context.UID)
 	}
 	if ev.Context.Has(event.HasPID) {
 		fmt.Fprintf(&b, " pid=%d", ev.Context.PID)
+	}
+	if ev.Context.Has(event.HasTID) {
+		fmt.Fprintf(&b, " tid=%d", ev.Context.TID)
 	}
 	for _, a := range ev.Attrs {
 		fmt.Fprintf(&b, " %s=%s", a.Key, a.Value)
@@ -355,7 +364,7 @@ func TestRedactorCopyOnWrite(t *testing.T) {
 		{Field: "subject", Action: "mask", Segments: []int{1}},
 		{Field: "uid", Action: "hash"},
 		{Field: "comm", Action: "drop"},
-		{Field: "tenant", Action: "hash"},
+		{Field: "attrs.tenant", Action: "hash"},
 	}})
 	if err != nil {
 		t.Fatal(err)

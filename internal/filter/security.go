@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/semprop/semprop/event"
@@ -102,7 +103,8 @@ type RedactSpec struct {
 // RedactRule hides one field.
 type RedactRule struct {
 	// Field is subject (or path), oldpath, target, exe, comm, source, pid,
-	// tid, uid, gid, data, or the name of an extension attribute.
+	// tid, uid, gid, data, or an extension attribute written attrs.NAME
+	// (e.g. attrs.tenant). Any other name is refused.
 	Field string `json:"field" yaml:"field"`
 	// Action is "mask" (replace by "***"), "hash" (replace by a stable
 	// pseudonym) or "drop" (remove the field).
@@ -116,14 +118,33 @@ type RedactRule struct {
 // Mask replaces a masked string or path component.
 const Mask = "***"
 
+// AttrPrefix introduces an extension attribute in a RedactRule's Field.
+const AttrPrefix = "attrs."
+
 // Redactor hides fields of events for one subscription. It never modifies
 // the event it is given: Apply returns the same pointer when nothing needs
-// hiding, and a redacted copy otherwise. A Redactor is immutable and safe
-// for concurrent use.
+// hiding, and a redacted copy otherwise.
+//
+// Redacting a field also redacts the fields that reveal the same thing,
+// unless a rule of the spec names them itself:
+//
+//   - comm ⇒ exe and exe ⇒ comm (comm is the executable's base name), with
+//     the same action on the whole value;
+//   - pid ⇒ tid and tid ⇒ pid (a process's main thread has tid = pid);
+//   - subject (path) ⇒ oldpath and target (a rename's old path and a
+//     symlink's target name the same directories), with the same action
+//     and segments;
+//   - data ⇒ datacontenttype (dropped together).
+//
+// A Redactor is immutable and safe for concurrent use; a nil *Redactor
+// hides nothing.
 type Redactor struct {
 	name  string
 	key   []byte
-	rules []RedactRule
+	rules []RedactRule // explicit rules, then derived ones; Field canonical
+	// hidden lists the canonical names of the fields the rules change:
+	// built-in names ("subject", never "path") and "attrs.NAME".
+	hidden []string
 }
 
 var redactable = map[string]bool{
@@ -133,30 +154,79 @@ var redactable = map[string]bool{
 
 var pathFields = map[string]bool{"subject": true, "path": true, "oldpath": true, "target": true, "exe": true}
 
+// reveals maps a field to the fields that reveal the same thing; a rule on
+// the field is copied onto them (see Redactor).
+var reveals = map[string][]string{
+	"comm":    {"exe"},
+	"exe":     {"comm"},
+	"pid":     {"tid"},
+	"tid":     {"pid"},
+	"subject": {"oldpath", "target"},
+}
+
+// redactableNames is the list of built-in fields in error messages.
+const redactableNames = "subject, path, oldpath, target, exe, comm, source, pid, tid, uid, gid, data"
+
 // NewRedactor validates spec and returns its Redactor. Errors wrap ErrSpec
-// and name the policy and the rule.
+// and name the policy, the rule and the field.
 func NewRedactor(spec RedactSpec) (*Redactor, error) {
-	r := &Redactor{name: spec.Name, rules: spec.Rules}
+	r := &Redactor{name: spec.Name}
 	if spec.Key != "" {
 		r.key = []byte(spec.Key)
 	}
 	if len(spec.Rules) == 0 {
 		return nil, errorf(ErrSpec, "redact %q: no rules", spec.Name)
 	}
+	explicit := map[string]bool{}
 	for i, rule := range spec.Rules {
 		if err := checkRule(rule); err != nil {
 			return nil, fmt.Errorf("redact %q: rule %d (%s): %w", spec.Name, i, rule.Field, err)
 		}
+		rule.Field = canonicalRedactField(rule.Field)
+		explicit[rule.Field] = true
+		r.rules = append(r.rules, rule)
 	}
+	for _, rule := range r.rules[:len(r.rules):len(r.rules)] {
+		for _, f := range reveals[rule.Field] {
+			if explicit[f] {
+				continue
+			}
+			explicit[f] = true
+			d := RedactRule{Field: f, Action: rule.Action}
+			if pathFields[rule.Field] && pathFields[f] {
+				d.Segments = rule.Segments
+			}
+			r.rules = append(r.rules, d)
+		}
+	}
+	for f := range explicit {
+		r.hidden = append(r.hidden, f)
+	}
+	if explicit["data"] {
+		r.hidden = append(r.hidden, "datacontenttype")
+	}
+	slices.Sort(r.hidden)
 	return r, nil
 }
 
-func checkRule(rule RedactRule) error {
-	if !redactable[rule.Field] && !validAttrName(rule.Field) {
-		return errorf(ErrSpec, "cannot redact field %q", rule.Field)
+// canonicalRedactField maps a valid rule field to its canonical name.
+func canonicalRedactField(f string) string {
+	if f == "path" {
+		return "subject"
 	}
-	if builtins[rule.Field] != nil && !redactable[rule.Field] {
-		return errorf(ErrSpec, "cannot redact field %q", rule.Field)
+	return f
+}
+
+func checkRule(rule RedactRule) error {
+	if name, ok := strings.CutPrefix(rule.Field, AttrPrefix); ok {
+		if !validAttrName(name) {
+			return errorf(ErrSpec, "field %q: extension attribute names are 1-20 lower-case letters or digits", rule.Field)
+		}
+	} else if !redactable[rule.Field] {
+		if builtins[rule.Field] != nil {
+			return errorf(ErrSpec, "cannot redact field %q (redactable: %s, or attrs.NAME)", rule.Field, redactableNames)
+		}
+		return errorf(ErrSpec, "unknown field %q (want one of %s, or attrs.NAME for an extension attribute)", rule.Field, redactableNames)
 	}
 	switch rule.Action {
 	case "mask", "hash", "drop":
@@ -170,6 +240,85 @@ func checkRule(rule RedactRule) error {
 		return errorf(ErrSpec, "data can only be dropped")
 	}
 	return nil
+}
+
+// Fields returns the canonical names of the fields r may change or remove,
+// sorted: built-in attribute names ("subject" for the path) and extension
+// attributes as "attrs.NAME", including the fields hidden because they
+// reveal a redacted one (see Redactor). A nil Redactor returns nil.
+func (r *Redactor) Fields() []string {
+	if r == nil {
+		return nil
+	}
+	return slices.Clone(r.hidden)
+}
+
+// Hides reports whether r may change or remove field in an event, so that
+// a selector or filter reading field on the unredacted event could reveal
+// what r hides. field is named as filters name it: a built-in attribute
+// ("path" and "subject" are one field), an extension attribute as NAME,
+// attrs.NAME, attrs[NAME] or attrs["NAME"]. A nil Redactor hides nothing.
+func (r *Redactor) Hides(field string) bool {
+	if r == nil {
+		return false
+	}
+	_, found := slices.BinarySearch(r.hidden, canonicalSelectorField(field))
+	return found
+}
+
+// canonicalSelectorField maps a field as selectors name it to the
+// canonical name Fields uses.
+func canonicalSelectorField(field string) string {
+	if inner, ok := strings.CutPrefix(field, "attrs["); ok {
+		if inner, ok := strings.CutSuffix(inner, "]"); ok {
+			return AttrPrefix + strings.Trim(inner, `"'`)
+		}
+	}
+	if strings.HasPrefix(field, AttrPrefix) {
+		return field
+	}
+	if f, ok := builtins[field]; ok {
+		return f.name
+	}
+	switch field {
+	case "data":
+		return field
+	}
+	return AttrPrefix + field
+}
+
+// Reveals reports whether f reads a field that r hides, so that f's
+// result on an unredacted event could tell a subscriber something r hides
+// from it. It is true when f reads fields it cannot name (expressions over
+// attrs, foreign Filter implementations) and r hides any extension
+// attribute or its reads are unknown. A nil Redactor reveals nothing.
+func (r *Redactor) Reveals(f Filter) bool {
+	if r == nil {
+		return false
+	}
+	rs := readsOf(f)
+	for name, fl := range builtins {
+		if rs.fields&fl.bit != 0 && r.Hides(name) {
+			return true
+		}
+	}
+	for _, a := range rs.attrs {
+		if r.Hides(AttrPrefix + a) {
+			return true
+		}
+	}
+	if rs.unknown {
+		for _, h := range r.hidden {
+			if strings.HasPrefix(h, AttrPrefix) {
+				return true
+			}
+		}
+		// A foreign filter may read anything.
+		if _, ok := f.(reader); !ok {
+			return len(r.hidden) > 0
+		}
+	}
+	return false
 }
 
 // Apply returns ev with the configured fields hidden. It returns ev itself
@@ -218,7 +367,8 @@ func (r *Redactor) Apply(ev *event.Event) *event.Event {
 				c.Data, c.DataContentType = nil, ""
 			}
 		default:
-			v, ok := ev.Attr(rule.Field)
+			key := strings.TrimPrefix(rule.Field, AttrPrefix)
+			v, ok := ev.Attr(key)
 			if !ok {
 				continue
 			}
@@ -227,11 +377,11 @@ func (r *Redactor) Apply(ev *event.Event) *event.Event {
 				c.Attrs = append([]event.Attr(nil), ev.Attrs...)
 			}
 			if rule.Action == "drop" {
-				c.Attrs = deleteAttr(c.Attrs, rule.Field)
+				c.Attrs = deleteAttr(c.Attrs, key)
 				continue
 			}
 			nv, _ := r.redactString(v, rule)
-			c.SetAttr(rule.Field, nv)
+			c.SetAttr(key, nv)
 		}
 	}
 	if out == nil {
