@@ -128,7 +128,7 @@ var (
 	ErrUnsupported    = errors.New("fusefs: FUSE mounts are only supported on linux")
 	ErrNoSink         = errors.New("fusefs: options need a sink")
 	ErrNotDir         = errors.New("fusefs: not a directory")
-	ErrMountpointBusy = errors.New("fusefs: mount point holds a live fuse mount of another file system")
+	ErrMountpointBusy = errors.New("fusefs: mount point busy")
 	ErrOverlap        = errors.New("fusefs: backing and mount point overlap (the server would access its own mount)")
 )
 
@@ -141,7 +141,12 @@ const (
 // Options configure Mount.
 type Options struct {
 	Backing    string // the directory that is looped back (must exist)
-	Mountpoint string // where it is mounted (must exist)
+	Mountpoint string // where it is mounted (must exist unless CreateMountpoint)
+
+	// CreateMountpoint creates a missing mount point (and its missing
+	// parents) once every check has passed, with a log line; what Mount
+	// created is removed again if the mount then fails.
+	CreateMountpoint bool
 
 	Sink capture.Sink // receives one Op per mutating operation; required
 

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -28,6 +29,7 @@ const invalQueueLen = 4096
 // FS is a mounted loopback file system that reports mutating operations.
 // All methods are safe for concurrent use.
 type FS struct {
+	lock     *os.File // flock held while serving (lock_linux.go)
 	log      *slog.Logger
 	sink     capture.Sink
 	backing  string // absolute, clean
@@ -63,10 +65,11 @@ type counters struct {
 }
 
 // Mount mounts a loopback of opts.Backing at opts.Mountpoint and starts
-// serving it. A stale mount left at the mount point by a crashed server
-// (ENOTCONN, or a semprop fuse entry in /proc/self/mountinfo) is detached
-// first, with a log line; a live fuse mount of another file system there is
-// ErrMountpointBusy, and directories that contain each other are ErrOverlap.
+// serving it. A dead mount left at the mount point by a crashed server
+// (ENOTCONN) is detached first, with a log line; a live fuse mount there,
+// of another semprop daemon or of another file system, is
+// ErrMountpointBusy, and directories that contain each other are
+// ErrOverlap. Nothing is created before every check has passed.
 // It must run as root (direct mount). The sink is called from FUSE handlers,
 // concurrently.
 func Mount(opts Options) (*FS, error) {
@@ -92,11 +95,28 @@ func Mount(opts Options) (*FS, error) {
 	if err := clearStale(mp, lg); err != nil {
 		return nil, err
 	}
+	lock, err := lockMount(mp)
+	if err != nil {
+		return nil, err
+	}
+	created, err := createMountpoint(mp, opts.CreateMountpoint, lg)
+	if err != nil {
+		unlockMount(lock)
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			removeCreated(mp, created, lg)
+			unlockMount(lock)
+		}
+	}()
 	if _, err := absDir(mp, true); err != nil {
 		return nil, err
 	}
 
 	f := &FS{
+		lock:    lock,
 		log:     lg,
 		sink:    opts.Sink,
 		backing: backing,
@@ -153,6 +173,7 @@ func Mount(opts Options) (*FS, error) {
 	}
 	f.wg.Add(1)
 	go f.invalidator()
+	ok = true
 	lg.Info("mounted", "backing", backing, "mountpoint", mp, "passthrough", f.passthrough.Load(),
 		"entry_timeout", et, "attr_timeout", at)
 	return f, nil
@@ -270,6 +291,7 @@ func (f *FS) Unmount() error {
 	close(f.stop)
 	f.wg.Wait()
 
+	defer unlockMount(f.lock)
 	err := f.server.Unmount()
 	if err == nil {
 		f.log.Info("unmounted", "mountpoint", f.mount)
@@ -385,4 +407,43 @@ func (h treeHook) Rmdir(cancel <-chan struct{}, header *fuse.InHeader, name stri
 	st := h.RawFileSystem.Rmdir(cancel, header, name)
 	h.gen.Add(1)
 	return st
+}
+
+// createMountpoint creates mp and its missing parents when it does not
+// exist and create is set, and returns the topmost directory it created
+// ("" when none).
+func createMountpoint(mp string, create bool, lg *slog.Logger) (string, error) {
+	if _, err := os.Lstat(mp); err == nil || !errors.Is(err, os.ErrNotExist) || !create {
+		return "", nil // absDir reports what is wrong
+	}
+	top := mp
+	for p := filepath.Dir(mp); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil {
+			break
+		}
+		top = p
+	}
+	if err := os.MkdirAll(mp, 0o755); err != nil {
+		return "", fmt.Errorf("create mount point %s: %w", mp, err)
+	}
+	lg.Info("created the missing mount point", "mountpoint", mp)
+	return top, nil
+}
+
+// removeCreated removes what createMountpoint created for mp, after a
+// failed Mount: the empty directories from mp up to top (never anything
+// with content).
+func removeCreated(mp, top string, lg *slog.Logger) {
+	if top == "" {
+		return
+	}
+	for p := mp; ; p = filepath.Dir(p) {
+		if err := os.Remove(p); err != nil {
+			lg.Warn("cannot remove the mount point this start created", "dir", p, "err", err)
+			return
+		}
+		if p == top || p == filepath.Dir(p) {
+			return
+		}
+	}
 }

@@ -107,10 +107,10 @@ func mountConnID(mp string) (string, bool) {
 // answer a stat before calling it busy.
 const statTimeout = 2 * time.Second
 
-// clearStale detaches a dead or leftover fuse mount at mp: any fuse mount
-// whose stat fails with ENOTCONN (its server died), and any semprop mount
-// (a previous instance that did not unmount). A live fuse mount of another
-// file system is left alone: ErrMountpointBusy.
+// clearStale detaches a dead fuse mount at mp: one whose stat fails with
+// ENOTCONN (its server died). A live mount, of semprop or of another file
+// system, is left alone: ErrMountpointBusy, naming the serving pid when a
+// semprop server holds the mount's lock.
 func clearStale(mp string, lg *slog.Logger) error {
 	for range 8 { // mounts can be stacked; bounded
 		e, ok := topMount(mp)
@@ -123,14 +123,24 @@ func clearStale(mp string, lg *slog.Logger) error {
 			}
 			return nil
 		}
-		reason := "leftover semprop mount"
-		if !e.isOurs() {
-			err := statWithTimeout(mp)
-			if !errors.Is(err, syscall.ENOTCONN) {
-				return fmt.Errorf("%w: %s (%s, %s)", ErrMountpointBusy, mp, e.fstype, e.source)
+		// A mount is stale only when its server is gone: a semprop
+		// server holds the mount's lock while it lives, and any dead
+		// server's mount answers ENOTCONN. A hung one (the stat times
+		// out) counts as live: never take a mount from a process that
+		// may still come back.
+		if e.isOurs() {
+			if pid, held := lockHolder(mp); held {
+				return busyErr(mp, pid)
 			}
-			reason = "transport endpoint is not connected"
 		}
+		err := statWithTimeout(mp)
+		if !errors.Is(err, syscall.ENOTCONN) {
+			if e.isOurs() {
+				return busyErr(mp, 0)
+			}
+			return fmt.Errorf("%w: %s (%s, %s)", ErrMountpointBusy, mp, e.fstype, e.source)
+		}
+		reason := "transport endpoint is not connected"
 		lg.Warn("clearing stale fuse mount", "mountpoint", mp, "fstype", e.fstype, "source", e.source, "reason", reason)
 		_, minor, _ := strings.Cut(e.majMin, ":")
 		if err := detach(mp, minor, lg); err != nil {
