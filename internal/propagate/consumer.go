@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -19,11 +18,14 @@ import (
 
 // ConsumerOptions configure a durable consumer.
 type ConsumerOptions struct {
-	Name          string        // [a-zA-Z0-9_-]{1,64}; the cursor is stored under this name
+	Name          string        // [a-zA-Z0-9_-]{1,100}; the cursor is stored under this name
 	Matcher       Matcher       // nil matches every event
 	AckWait       time.Duration // redeliver an unacked event after this; default 30s
 	MaxDeliver    int           // deliveries before dead-lettering; default 5
 	MaxAckPending int           // unacked events in flight; default 1000
+	// MaxDeadLetters bounds the dead letters kept in the consumer's state
+	// (the newest are kept); default 100.
+	MaxDeadLetters int
 	// StartSeq is where a new consumer starts (0 or 1: the beginning). A
 	// consumer that already has a stored cursor resumes from it instead.
 	StartSeq uint64
@@ -44,7 +46,10 @@ type Delivery struct {
 // from the journal from a persisted cursor, at least once. Each event must be
 // acknowledged with Ack; an event not acked within AckWait is delivered
 // again, and after MaxDeliver deliveries it is acknowledged on the
-// consumer's behalf and a semprop.deadletter event naming it is published.
+// consumer's behalf and recorded as a DeadLetter in the consumer's own
+// state: the newest MaxDeadLetters of them, persisted with the cursor (see
+// DeadLetters). Dead letters are never written to the journal, so a reader
+// that never acknowledges cannot make the journal grow.
 // Cursors are persisted (at most every 100 ms and on Close) and survive a
 // restart; acks not yet persisted at a crash mean redeliveries, never loss.
 //
@@ -65,7 +70,20 @@ type Consumer struct {
 	dirty    bool
 	lastSave time.Time
 	stats    ConsumerInfo
+	dead     []DeadLetter // newest last, at most opts.MaxDeadLetters
+	deadLog  time.Time    // last dead-letter log line (at most one a second)
 	closed   bool
+}
+
+// DeadLetter records an event a durable consumer gave up on after
+// MaxDeliver deliveries. It names the event (read it again by its seq) and
+// does not copy it.
+type DeadLetter struct {
+	Seq        uint64    `json:"seq"`
+	ID         string    `json:"id"`
+	Type       string    `json:"type"`
+	Deliveries int       `json:"deliveries"`
+	Time       time.Time `json:"time"` // when it was given up
 }
 
 type pending struct {
@@ -87,12 +105,13 @@ type ConsumerInfo struct {
 }
 
 type consumerState struct {
-	Floor uint64          `json:"floor"`
-	Acked []uint64        `json:"acked,omitempty"`
-	Meta  json.RawMessage `json:"meta,omitempty"`
+	Floor       uint64          `json:"floor"`
+	Acked       []uint64        `json:"acked,omitempty"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+	DeadLetters []DeadLetter    `json:"dead_letters,omitempty"`
 }
 
-var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
 
 // Consumer opens the durable consumer opts.Name, creating it if needed. A
 // consumer can be open once at a time (ErrBusy otherwise).
@@ -101,7 +120,7 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 		return nil, errors.New("propagate: durable consumers need Options.Dir")
 	}
 	if !consumerName.MatchString(opts.Name) {
-		return nil, fmt.Errorf("propagate: consumer name %q: want 1-64 of [a-zA-Z0-9_-]", opts.Name)
+		return nil, fmt.Errorf("propagate: consumer name %q: want 1-100 of [a-zA-Z0-9_-]", opts.Name)
 	}
 	if opts.Matcher == nil {
 		opts.Matcher = MatchAll
@@ -114,6 +133,9 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 	}
 	if opts.MaxAckPending <= 0 {
 		opts.MaxAckPending = 1000
+	}
+	if opts.MaxDeadLetters <= 0 {
+		opts.MaxDeadLetters = 100
 	}
 	m.consumerMu.Lock()
 	defer m.consumerMu.Unlock()
@@ -139,6 +161,10 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 		}
 		if c.opts.Meta == nil {
 			c.opts.Meta = st.Meta
+		}
+		c.dead = st.DeadLetters
+		if n := len(c.dead) - c.opts.MaxDeadLetters; n > 0 {
+			c.dead = c.dead[n:]
 		}
 	case errors.Is(err, os.ErrNotExist):
 		c.readPos = max(opts.StartSeq, 1)
@@ -185,6 +211,25 @@ func (m *Manager) ConsumerMeta(name string) (json.RawMessage, error) {
 		return nil, fmt.Errorf("%w: %s", ErrNoConsumer, name)
 	}
 	return st.Meta, err
+}
+
+// ConsumerDeadLetters returns the dead letters of a durable consumer, open
+// or not, oldest first.
+func (m *Manager) ConsumerDeadLetters(name string) ([]DeadLetter, error) {
+	if !consumerName.MatchString(name) {
+		return nil, fmt.Errorf("%w: %q", ErrNoConsumer, name)
+	}
+	m.consumerMu.Lock()
+	c := m.consumers[name]
+	m.consumerMu.Unlock()
+	if c != nil {
+		return c.DeadLetters(), nil
+	}
+	st, err := loadState(filepath.Join(m.dir, "consumers", name+".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNoConsumer, name)
+	}
+	return st.DeadLetters, err
 }
 
 // ConsumerNames lists the stored durable consumers.
@@ -248,7 +293,7 @@ func (c *Consumer) floorLocked() uint64 {
 
 func (c *Consumer) saveLocked() error {
 	floor := c.floorLocked()
-	st := consumerState{Floor: floor, Meta: c.opts.Meta}
+	st := consumerState{Floor: floor, Meta: c.opts.Meta, DeadLetters: c.dead}
 	for s := range c.acked {
 		if s <= floor {
 			delete(c.acked, s)
@@ -347,19 +392,6 @@ func (c *Consumer) poll(ctx context.Context) (d Delivery, wait time.Duration, ch
 		return d, 0, nil, ErrClosed
 	}
 	now := time.Now()
-	var dead []*event.Event
-	defer func() {
-		// Dead letters are published outside the lock.
-		if len(dead) > 0 {
-			c.mu.Unlock()
-			for _, ev := range dead {
-				if _, perr := c.m.Publish(ctx, ev); perr != nil && err == nil {
-					err = fmt.Errorf("propagate: publish dead letter: %w", perr)
-				}
-			}
-			c.mu.Lock()
-		}
-	}()
 	// Redeliveries first, oldest deadline first.
 	for len(c.order) > 0 {
 		s := c.order[0]
@@ -378,7 +410,7 @@ func (c *Consumer) poll(ctx context.Context) (d Delivery, wait time.Duration, ch
 			c.acked[s] = struct{}{}
 			c.dirty = true
 			c.stats.DeadLettered++
-			dead = append(dead, c.deadLetter(s, p))
+			c.deadLetterLocked(s, p, now)
 			continue
 		}
 		p.attempt++
@@ -427,21 +459,24 @@ func (c *Consumer) poll(ctx context.Context) (d Delivery, wait time.Duration, ch
 	return d, wait, changed, nil
 }
 
-func (c *Consumer) deadLetter(seq uint64, p *pending) *event.Event {
-	ev := &event.Event{
-		Type:     event.TypeDeadLetter,
-		Subject:  p.ev.Subject,
-		Priority: event.PriorityHigh,
-		Attrs: []event.Attr{
-			{Key: "consumer", Value: c.opts.Name},
-			{Key: "deadseq", Value: strconv.FormatUint(seq, 10)},
-			{Key: "deadid", Value: p.ev.ID.String()},
-			{Key: "deadtype", Value: p.ev.Type},
-			{Key: "deliveries", Value: strconv.Itoa(p.attempt)},
-		},
+// deadLetterLocked records that the consumer gave up on seq, keeping the
+// newest opts.MaxDeadLetters records.
+func (c *Consumer) deadLetterLocked(seq uint64, p *pending, now time.Time) {
+	if len(c.dead) >= c.opts.MaxDeadLetters {
+		c.dead = slices.Delete(c.dead, 0, len(c.dead)-c.opts.MaxDeadLetters+1)
 	}
-	c.m.log.Warn("dead-lettered an event", "consumer", c.opts.Name, "seq", seq, "type", p.ev.Type, "deliveries", p.attempt)
-	return ev
+	c.dead = append(c.dead, DeadLetter{Seq: seq, ID: p.ev.ID.String(), Type: p.ev.Type, Deliveries: p.attempt, Time: now.UTC()})
+	if now.Sub(c.deadLog) >= time.Second {
+		c.deadLog = now
+		c.m.log.Warn("dead-lettered an event", "consumer", c.opts.Name, "seq", seq, "type", p.ev.Type, "deliveries", p.attempt, "dead_lettered", c.stats.DeadLettered)
+	}
+}
+
+// DeadLetters returns the consumer's dead letters, oldest first.
+func (c *Consumer) DeadLetters() []DeadLetter {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.dead)
 }
 
 // Ack acknowledges seq. Acking a seq that is not pending is a no-op.
