@@ -150,8 +150,13 @@ func anyMatch(ps []*route.Pattern, typ string) bool {
 // subject's directory), all within its paths.
 func (p *Principal) CheckPublish(ev *event.Event) (field string, err error) {
 	if !p.imports {
-		if field, why := daemonsWord(ev); field != "" {
-			return field, fmt.Errorf("%w: token %s may not publish %s: %s (the import scope allows it)", ErrForbidden, p.Name, field, why)
+		if err := event.CheckNetworkOrigin(ev); err != nil {
+			field := ""
+			var fe *event.FieldError
+			if errors.As(err, &fe) {
+				field = fe.Field
+			}
+			return field, fmt.Errorf("%w: token %s: %w (only a token with the import scope may publish it)", ErrForbidden, p.Name, err)
 		}
 	}
 	if ev.Priority > p.maxPriority {
@@ -194,51 +199,6 @@ func (p *Principal) publishPath(s string) error {
 		return fmt.Errorf("%w: token %s may not publish under %q", ErrForbidden, p.Name, s)
 	}
 	return nil
-}
-
-// IsReservedType reports whether typ is the daemon's own (fs.* and
-// semprop.*): observed operations and the daemon's records, never taken
-// from the network without the import scope.
-func IsReservedType(typ string) bool {
-	for _, root := range [...]string{"fs", "semprop"} {
-		if typ == root || strings.HasPrefix(typ, root+".") {
-			return true
-		}
-	}
-	return false
-}
-
-// daemonsWord returns the first field of ev that only the daemon may set
-// (with why), or "" when there is none.
-func daemonsWord(ev *event.Event) (field, why string) {
-	c := &ev.Context
-	switch {
-	case IsReservedType(ev.Type):
-		return "type", fmt.Sprintf("%q is a reserved type (fs.*, semprop.*)", ev.Type)
-	case ev.Boundary != event.BoundaryNone && ev.Boundary != event.BoundaryUser:
-		return "boundary", "only the daemon says where it observed an event"
-	case ev.Boundaries&^event.Boundaries(0).Add(event.BoundaryUser) != 0:
-		return "boundaries", "only the daemon says where it observed an event"
-	case len(ev.Source) >= len("semprop:") && strings.EqualFold(ev.Source[:len("semprop:")], "semprop:"):
-		return "source", "semprop: sources are the daemon's own"
-	case c.Known&event.HasPID != 0:
-		return "pid", "capture context"
-	case c.Known&event.HasTID != 0:
-		return "tid", "capture context"
-	case c.Known&event.HasUID != 0:
-		return "uid", "capture context"
-	case c.Known&event.HasGID != 0:
-		return "gid", "capture context"
-	case c.Comm != "":
-		return "comm", "capture context"
-	case c.Exe != "":
-		return "exe", "capture context"
-	case ev.Flags&event.FlagRescan != 0:
-		return "rescan", "only the daemon rescans"
-	case !ev.HLC.IsZero():
-		return "hlc", "the daemon's clock"
-	}
-	return "", ""
 }
 
 // Match reports whether p may see ev: its type matches a subscribe scope

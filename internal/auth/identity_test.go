@@ -128,7 +128,8 @@ func TestPublishProvenance(t *testing.T) {
 		{"relative target escapes", "limited", func(e *event.Event) { e.Context.Target = "../../../etc/shadow" }, "target"},
 		{"relative target inside", "limited", func(e *event.Event) { e.Context.Target = "../a/y" }, ""},
 		{"boundary kernel", "limited", func(e *event.Event) { e.Boundary = event.BoundaryKernel }, "boundary"},
-		{"boundary user", "limited", func(e *event.Event) { e.Boundary = event.BoundaryUser }, ""},
+		{"boundary user", "limited", func(e *event.Event) { e.Boundary = event.BoundaryUser }, "boundary"},
+		{"inode", "open", func(e *event.Event) { e.Context.Known |= event.HasInode }, "inode"},
 		{"boundaries", "limited", func(e *event.Event) { e.Boundaries = e.Boundaries.Add(event.BoundaryFUSE) }, "boundaries"},
 		{"comm", "open", func(e *event.Event) { e.Context.Comm = "sshd" }, "comm"},
 		{"exe", "open", func(e *event.Event) { e.Context.Exe = "/usr/sbin/sshd" }, "exe"},
@@ -142,7 +143,6 @@ func TestPublishProvenance(t *testing.T) {
 		{"daemon source upper", "open", func(e *event.Event) { e.Source = "SEMPROP://host/kernel" }, "source"},
 		{"fs type", "open", func(e *event.Event) { e.Type = "fs.write" }, "type"},
 		{"semprop type", "open", func(e *event.Event) { e.Type = "semprop.deadletter" }, "type"},
-		{"fs alone", "open", func(e *event.Event) { e.Type = "fs" }, "type"},
 		{"fsx is not fs", "open", func(e *event.Event) { e.Type = "fsx.write" }, ""},
 		{"fs type by admin", "admin", func(e *event.Event) { e.Type = "fs.write" }, "type"},
 		{"comm by admin", "admin", func(e *event.Event) { e.Context.Comm = "x" }, "comm"},
@@ -204,7 +204,7 @@ func TestMaxPriorityConfig(t *testing.T) {
 // cannot be probed by selecting on it.
 func TestSelectSeesRedactedEvent(t *testing.T) {
 	a, err := New([]TokenSpec{{Name: "r", Token: "token-token-0123456789", Scopes: []string{"subscribe:>"},
-		Redact: &filter.RedactSpec{Rules: []filter.RedactRule{{Field: "comm", Action: "mask"}, {Field: "secret", Action: "drop"}}}}})
+		Redact: &filter.RedactSpec{Rules: []filter.RedactRule{{Field: "comm", Action: "mask"}, {Field: "attrs.secret", Action: "drop"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
