@@ -40,14 +40,14 @@ func TestRedactorReveals(t *testing.T) {
 		t.Fatal(err)
 	}
 	for src, want := range map[string]bool{
-		`comm == "mkdir"`:          true,
-		`exe endsWith "/mkdir"`:    true,
-		`type == "fs.write"`:       false,
-		`size > 0 && uid == 0`:     false,
-		`attrs["tenant"] == "a"`:   true,
-		`attrs["other"] == "a"`:    true, // reads the attrs map: cannot tell
-		`len(comm) > 3`:            true,
-		`subject startsWith "/a"`:  false,
+		`comm == "mkdir"`:         true,
+		`exe endsWith "/mkdir"`:   true,
+		`type == "fs.write"`:      false,
+		`size > 0 && uid == 0`:    false,
+		`attrs["tenant"] == "a"`:  true,
+		`attrs["other"] == "a"`:   true, // reads the attrs map: cannot tell
+		`len(comm) > 3`:           true,
+		`subject startsWith "/a"`: false,
 	} {
 		f, err := Expr(src)
 		if err != nil {

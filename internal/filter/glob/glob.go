@@ -5,7 +5,9 @@
 // regular expression instead.
 //
 // Patterns are compiled once; a compiled Pattern is immutable and safe for
-// concurrent use, and Match does not allocate.
+// concurrent use, and Match does not allocate. Match takes time at most
+// proportional to len(pattern) × len(path) whatever the pattern — several
+// "**" included — so patterns from untrusted clients are safe to match.
 package glob
 
 import (
@@ -65,15 +67,16 @@ type segment struct {
 	suffix string
 }
 
-// match matches one path segment.
-func (s *segment) match(name string) bool {
+// match matches one path segment and returns the work it took (see
+// Pattern.match).
+func (s *segment) match(name string) (bool, int) {
 	switch {
 	case s.star:
-		return true
+		return true, 1
 	case !s.wild:
-		return name == s.pat
+		return name == s.pat, 1 + min(len(name), len(s.pat))
 	case s.suffix != "":
-		return strings.HasSuffix(name, s.suffix)
+		return strings.HasSuffix(name, s.suffix), 1 + len(s.suffix)
 	}
 	return matchSegment(s.pat, name)
 }
@@ -154,43 +157,72 @@ func (p *Pattern) Dir() string {
 	return ""
 }
 
-// Match reports whether path matches the pattern.
+// Match reports whether path matches the pattern. It takes time at most
+// proportional to len(pattern) × len(path), whatever the pattern (see
+// match), and does not allocate.
 func (p *Pattern) Match(path string) bool {
+	ok, _ := p.match(path)
+	return ok
+}
+
+// match is Match that also returns the work it took: the number of loop
+// iterations and byte comparisons of the matchers, which is at most
+// StepBound(p.String(), path) for patterns that are not regexps. Tests and
+// fuzzers check that bound.
+func (p *Pattern) match(path string) (bool, int) {
 	switch p.kind {
 	case kindAll:
-		return true
+		return true, 1
 	case kindLiteral:
 		if p.base {
-			return baseName(path) == p.lit
+			return baseName(path) == p.lit, 1 + len(path)
 		}
-		return path == p.lit
+		return path == p.lit, 1 + len(p.lit)
 	case kindPrefix:
 		return strings.HasPrefix(path, p.lit) &&
-			(len(path) == len(p.lit) || path[len(p.lit)] == '/')
+			(len(path) == len(p.lit) || path[len(p.lit)] == '/'), 1 + len(p.lit)
 	case kindSuffix:
 		return strings.HasSuffix(path, p.lit) &&
-			strings.IndexByte(path[len(path)-len(p.lit):], '/') < 0
+			strings.IndexByte(path[len(path)-len(p.lit):], '/') < 0, 1 + 2*len(p.lit)
 	case kindBaseName:
-		return baseName(path) == p.lit
+		return baseName(path) == p.lit, 1 + len(path)
 	case kindRegexp:
-		return p.re.MatchString(path)
+		return p.re.MatchString(path), 1 + len(path)
 	case kindPrefixBase:
 		if !strings.HasPrefix(path, p.lit) {
-			return false
+			return false, 1 + len(p.lit)
 		}
-		return p.segs[0].match(baseName(path[len(p.lit):]))
+		ok, n := p.segs[0].match(baseName(path[len(p.lit):]))
+		return ok, 1 + len(p.lit) + len(path) + n
 	case kindAlternatives:
+		steps := 0
 		for _, a := range p.alts {
-			if a.Match(path) {
-				return true
+			ok, n := a.match(path)
+			steps += n
+			if ok {
+				return true, steps
 			}
 		}
-		return false
+		return false, steps
 	}
 	if p.base {
-		return p.segs[0].match(baseName(path))
+		ok, n := p.segs[0].match(baseName(path))
+		return ok, 1 + len(path) + n
 	}
-	return matchSegments(p.segs, path, false)
+	return matchSegments(p.segs, path)
+}
+
+// StepBound is the most work Match may take for a pattern written as
+// pattern (before brace expansion) on path, in the unit of match: a
+// constant times (len(pattern)+2) × (len(path)+2), times the number of
+// brace alternatives. It is exported for tests and fuzzers of packages
+// that match globs.
+func StepBound(pattern, path string) int {
+	alts := 1
+	if strings.ContainsAny(pattern, "{") {
+		alts = maxAlternatives
+	}
+	return alts * 8 * (len(pattern) + 2) * (len(path) + 2)
 }
 
 func baseName(path string) string {
@@ -201,6 +233,17 @@ func baseName(path string) string {
 }
 
 func compileOne(pattern string) (*Pattern, error) {
+	p, err := parseOne(pattern)
+	if err != nil || p.kind == kindAll {
+		return p, err
+	}
+	p.optimize()
+	return p, nil
+}
+
+// parseOne parses a pattern without braces into segments, without picking
+// a specialised matcher: the result matches with the general one.
+func parseOne(pattern string) (*Pattern, error) {
 	p := &Pattern{src: pattern}
 	if pattern == "" {
 		p.kind = kindAll
@@ -234,7 +277,6 @@ func compileOne(pattern string) (*Pattern, error) {
 		}
 		p.segs = append(p.segs, s)
 	}
-	p.optimize()
 	return p, nil
 }
 
@@ -403,52 +445,77 @@ func unescape(s string) string {
 	return b.String()
 }
 
-// matchSegments matches path against segs. done reports that the path has
-// no segments left.
-func matchSegments(segs []segment, path string, done bool) bool {
-	for i := range segs {
-		s := &segs[i]
-		if s.dstar {
-			rest := segs[i+1:]
-			if len(rest) == 0 {
-				return true
+// matchSegments matches path against segs, where "**" matches any number
+// of whole segments (none included) and every other segment exactly one,
+// and returns the work it took.
+//
+// It is the greedy wildcard algorithm over segments: segments are matched
+// left to right; at a "**" the position is remembered, and on a mismatch
+// the last "**" absorbs one more path segment and matching resumes just
+// after it. Backtracking to the last "**" only is enough: what an earlier
+// "**" would absorb instead, the last one can absorb as well. Within the
+// span of one "**" the resume position only moves right, so each pair
+// (pattern segment, path segment) is compared at most once: at most
+// len(segs) × segments(path) comparisons, each linear in the two segments
+// (matchSegment), O(len(pattern) × len(path)) in all.
+func matchSegments(segs []segment, path string) (bool, int) {
+	steps := 0
+	pi := 0        // next pattern segment
+	si := 0        // start of the next path segment
+	sdone := false // no path segment left
+	starP := -1    // index of the last "**" seen, or -1
+	starS := 0     // start of the path segment the last "**" absorbs next
+	starDone := false
+	for {
+		steps++
+		if pi < len(segs) && segs[pi].dstar {
+			if pi == len(segs)-1 {
+				return true, steps // a trailing "**" takes the rest
 			}
-			if done {
-				return false
+			starP, starS, starDone = pi, si, sdone
+			pi++
+			continue
+		}
+		if pi == len(segs) {
+			if sdone {
+				return true, steps
 			}
-			for {
-				if matchSegments(rest, path, false) {
-					return true
-				}
-				j := strings.IndexByte(path, '/')
-				if j < 0 {
-					return false
-				}
-				path = path[j+1:]
+		} else if !sdone {
+			name, next, last := path[si:], 0, true
+			if j := strings.IndexByte(name, '/'); j >= 0 {
+				name, next, last = name[:j], si+j+1, false
+			}
+			ok, n := segs[pi].match(name)
+			steps += n
+			if ok {
+				pi++
+				si, sdone = next, last
+				continue
 			}
 		}
-		if done {
-			return false
+		// Mismatch: the last "**" absorbs one more segment.
+		if starP < 0 || starDone {
+			return false, steps
 		}
-		name := path
-		if j := strings.IndexByte(path, '/'); j >= 0 {
-			name, path = path[:j], path[j+1:]
+		if j := strings.IndexByte(path[starS:], '/'); j >= 0 {
+			starS += j + 1
 		} else {
-			done = true
+			starDone = true
 		}
-		if !s.match(name) {
-			return false
-		}
+		pi, si, sdone = starP+1, starS, starDone
 	}
-	return done
 }
 
 // matchSegment matches one path segment against a validated segment pattern
-// without '/', backtracking only to the last '*'.
-func matchSegment(p, s string) bool {
+// without '/', backtracking only to the last '*' (the same greedy algorithm
+// as matchSegments, over characters), and returns the work it took: at
+// most 2 × (len(p)+1) × (len(s)+1) iterations.
+func matchSegment(p, s string) (bool, int) {
 	px, sx := 0, 0
 	starPx, starSx := -1, 0
+	steps := 0
 	for px < len(p) || sx < len(s) {
+		steps++
 		if px < len(p) {
 			switch c := p[px]; c {
 			case '*':
@@ -465,7 +532,9 @@ func matchSegment(p, s string) bool {
 			case '[':
 				if sx < len(s) {
 					r, w := utf8.DecodeRuneInString(s[sx:])
-					if ok, end := matchClass(p, px, r); ok {
+					ok, end := matchClass(p, px, r)
+					steps += end - px
+					if ok {
 						px = end
 						sx += w
 						continue
@@ -491,9 +560,9 @@ func matchSegment(p, s string) bool {
 			px, sx = starPx+1, starSx
 			continue
 		}
-		return false
+		return false, steps
 	}
-	return true
+	return true, steps + 1
 }
 
 // expandBraces expands "{a,b}" alternatives (nested allowed) into plain
