@@ -3,6 +3,8 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"syscall"
 )
 
 // Sentinel errors. Compare with errors.Is.
@@ -21,7 +23,48 @@ var (
 	// ErrLocked is returned by Open when another process holds the journal
 	// directory.
 	ErrLocked = errors.New("journal: directory locked by another process")
+	// ErrNoSpace is matched by the error of Write, Append, WaitDurable and
+	// Err while the file system is full (ENOSPC or EDQUOT). It is not
+	// sticky: the journal keeps the records it could not write, retries on
+	// its own, and writes are accepted again once the retry succeeded. A
+	// record whose WaitDurable returned it was not acknowledged (it may
+	// still be written later, like a record whose ctx ended).
+	ErrNoSpace = errors.New("journal: no space left on device")
+	// ErrIO is matched by the sticky error of a write, fsync or segment
+	// creation that failed for a reason other than a full disk: the journal
+	// accepts no more writes until it is closed and reopened.
+	ErrIO = errors.New("journal: i/o error")
 )
+
+// noSpaceError is what callers see while the disk is full: ErrNoSpace,
+// wrapping EDQUOT when a quota is what ran out. It names no file.
+func noSpaceError(err error) error {
+	if errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w (%w)", ErrNoSpace, syscall.EDQUOT)
+	}
+	return ErrNoSpace
+}
+
+// stickyError is what callers see after a write failure that stops the
+// journal: ErrIO wrapping only the errno (or other cause) of err, without
+// the file names err carries, so that it can be shown to a remote client.
+// The names stay in the journal's log.
+func stickyError(err error) error {
+	var errno syscall.Errno
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &errno):
+		return fmt.Errorf("%w: %w", ErrIO, errno)
+	case errors.As(err, &pe):
+		return fmt.Errorf("%w: %w", ErrIO, pe.Err)
+	}
+	return ErrIO
+}
+
+// isNoSpace reports whether err says that the file system is full.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // CorruptError reports damage found in a segment file: a CRC mismatch, a seq
 // discontinuity or a malformed header that is not a torn tail.

@@ -1,14 +1,42 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"time"
 )
 
+// Bounds of the delay between two attempts to write a batch that failed for
+// lack of space; it doubles after each failed attempt.
+const (
+	minRetryDelay = 20 * time.Millisecond
+	maxRetryDelay = time.Second
+)
+
+// syncMark is the state of the active segment at the last point where
+// everything written to it was fsynced (the start of the batch or the last
+// roll in it): pos is the batch chunk written first after it. With
+// FsyncAlways, a failed fsync rewinds the segment to it and writes again
+// from pos, from memory.
+type syncMark struct {
+	pos  int
+	size int64
+	last uint64
+	nidx int
+}
+
+// syncError is an fsync failure, as opposed to a write(2) failure.
+type syncError struct{ err error }
+
+func (e *syncError) Error() string { return e.err.Error() }
+func (e *syncError) Unwrap() error { return e.err }
+
 // flushLoop is the single writer of segment files: it takes the pending
-// buffer, writes it, fsyncs per policy and advances DurableSeq.
+// buffer, writes it, fsyncs per policy and advances DurableSeq. While the
+// disk is full it retries the interrupted batch with backoff.
 func (j *Journal) flushLoop() {
 	defer j.wg.Done()
 	var tick <-chan time.Time
@@ -17,17 +45,27 @@ func (j *Journal) flushLoop() {
 		defer t.Stop()
 		tick = t.C
 	}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var retryC <-chan time.Time
 	for {
 		select {
 		case <-j.kick:
+			if j.retrying {
+				continue // Write refuses meanwhile; the retry timer is armed
+			}
 			// Let writers that are already runnable (typically the ones the
 			// last flush woke) add to the batch first: without this,
 			// concurrent appenders get one write(2) (and with FsyncAlways
 			// one fsync) for the first few records after each wake-up.
 			runtime.Gosched()
 			j.flush()
+		case <-retryC:
+			retryC = nil
+			j.flush()
 		case <-tick:
-			if j.written > j.synced && j.failErr.Load() == nil {
+			if !j.retrying && j.written > j.synced && j.failErr.Load() == nil {
 				if err := j.sync(); err != nil {
 					j.fail(err)
 				}
@@ -36,53 +74,172 @@ func (j *Journal) flushLoop() {
 			j.flush()
 			return
 		}
+		if j.retrying && retryC == nil {
+			retry.Reset(j.retryDelay)
+			retryC = retry.C
+		}
 	}
 }
 
-// flush writes the pending buffer. Flusher goroutine only.
+// flush writes pending records: first the batch that a full disk
+// interrupted, if any, then the pending buffer. Flusher goroutine only.
 func (j *Journal) flush() {
-	j.mu.Lock()
-	if len(j.pend) == 0 || j.failed != nil {
-		j.mu.Unlock()
-		return
-	}
-	batch := j.pend
-	j.pend = j.spare[:0]
-	j.spare = batch
-	j.pendBytes = 0
-	j.notFull.Broadcast()
-	j.mu.Unlock()
-
-	var last uint64
-	for i := range batch {
-		c := &batch[i]
-		if c.newSeg {
-			if err := j.roll(c.base); err != nil {
-				j.fail(err)
+	for {
+		retried := j.retrying
+		if retried {
+			j.noSpaceRetries.Add(1)
+			if err := j.truncateActive(); err != nil {
+				j.writeFailed(err)
 				return
 			}
+		} else {
+			j.mu.Lock()
+			if len(j.pend) == 0 || j.failed != nil {
+				j.mu.Unlock()
+				return
+			}
+			batch := j.pend
+			j.pend = j.spare[:0]
+			j.spare = batch
+			j.pendBytes = 0
+			j.notFull.Broadcast()
+			j.mu.Unlock()
+			j.batchPos = 0
+			j.mark = j.markAt(0)
+		}
+		if err := j.writeBatch(j.spare); err != nil {
+			j.writeFailed(err)
+			return
+		}
+		if !retried {
+			return
+		}
+		j.leaveNoSpace()
+		// Records buffered before writes were refused follow at once.
+	}
+}
+
+// writeBatch writes batch from chunk j.batchPos on, fsyncs per policy and
+// advances DurableSeq. On error, j.batchPos is the chunk that failed.
+func (j *Journal) writeBatch(batch []chunk) error {
+	for ; j.batchPos < len(batch); j.batchPos++ {
+		c := &batch[j.batchPos]
+		if c.newSeg && j.activeSeg.base != c.base {
+			if err := j.roll(c.base); err != nil {
+				return err
+			}
+			j.mark = j.markAt(j.batchPos)
 		}
 		if len(c.data) == 0 {
 			continue
 		}
 		if err := j.writeChunk(c); err != nil {
-			j.fail(err)
-			return
+			return err
 		}
-		last = c.last
-		j.written = last // so that a roll in this batch fsyncs this chunk
+		j.written = c.last // so that a roll in this batch fsyncs this chunk
+	}
+	var last uint64
+	for i := range batch {
+		if len(batch[i].data) > 0 {
+			last = batch[i].last
+		}
 	}
 	if last == 0 {
-		return
+		return nil
 	}
 	j.flushes.Add(1)
 	if j.opts.Fsync == FsyncAlways {
 		if err := j.sync(); err != nil {
-			j.fail(err)
-			return
+			return err
 		}
 	}
 	j.durable.Store(last)
+	j.notify()
+	return nil
+}
+
+// markAt records the active segment's state as a sync mark before chunk
+// pos. Flusher goroutine only (it is the only writer of these fields).
+func (j *Journal) markAt(pos int) syncMark {
+	s := j.activeSeg
+	return syncMark{pos: pos, size: s.size, last: s.last, nidx: len(s.index)}
+}
+
+// writeFailed handles a failed write, fsync or roll. Running out of space is
+// retried (see retry) when no acknowledged data can have been lost: a
+// write(2) or segment creation that failed for lack of space wrote nothing
+// that counts, and with FsyncAlways everything a failed fsync covered is
+// still in memory. Anything else is sticky.
+func (j *Journal) writeFailed(err error) {
+	var se *syncError
+	syncFailed := errors.As(err, &se)
+	if !isNoSpace(err) || (syncFailed && j.opts.Fsync != FsyncAlways) {
+		j.fail(err)
+		return
+	}
+	if syncFailed {
+		// The pages a failed fsync covered are in an unknown state: cut
+		// back to the last successful fsync and write them again.
+		m := j.mark
+		j.segMu.Lock()
+		j.activeSeg.size, j.activeSeg.last = m.size, m.last
+		j.activeSeg.index = j.activeSeg.index[:m.nidx]
+		j.segMu.Unlock()
+		j.batchPos = m.pos
+		j.written = j.synced
+	}
+	// Free what a partial write allocated; the retry does it again if this
+	// fails.
+	_ = j.truncateActive()
+	j.enterNoSpace(err)
+}
+
+// truncateActive cuts the active segment to its last whole record written,
+// dropping what a failed write left after it.
+func (j *Journal) truncateActive() error {
+	if err := j.active.Truncate(j.activeSeg.size); err != nil {
+		return fmt.Errorf("journal: truncate %s: %w", j.activeSeg.path, err)
+	}
+	return nil
+}
+
+// enterNoSpace makes Write refuse with ErrNoSpace, fails the WaitDurable
+// calls of records not yet durable, and arms the retry (first call), or
+// backs off (later calls).
+func (j *Journal) enterNoSpace(err error) {
+	if j.retrying {
+		j.retryDelay = min(2*j.retryDelay, maxRetryDelay)
+		j.limited.Log(slog.LevelWarn, "journal: still no space left on device", "err", err,
+			"retries", j.noSpaceRetries.Load()-j.retriesAtStart)
+		return
+	}
+	pub := noSpaceError(err)
+	j.retrying = true
+	j.retryDelay = minRetryDelay
+	j.noSpaceSince = time.Now()
+	j.retriesAtStart = j.noSpaceRetries.Load()
+	j.noSpaceEpisodes.Add(1)
+	j.log.Error("journal: no space left on device; refusing writes and retrying until space is freed",
+		"err", err, "durable_seq", j.durable.Load(), "last_seq", j.lastSeqA.Load())
+	j.mu.Lock()
+	j.noSpace = pub
+	j.notFull.Broadcast()
+	j.mu.Unlock()
+	j.spaceErr.Store(&pub)
+	j.notify()
+}
+
+// leaveNoSpace accepts writes again after a retry wrote everything.
+func (j *Journal) leaveNoSpace() {
+	j.retrying = false
+	j.mu.Lock()
+	j.noSpace = nil
+	j.mu.Unlock()
+	j.spaceErr.Store(nil)
+	j.limited.Flush()
+	j.log.Info("journal: space available again; writes resumed",
+		"after", time.Since(j.noSpaceSince).Round(time.Millisecond),
+		"retries", j.noSpaceRetries.Load()-j.retriesAtStart, "durable_seq", j.durable.Load())
 	j.notify()
 }
 
@@ -114,31 +271,31 @@ func (j *Journal) writeChunk(c *chunk) error {
 
 // roll makes the segment starting at base the active one. Unless the policy
 // is never, the old segment is fsynced first so that a later segment never
-// survives a crash that an earlier one does not.
+// survives a crash that an earlier one does not. On error the old segment
+// stays active and no new segment exists, so the roll can be retried.
 func (j *Journal) roll(base uint64) error {
 	if j.opts.Fsync != FsyncNever && j.written > j.synced {
 		if err := j.sync(); err != nil {
 			return err
 		}
 	}
-	if err := j.active.Close(); err != nil {
-		return fmt.Errorf("journal: close %s: %w", j.activeSeg.path, err)
-	}
 	path := joinPath(j.opts.Dir, base)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		// Keep j.active valid for Close.
-		if f2, err2 := os.OpenFile(j.activeSeg.path, os.O_RDWR, 0); err2 == nil {
-			j.active = f2
-		}
 		return fmt.Errorf("journal: create segment: %w", err)
 	}
-	j.active = f
 	if j.opts.Fsync != FsyncNever {
 		if err := syncDir(j.opts.Dir); err != nil {
+			f.Close()
+			os.Remove(path)
 			return err
 		}
 	}
+	if err := j.active.Close(); err != nil {
+		// Its data was fsynced above (unless the policy is never).
+		j.limited.Log(slog.LevelError, "journal: close segment", "file", j.activeSeg.path, "err", err)
+	}
+	j.active = f
 	seg := &segment{base: base, path: path, last: base - 1, modTime: j.opts.now()}
 	j.segMu.Lock()
 	j.segs = append(j.segs, seg)
@@ -152,25 +309,35 @@ func (j *Journal) roll(base uint64) error {
 }
 
 // sync fdatasyncs the active segment. Flusher goroutine (or Close) only.
+// Its error is a *syncError.
 func (j *Journal) sync() error {
 	start := time.Now()
-	err := datasync(j.active)
+	var err error
+	if j.opts.syncFault != nil {
+		err = j.opts.syncFault(j.active)
+	}
+	if err == nil {
+		err = datasync(j.active)
+	}
 	j.fsyncNanos.Add(int64(time.Since(start)))
 	j.fsyncs.Add(1)
 	if err != nil {
-		return fmt.Errorf("journal: fsync %s: %w", j.activeSeg.path, err)
+		return &syncError{fmt.Errorf("journal: fsync %s: %w", j.activeSeg.path, err)}
 	}
 	j.synced = j.written
 	return nil
 }
 
 // fail makes err sticky: the journal accepts no more writes (an fsync error
-// cannot be retried safely); reopen it to recover.
+// cannot be retried safely); reopen it to recover. Callers see the error
+// without file names; the log has them.
 func (j *Journal) fail(err error) {
 	j.log.Error("journal: write failed; journal is now read-only until reopened", "err", err)
-	j.failErr.Store(&err)
+	pub := stickyError(err)
+	j.retrying = false
+	j.failErr.Store(&pub)
 	j.mu.Lock()
-	j.failed = err
+	j.failed = pub
 	j.notFull.Broadcast()
 	j.mu.Unlock()
 	j.notify()

@@ -69,10 +69,11 @@ type Options struct {
 	Logger         *slog.Logger  // nil = slog.Default()
 
 	// Test-only knobs, set only by tests in this package.
-	splitWrite     time.Duration    // >0: write each flush in two write(2) calls with this sleep between
-	now            func() time.Time // clock for retention by age
-	retentionEvery time.Duration    // period of the retention check
-	maxPending     int64            // backpressure bound
+	splitWrite     time.Duration        // >0: write each flush in two write(2) calls with this sleep between
+	now            func() time.Time     // clock for retention by age
+	retentionEvery time.Duration        // period of the retention check
+	maxPending     int64                // backpressure bound
+	syncFault      func(*os.File) error // non-nil: called before each fdatasync; an error replaces it
 }
 
 // Stats is a snapshot of the journal's counters.
@@ -89,6 +90,9 @@ type Stats struct {
 	Truncated         int64  // bytes of torn tail cut at Open
 	SegmentsDeleted   uint64 // segments deleted by retention since Open
 	BackpressureWaits uint64 // times Write waited for the buffer to drain
+	NoSpace           bool   // writes are refused now because the disk is full
+	NoSpaceEpisodes   uint64 // times the disk was found full since Open
+	NoSpaceRetries    uint64 // attempts to write again after that
 }
 
 // chunk is a run of encoded records bound for one segment. newSeg says the
@@ -124,12 +128,14 @@ type Journal struct {
 	activeSize int64  // bytes of that segment, counting pending records
 	lastIdxOff int64  // offset of the newest index entry in that segment
 	closed     bool
-	failed     error // sticky write/fsync error
+	failed     error // sticky write/fsync error (without file names)
+	noSpace    error // non-nil while the disk is full: Write refuses with it
 
 	lastSeqA atomic.Uint64
 	durable  atomic.Uint64
 	closedA  atomic.Bool
-	failErr  atomic.Pointer[error]
+	failErr  atomic.Pointer[error] // = failed
+	spaceErr atomic.Pointer[error] // = noSpace
 
 	// chMu guards ch, the channel Changed returns, and waiters, the
 	// goroutines blocked in WaitDurable.
@@ -146,6 +152,16 @@ type Journal struct {
 	activeSeg *segment
 	written   uint64 // last seq written to the OS
 	synced    uint64 // last seq fsynced
+	// The batch being written is spare[batchPos:]; mark is where a failed
+	// fsync rewinds to. retrying is true while the disk is full.
+	batchPos       int
+	mark           syncMark
+	retrying       bool
+	retryDelay     time.Duration
+	noSpaceSince   time.Time
+	retriesAtStart uint64
+
+	limited *limitedLog // for messages that may repeat
 
 	kick    chan struct{} // writers → flusher
 	retKick chan struct{} // flusher → retention
@@ -163,6 +179,8 @@ type Journal struct {
 	bytesWritten      atomic.Uint64
 	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64
+	noSpaceEpisodes   atomic.Uint64
+	noSpaceRetries    atomic.Uint64
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -212,6 +230,7 @@ func Open(opts Options) (*Journal, error) {
 		retKick: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		limited: newLimitedLog(log, logEvery, time.Now),
 	}
 	j.notFull.L = &j.mu
 	if err := j.recover(); err != nil {
@@ -246,7 +265,7 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 		return 0, fmt.Errorf("journal: write of %d records", n)
 	}
 	j.mu.Lock()
-	for j.pendBytes >= j.opts.maxPending && !j.closed && j.failed == nil {
+	for j.pendBytes >= j.opts.maxPending && !j.closed && j.failed == nil && j.noSpace == nil {
 		j.backpressureWaits.Add(1)
 		j.notFull.Wait()
 	}
@@ -254,8 +273,7 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 		j.mu.Unlock()
 		return 0, ErrClosed
 	}
-	if j.failed != nil {
-		err := j.failed
+	if err := firstErr(j.failed, j.noSpace); err != nil {
 		j.mu.Unlock()
 		return 0, err
 	}
@@ -387,6 +405,9 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 		if e := j.failErr.Load(); e != nil {
 			return *e
 		}
+		if e := j.spaceErr.Load(); e != nil {
+			return *e
+		}
 		if j.closedA.Load() && isClosed(j.done) {
 			return ErrClosed
 		}
@@ -440,14 +461,31 @@ func isClosed(c chan struct{}) bool {
 // for concurrent use.
 func (j *Journal) LastSeq() uint64 { return j.lastSeqA.Load() }
 
-// Err returns the sticky I/O error that stops writing, ErrClosed after
-// Close, or nil while Write can succeed. Safe for concurrent use.
+// Err returns why Write would fail now, or nil while it can succeed: the
+// sticky I/O error (errors.Is ErrIO) that stops writing until a reopen,
+// ErrClosed after Close, or, while the disk is full, an error matching
+// ErrNoSpace that goes away (Err returns nil again) once the journal could
+// write again on its own. It is the journal's health for readiness checks.
+// Its text never names a file. Safe for concurrent use.
 func (j *Journal) Err() error {
 	if e := j.failErr.Load(); e != nil {
 		return *e
 	}
 	if j.closedA.Load() {
 		return ErrClosed
+	}
+	if e := j.spaceErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// firstErr returns the first non-nil error.
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
 	}
 	return nil
 }
@@ -483,7 +521,7 @@ func (j *Journal) Changed() <-chan struct{} {
 // closed). Nothing is allocated when no one is waiting.
 func (j *Journal) notify() {
 	durable := j.durable.Load()
-	all := j.failErr.Load() != nil || j.closedA.Load()
+	all := j.failErr.Load() != nil || j.spaceErr.Load() != nil || j.closedA.Load()
 	j.chMu.Lock()
 	if j.ch != nil && j.ch != closedChan {
 		close(j.ch)
@@ -517,6 +555,9 @@ func (j *Journal) Stats() Stats {
 		Truncated:         j.truncated,
 		SegmentsDeleted:   j.segmentsDeleted.Load(),
 		BackpressureWaits: j.backpressureWaits.Load(),
+		NoSpace:           j.spaceErr.Load() != nil,
+		NoSpaceEpisodes:   j.noSpaceEpisodes.Load(),
+		NoSpaceRetries:    j.noSpaceRetries.Load(),
 	}
 	j.segMu.RLock()
 	s.Segments = len(j.segs)
@@ -530,9 +571,13 @@ func (j *Journal) Stats() Stats {
 
 // Close writes and fsyncs everything buffered (whatever the fsync policy),
 // stops the journal's goroutines and closes its files. Records written
-// before Close are durable when it returns. Later calls return the first
-// call's result. Safe for concurrent use; Readers must still be closed by
-// their owners.
+// before Close are durable when it returns, unless it returns an error: a
+// sticky I/O error, or ErrNoSpace if the disk is still full (the records
+// not written by then are lost; none of them was acknowledged). When
+// everything was written, Close leaves a clean-shutdown marker that lets
+// the next Open tell damage from a torn write. Later calls return the
+// first call's result. Safe for concurrent use; Readers must still be
+// closed by their owners.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		j.mu.Lock()
@@ -543,10 +588,32 @@ func (j *Journal) Close() error {
 		close(j.stop)
 		j.wg.Wait()
 		var errs []error
-		if e := j.failErr.Load(); e == nil && j.written > j.synced {
-			errs = append(errs, j.sync())
+		if e := j.failErr.Load(); e != nil {
+			errs = append(errs, *e)
+		} else if j.retrying {
+			lost := j.lastSeqA.Load() - j.durable.Load()
+			j.log.Error("journal: closed while the disk is full; records not written are lost",
+				"records", lost, "durable_seq", j.durable.Load())
+			errs = append(errs, fmt.Errorf("journal: close: %d records not written: %w", lost, *j.spaceErr.Load()))
+		} else if j.written > j.synced {
+			if err := j.sync(); err != nil {
+				j.log.Error("journal: close", "err", err)
+				errs = append(errs, stickyError(err))
+			}
 		}
-		errs = append(errs, j.active.Close())
+		clean := errors.Join(errs...) == nil && j.durable.Load() == j.lastSeqA.Load()
+		if err := j.active.Close(); err != nil {
+			j.log.Error("journal: close", "err", err)
+			errs = append(errs, stickyError(err))
+			clean = false
+		}
+		if clean {
+			seg := j.activeSeg
+			if err := writeClean(j.opts.Dir, cleanMarker{base: seg.base, size: seg.size, last: seg.last}); err != nil {
+				// Not fatal: the next Open recovers as after a crash.
+				j.log.Warn("journal: close", "err", err)
+			}
+		}
 		if j.lock != nil {
 			errs = append(errs, j.lock.Close())
 		}

@@ -6,7 +6,9 @@ import (
 	"time"
 )
 
-// recover scans the segments, cuts a torn tail and opens the active segment.
+// recover scans the segments, checks the last one against the
+// clean-shutdown marker or else cuts a torn tail, and opens the active
+// segment.
 func (j *Journal) recover() error {
 	start := time.Now()
 	dir := j.opts.Dir
@@ -14,13 +16,27 @@ func (j *Journal) recover() error {
 	if err != nil {
 		return err
 	}
+	clean, wasClean, err := readClean(dir)
+	if err != nil {
+		return err
+	}
+	if wasClean {
+		if err := checkCleanSegments(dir, bases, clean); err != nil {
+			return err
+		}
+	}
 	var total int64
 	for i, base := range bases {
 		path := joinPath(dir, base)
 		last := i == len(bases)-1
-		seg, torn, err := recoverSegment(path, base, last)
+		seg, torn, err := recoverSegment(path, base, last, last && !wasClean)
 		if err != nil {
 			return err
+		}
+		if last && wasClean && (seg.size != clean.size || seg.last != clean.last) {
+			return &CorruptError{File: path, Offset: min(seg.size, clean.size), Reason: fmt.Sprintf(
+				"segment holds %d bytes up to seq %d, but the journal was closed cleanly with %d bytes up to seq %d",
+				seg.size, seg.last, clean.size, clean.last)}
 		}
 		if i > 0 {
 			if prev := j.segs[i-1]; base != prev.last+1 {
@@ -48,6 +64,11 @@ func (j *Journal) recover() error {
 		}
 		j.segs = append(j.segs, &segment{base: 1, path: path, last: 0, modTime: j.opts.now()})
 	}
+	// From here on the journal may be written: a crash must not find the
+	// marker.
+	if err := removeClean(dir); err != nil {
+		return err
+	}
 	seg := j.segs[len(j.segs)-1]
 	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
@@ -64,6 +85,7 @@ func (j *Journal) recover() error {
 	}
 	j.log.Info("journal: opened", "segments", len(j.segs), "bytes", total,
 		"first_seq", j.segs[0].base, "last_seq", seg.last, "truncated_bytes", j.truncated,
+		"clean_shutdown", wasClean,
 		"fsync", j.opts.Fsync.String(), "scan", time.Since(start))
 	return nil
 }
@@ -73,9 +95,24 @@ type tornTail struct {
 	why   string
 }
 
-// recoverSegment scans one segment file and, if it is the last one and ends
-// in a torn record, cuts the file back to the last whole record.
-func recoverSegment(path string, base uint64, last bool) (*segment, tornTail, error) {
+// checkCleanSegments checks that the segment files are the ones a journal
+// closed cleanly at m left: its last segment is m.base.
+func checkCleanSegments(dir string, bases []uint64, m cleanMarker) error {
+	if len(bases) == 0 || bases[len(bases)-1] < m.base {
+		return &CorruptError{File: joinPath(dir, m.base), Offset: 0, Reason: fmt.Sprintf(
+			"segment missing: the journal was closed cleanly with its last segment starting at seq %d", m.base)}
+	}
+	if last := bases[len(bases)-1]; last > m.base {
+		return &CorruptError{File: joinPath(dir, last), Offset: 0, Reason: fmt.Sprintf(
+			"segment not written by this journal: it was closed cleanly with its last segment starting at seq %d", m.base)}
+	}
+	return nil
+}
+
+// recoverSegment scans one segment file and, if tornOK (the last segment
+// after a crash) and it ends in a torn record, cuts the file back to the
+// last whole record.
+func recoverSegment(path string, base uint64, last, tornOK bool) (*segment, tornTail, error) {
 	flag := os.O_RDONLY
 	if last {
 		flag = os.O_RDWR // a torn tail may have to be cut
@@ -89,7 +126,7 @@ func recoverSegment(path string, base uint64, last bool) (*segment, tornTail, er
 	if err != nil {
 		return nil, tornTail{}, fmt.Errorf("journal: stat segment: %w", err)
 	}
-	res, err := scanSegment(f, fi.Size(), path, base, last)
+	res, err := scanSegment(f, fi.Size(), path, base, tornOK)
 	if err != nil {
 		return nil, tornTail{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,15 @@ func recordOffsets(t *testing.T, path string) []int64 {
 		off += headerSize + int(l)
 	}
 	return offs
+}
+
+// simulateCrash makes a cleanly closed journal in dir look like one whose
+// process died: the clean-shutdown marker is removed.
+func simulateCrash(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, cleanName)); err != nil {
+		t.Fatalf("no clean-shutdown marker after Close: %v", err)
+	}
 }
 
 func modifyFile(t *testing.T, path string, f func([]byte) []byte) {
@@ -158,24 +168,24 @@ func TestTornTailRecovered(t *testing.T) {
 			modifyFile(t, last, func(b []byte) []byte { return b[:off+7] })
 			return n - 1, 7
 		}},
-		{"corrupt final record", func(t *testing.T, last string) (uint64, int64) {
+		{"final record's sectors lost (read as zeros)", func(t *testing.T, last string) (uint64, int64) {
 			offs := recordOffsets(t, last)
 			off := offs[len(offs)-1]
 			var size int64
-			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); b[len(b)-1] ^= 1; return b })
+			modifyFile(t, last, func(b []byte) []byte { size = int64(len(b)); clear(b[off:]); return b })
 			return n - 1, size - off
 		}},
 		{"zeros after the last record", func(t *testing.T, last string) (uint64, int64) {
 			modifyFile(t, last, func(b []byte) []byte { return append(b, make([]byte, 4096)...) })
 			return n, 4096
 		}},
-		{"torn record followed by zeros", func(t *testing.T, last string) (uint64, int64) {
+		{"final record lost, zeros follow", func(t *testing.T, last string) (uint64, int64) {
 			offs := recordOffsets(t, last)
 			off := offs[len(offs)-1]
 			var size int64
 			modifyFile(t, last, func(b []byte) []byte {
 				size = int64(len(b))
-				b[len(b)-2] ^= 1
+				clear(b[off:])
 				return append(b, make([]byte, 100)...)
 			})
 			return n - 1, size + 100 - off
@@ -184,6 +194,7 @@ func TestTornTailRecovered(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := writeSegments(t, 2048, n)
+			simulateCrash(t, dir)
 			files := segFiles(t, dir)
 			last := files[len(files)-1]
 			keep, cut := tt.tear(t, last)

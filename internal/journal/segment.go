@@ -25,6 +25,9 @@ const (
 	indexInterval = 64 << 10
 	segSuffix     = ".seg"
 	segNameDigits = 20
+	// sectorSize is the unit a storage device writes whole: a write torn by
+	// a crash loses whole sectors, which read back as zeros.
+	sectorSize = 512
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -123,10 +126,10 @@ type scanResult struct {
 
 // scanSegment reads every record of the segment file f (named path, first
 // seq base), verifying CRCs and seq continuity and building the sparse index.
-// If last is true, a torn final record is reported in torn instead of as an
-// error (see the package doc for the rule); any other damage is a
-// *CorruptError.
-func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, last bool) (scanResult, error) {
+// If tornOK is true (the last segment after a crash), a torn final record is
+// reported in torn instead of as an error (see the package doc for the
+// rule); any other damage is a *CorruptError.
+func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, tornOK bool) (scanResult, error) {
 	res := scanResult{last: base - 1, fileBytes: fileSize}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, fileSize), 1<<20)
 	rec := make([]byte, 0, 64<<10) // header + payload of the current record
@@ -145,10 +148,10 @@ func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, last b
 	for off < fileSize {
 		rem := fileSize - off
 		if rem < headerSize {
-			if last {
+			if tornOK {
 				return torn(fmt.Sprintf("short header (%d bytes) at end of file", rem))
 			}
-			return res, corrupt(fmt.Sprintf("short header (%d bytes) at end of non-final segment", rem))
+			return res, corrupt(fmt.Sprintf("short header (%d bytes) at end of segment", rem))
 		}
 		rec = rec[:headerSize]
 		if _, err := io.ReadFull(br, rec); err != nil {
@@ -157,26 +160,23 @@ func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, last b
 		length, crc, seq := parseHeader(rec)
 		end := off + headerSize + int64(length)
 		if length > MaxRecordSize || end > fileSize {
-			if last {
+			if tornOK {
 				return torn(fmt.Sprintf("record length %d runs past end of file", length))
 			}
-			return res, corrupt(fmt.Sprintf("record length %d runs past end of non-final segment (size %d)", length, fileSize))
+			return res, corrupt(fmt.Sprintf("record length %d runs past end of segment (size %d)", length, fileSize))
 		}
 		rec = slices.Grow(rec, int(length))[:headerSize+int(length)]
 		if _, err := io.ReadFull(br, rec[headerSize:]); err != nil {
 			return res, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
 		}
 		if got := recordCRC(rec); got != crc {
-			if last {
-				if end == fileSize {
-					return torn("crc mismatch in final record")
-				}
+			if tornOK && lostSectors(rec, off) {
 				zero, err := allZero(f, end, fileSize)
 				if err != nil {
 					return res, fmt.Errorf("journal: read %s at %d: %w", path, end, err)
 				}
 				if zero {
-					return torn("crc mismatch in final record followed only by zero bytes")
+					return torn("final record ends in zeroed sectors")
 				}
 			}
 			return res, corrupt(fmt.Sprintf("crc mismatch (stored %#08x, computed %#08x) for record seq %d", crc, got, seq))
@@ -194,6 +194,25 @@ func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, last b
 	}
 	res.size = off
 	return res, nil
+}
+
+// lostSectors reports whether rec, a whole record at file offset off whose
+// CRC fails, looks like a write torn by a crash rather than damaged: it is
+// zero from its start, or from a sector boundary inside it, to its end. A
+// crash loses whole sectors of data the file's size already covers, and
+// they read back as zeros; a flipped bit or a garbled byte does not look
+// like that.
+func lostSectors(rec []byte, off int64) bool {
+	z := len(rec)
+	for z > 0 && rec[z-1] == 0 {
+		z--
+	}
+	if z == 0 {
+		return true
+	}
+	zAbs := off + int64(z)
+	boundary := (zAbs + sectorSize - 1) / sectorSize * sectorSize
+	return boundary < off+int64(len(rec))
 }
 
 // allZero reports whether every byte of f in [from, to) is zero.

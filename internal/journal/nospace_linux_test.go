@@ -1,0 +1,203 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes on a fresh temp dir and unmounts
+// it at cleanup; it skips the test when that is not possible (not root).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		t.Skipf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fillFile writes zeros to path until the file system is full and returns
+// the bytes written.
+func fillFile(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	var n int64
+	for {
+		m, err := f.Write(buf)
+		n += int64(m)
+		if errors.Is(err, syscall.ENOSPC) {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("fill %s: %v", path, err)
+		}
+	}
+}
+
+// TestDiskFullRecoversWithoutReopen fills a real (tmpfs) file system under
+// a running journal: Append must fail with ErrNoSpace and acknowledge
+// nothing it did not write, the error must not carry server paths, and
+// once space is freed the journal must take writes again on its own,
+// without a reopen, with seqs contiguous and every acknowledged record
+// readable after a reopen.
+func TestDiskFullRecoversWithoutReopen(t *testing.T) {
+	mnt := mountTmpfs(t, "1m")
+	dir := filepath.Join(mnt, "journal")
+	log, logs := bufLogger()
+	opts := Options{Dir: dir, SegmentSize: 64 << 10, Fsync: FsyncAlways, Logger: log}
+	j, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ballast := filepath.Join(mnt, "ballast")
+	fillFile(t, ballast)
+	// Free a little so that a few records fit before the disk is full.
+	if err := os.Truncate(ballast, mustSize(t, ballast)-16<<10); err != nil {
+		t.Fatal(err)
+	}
+
+	// Concurrent appenders until the disk is full; each remembers what
+	// was acknowledged to it.
+	var (
+		mu      sync.Mutex
+		acked   = map[uint64][]byte{}
+		failErr error
+		wg      sync.WaitGroup
+	)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; i < 5000; i++ {
+				p := fmt.Appendf(nil, "g%d-%d-%s", g, i, bytes.Repeat([]byte{'x'}, 500+g*100))
+				seq, err := j.Append(ctx, p)
+				mu.Lock()
+				if err != nil {
+					if failErr == nil || !errors.Is(failErr, ErrNoSpace) {
+						failErr = err
+					}
+					mu.Unlock()
+					return
+				}
+				acked[seq] = p
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if failErr == nil {
+		t.Fatal("Append never failed on a full file system")
+	}
+	if len(acked) == 0 {
+		t.Fatal("no Append succeeded before the disk was full")
+	}
+	if !errors.Is(failErr, ErrNoSpace) {
+		t.Fatalf("Append on a full disk = %v, want ErrNoSpace", failErr)
+	}
+	if strings.Contains(failErr.Error(), mnt) {
+		t.Errorf("error %q reveals the server path %s", failErr, mnt)
+	}
+	if err := j.Err(); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Err() on a full disk = %v, want ErrNoSpace", err)
+	}
+	assigned := j.LastSeq()
+	if d := j.DurableSeq(); acked[d+1] != nil || d < uint64(len(acked)) {
+		t.Errorf("DurableSeq = %d with %d acknowledged", d, len(acked))
+	}
+	// While full, writes are refused at once.
+	if _, err := j.Append(ctx, []byte("refused")); !errors.Is(err, ErrNoSpace) {
+		t.Errorf("Append while full = %v, want ErrNoSpace", err)
+	}
+	if got := j.LastSeq(); got != assigned {
+		t.Errorf("a refused Append moved LastSeq from %d to %d", assigned, got)
+	}
+
+	// Let a few retries fail, then free the space: the journal must
+	// notice on its own.
+	time.Sleep(300 * time.Millisecond)
+	if st := j.Stats(); !st.NoSpace || st.NoSpaceRetries < 3 {
+		t.Errorf("Stats = %+v, want NoSpace and several retries", st)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for j.Err() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("journal still failing 10s after space was freed: %v", j.Err())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	seq, err := j.Append(ctx, []byte("after"))
+	if err != nil {
+		t.Fatalf("Append after space was freed = %v, want nil (no reopen)", err)
+	}
+	if seq != assigned+1 {
+		t.Errorf("Append after recovery got seq %d, want %d (contiguous, none reused)", seq, assigned+1)
+	}
+	acked[seq] = []byte("after")
+	if err := j.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	j2 := open(t, Options{Dir: dir, SegmentSize: 64 << 10})
+	got := readAll(t, j2, 1)
+	if uint64(len(got)) != seq {
+		t.Fatalf("after reopen %d records, want %d", len(got), seq)
+	}
+	for i, r := range got {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("record %d has seq %d", i, r.Seq)
+		}
+	}
+	for s, p := range acked {
+		if s > uint64(len(got)) || !bytes.Equal(got[s-1].Payload, p) {
+			t.Errorf("acknowledged seq %d missing or different after reopen", s)
+		}
+	}
+	var lines int
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "no space") {
+			lines++
+		}
+	}
+	if lines == 0 || lines > 3 {
+		t.Errorf("%d log lines about the full disk over %d retries, want 1 to 3:\n%s", lines, j.Stats().NoSpaceRetries, logs)
+	}
+	t.Logf("log:\n%s", logs)
+}
+
+func mustSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
