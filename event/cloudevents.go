@@ -2,7 +2,6 @@ package event
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -17,10 +16,18 @@ const (
 	MediaTypeBatch = "application/cloudevents-batch+json"
 )
 
-// AppendJSON appends e as one CloudEvents 1.0 structured-mode JSON object
-// (DESIGN.md, "Event JSON"). Context extensions appear only when known.
-// Strings that are not valid UTF-8 are written with U+FFFD in place of the
-// bad bytes.
+// AppendJSON appends e as one CloudEvents 1.0 structured-mode JSON object.
+// Context extensions appear only when known.
+//
+// The object is always valid JSON on a single line: it holds no raw line
+// feed, carriage return, U+2028 or U+2029, whatever e holds, so that NDJSON
+// and Server-Sent Events framing never breaks. JSON Data is written compact
+// (and with U+2028/U+2029 escaped); Data that is not one valid JSON value
+// although FlagDataBinary is clear (never accepted at ingress, but an old
+// journal may hold it) is written as data_base64. Strings that are not valid
+// UTF-8 are written with U+FFFD in place of the bad bytes; the decoders and
+// Validate refuse such strings, so only events built in process can have
+// them.
 func (e *Event) AppendJSON(b []byte) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	if e.SourceID != "" {
@@ -127,24 +134,72 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendJSONString(b, e.DataContentType)
 	}
 	if len(e.Data) > 0 {
-		if e.Flags&FlagDataBinary != 0 {
+		var raw []byte
+		if e.Flags&FlagDataBinary == 0 {
+			raw, _ = scanJSON(e.Data) // nil when not JSON
+		}
+		switch {
+		case raw == nil:
 			b = append(b, `,"data_base64":"`...)
 			b = base64.StdEncoding.AppendEncode(b, e.Data)
 			b = append(b, '"')
-		} else {
+		case isCompact(raw):
 			b = append(b, `,"data":`...)
-			b = append(b, e.Data...)
+			b = append(b, raw...)
+		default:
+			b = append(b, `,"data":`...)
+			b = appendCompact(b, raw)
 		}
 	}
 	return append(b, '}')
 }
 
-// MarshalJSON returns the CloudEvents structured form of e.
+// MarshalJSON returns the CloudEvents structured form of e (AppendJSON).
+// Unlike AppendJSON it refuses what it would otherwise have to change:
+// Data that is not one JSON value of valid Unicode text although
+// FlagDataBinary is clear, and strings that are not valid UTF-8; the
+// error is a *FieldError naming the field.
 func (e *Event) MarshalJSON() ([]byte, error) {
-	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 && !json.Valid(e.Data) {
-		return nil, invalid("data", "not a JSON value (set FlagDataBinary for opaque bytes)")
+	if err := e.checkText(); err != nil {
+		return nil, err
 	}
 	return e.AppendJSON(make([]byte, 0, 256+len(e.Subject)+len(e.Data))), nil
+}
+
+// checkText checks that e's strings are valid UTF-8 and that its JSON data
+// is one JSON value of valid Unicode text.
+func (e *Event) checkText() error {
+	for _, f := range [...]struct{ name, v string }{
+		{"id", e.SourceID}, {"source", e.Source}, {"type", e.Type}, {"subject", e.Subject},
+		{"datacontenttype", e.DataContentType}, {"comm", e.Context.Comm},
+		{"exe", e.Context.Exe}, {"oldpath", e.Context.OldPath}, {"target", e.Context.Target},
+	} {
+		if !utf8.ValidString(f.v) {
+			return invalid(f.name, "not valid UTF-8")
+		}
+	}
+	for _, a := range e.Attrs {
+		if !utf8.ValidString(a.Key) {
+			return invalid("attrs", "extension attribute name is not valid UTF-8")
+		}
+		if !utf8.ValidString(a.Value) {
+			return invalid(a.Key, "not valid UTF-8")
+		}
+	}
+	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
+		if _, err := scanJSON(e.Data); err != nil {
+			return invalid("data", "not one JSON value (set FlagDataBinary for opaque bytes): %s", fieldMsg(err))
+		}
+	}
+	return nil
+}
+
+// fieldMsg is the message of a *FieldError, or the error's text.
+func fieldMsg(err error) string {
+	if fe, ok := err.(*FieldError); ok {
+		return fe.Msg
+	}
+	return err.Error()
 }
 
 func appendIntField(b []byte, key string, v int64) []byte {
@@ -155,7 +210,7 @@ func appendIntField(b []byte, key string, v int64) []byte {
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as a JSON string, escaping what JSON requires
-// and replacing invalid UTF-8 with U+FFFD.
+// and U+2028/U+2029, and replacing invalid UTF-8 with U+FFFD.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
@@ -184,10 +239,19 @@ func appendJSONString(b []byte, s string) []byte {
 			continue
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
+		switch {
+		case r == utf8.RuneError && size == 1:
 			b = append(b, s[start:i]...)
 			b = append(b, "\ufffd"...)
 			i++
+			start = i
+			continue
+		case r == '\u2028' || r == '\u2029':
+			// Valid JSON raw, but line terminators to JavaScript and to
+			// some line readers.
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
 			start = i
 			continue
 		}
@@ -198,15 +262,48 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // UnmarshalJSON decodes one CloudEvents 1.0 structured-mode JSON object into
-// e, replacing all its fields. specversion must be "1.0" and type present; a
-// missing id or source is left empty for the propagation manager to fill. An
-// id that is a ULID becomes ID; any other id is kept as SourceID. Unknown
-// extension attributes become Attrs in document order (numbers, booleans
-// and other non-strings as their JSON text); a repeated key keeps its last
-// value. Errors are *FieldError naming the field.
+// e, replacing all its fields. As CloudEvents 1.0 requires, specversion must
+// be "1.0" and id, source and type present and not empty (ParseDraft
+// accepts an event without id and source). An id that is a ULID becomes ID;
+// any other id is kept as SourceID. Unknown extension attributes become
+// Attrs in document order (numbers, booleans and other non-strings as their
+// compact JSON text); a repeated key keeps its last value.
+//
+// The input must be valid JSON of valid Unicode text: invalid UTF-8 and \u
+// escapes of lone surrogates are refused, never replaced. Data is kept
+// compact (insignificant whitespace removed, U+2028/U+2029 escaped). Errors
+// are *FieldError naming the field.
 func (e *Event) UnmarshalJSON(data []byte) error {
+	return e.unmarshal(data, true)
+}
+
+// ParseDraft decodes one structured-mode object as UnmarshalJSON does,
+// except that id and source may be missing. It reads events that a
+// producer's tools complete (Complete) before they send them; what comes
+// from the network is decoded with UnmarshalJSON.
+func ParseDraft(data []byte) (*Event, error) {
+	e := new(Event)
+	if err := e.unmarshal(data, false); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Complete gives e what CloudEvents requires and a producer may leave to
+// its tools: a new ID when e has neither ID nor SourceID, and source when
+// e.Source is empty.
+func (e *Event) Complete(source string) {
+	if e.ID.IsZero() && e.SourceID == "" {
+		e.ID = NewID()
+	}
+	if e.Source == "" {
+		e.Source = source
+	}
+}
+
+func (e *Event) unmarshal(data []byte, strict bool) error {
 	s := scanner{b: data}
-	if err := e.decodeObject(&s); err != nil {
+	if err := e.decodeObject(&s, strict); err != nil {
 		return err
 	}
 	if s.peek() != 0 {
@@ -216,7 +313,7 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 }
 
 // ParseJSONBatch decodes a CloudEvents batch (a JSON array of structured
-// events). Errors name the index and field.
+// events, each as UnmarshalJSON requires). Errors name the index and field.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
 	s := scanner{b: data}
 	if err := s.expect('['); err != nil {
@@ -228,7 +325,7 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 	} else {
 		for {
 			ev := new(Event)
-			if err := ev.decodeObject(&s); err != nil {
+			if err := ev.decodeObject(&s, true); err != nil {
 				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
 					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
 				}
@@ -251,14 +348,15 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 	return evs, nil
 }
 
-// decodeObject reads one event object at the scanner's cursor.
-func (e *Event) decodeObject(s *scanner) error {
+// decodeObject reads one event object at the scanner's cursor; strict
+// requires id and source.
+func (e *Event) decodeObject(s *scanner, strict bool) error {
 	*e = Event{}
 	if err := s.expect('{'); err != nil {
 		return err
 	}
 	var specversion, dataB64 string
-	hasSV, hasData, hasB64 := false, false, false
+	hasSV, hasData, hasB64, hasID, hasSource := false, false, false, false, false
 	if s.peek() == '}' {
 		s.i++
 	} else {
@@ -278,7 +376,16 @@ func (e *Event) decodeObject(s *scanner) error {
 			if err := s.expect(':'); err != nil {
 				return err
 			}
+			switch string(key) {
+			case "id":
+				hasID = true
+			case "source":
+				hasSource = true
+			}
 			if err := e.decodeField(s, key, &specversion, &dataB64, &hasSV, &hasData, &hasB64); err != nil {
+				if fe, ok := err.(*FieldError); ok && fe.Field == "" && validKeyText(key) {
+					fe.Field = string(key) // a syntax error inside the field's value
+				}
 				return err
 			}
 			if s.peek() == ',' {
@@ -292,13 +399,19 @@ func (e *Event) decodeObject(s *scanner) error {
 		}
 	}
 	if !hasSV {
-		return invalid("specversion", "required")
+		return invalid("specversion", "required by CloudEvents 1.0")
 	}
 	if specversion != "1.0" {
 		return invalid("specversion", "want \"1.0\", got %q", specversion)
 	}
 	if e.Type == "" {
-		return invalid("type", "required")
+		return invalid("type", "required by CloudEvents 1.0")
+	}
+	if strict && !hasID {
+		return invalid("id", "required by CloudEvents 1.0")
+	}
+	if strict && !hasSource {
+		return invalid("source", "required by CloudEvents 1.0")
 	}
 	if hasData && hasB64 {
 		return invalid("data_base64", "data and data_base64 are mutually exclusive")
@@ -327,7 +440,7 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 		}
 		e.Data, *hasData = nil, false
 		if string(raw) != "null" {
-			e.Data, *hasData = compact(raw), true
+			e.Data, *hasData = appendCompact(nil, raw), true
 		}
 		return nil
 	case "rescan":
@@ -400,7 +513,10 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 	if s.peek() == '"' {
 		var err error
 		if v, err = s.str(); err != nil {
-			return err
+			if fe, ok := err.(*FieldError); ok {
+				return fe
+			}
+			return invalid(string(key), "%v", err)
 		}
 	} else {
 		_, reserved := reservedKeys[string(key)]
@@ -414,7 +530,7 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 		if err != nil {
 			return err
 		}
-		v = string(compact(raw))
+		v = string(appendCompact(nil, raw))
 	}
 	switch string(key) {
 	case "specversion":
@@ -432,6 +548,9 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 			e.SourceID = v
 		}
 	case "source":
+		if v == "" {
+			return invalid("source", "must not be empty")
+		}
 		e.Source = v
 	case "type":
 		e.Type = v

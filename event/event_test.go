@@ -148,6 +148,7 @@ func mustID(t *testing.T, s string) ID {
 }
 
 func TestJSONErrorsNameField(t *testing.T) {
+	const head = `{"specversion":"1.0","id":"1","source":"s",`
 	for _, tc := range []struct{ in, field string }{
 		{`{`, ""},
 		{`[]`, ""},
@@ -155,20 +156,60 @@ func TestJSONErrorsNameField(t *testing.T) {
 		{`{"specversion":"0.3","type":"x"}`, "specversion"},
 		{`{"specversion":"1.0"}`, "type"},
 		{`{"specversion":"1.0","type":5}`, "type"},
-		{`{"specversion":"1.0","type":"x","pid":"abc"}`, "pid"},
-		{`{"specversion":"1.0","type":"x","uid":-1}`, "uid"},
-		{`{"specversion":"1.0","type":"x","time":"yesterday"}`, "time"},
-		{`{"specversion":"1.0","type":"x","priority":"urgent"}`, "priority"},
-		{`{"specversion":"1.0","type":"x","Bad_Key":"v"}`, "Bad_Key"},
-		{`{"specversion":"1.0","type":"x","data":1,"data_base64":"AA=="}`, "data_base64"},
-		{`{"specversion":"1.0","type":"x","data_base64":"!!"}`, "data_base64"},
+		{`{"specversion":"1.0","type":"x","source":"s"}`, "id"},
+		{`{"specversion":"1.0","type":"x","id":"1"}`, "source"},
+		{`{"specversion":"1.0","type":"x","id":"","source":"s"}`, "id"},
+		{`{"specversion":"1.0","type":"x","id":"1","source":""}`, "source"},
+		{head + `"type":"x","pid":"abc"}`, "pid"},
+		{head + `"type":"x","uid":-1}`, "uid"},
+		{head + `"type":"x","time":"yesterday"}`, "time"},
+		{head + `"type":"x","priority":"urgent"}`, "priority"},
+		{head + `"type":"x","Bad_Key":"v"}`, "Bad_Key"},
+		{head + `"type":"x","data":1,"data_base64":"AA=="}`, "data_base64"},
+		{head + `"type":"x","data_base64":"!!"}`, "data_base64"},
+		// Invalid Unicode is refused, never replaced.
+		{head + "\"type\":\"x\",\"subject\":\"a\xffb\"}", "subject"},
+		{head + "\"type\":\"x\",\"subject\":\"\xc3\"}", "subject"},
+		{head + `"type":"x","subject":"\ud800"}`, "subject"},
+		{head + `"type":"x","subject":"\udc00\ud800"}`, "subject"},
+		{head + `"type":"x","subject":"\q"}`, "subject"},
+		{head + "\"type\":\"x\",\"tenant\":\"\xed\xa0\x80\"}", "tenant"},
+		{head + "\"type\":\"x\",\"data\":{\"k\":\"\xff\"}}", "data"},
+		{head + `"type":"x","data":["\ud83d"]}`, "data"},
+		{head + `"type":"x","data":"\x"}`, "data"},
+		{head + `"type":"x","data":{"a":}}`, "data"},
+		{head + "\"type\":\"x\",\"tenant\":[\"\xff\"]}", "tenant"},
 	} {
 		var e Event
 		err := e.UnmarshalJSON([]byte(tc.in))
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field {
-			t.Errorf("UnmarshalJSON(%s) = %v, want a FieldError for %q", tc.in, err, tc.field)
+			t.Errorf("UnmarshalJSON(%q) = %v, want a FieldError for %q", tc.in, err, tc.field)
 		}
+	}
+}
+
+// ParseDraft accepts what a producer's tools complete: no id, no source.
+func TestParseDraftAndComplete(t *testing.T) {
+	e, err := ParseDraft([]byte(`{"specversion":"1.0","type":"a.b","data":{"x": 1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Complete("app://me")
+	if e.ID.IsZero() || e.Source != "app://me" || string(e.Data) != `{"x":1}` {
+		t.Fatalf("completed draft = %+v", e)
+	}
+	var back Event
+	if err := back.UnmarshalJSON(e.AppendJSON(nil)); err != nil {
+		t.Fatalf("completed draft does not decode: %v", err)
+	}
+	e = &Event{SourceID: "mine", Source: "app://x", Type: "a"}
+	e.Complete("app://other")
+	if !e.ID.IsZero() || e.Source != "app://x" {
+		t.Fatalf("Complete changed what was set: %+v", e)
+	}
+	if _, err := ParseDraft([]byte(`{"specversion":"1.0","type":"a.b","id":""}`)); err == nil {
+		t.Fatal("ParseDraft accepted an empty id")
 	}
 }
 
@@ -177,10 +218,17 @@ func TestParseJSONBatch(t *testing.T) {
 	if err != nil || len(evs) != 2 || evs[1].Type != "b" || evs[1].SourceID != "2" {
 		t.Fatalf("ParseJSONBatch = %v, %v", evs, err)
 	}
-	_, err = ParseJSONBatch([]byte(`[{"specversion":"1.0","type":"a"},{"specversion":"1.0"}]`))
-	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "[1].type" {
-		t.Errorf("ParseJSONBatch error = %v, want field [1].type", err)
+	for in, field := range map[string]string{
+		`[{"specversion":"1.0","type":"a","source":"s","id":"1"},{"specversion":"1.0"}]`:                     "[1].type",
+		`[{"specversion":"1.0","type":"a","source":"s","id":"1"},{"specversion":"1.0","type":"a","id":"2"}]`: "[1].source",
+		`[{"specversion":"1.0","type":"a","source":"s"}]`:                                                    "[0].id",
+		`[{"specversion":"1.0","type":"a","source":"s","id":"1","data":"\ud800"}]`:                           "[0].data",
+	} {
+		_, err = ParseJSONBatch([]byte(in))
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("ParseJSONBatch(%s) error = %v, want field %s", in, err, field)
+		}
 	}
 }
 

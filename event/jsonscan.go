@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"unicode/utf16"
@@ -18,7 +17,11 @@ type scanner struct {
 	i int
 }
 
-var errSyntax = errors.New("malformed JSON")
+var (
+	errSyntax    = errors.New("malformed JSON")
+	errBadUTF8   = errors.New("not valid UTF-8")
+	errSurrogate = errors.New("lone surrogate in \\u escape")
+)
 
 func (s *scanner) ws() {
 	for s.i < len(s.b) {
@@ -53,7 +56,9 @@ func (s *scanner) errorf(msg string) error {
 
 // rawString returns the bytes between the quotes of the string at the
 // cursor and whether it contains escapes or non-ASCII bytes (then it must
-// go through str to be decoded).
+// go through str to be decoded). It refuses what is not a valid JSON
+// string of Unicode text: raw control characters, unknown escapes, invalid
+// UTF-8 and \u escapes of lone surrogates.
 func (s *scanner) rawString() (raw []byte, plain bool, err error) {
 	if s.peek() != '"' {
 		return nil, false, s.errorf("want a string")
@@ -70,17 +75,59 @@ func (s *scanner) rawString() (raw []byte, plain bool, err error) {
 			return raw, plain, nil
 		case c == '\\':
 			plain = false
-			s.i += 2
+			if err := s.escape(); err != nil {
+				return nil, false, err
+			}
 		case c < 0x20:
 			return nil, false, s.errorf("control character in string")
 		case c >= utf8.RuneSelf:
 			plain = false
-			s.i++
+			r, size := utf8.DecodeRune(s.b[s.i:])
+			if r == utf8.RuneError && size == 1 {
+				return nil, false, s.errorf("invalid UTF-8 in string")
+			}
+			s.i += size
 		default:
 			s.i++
 		}
 	}
 	return nil, false, s.errorf("unterminated string")
+}
+
+// escape checks the escape sequence at the cursor (a backslash) and moves
+// past it. A \u escape of a high surrogate must be followed by one of a
+// low surrogate, and a low surrogate must not stand alone.
+func (s *scanner) escape() error {
+	if s.i+1 >= len(s.b) {
+		return s.errorf("unterminated string")
+	}
+	switch s.b[s.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		s.i += 2
+		return nil
+	case 'u':
+	default:
+		return s.errorf("unknown escape in string")
+	}
+	r, ok := hex4(s.b[min(s.i+2, len(s.b)):])
+	if !ok {
+		return s.errorf("bad \\u escape in string")
+	}
+	s.i += 6
+	switch {
+	case r >= 0xDC00 && r <= 0xDFFF:
+		return s.errorf("lone surrogate in \\u escape")
+	case r >= 0xD800 && r <= 0xDBFF:
+		if s.i+6 > len(s.b) || s.b[s.i] != '\\' || s.b[s.i+1] != 'u' {
+			return s.errorf("lone surrogate in \\u escape")
+		}
+		r2, ok := hex4(s.b[s.i+2:])
+		if !ok || r2 < 0xDC00 || r2 > 0xDFFF {
+			return s.errorf("lone surrogate in \\u escape")
+		}
+		s.i += 6
+	}
+	return nil
 }
 
 // str reads a string value.
@@ -95,15 +142,19 @@ func (s *scanner) str() (string, error) {
 	return unquote(raw)
 }
 
-// unquote decodes the body of a JSON string with escapes; invalid UTF-8 is
-// replaced with U+FFFD as encoding/json does.
+// unquote decodes the body of a JSON string that rawString accepted (so
+// its escapes are well formed and its UTF-8 valid); it still refuses what
+// rawString would, for callers with other input.
 func unquote(raw []byte) (string, error) {
 	out := make([]byte, 0, len(raw))
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRune(raw[i:])
-			out = utf8.AppendRune(out, r) // RuneError for invalid bytes
+			if r == utf8.RuneError && size == 1 {
+				return "", errBadUTF8
+			}
+			out = append(out, raw[i:i+size]...)
 			i += size
 			continue
 		}
@@ -139,17 +190,16 @@ func unquote(raw []byte) (string, error) {
 			i += 6
 			if utf16.IsSurrogate(r) {
 				if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-					out = utf8.AppendRune(out, utf8.RuneError)
-					continue
+					return "", errSurrogate
 				}
-				if r2, ok := hex4(raw[i+2 : i+6]); ok {
-					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
-						out = utf8.AppendRune(out, dec)
-						i += 6
-						continue
-					}
+				r2, ok := hex4(raw[i+2 : i+6])
+				dec := utf16.DecodeRune(r, r2)
+				if !ok || dec == utf8.RuneError {
+					return "", errSurrogate
 				}
-				r = utf8.RuneError
+				out = utf8.AppendRune(out, dec)
+				i += 6
+				continue
 			}
 			out = utf8.AppendRune(out, r)
 			continue
@@ -314,13 +364,78 @@ func (s *scanner) number() error {
 	return nil
 }
 
-// compact returns raw without insignificant whitespace (a copy).
-func compact(raw []byte) []byte {
-	if !bytes.ContainsAny(raw, " \t\r\n") {
-		return bytes.Clone(raw)
+// appendCompact appends the JSON text raw, which the scanner accepted, to
+// dst without insignificant whitespace and with U+2028 and U+2029 escaped,
+// so that it holds no line break of any kind.
+func appendCompact(dst, raw []byte) []byte {
+	inStr := false
+	start := 0
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if inStr {
+			switch {
+			case c == '\\':
+				i++ // the escaped byte cannot end the string
+			case c == '"':
+				inStr = false
+			case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
+				dst = append(dst, raw[start:i]...)
+				dst = append(dst, `\u202`...)
+				dst = append(dst, hexDigits[raw[i+2]&0xf])
+				i += 2
+				start = i + 1
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case ' ', '\t', '\r', '\n':
+			dst = append(dst, raw[start:i]...)
+			start = i + 1
+		}
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(raw))
-	_ = json.Compact(&buf, raw) // raw was validated by skip
-	return buf.Bytes()
+	return append(dst, raw[start:]...)
+}
+
+// isCompact reports whether raw, which the scanner accepted, is already
+// what appendCompact would make of it.
+func isCompact(raw []byte) bool {
+	for i, c := range raw {
+		switch {
+		case c == ' ', c == '\t', c == '\r', c == '\n':
+			return false
+		case c == 0xE2 && i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9):
+			return false
+		}
+	}
+	return true
+}
+
+// scanJSON checks that data is exactly one JSON value (surrounding
+// whitespace allowed) of valid Unicode text and returns the value's text.
+func scanJSON(data []byte) ([]byte, error) {
+	s := scanner{b: data}
+	v, err := s.value()
+	if err != nil {
+		return nil, err
+	}
+	if s.peek() != 0 {
+		return nil, s.errorf("trailing data after the value")
+	}
+	return v, nil
+}
+
+// validKeyText reports whether key is printable ASCII of a sensible length,
+// fit to be named in an error.
+func validKeyText(key []byte) bool {
+	if len(key) == 0 || len(key) > 64 {
+		return false
+	}
+	for _, c := range key {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -1,7 +1,6 @@
 package event
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -93,8 +92,11 @@ func validAttrKey(k string) bool {
 
 // Validate checks e against lim (DefaultLimits where a limit is zero) and
 // returns a *FieldError naming the first bad field. It checks what a producer
-// controls: type syntax, sizes, attribute names; ID and Time may be unset
-// (the propagation manager fills them).
+// controls: type syntax, sizes, attribute names, that strings are valid
+// UTF-8 and that JSON data is one JSON value of valid Unicode text; ID,
+// Source and Time may be unset (the propagation manager fills them for
+// events published in process; the CloudEvents decoders require id and
+// source on the wire).
 func (e *Event) Validate(lim Limits) error {
 	if lim.MaxData <= 0 {
 		lim.MaxData = DefaultLimits.MaxData
@@ -129,8 +131,10 @@ func (e *Event) Validate(lim Limits) error {
 	if len(e.Data) > lim.MaxData {
 		return tooLarge("data", len(e.Data), lim.MaxData)
 	}
-	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 && !json.Valid(e.Data) {
-		return invalid("data", "not a JSON value (opaque bytes need FlagDataBinary)")
+	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
+		if _, err := scanJSON(e.Data); err != nil {
+			return invalid("data", "not one JSON value (opaque bytes need FlagDataBinary): %s", fieldMsg(err))
+		}
 	}
 	if e.Priority < PriorityBulk || e.Priority > PriorityCritical {
 		return invalid("priority", "unknown priority %d", e.Priority)
