@@ -117,32 +117,10 @@ func firstNonSpace(b []byte) byte {
 	return 0
 }
 
-// fromBinaryMode builds an event from ce-* headers and the body as data.
-func fromBinaryMode(h http.Header, mt, ct string, body []byte) (*event.Event, error) {
-	obj := make(map[string]string)
-	for k, vs := range h {
-		lk := strings.ToLower(k)
-		if name, ok := strings.CutPrefix(lk, "ce-"); ok && len(vs) > 0 {
-			obj[name] = vs[0]
-		}
-	}
-	// Reuse the structured decoder: headers are strings; it accepts numeric
-	// strings for numeric extensions.
-	js, _ := json.Marshal(obj)
-	ev := new(event.Event)
-	if err := ev.UnmarshalJSON(js); err != nil {
-		return nil, err
-	}
-	if ct != "" {
-		ev.DataContentType = ct
-	}
-	if len(body) > 0 {
-		ev.Data = body
-		if !isJSONMedia(mt) {
-			ev.Flags |= event.FlagDataBinary
-		}
-	}
-	return ev, nil
+// fromBinaryMode builds an event from ce-* headers and the body as data
+// (event.ParseBinaryMode: a JSON Content-Type requires a JSON body).
+func fromBinaryMode(h http.Header, _, _ string, body []byte) (*event.Event, error) {
+	return event.ParseBinaryMode(h, body)
 }
 
 func jsonQuote(s string) string {
