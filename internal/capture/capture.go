@@ -5,6 +5,8 @@
 package capture
 
 import (
+	"errors"
+	"syscall"
 	"time"
 
 	"github.com/semprop/semprop/event"
@@ -25,7 +27,7 @@ const (
 	KindRmdir         // a directory was removed
 	KindLink          // a hard link Path to OldPath was made
 	KindSymlink       // a symbolic link Path -> Target was made
-	KindOverflow      // the kernel queue overflowed: events were lost and a rescan follows
+	KindOverflow      // events were lost (Reason says why) and a rescan follows
 	KindRescan        // summary of a rescan (Count = changes found)
 	kindCount
 )
@@ -82,8 +84,39 @@ type Op struct {
 	Mode   uint32
 
 	Rescan bool   // synthesized by a rescan after an overflow
-	Count  int64  // KindOverflow / KindRescan: how many (lost, changed)
+	Count  int64  // KindOverflow / KindRescan: how many (lost, changed); 0 on an overflow: not known
+	Reason string // KindOverflow: why events were lost (ReasonQueue, ReasonEMFILE, …)
 	Raw    uint64 // the boundary's own op code(s), e.g. fanotify mask bits; for diagnostics
+}
+
+// Reasons a boundary lost events, as KindOverflow ops carry them in Reason.
+// Every loss, whatever its cause, is reported as a KindOverflow op; a
+// boundary that can rescan follows it with one.
+const (
+	ReasonQueue   = "queue"   // the kernel's event queue overflowed
+	ReasonEMFILE  = "emfile"  // the process had no free file descriptor
+	ReasonENFILE  = "enfile"  // the system had no free file descriptor
+	ReasonENOMEM  = "enomem"  // the kernel had no memory for the request
+	ReasonResolve = "resolve" // a directory handle could not be resolved for another reason
+	ReasonRead    = "read"    // reading the kernel queue failed
+	ReasonParse   = "parse"   // the kernel sent a record that could not be decoded
+	ReasonWatch   = "watch"   // a directory could not be watched (inotify watch limit)
+	ReasonRescan  = "rescan"  // a rescan could not read part of the tree
+	ReasonPublish = "publish" // events were given up after publishing failed
+)
+
+// ReasonOf names the loss an error caused: ReasonEMFILE, ReasonENFILE or
+// ReasonENOMEM for those errnos (wrapped or not), else def.
+func ReasonOf(err error, def string) string {
+	switch {
+	case errors.Is(err, syscall.EMFILE):
+		return ReasonEMFILE
+	case errors.Is(err, syscall.ENFILE):
+		return ReasonENFILE
+	case errors.Is(err, syscall.ENOMEM):
+		return ReasonENOMEM
+	}
+	return def
 }
 
 // Sink receives ops from a boundary. The sink owns op after Emit returns
