@@ -14,7 +14,7 @@ import (
 func outsideBuffer(n int) (*fanBackend, []byte) {
 	w := &Watcher{root: "/watched", log: slog.New(slog.DiscardHandler)}
 	w.t = newTracker(w.root, capture.SinkFunc(func(*capture.Op) {}), &w.c, 0, w.log)
-	f := &fanBackend{w: w, res: newResolver(-1, w.t, &w.c), procs: newProcCache(&w.c)}
+	f := &fanBackend{w: w, res: newResolver(-1, nil, w.t, &w.c), procs: newProcCache(nil, &w.c)}
 	f.res.cache[string(fidBytes(10))] = &dirInfo{path: "/var/log", inside: false}
 	var b buf
 	for i := range n {

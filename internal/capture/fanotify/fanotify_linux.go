@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/internal/capture"
 )
 
 // The group and mark, as this kernel (6.18) accepts them; see doc.go.
@@ -61,8 +63,8 @@ func newFanotify(w *Watcher, unlimited bool) (*fanBackend, error) {
 		w:       w,
 		gfd:     gfd,
 		mountFD: mfd,
-		res:     newResolver(mfd, w.t, &w.c),
-		procs:   newProcCache(&w.c),
+		res:     newResolver(mfd, w.t.fds, w.t, &w.c),
+		procs:   newProcCache(w.t.fds, &w.c),
 	}, nil
 }
 
@@ -84,6 +86,7 @@ func (f *fanBackend) handle(buf []byte, now time.Time) {
 		if err != nil {
 			f.w.c.parseErrors.Add(1)
 			f.w.log.Error("fanotify: dropping the rest of a read buffer", "err", err)
+			f.w.t.lose(capture.ReasonParse, 1) // at least one record
 			return
 		}
 		if !ok {
@@ -91,6 +94,37 @@ func (f *fanBackend) handle(buf []byte, now time.Time) {
 		}
 		f.w.c.eventsRead.Add(1)
 		f.event(&ev, now)
+	}
+}
+
+// lost returns the first of a and b that is a loss: an error other than
+// the directory having been deleted.
+func lost(a, b error) error {
+	switch {
+	case a != nil && a != errGone:
+		return a
+	case b != nil && b != errGone:
+		return b
+	}
+	return nil
+}
+
+// lose reports a record that could not be resolved though its directory may
+// exist: the ops it stood for are lost, and a rescan must find them.
+func (f *fanBackend) lose(err error, ev *rawEvent) {
+	reason := capture.ReasonOf(err, capture.ReasonResolve)
+	if err == errBadRecord {
+		reason = capture.ReasonParse
+	}
+	f.w.t.lose(reason, 1)
+	if ev.Mask&maskRename != 0 && ev.Mask&maskOnDir != 0 {
+		// The cache may hold the renamed directory, or directories below
+		// it, under their old paths: start afresh.
+		clear(f.res.cache)
+		f.w.c.cacheResets.Add(1)
+	}
+	if f.w.log.Enabled(context.Background(), slog.LevelDebug) {
+		f.w.log.Debug("fanotify: record lost", "reason", reason, "err", err, "mask", fmt.Sprintf("%#x", ev.Mask), "pid", ev.PID)
 	}
 }
 
@@ -104,6 +138,7 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 	}
 	if ev.Bad != nil {
 		f.w.c.parseErrors.Add(1)
+		f.w.t.lose(capture.ReasonParse, 1)
 		return
 	}
 	t := f.w.t
@@ -113,8 +148,13 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 	}
 	dir := ev.Mask&maskOnDir != 0
 	if ev.Mask&maskRename != 0 {
-		od, ok1 := f.res.dir(ev.OldDFID)
-		nd, ok2 := f.res.dir(ev.NewDFID)
+		od, err1 := f.res.dir(ev.OldDFID)
+		nd, err2 := f.res.dir(ev.NewDFID)
+		if err := lost(err1, err2); err != nil {
+			f.lose(err, ev)
+			return
+		}
+		ok1, ok2 := err1 == nil, err2 == nil
 		if !ok1 && !ok2 {
 			f.w.c.unresolved.Add(1)
 			return
@@ -141,10 +181,14 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 		f.w.c.nameless.Add(1)
 		return
 	}
-	d, ok := f.res.dir(ev.DFID)
-	if !ok {
+	d, err := f.res.dir(ev.DFID)
+	if err != nil {
 		if dir && ev.Mask&maskDelete != 0 {
 			f.res.forget(ev.FID)
+		}
+		if err != errGone {
+			f.lose(err, ev)
+			return
 		}
 		// A record in a directory deleted since (and not learnt).
 		f.w.c.unresolved.Add(1)

@@ -2,11 +2,14 @@ package fanotify
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/internal/capture"
 )
 
 const inotifyMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE |
@@ -43,6 +46,7 @@ func newInotify(w *Watcher) (*inBackend, error) {
 	}
 	// Index the tree and watch every directory in one walk.
 	t := w.t
+	t.sawDir = b.rewatch
 	var st unix.Stat_t
 	if unix.Lstat(t.root, &st) == nil {
 		t.index[t.root] = entryOf(&st)
@@ -50,16 +54,24 @@ func newInotify(w *Watcher) (*inBackend, error) {
 	t.walk(t.root, func(p string, st *unix.Stat_t) {
 		t.index[p] = entryOf(st)
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if err := b.watch(p); err != nil {
+			if err := b.watch(p); err != nil && !vanished(errors.Unwrap(err)) {
 				w.log.Warn("fanotify: inotify watch failed", "path", p, "err", err)
+				t.lose(capture.ReasonOf(err, capture.ReasonWatch), 0) // reported when Run starts
 			}
 		}
-	})
+	}, b.walkFailed)
 	return b, nil
 }
 
+// walkFailed notes a directory the walk could not read: what is in it is
+// not watched, so its changes are lost until a rescan.
+func (b *inBackend) walkFailed(p string, err error) {
+	b.w.log.Warn("fanotify: cannot read part of the watched tree", "path", p, "err", err)
+	b.w.t.lose(capture.ReasonOf(err, capture.ReasonWatch), 0)
+}
+
 func (b *inBackend) watch(dir string) error {
-	wd, err := unix.InotifyAddWatch(b.ifd, dir, inotifyMask)
+	wd, err := addWatch(b.ifd, dir, inotifyMask)
 	if err != nil {
 		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
 	}
@@ -102,6 +114,7 @@ func (b *inBackend) handle(buf []byte, now time.Time) {
 		n := binary.NativeEndian.Uint32(buf[12:16])
 		if uint64(n) > uint64(len(buf)-unix.SizeofInotifyEvent) {
 			b.w.c.parseErrors.Add(1)
+			b.w.t.lose(capture.ReasonParse, 1)
 			return
 		}
 		name := buf[unix.SizeofInotifyEvent : unix.SizeofInotifyEvent+int(n)]
@@ -193,13 +206,18 @@ func (b *inBackend) event(wd int32, mask, cookie uint32, name []byte) {
 // suppressed by the index.
 func (b *inBackend) addTree(dir string, report bool) {
 	if err := b.watch(dir); err != nil {
+		if !vanished(errors.Unwrap(err)) {
+			b.watchFailed(err)
+		}
 		return // vanished already; its delete follows
 	}
 	t := b.w.t
 	t.walk(dir, func(p string, st *unix.Stat_t) {
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 		if isDir {
-			b.watch(p)
+			if err := b.watch(p); err != nil && !vanished(errors.Unwrap(err)) {
+				b.watchFailed(err)
+			}
 		}
 		if !report {
 			t.index[p] = entryOf(st)
@@ -213,7 +231,28 @@ func (b *inBackend) addTree(dir string, report bool) {
 		if e := t.index[p]; e != nil {
 			e.rescanned = true // its own IN_CLOSE_WRITE may follow: a duplicate if nothing changed
 		}
-	})
+	}, b.walkFailed)
+}
+
+// rewatch watches a directory a rescan found that has no watch: one made
+// while its events were lost, or one whose watch failed before.
+func (b *inBackend) rewatch(p string) {
+	if _, ok := b.byP[p]; ok {
+		return
+	}
+	if err := b.watch(p); err != nil && !vanished(errors.Unwrap(err)) {
+		b.watchFailed(err)
+	}
+}
+
+// watchFailed notes a directory that could not be watched (the watch limit,
+// fs.inotify.max_user_watches, or no memory): its changes are not seen.
+// The loss is reported, and the rescan that follows reports what the
+// directory holds then; changes in it after that are not seen either, until
+// a watch can be added.
+func (b *inBackend) watchFailed(err error) {
+	b.w.log.Warn("fanotify: inotify watch failed", "err", err)
+	b.w.t.lose(capture.ReasonOf(err, capture.ReasonWatch), 0)
 }
 
 // unwatch removes the watches on dir and below (it left the tree).

@@ -3,6 +3,7 @@ package fanotify
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,14 +74,19 @@ type Stats struct {
 	Reads       uint64            // read(2) calls that returned data
 	Ops         map[string]uint64 // ops emitted, by event type ("fs.create", …)
 	OpsTotal    uint64
-	Overflows   uint64 // queue overflows seen (FAN_Q_OVERFLOW / IN_Q_OVERFLOW)
-	Rescans     uint64 // rescans run
-	RescanFound uint64 // changes the rescans found (ops with Rescan set)
-	Drained     uint64 // bytes read from the kernel queue during rescans, processed after them
+	Overflows   uint64            // queue overflows seen (FAN_Q_OVERFLOW / IN_Q_OVERFLOW)
+	Losses      map[string]uint64 // fs.overflow ops emitted, by reason ("queue", "emfile", …; see capture.Reason*)
+	LostRecords uint64            // kernel records known lost to errors (reported in fs.overflow ops; queue overflows do not say how many)
+	Rescans     uint64            // rescans run
+	RescanFound uint64            // changes the rescans found (ops with Rescan set)
+	Drained     uint64            // bytes read from the kernel queue during rescans, processed after them
 
 	HandleHits   uint64 // directory handle → path cache hits
 	HandleMisses uint64 // … misses (open_by_handle_at + readlink)
 	HandleStale  uint64 // handles that could no longer be opened (deleted directory)
+	HandleErrors uint64 // handles that could not be resolved for another reason (no descriptor, no memory, …): their records are lost and reported
+	ReserveUsed  uint64 // opens that succeeded only with the reader's spare descriptor (the process had none left)
+	RescanErrors uint64 // parts of the tree a rescan could not read (another rescan follows)
 	CacheResets  uint64 // the handle cache outgrew its bound and was cleared
 	ProcHits     uint64 // pid → comm/exe cache hits (start time verified)
 	ProcMisses   uint64 // … misses and pid reuse refreshes
@@ -105,6 +111,21 @@ type counters struct {
 	outside, unresolved, suppressed   atomic.Uint64
 	nameless                          atomic.Uint64
 	parseErrors, watches              atomic.Uint64
+	lostRecords, handleErrors         atomic.Uint64
+	reserveUsed, rescanErrors         atomic.Uint64
+
+	lossMu sync.Mutex
+	losses map[string]uint64 // by reason
+}
+
+// addLoss counts an fs.overflow op of reason.
+func (c *counters) addLoss(reason string) {
+	c.lossMu.Lock()
+	if c.losses == nil {
+		c.losses = make(map[string]uint64)
+	}
+	c.losses[reason]++
+	c.lossMu.Unlock()
 }
 
 func (c *counters) snapshot(mode string) Stats {
@@ -130,7 +151,17 @@ func (c *counters) snapshot(mode string) Stats {
 		Suppressed:     c.suppressed.Load(),
 		ParseErrors:    c.parseErrors.Load(),
 		Watches:        c.watches.Load(),
+		LostRecords:    c.lostRecords.Load(),
+		HandleErrors:   c.handleErrors.Load(),
+		ReserveUsed:    c.reserveUsed.Load(),
+		RescanErrors:   c.rescanErrors.Load(),
+		Losses:         make(map[string]uint64),
 	}
+	c.lossMu.Lock()
+	for r, n := range c.losses {
+		s.Losses[r] = n
+	}
+	c.lossMu.Unlock()
 	for k := range c.ops {
 		if n := c.ops[k].Load(); n > 0 {
 			s.Ops[capture.Kind(k).String()] = n

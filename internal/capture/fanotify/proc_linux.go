@@ -2,7 +2,6 @@ package fanotify
 
 import (
 	"bytes"
-	"os"
 	"strconv"
 	"time"
 
@@ -32,11 +31,29 @@ type procInfo struct {
 type procCache struct {
 	m   map[int32]*procInfo
 	c   *counters
+	fds *fdReserve
 	buf []byte
 }
 
-func newProcCache(c *counters) *procCache {
-	return &procCache{m: make(map[int32]*procInfo), c: c, buf: make([]byte, 1024)}
+func newProcCache(fds *fdReserve, c *counters) *procCache {
+	return &procCache{m: make(map[int32]*procInfo), c: c, fds: fds, buf: make([]byte, 4096)}
+}
+
+// read reads the start of a small /proc file into pc.buf, with a descriptor
+// from the reserve if need be.
+func (pc *procCache) read(path string) ([]byte, bool) {
+	fd, err := pc.fds.open(func() (int, error) {
+		return openAt(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	})
+	if err != nil {
+		return nil, false
+	}
+	n, err := unix.Read(fd, pc.buf)
+	pc.fds.close(fd)
+	if err != nil || n <= 0 {
+		return nil, false
+	}
+	return pc.buf[:n], true
 }
 
 // lookup returns the actor for pid. A process that has exited leaves Comm
@@ -78,8 +95,8 @@ func (pc *procCache) lookup(pid int32, now time.Time) *actor {
 // ids reads the effective uid and gid from /proc/PID/status. They are read
 // once per process (a later setuid is not followed).
 func (pc *procCache) ids(pid int32) (uid, gid uint32, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/status")
-	if err != nil {
+	b, ok := pc.read("/proc/" + strconv.Itoa(int(pid)) + "/status")
+	if !ok {
 		return 0, 0, false
 	}
 	return parseStatusIDs(b)
@@ -114,16 +131,11 @@ func parseStatusIDs(b []byte) (uid, gid uint32, ok bool) {
 
 // stat reads comm and the start time from /proc/PID/stat.
 func (pc *procCache) stat(pid int32) (start uint64, comm string, ok bool) {
-	fd, err := unix.Open("/proc/"+strconv.Itoa(int(pid))+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	b, ok := pc.read("/proc/" + strconv.Itoa(int(pid)) + "/stat")
+	if !ok {
 		return 0, "", false
 	}
-	n, err := unix.Read(fd, pc.buf)
-	unix.Close(fd)
-	if err != nil || n <= 0 {
-		return 0, "", false
-	}
-	return parseStat(pc.buf[:n])
+	return parseStat(b)
 }
 
 // parseStat extracts comm (field 2) and starttime (field 22) from the

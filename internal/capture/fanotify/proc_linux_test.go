@@ -41,7 +41,7 @@ func TestParseStatusIDs(t *testing.T) {
 
 func TestProcCache(t *testing.T) {
 	var c counters
-	pc := newProcCache(&c)
+	pc := newProcCache(nil, &c)
 	now := time.Now()
 	self := pc.lookup(int32(os.Getpid()), now)
 	exe, _ := os.Executable()

@@ -13,25 +13,49 @@ import (
 
 // walk calls fn for every object below dir (not dir itself), parents before
 // children. It does not follow symbolic links and does not cross into other
-// file systems. Errors (an entry vanishing mid-walk) skip the entry.
-func (t *tracker) walk(dir string, fn func(p string, st *unix.Stat_t)) {
+// file systems. An entry that vanishes mid-walk is skipped; a directory or
+// entry that cannot be read for another reason (no descriptor, no memory, an
+// I/O error) is passed to fail, if set, and skipped with what is below it.
+func (t *tracker) walk(dir string, fn func(p string, st *unix.Stat_t), fail func(p string, err error)) {
 	var dirSt unix.Stat_t
-	if unix.Lstat(dir, &dirSt) != nil {
+	if err := unix.Lstat(dir, &dirSt); err != nil {
+		if !vanished(err) && fail != nil {
+			fail(dir, err)
+		}
 		return
 	}
-	t.walkDev(dir, dirSt.Dev, fn)
+	t.walkDev(dir, dirSt.Dev, fn, fail)
 }
 
-func (t *tracker) walkDev(dir string, dev uint64, fn func(p string, st *unix.Stat_t)) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// vanished reports whether err says a path is gone or no longer a
+// directory: a change the walk races with, not a failure.
+func vanished(err error) bool {
+	return err == unix.ENOENT || err == unix.ENOTDIR || err == unix.ELOOP || err == unix.ESTALE
+}
+
+func (t *tracker) walkDev(dir string, dev uint64, fn func(p string, st *unix.Stat_t), fail func(p string, err error)) {
+	fd, err := t.fds.open(func() (int, error) {
+		return openAt(unix.AT_FDCWD, dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	})
 	if err != nil {
+		if !vanished(err) && fail != nil {
+			fail(dir, err)
+		}
 		return
 	}
-	names := readDirNames(fd)
+	names, err := readDirNames(fd)
+	if err != nil && fail != nil {
+		t.fds.close(fd)
+		fail(dir, err)
+		return
+	}
 	var subdirs []string
 	for _, name := range names {
 		var st unix.Stat_t
-		if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if !vanished(err) && fail != nil {
+				fail(dir+"/"+name, err)
+			}
 			continue
 		}
 		p := dir + "/" + name
@@ -40,35 +64,50 @@ func (t *tracker) walkDev(dir string, dev uint64, fn func(p string, st *unix.Sta
 			subdirs = append(subdirs, p)
 		}
 	}
-	unix.Close(fd)
+	t.fds.close(fd)
 	for _, p := range subdirs {
-		t.walkDev(p, dev, fn)
+		t.walkDev(p, dev, fn, fail)
 	}
 }
 
 // readDirNames returns the entry names of the open directory fd, without
-// "." and "..", sorted.
-func readDirNames(fd int) []string {
+// "." and "..", sorted. On an error the names are incomplete.
+func readDirNames(fd int) ([]string, error) {
 	var names []string
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := unix.Getdents(fd, buf)
-		if err != nil || n <= 0 {
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if err == unix.ENOENT { // the directory was removed: it is empty
+				err = nil
+			}
+			return names, err
+		}
+		if n <= 0 {
 			break
 		}
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 	slices.Sort(names)
-	return names
+	return names, nil
 }
 
-// buildIndex indexes the whole tree under Root (once, at start).
+// buildIndex indexes the whole tree under Root (once, at start). A part
+// that cannot be read is logged: its objects are unknown to the index, so
+// the first records about them are reported as creates.
 func (t *tracker) buildIndex() {
 	var st unix.Stat_t
 	if unix.Lstat(t.root, &st) == nil {
 		t.index[t.root] = entryOf(&st)
 	}
-	t.walk(t.root, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) })
+	t.walk(t.root, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) }, t.logWalkError)
+}
+
+func (t *tracker) logWalkError(p string, err error) {
+	t.log.Warn("fanotify: cannot read part of the watched tree", "path", p, "err", err)
 }
 
 // rescan walks Root, compares what it finds with the index and emits the
@@ -80,6 +119,29 @@ func (t *tracker) rescan() {
 	start := time.Now()
 	t.rescanDue = time.Time{}
 	t.c.rescans.Add(1)
+	// What was lost since the overflow ops that announced this rescan is
+	// reported now, before the rescan's ops: the rescan covers it too.
+	t.lossesBeforeRescan()
+
+	// Parts of the tree the walk could not read: what the index holds
+	// below them is not reported gone (it may well be there), and another
+	// rescan is announced.
+	var failed []string
+	var failErr error
+	fail := func(p string, err error) {
+		failed = append(failed, p)
+		failErr = err
+		t.c.rescanErrors.Add(1)
+		t.log.Warn("fanotify: rescan cannot read part of the tree", "path", p, "err", err)
+	}
+	unread := func(p string) bool {
+		for _, f := range failed {
+			if p == f || (len(p) > len(f) && p[len(f)] == '/' && strings.HasPrefix(p, f)) {
+				return true
+			}
+		}
+		return false
+	}
 
 	seen := make(map[string]struct{}, len(t.index))
 	var changes int64
@@ -120,6 +182,9 @@ func (t *tracker) rescan() {
 			t.drain()
 		}
 		seen[p] = struct{}{}
+		if t.sawDir != nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			t.sawDir(p)
+		}
 		e := t.index[p]
 		switch {
 		case e == nil:
@@ -148,9 +213,9 @@ func (t *tracker) rescan() {
 			t.index[p] = ne
 			emit(capture.KindWrite, p, st, false)
 		}
-	})
+	}, fail)
 	for p := range t.index {
-		if _, ok := seen[p]; !ok {
+		if _, ok := seen[p]; !ok && !unread(p) {
 			gone = append(gone, p)
 		}
 	}
@@ -165,6 +230,12 @@ func (t *tracker) rescan() {
 	t.lastRescan = time.Now() // the backoff gap runs from the end of a rescan
 	t.log.Info("fanotify: rescan after overflow", "root", t.root, "changes", changes,
 		"indexed", len(t.index), "took", t.lastRescan.Sub(start), "next_gap", t.backoff)
+	if failed != nil {
+		// What changed in the unread parts is still unreported: lost
+		// until a later rescan reads them.
+		t.lose(capture.ReasonOf(failErr, capture.ReasonRescan), 0)
+		t.reportLosses()
+	}
 }
 
 // rescanGone emits the delete (or rmdir) of an indexed path a rescan did

@@ -1,6 +1,8 @@
 package fanotify
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -24,6 +26,7 @@ type dirInfo struct {
 // reader goroutine.
 type resolver struct {
 	mountFD int
+	fds     *fdReserve
 	t       *tracker // for inside()
 	c       *counters
 	cache   map[string]*dirInfo
@@ -39,25 +42,36 @@ type resolver struct {
 
 const graveyardLen = 1024
 
-func newResolver(mountFD int, t *tracker, c *counters) *resolver {
-	return &resolver{mountFD: mountFD, t: t, c: c, cache: make(map[string]*dirInfo), buf: make([]byte, unix.PathMax)}
+func newResolver(mountFD int, fds *fdReserve, t *tracker, c *counters) *resolver {
+	return &resolver{mountFD: mountFD, fds: fds, t: t, c: c, cache: make(map[string]*dirInfo), buf: make([]byte, unix.PathMax)}
 }
 
-// dir resolves a directory identifier. ok is false when the directory can
-// no longer be opened (it was deleted) or the identifier is malformed.
-func (r *resolver) dir(fid []byte) (*dirInfo, bool) {
+// errGone says a directory handle names a directory that was deleted: its
+// records describe something that no longer exists, not a loss.
+var errGone = errors.New("fanotify: directory deleted")
+
+// dir resolves a directory identifier. It fails with errGone when the
+// directory was deleted (open_by_handle_at says ESTALE or ENOENT, or the
+// path has " (deleted)"), with errBadRecord for a malformed identifier, and
+// with another error (no descriptor, no memory, …) when it could not be
+// resolved though it may well exist: the caller reports that as a loss.
+func (r *resolver) dir(fid []byte) (*dirInfo, error) {
 	if fid == nil {
-		return nil, false
+		return nil, errBadRecord
 	}
 	if d, ok := r.cache[string(fid)]; ok {
 		r.c.handleHits.Add(1)
-		return d, true
+		return d, nil
 	}
 	r.c.handleMisses.Add(1)
-	p, ok := r.open(fid)
-	if !ok {
-		r.c.stale.Add(1)
-		return nil, false
+	p, err := r.open(fid)
+	if err != nil {
+		if err == errGone {
+			r.c.stale.Add(1)
+		} else {
+			r.c.handleErrors.Add(1)
+		}
+		return nil, err
 	}
 	if len(r.cache) >= maxDirCache {
 		clear(r.cache)
@@ -65,30 +79,42 @@ func (r *resolver) dir(fid []byte) (*dirInfo, bool) {
 	}
 	d := &dirInfo{path: p, inside: r.t.inside(p)}
 	r.cache[string(fid)] = d
-	return d, true
+	return d, nil
 }
 
 // open resolves fid to its current path without the cache.
-func (r *resolver) open(fid []byte) (string, bool) {
+func (r *resolver) open(fid []byte) (string, error) {
 	typ, h, ok := handleOf(fid)
 	if !ok || len(h) == 0 {
-		return "", false
+		return "", errBadRecord
 	}
-	fd, err := unix.OpenByHandleAt(r.mountFD, unix.NewFileHandle(typ, h), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := r.fds.open(func() (int, error) {
+		return openByHandleAt(r.mountFD, unix.NewFileHandle(typ, h), unix.O_PATH|unix.O_CLOEXEC)
+	})
 	if err != nil {
-		return "", false
+		if err == unix.ESTALE || err == unix.ENOENT {
+			return "", errGone
+		}
+		return "", fmt.Errorf("open_by_handle_at: %w", err)
 	}
 	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), r.buf)
-	unix.Close(fd)
-	if err != nil || n <= 0 || n >= len(r.buf) {
-		return "", false
+	r.fds.close(fd)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("readlink of a resolved handle: %w", err)
+	case n <= 0 || n >= len(r.buf):
+		return "", fmt.Errorf("readlink of a resolved handle: %w", errPathLength)
 	}
 	p := string(r.buf[:n])
-	if strings.HasSuffix(p, " (deleted)") || p[0] != '/' {
-		return "", false
+	if strings.HasSuffix(p, " (deleted)") {
+		return "", errGone
 	}
-	return p, true
+	// A path not starting with "/" names no directory in this mount
+	// namespace's tree: it is not inside Root (inside says so).
+	return p, nil
 }
+
+var errPathLength = errors.New("fanotify: path empty or longer than PATH_MAX")
 
 // renamed updates the cache after the directory fid moved from oldPath to
 // newPath: the directory itself and every cached directory below it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,9 +96,28 @@ type tracker struct {
 	// the kernel queue into memory (see Watcher.drain).
 	drain func()
 
+	// sawDir, if set, is called for every directory a rescan walks (the
+	// inotify fallback watches those it does not watch yet).
+	sawDir func(p string)
+
+	// fds lends the reader a descriptor when the process has none left.
+	fds *fdReserve
+
+	// losses are records lost since the last rescan, by reason (see lose);
+	// lossDue says some are not reported yet.
+	losses  map[string]*loss
+	lossDue bool
+
 	base, backoff time.Duration
 	lastRescan    time.Time
 	rescanDue     time.Time // zero: no rescan pending
+}
+
+// loss is what lose accumulated for one reason since the last rescan.
+type loss struct {
+	n         int64 // records lost and not yet reported in an op
+	due       bool  // lost since the last report
+	announced bool  // an overflow op of this reason went out; its rescan is pending
 }
 
 func newTracker(root string, sink capture.Sink, c *counters, backoff time.Duration, log *slog.Logger) *tracker {
@@ -458,36 +478,112 @@ func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64
 			setStat(op, &st, !dir)
 			t.index[newPath] = entryOf(&st)
 			if dir {
-				t.walk(newPath, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) })
+				t.walk(newPath, func(p string, st *unix.Stat_t) { t.index[p] = entryOf(st) }, t.logWalkError)
 			}
 		}
 		t.emit(op)
 	}
 }
 
-// overflow reports a lost-events overflow and schedules a rescan, honouring
-// the backoff.
+// overflow reports a kernel queue overflow and schedules a rescan,
+// honouring the backoff.
 func (t *tracker) overflow(raw uint64) {
 	t.flush()
 	t.c.overflows.Add(1)
-	op := t.newOp(capture.KindOverflow, t.root, true, nil, raw)
-	t.emit(op)
+	t.emitLoss(capture.ReasonQueue, 0, raw)
+}
+
+// lose notes n records (0: an unknown number) lost for reason: an error
+// kept the reader from turning them into ops. Losses are reported as
+// overflow ops with the reason at the end of the read batch (flush, or
+// reportLosses), one per reason until the rescan they announce has run;
+// what is lost meanwhile is reported right before that rescan. Nothing is
+// lost silently.
+func (t *tracker) lose(reason string, n int64) {
+	if t.losses == nil {
+		t.losses = make(map[string]*loss)
+	}
+	l := t.losses[reason]
+	if l == nil {
+		l = &loss{}
+		t.losses[reason] = l
+	}
+	l.n += n
+	l.due = true
+	t.lossDue = true
+	t.c.lostRecords.Add(uint64(n))
+}
+
+// reportLosses emits an overflow op for each reason with losses not yet
+// announced, and schedules the rescan.
+func (t *tracker) reportLosses() {
+	if !t.lossDue {
+		return
+	}
+	t.lossDue = false
+	for _, reason := range t.lossReasons() {
+		l := t.losses[reason]
+		if !l.due || l.announced {
+			continue
+		}
+		t.log.Warn("fanotify: events lost; a rescan follows", "root", t.root, "reason", reason, "records", l.n)
+		t.emitLoss(reason, l.n, 0)
+		l.n, l.due, l.announced = 0, false, true
+	}
+}
+
+// lossesBeforeRescan reports what was lost after the overflow ops that
+// announced the rescan about to run, and starts a new round.
+func (t *tracker) lossesBeforeRescan() {
+	for _, reason := range t.lossReasons() {
+		if l := t.losses[reason]; l.due {
+			t.emitLossOp(reason, l.n, 0)
+		}
+	}
+	clear(t.losses)
+	t.lossDue = false
+}
+
+func (t *tracker) lossReasons() []string {
+	rs := make([]string, 0, len(t.losses))
+	for r := range t.losses {
+		rs = append(rs, r)
+	}
+	slices.Sort(rs)
+	return rs
+}
+
+// emitLoss emits an overflow op and schedules a rescan, honouring the
+// backoff.
+func (t *tracker) emitLoss(reason string, n int64, raw uint64) {
+	t.emitLossOp(reason, n, raw)
 	now := time.Now()
 	switch {
 	case t.lastRescan.IsZero() || now.Sub(t.lastRescan) >= 2*t.backoff:
 		t.backoff = t.base // quiet for a while: back to the base gap
-		t.rescanDue = now
+		if t.rescanDue.IsZero() {
+			t.rescanDue = now
+		}
 	case now.Sub(t.lastRescan) < t.backoff:
 		if t.rescanDue.IsZero() {
 			t.rescanDue = t.lastRescan.Add(t.backoff)
 		}
 		t.backoff = min(2*t.backoff, maxRescanBackoff)
 	default:
-		t.rescanDue = now
+		if t.rescanDue.IsZero() {
+			t.rescanDue = now
+		}
 	}
-	// Records merged before the overflow may have been lost halfway: forget
+	// Records merged before the loss may have been lost halfway: forget
 	// half-open writes, the rescan compares content.
 	clear(t.dirty)
+}
+
+func (t *tracker) emitLossOp(reason string, n int64, raw uint64) {
+	t.c.addLoss(reason)
+	op := t.newOp(capture.KindOverflow, t.root, true, nil, raw)
+	op.Reason, op.Count = reason, n
+	t.emit(op)
 }
 
 // release emits the held rmdir ops of directories that path is not below:
@@ -508,13 +604,17 @@ func (t *tracker) release(path string) {
 	t.held = kept
 }
 
-// flush emits the held ops; called at the end of every read batch.
+// flush emits the held ops and reports losses; called at the end of every
+// read batch.
 func (t *tracker) flush() {
 	for i, op := range t.held {
 		t.emit(op)
 		t.held[i] = nil
 	}
 	t.held = t.held[:0]
+	if t.lossDue {
+		t.reportLosses()
+	}
 }
 
 // idle is called when the kernel queue is empty: every record from before

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/internal/capture"
 )
 
 const (
@@ -20,6 +22,16 @@ const (
 	// memory (about 600,000 fanotify records) before it lets the queue fill.
 	maxPending = 64 << 20
 )
+
+// readRetry is how long the reader waits after a read of the kernel queue
+// failed for want of a resource (descriptors, memory) before it reads again.
+const readRetry = 10 * time.Millisecond
+
+// transient reports whether a failed read of the kernel queue may succeed
+// later: the process or the system was out of descriptors or memory.
+func transient(err error) bool {
+	return err == unix.EMFILE || err == unix.ENFILE || err == unix.ENOMEM || err == unix.ENOBUFS
+}
 
 // backend is one kernel interface (fanotify or inotify) behind a Watcher.
 type backend interface {
@@ -104,6 +116,10 @@ func New(opts Options) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fanotify: eventfd: %w", err)
 	}
+	// Every descriptor the reader needs for good (the group, Root's, the
+	// eventfd) is open from here on; the spare covers the one it opens
+	// for a moment now and then.
+	w.t.fds = newFDReserve(&w.c)
 	if !opts.ForceInotify {
 		be, ferr := newFanotify(w, opts.UnlimitedQueue)
 		if ferr == nil {
@@ -117,6 +133,7 @@ func New(opts Options) (*Watcher, error) {
 	be, err := newInotify(w)
 	if err != nil {
 		unix.Close(w.wakeFD)
+		w.t.fds.release()
 		return nil, fmt.Errorf("fanotify: inotify fallback: %w", err)
 	}
 	w.be, w.mode = be, "inotify"
@@ -176,6 +193,7 @@ func (w *Watcher) releaseLocked() {
 		w.released = true
 		w.be.close()
 		unix.Close(w.wakeFD)
+		w.t.fds.release()
 	}
 }
 
@@ -197,7 +215,12 @@ func (w *Watcher) drain() {
 	fd := w.be.fd()
 	for w.pendingBytes < maxPending {
 		b := make([]byte, readBufSize)
-		n, err := unix.Read(fd, b)
+		n, err := readFD(fd, b)
+		if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+			// Run meets the error again if it lasts.
+			w.t.lose(capture.ReasonOf(err, capture.ReasonRead), 0)
+			return
+		}
 		if n <= 0 || err != nil {
 			return
 		}
@@ -259,10 +282,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var lastData time.Time
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
+	w.gate.Lock()
+	w.t.reportLosses() // noted by New (inotify watches that failed)
+	w.gate.Unlock()
 	for !w.closed.Load() {
 		if due := w.t.rescanPending(); !due.IsZero() && !time.Now().Before(due) {
 			w.gate.Lock()
 			w.t.rescan()
+			w.t.reportLosses() // noted during the rescan
 			w.gate.Unlock()
 		}
 		w.gate.Lock()
@@ -279,7 +306,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.gate.Unlock()
 			continue
 		}
-		n, err := unix.Read(fd, buf)
+		n, err := readFD(fd, buf)
 		if n > 0 {
 			now := time.Now()
 			w.c.reads.Add(1)
@@ -289,16 +316,34 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			lastData, found = now, true
 		}
-		if err == unix.EAGAIN {
+		fatal := false
+		switch err {
+		case nil, unix.EINTR:
+		case unix.EAGAIN:
 			w.be.idle()
+		default:
+			// The records a failed read took off the queue are lost:
+			// report it and rescan (or, if the queue cannot be read any
+			// more, report it and stop).
+			w.t.lose(capture.ReasonOf(err, capture.ReasonRead), 0)
+			w.t.reportLosses()
+			fatal = !transient(err)
 		}
 		w.gate.Unlock()
 		switch {
 		case err == nil || err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-		default:
+		case fatal:
 			return fmt.Errorf("fanotify: read %s queue: %w", w.mode, err)
+		default:
+			w.log.Warn("fanotify: reading the kernel queue failed; retrying", "mode", w.mode, "err", err)
+			nap.Reset(readRetry)
+			select {
+			case <-nap.C:
+			case <-w.stop:
+			}
+			continue
 		}
 		if napping && !found {
 			napping = false // a nap found nothing: block again
