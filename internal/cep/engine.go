@@ -137,7 +137,25 @@ func (e *Engine) Process(ev *event.Event) []Match {
 	if !e.started {
 		e.start(t)
 	}
-	rs := e.dispatch(ev.Type)
+	var rs []int32
+	if len(e.anyType) == 0 {
+		rs = e.byType[ev.Type]
+		if len(rs) == 0 {
+			// The common case: no pattern wants this type. Only the
+			// watermark moves.
+			if t > e.maxTime {
+				e.maxTime = t
+				if w := e.Watermark(); len(e.timers) > 0 && e.timers[0].at < w || len(e.buf) > 0 {
+					e.advance(w)
+				}
+			} else if t < e.Watermark() {
+				e.late++
+			}
+			return e.out
+		}
+	} else {
+		rs = e.dispatch(ev.Type)
+	}
 	if t < e.Watermark() {
 		e.late++
 		for _, i := range rs {
@@ -148,13 +166,11 @@ func (e *Engine) Process(ev *event.Event) []Match {
 	if t > e.maxTime {
 		e.maxTime = t
 	}
-	if len(rs) == 0 {
-		e.advance(e.Watermark())
-		return e.out
-	}
 	if e.opts.Lateness == 0 && len(e.buf) == 0 {
 		// In order: fire what is due before t, then match ev now.
-		e.advance(t)
+		if len(e.timers) > 0 && e.timers[0].at < t {
+			e.advance(t)
+		}
 		e.apply(ev, t, rs)
 		return e.out
 	}

@@ -129,15 +129,21 @@ func (r *rule) purge(w int64) {
 func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 	p := r.p
 	r.purge(t)
-	key := ""
-	if p.By != nil {
-		key = p.By(ev)
+	// The key is computed only when needed: when the event is accepted or
+	// the pattern has state that the event could advance or cancel.
+	keyOf := func() string {
+		if p.By == nil {
+			return ""
+		}
+		return p.By(ev)
 	}
+	var key string
 	switch p.Kind {
 	case KindSingle:
 		if !p.Steps[0].Match(ev, nil) {
 			return
 		}
+		key = keyOf()
 		if p.Cooldown == 0 {
 			e.emit(r, nil, key, []*event.Event{ev}, t)
 			return
@@ -150,6 +156,7 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 		if !p.Steps[0].Match(ev, nil) {
 			return
 		}
+		key = keyOf()
 		ks := r.get(key, t)
 		if p.Distinct != nil {
 			v := p.Distinct(ev)
@@ -188,7 +195,11 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 		r.settle(ks)
 
 	case KindSequence:
-		ks := r.keys[key]
+		var ks *keyState
+		if len(r.keys) > 0 {
+			key = keyOf()
+			ks = r.keys[key]
+		}
 		if ks != nil {
 			if w := int64(p.Within); w > 0 {
 				drop := 0
@@ -221,6 +232,9 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 			}
 		}
 		if p.Steps[0].Match(ev, nil) {
+			if ks == nil {
+				key = keyOf()
+			}
 			ks = r.get(key, t)
 			if len(ks.parts) >= r.limits.MaxPartials {
 				ks.parts[0] = partial{}
@@ -236,7 +250,11 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 		}
 
 	case KindNotFollowedBy:
-		ks := r.keys[key]
+		var ks *keyState
+		if len(r.keys) > 0 {
+			key = keyOf()
+			ks = r.keys[key]
+		}
 		if ks != nil {
 			n := 0
 			for i, trig := range ks.evs {
@@ -249,6 +267,9 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 			ks.evs = ks.evs[:n]
 		}
 		if p.Steps[0].Match(ev, nil) {
+			if ks == nil {
+				key = keyOf()
+			}
 			ks = r.get(key, t)
 			if len(ks.evs) >= r.limits.MaxPartials {
 				ks.evs = ks.evs[:copy(ks.evs, ks.evs[1:])]
@@ -264,6 +285,7 @@ func (e *Engine) step(r *rule, ev *event.Event, t int64) {
 		if !p.Steps[0].Match(ev, nil) {
 			return
 		}
+		key = keyOf()
 		ks := r.get(key, t)
 		ks.evs = append(ks.evs[:0], ev)
 		d := t + int64(p.Within)
