@@ -2,14 +2,17 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -27,13 +30,29 @@ type consumerSpec struct {
 	Owner      string `json:"owner,omitempty"` // the token that created it; set by the server
 }
 
-// consumers keeps the durable consumers the API has open.
+// consumers keeps the durable consumers the API has open, by stored name.
 type consumers struct {
-	mu   sync.Mutex
+	mu   sync.Mutex // also serializes creation, so max_consumers holds
 	open map[string]*propagate.Consumer
 }
 
-func (s *Server) openConsumer(spec consumerSpec, meta json.RawMessage) (*propagate.Consumer, *apiError) {
+// consumerName is what a client may call a durable consumer.
+var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// storedName is the name a token's consumer is stored under. Each token
+// has its own namespace: with tokens configured the name is suffixed with
+// a digest of the owner's name, so two tokens may both have a consumer
+// "jobs" and neither learns that the other has one. Without tokens the
+// name is stored as is.
+func (s *Server) storedName(owner, name string) string {
+	if !s.opts.Auth.Enabled() {
+		return name
+	}
+	h := sha256.Sum256([]byte(owner))
+	return name + "--" + hex.EncodeToString(h[:6])
+}
+
+func (s *Server) openConsumer(stored string, spec consumerSpec, meta json.RawMessage) (*propagate.Consumer, *apiError) {
 	var m propagate.Matcher = propagate.MatchAll
 	if spec.Type != "" || spec.Path != "" || spec.Filter != "" {
 		cs, err := route.ParseSelector(spec.Type, spec.Path, spec.Filter)
@@ -42,14 +61,14 @@ func (s *Server) openConsumer(spec consumerSpec, meta json.RawMessage) (*propaga
 		}
 		m = cs
 	}
-	// A consumer only ever holds what its owner may see.
+	// A consumer only ever holds what its owner may see, and its selector
+	// sees events as the owner does (after redaction): a stored selector
+	// on a hidden field cannot probe it either.
 	owner, ok := s.opts.Auth.Lookup(spec.Owner)
 	if !ok {
 		return nil, &apiError{Field: "owner", Error: "the token that owns consumer " + spec.Name + " no longer exists"}
 	}
-	if owner != auth.Anonymous {
-		m = both{owner, m}
-	}
+	m = owner.Select(m)
 	var wait time.Duration
 	if spec.AckWait != "" {
 		d, err := time.ParseDuration(spec.AckWait)
@@ -59,7 +78,7 @@ func (s *Server) openConsumer(spec consumerSpec, meta json.RawMessage) (*propaga
 		wait = d
 	}
 	c, err := s.m.Consumer(propagate.ConsumerOptions{
-		Name: spec.Name, Matcher: m, AckWait: wait, MaxDeliver: spec.MaxDeliver, StartSeq: spec.StartSeq, Meta: meta,
+		Name: stored, Matcher: m, AckWait: wait, MaxDeliver: spec.MaxDeliver, StartSeq: spec.StartSeq, Meta: meta,
 	})
 	if err != nil {
 		return nil, &apiError{Field: "name", Error: err.Error()}
@@ -80,83 +99,160 @@ func (s *Server) storedSpec(name string) (consumerSpec, int, *apiError) {
 	return spec, 0, nil
 }
 
-// mayUse reports whether the caller may use the consumer with this spec:
-// its owner or an admin.
-func mayUse(r *http.Request, spec consumerSpec) (int, *apiError) {
+// resolve finds the consumer a request names: the caller's own (in its
+// namespace, or stored before namespaces with the caller as owner); an
+// admin may also name another token's consumer, with ?owner=TOKEN when
+// several tokens have one of that name. Another token's consumer is "not
+// found" to everyone else: nothing tells whether it exists.
+func (s *Server) resolve(r *http.Request, name string) (stored string, spec consumerSpec, status int, aerr *apiError) {
 	p := principal(r)
-	if p.Admin() || p.Name == spec.Owner {
-		return 0, nil
+	notFound := &apiError{Field: "name", Error: "no consumer " + strconv.Quote(name)}
+	if !consumerName.MatchString(name) {
+		return "", spec, http.StatusNotFound, notFound
 	}
-	return http.StatusForbidden, &apiError{Field: "name", Error: "consumer " + spec.Name + " belongs to another token"}
+	candidates := []string{s.storedName(p.Name, name)}
+	if s.opts.Auth.Enabled() {
+		candidates = append(candidates, name) // stored before namespaces
+	}
+	for _, id := range candidates {
+		if sp, _, err := s.storedSpec(id); err == nil && sp.Owner == p.Name {
+			return id, sp, 0, nil
+		}
+	}
+	if !p.Admin() {
+		return "", spec, http.StatusNotFound, notFound
+	}
+	owner := r.URL.Query().Get("owner")
+	ids, err := s.m.ConsumerNames()
+	if err != nil {
+		return "", spec, http.StatusInternalServerError, &apiError{Error: "list consumers: " + err.Error()}
+	}
+	var found []string
+	for _, id := range ids {
+		sp, _, aerr := s.storedSpec(id)
+		if aerr == nil && sp.Name == name && (owner == "" || sp.Owner == owner) {
+			found = append(found, id)
+			spec = sp
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", spec, http.StatusNotFound, notFound
+	case 1:
+		return found[0], spec, 0, nil
+	}
+	return "", spec, http.StatusConflict, &apiError{Field: "owner", Error: fmt.Sprintf("%d tokens have a consumer %q: name the owner with ?owner=TOKEN", len(found), name)}
 }
 
-// consumer returns the open consumer name, opening it from its stored
-// spec, if the caller may use it.
+// consumer returns the open consumer a request names, opening it from its
+// stored spec, if the caller may use it.
 func (s *Server) consumer(r *http.Request, name string) (*propagate.Consumer, int, *apiError) {
-	spec, status, aerr := s.storedSpec(name)
+	stored, spec, status, aerr := s.resolve(r, name)
 	if aerr != nil {
-		return nil, status, aerr
-	}
-	if status, aerr := mayUse(r, spec); aerr != nil {
 		return nil, status, aerr
 	}
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
-	if c, ok := s.cons.open[name]; ok {
+	if c, ok := s.cons.open[stored]; ok {
 		return c, 0, nil
 	}
-	c, aerr := s.openConsumer(spec, nil)
+	c, aerr := s.openConsumer(stored, spec, nil)
 	if aerr != nil {
 		return nil, http.StatusInternalServerError, aerr
 	}
-	s.cons.open[name] = c
+	s.cons.open[stored] = c
 	return c, 0, nil
 }
 
-// createConsumer handles POST /v1/subscriptions.
+// owned counts the stored consumers of owner.
+func (s *Server) owned(owner string) (int, error) {
+	ids, err := s.m.ConsumerNames()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if sp, _, aerr := s.storedSpec(id); aerr == nil && sp.Owner == owner {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// createConsumer handles POST /v1/subscriptions. A token may own at most
+// its max_consumers consumers (403 beyond).
 func (s *Server) createConsumer(w http.ResponseWriter, r *http.Request) {
 	var spec consumerSpec
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&spec); err != nil {
 		writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
 		return
 	}
-	if _, err := s.m.ConsumerMeta(spec.Name); err == nil {
-		writeError(w, http.StatusConflict, "name", "consumer "+spec.Name+" exists")
+	if !consumerName.MatchString(spec.Name) {
+		writeError(w, http.StatusBadRequest, "name", "consumer name "+strconv.Quote(spec.Name)+": want 1-64 of [a-zA-Z0-9_-]")
 		return
 	}
-	spec.Owner = principal(r).Name
-	meta, _ := json.Marshal(spec)
+	p := principal(r)
+	spec.Owner = p.Name
+	stored := s.storedName(p.Name, spec.Name)
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
-	c, aerr := s.openConsumer(spec, meta)
-	if aerr != nil {
-		writeJSON(w, http.StatusBadRequest, aerr)
-		return
+	for _, id := range []string{stored, spec.Name} {
+		// Only the caller's own consumers conflict: another token's of the
+		// same name lives in another namespace.
+		if sp, _, aerr := s.storedSpec(id); aerr == nil && sp.Owner == p.Name {
+			writeError(w, http.StatusConflict, "name", "consumer "+spec.Name+" exists")
+			return
+		}
 	}
-	s.cons.open[spec.Name] = c
-	writeJSON(w, http.StatusCreated, spec)
-}
-
-// listConsumers handles GET /v1/subscriptions.
-func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
-	names, err := s.m.ConsumerNames()
+	n, err := s.owned(p.Name)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	out := make([]map[string]any, 0, len(names))
-	for _, n := range names {
-		spec, _, aerr := s.storedSpec(n)
+	if n >= p.MaxConsumers() {
+		writeError(w, http.StatusForbidden, "name", fmt.Sprintf("token %s owns %d consumers, its max_consumers; delete one first", p.Name, n))
+		return
+	}
+	meta, _ := json.Marshal(spec)
+	c, aerr := s.openConsumer(stored, spec, meta)
+	if aerr != nil {
+		writeJSON(w, http.StatusBadRequest, aerr)
+		return
+	}
+	s.cons.open[stored] = c
+	writeJSON(w, http.StatusCreated, spec)
+}
+
+// listConsumers handles GET /v1/subscriptions: the caller's consumers
+// (every one for an admin), each with its spec, its dead letters and, when
+// open, its counters.
+func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
+	ids, err := s.m.ConsumerNames()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	p := principal(r)
+	out := make([]map[string]any, 0, len(ids))
+	for _, id := range ids {
+		spec, _, aerr := s.storedSpec(id)
 		if aerr != nil {
 			continue
 		}
-		if _, aerr := mayUse(r, spec); aerr != nil {
+		if !p.Admin() && spec.Owner != p.Name {
 			continue // other tokens' consumers are not listed
 		}
-		item := map[string]any{"name": n, "spec": spec}
+		item := map[string]any{"name": spec.Name, "spec": spec}
+		dl, err := s.m.ConsumerDeadLetters(id)
+		if err != nil || dl == nil {
+			dl = []propagate.DeadLetter{}
+		}
+		item["dead_letters"] = dl
 		s.cons.mu.Lock()
-		if c, ok := s.cons.open[n]; ok {
-			item["info"] = c.Info()
+		if c, ok := s.cons.open[id]; ok {
+			info := c.Info()
+			info.Name = spec.Name
+			item["info"] = info
 		}
 		s.cons.mu.Unlock()
 		out = append(out, item)
@@ -166,19 +262,15 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 
 // deleteConsumer handles DELETE /v1/subscriptions/{name}.
 func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	spec, status, aerr := s.storedSpec(name)
-	if aerr == nil {
-		status, aerr = mayUse(r, spec)
-	}
+	stored, _, status, aerr := s.resolve(r, r.PathValue("name"))
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return
 	}
 	s.cons.mu.Lock()
-	delete(s.cons.open, name)
+	delete(s.cons.open, stored)
 	s.cons.mu.Unlock()
-	if err := s.m.DeleteConsumer(name); err != nil {
+	if err := s.m.DeleteConsumer(stored); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, propagate.ErrNoConsumer) {
 			status = http.StatusNotFound
@@ -259,5 +351,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, c.Info())
+	info := c.Info()
+	info.Name = r.PathValue("name") // not the stored name
+	writeJSON(w, http.StatusOK, info)
 }

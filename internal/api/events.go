@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
-	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -138,6 +138,16 @@ type selection struct {
 	matcher propagate.Matcher
 }
 
+// from is the first seq a read after sel.after returns. after is any
+// uint64: the largest is "after everything" and does not wrap to the
+// beginning.
+func (sel selection) from() uint64 {
+	if sel.after == math.MaxUint64 {
+		return math.MaxUint64 // no event will ever have a larger seq
+	}
+	return sel.after + 1
+}
+
 func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
 	q := r.URL.Query()
 	var sel selection
@@ -158,17 +168,11 @@ func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
 	if err != nil {
 		return sel, err
 	}
-	sel.matcher = m
-	if p := principal(r); p != auth.Anonymous {
-		sel.matcher = both{p, m} // what the token may see, first
-	}
+	// What the token may see, with the selector evaluated on the event as
+	// the token sees it (redacted): hidden fields cannot be probed.
+	sel.matcher = principal(r).Select(m)
 	return sel, nil
 }
-
-// both matches what both matchers match.
-type both [2]propagate.Matcher
-
-func (b both) Match(ev *event.Event) bool { return b[0].Match(ev) && b[1].Match(ev) }
 
 // replay handles GET /v1/events: durable events after `after` as NDJSON,
 // at most `limit` (default 1000, at most 100,000) of them, without waiting
@@ -188,7 +192,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	rd, err := s.m.Reader(sel.after + 1)
+	rd, err := s.m.Reader(sel.from())
 	if err != nil {
 		writeError(w, http.StatusGone, "after", err.Error())
 		return
@@ -292,7 +296,7 @@ func (s *Server) startStream(w http.ResponseWriter, r *http.Request) (sel select
 		writeError(w, http.StatusTooManyRequests, "", "token "+p.Name+" has too many open streams")
 		return sel, nil, nil, false
 	}
-	rd, err := s.m.Reader(sel.after + 1)
+	rd, err := s.m.Reader(sel.from())
 	if err != nil {
 		release()
 		writeError(w, http.StatusGone, "after", err.Error())
