@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -45,30 +46,44 @@ func Glob(attr, pattern string) (Filter, error) {
 
 // Deny returns a security filter that rejects events touching a protected
 // path: one whose subject, old path (renames, links) or symlink target
-// matches any of the patterns, e.g. "**/.ssh/**" or "**/*.key". Put it in
-// front of a subscriber that must not learn about such files.
+// matches any of the patterns, e.g. "**/.ssh" or "**/*.key".
+//
+// A deny pattern names a tree: it denies the paths it matches and
+// everything below them (glob.CompileTree), so "**/.ssh" denies the
+// directory and its contents, like "**/.ssh/**", and "*.key" denies a
+// file x.key and a directory x.key with its contents. Paths are cleaned
+// ("/a/../.ssh/k" is "/.ssh/k") before matching, and a relative symlink
+// target is resolved against the link's directory. Put it in front of a
+// subscriber that must not learn about such files.
 func Deny(patterns ...string) (Filter, error) {
 	if len(patterns) == 0 {
 		return nil, errorf(ErrSpec, "deny: no patterns")
 	}
 	ps := make([]*glob.Pattern, len(patterns))
 	for i, s := range patterns {
-		p, err := glob.Compile(s)
+		p, err := glob.CompileTree(s)
 		if err != nil {
 			return nil, errorf(ErrSpec, "deny[%d]: %w", i, err)
 		}
 		ps[i] = p
 	}
-	denied := func(path string) bool {
-		if path == "" {
-			return false
-		}
-		for _, p := range ps {
-			if p.Match(path) {
+	matches := func(p string) bool {
+		for _, g := range ps {
+			if g.Match(p) {
 				return true
 			}
 		}
 		return false
+	}
+	denied := func(p string) bool {
+		if p == "" {
+			return false
+		}
+		if matches(p) {
+			return true
+		}
+		// Only paths that are not clean allocate.
+		return !isClean(p) && matches(path.Clean(p))
 	}
 	return &native{
 		kind: "deny",
@@ -76,9 +91,55 @@ func Deny(patterns ...string) (Filter, error) {
 		cost: costGlob * len(ps),
 		rs:   builtins["subject"].reads().union(builtins["oldpath"].reads()).union(builtins["target"].reads()),
 		match: func(ev *event.Event) bool {
-			return !denied(ev.Subject) && !denied(ev.Context.OldPath) && !denied(ev.Context.Target)
+			if denied(ev.Subject) || denied(ev.Context.OldPath) {
+				return false
+			}
+			t := ev.Context.Target
+			if t == "" {
+				return true
+			}
+			if !denied(t) && (t[0] == '/' || !strings.HasPrefix(ev.Subject, "/") ||
+				!denied(path.Join(path.Dir(ev.Subject), t))) {
+				return true
+			}
+			return false
 		},
 	}, nil
+}
+
+// isClean reports whether path.Clean(p) == p, without allocating.
+func isClean(p string) bool {
+	switch p {
+	case "":
+		return false
+	case "/", ".":
+		return true
+	}
+	if p[len(p)-1] == '/' {
+		return false
+	}
+	start := 0
+	if p[0] == '/' {
+		start = 1
+	}
+	leading := start == 0 // a relative path may start with ".." segments
+	for i := start; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		switch p[start:i] {
+		case "", ".":
+			return false
+		case "..":
+			if !leading {
+				return false
+			}
+		default:
+			leading = false
+		}
+		start = i + 1
+	}
+	return true
 }
 
 // MustDeny is Deny that panics on a bad pattern, for patterns in code.

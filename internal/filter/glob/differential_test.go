@@ -37,6 +37,54 @@ func checkAgainstReference(t *testing.T, pattern, path string) {
 	}
 }
 
+// checkTreeAgainstReference checks CompileTree: a path matches when the
+// reference matches it or one of its ancestors (the path cut at a '/'),
+// for some brace alternative; an alternative ending in '/' matches the
+// directory Q when it matches Q+"/".
+func checkTreeAgainstReference(t *testing.T, pattern, path string) {
+	t.Helper()
+	p, err := CompileTree(pattern)
+	if err != nil {
+		return
+	}
+	got, steps := p.match(path)
+	if !strings.HasPrefix(pattern, RegexpPrefix) {
+		// "**/" and "/**" added to each alternative.
+		if bound := StepBound(pattern+"**/**/", path); steps > bound {
+			t.Errorf("CompileTree(%q).Match(%q) took %d steps, bound %d", pattern, path, steps, bound)
+		}
+	}
+	// Each brace alternative on its own: one ending in '/' names a
+	// directory Q by matching Q+"/".
+	alts := []string{pattern}
+	if !strings.HasPrefix(pattern, RegexpPrefix) {
+		alts, _ = expandBraces(pattern)
+	}
+	want := false
+	for _, alt := range alts {
+		for i := len(path); i >= 0 && !want; i-- {
+			if i < len(path) && path[i] != '/' {
+				continue
+			}
+			q := path[:i]
+			if strings.HasSuffix(alt, "/") && !strings.HasPrefix(alt, RegexpPrefix) {
+				q += "/"
+			}
+			m, err := refMatch(alt, q, refBudget)
+			if errors.Is(err, errBudget) {
+				return
+			}
+			if err != nil {
+				t.Fatalf("CompileTree(%q) succeeded but the reference failed on %q: %v", pattern, alt, err)
+			}
+			want = m
+		}
+	}
+	if got != want {
+		t.Errorf("CompileTree(%q).Match(%q) = %v, reference (path or an ancestor) %v", pattern, path, got, want)
+	}
+}
+
 // randomPattern and randomPath draw from a small alphabet so that matches
 // are frequent.
 func randomPattern(r *rand.Rand) string {
@@ -74,7 +122,7 @@ func randomPath(r *rand.Rand) string {
 }
 
 // TestAgreesWithReference compares the linear matcher with the old one on
-// random small patterns and paths.
+// random small patterns and paths, for Compile and CompileTree.
 func TestAgreesWithReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	n := 20000
@@ -82,7 +130,9 @@ func TestAgreesWithReference(t *testing.T) {
 		n = 2000
 	}
 	for range n {
-		checkAgainstReference(t, randomPattern(r), randomPath(r))
+		pat, path := randomPattern(r), randomPath(r)
+		checkAgainstReference(t, pat, path)
+		checkTreeAgainstReference(t, pat, path)
 		if t.Failed() {
 			return
 		}
@@ -121,7 +171,7 @@ func TestStepBound(t *testing.T) {
 }
 
 // FuzzMatch checks the linear matcher against the reference and its step
-// bound, for any pattern and path.
+// bound, for any pattern and path, for Compile and CompileTree.
 func FuzzMatch(f *testing.F) {
 	for _, s := range [][2]string{
 		{"/data/**/*.md", "/data/a/b.md"},
@@ -142,5 +192,6 @@ func FuzzMatch(f *testing.F) {
 			return
 		}
 		checkAgainstReference(t, pattern, path)
+		checkTreeAgainstReference(t, pattern, path)
 	})
 }

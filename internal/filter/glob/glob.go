@@ -56,6 +56,9 @@ type Pattern struct {
 	segs []segment
 	re   *regexp.Regexp
 	alts []*Pattern
+	// tree is set on regexps from CompileTree: they also match when an
+	// ancestor of the path matches.
+	tree bool
 }
 
 type segment struct {
@@ -109,6 +112,51 @@ func Compile(pattern string) (*Pattern, error) {
 			return nil, err
 		}
 		p.alts = append(p.alts, ap)
+	}
+	return p, nil
+}
+
+// CompileTree is Compile for a pattern that names a tree: the pattern
+// matches what Compile's matches and every path below one of those, as
+// deny lists want ("**/.ssh" covers /home/u/.ssh/id_rsa; "*.key" covers
+// a directory x.key and its contents). For globs, each brace alternative A
+// becomes "A/**" ("**/A/**" when A has no '/', since it then names a base
+// name; A unchanged when it already ends in "**"). A regular expression
+// matches when it matches the path or one of its ancestors (the path cut
+// at a '/').
+func CompileTree(pattern string) (*Pattern, error) {
+	p, err := Compile(pattern) // errors name the pattern as written
+	if err != nil {
+		return nil, err
+	}
+	if p.kind == kindRegexp {
+		p.tree = true
+		return p, nil
+	}
+	alts, err := expandBraces(pattern)
+	if err != nil {
+		return nil, err
+	}
+	p = &Pattern{src: pattern, kind: kindAlternatives}
+	for _, a := range alts {
+		switch {
+		case a == "" || a == "**" || strings.HasSuffix(a, "/**"):
+		case strings.HasSuffix(a, "/"):
+			a += "**"
+		case strings.IndexByte(a, '/') < 0:
+			a = "**/" + a + "/**"
+		default:
+			a += "/**"
+		}
+		ap, err := compileOne(a)
+		if err != nil {
+			return nil, fmt.Errorf("pattern %q: %w", pattern, err)
+		}
+		p.alts = append(p.alts, ap)
+	}
+	if len(p.alts) == 1 {
+		p.alts[0].src = pattern
+		return p.alts[0], nil
 	}
 	return p, nil
 }
@@ -187,7 +235,17 @@ func (p *Pattern) match(path string) (bool, int) {
 	case kindBaseName:
 		return baseName(path) == p.lit, 1 + len(path)
 	case kindRegexp:
-		return p.re.MatchString(path), 1 + len(path)
+		if p.re.MatchString(path) {
+			return true, 1 + len(path)
+		}
+		if p.tree {
+			for i := len(path) - 1; i >= 0; i-- {
+				if path[i] == '/' && p.re.MatchString(path[:i]) {
+					return true, 1 + len(path)
+				}
+			}
+		}
+		return false, 1 + len(path)
 	case kindPrefixBase:
 		if !strings.HasPrefix(path, p.lit) {
 			return false, 1 + len(p.lit)
