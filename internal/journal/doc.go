@@ -41,23 +41,101 @@
 //
 // With FsyncAlways and FsyncInterval a segment is fsynced before the next one
 // is created, and the directory is fsynced after a creation. Close writes
-// and fsyncs everything buffered under every policy. An I/O error while
-// writing or fsyncing is sticky: Write and WaitDurable return it and the
-// journal must be closed and reopened (recovery then cuts what was torn).
+// and fsyncs everything buffered under every policy.
+//
+// # Errors and a full disk
+//
+// Errors returned by Write, WaitDurable, Append, Err and Close never name
+// a file (they may reach remote clients); the journal's log does.
+//
+// When the file system is full (ENOSPC or EDQUOT from write(2), from
+// creating a segment or, with FsyncAlways, from fsync), the journal does
+// not stop for good. It keeps the records it could not write in memory,
+// with the seqs they were given, and:
+//
+//   - Write refuses new records at once with an error matching ErrNoSpace
+//     (no seq is used), Err returns that error (so the daemon can report
+//     not ready and answer 507), and every WaitDurable/Append whose record
+//     is not yet durable returns it: nothing that was not written is
+//     acknowledged. Such a record is not lost, though: like one whose ctx
+//     ended, it is written once space returns.
+//   - The flusher retries on its own with backoff (20 ms doubling to 1 s):
+//     it truncates the active segment to its last whole record (freeing
+//     what a partial write allocated) and writes the batch again from
+//     memory. After a failed fsync the state of the pages it covered is
+//     unknown, so with FsyncAlways the segment is cut back to the last
+//     successful fsync and everything after it is written again before
+//     anything is acknowledged.
+//   - Once a retry wrote and fsynced the whole batch, Err returns nil
+//     again, the records buffered before the refusal follow with their
+//     seqs, and Write accepts new records. Seqs stay contiguous; none is
+//     skipped or reused.
+//
+// The journal logs the first failure (ERROR, with the file), then at most
+// one line per 10 s while retries fail (with the count of failures held
+// back) and one when writing resumes. Stats reports NoSpace,
+// NoSpaceEpisodes and NoSpaceRetries. If Close is called while the disk is
+// still full, it returns an error matching ErrNoSpace and the records not
+// written by then are lost (none was acknowledged); the next Open
+// recovers as after a crash.
+//
+// Every other failure is sticky: a write or fsync error other than a full
+// disk (EIO and the like: after a failed fsync the kernel may have dropped
+// the dirty pages, so nothing can be trusted without a rescan), and an
+// fsync failure under FsyncInterval or FsyncNever (the records it covered
+// were already acknowledged and are no longer in memory to write again).
+// Write, WaitDurable and Err then return an error matching ErrIO (wrapping
+// the errno), Readers return it once they reach the end of durable
+// records, and the journal must be closed and reopened (recovery then
+// checks and cuts what was torn).
 //
 // # Recovery
 //
 // Open scans every segment, verifies every CRC and that seqs are contiguous
-// within and across segments, and rebuilds the index. In the last segment
-// only, a torn final record is cut away (the file is truncated to the last
-// whole record and fsynced, with a WARN log naming the file, offset and bytes
-// cut): a header shorter than 16 bytes at the end, a length that runs past
-// the end of the file, or a CRC mismatch in a record that ends exactly at the
-// end of the file or is followed only by zero bytes. Every other damage — a
-// CRC mismatch followed by more data, a seq discontinuity, a malformed record
-// in an earlier segment — fails Open with a *CorruptError naming file and
-// offset. Nothing is skipped silently. Open logs the segments, bytes and
-// time scanned. An advisory lock (dir/LOCK) keeps a second process out.
+// within and across segments, and rebuilds the index. Damage fails Open
+// with a *CorruptError naming file and offset; the only exception is a torn
+// tail, which a crash leaves and which holds only records that were never
+// acknowledged. Nothing is skipped silently, and a seq that was
+// acknowledged is never given to another record.
+//
+// Torn tails and corruption are told apart as follows. Close, once
+// everything is written and fsynced, leaves a clean-shutdown marker
+// (dir/CLEAN: the last segment's first seq, size and last seq, with a CRC;
+// written to a temporary file, fsynced, renamed, directory fsynced). Open
+// checks the journal against it and deletes it (fsyncing the directory)
+// before anything can be written, so the marker exists only if nothing was
+// being written when the journal stopped.
+//
+//   - With the marker (clean shutdown), no torn write can exist: the last
+//     segment must end exactly where the marker says, with the seq it
+//     says. A CRC mismatch in the last record, a record cut short, bytes
+//     after the end (even zeros), a missing last segment or an extra one
+//     are corruption. A damaged marker is corruption too (the error names
+//     it); delete it to recover as after a crash.
+//   - Without it (crash), the last segment's tail is cut if it is torn
+//     (the file is truncated to the last whole record and fsynced, with a
+//     WARN log naming the file, offset and bytes cut): a header shorter
+//     than 16 bytes at the end, a length that runs past the end of the
+//     file, or a final record whose CRC fails and which has the shape of a
+//     write torn by a crash: zero from its start, or from a 512-byte sector
+//     boundary inside it, to the end of the file. A crash loses whole
+//     sectors, which read back as zeros, while a flipped bit or garbled
+//     bytes do not look like that: a final record damaged in any other way
+//     is corruption even after a crash. (With FsyncAlways an acknowledged
+//     record was fsynced; on file systems that persist a file's size only
+//     with its data — ext4 data=ordered, XFS, btrfs — a record the file
+//     size covers after a crash was written whole, so what fails its CRC
+//     without that shape was damaged later.)
+//
+// Every other damage — a CRC mismatch followed by more data, a seq
+// discontinuity, a malformed record in an earlier segment — fails Open the
+// same way. After a refusal the files are left untouched; an operator who
+// accepts the loss can cut the segment at the reported offset (truncate
+// -s OFFSET FILE), delete later segments and dir/CLEAN, and reopen; the
+// seqs cut are then given to new records, so consumers past them must be
+// reset. Open logs the segments, bytes
+// and time scanned and whether the shutdown was clean. An advisory lock
+// (dir/LOCK) keeps a second process out.
 //
 // # Readers
 //

@@ -201,3 +201,50 @@ func mustSize(t *testing.T, path string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestCloseWhileDiskFull: Close gives up on what it cannot write, says so
+// with ErrNoSpace, and leaves no clean-shutdown marker; the next Open keeps
+// every acknowledged record and takes new ones.
+func TestCloseWhileDiskFull(t *testing.T) {
+	mnt := mountTmpfs(t, "256k")
+	dir := filepath.Join(mnt, "journal")
+	j, err := Open(Options{Dir: dir, SegmentSize: 32 << 10, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	fillFile(t, ballast)
+	if err := os.Truncate(ballast, mustSize(t, ballast)-8<<10); err != nil {
+		t.Fatal(err)
+	}
+	var acked uint64
+	for {
+		seq, err := j.Append(t.Context(), bytes.Repeat([]byte("z"), 700))
+		if err != nil {
+			if !errors.Is(err, ErrNoSpace) {
+				t.Fatalf("Append = %v, want ErrNoSpace", err)
+			}
+			break
+		}
+		acked = seq
+	}
+	if err := j.Close(); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Close while full = %v, want ErrNoSpace", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, cleanName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("clean-shutdown marker after a Close that lost records: %v", err)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	j2 := open(t, Options{Dir: dir, SegmentSize: 32 << 10})
+	if got := j2.LastSeq(); got < acked {
+		t.Fatalf("LastSeq after reopen = %d, acknowledged up to %d", got, acked)
+	}
+	if got := readAll(t, j2, 1); uint64(len(got)) != j2.LastSeq() {
+		t.Errorf("read %d records, LastSeq %d", len(got), j2.LastSeq())
+	}
+	if seq, err := j2.Append(t.Context(), []byte("again")); err != nil || seq != j2.LastSeq() {
+		t.Errorf("Append after reopen = %d, %v", seq, err)
+	}
+}
