@@ -2,35 +2,18 @@ package cli
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
-	"github.com/semprop/semprop/event"
-	"github.com/semprop/semprop/internal/api"
-	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
-	"github.com/semprop/semprop/internal/journal"
-	"github.com/semprop/semprop/internal/metrics"
-	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/daemon"
 )
 
 type runFlags struct {
@@ -155,185 +138,22 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	return cfg, cfg.Validate()
 }
 
-func newLogger(w interface{ Write([]byte) (int, error) }, level string) *slog.Logger {
+func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// runDaemon runs until ctx is done, then shuts down in order: streams and
-// intake, capture, the manager, the journal.
-func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw interface{ Write([]byte) (int, error) }) error {
-	log := newLogger(logw, cfg.LogLevel)
-	slog.SetDefault(log)
-	policy, err := journal.ParseFsyncPolicy(cfg.Fsync)
+// runDaemon parses cfg once into the daemon's typed configuration and runs
+// the daemon until ctx is done.
+func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw io.Writer) error {
+	dcfg, err := daemon.FromConfig(cfg)
 	if err != nil {
 		return err
 	}
-	authn, err := auth.New(cfg.Auth.Tokens)
-	if err != nil {
-		return err
+	d := daemon.New(dcfg, newLogger(logw, cfg.LogLevel))
+	if cf.enabled() {
+		d.SetCluster(cf.config())
 	}
-	if !authn.Enabled() && !cfg.Insecure && !loopback(cfg.Listen) {
-		return fmt.Errorf("refusing to listen on %s without tokens: configure auth.tokens, listen on loopback, or pass --insecure", cfg.Listen)
-	}
-	tlsConf, err := serverTLS(cfg.TLS)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	if tlsConf != nil {
-		ln = tls.NewListener(ln, tlsConf)
-	}
-	defer ln.Close()
-
-	// Serve from the start: until the journal is recovered and the API is
-	// up, /healthz answers and everything else is 503 with the reason.
-	var handler atomic.Pointer[http.Handler]
-	hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := handler.Load(); h != nil {
-			(*h).ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Path == "/healthz" {
-			w.Write([]byte(`{"status":"ok"}` + "\n"))
-			return
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte(`{"ready":false,"reason":"recovering the journal","error":"not ready: recovering the journal"}` + "\n"))
-	})}
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Go(func() {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-	})
-	defer func() {
-		_ = hs.Close() // a no-op after a graceful Shutdown
-		wg.Wait()
-	}()
-
-	j, err := journal.Open(journal.Options{
-		Dir: filepath.Join(cfg.Data, "journal"), SegmentSize: int64(cfg.SegmentSize), Fsync: policy,
-		FsyncInterval: cfg.FsyncInterval, RetentionBytes: int64(cfg.Retention.Bytes), RetentionAge: cfg.Retention.Age,
-		Logger: log,
-	})
-	if err != nil {
-		return fmt.Errorf("refusing to run: %w", err)
-	}
-	defer func() {
-		if err := j.Close(); err != nil {
-			log.Error("close journal", "err", err)
-		}
-	}()
-	host, _ := os.Hostname()
-	source := "semprop://" + host
-	clu, err := newClusterRun(cf, cfg, j, ln.Addr(), tlsConf != nil, log)
-	if err != nil {
-		return err
-	}
-	popts := propagate.Options{Journal: j, Dir: cfg.Data, Source: source + "/user", Logger: log}
-	clu.apply(&popts)
-	m, err := propagate.New(popts)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	defer clu.close(log)
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewManagerCollector(m),
-		metrics.NewStatsCollector("journal", nil, func() any { return j.Stats() },
-			"Segments", "Bytes", "FirstSeq", "LastSeq", "DurableSeq", "Truncated"),
-	)
-	srv := api.New(api.Options{
-		Manager: m, Logger: log, MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch,
-		Limits: event.Limits{MaxData: int(cfg.Limits.MaxData)}, Registerer: reg, Auth: authn,
-	})
-	srv.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	// Profiles for operators (admin only when tokens are configured).
-	srv.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
-	srv.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-	clu.mount(srv, reg, m)
-	var apiHandler http.Handler = srv
-	handler.Store(&apiHandler)
-
-	capCtx, stopCapture := context.WithCancel(context.Background())
-	captures, err := startCapture(capCtx, cfg, m, source, log, reg)
-	if err != nil {
-		stopCapture()
-		srv.Close()
-		_ = hs.Close() // before the journal closes
-		return err
-	}
-	clu.setReady(ctx, srv)
-	log.Info("semprop running", "listen", ln.Addr().String(), "tls", tlsConf != nil, "tokens", len(cfg.Auth.Tokens), "data", cfg.Data, "fsync", cfg.Fsync,
-		"watch", strings.Join(cfg.Watch, ","), "mount", strings.Join(cfg.Mount, ","))
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case runErr = <-serveErr:
-		log.Error("http server failed", "err", runErr)
-	case runErr = <-captures.failed:
-		log.Error("capture failed", "err", runErr)
-	}
-	clu.stopReady()
-	srv.Close() // streams end, ingest answers 503
-	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := hs.Shutdown(shutCtx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	cancel()
-	stopCapture()
-	captures.wait()
-	log.Info("stopped", "last_seq", j.LastSeq())
-	return runErr
-}
-
-// loopback reports whether addr (HOST:PORT) only listens on loopback.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// serverTLS builds the API's TLS configuration; nil without a certificate.
-func serverTLS(c config.TLS) (*tls.Config, error) {
-	if c.Cert == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.ClientCA != "" {
-		pem, err := os.ReadFile(c.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls: client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: client CA %s: no certificates found", c.ClientCA)
-		}
-		conf.ClientCAs = pool
-		conf.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return conf, nil
+	return d.Run(ctx)
 }

@@ -33,9 +33,7 @@ func TestFileOverrides(t *testing.T) {
 
 func TestErrorsNameKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"fsync: sometimes\n":    "fsync",
 		"segment_size: lots\n":  "size",
-		"mount: [nocolon]\n":    "mount",
 		"no_such_key: 1\n":      "no_such_key",
 		"log_level: verbose\n":  "log_level",
 		"fsync_interval: -1s\n": "fsync_interval",

@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/semprop/semprop/internal/bridge"
+	"github.com/semprop/semprop/internal/capture/fanotify"
+	"github.com/semprop/semprop/internal/capture/fusefs"
+	"github.com/semprop/semprop/internal/metrics"
+)
+
+// tree is one captured tree: a bridge, the kernel watcher of the tree (or
+// of a mount's backing tree) and, for a mount, the FUSE boundary.
+type tree struct {
+	name    string
+	bridge  *bridge.Bridge
+	watcher *fanotify.Watcher
+	mount   *fusefs.FS
+
+	stopWatcher, stopBridge context.CancelFunc
+	watching, bridging      sync.WaitGroup
+}
+
+// startCapture starts one tree per --watch and per --mount.
+func (d *Daemon) startCapture(ctx context.Context) (func(), error) {
+	stop := func() {
+		for i := len(d.trees) - 1; i >= 0; i-- {
+			d.trees[i].stop(d)
+		}
+	}
+	for _, w := range d.cfg.Watches {
+		if err := d.startTree(ctx, w.Root, "", ""); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	for _, m := range d.cfg.Mounts {
+		if err := d.startTree(ctx, m.Backing, m.Mountpoint, m.Spec); err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
+// startTree starts the bridge, then the FUSE mount (for a mount), then
+// the kernel watcher of root. On failure it stops what it started.
+func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (err error) {
+	t := &tree{name: root}
+	if mountpoint != "" {
+		t.name = mountpoint
+	}
+	brCtx, stopBridge := context.WithCancel(context.Background()) // outlives ctx: flushes at stop
+	t.stopBridge = stopBridge
+	srcCtx, stopWatcher := context.WithCancel(ctx)
+	t.stopWatcher = stopWatcher
+	defer func() {
+		if err != nil {
+			t.stop(d)
+		}
+	}()
+
+	opts := bridge.Options{Publisher: d.manager, Source: d.cfg.Source, SelfPID: int32(os.Getpid()), Window: d.cfg.BridgeWindow, Logger: d.log}
+	if mountpoint != "" {
+		opts.Backing, opts.Mount, opts.NoPassthrough = root, mountpoint, !d.cfg.FusePassthrough
+	}
+	t.bridge, err = bridge.New(opts)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", t.name, err)
+	}
+	d.register(metrics.NewStatsCollector("bridge", prometheus.Labels{"tree": t.name}, func() any { return t.bridge.Stats() }, "Pending", "Queued"))
+	t.bridging.Go(func() {
+		if err := t.bridge.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
+			d.fail(fmt.Errorf("bridge %s: %w", t.name, err))
+		}
+	})
+
+	if mountpoint != "" {
+		t.mount, err = fusefs.Mount(fusefs.Options{Backing: root, Mountpoint: mountpoint, CreateMountpoint: true,
+			Sink: t.bridge.FUSE(), Passthrough: d.cfg.FusePassthrough, Logger: d.log})
+		if err != nil {
+			return fmt.Errorf("mount %s: %w", spec, err)
+		}
+		t.bridge.SetInvalidator(t.mount)
+		d.register(metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return t.mount.Stats() }))
+		d.log.Info("FUSE boundary", "backing", root, "mount", mountpoint, "passthrough", t.mount.Passthrough())
+	}
+
+	t.watcher, err = fanotify.New(fanotify.Options{Root: root, Sink: t.bridge.Kernel(), Logger: d.log, Shadows: mountpoint != ""})
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", root, err)
+	}
+	d.log.Info("kernel boundary", "root", root, "mode", t.watcher.Mode())
+	d.register(metrics.NewStatsCollector("kernel", prometheus.Labels{"root": root}, func() any { return t.watcher.Stats() }, "Watches"))
+	w := t.watcher
+	t.watching.Go(func() {
+		if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
+			d.fail(fmt.Errorf("watch %s: %w", root, err))
+		}
+		_ = w.Close()
+	})
+	d.trees = append(d.trees, t)
+	return nil
+}
+
+// stop stops the boundaries (the watcher, then the mount), then lets the
+// bridge publish what it holds.
+func (t *tree) stop(d *Daemon) {
+	t.stopWatcher()
+	if t.mount != nil {
+		if err := t.mount.Unmount(); err != nil {
+			d.log.Warn("unmount", "mount", t.mount.Mountpoint(), "err", err)
+		}
+	}
+	t.watching.Wait()
+	t.stopBridge()
+	t.bridging.Wait()
+}
+
+// register adds a collector; a failure costs a metric, never the daemon.
+func (d *Daemon) register(c prometheus.Collector) {
+	if err := d.reg.Register(c); err != nil {
+		d.log.Warn("metrics: cannot register collector", "err", err)
+	}
+}

@@ -1,0 +1,259 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/semprop/semprop/internal/auth"
+	"github.com/semprop/semprop/internal/config"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// ErrConfig wraps every configuration error FromConfig reports.
+var ErrConfig = errors.New("daemon: invalid configuration")
+
+// Config is the daemon's configuration, parsed and validated once by
+// FromConfig: every path is absolute and checked, every policy is a typed
+// value. Building a Daemon from it creates nothing on disk.
+type Config struct {
+	// Data is the data directory (absolute; it need not exist yet).
+	Data string
+	// Listen is the API address; TLS, when set, serves HTTPS.
+	Listen string
+	TLS    *tls.Config
+
+	Fsync          journal.FsyncPolicy
+	FsyncInterval  time.Duration
+	SegmentSize    int64
+	RetentionBytes int64
+	RetentionAge   time.Duration
+
+	// Watches are the kernel-boundary trees, Mounts the FUSE ones.
+	Watches         []Watch
+	Mounts          []Mount
+	FusePassthrough bool
+	BridgeWindow    time.Duration
+
+	// Auth authenticates API requests (no tokens: everything allowed).
+	Auth     *auth.Authenticator
+	Tokens   int // how many tokens Auth holds, for the start-up log
+	MaxBody  int64
+	MaxBatch int
+	MaxData  int
+
+	// Host is this machine's name; Source ("semprop://HOST") prefixes the
+	// source of every event the daemon makes.
+	Host   string
+	Source string
+
+	LogLevel string
+}
+
+// Watch is one tree watched by the kernel boundary.
+type Watch struct {
+	Root string // absolute, symbolic links resolved
+}
+
+// Mount is one FUSE mount bridged with the kernel boundary.
+type Mount struct {
+	Spec       string // as given, BACKING:MOUNTPOINT, for messages
+	Backing    string // absolute, symbolic links resolved
+	Mountpoint string // absolute; created (with a log line) if missing
+}
+
+// FromConfig parses and validates cfg. It reads the file system (the
+// watched and mounted trees must exist) but changes nothing on it.
+func FromConfig(cfg *config.Config) (*Config, error) {
+	fail := func(format string, args ...any) (*Config, error) {
+		return nil, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+	}
+	policy, err := journal.ParseFsyncPolicy(cfg.Fsync)
+	if err != nil {
+		return fail("fsync: %v", err)
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return fail("listen %q: the address is malformed, want HOST:PORT (%v)", cfg.Listen, err)
+	}
+	authn, err := auth.New(cfg.Auth.Tokens)
+	if err != nil {
+		return fail("auth: %v", err)
+	}
+	if !authn.Enabled() && !cfg.Insecure && !loopback(cfg.Listen) {
+		return fail("refusing to listen on %s without tokens: configure auth.tokens, listen on loopback, or pass --insecure", cfg.Listen)
+	}
+	if authn.Enabled() && cfg.TLS.Cert == "" && !cfg.Insecure && !loopback(cfg.Listen) {
+		return fail("refusing to send bearer tokens in clear text on %s: configure tls (--tls-cert, --tls-key), listen on loopback, or pass --insecure", cfg.Listen)
+	}
+	tlsConf, err := serverTLS(cfg.TLS)
+	if err != nil {
+		return fail("%v", err)
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	data, err := realPathMaybe(cfg.Data)
+	if err != nil {
+		return fail("data %s: %v", cfg.Data, err)
+	}
+	c := &Config{
+		Data: data, Listen: cfg.Listen, TLS: tlsConf,
+		Fsync: policy, FsyncInterval: cfg.FsyncInterval, SegmentSize: int64(cfg.SegmentSize),
+		RetentionBytes: int64(cfg.Retention.Bytes), RetentionAge: cfg.Retention.Age,
+		FusePassthrough: cfg.FusePassthrough, BridgeWindow: cfg.BridgeWindow,
+		Auth: authn, Tokens: len(cfg.Auth.Tokens),
+		MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch, MaxData: int(cfg.Limits.MaxData),
+		Host: host, Source: "semprop://" + host, LogLevel: cfg.LogLevel,
+	}
+	if st, err := os.Stat(data); err == nil && !st.IsDir() {
+		return fail("data %s: not a directory", data)
+	}
+	var trees []string // every captured tree, to refuse overlaps
+	for _, dir := range cfg.Watch {
+		root, err := existingDir(dir)
+		if err != nil {
+			return fail("--watch %s: %v", dir, err)
+		}
+		if within(data, root) {
+			return fail("--watch %s: the data directory %s is inside it; the journal's own writes would be captured as events (a feedback loop): use --data outside the watched tree", root, data)
+		}
+		for _, t := range trees {
+			if within(root, t) || within(t, root) {
+				return fail("--watch %s: overlaps %s, which is captured already (each file would be reported twice)", root, t)
+			}
+		}
+		trees = append(trees, root)
+		c.Watches = append(c.Watches, Watch{Root: root})
+	}
+	mountpoints := map[string]bool{}
+	for _, spec := range cfg.Mount {
+		b, mp, ok := strings.Cut(spec, ":")
+		if !ok || b == "" || mp == "" {
+			return fail("--mount %q: want BACKING:MOUNTPOINT", spec)
+		}
+		backing, err := existingDir(b)
+		if err != nil {
+			return fail("--mount %s: backing %s: %v", spec, b, err)
+		}
+		mountpoint, err := realPathMaybe(mp)
+		if err != nil {
+			return fail("--mount %s: mount point %s: %v", spec, mp, err)
+		}
+		if within(mountpoint, backing) || within(backing, mountpoint) {
+			return fail("--mount %s: the backing tree %s and the mount point %s contain each other (the server would access its own mount)", spec, backing, mountpoint)
+		}
+		if within(data, backing) || within(data, mountpoint) {
+			return fail("--mount %s: the data directory %s is inside it; use --data outside the backing tree and the mount point", spec, data)
+		}
+		if mountpoints[mountpoint] {
+			return fail("--mount %s: the mount point %s is given twice", spec, mountpoint)
+		}
+		for _, t := range trees {
+			if within(backing, t) || within(t, backing) || within(mountpoint, t) {
+				return fail("--mount %s: overlaps %s, which is captured already", spec, t)
+			}
+		}
+		mountpoints[mountpoint] = true
+		trees = append(trees, backing)
+		c.Mounts = append(c.Mounts, Mount{Spec: spec, Backing: backing, Mountpoint: mountpoint})
+	}
+	return c, nil
+}
+
+// existingDir is dir made absolute with symbolic links resolved (the
+// kernel reports paths that way); it must be a directory.
+func existingDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", errors.New("no such directory")
+		}
+		return "", err
+	}
+	st, err := os.Stat(real)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		return "", errors.New("not a directory")
+	}
+	return real, nil
+}
+
+// realPathMaybe is p made absolute with the symbolic links of its longest
+// existing prefix resolved; the rest need not exist. A last element that
+// cannot be examined (a dead FUSE mount answers ENOTCONN) is kept as is.
+func realPathMaybe(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	cur := abs
+	for {
+		if real, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(append([]string{real}, rest...)...), nil
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return abs, nil
+		}
+		rest = append([]string{filepath.Base(cur)}, rest...)
+		cur = parent
+	}
+}
+
+// within reports whether path is root or below it (both absolute, clean).
+func within(path, root string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// loopback reports whether addr (HOST:PORT) only listens on loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serverTLS builds the API's TLS configuration; nil without a certificate.
+func serverTLS(c config.TLS) (*tls.Config, error) {
+	if c.Cert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: client CA %s: no certificates found", c.ClientCA)
+		}
+		conf.ClientCAs = pool
+		conf.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}

@@ -1,0 +1,282 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/metrics"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// Daemon is one running semprop process. Its methods are not safe for
+// concurrent use: Run is called once.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	front   *front // the listener and its early answers
+	journal *journal.Journal
+	cluster *clusterRun // nil without a cluster
+	manager *propagate.Manager
+	trees   []*tree
+	api     *api.Server
+
+	failed chan error    // first failure of a running component
+	ready  chan struct{} // closed once every component has started
+	made   []string      // directories this start created, removed if it fails
+}
+
+// step starts one component and returns what stops it.
+type step struct {
+	name  string
+	start func(ctx context.Context) (stop func(), err error)
+}
+
+// steps lists the components in start order; they stop in reverse.
+func (d *Daemon) steps() []step {
+	return []step{
+		{"listener", d.startFront},
+		{"journal", d.startJournal},
+		{"manager", d.startManager},
+		{"capture", d.startCapture},
+		{"api", d.startAPI},
+	}
+}
+
+// New returns a Daemon for cfg, logging to log. It starts nothing.
+func New(cfg *Config, log *slog.Logger) *Daemon {
+	return &Daemon{cfg: *cfg, log: log, reg: prometheus.NewRegistry(), failed: make(chan error, 1), ready: make(chan struct{})}
+}
+
+// Started is closed once Run has started every component; Addr is valid
+// from then on.
+func (d *Daemon) Started() <-chan struct{} { return d.ready }
+
+// Addr is the address the API listens on (after Started).
+func (d *Daemon) Addr() string { return d.front.addr() }
+
+// SetCluster makes the daemon a cluster node (see ClusterConfig).
+func (d *Daemon) SetCluster(c *ClusterConfig) { d.cluster = newClusterRun(c) }
+
+// Run starts every component, serves until ctx is done or a component
+// fails, and then stops them in reverse order. It returns the failure, or
+// nil after a shutdown asked for by ctx.
+func (d *Daemon) Run(ctx context.Context) (err error) {
+	tuneProcess(&d.cfg, d.log)
+	var stops []func()
+	unwind := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	for _, s := range d.steps() {
+		stop, err := s.start(ctx)
+		if err != nil {
+			unwind()
+			d.removeMade()
+			return err
+		}
+		if stop != nil {
+			stops = append(stops, stop)
+		}
+	}
+	d.setReady(ctx)
+	close(d.ready)
+	d.log.Info("semprop running", "listen", d.front.addr(), "tls", d.cfg.TLS != nil, "tokens", d.cfg.Tokens,
+		"data", d.cfg.Data, "fsync", d.cfg.Fsync, "watch", len(d.cfg.Watches), "mount", len(d.cfg.Mounts),
+		"cluster", d.cluster != nil)
+	select {
+	case <-ctx.Done():
+		d.log.Info("shutting down")
+	case err = <-d.failed:
+		d.log.Error("stopping after a failure", "err", err)
+	}
+	d.stopReady()
+	unwind()
+	d.log.Info("stopped", "last_seq", d.journal.LastSeq())
+	return err
+}
+
+// fail reports a running component's failure; the first one stops Run.
+func (d *Daemon) fail(err error) {
+	select {
+	case d.failed <- err:
+	default:
+	}
+}
+
+// mkdirs creates dir (and parents), remembering the topmost directory it
+// created so that a failed start removes it again.
+func (d *Daemon) mkdirs(dir string) error {
+	top := ""
+	for p := dir; ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); err == nil || p == filepath.Dir(p) {
+			break
+		}
+		top = p
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if top != "" {
+		d.log.Info("created directory", "dir", top)
+		d.made = append(d.made, top)
+	}
+	return nil
+}
+
+// removeMade removes the directories this start created.
+func (d *Daemon) removeMade() {
+	for i := len(d.made) - 1; i >= 0; i-- {
+		if err := os.RemoveAll(d.made[i]); err != nil {
+			d.log.Warn("cannot remove what this start created", "dir", d.made[i], "err", err)
+		}
+	}
+}
+
+// front is the HTTP listener, serving from the start: /healthz answers,
+// everything else is 503 with the reason until the API is installed.
+type front struct {
+	ln net.Listener
+	hs *http.Server
+
+	mu      sync.RWMutex
+	handler http.Handler
+	reason  string
+	wg      sync.WaitGroup
+}
+
+func (f *front) addr() string { return f.ln.Addr().String() }
+
+func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.RLock()
+	h, reason := f.handler, f.reason
+	f.mu.RUnlock()
+	if h != nil {
+		h.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == "/healthz" {
+		w.Write([]byte(`{"status":"ok"}` + "\n"))
+		return
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
+	fmt.Fprintf(w, `{"ready":false,"reason":%q,"error":"not ready: %s"}`+"\n", reason, reason)
+}
+
+func (f *front) set(h http.Handler, reason string) {
+	f.mu.Lock()
+	f.handler, f.reason = h, reason
+	f.mu.Unlock()
+}
+
+func (d *Daemon) startFront(context.Context) (func(), error) {
+	ln, err := net.Listen("tcp", d.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", d.cfg.Listen, err)
+	}
+	f := &front{ln: ln, reason: "recovering the journal"}
+	f.hs = newHTTPServer(f, d.cfg, d.log)
+	if d.cfg.TLS != nil {
+		ln = tlsListener(ln, d.cfg.TLS)
+	}
+	f.wg.Go(func() {
+		if err := f.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.fail(fmt.Errorf("http server: %w", err))
+		}
+	})
+	d.front = f
+	return func() {
+		_ = f.hs.Close() // a no-op after the API's graceful shutdown
+		f.wg.Wait()
+	}, nil
+}
+
+func (d *Daemon) startJournal(context.Context) (func(), error) {
+	dir := filepath.Join(d.cfg.Data, "journal")
+	if err := d.mkdirs(dir); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	j, err := journal.Open(journal.Options{
+		Dir: dir, SegmentSize: d.cfg.SegmentSize, Fsync: d.cfg.Fsync, FsyncInterval: d.cfg.FsyncInterval,
+		RetentionBytes: d.cfg.RetentionBytes, RetentionAge: d.cfg.RetentionAge, Logger: d.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("refusing to run: %w", err)
+	}
+	d.journal = j
+	d.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		metrics.NewStatsCollector("journal", nil, func() any { return j.Stats() },
+			"Segments", "Bytes", "FirstSeq", "LastSeq", "DurableSeq", "Truncated"),
+	)
+	return func() {
+		if err := j.Close(); err != nil {
+			d.log.Error("close journal", "err", err)
+		}
+	}, nil
+}
+
+func (d *Daemon) startManager(context.Context) (func(), error) {
+	popts := propagate.Options{Journal: d.journal, Dir: d.cfg.Data, Source: d.cfg.Source + "/user", Logger: d.log}
+	if err := d.cluster.prepare(&d.cfg, d.journal, d.front.ln.Addr(), d.log, &popts); err != nil {
+		return nil, err
+	}
+	m, err := propagate.New(popts)
+	if err != nil {
+		return nil, err
+	}
+	d.manager = m
+	d.reg.MustRegister(metrics.NewManagerCollector(m))
+	return func() {
+		d.cluster.close(d.log)
+		m.Close()
+	}, nil
+}
+
+func (d *Daemon) startAPI(context.Context) (func(), error) {
+	srv := api.New(api.Options{
+		Manager: d.manager, Logger: d.log, MaxBody: d.cfg.MaxBody, MaxBatch: d.cfg.MaxBatch,
+		Limits: event.Limits{MaxData: d.cfg.MaxData}, Registerer: d.reg, Auth: d.cfg.Auth,
+	})
+	srv.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
+	// Profiles for operators (admin only when tokens are configured).
+	srv.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
+	srv.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	d.cluster.mount(srv, d.reg, d.manager)
+	d.api = srv
+	d.front.set(srv, "")
+	return func() {
+		srv.Close() // streams end, ingest answers 503
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.front.hs.Shutdown(ctx); err != nil {
+			d.log.Warn("http shutdown", "err", err)
+		}
+	}, nil
+}
+
+// setReady marks the API ready (following the cluster node's readiness in
+// a cluster).
+func (d *Daemon) setReady(ctx context.Context) { d.cluster.setReady(ctx, d.api) }
+
+func (d *Daemon) stopReady() { d.cluster.stopReady() }
