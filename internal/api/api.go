@@ -3,8 +3,16 @@
 // sends out of the process is durable: replay and streams read the journal
 // up to its durable seq, and ingest answers only once the events are durable.
 //
-// Errors are JSON {"error": "...", "field": "..."} with the status codes of
-// DESIGN.md (400 malformed, 413 too large, 415 media type, 503 not ready).
+// Every error, including an unknown route (404) or method (405), is JSON
+// {"error": "...", "field": "..."}: 400 malformed, 401/403 authorization,
+// 413 too large, 415 media type, 429 rate limit, 503 not ready or busy
+// (with Retry-After), 507 the journal's disk is full. Error bodies never
+// carry server paths; the details go to the log, throttled.
+//
+// ServeHTTP guards the API before routing: the Host and Origin checks of
+// origin.go keep web pages out, and request bodies are bounded in size,
+// time and, across requests, memory (HTTPLimits). NewHTTPServer and
+// LimitListener bound what the listener and the http.Server hold.
 package api
 
 import (
@@ -12,18 +20,21 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/auth"
+	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -42,6 +53,20 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Auth authenticates requests; nil (or no tokens) allows everything.
 	Auth *auth.Authenticator
+	// HTTP bounds request bodies in time and, across requests, in memory;
+	// pass the same value to NewHTTPServer and LimitListener.
+	HTTP HTTPLimits
+	// AllowedHosts are the host names (port ignored; "*.example.com" for
+	// subdomains, "*" for any) served besides IP literals and localhost.
+	// Empty: with tokens configured any name is served, without tokens
+	// only those, which keeps DNS-rebinding pages out.
+	AllowedHosts []string
+	// AllowedOrigins are the browser origins ("https://app.example.com",
+	// "*" for any) that may call the API besides the server's own.
+	AllowedOrigins []string
+	// Health, if set, is asked by /readyz; an error makes the server not
+	// ready with the error's text as the reason (keep it free of paths).
+	Health func() error
 }
 
 // Server serves the HTTP API. It is safe for concurrent use.
@@ -59,6 +84,11 @@ type Server struct {
 
 	cons    consumers
 	metrics *httpMetrics
+
+	limits  HTTPLimits
+	body    *byteBudget // request bodies in flight
+	hosts   hostPolicy
+	origins originPolicy
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: streams end
@@ -78,8 +108,12 @@ func New(opts Options) *Server {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = 15 * time.Second
 	}
-	s := &Server{m: opts.Manager, log: opts.Logger, opts: opts, mux: http.NewServeMux(), done: make(chan struct{}), cons: consumers{open: make(map[string]*propagate.Consumer)}}
-	s.metrics = newHTTPMetrics(opts.Registerer)
+	s := &Server{m: opts.Manager, log: throttledLogger(opts.Logger), opts: opts, mux: http.NewServeMux(), done: make(chan struct{}), cons: consumers{open: make(map[string]*propagate.Consumer)}}
+	s.limits = opts.HTTP.withDefaults(opts.MaxBody)
+	s.body = newByteBudget(s.limits.MaxInflightBody)
+	s.hosts = newHostPolicy(opts.AllowedHosts, opts.Auth.Enabled())
+	s.origins = newOriginPolicy(opts.AllowedOrigins)
+	s.metrics = newHTTPMetrics(opts.Registerer, s.body)
 	reason := "starting"
 	s.notReady.Store(&reason)
 	for pattern, h := range map[string]http.HandlerFunc{
@@ -167,51 +201,125 @@ func principal(r *http.Request) *auth.Principal {
 	return auth.Anonymous
 }
 
-// ServeHTTP implements http.Handler: it authenticates, authorizes by
-// route, applies the caller's rate limit, and counts the request.
+// ServeHTTP implements http.Handler: it checks Host and Origin, answers
+// unknown routes, authenticates, authorizes by route, applies the caller's
+// rate limit, bounds the request body, and counts the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	_, route := s.mux.Handler(r)
+	h, route := s.mux.Handler(r)
 	if route == "" {
 		route = "unmatched"
 	}
 	defer func() {
 		s.metrics.observe(route, r.Method, sw.code, start, route == "GET /v1/stream" || route == "GET /v1/ws")
 	}()
-	n, known := needs[route]
-	if !known && route == "unmatched" {
-		n = needNothing // let the mux answer 404/405
+	n, own := needs[route]
+	if !own && route == "unmatched" {
+		n = needNothing
 	}
-	if n == needNothing {
-		s.mux.ServeHTTP(sw, r)
+	if !s.hosts.allows(r.Host) {
+		writeError(sw, http.StatusMisdirectedRequest, "Host", "host "+strconv.Quote(r.Host)+" is not served here; list it in allowed_hosts")
 		return
 	}
-	p, err := s.opts.Auth.Authenticate(r)
-	if err != nil {
-		sw.Header().Set("WWW-Authenticate", `Bearer realm="semprop"`)
-		writeError(sw, http.StatusUnauthorized, "Authorization", err.Error())
+	open := n == needNothing && !stateChanging(r.Method)
+	if !open && !s.origins.allows(r) {
+		writeError(sw, http.StatusForbidden, "Origin", "cross-origin requests are refused; list the origin in allowed_origins")
 		return
 	}
-	allowed := true
-	switch n {
-	case needAdmin:
-		allowed = p.Admin()
-	case needPublish:
-		allowed = p.CanPublishAny()
-	case needSubscribe:
-		allowed = p.CanSubscribeAny()
-	}
-	if !allowed {
-		writeError(sw, http.StatusForbidden, "Authorization", "token "+p.Name+" may not use "+route)
+	if route == "unmatched" {
+		s.unmatched(sw, r, h)
 		return
 	}
-	if ok, retry := p.Allow(); !ok {
-		sw.Header().Set("Retry-After", strconv.Itoa(retry))
-		writeError(sw, http.StatusTooManyRequests, "", "rate limit of token "+p.Name+" exceeded")
-		return
+	if n != needNothing {
+		p, err := s.opts.Auth.Authenticate(r)
+		if err != nil {
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="semprop"`)
+			writeError(sw, http.StatusUnauthorized, "Authorization", err.Error())
+			return
+		}
+		allowed := true
+		switch n {
+		case needAdmin:
+			allowed = p.Admin()
+		case needPublish:
+			allowed = p.CanPublishAny()
+		case needSubscribe:
+			allowed = p.CanSubscribeAny()
+		}
+		if !allowed {
+			writeError(sw, http.StatusForbidden, "Authorization", "token "+p.Name+" may not use "+route)
+			return
+		}
+		if ok, retry := p.Allow(); !ok {
+			sw.Header().Set("Retry-After", strconv.Itoa(retry))
+			writeError(sw, http.StatusTooManyRequests, "", "rate limit of token "+p.Name+" exceeded")
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 	}
-	s.mux.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	if hasBody(r) {
+		if stateChanging(r.Method) && !jsonBody(r, route, own) {
+			writeError(sw, http.StatusUnsupportedMediaType, "Content-Type",
+				"unsupported media type "+strconv.Quote(r.Header.Get("Content-Type"))+": send application/json")
+			return
+		}
+		r2, release, err := s.guardBody(w, r)
+		switch {
+		case errors.Is(err, errBodyTooLarge):
+			writeError(sw, http.StatusRequestEntityTooLarge, "", "body exceeds "+strconv.FormatInt(s.opts.MaxBody, 10)+" bytes")
+			return
+		case errors.Is(err, errBodyBusy):
+			sw.Header().Set("Retry-After", "1")
+			writeError(sw, http.StatusServiceUnavailable, "", "too many request bodies in flight; retry later")
+			return
+		case err != nil:
+			writeError(sw, http.StatusBadRequest, "", "read body: "+err.Error())
+			return
+		}
+		defer release()
+		r = r2
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+// unmatched answers a request no route matches: 404, or 405 with Allow
+// when the path exists for other methods, as JSON. Other answers of the
+// mux (redirects to a cleaned path) are passed on.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &headerRecorder{h: make(http.Header)}
+	h.ServeHTTP(rec, r)
+	switch rec.code {
+	case http.StatusNotFound:
+		writeError(w, http.StatusNotFound, "", "no route for "+r.Method+" "+r.URL.Path)
+	case http.StatusMethodNotAllowed:
+		if a := rec.h.Get("Allow"); a != "" {
+			w.Header().Set("Allow", a)
+		}
+		writeError(w, http.StatusMethodNotAllowed, "", "method "+r.Method+" not allowed on "+r.URL.Path)
+	default:
+		h.ServeHTTP(w, r)
+	}
+}
+
+// headerRecorder records the status and headers a handler answers with
+// and drops its body.
+type headerRecorder struct {
+	h    http.Header
+	code int
+}
+
+func (r *headerRecorder) Header() http.Header { return r.h }
+
+func (r *headerRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+}
+
+func (r *headerRecorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // Close ends every open stream with an "end" event and marks the server
@@ -239,13 +347,47 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 }
 
+// readyz answers 200 when the server is ready and its journal and Health
+// are well, 503 with the reason otherwise. The journal's position
+// (last_seq, durable_seq) is shown only to authenticated callers (to
+// everyone without tokens).
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if !s.ready.Load() {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": *s.notReady.Load()})
 		return
 	}
-	j := s.m.Journal()
-	writeJSON(w, http.StatusOK, map[string]any{"ready": true, "last_seq": j.LastSeq(), "durable_seq": j.DurableSeq()})
+	if reason := s.unhealthy(); reason != "" {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": reason})
+		return
+	}
+	out := map[string]any{"ready": true}
+	if _, err := s.opts.Auth.Authenticate(r); err == nil {
+		j := s.m.Journal()
+		out["last_seq"], out["durable_seq"] = j.LastSeq(), j.DurableSeq()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// unhealthy returns why the server cannot take events now ("" when it
+// can): the journal failed, or Options.Health says so.
+func (s *Server) unhealthy() string {
+	if err := s.m.Journal().Err(); err != nil {
+		if noSpace(err) {
+			return "journal: no space left on the device"
+		}
+		return "journal: cannot write (see the server log)"
+	}
+	if s.opts.Health != nil {
+		if err := s.opts.Health(); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// noSpace reports whether err says the journal's file system is full.
+func noSpace(err error) bool {
+	return errors.Is(err, journal.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // apiError is the JSON error body.
@@ -265,9 +407,14 @@ func writeError(w http.ResponseWriter, status int, field, msg string) {
 }
 
 // writeErr maps an error to its status: event field errors are 400 (413 when
-// too large), context cancellation 503.
+// too large), unavailability and cancellation 503, a full disk 507, a
+// failing journal 503, anything else 500. Storage and internal errors are
+// answered with a generic message (their text names server paths) and
+// logged, throttled.
 func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	var fe *event.FieldError
+	var pe *fs.PathError
+	jerr := s.m.Journal().Err() // the cause, when a layer above flattened it
 	switch {
 	case errors.As(err, &fe):
 		status := http.StatusBadRequest
@@ -277,11 +424,19 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 		writeError(w, status, fe.Field, fe.Error())
 	case errors.Is(err, propagate.ErrInvalidType):
 		writeError(w, http.StatusBadRequest, "type", err.Error())
+	case noSpace(err), noSpace(jerr):
+		s.log.Error("request failed: journal out of space", "err", err)
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusInsufficientStorage, "", "insufficient storage: the journal's disk is full")
+	case errors.Is(err, journal.ErrIO), errors.Is(err, journal.ErrClosed), errors.Is(err, journal.ErrCorrupt), errors.As(err, &pe), jerr != nil:
+		s.log.Error("request failed: journal", "err", err)
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "", "the journal is unavailable")
 	case errors.Is(err, propagate.ErrClosed), errors.Is(err, propagate.ErrUnavailable),
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, "", err.Error())
 	default:
 		s.log.Error("request failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "", err.Error())
+		writeError(w, http.StatusInternalServerError, "", "internal error")
 	}
 }

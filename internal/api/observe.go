@@ -10,14 +10,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// httpMetrics counts requests by route pattern, method and status, and
-// times non-streaming ones.
+// httpMetrics counts requests by route pattern, method and status, times
+// non-streaming ones, and shows the request-body bytes held.
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+func newHTTPMetrics(reg prometheus.Registerer, body *byteBudget) *httpMetrics {
 	m := &httpMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "semprop_http_requests_total", Help: "HTTP requests by route, method and status.",
@@ -28,7 +28,14 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 		}, []string{"route"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration)
+		reg.MustRegister(m.requests, m.duration,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "semprop_http_body_bytes_inflight", Help: "Request-body bytes reserved by requests being served.",
+			}, func() float64 { return float64(body.inUse()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "semprop_http_body_bytes_inflight_max", Help: "The most request-body bytes ever reserved at once.",
+			}, func() float64 { return float64(body.high.Load()) }),
+		)
 	}
 	return m
 }

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/semprop/semprop/internal/propagate"
@@ -15,11 +16,18 @@ func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"routes": s.m.Routes()})
 }
 
+// maxRoutesBody bounds the body of POST /v1/routes.
+const maxRoutesBody = 1 << 20
+
 // addRoutes handles POST /v1/routes with one route spec or an array of
 // them; all are validated before the table is swapped, atomically.
 func (s *Server) addRoutes(w http.ResponseWriter, r *http.Request) {
 	var raw json.RawMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&raw); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRoutesBody)).Decode(&raw); err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body exceeds %d bytes", mbe.Limit))
+			return
+		}
 		writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
 		return
 	}
