@@ -43,3 +43,28 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// The answers the guards and the storage mapping give are documented.
+func TestOpenAPIDocumentsGuards(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Responses map[string]json.RawMessage `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openapi, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, method, code string }{
+		{"/v1/events", "post", "507"},
+		{"/v1/events", "post", "415"},
+		{"/v1/events", "post", "503"},
+		{"/v1/routes", "post", "413"},
+		{"/v1/subscriptions", "post", "415"},
+		{"/v1/stream", "get", "421"},
+		{"/readyz", "get", "503"},
+	} {
+		if _, ok := doc.Paths[tc.path][tc.method].Responses[tc.code]; !ok {
+			t.Errorf("%s %s: answer %s is not documented", tc.method, tc.path, tc.code)
+		}
+	}
+}
