@@ -10,8 +10,8 @@ import (
 	"testing"
 )
 
-// TestPackageComments fails when a package has no package comment (STYLE.md:
-// every package says in one comment what it is).
+// TestPackageComments fails when a package has no package comment
+// (CONTRIBUTING.md: every package says in one comment what it is).
 func TestPackageComments(t *testing.T) {
 	dirs := map[string]bool{} // dir -> has a package comment
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {

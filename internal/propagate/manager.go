@@ -8,8 +8,8 @@
 // Every event gets a Seq from the Sequencer; seqs are consecutive and are the
 // one total order of the instance (or the cluster). Live subscriptions
 // receive matching events in seq order, as soon as they are sequenced and
-// possibly before they are durable (DESIGN.md: "What may be seen before it
-// is durable"); they live and die with the process. Each live subscription
+// possibly before they are durable (docs/architecture.md, "What may be seen
+// before it is durable"); they live and die with the process. Each live subscription
 // has a bounded queue and a Policy that says what happens when it is full:
 //
 //   - PolicyDropNewest: the new event is dropped for that subscriber.
