@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,6 +138,8 @@ type Stats struct {
 	Batches       uint64 // PublishBatch calls that succeeded
 	PublishErrors uint64 // PublishBatch calls that failed
 	Lost          uint64 // events given up after retries
+	LossReports   uint64 // fs.overflow events published for events this bridge lost (reason "publish")
+	Invalid       uint64 // ops that could not be translated into an event (reported as fs.overflow, reason "invalid")
 
 	Pending   int           // ops waiting for their partner (a shadow, a FUSE op) now
 	Window    time.Duration // the correlation window in effect now
@@ -159,6 +163,7 @@ type counters struct {
 	passthroughMerged, fuseOnly, kernelOnly, coalesced            atomic.Uint64
 	dedupHits, invalidations, rescanCovered, stallWaits, lateFUSE atomic.Uint64
 	emitted, batches, publishErrors, lost                         atomic.Uint64
+	lossReports, invalid                                          atomic.Uint64
 	queueFull, closed                                             atomic.Uint64
 	pending, window                                               atomic.Int64
 }
@@ -206,6 +211,13 @@ type Bridge struct {
 	pubNap   *time.Timer
 
 	released []*event.Event // correlator's output of one round (Run goroutine)
+
+	// lostN events were given up since the last loss report, all in the
+	// tree lostDir (publisher goroutine only).
+	lostN   int64
+	lostDir string
+
+	closedLogged atomic.Bool
 }
 
 // New returns a Bridge for opts.
@@ -332,6 +344,11 @@ func (b *Bridge) enqueue(op *capture.Op, bd event.Boundary) {
 	if b.closed {
 		b.qmu.Unlock()
 		b.st.closed.Add(1)
+		if !b.closedLogged.Swap(true) {
+			// A boundary outlived the bridge: stop the boundaries first.
+			b.log.Error("bridge: op emitted after the bridge stopped, dropped (counted in closed ops)",
+				"type", op.Kind.String(), "path", op.Path)
+		}
 		return
 	}
 	b.q = append(b.q, op)
@@ -555,19 +572,30 @@ func (b *Bridge) publishNap(ctx context.Context) {
 
 // publish hands one batch to the publisher, retrying a failed call with
 // backoff a few times before giving the events up (counted in Stats.Lost).
+// Events given up are not lost silently: an fs.overflow event with reason
+// "publish", their number and the tree they were in goes out at the head
+// of the next batch (and is retried with it until it does).
 func (b *Bridge) publish(ctx context.Context, evs []*event.Event) {
+	batch := evs
+	if b.lostN > 0 {
+		batch = append([]*event.Event{b.lossEvent()}, evs...)
+	}
 	backoff := 10 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := b.opts.Publisher.PublishBatch(ctx, evs)
+		err := b.opts.Publisher.PublishBatch(ctx, batch)
 		if err == nil {
-			b.st.emitted.Add(uint64(len(evs)))
+			b.st.emitted.Add(uint64(len(batch)))
 			b.st.batches.Add(1)
+			if len(batch) > len(evs) {
+				b.st.lossReports.Add(1)
+				b.log.Warn("bridge: published the loss of events", "events", b.lostN, "tree", b.lostDir)
+				b.lostN, b.lostDir = 0, ""
+			}
 			return
 		}
 		b.st.publishErrors.Add(1)
 		if attempt == 3 || ctx.Err() != nil {
-			b.st.lost.Add(uint64(len(evs)))
-			b.log.Error("bridge: events lost", "events", len(evs), "err", err)
+			b.giveUp(evs, err)
 			return
 		}
 		b.log.Warn("bridge: publish failed, retrying", "events", len(evs), "attempt", attempt, "err", err)
@@ -577,6 +605,44 @@ func (b *Bridge) publish(ctx context.Context, evs []*event.Event) {
 		}
 		backoff *= 10
 	}
+}
+
+// giveUp counts evs lost and notes them for the next loss report.
+func (b *Bridge) giveUp(evs []*event.Event, err error) {
+	b.st.lost.Add(uint64(len(evs)))
+	b.log.Error("bridge: events lost; an fs.overflow event will report them", "events", len(evs), "err", err)
+	for _, ev := range evs {
+		if b.lostN == 0 && b.lostDir == "" {
+			b.lostDir = path.Dir(ev.Subject)
+			if ev.Type == event.TypeMkdir || ev.Type == event.TypeOverflow || ev.Type == event.TypeRescan {
+				b.lostDir = ev.Subject
+			}
+		}
+		b.lostDir = commonDir(b.lostDir, ev.Subject)
+	}
+	b.lostN += int64(len(evs))
+}
+
+// lossEvent is the fs.overflow event for the events given up so far.
+func (b *Bridge) lossEvent() *event.Event {
+	op := &capture.Op{Kind: capture.KindOverflow, Boundary: event.BoundaryKernel, Path: b.lostDir, IsDir: true,
+		Time: time.Now(), Count: b.lostN, Reason: capture.ReasonPublish}
+	ev := new(event.Event)
+	Translate(op, ev)
+	ev.Source = b.opts.Source + "/kernel"
+	return ev
+}
+
+// commonDir is the longest directory path that holds both a (a directory)
+// and p.
+func commonDir(a, p string) string {
+	for a != "/" && a != "." && a != "" && p != a && !strings.HasPrefix(p, a+"/") {
+		a = path.Dir(a)
+	}
+	if a == "." || a == "" {
+		return "/"
+	}
+	return a
 }
 
 // Stats returns the current counters. It is safe for concurrent use.
@@ -594,6 +660,7 @@ func (b *Bridge) Stats() Stats {
 		Invalidations: s.invalidations.Load(),
 		Emitted:       s.emitted.Load(), Batches: s.batches.Load(),
 		PublishErrors: s.publishErrors.Load(), Lost: s.lost.Load(),
+		LossReports: s.lossReports.Load(), Invalid: s.invalid.Load(),
 		Pending: int(s.pending.Load()), Window: time.Duration(s.window.Load()), Queued: queued,
 		QueueFull: s.queueFull.Load(), Closed: s.closed.Load(),
 	}

@@ -217,6 +217,27 @@ func (c *correlator) rel(p string) (string, bool) {
 	return "", false
 }
 
+// validKind reports whether k is an operation with an event type.
+func validKind(k capture.Kind) bool { return k.Type() != "" }
+
+// src is the event source of a boundary's ops.
+func (c *correlator) src(bd event.Boundary) string {
+	if bd == boundaryFUSE {
+		return c.cfg.srcFUSE
+	}
+	return c.cfg.srcKernel
+}
+
+// repeat reports whether op repeats one seen within the window (the
+// content-hash LRU). A loss report (fs.overflow) or a rescan summary is
+// never a repeat: each stands for its own loss or rescan.
+func (c *correlator) repeat(op *capture.Op, now time.Time) bool {
+	if op.Kind == capture.KindOverflow || op.Kind == capture.KindRescan {
+		return false
+	}
+	return c.dedup.seen(op, now, c.cfg.window)
+}
+
 func (c *correlator) isShadow(op *capture.Op) bool {
 	return c.cfg.selfPID != 0 && op.Known&event.HasPID != 0 && op.PID == c.cfg.selfPID
 }
@@ -226,6 +247,22 @@ func (c *correlator) add(op *capture.Op, now time.Time) {
 	c.now = now
 	if op.Kind == capture.KindNone {
 		op.Kind = rawKind(op)
+	}
+	if !validKind(op.Kind) {
+		// An event of no known type would make the publisher refuse the
+		// whole batch it is in: report the op as a loss instead.
+		c.st.invalid.Add(1)
+		p := op.Path
+		if c.cfg.bridged && op.Boundary != boundaryFUSE {
+			p, _ = c.toMount(p)
+		}
+		if p == "" {
+			p = "/"
+		}
+		ovf := &capture.Op{Kind: capture.KindOverflow, Boundary: op.Boundary, Path: p, IsDir: true,
+			Time: op.Time, Count: 1, Reason: capture.ReasonInvalid, Raw: op.Raw}
+		c.push(&entry{ev: c.newEvent(ovf, c.src(op.Boundary)), kind: capture.KindOverflow})
+		return
 	}
 	if op.Boundary == boundaryFUSE {
 		c.st.seenFUSE.Add(1)
@@ -242,7 +279,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 	if !c.cfg.bridged {
 		// Without a mount there are no shadows: the daemon's own changes
 		// (an action writing a file) are changes like any other.
-		if c.dedup.seen(op, now, c.cfg.window) {
+		if c.repeat(op, now) {
 			c.st.dedupHits.Add(1)
 			return
 		}
@@ -292,7 +329,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		c.st.rescanCovered.Add(1)
 		return
 	}
-	if c.dedup.seen(op, now, c.cfg.window) {
+	if c.repeat(op, now) {
 		c.st.dedupHits.Add(1)
 		return
 	}
@@ -318,7 +355,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 }
 
 func (c *correlator) addFUSE(op *capture.Op, now time.Time) {
-	if c.dedup.seen(op, now, c.cfg.window) {
+	if c.repeat(op, now) {
 		c.st.dedupHits.Add(1)
 		return
 	}

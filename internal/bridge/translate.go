@@ -14,8 +14,9 @@ const (
 
 // Extension attributes the bridge sets.
 const (
-	AttrCount = "count" // fs.overflow / fs.rescan: events lost, changes found
-	AttrIsDir = "isdir" // "true" on fs.rename / fs.attrib of a directory
+	AttrCount  = "count"  // fs.overflow / fs.rescan: events lost, changes found
+	AttrIsDir  = "isdir"  // "true" on fs.rename / fs.attrib of a directory
+	AttrReason = "reason" // fs.overflow: why events were lost (capture.Reason*)
 )
 
 // contextFields are the Known bits an Op can carry.
@@ -28,8 +29,8 @@ const contextFields = event.HasPID | event.HasTID | event.HasUID | event.HasGID 
 // translation table (op.Kind, or op.Raw when the boundary left Kind unset),
 // Subject = op.Path as the boundary saw it, Time, Boundary and Boundaries
 // (the op's own boundary), FlagRescan, the Context fields present per
-// op.Known, OldPath and Target, and the count (overflow, rescan) and isdir
-// attributes. Source, ID and HLC are left empty: the bridge sets Source, the
+// op.Known, OldPath and Target, and the count (overflow, rescan), reason
+// (overflow) and isdir attributes. Source, ID and HLC are left empty: the bridge sets Source, the
 // propagation manager the rest. It allocates nothing when dst is reused,
 // except to format a count ≥ 100. It is safe for concurrent use on distinct
 // dst values.
@@ -57,6 +58,9 @@ func Translate(op *capture.Op, dst *event.Event) {
 	c.OldPath, c.Target = op.OldPath, op.Target
 	if k == capture.KindOverflow || k == capture.KindRescan || op.Count != 0 {
 		attrs = append(attrs, event.Attr{Key: AttrCount, Value: strconv.FormatInt(op.Count, 10)})
+	}
+	if op.Reason != "" {
+		attrs = append(attrs, event.Attr{Key: AttrReason, Value: op.Reason})
 	}
 	if op.IsDir && (k == capture.KindRename || k == capture.KindAttrib) {
 		attrs = append(attrs, event.Attr{Key: AttrIsDir, Value: "true"})

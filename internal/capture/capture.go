@@ -103,6 +103,7 @@ const (
 	ReasonWatch   = "watch"   // a directory could not be watched (inotify watch limit)
 	ReasonRescan  = "rescan"  // a rescan could not read part of the tree
 	ReasonPublish = "publish" // events were given up after publishing failed
+	ReasonInvalid = "invalid" // an op could not be turned into an event (no known kind)
 )
 
 // ReasonOf names the loss an error caused: ReasonEMFILE, ReasonENFILE or
