@@ -306,7 +306,7 @@ func (e *Event) unmarshal(data []byte, strict bool) error {
 	if err := e.decodeObject(&s, strict); err != nil {
 		return err
 	}
-	if s.peek() != 0 {
+	if !s.atEnd() {
 		return s.errorf("trailing data after the object")
 	}
 	return nil
@@ -342,7 +342,7 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 			break
 		}
 	}
-	if s.peek() != 0 {
+	if !s.atEnd() {
 		return nil, s.errorf("trailing data after the batch")
 	}
 	return evs, nil

@@ -42,6 +42,13 @@ func (s *scanner) peek() byte {
 	return 0
 }
 
+// atEnd reports whether only whitespace is left. (peek returns 0 at the
+// end, but also for a NUL byte.)
+func (s *scanner) atEnd() bool {
+	s.ws()
+	return s.i >= len(s.b)
+}
+
 func (s *scanner) expect(c byte) error {
 	if s.peek() != c {
 		return s.errorf("want '" + string(c) + "'")
@@ -420,7 +427,7 @@ func scanJSON(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.peek() != 0 {
+	if !s.atEnd() {
 		return nil, s.errorf("trailing data after the value")
 	}
 	return v, nil
