@@ -73,4 +73,21 @@
 // and hands events to a second one that calls Publisher.PublishBatch with
 // everything that accumulated meanwhile. See Bridge for backpressure and
 // ordering guarantees.
+//
+// # Losses
+//
+// A boundary's loss report (fs.overflow, with the reason and count as the
+// "reason" and "count" attributes) is published like any kernel op, and is
+// never taken for a repeat by the content-hash filter. The bridge loses
+// nothing silently itself: a batch the publisher refuses three times is
+// given up (Stats.Lost), and an fs.overflow event with reason "publish",
+// the number of events given up and the directory that holds all their
+// subjects goes out at the head of the next batch, retried with it until
+// it is published (Stats.LossReports). A rescan cannot recover those
+// events (the tree matches what the kernel boundary already reported);
+// the event tells consumers to resynchronise. An op of no known kind,
+// which the publisher would refuse together with its whole batch, is
+// replaced by an fs.overflow event with reason "invalid"
+// (Stats.Invalid). Ops emitted after Run returned are dropped, counted
+// (Stats.Closed) and logged once: stop the boundaries before the bridge.
 package bridge

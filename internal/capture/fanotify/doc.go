@@ -63,8 +63,27 @@
 // Root is resolved once (symbolic links evaluated); renaming Root or one of
 // its ancestors while watching is not followed. Records with no name (the
 // link-count ATTRIB of link/unlink, a write to an unlinked open file) are
-// dropped and counted in Stats.Nameless; records in a directory that can no
-// longer be opened (deleted before it was ever cached) in Stats.Unresolved.
+// dropped and counted in Stats.Nameless; records in a directory that was
+// deleted before it was ever cached (open_by_handle_at says ESTALE or
+// ENOENT, or the path ends in " (deleted)") in Stats.Unresolved: they
+// describe objects that no longer exist. A handle that cannot be resolved
+// for any other reason (no descriptor, no memory, an I/O error) is a loss,
+// reported as below ("Losses").
+//
+// # Descriptors
+//
+// The watcher holds its descriptors for good from New on: the fanotify
+// group (or inotify instance), Root's directory (the mount descriptor for
+// open_by_handle_at) and an eventfd. The group reports file identifiers
+// (FID mode), so reading it creates no event descriptors, and PIDFD
+// reporting is not requested. The reader opens one descriptor at a time for
+// a moment: open_by_handle_at and a readlink per uncached directory, a
+// directory of a rescan's walk, /proc/PID/stat and status. For these it
+// keeps one spare descriptor: when an open fails with EMFILE or ENFILE
+// (client connections used up the process's limit), the spare is closed,
+// the open retried, and the spare taken back when that descriptor is
+// closed (Stats.ReserveUsed). Another thread may take the freed slot
+// first; then the open fails and the record is a loss, reported.
 //
 // # Process context
 //
@@ -134,7 +153,8 @@
 //
 // The watcher keeps an index of the tree (path → inode, size, mtime,
 // is-dir), built by one walk in New and kept up to date from the records.
-// On FAN_Q_OVERFLOW (or IN_Q_OVERFLOW) it emits fs.overflow, then walks Root
+// On FAN_Q_OVERFLOW (or IN_Q_OVERFLOW) it emits fs.overflow (Reason
+// "queue"), then walks Root
 // and emits what differs from the index as ops with Rescan set: fs.create
 // (plus fs.write when the file is not empty), fs.mkdir, fs.symlink for new
 // paths (parents first); fs.write for a changed size or mtime; fs.delete and
@@ -146,6 +166,31 @@
 // delete or rename-from of a path the rescan reported gone (until the queue
 // is next seen empty) are suppressed (Stats.Suppressed). An object replaced
 // by one that reuses its inode number is seen by the rescan as a write.
+//
+// A rescan that cannot read part of the tree (a directory it cannot open
+// or list, an entry it cannot stat, for another reason than that it
+// vanished) reports nothing below that part as deleted: it counts it
+// (Stats.RescanErrors), and announces another rescan with an overflow op
+// (Reason "emfile", … or "rescan").
+//
+// # Losses
+//
+// Nothing the reader could not turn into ops is dropped silently. Besides
+// a queue overflow, these are losses: a directory handle that cannot be
+// resolved for another reason than deletion (Reason "emfile", "enfile",
+// "enomem" for those errnos, else "resolve"), a malformed record or read
+// buffer ("parse"), a failed read of the kernel queue ("read", or the
+// errno's reason), and in the inotify fallback a directory that cannot be
+// watched ("watch", e.g. at fs.inotify.max_user_watches) or read. Each
+// reason is reported by one fs.overflow op (Reason set, Count = the
+// records known lost, 0 when unknown) at the end of the read batch, and a
+// rescan follows as above; further losses of that reason before the
+// rescan runs are reported by one more overflow op right before it, with
+// their count. Stats.Losses counts the overflow ops by reason,
+// Stats.LostRecords the records, Stats.HandleErrors the handles. A read
+// that failed for want of descriptors or memory is retried after 10ms; any
+// other read error ends Run with the error, after its overflow op. The
+// inotify fallback watches every directory a rescan finds without a watch.
 //
 // A rename of a directory costs a scan of the index and of the handle
 // cache (to move the prefix); hard-link detection scans the index for the
