@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -23,13 +24,15 @@ import (
 
 // Client talks to one semprop server.
 type Client struct {
-	base  string
-	token string
-	hc    *http.Client
+	base   string
+	token  string
+	source string
+	hc     *http.Client
 }
 
 // New returns a client for the server at baseURL (e.g.
 // "http://127.0.0.1:7878"); token, if not empty, is sent as a bearer token.
+// Events it publishes without a source get DefaultSource().
 func New(baseURL, token string) *Client {
 	return NewWithHTTPClient(baseURL, token, &http.Client{})
 }
@@ -38,7 +41,27 @@ func New(baseURL, token string) *Client {
 // whose transport trusts a private CA or presents a client certificate.
 // Do not set a Timeout on it: streams last as long as they are read.
 func NewWithHTTPClient(baseURL, token string, hc *http.Client) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, hc: hc}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, source: DefaultSource(), hc: hc}
+}
+
+// WithSource returns a copy of c that gives events published without a
+// source the CloudEvents source src (a URI reference naming the producer,
+// e.g. "app://indexer"). Sources "semprop://…" are the daemon's own and
+// the server refuses them from publishers.
+func (c *Client) WithSource(src string) *Client {
+	cc := *c
+	cc.source = src
+	return &cc
+}
+
+// DefaultSource is the source a Client gives events published without
+// one: "urn:semprop:client:" followed by the host name.
+func DefaultSource() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "urn:semprop:client"
+	}
+	return "urn:semprop:client:" + host
 }
 
 // Error is an error answer of the server.
@@ -90,8 +113,14 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, ctype
 }
 
 // Publish publishes one event and returns its seq once it is durable.
+//
+// CloudEvents requires an id and a source: an event without an ID (and
+// SourceID) is sent with a new one, an event without a Source with the
+// client's (WithSource); ev itself is not modified. An event whose strings
+// are not valid UTF-8, or whose JSON Data is not one JSON value, is refused
+// here with a *event.FieldError and not sent.
 func (c *Client) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
-	body, err := ev.MarshalJSON()
+	body, err := c.marshal(ev)
 	if err != nil {
 		return 0, err
 	}
@@ -106,7 +135,8 @@ func (c *Client) Publish(ctx context.Context, ev *event.Event) (uint64, error) {
 }
 
 // PublishBatch publishes events as one batch and returns their seqs, in
-// order, once all are durable.
+// order, once all are durable. Each event is completed and checked as by
+// Publish.
 func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64, error) {
 	var b bytes.Buffer
 	b.WriteByte('[')
@@ -114,7 +144,7 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		j, err := ev.MarshalJSON()
+		j, err := c.marshal(ev)
 		if err != nil {
 			return nil, fmt.Errorf("client: event %d: %w", i, err)
 		}
@@ -122,6 +152,14 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 	}
 	b.WriteByte(']')
 	return c.post(ctx, b.Bytes(), event.MediaTypeBatch)
+}
+
+// marshal encodes a completed copy of ev (a new id and the client's source
+// when missing).
+func (c *Client) marshal(ev *event.Event) ([]byte, error) {
+	cp := *ev
+	cp.Complete(c.source)
+	return cp.MarshalJSON()
 }
 
 func (c *Client) post(ctx context.Context, body []byte, ctype string) ([]uint64, error) {
@@ -178,7 +216,7 @@ func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit i
 	for sc.Scan() {
 		ev := new(event.Event)
 		if err := ev.UnmarshalJSON(sc.Bytes()); err != nil {
-			return last, fmt.Errorf("client: replay: %w", err)
+			return last, fmt.Errorf("%w after seq %d: %w", ErrMalformed, last, err)
 		}
 		last = ev.Seq
 		if err := fn(ev); err != nil {
@@ -191,8 +229,8 @@ func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit i
 // Stream follows the server's event stream from seq `after`, calling fn for
 // each selected event in order, each exactly once: when the connection
 // drops it reconnects (with backoff) and resumes after the last event it
-// delivered. It returns when ctx is done, fn returns an error, or the server
-// rejects the request.
+// delivered. It returns when ctx is done, fn returns an error, the server
+// rejects the request, or an event cannot be decoded (ErrMalformed).
 func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -208,6 +246,8 @@ func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func
 			return ctx.Err()
 		case errors.As(err, &fe):
 			return fe.err
+		case errors.Is(err, ErrMalformed):
+			return err // the same event would come again
 		case errors.As(err, &se) && se.Status/100 == 4:
 			return err
 		}
@@ -219,6 +259,11 @@ func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
+
+// ErrMalformed is wrapped by the error Stream, Replay and Fetch return when
+// the server sends an event they cannot decode; Stream does not retry
+// then, since the same event would come again.
+var ErrMalformed = errors.New("client: malformed event from the server")
 
 type fnError struct{ err error }
 
@@ -232,19 +277,20 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, after uint64, fn 
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	sc.Split(scanSSELines)
 	var evType string
 	var data []byte
+	hasData := false
 	for sc.Scan() {
 		line := sc.Bytes()
-		switch {
-		case len(line) == 0: // end of message
+		if len(line) == 0 { // end of message
 			if evType == "end" {
 				return after, io.EOF
 			}
-			if data != nil && evType != "error" {
+			if hasData && evType != "error" {
 				ev := new(event.Event)
 				if err := ev.UnmarshalJSON(data); err != nil {
-					return after, fmt.Errorf("client: stream: %w", err)
+					return after, fmt.Errorf("%w after seq %d: %w", ErrMalformed, after, err)
 				}
 				if ev.Seq > after {
 					if err := fn(ev); err != nil {
@@ -253,17 +299,51 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, after uint64, fn 
 					after = ev.Seq
 				}
 			}
-			evType, data = "", nil
-		case bytes.HasPrefix(line, []byte("data: ")):
-			data = append(data[:0], line[len("data: "):]...)
-		case bytes.HasPrefix(line, []byte("event: ")):
-			evType = string(line[len("event: "):])
+			evType, data, hasData = "", data[:0], false
+			continue
+		}
+		// A field is "name: value" or "name:value"; a line starting with
+		// ':' is a comment, a line without ':' a field with an empty value.
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		value = bytes.TrimPrefix(value, []byte(" "))
+		switch string(name) {
+		case "data":
+			if hasData {
+				data = append(data, '\n') // several data lines make one
+			}
+			data = append(data, value...)
+			hasData = true
+		case "event":
+			evType = string(value)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return after, err
 	}
 	return after, io.ErrUnexpectedEOF
+}
+
+// scanSSELines splits a Server-Sent Events stream into lines: a line ends
+// with CRLF, LF or a lone CR.
+func scanSSELines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	i := bytes.IndexAny(data, "\r\n")
+	switch {
+	case i < 0:
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	case data[i] == '\n':
+		return i + 1, data[:i], nil
+	case i+1 < len(data):
+		if data[i+1] == '\n' {
+			return i + 2, data[:i], nil
+		}
+		return i + 1, data[:i], nil
+	case atEOF:
+		return i + 1, data[:i], nil
+	}
+	return 0, nil, nil // a CR at the end: wait to see whether LF follows
 }
 
 // Status is the server's readiness answer.

@@ -73,11 +73,11 @@ func (c *Client) Fetch(ctx context.Context, name string, max int, wait time.Dura
 			Event   json.RawMessage `json:"event"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			return out, fmt.Errorf("client: fetch: %w", err)
+			return out, fmt.Errorf("%w: fetch: %w", ErrMalformed, err)
 		}
 		ev := new(event.Event)
 		if err := ev.UnmarshalJSON(line.Event); err != nil {
-			return out, fmt.Errorf("client: fetch: %w", err)
+			return out, fmt.Errorf("%w: fetch: %w", ErrMalformed, err)
 		}
 		out = append(out, Delivery{Event: ev, Attempt: line.Attempt})
 	}

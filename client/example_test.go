@@ -48,23 +48,25 @@ func ExampleClient_Stream() {
 	c := client.New(url, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, typ := range []string{"fs.create", "vector.insert", "fs.write"} {
-		c.Publish(ctx, &event.Event{Type: typ, Subject: "/data/a.md"})
+	for _, typ := range []string{"doc.created", "vector.insert", "doc.updated"} {
+		if _, err := c.Publish(ctx, &event.Event{Type: typ, Subject: "/data/a.md"}); err != nil {
+			fmt.Println(err)
+		}
 	}
-	// Follow fs.* events from the beginning; Stream reconnects and
+	// Follow doc.* events from the beginning; Stream reconnects and
 	// resumes by itself, so each event is seen once, in order.
 	done := errors.New("done")
-	err := c.Stream(ctx, client.Selector{Type: "fs.*"}, 0, func(ev *event.Event) error {
+	err := c.Stream(ctx, client.Selector{Type: "doc.*"}, 0, func(ev *event.Event) error {
 		fmt.Println(ev.Seq, ev.Type, ev.Subject)
-		if ev.Type == "fs.write" {
+		if ev.Type == "doc.updated" {
 			return done
 		}
 		return nil
 	})
 	fmt.Println(err == done)
 	// Output:
-	// 1 fs.create /data/a.md
-	// 3 fs.write /data/a.md
+	// 1 doc.created /data/a.md
+	// 3 doc.updated /data/a.md
 	// true
 }
 
