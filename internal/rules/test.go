@@ -1,0 +1,132 @@
+package rules
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cep"
+)
+
+// ErrEvents is wrapped by errors in a recorded event log.
+var ErrEvents = errors.New("rules: invalid event log")
+
+// TestOptions adjust Test. The zero value is what `semprop rules test`
+// uses by default.
+type TestOptions struct {
+	Lateness time.Duration // allowed lateness (default 0: events in time order)
+	Limits   cep.Limits
+	MaxRate  int // default matches per minute for rules without max_rate; 0: unlimited
+	MaxDepth int // depth limit for rules on matches; 0: DefaultMaxDepth
+}
+
+// TestFile runs the rules in rulesPaths over a recorded event log and
+// writes one JSON line per match; it is `semprop rules test`.
+func TestFile(w io.Writer, rulesPaths []string, events io.Reader) error {
+	set, err := Load(rulesPaths...)
+	if err != nil {
+		return err
+	}
+	return Test(w, set, events, TestOptions{})
+}
+
+// Test runs the enabled rules of set over events, CloudEvents JSON objects
+// one per line as GET /v1/events returns them, with event time from the
+// events, and writes each match's data (MatchData) as one JSON line, in
+// the order the engine emits them. The output depends only on the inputs.
+// An event without a seq gets its line number; seqs must be distinct.
+// Matches are not fed back as input: to test a rule on matches, put the
+// match events in the log. At the end of the log, timers due before the
+// last event's time fire, later ones do not.
+func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
+	if opts.MaxDepth == 0 {
+		opts.MaxDepth = DefaultMaxDepth
+	}
+	eng, err := cep.New(set.patterns(opts.MaxRate), cep.Options{Lateness: opts.Lateness, Limits: opts.Limits,
+		OriginAttr: AttrRule, DepthAttr: AttrDepth, MaxDepth: opts.MaxDepth})
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	write := func(ms []cep.Match) error {
+		for i := range ms {
+			d := matchData(set.Rule(ms[i].Pattern), &ms[i])
+			b, err := json.Marshal(d)
+			if err != nil {
+				return err
+			}
+			bw.Write(b)
+			bw.WriteByte('\n')
+		}
+		return nil
+	}
+	sc := bufio.NewScanner(events)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	seen := make(map[uint64]int)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		ev := new(event.Event)
+		if err := ev.UnmarshalJSON([]byte(text)); err != nil {
+			return fmt.Errorf("events line %d: %w: %w", line, err, ErrEvents)
+		}
+		if ev.Time.IsZero() {
+			return fmt.Errorf("events line %d: no time: %w", line, ErrEvents)
+		}
+		if ev.Seq == 0 {
+			ev.Seq = uint64(line)
+		}
+		if prev, dup := seen[ev.Seq]; dup {
+			return fmt.Errorf("events line %d: seq %d also on line %d: %w", line, ev.Seq, prev, ErrEvents)
+		}
+		seen[ev.Seq] = line
+		if err := write(eng.Process(ev)); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("events line %d: %w: %w", line+1, err, ErrEvents)
+	}
+	if err := write(eng.Flush()); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// Lint loads the rules in paths and writes one line per rule (its kind,
+// where it is defined, the event types it reads) with warnings about
+// costly or unbounded rules. It returns the load error, if any.
+func Lint(w io.Writer, paths ...string) error {
+	set, err := Load(paths...)
+	if err != nil {
+		return err
+	}
+	for _, r := range set.Rules {
+		types := "every type"
+		if t := r.pattern.Types; t != nil {
+			types = strings.Join(t, ",")
+		}
+		state := "enabled"
+		if !r.Enabled {
+			state = "disabled"
+		}
+		fmt.Fprintf(w, "%s:%d: %s: %s, %s, reads %s\n", r.File, r.Line, r.Name, r.kind, state, types)
+		if r.pattern.Types == nil {
+			fmt.Fprintf(w, "%s:%d: %s: warning: its conditions do not say which event types they accept (type == \"...\"), so it is evaluated for every event\n", r.File, r.Line, r.Name)
+		}
+		if (r.kind == cep.KindCount || r.kind == cep.KindSequence) && r.Within == 0 {
+			fmt.Fprintf(w, "%s:%d: %s: warning: no within: partial matches are kept until the state limits evict them\n", r.File, r.Line, r.Name)
+		}
+	}
+	fmt.Fprintf(w, "%d rule(s) ok\n", len(set.Rules))
+	return nil
+}
