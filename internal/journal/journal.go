@@ -503,7 +503,8 @@ func (j *Journal) FirstSeq() uint64 {
 }
 
 // Changed returns a channel that is closed the next time DurableSeq advances
-// (or when the journal fails or closes); call it again for the next change.
+// or Err changes (the journal fails, closes, runs out of space or resumes
+// after that); call it again for the next change.
 // Check the condition you wait for after taking the channel and before
 // blocking on it. After Close it returns a closed channel. Safe for
 // concurrent use.

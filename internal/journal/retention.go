@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"log/slog"
 	"os"
 	"slices"
 	"time"
@@ -52,7 +53,7 @@ func (j *Journal) enforceRetention() {
 	j.segMu.Unlock()
 	for _, s := range victims {
 		if err := os.Remove(s.path); err != nil {
-			j.log.Error("journal: retention: remove segment", "file", s.path, "err", err)
+			j.limited.Log(slog.LevelError, "journal: retention: remove segment", "file", s.path, "err", err)
 			continue
 		}
 		j.segmentsDeleted.Add(1)
