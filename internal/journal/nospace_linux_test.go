@@ -248,3 +248,79 @@ func TestCloseWhileDiskFull(t *testing.T) {
 		t.Errorf("Append after reopen = %d, %v", seq, err)
 	}
 }
+
+// TestNoInodeForNewSegment: when a new segment cannot be created (the file
+// system is out of inodes), the batch waits in memory like any other on a
+// full disk and is written to the new segment once an inode is free.
+func TestNoInodeForNewSegment(t *testing.T) {
+	mnt := mountTmpfs(t, "4m,nr_inodes=16")
+	dir := filepath.Join(mnt, "journal")
+	j, err := Open(Options{Dir: dir, SegmentSize: 4 << 10, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	// Use up every inode left.
+	var ballast []string
+	for i := 0; ; i++ {
+		p := filepath.Join(mnt, fmt.Sprintf("b%d", i))
+		f, err := os.Create(p)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		ballast = append(ballast, p)
+	}
+	if len(ballast) == 0 {
+		t.Fatal("no inode was free to begin with")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := bytes.Repeat([]byte("i"), 1000)
+	var acked uint64
+	for {
+		seq, err := j.Append(ctx, p)
+		if err != nil {
+			if !errors.Is(err, ErrNoSpace) {
+				t.Fatalf("Append = %v, want ErrNoSpace", err)
+			}
+			break
+		}
+		acked = seq
+	}
+	if st := j.Stats(); st.Segments != 1 || acked == 0 {
+		t.Fatalf("failed with %d segments after %d records, want the first roll to fail", st.Segments, acked)
+	}
+	if err := os.Remove(ballast[0]); err != nil {
+		t.Fatal(err)
+	}
+	for j.Err() != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("not recovered after an inode was freed: %v", j.Err())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	seq, err := j.Append(ctx, p)
+	if err != nil || seq != acked+2 {
+		t.Fatalf("Append after recovery = %d, %v, want %d (the refused record was written first)", seq, err, acked+2)
+	}
+	if st := j.Stats(); st.Segments != 2 {
+		t.Errorf("Segments = %d, want 2", st.Segments)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2 := open(t, Options{Dir: dir, SegmentSize: 4 << 10})
+	got := readAll(t, j2, 1)
+	if uint64(len(got)) != seq {
+		t.Fatalf("%d records after reopen, want %d", len(got), seq)
+	}
+	for i, r := range got {
+		if r.Seq != uint64(i+1) || !bytes.Equal(r.Payload, p) {
+			t.Fatalf("record %d = seq %d, want %d with the payload", i, r.Seq, i+1)
+		}
+	}
+}
