@@ -270,7 +270,7 @@ func parseRule(file string, n *yaml.Node) (*Rule, error) {
 		if _, dup := lines[k.Value]; dup {
 			return nil, re.at(k.Line, "%s: given twice", k.Value)
 		}
-		lines[k.Value] = v.Line
+		lines[k.Value] = k.Line
 		switch k.Value {
 		case "name":
 		case "when":
