@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -122,6 +123,7 @@ type exprFilter struct {
 	prog      *vm.Program
 	rs        readSet
 	wantAttrs bool
+	strs      []*field  // the string fields the expression reads
 	pool      sync.Pool // of *exprState
 }
 
@@ -145,7 +147,16 @@ func NoLowering() ExprOption { return func(c *exprConfig) { c.noLower = true } }
 // Expr compiles an expr-lang expression over Env that must yield a bool,
 // e.g. `type == "fs.write" && size > 0 && comm != "rsync"`. It is compiled
 // once, limited to MaxExprNodes nodes, and rejected with the line and column
-// of the first error. Expressions made only of comparisons of attributes
+// of the first error.
+//
+// The worst-case work of one evaluation must stay within MaxExprCost
+// steps, computed from the expression as written with every string
+// attribute at its maximum length: ranges need integer constants as
+// bounds, loops (all, any, filter, map, count, …) multiply the cost of
+// their body by the length of what they iterate, and builtins that can
+// build unbounded values (repeat, reduce, sortBy, groupBy, toJSON, …) are
+// refused. A refused expression fails with an error wrapping
+// ErrExprCost, which says why. Expressions made only of comparisons of attributes
 // with constants, startsWith/endsWith/in, and/or/not compile to native
 // predicates (Kind "expr", no allocation); anything else runs on the VM.
 func Expr(src string, opts ...ExprOption) (Filter, error) {
@@ -153,13 +164,30 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.MaxNodes(MaxExprNodes))
-	if err != nil {
+	compileErr := func(err error) error {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			return nil, errorf(ErrExpr, "%q: line %d, column %d: %s", src, fe.Line, fe.Column+1, fe.Message)
+			return errorf(ErrExpr, "%q: line %d, column %d: %s", src, fe.Line, fe.Column+1, fe.Message)
 		}
-		return nil, errorf(ErrExpr, "%q: %w", src, err)
+		return errorf(ErrExpr, "%q: %w", src, err)
+	}
+	// The cost is bounded on the tree as written, before the optimizer
+	// folds constants (which it does at compile time).
+	plain, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.MaxNodes(MaxExprNodes), expr.Optimize(false))
+	if err != nil {
+		return nil, compileErr(err)
+	}
+	cost, err := exprCost(src, plain.Node())
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", src, err)
+	}
+	if cost > MaxExprCost {
+		return nil, fmt.Errorf("%q: may take up to %.3g steps per event, more than %d (loops over large ranges or long lists, or nested loops): %w",
+			src, cost, MaxExprCost, ErrExprCost)
+	}
+	prog, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.MaxNodes(MaxExprNodes))
+	if err != nil {
+		return nil, compileErr(err)
 	}
 	node := prog.Node()
 	if !cfg.noLower {
@@ -168,10 +196,52 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 		}
 	}
 	rs, wantAttrs := exprReads(node)
-	return &exprFilter{src: src, prog: prog, rs: rs, wantAttrs: wantAttrs}, nil
+	f := &exprFilter{src: src, prog: prog, rs: rs, wantAttrs: wantAttrs}
+	for _, fl := range builtins {
+		// Ids, boundaries and priorities are names semprop makes, short.
+		if rs.fields&fl.bit != 0 && !fl.numeric() && fl.maxLen() >= 255 && !slices.Contains(f.strs, fl) {
+			f.strs = append(f.strs, fl)
+		}
+	}
+	return f, nil
+}
+
+// evalErrors counts evaluations of every expression filter that failed.
+var evalErrors atomic.Uint64
+
+// EvalErrors returns how many evaluations of expression filters have
+// failed since the process started: runtime errors (e.g. a bad regular
+// expression operand), the VM's memory budget, and events whose strings
+// exceed the bounds the cost model assumes (see MaxExprCost). A failed
+// evaluation does not match. It is safe for concurrent use.
+func EvalErrors() uint64 { return evalErrors.Load() }
+
+// withinBounds reports whether ev stays within the input bounds the cost
+// model assumed for f.
+func (f *exprFilter) withinBounds(ev *event.Event) bool {
+	for _, fl := range f.strs {
+		if s, _ := fl.strVal(ev); len(s) > fl.maxLen() {
+			return false
+		}
+	}
+	if f.wantAttrs {
+		if len(ev.Attrs) > maxExprAttrs {
+			return false
+		}
+		for _, a := range ev.Attrs {
+			if len(a.Value) > maxExprString || len(a.Key) > maxExprString {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func (f *exprFilter) Match(ev *event.Event) bool {
+	if !f.withinBounds(ev) {
+		evalErrors.Add(1)
+		return false
+	}
 	st, _ := f.pool.Get().(*exprState)
 	if st == nil {
 		st = new(exprState)
@@ -181,6 +251,7 @@ func (f *exprFilter) Match(ev *event.Event) bool {
 	st.env.Attrs = nil
 	f.pool.Put(st)
 	if err != nil {
+		evalErrors.Add(1)
 		return false // a runtime error (e.g. a bad regexp operand) rejects
 	}
 	b, _ := out.(bool)

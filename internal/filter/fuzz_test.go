@@ -3,6 +3,7 @@ package filter
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 // FuzzCompile feeds arbitrary JSON to Compile: it must reject or build a
@@ -34,18 +35,30 @@ func FuzzCompile(f *testing.F) {
 	})
 }
 
+// exprBound is the wall-clock bound per fuzz input of compiling and
+// evaluating an expression: far above what MaxExprCost allows, far below
+// what unbounded loops took.
+const exprBound = 2 * time.Second
+
 // FuzzExpr checks that an expression either fails to compile or gives the
-// same answer lowered to native predicates as on the expr VM.
+// same answer lowered to native predicates as on the expr VM, and that
+// compiling and evaluating it, on the worst event too, is bounded in time.
 func FuzzExpr(f *testing.F) {
 	for _, s := range []string{
 		`type == "fs.write"`, `size > 0 && comm != "rsync"`, `uid in [0, 1000] || !(path startsWith "/data")`,
 		`priority == "critical"`, `0 >= size`, `type in ["fs.write","fs.create"] and not (gid == 5)`,
+		`any(split(path, "/"), {# == ".git"})`, `let x = 1..99; any(x, {any(x, {# < 0})})`,
+		`len(join(map(1..50, path), "")) > 0`,
 	} {
 		f.Add(s)
 	}
-	evs := sampleEvents(f)
+	evs := append(sampleEvents(f), worstEvent())
 	f.Fuzz(func(t *testing.T, src string) {
+		start := time.Now()
 		low, err := Expr(src)
+		if d := time.Since(start); d > exprBound {
+			t.Errorf("Expr(%q) took %v to compile", src, d)
+		}
 		if err != nil {
 			return
 		}
@@ -54,8 +67,13 @@ func FuzzExpr(f *testing.F) {
 			t.Fatalf("Expr(%q) compiles lowered but not on the VM: %v", src, err)
 		}
 		for _, ev := range evs {
-			if got, want := low.Match(ev), vmf.Match(ev); got != want {
-				t.Errorf("Expr(%q).Match(%s): lowered %v, VM %v", src, ev.Subject, got, want)
+			start := time.Now()
+			got, want := low.Match(ev), vmf.Match(ev)
+			if d := time.Since(start); d > exprBound {
+				t.Errorf("Expr(%q).Match(%.20s…) took %v", src, ev.Subject, d)
+			}
+			if got != want {
+				t.Errorf("Expr(%q).Match(%.20s…): lowered %v, VM %v", src, ev.Subject, got, want)
 			}
 		}
 	})
