@@ -119,7 +119,7 @@ func New(opts Options) (*Watcher, error) {
 	// Every descriptor the reader needs for good (the group, Root's, the
 	// eventfd) is open from here on; the spare covers the one it opens
 	// for a moment now and then.
-	w.t.fds = newFDReserve(&w.c)
+	w.t.fds = newFDReserve(w.wakeFD, &w.c)
 	if !opts.ForceInotify {
 		be, ferr := newFanotify(w, opts.UnlimitedQueue)
 		if ferr == nil {
