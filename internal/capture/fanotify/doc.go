@@ -79,11 +79,13 @@
 // reporting is not requested. The reader opens one descriptor at a time for
 // a moment: open_by_handle_at and a readlink per uncached directory, a
 // directory of a rescan's walk, /proc/PID/stat and status. For these it
-// keeps one spare descriptor: when an open fails with EMFILE or ENFILE
-// (client connections used up the process's limit), the spare is closed,
-// the open retried, and the spare taken back when that descriptor is
-// closed (Stats.ReserveUsed). Another thread may take the freed slot
-// first; then the open fails and the record is a loss, reported.
+// keeps one spare descriptor (a duplicate of its eventfd): when an open
+// fails with EMFILE or ENFILE (client connections used up the process's
+// limit), the spare is closed and the open retried (Stats.ReserveUsed);
+// when that descriptor is done with, dup3 turns its slot back into the
+// spare, which needs no free slot. Another thread may take the freed slot
+// between the close and the retried open; then the open fails and the
+// record is a loss, reported.
 //
 // # Process context
 //
