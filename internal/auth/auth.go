@@ -80,8 +80,12 @@ type TokenSpec struct {
 }
 
 // DefaultMaxConsumers is how many durable consumers a token may own when
-// its spec does not say.
-const DefaultMaxConsumers = 16
+// its spec does not say; AnonymousMaxConsumers how many exist in all
+// without tokens (each is a file in the state directory).
+const (
+	DefaultMaxConsumers   = 16
+	AnonymousMaxConsumers = 1024
+)
 
 // Principal is an authenticated caller.
 type Principal struct {
@@ -104,7 +108,7 @@ type Principal struct {
 // Anonymous is the principal of every request when no tokens are
 // configured: it may do everything except publish what only the daemon may
 // say (it has no import scope).
-var Anonymous = &Principal{Name: "anonymous", admin: true, all: true, maxPriority: event.PriorityCritical, maxStreams: 1 << 20, maxConsumers: 1 << 20}
+var Anonymous = &Principal{Name: "anonymous", admin: true, all: true, maxPriority: event.PriorityCritical, maxStreams: 1 << 20, maxConsumers: AnonymousMaxConsumers}
 
 // MaxConsumers is how many durable consumers p may own.
 func (p *Principal) MaxConsumers() int { return p.maxConsumers }
