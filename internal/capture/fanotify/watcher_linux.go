@@ -279,6 +279,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// once, while their processes most likely still exist (comm and exe
 	// come from /proc, and the actor is then cached).
 	napping, found := false, false
+	readFailing := false // the last read failed for want of a resource
 	var lastData time.Time
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
@@ -330,6 +331,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			fatal = !transient(err)
 		}
 		w.gate.Unlock()
+		if err == nil || err == unix.EAGAIN {
+			readFailing = false
+		}
 		switch {
 		case err == nil || err == unix.EINTR:
 			continue
@@ -337,7 +341,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case fatal:
 			return fmt.Errorf("fanotify: read %s queue: %w", w.mode, err)
 		default:
-			w.log.Warn("fanotify: reading the kernel queue failed; retrying", "mode", w.mode, "err", err)
+			if !readFailing { // once per run of failures
+				w.log.Warn("fanotify: reading the kernel queue failed; retrying", "mode", w.mode, "err", err)
+			}
+			readFailing = true
 			nap.Reset(readRetry)
 			select {
 			case <-nap.C:
