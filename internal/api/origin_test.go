@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,37 @@ func FuzzHostPolicy(f *testing.F) {
 			return
 		}
 		t.Errorf("allows(%q) = true (host %q)", host, h)
+	})
+}
+
+func FuzzOriginPolicy(f *testing.F) {
+	f.Add("http://evil.example", "127.0.0.1:8080", "")
+	f.Add("http://localhost:8080", "localhost:8080", "same-origin")
+	p := newOriginPolicy([]string{"https://app.example"})
+	f.Fuzz(func(t *testing.T, origin, host, site string) {
+		r, _ := http.NewRequest("GET", "http://x/", nil)
+		r.Host = host
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		if site != "" {
+			r.Header.Set("Sec-Fetch-Site", site)
+		}
+		if !p.allows(r) {
+			return
+		}
+		// Allowed: a trusted origin, or the server's own, or no browser.
+		if strings.EqualFold(r.Header.Get("Origin"), "https://app.example") {
+			return
+		}
+		if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+			t.Fatalf("Sec-Fetch-Site %q allowed", s)
+		}
+		if o := r.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || !strings.EqualFold(u.Host, host) {
+				t.Fatalf("Origin %q allowed for Host %q", o, host)
+			}
+		}
 	})
 }
