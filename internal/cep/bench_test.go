@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // benchEngine returns an engine with n patterns over the types t0..t9,
@@ -50,9 +51,11 @@ func BenchmarkUninterestingEvent(b *testing.B) {
 	e := benchEngine(b, 100)
 	x := ev(1, 0, "nobody.cares", "/x")
 	b.ReportAllocs()
+	start := cputime.Now()
 	for b.Loop() {
 		e.Process(x)
 	}
+	cputime.Report(b, start)
 }
 
 func BenchmarkAdvancePartial(b *testing.B) {
@@ -65,12 +68,14 @@ func BenchmarkAdvancePartial(b *testing.B) {
 	evs := []*event.Event{ev(1, 0, "a", "/x"), ev(2, 0, "b", "/x"), ev(3, 0, "c", "/x")}
 	b.ReportAllocs()
 	i := 0
+	start := cputime.Now()
 	for b.Loop() {
 		x := evs[i%3]
 		x.Time = base.Add(time.Duration(i) * time.Microsecond)
 		e.Process(x)
 		i++
 	}
+	cputime.Report(b, start)
 }
 
 // BenchmarkMixed: 100 patterns, a stream over 12 types (two nobody
@@ -84,18 +89,21 @@ func BenchmarkMixed(b *testing.B) {
 	}
 	b.ReportAllocs()
 	i := 0
+	start := cputime.Now()
 	for b.Loop() {
 		x := evs[i%n]
 		x.Time = base.Add(time.Duration(i) * time.Microsecond)
 		e.Process(x)
 		i++
 	}
+	cputime.Report(b, start)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 }
 
 // BenchmarkKeyAttack: a sequence pattern keyed by subject under 1M
 // distinct keys with MaxKeys 10000; reports the heap after the attack.
 func BenchmarkKeyAttack(b *testing.B) {
+	start := cputime.Now()
 	for b.Loop() {
 		p := &Pattern{Name: "s", Kind: KindSequence, By: bySubject, Types: []string{"a", "b"},
 			Steps: []Cond{typeIs("a"), typeIs("b")}, Within: time.Hour}
@@ -117,4 +125,5 @@ func BenchmarkKeyAttack(b *testing.B) {
 		b.ReportMetric(float64(maxHeap-before.HeapAlloc)/float64(c.Keys), "B/key")
 		b.ReportMetric(float64(c.KeysEvicted), "evicted")
 	}
+	cputime.Report(b, start)
 }

@@ -27,7 +27,8 @@ import (
 type cond struct {
 	src   string
 	pre   filter.Filter // nil: nothing to check first
-	prog  *vm.Program   // nil: pre is the whole condition
+	prog  *vm.Program   // nil: pre (and eqs) are the whole condition
+	eqs   []boundEq     // native comparisons with bound events
 	names []string      // bound names the program reads, in env order
 	slots []int         // for each name, its index in the bound events
 	typ   reflect.Type
@@ -61,11 +62,18 @@ func compileCond(src string, bound map[string]int) (*cond, error) {
 		c.pre = f
 		return c, nil
 	}
-	// The conjuncts that read no bound event, checked first and natively.
+	// The conjuncts that read no bound event, checked first and natively;
+	// if the others are all `field == name.field`, they run natively too.
 	var free []string
+	var eqs []boundEq
+	lowered := true
 	for _, n := range conjuncts(tree.Node) {
 		if len(boundReads(n, bound)) == 0 {
 			free = append(free, "("+n.String()+")")
+		} else if eq, ok := lowerBoundEq(n, bound); ok {
+			eqs = append(eqs, eq)
+		} else {
+			lowered = false
 		}
 	}
 	if len(free) > 0 {
@@ -86,7 +94,75 @@ func compileCond(src string, bound map[string]int) (*cond, error) {
 	if err != nil {
 		return nil, exprError(src, err)
 	}
+	if lowered {
+		c.prog, c.eqs = nil, eqs // compiled above only to check it
+	}
 	return c, nil
+}
+
+// boundEq is `field == name.field`: a field of the event equal to a field
+// of a bound event, both read as expressions read them.
+type boundEq struct {
+	slot     int
+	get, ref func(*event.Event) (string, int64)
+}
+
+func (q *boundEq) match(ev *event.Event, bound []*event.Event) bool {
+	if q.slot >= len(bound) {
+		return false
+	}
+	s1, n1 := q.get(ev)
+	s2, n2 := q.ref(bound[q.slot])
+	return s1 == s2 && n1 == n2
+}
+
+// lowerBoundEq lowers `f == name.g` (either way round) where f and g are
+// both string fields or both numeric fields.
+func lowerBoundEq(n ast.Node, bound map[string]int) (boundEq, bool) {
+	b, ok := n.(*ast.BinaryNode)
+	if !ok || b.Operator != "==" {
+		return boundEq{}, false
+	}
+	for _, lr := range [][2]ast.Node{{b.Left, b.Right}, {b.Right, b.Left}} {
+		id, ok1 := lr[0].(*ast.IdentifierNode)
+		m, ok2 := lr[1].(*ast.MemberNode)
+		if !ok1 || !ok2 {
+			continue
+		}
+		base, ok3 := m.Node.(*ast.IdentifierNode)
+		prop, ok4 := m.Property.(*ast.StringNode)
+		if !ok3 || !ok4 || m.Optional {
+			continue
+		}
+		slot, ok := bound[base.Value]
+		if !ok {
+			continue
+		}
+		get, numeric1, ok5 := fieldGetter(id.Value)
+		ref, numeric2, ok6 := fieldGetter(prop.Value)
+		if ok5 && ok6 && numeric1 == numeric2 {
+			return boundEq{slot: slot, get: get, ref: ref}, true
+		}
+	}
+	return boundEq{}, false
+}
+
+// fieldGetter reads a built-in field as Env has it: strings as they are,
+// numbers as -1 when absent.
+func fieldGetter(name string) (get func(*event.Event) (string, int64), numeric, ok bool) {
+	if f, ok := strFields[name]; ok {
+		return func(ev *event.Event) (string, int64) { return f(ev), 0 }, false, true
+	}
+	if f, ok := numFields[name]; ok {
+		return func(ev *event.Event) (string, int64) {
+			v, ok := f(ev)
+			if !ok {
+				v = -1
+			}
+			return "", v
+		}, true, true
+	}
+	return nil, false, false
 }
 
 var envType = reflect.TypeFor[filter.Env]()
@@ -103,6 +179,11 @@ func exprError(src string, err error) error {
 func (c *cond) Match(ev *event.Event, bound []*event.Event) bool {
 	if c.pre != nil && !c.pre.Match(ev) {
 		return false
+	}
+	for i := range c.eqs {
+		if !c.eqs[i].match(ev, bound) {
+			return false
+		}
 	}
 	if c.prog == nil {
 		return true

@@ -214,3 +214,44 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestBoundEqMatchesVM: `field == name.field` run natively agrees with
+// the expression VM.
+func TestBoundEqMatchesVM(t *testing.T) {
+	a := &event.Event{Seq: 1, Type: "fs.write", Subject: "/a"}
+	a.Context.SetPID(5)
+	a.Context.OldPath = "/a"
+	b := &event.Event{Seq: 2, Type: "fs.rename", Subject: "/b"}
+	b.Context.SetPID(5)
+	b.Context.OldPath = "/a"
+	c := &event.Event{Seq: 3, Type: "fs.delete", Subject: "/a"} // no pid
+	bound := map[string]int{"first": 0}
+	for _, src := range []string{
+		`subject == first.subject`, `first.subject == subject`, `oldpath == first.subject`, `pid == first.pid`,
+		`pid == first.size`, `seq == first.seq`, `type == "fs.rename" && subject == first.oldpath`,
+		`path == first.subject`, `comm == first.comm`,
+	} {
+		native, err := compileCond(src, bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if native.prog != nil {
+			t.Errorf("%q was not lowered", src)
+		}
+		vm, err := compileCond("("+src+`) && first.type != "-"`, bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.prog == nil {
+			t.Fatalf("%q: the reference was lowered", src)
+		}
+		for _, ev := range []*event.Event{a, b, c} {
+			for _, first := range []*event.Event{a, b, c} {
+				bs := []*event.Event{first}
+				if got, want := native.Match(ev, bs), vm.Match(ev, bs); got != want {
+					t.Errorf("%q on %v after %v: native %v, VM %v", src, ev, first, got, want)
+				}
+			}
+		}
+	}
+}
