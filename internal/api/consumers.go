@@ -68,7 +68,11 @@ func (s *Server) openConsumer(stored string, spec consumerSpec, meta json.RawMes
 	if !ok {
 		return nil, &apiError{Field: "owner", Error: "the token that owns consumer " + spec.Name + " no longer exists"}
 	}
-	m = owner.Select(m)
+	if m == propagate.MatchAll {
+		m = owner
+	} else {
+		m = owner.Select(m)
+	}
 	var wait time.Duration
 	if spec.AckWait != "" {
 		d, err := time.ParseDuration(spec.AckWait)

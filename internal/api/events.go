@@ -170,7 +170,12 @@ func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
 	}
 	// What the token may see, with the selector evaluated on the event as
 	// the token sees it (redacted): hidden fields cannot be probed.
-	sel.matcher = principal(r).Select(m)
+	p := principal(r)
+	if m == propagate.MatchAll {
+		sel.matcher = p // nothing to evaluate on the redacted event
+	} else {
+		sel.matcher = p.Select(m)
+	}
 	return sel, nil
 }
 
