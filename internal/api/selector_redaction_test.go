@@ -255,3 +255,35 @@ func TestRedactedValuesNeverInBodies(t *testing.T) {
 		t.Errorf("replay as the redacted token = %s, want the masked event and the end marker", evs)
 	}
 }
+
+// A consumer's stored selector is evaluated as its owner sees events after
+// a restart too (the spec is compiled again from storage).
+func TestStoredConsumerSelectorSeesRedaction(t *testing.T) {
+	ts := redactionServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := withEnd(`comm == "` + secretComm + `"`)
+	if err := client.New(ts.URL, tokRedacted).CreateSubscription(ctx, client.Subscription{Name: "stored", Filter: f}); err != nil {
+		t.Fatal(err)
+	}
+	// Restart the API: close the open consumers, serve the same manager.
+	ts.api.cons.mu.Lock()
+	for _, c := range ts.api.cons.open {
+		c.Close()
+	}
+	clear(ts.api.cons.open)
+	ts.api.cons.mu.Unlock()
+	var types []string
+	for len(types) == 0 || types[len(types)-1] != "app.end" {
+		ds, err := client.New(ts.URL, tokRedacted).Fetch(ctx, "stored", 10, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			types = append(types, d.Event.Type)
+		}
+	}
+	if got := strings.Join(types, ","); got != "app.end" {
+		t.Errorf("reopened consumer with a stored selector on comm delivers %s, want only app.end", got)
+	}
+}
