@@ -5,11 +5,19 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/semprop/semprop/internal/capture"
 )
 
 // tuneProcess decides the process-wide settings, in this one place, and
 // logs each one it changes.
 func tuneProcess(cfg *Config, log *slog.Logger) {
+	// Capture must never depend on descriptors that clients can take:
+	// the soft limit goes up to the hard one (capture.RaiseFileLimit logs
+	// both), and the kernel watcher keeps a spare of its own.
+	if _, _, err := capture.RaiseFileLimit(log); err != nil {
+		log.Warn("cannot raise the file descriptor limit", "err", err)
+	}
 	if len(cfg.Mounts) > 0 {
 		fuseProcs(log)
 		fuseGC(log)

@@ -301,26 +301,26 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 		err   error
 	)
 	if len(evs) <= deliverFirstMax && l.encodable(evs) {
-		// The fast path: seqs are assigned and live subscribers get the
-		// events before they are encoded into the journal, so a waiting
-		// subscriber does not wait for the encoding. Only this lock writes
-		// the journal, so the seqs Write assigns are the ones delivered;
-		// encoding cannot fail (sizes checked). What can still fail is the
-		// journal itself (a sticky I/O error or Close racing with this):
-		// then live subscribers saw events the journal lacks, as they do
-		// when a flush of buffered records fails.
-		if err = l.j.Err(); err == nil {
-			next := l.j.LastSeq() + 1
-			for i, ev := range evs {
-				ev.Seq = next + uint64(i)
-			}
-			l.m.deliver(evs)
-			first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
-				if seq != evs[i].Seq {
-					return nil, fmt.Errorf("seq %d assigned, %d delivered: another writer", seq, evs[i].Seq)
+		// The fast path: live subscribers get the events before they are
+		// encoded into the journal, so a waiting subscriber does not wait
+		// for the encoding. They get them from inside Write, once it has
+		// assigned the seqs and passed its refusal checks (a full disk, a
+		// sticky I/O error, Close): a refused Write uses no seq and
+		// delivers nothing, so a seq a subscriber saw is never given to
+		// another event. Encoding cannot fail after that (sizes checked).
+		// Delivery runs under the journal's write lock; with
+		// PolicyBlock it may hold it up to the subscriber's BlockTimeout,
+		// as it holds up every publisher anyway.
+		first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+			if i == 0 {
+				for k, ev := range evs {
+					ev.Seq = seq + uint64(k)
 				}
-				return evs[i].AppendBinary(dst)
-			})
+				l.m.deliver(evs)
+			}
+			return evs[i].AppendBinary(dst)
+		})
+		if err == nil {
 			l.m.wakeParked()
 		}
 	} else {
