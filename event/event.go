@@ -2,7 +2,15 @@
 // boundary (kernel, FUSE, user, peer) produces and every consumer reads, with
 // its identifiers, clocks, validation and the two codecs that carry it — a
 // compact binary form for the journal and the cluster, and CloudEvents 1.0
-// structured JSON at the HTTP edge.
+// JSON at the HTTP edge (structured, batch and, for input, the HTTP binary
+// content mode).
+//
+// The JSON decoders take untrusted input: they require what CloudEvents 1.0
+// requires (specversion, id, source, type), refuse invalid Unicode rather
+// than replace it, and keep JSON data compact. The structured encoding of
+// any event is valid JSON on one line, so NDJSON and Server-Sent Events
+// framing cannot break. CheckNetworkOrigin tells what only semprop itself
+// may say about an event (capture context, fs.* and semprop.* types).
 //
 // An Event is a plain value: it is safe to read from many goroutines once it
 // has been published, and must not be modified after that.
