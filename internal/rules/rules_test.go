@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,6 +253,27 @@ func TestBoundEqMatchesVM(t *testing.T) {
 					t.Errorf("%q on %v after %v: native %v, VM %v", src, ev, first, got, want)
 				}
 			}
+		}
+	}
+}
+
+// TestDocsRules: every rule in docs/rules.md loads.
+func TestDocsRules(t *testing.T) {
+	data, err := os.ReadFile("../../docs/rules.md")
+	if err != nil {
+		t.Skipf("docs not found: %v", err)
+	}
+	blocks := strings.Split(string(data), "```yaml\n")[1:]
+	if len(blocks) < 8 {
+		t.Fatalf("%d yaml blocks in docs/rules.md, want at least 8", len(blocks))
+	}
+	for i, b := range blocks {
+		b = b[:strings.Index(b, "```")]
+		if !strings.HasPrefix(b, "rules:") {
+			b = "rules:\n" + b
+		}
+		if _, err := Parse(fmt.Sprintf("docs block %d", i+1), []byte(b)); err != nil {
+			t.Errorf("docs block %d: %v\n%s", i+1, err, b)
 		}
 	}
 }
