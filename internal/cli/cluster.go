@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -35,6 +36,9 @@ type clusterFlags struct {
 	token     string
 	maxBatch  int
 	maxDelay  time.Duration
+	caFile    string
+	certFile  string
+	keyFile   string
 }
 
 func (f *clusterFlags) register(fl *pflag.FlagSet) {
@@ -46,14 +50,20 @@ func (f *clusterFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.token, "cluster-token", "", "admin token sent to peers' APIs (default $SEMPROP_CLUSTER_TOKEN)")
 	fl.IntVar(&f.maxBatch, "raft-batch", 0, "events per Raft log entry (default 4096)")
 	fl.DurationVar(&f.maxDelay, "raft-batch-delay", 0, "how long a log entry may wait for more events (default 0: take what is queued)")
+	fl.StringVar(&f.caFile, "cluster-ca", "", "cluster CA certificate (PEM): peers on the Raft port must present a certificate it issued")
+	fl.StringVar(&f.certFile, "cluster-cert", "", "this node's member certificate (PEM), issued by --cluster-ca for client and server auth")
+	fl.StringVar(&f.keyFile, "cluster-key", "", "private key of --cluster-cert (PEM)")
 }
+
+// secured reports whether cluster credentials were given.
+func (f *clusterFlags) secured() bool { return f.caFile != "" || f.certFile != "" || f.keyFile != "" }
 
 func (f *clusterFlags) enabled() bool { return f.nodeID != "" }
 
 func (f *clusterFlags) validate() error {
 	if !f.enabled() {
-		if f.raftAddr != "" || f.bootstrap || f.join != "" {
-			return errors.New("--raft-addr, --bootstrap and --join need --node-id")
+		if f.raftAddr != "" || f.bootstrap || f.join != "" || f.secured() {
+			return errors.New("--raft-addr, --bootstrap, --join and --cluster-ca/--cluster-cert/--cluster-key need --node-id")
 		}
 		return nil
 	}
@@ -63,7 +73,29 @@ func (f *clusterFlags) validate() error {
 	if f.bootstrap && f.join != "" {
 		return errors.New("--bootstrap and --join exclude each other")
 	}
+	if f.secured() && (f.caFile == "" || f.certFile == "" || f.keyFile == "") {
+		return errors.New("--cluster-ca, --cluster-cert and --cluster-key go together")
+	}
+	if !f.secured() && !loopbackHostPort(f.raftAddr) {
+		return fmt.Errorf("refusing --raft-addr %s without cluster credentials: anyone who can reach it could append events and depose the leader; "+
+			"pass --cluster-ca, --cluster-cert and --cluster-key (see 'semprop cluster certs'), or use a loopback address", f.raftAddr)
+	}
 	return nil
+}
+
+// loopbackHostPort reports whether addr (HOST:PORT) is reachable only from
+// this host: a loopback IP or "localhost" (an empty host listens on every
+// interface).
+func loopbackHostPort(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // clusterRun is the daemon's cluster node, when --node-id is given. A nil
@@ -116,11 +148,19 @@ func newClusterRun(f *clusterFlags, cfg *config.Config, j *journal.Journal, apiA
 			tlsClient.Certificates = []tls.Certificate{cert}
 		}
 	}
+	var creds *cluster.Credentials
+	if f.secured() {
+		var err error
+		if creds, err = cluster.LoadCredentials(f.caFile, f.certFile, f.keyFile); err != nil {
+			return nil, err
+		}
+	}
 	clock := event.NewClock(0)
 	return &clusterRun{f: f, clock: clock, cfg: cluster.Config{
 		ID: f.nodeID, RaftAddr: f.raftAddr, APIURL: url, Dir: filepath.Join(cfg.Data, "raft"),
 		Journal: j, Clock: clock, Bootstrap: f.bootstrap, Join: strings.TrimRight(f.join, "/"),
 		MaxBatch: f.maxBatch, MaxDelay: f.maxDelay, Token: token, TLSClient: tlsClient, Logger: log,
+		Credentials: creds,
 	}}, nil
 }
 

@@ -6,10 +6,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,7 +26,7 @@ import (
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show and change cluster membership",
+		Short: "Show and change cluster membership; issue member certificates",
 	}
 	var sf serverFlags
 	var asJSON bool
@@ -70,10 +73,13 @@ func newClusterCmd() *cobra.Command {
 	var lf serverFlags
 	var id string
 	leave := &cobra.Command{
-		Use:   "leave [--id ID]",
-		Short: "Remove a node from the cluster (default: the node at --server)",
+		Use:   "leave --id ID",
+		Short: "Remove a node from the cluster (a leader hands leadership over first)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id == "" {
+				return errors.New("--id is required: the ID of the node to remove")
+			}
 			var out map[string]string
 			if err := clusterCall(cmd.Context(), &lf, http.MethodPost, "/v1/cluster/leave", map[string]string{"id": id}, &out); err != nil {
 				return err
@@ -82,11 +88,96 @@ func newClusterCmd() *cobra.Command {
 			return nil
 		},
 	}
-	leave.Flags().StringVar(&id, "id", "", "node ID (default: the node at --server)")
+	leave.Flags().StringVar(&id, "id", "", "ID of the node to remove (required)")
 	lf.register(leave)
 
-	cmd.AddCommand(status, join, leave)
+	cmd.AddCommand(status, join, leave, newClusterCertsCmd())
 	return cmd
+}
+
+// newClusterCertsCmd is `semprop cluster certs`: a cluster CA and member
+// certificates, for operators without their own PKI.
+func newClusterCertsCmd() *cobra.Command {
+	var dir string
+	var validity time.Duration
+	cmd := &cobra.Command{
+		Use:   "certs --dir DIR NODE-ID...",
+		Short: "Create a cluster CA (once) and a member certificate for each node ID",
+		Long: `Create the cluster's credentials in --dir: the CA (ca.pem, ca-key.pem), created
+unless it exists, and for each NODE-ID a member certificate and key
+(NODE-ID.pem, NODE-ID-key.pem), ECDSA P-256, usable for client and server
+authentication. Copy ca.pem, NODE-ID.pem and NODE-ID-key.pem to each node and
+run it with --cluster-ca, --cluster-cert and --cluster-key. Keep ca-key.pem
+off the nodes: whoever holds it can mint members.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, ids []string) error {
+			if dir == "" {
+				return errors.New("--dir is required")
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			caPath, caKeyPath := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem")
+			var ca *cluster.CA
+			certPEM, err1 := os.ReadFile(caPath)
+			keyPEM, err2 := os.ReadFile(caKeyPath)
+			switch {
+			case err1 == nil && err2 == nil:
+				var err error
+				if ca, err = cluster.ParseCA(certPEM, keyPEM); err != nil {
+					return err
+				}
+			case errors.Is(err1, fs.ErrNotExist) && errors.Is(err2, fs.ErrNotExist):
+				var err error
+				if ca, err = cluster.GenerateCA("semprop cluster CA", 10*validity); err != nil {
+					return err
+				}
+				if err := writeNew(caPath, ca.CertPEM, 0o644); err != nil {
+					return err
+				}
+				if err := writeNew(caKeyPath, ca.KeyPEM, 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "created", caPath, caKeyPath)
+			default:
+				return fmt.Errorf("need both or neither of %s and %s: %v, %v", caPath, caKeyPath, err1, err2)
+			}
+			for _, id := range ids {
+				if id == "" || id == "ca" || strings.ContainsAny(id, `/\`) {
+					return fmt.Errorf("node ID %q: not usable as a file name", id)
+				}
+				c, k, err := ca.Issue(id, nil, validity)
+				if err != nil {
+					return err
+				}
+				cp, kp := filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem")
+				if err := writeNew(cp, c, 0o644); err != nil {
+					return err
+				}
+				if err := writeNew(kp, k, 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "created", cp, kp)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the CA and the certificates")
+	cmd.Flags().DurationVar(&validity, "validity", 365*24*time.Hour, "validity of the member certificates (the CA's is ten times longer)")
+	return cmd
+}
+
+// writeNew writes a file that must not exist yet.
+func writeNew(path string, data []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func printStatus(w io.Writer, st cluster.Status) {

@@ -3,8 +3,12 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +74,9 @@ func TestClusterCommand(t *testing.T) {
 	if _, err := run("leave", "--server", srv.URL, "--id", "zz"); err == nil || !strings.Contains(err.Error(), "no quorum") {
 		t.Errorf("leave refused by the server: err %v, want the server's error", err)
 	}
+	if _, err := run("leave", "--server", srv.URL); err == nil || !strings.Contains(err.Error(), "--id") {
+		t.Errorf("leave without --id: err %v, want --id required (never a default that removes the node asked)", err)
+	}
 	want := []string{"join c 127.0.0.1:3 http://c Bearer tok", "leave b"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("server saw %q, want %q", got, want)
@@ -87,10 +94,72 @@ func TestClusterFlagsValidate(t *testing.T) {
 		{clusterFlags{nodeID: "a"}, true},
 		{clusterFlags{raftAddr: "127.0.0.1:1"}, true},
 		{clusterFlags{nodeID: "a", raftAddr: "127.0.0.1:1", bootstrap: true, join: "http://x"}, true},
+		// Without cluster credentials, only loopback Raft addresses.
+		{clusterFlags{nodeID: "a", raftAddr: "localhost:1", bootstrap: true}, false},
+		{clusterFlags{nodeID: "a", raftAddr: "[::1]:1", bootstrap: true}, false},
+		{clusterFlags{nodeID: "a", raftAddr: "0.0.0.0:7000", bootstrap: true}, true},
+		{clusterFlags{nodeID: "a", raftAddr: ":7000", bootstrap: true}, true},
+		{clusterFlags{nodeID: "a", raftAddr: "10.0.0.5:7000", join: "http://x"}, true},
+		{clusterFlags{nodeID: "a", raftAddr: "node-a.example:7000", join: "http://x"}, true},
+		{clusterFlags{nodeID: "a", raftAddr: "10.0.0.5:7000", join: "http://x", caFile: "ca", certFile: "c", keyFile: "k"}, false},
+		// All three credential files or none.
+		{clusterFlags{nodeID: "a", raftAddr: "10.0.0.5:7000", join: "http://x", caFile: "ca", certFile: "c"}, true},
+		{clusterFlags{nodeID: "a", raftAddr: "127.0.0.1:1", bootstrap: true, keyFile: "k"}, true},
+		{clusterFlags{caFile: "ca", certFile: "c", keyFile: "k"}, true},
 	}
 	for _, tt := range tests {
 		if err := tt.f.validate(); (err != nil) != tt.wantErr {
 			t.Errorf("validate(%+v) = %v, want error %v", tt.f, err, tt.wantErr)
 		}
+	}
+}
+
+func TestClusterCertsCommand(t *testing.T) {
+	dir := t.TempDir()
+	run := func(args ...string) (string, error) {
+		cmd := newClusterCmd()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(append([]string{"certs", "--dir", dir}, args...))
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	if _, err := run("n1", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	// A later run reuses the CA: n3's certificate is from the same cluster.
+	if _, err := run("n3"); err != nil {
+		t.Fatal(err)
+	}
+	// Existing files are never overwritten.
+	if _, err := run("n1"); err == nil {
+		t.Errorf("certs for an existing node: no error, want a refusal to overwrite")
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if _, err := cluster.LoadCredentials(filepath.Join(dir, "ca.pem"), filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem")); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		fi, err := os.Stat(filepath.Join(dir, id+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s key mode %v, want 0600", id, fi.Mode().Perm())
+		}
+	}
+	// A certificate does not load against another cluster's CA.
+	other := t.TempDir()
+	cmd := newClusterCmd()
+	cmd.SetOut(io.Discard)
+	cmd.SetArgs([]string{"certs", "--dir", other, "x"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.LoadCredentials(filepath.Join(other, "ca.pem"), filepath.Join(dir, "n1.pem"), filepath.Join(dir, "n1-key.pem")); !errors.Is(err, cluster.ErrCredentials) {
+		t.Errorf("n1's certificate with another CA: err %v, want ErrCredentials", err)
+	}
+	if _, err := run("../evil"); err == nil {
+		t.Errorf("node ID with a slash: no error")
 	}
 }

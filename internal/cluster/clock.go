@@ -156,9 +156,9 @@ type pingResponse struct {
 // ping probes one peer: one four-timestamp exchange. t0 and t3 are taken
 // as close to the wire as the HTTP client allows: t0 just before sending,
 // t3 as soon as the reply's headers arrived (its body is decoded after).
-func (n *Node) ping(ctx context.Context, url string) (offsetSample, pingResponse, error) {
+func (n *Node) ping(ctx context.Context, raftAddr string) (offsetSample, pingResponse, error) {
 	body, _ := json.Marshal(pingRequest{From: n.cfg.ID})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/cluster/ping", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, peerURL(raftAddr)+"/v1/cluster/ping", bytes.NewReader(body))
 	if err != nil {
 		return offsetSample{}, pingResponse{}, err
 	}
@@ -196,14 +196,14 @@ func (n *Node) pingLoop(ctx context.Context) {
 		var wg sync.WaitGroup
 		for _, m := range members {
 			keep[m.ID] = true
-			if m.ID == n.cfg.ID || m.APIURL == "" {
+			if m.ID == n.cfg.ID || m.RaftAddr == "" {
 				continue
 			}
 			wg.Go(func() {
 				pctx, cancel := context.WithTimeout(ctx, n.cfg.PingInterval)
 				defer cancel()
 				for range pingBurst {
-					s, pr, err := n.ping(pctx, m.APIURL)
+					s, pr, err := n.ping(pctx, m.RaftAddr)
 					if err != nil {
 						n.peers.fail(m.ID, err)
 						return
@@ -217,14 +217,16 @@ func (n *Node) pingLoop(ctx context.Context) {
 	}
 }
 
-// checkClock measures a would-be member's clock with a few probes and
-// returns an error wrapping ErrClockOffset if it is beyond the maximum.
-func (n *Node) checkClock(ctx context.Context, id, url string) error {
+// checkClock measures a would-be member's clock with a few probes to its
+// Raft port and returns an error wrapping ErrClockOffset if it is beyond
+// the maximum. With Credentials the probes also prove that whoever listens
+// at raftAddr holds a member certificate.
+func (n *Node) checkClock(ctx context.Context, id, raftAddr string) error {
 	var best offsetSample
 	ok := false
 	var lastErr error
 	for range 4 {
-		s, _, err := n.ping(ctx, url)
+		s, _, err := n.ping(ctx, raftAddr)
 		if err != nil {
 			lastErr = err
 			continue
@@ -234,7 +236,7 @@ func (n *Node) checkClock(ctx context.Context, id, url string) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("cluster: probe %s at %s: %w", id, url, lastErr)
+		return fmt.Errorf("cluster: probe %s at %s: %w", id, raftAddr, lastErr)
 	}
 	if off := absDur(best.offset) - time.Duration(best.delay/2); off > n.cfg.MaxOffset {
 		return fmt.Errorf("%w: node %s is off by %v ± %v (max %v)", ErrClockOffset, id,

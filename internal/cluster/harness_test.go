@@ -153,6 +153,36 @@ func testConfig(c *Config) {
 	}
 }
 
+var (
+	testCAOnce sync.Once
+	testCA     *CA
+	testCAErr  error
+	credsMu    sync.Mutex
+	credsByID  = map[string]*Credentials{}
+)
+
+// memberCreds returns node id's credentials, issued by the test cluster CA
+// (one per test binary). Test nodes run with them unless a test's tweak
+// removes them.
+func memberCreds(t testing.TB, id string) *Credentials {
+	t.Helper()
+	testCAOnce.Do(func() { testCA, testCAErr = GenerateCA("semprop test cluster CA", 24*time.Hour) })
+	if testCAErr != nil {
+		t.Fatal(testCAErr)
+	}
+	credsMu.Lock()
+	defer credsMu.Unlock()
+	if c := credsByID[id]; c != nil {
+		return c
+	}
+	c, err := testCA.Credentials(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credsByID[id] = c
+	return c
+}
+
 // testJournalFsync is the fsync policy of test journals (benchmarks vary it).
 var testJournalFsync = journal.FsyncAlways
 
@@ -183,6 +213,16 @@ func (c *tcluster) id(i int) string { return fmt.Sprintf("n%d", i) }
 // start opens node i (fresh or restarted from its directory).
 func (c *tcluster) start(i int, bootstrap bool, join string) *tnode {
 	c.t.Helper()
+	tn, err := c.tryStart(i, bootstrap, join)
+	if err != nil {
+		c.t.Fatalf("start %s: %v", c.id(i), err)
+	}
+	return tn
+}
+
+// tryStart is start returning the node's error.
+func (c *tcluster) tryStart(i int, bootstrap bool, join string) (*tnode, error) {
+	c.t.Helper()
 	tn := &tnode{id: c.id(i), dir: c.dirs[i]}
 	var err error
 	apiAddr := c.apis[i]
@@ -212,6 +252,7 @@ func (c *tcluster) start(i int, bootstrap bool, join string) *tnode {
 	cfg := Config{
 		ID: tn.id, RaftAddr: raftAddr, APIURL: tn.url, Dir: filepath.Join(tn.dir, "raft"), Journal: tn.j,
 		Bootstrap: bootstrap, Join: join, Dial: c.nw.dialer(tn.id), Logger: quietLog,
+		Credentials: memberCreds(c.t, tn.id),
 	}
 	testConfig(&cfg)
 	if c.cfg != nil {
@@ -228,7 +269,7 @@ func (c *tcluster) start(i int, bootstrap bool, join string) *tnode {
 	if err != nil {
 		tn.j.Close()
 		tn.ln.Close()
-		c.t.Fatalf("start %s: %v", tn.id, err)
+		return nil, err
 	}
 	tn.addr = raftAddr
 	mux := http.NewServeMux()
@@ -239,7 +280,7 @@ func (c *tcluster) start(i int, bootstrap bool, join string) *tnode {
 	c.mu.Lock()
 	c.nodes[i] = tn
 	c.mu.Unlock()
-	return tn
+	return tn, nil
 }
 
 func nowOr(f func() int64) func() int64 {

@@ -32,6 +32,9 @@ const (
 	codeNoQuorum  = "no_quorum"
 	codeClock     = "clock_offset"
 	codeNotLeader = "not_leader"
+	codeNoID      = "no_id"
+	codeUnknown   = "unknown_member"
+	codeLastVoter = "last_voter"
 )
 
 type errorBody struct {
@@ -39,28 +42,56 @@ type errorBody struct {
 	Code  string `json:"code,omitempty"`
 }
 
-// Handler returns the cluster's HTTP routes, to mount at /v1/cluster and
-// /v1/cluster/ on the API server:
+// Handler returns the cluster's routes on the HTTP API, to mount at
+// /v1/cluster and /v1/cluster/ (the API's authentication applies: admin
+// tokens when it has tokens):
 //
 //	GET  /v1/cluster            status (Status as JSON)
 //	POST /v1/cluster/join       {"id","raft_addr","api_url"}: add a voter (any member; forwarded to the leader)
-//	POST /v1/cluster/leave      {"id"} (default: the receiving node): remove a member
-//	POST /v1/cluster/forward    internal: a follower's batch for the leader
-//	POST /v1/cluster/ping       internal: clock-offset and lag probe
-//	POST /v1/cluster/readindex  internal: the leader's read index
-//	GET  /v1/cluster/journal    internal: journal records ?from=&to= for a lagging node
+//	POST /v1/cluster/leave      {"id"}: remove a member (the id is required; a leader hands over first)
+//
+// The internal routes members use among themselves (forward, ping,
+// readindex, journal) are not on the API: they are served on the Raft port
+// only, to peers that hold a member certificate (see Config.Credentials),
+// and the API answers them 404.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/cluster", n.handleStatus)
+	mux.HandleFunc("POST /v1/cluster/join", n.handleJoin)
+	mux.HandleFunc("POST /v1/cluster/leave", n.handleLeave)
+	mux.HandleFunc("/v1/cluster/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "", errors.New("cluster: no such route on the API (members talk to each other on the raft port)"))
+	})
+	return n.withHLC(mux)
+}
+
+// internalHandler serves the requests members send each other on the Raft
+// port (the stream layer authenticated the connection):
+//
+//	POST /v1/cluster/forward    a follower's batch for the leader
+//	POST /v1/cluster/ping       clock-offset and lag probe
+//	POST /v1/cluster/readindex  the leader's read index
+//	GET  /v1/cluster/journal    journal records ?from=&to= for a lagging node
+//	POST /v1/cluster/join       a join or announcement forwarded to the leader
+//	POST /v1/cluster/leave      a leave forwarded to the leader
+func (n *Node) internalHandler() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/cluster/join", n.handleJoin)
 	mux.HandleFunc("POST /v1/cluster/leave", n.handleLeave)
 	mux.HandleFunc("POST /v1/cluster/forward", n.handleForward)
 	mux.HandleFunc("POST /v1/cluster/ping", n.handlePing)
 	mux.HandleFunc("POST /v1/cluster/readindex", n.handleReadIndex)
 	mux.HandleFunc("GET /v1/cluster/journal", n.handleJournal)
+	return n.withHLC(mux)
+}
+
+// withHLC merges the sender's HLC (refusing one beyond the maximum offset),
+// refuses forwarded writes from a peer refused for its clock, and stamps
+// the reply with this node's HLC and ID.
+func (n *Node) withHLC(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h := r.Header.Get(hdrHLC); h != "" {
-			if ts, err := event.ParseHLC(h); err == nil {
+		if v := r.Header.Get(hdrHLC); v != "" {
+			if ts, err := event.ParseHLC(v); err == nil {
 				if _, err := n.clock.Update(ts); err != nil {
 					writeErr(w, http.StatusConflict, codeClock, fmt.Errorf("%w: from %s: %v", ErrClockOffset, r.Header.Get(hdrNode), err))
 					return
@@ -75,9 +106,13 @@ func (n *Node) Handler() http.Handler {
 		}
 		w.Header().Set(hdrHLC, n.clock.Now().String())
 		w.Header().Set(hdrNode, n.cfg.ID)
-		mux.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 	})
 }
+
+// peerURL is the base URL of a member's internal routes: its Raft port.
+// The scheme is http because the stream layer's dialer does the TLS.
+func peerURL(raftAddr string) string { return "http://" + raftAddr }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -99,23 +134,36 @@ func writeAnyErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, ErrNoQuorum), errors.Is(err, ErrClosed), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled):
 		writeErr(w, http.StatusServiceUnavailable, codeNoQuorum, err)
+	case errors.Is(err, ErrNoID):
+		writeErr(w, http.StatusBadRequest, codeNoID, err)
 	case errors.Is(err, ErrBadEntry):
 		writeErr(w, http.StatusBadRequest, "", err)
+	case errors.Is(err, ErrUnknownMember):
+		writeErr(w, http.StatusNotFound, codeUnknown, err)
+	case errors.Is(err, ErrLastVoter):
+		writeErr(w, http.StatusConflict, codeLastVoter, err)
 	default:
 		writeErr(w, http.StatusInternalServerError, "", err)
 	}
 }
 
-// send sends a cluster request carrying this node's HLC and ID and merges
-// the reply's HLC. A non-200 reply comes back as an error wrapping the
-// matching sentinel; on success the caller closes the body.
+// send sends an internal request to a member's Raft port (see peerURL),
+// carrying this node's HLC and ID, and merges the reply's HLC. A non-200
+// reply comes back as an error wrapping the matching sentinel; on success
+// the caller closes the body.
 func (n *Node) send(req *http.Request) (*http.Response, error) {
+	return n.sendVia(n.peer, req)
+}
+
+// sendVia is send over client (n.api for the join request to a member's
+// API, with the cluster token).
+func (n *Node) sendVia(client *http.Client, req *http.Request) (*http.Response, error) {
 	req.Header.Set(hdrHLC, n.clock.Now().String())
 	req.Header.Set(hdrNode, n.cfg.ID)
-	if n.cfg.Token != "" {
+	if client == n.api && n.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
 	}
-	resp, err := n.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +195,9 @@ func (n *Node) send(req *http.Request) (*http.Response, error) {
 	return nil, fmt.Errorf("cluster: %s %s: %s", req.Method, req.URL.Path, eb.Error)
 }
 
-// do is send with the JSON reply decoded into out (if non-nil).
-func (n *Node) do(req *http.Request, out any) error {
-	resp, err := n.send(req)
+// do is sendVia with the JSON reply decoded into out (if non-nil).
+func (n *Node) do(client *http.Client, req *http.Request, out any) error {
+	resp, err := n.sendVia(client, req)
 	if err != nil {
 		return err
 	}
@@ -160,7 +208,15 @@ func (n *Node) do(req *http.Request, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-func (n *Node) post(ctx context.Context, url, path string, in, out any) error {
+// post sends an internal request to the member whose Raft port is at
+// raftAddr.
+func (n *Node) post(ctx context.Context, raftAddr, path string, in, out any) error {
+	return n.postVia(ctx, n.peer, peerURL(raftAddr), path, in, out)
+}
+
+// postVia posts in (bytes, or a value sent as JSON) to url+path over
+// client.
+func (n *Node) postVia(ctx context.Context, client *http.Client, url, path string, in, out any) error {
 	var body []byte
 	switch v := in.(type) {
 	case []byte:
@@ -172,15 +228,15 @@ func (n *Node) post(ctx context.Context, url, path string, in, out any) error {
 	if err != nil {
 		return err
 	}
-	return n.do(req, out)
+	return n.do(client, req, out)
 }
 
-// leaderURL waits up to LeaderWait for a leader other than this node with
-// a known API URL.
-func (n *Node) leaderURL(ctx context.Context) (Member, error) {
+// leaderPeer waits up to LeaderWait for a known leader with a Raft
+// address (this node included: callers check IsLeader first).
+func (n *Node) leaderPeer(ctx context.Context) (Member, error) {
 	deadline := time.Now().Add(n.cfg.LeaderWait)
 	for {
-		if m, ok := n.Leader(); ok && m.APIURL != "" {
+		if m, ok := n.Leader(); ok && m.RaftAddr != "" {
 			return m, nil
 		}
 		if time.Now().After(deadline) {
@@ -224,11 +280,11 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 			break
 		}
 		var ld Member
-		ld, err = n.leaderURL(ctx)
+		ld, err = n.leaderPeer(ctx)
 		if err != nil {
 			break
 		}
-		err = n.post(ctx, ld.APIURL, "/v1/cluster/forward", body, &res)
+		err = n.post(ctx, ld.RaftAddr, "/v1/cluster/forward", body, &res)
 		if err == nil {
 			break
 		}
@@ -336,14 +392,14 @@ func (n *Node) handleReadIndex(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) remoteReadIndex(ctx context.Context) (uint64, error) {
 	for attempt := 0; ; attempt++ {
-		ld, err := n.leaderURL(ctx)
+		ld, err := n.leaderPeer(ctx)
 		if err != nil {
 			return 0, err
 		}
 		var out struct {
 			Index uint64 `json:"index"`
 		}
-		err = n.post(ctx, ld.APIURL, "/v1/cluster/readindex", []byte("{}"), &out)
+		err = n.post(ctx, ld.RaftAddr, "/v1/cluster/readindex", []byte("{}"), &out)
 		if err == nil {
 			return out.Index, nil
 		}
@@ -421,7 +477,7 @@ func (n *Node) fillJournal(upTo uint64, members []Member) error {
 		}
 		cands := make([]Member, 0, len(members))
 		for _, m := range members {
-			if m.ID != n.cfg.ID && m.APIURL != "" {
+			if m.ID != n.cfg.ID && m.RaftAddr != "" {
 				if m.ID == ld.ID {
 					cands = append([]Member{m}, cands...)
 				} else {
@@ -451,7 +507,7 @@ func (n *Node) fillJournal(upTo uint64, members []Member) error {
 
 func (n *Node) fetchFrom(ctx context.Context, m Member, upTo uint64) error {
 	from := n.j.LastSeq() + 1
-	url := fmt.Sprintf("%s/v1/cluster/journal?from=%d&to=%d", m.APIURL, from, upTo)
+	url := fmt.Sprintf("%s/v1/cluster/journal?from=%d&to=%d", peerURL(m.RaftAddr), from, upTo)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -100,21 +100,22 @@ func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // Join adds m as a voter. On a follower it is forwarded to the leader. The
-// leader first probes m's clock (ErrClockOffset if beyond the maximum),
+// leader first probes m's Raft port (with Credentials, m must answer with
+// a member certificate) and clock (ErrClockOffset if beyond the maximum),
 // then adds it to the Raft configuration and replicates its metadata.
 func (n *Node) Join(ctx context.Context, m Member) error {
 	if m.ID == "" || m.RaftAddr == "" || m.APIURL == "" {
 		return errors.New("cluster: join needs id, raft_addr and api_url")
 	}
 	if !n.IsLeader() {
-		ld, err := n.leaderURL(ctx)
+		ld, err := n.leaderPeer(ctx)
 		if err != nil {
 			return err
 		}
-		return n.post(ctx, ld.APIURL, "/v1/cluster/join", m, nil)
+		return n.post(ctx, ld.RaftAddr, "/v1/cluster/join", m, nil)
 	}
 	if m.ID != n.cfg.ID {
-		if err := n.checkClock(ctx, m.ID, m.APIURL); err != nil {
+		if err := n.checkClock(ctx, m.ID, m.RaftAddr); err != nil {
 			return err
 		}
 	}
@@ -125,15 +126,46 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 }
 
 // Leave removes member id (its metadata, then its Raft membership). On a
-// follower it is forwarded to the leader. A leader removing itself steps
-// down once the change commits.
+// follower it is forwarded to the leader. The leader does not remove
+// itself: it first hands leadership to another voter and forwards the
+// leave to it (ErrLastVoter if there is none). An empty id is ErrNoID, an
+// id that is not a member ErrUnknownMember.
 func (n *Node) Leave(ctx context.Context, id string) error {
+	if id == "" {
+		return ErrNoID
+	}
 	if !n.IsLeader() {
-		ld, err := n.leaderURL(ctx)
+		ld, err := n.leaderPeer(ctx)
 		if err != nil {
 			return err
 		}
-		return n.post(ctx, ld.APIURL, "/v1/cluster/leave", map[string]string{"id": id}, nil)
+		if ld.ID == n.cfg.ID {
+			return fmt.Errorf("%w: leadership is changing", ErrNoQuorum)
+		}
+		return n.post(ctx, ld.RaftAddr, "/v1/cluster/leave", map[string]string{"id": id}, nil)
+	}
+	servers, err := n.servers()
+	if err != nil {
+		return err
+	}
+	voters, found := 0, false
+	for _, s := range servers {
+		found = found || string(s.ID) == id
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if _, meta := n.fsm.member(id); !found && !meta {
+		return fmt.Errorf("%w: %q", ErrUnknownMember, id)
+	}
+	if id == n.cfg.ID {
+		if voters < 2 {
+			return ErrLastVoter
+		}
+		if err := n.handOver(ctx); err != nil {
+			return err
+		}
+		return n.Leave(ctx, id)
 	}
 	if err := n.applyMeta(kindMemberDel, Member{ID: id}); err != nil {
 		return err
@@ -142,6 +174,37 @@ func (n *Node) Leave(ctx context.Context, id string) error {
 		return raftErr(err)
 	}
 	return nil
+}
+
+// handOver transfers leadership to another voter and waits until this node
+// knows the new leader.
+func (n *Node) handOver(ctx context.Context) error {
+	if err := n.r.LeadershipTransfer().Error(); err != nil {
+		return fmt.Errorf("%w: hand leadership over before leaving: %v", ErrNoQuorum, err)
+	}
+	deadline := time.Now().Add(n.cfg.LeaderWait)
+	for {
+		if ld, ok := n.Leader(); ok && ld.ID != n.cfg.ID && !n.IsLeader() {
+			n.log.Info("cluster: handed leadership over before leaving", "leader", ld.ID)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: no new leader after the handover", ErrNoQuorum)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (n *Node) servers() ([]raft.Server, error) {
+	f := n.r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, raftErr(err)
+	}
+	return f.Configuration().Servers, nil
 }
 
 func (n *Node) applyMeta(kind byte, m Member) error {
@@ -176,9 +239,6 @@ func (n *Node) handleLeave(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, "", err)
 		return
 	}
-	if req.ID == "" {
-		req.ID = n.cfg.ID
-	}
 	if err := n.Leave(r.Context(), req.ID); err != nil {
 		writeAnyErr(w, err)
 		return
@@ -195,7 +255,7 @@ func (n *Node) self() Member {
 func (n *Node) joinLoop(ctx context.Context, url string) {
 	for attempt := 0; ; attempt++ {
 		jctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
-		err := n.post(jctx, url, "/v1/cluster/join", n.self(), nil)
+		err := n.postVia(jctx, n.api, url, "/v1/cluster/join", n.self(), nil)
 		cancel()
 		if err == nil {
 			n.log.Info("cluster: joined", "via", url)
@@ -235,9 +295,9 @@ func (n *Node) announceLoop(ctx context.Context) {
 		var err error
 		if n.IsLeader() {
 			err = n.applyMeta(kindMemberSet, n.self())
-		} else if ld, ok := n.Leader(); ok && ld.APIURL != "" {
+		} else if ld, ok := n.Leader(); ok && ld.RaftAddr != "" && ld.ID != n.cfg.ID {
 			actx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
-			err = n.post(actx, ld.APIURL, "/v1/cluster/join", n.self(), nil)
+			err = n.post(actx, ld.RaftAddr, "/v1/cluster/join", n.self(), nil)
 			cancel()
 		}
 		if err != nil {
@@ -247,16 +307,14 @@ func (n *Node) announceLoop(ctx context.Context) {
 }
 
 func (n *Node) inConfiguration() bool {
-	f := n.r.GetConfiguration()
-	if f.Error() != nil {
+	servers, err := n.servers()
+	if err != nil {
 		return false
 	}
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		if string(s.ID) == n.cfg.ID {
 			return true
 		}
 	}
 	return false
 }
-
-var _ = fmt.Sprintf

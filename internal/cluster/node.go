@@ -44,6 +44,22 @@ var (
 	// ErrExistingState: Bootstrap or Join with a journal that already holds
 	// records but no Raft state.
 	ErrExistingState = errors.New("cluster: journal has records but no raft state")
+	// ErrInsecure: a Raft address other hosts can reach, without
+	// Credentials.
+	ErrInsecure = errors.New("cluster: refusing a non-loopback raft address without cluster credentials (a cluster CA, certificate and key)")
+	// ErrCredentials: the cluster credentials could not be loaded or do not
+	// fit together.
+	ErrCredentials = errors.New("cluster: bad cluster credentials")
+	// ErrNotMember: a peer did not present a certificate issued by the
+	// cluster CA.
+	ErrNotMember = errors.New("cluster: peer is not a member")
+	// ErrNoID: a leave request without the ID of the member to remove.
+	ErrNoID = errors.New("cluster: leave needs the id of the member to remove")
+	// ErrUnknownMember: a leave request for an ID that is not a member.
+	ErrUnknownMember = errors.New("cluster: no such member")
+	// ErrLastVoter: the leader cannot leave, since no other voter can take
+	// over.
+	ErrLastVoter = errors.New("cluster: the leader is the only voter and cannot leave")
 )
 
 // Config configures a Node. Zero durations and sizes mean their defaults.
@@ -82,13 +98,22 @@ type Config struct {
 	WALSegmentSize     int           // raft-wal segment size; default 64 MiB. The log is truncated by whole segments
 	LeaderWait         time.Duration // how long a write waits for a leader; default 2s
 
-	// Token is sent as a bearer token on every request to a peer's API (the
-	// cluster routes need an admin token when the API has tokens).
+	// Credentials authenticate members to each other on the Raft port:
+	// mutual TLS 1.3 with certificates issued by the cluster CA, for raft's
+	// RPCs and for every internal request between members (forwarded
+	// writes, probes, read indexes, journal fetches, forwarded joins and
+	// leaves). nil means plaintext, which Open allows only on a loopback
+	// RaftAddr.
+	Credentials *Credentials
+
+	// Token is sent as a bearer token with the join request to the API at
+	// Join (the API's cluster routes need an admin token when it has
+	// tokens). Nothing else goes to a peer's API.
 	Token string
-	// TLSClient, if set, is used for HTTPS peer API URLs.
+	// TLSClient, if set, is used for an HTTPS Join URL.
 	TLSClient *tls.Config
 
-	// Dial opens every outgoing connection (Raft and HTTP to peers); nil =
+	// Dial opens every outgoing TCP connection (Raft port and Join); nil =
 	// net.Dialer. Tests wrap it to cut links.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -113,6 +138,9 @@ func (c *Config) setDefaults() error {
 		return errors.New("cluster: Config.Dir is required")
 	case c.Journal == nil:
 		return errors.New("cluster: Config.Journal is required")
+	}
+	if c.Credentials == nil && !loopbackAddr(c.RaftAddr) {
+		return fmt.Errorf("%w: %s", ErrInsecure, c.RaftAddr)
 	}
 	c.APIURL = strings.TrimRight(c.APIURL, "/")
 	if c.Now == nil {
@@ -175,7 +203,10 @@ type Node struct {
 	trans  *raft.NetworkTransport
 	snaps  *raft.FileSnapshotStore
 	fsm    *fsm
-	client *http.Client
+	stream *streamLayer
+	peer   *http.Client // internal requests to members' Raft ports
+	api    *http.Client // the join request to a member's API
+	srv    *http.Server // internal requests from members, on the Raft port
 	b      *batcher
 	peers  *peerTable
 
@@ -213,8 +244,16 @@ func Open(cfg Config, deliver propagate.Deliver) (*Node, error) {
 	}
 	n.nonce.Store(uint64(cfg.Now()))
 	n.ctx, n.cancel = context.WithCancel(context.Background())
-	n.client = &http.Client{Transport: &http.Transport{
-		DialContext: cfg.Dial, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.TLSClient,
+	n.api = &http.Client{Transport: &http.Transport{
+		DialContext: cfg.Dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.TLSClient,
+	}}
+	// n.stream is set by openRaft, before raft can restore a snapshot
+	// (which may fetch journal records from peers).
+	n.peer = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n.stream.dialHTTP(ctx, network, addr)
+		},
+		MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
 	}}
 	n.peers = newPeerTable()
 	n.fsm = newFSM(n, cfg.Journal)
@@ -223,6 +262,9 @@ func Open(cfg Config, deliver propagate.Deliver) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	n.srv = &http.Server{Handler: n.internalHandler(), ReadHeaderTimeout: handshakeTimeout, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	n.wg.Go(func() { _ = n.srv.Serve(n.stream.httpLn) })
 	n.b = newBatcher(n)
 	n.wg.Go(func() { n.b.run(n.ctx) })
 	n.wg.Go(func() { n.pingLoop(n.ctx) })
@@ -259,8 +301,9 @@ func (n *Node) openRaft() error {
 	if strings.HasSuffix(cfg.RaftAddr, ":0") {
 		cfg.RaftAddr = ln.Addr().String()
 	}
+	n.stream = newStreamLayer(n.ctx, ln, cfg.RaftAddr, cfg.Credentials, cfg.Dial, n.log)
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{ln: ln, advertise: cfg.RaftAddr, dial: cfg.Dial, ctx: n.ctx}, MaxPool: 4,
+		Stream: n.stream, MaxPool: 4,
 		Timeout: 10 * time.Second, Logger: hl.Named("net"),
 	})
 	rc := raft.DefaultConfig()
@@ -482,109 +525,14 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.closed.Store(true)
 		n.cancel()
+		_ = n.srv.Close() // in-flight internal requests see their contexts end
 		err = n.r.Shutdown().Error()
 		n.wg.Wait()
-		n.client.CloseIdleConnections()
+		n.peer.CloseIdleConnections()
+		n.api.CloseIdleConnections()
 		n.closeStores()
 	})
 	return err
-}
-
-// streamLayer is raft's TCP stream layer with a pluggable dialer. Dial
-// keeps retrying (every 50ms, within raft's timeout) while the peer is
-// unreachable: raft backs off exponentially between failed replication
-// attempts (up to 10s), so without this a follower would wait seconds after
-// a partition heals before the leader tried again; with it the first
-// connection after the heal carries the catch-up.
-type streamLayer struct {
-	ln        net.Listener
-	advertise string
-	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
-	ctx       context.Context // the node's: Close stops pending dials
-
-	// mu guards conns: every connection accepted or dialed, closed by Close
-	// (raft's transport leaves pooled and accepted connections open).
-	mu     sync.Mutex
-	conns  map[*trackedConn]struct{}
-	closed bool
-}
-
-var _ raft.StreamLayer = (*streamLayer)(nil)
-
-type trackedConn struct {
-	net.Conn
-	s    *streamLayer
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-	})
-	return c.Conn.Close()
-}
-
-func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		c.Close()
-		return nil, net.ErrClosed
-	}
-	if s.conns == nil {
-		s.conns = make(map[*trackedConn]struct{})
-	}
-	tc := &trackedConn{Conn: c, s: s}
-	s.conns[tc] = struct{}{}
-	return tc, nil
-}
-
-func (s *streamLayer) Accept() (net.Conn, error) {
-	c, err := s.ln.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return s.track(c)
-}
-
-func (s *streamLayer) Close() error {
-	err := s.ln.Close()
-	s.mu.Lock()
-	s.closed = true
-	conns := make([]*trackedConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-	return err
-}
-
-func (s *streamLayer) Addr() net.Addr {
-	if a, err := net.ResolveTCPAddr("tcp", s.advertise); err == nil && !a.IP.IsUnspecified() {
-		return a
-	}
-	return s.ln.Addr()
-}
-
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	for {
-		c, err := s.dial(ctx, "tcp", string(addr))
-		if err == nil {
-			return s.track(c)
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		case <-ctx.Done():
-			return nil, err
-		}
-	}
 }
 
 var _ io.Closer = (*Node)(nil)

@@ -88,18 +88,61 @@ func TestProcesses(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Logf("built semprop in %v", time.Since(start))
+	t.Run("non-loopback-without-credentials", func(t *testing.T) {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		for _, addr := range []string{"0.0.0.0:0", ":0"} {
+			cmd := exec.CommandContext(rctx, bin, "run", "--data", t.TempDir(), "--listen", freeAddr(t), "--node-id", "x",
+				"--raft-addr", addr, "--bootstrap")
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "without cluster credentials") {
+				t.Errorf("semprop run --raft-addr %s without credentials: err %v, output:\n%s\nwant a refusal", addr, err, out)
+			}
+		}
+	})
 	for _, size := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d-processes", size), func(t *testing.T) { testProcesses(ctx, t, bin, size) })
+	}
+}
+
+// writeCreds writes a cluster CA and a member certificate for each id into
+// dir (ca.pem, ID.pem, ID-key.pem).
+func writeCreds(t *testing.T, dir string, ids ...string) {
+	t.Helper()
+	ca, err := GenerateCA("process test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		c, k, err := ca.Issue(id, []string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id+".pem"), c, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id+"-key.pem"), k, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
 func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
 	dir := t.TempDir()
 	procs := make([]*proc, size)
+	var ids []string
+	for i := range procs {
+		ids = append(ids, fmt.Sprintf("p%d", i))
+	}
+	writeCreds(t, dir, ids...)
 	for i := range procs {
 		p := &proc{id: fmt.Sprintf("p%d", i), api: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, fmt.Sprintf("p%d", i))}
 		p.log = p.dir + ".log"
-		p.args = []string{"run", "--data", p.dir, "--listen", p.api, "--node-id", p.id, "--raft-addr", p.raft, "--log-level", "warn"}
+		p.args = []string{"run", "--data", p.dir, "--listen", p.api, "--node-id", p.id, "--raft-addr", p.raft, "--log-level", "warn",
+			"--cluster-ca", filepath.Join(dir, "ca.pem"), "--cluster-cert", filepath.Join(dir, p.id+".pem"), "--cluster-key", filepath.Join(dir, p.id+"-key.pem")}
 		if i == 0 {
 			p.args = append(p.args, "--bootstrap")
 		} else {
@@ -155,7 +198,7 @@ func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
 				evs := make([]*event.Event, 20)
 				h.mu.Lock()
 				for i := range evs {
-					evs[i] = &event.Event{ID: event.NewID(), Type: "test.proc", Source: "semprop://test", Subject: "/p"}
+					evs[i] = &event.Event{ID: event.NewID(), Type: "test.proc", Source: "test://proc", Subject: "/p"}
 					h.attempted[evs[i].ID] = true
 				}
 				h.mu.Unlock()

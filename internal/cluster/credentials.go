@@ -1,0 +1,260 @@
+package cluster
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"time"
+)
+
+// Credentials are a member's identity on the cluster's private channel (the
+// Raft port): the cluster CA, which every member's certificate must chain
+// to, and this node's certificate and key. Every certificate the CA issued
+// for client and server authentication is a member: use a CA dedicated to
+// one cluster. Credentials are immutable and safe for concurrent use.
+type Credentials struct {
+	roots *x509.CertPool
+	cert  tls.Certificate
+}
+
+// LoadCredentials reads the cluster CA certificate(s), this node's
+// certificate (followed by any intermediates) and its private key, all
+// PEM, and checks that the certificate chains to the CA for both client
+// and server authentication.
+func LoadCredentials(caFile, certFile, keyFile string) (*Credentials, error) {
+	if caFile == "" || certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("%w: need the CA, the node certificate and its key", ErrCredentials)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA: %w", ErrCredentials, err)
+	}
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrCredentials, err)
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key: %w", ErrCredentials, err)
+	}
+	return NewCredentials(caPEM, certPEM, keyPEM)
+}
+
+// NewCredentials is LoadCredentials from PEM bytes.
+func NewCredentials(caPEM, certPEM, keyPEM []byte) (*Credentials, error) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%w: no CA certificate found", ErrCredentials)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCredentials, err)
+	}
+	c := &Credentials{roots: roots, cert: cert}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if err := c.verify(cert.Certificate, usage); err != nil {
+			return nil, fmt.Errorf("%w: the node certificate: %w", ErrCredentials, err)
+		}
+	}
+	return c, nil
+}
+
+// verify checks that chain[0] chains to the cluster CA (through the other
+// certificates of chain, if any) and allows usage.
+func (c *Credentials) verify(chain [][]byte, usage x509.ExtKeyUsage) error {
+	if len(chain) == 0 {
+		return errors.New("no certificate")
+	}
+	certs := make([]*x509.Certificate, len(chain))
+	for i, der := range chain {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return err
+		}
+		certs[i] = cert
+	}
+	return verifyChain(c.roots, certs, usage)
+}
+
+func verifyChain(roots *x509.CertPool, certs []*x509.Certificate, usage x509.ExtKeyUsage) error {
+	inter := x509.NewCertPool()
+	for _, ic := range certs[1:] {
+		inter.AddCert(ic)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err
+}
+
+// serverConfig is the Raft port's TLS: TLS 1.3, and a client certificate
+// that chains to the cluster CA is required.
+func (c *Credentials) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    c.roots,
+	}
+}
+
+// clientConfig is the TLS of connections to a peer's Raft port: TLS 1.3,
+// this node's certificate offered, and the peer's certificate verified
+// against the cluster CA. The peer's host name is not checked: members
+// are identified by the CA that issued their certificates, not by the
+// addresses they happen to be reached at (which may be IPs, NATed, or
+// 0.0.0.0 listeners advertised under another name).
+func (c *Credentials) clientConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.cert},
+		// The standard verification would also check the host name; the
+		// chain is verified in VerifyConnection instead.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: the peer presented no certificate", ErrNotMember)
+			}
+			if err := verifyChain(c.roots, cs.PeerCertificates, x509.ExtKeyUsageServerAuth); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotMember, err)
+			}
+			return nil
+		},
+	}
+}
+
+// loopbackAddr reports whether addr (HOST:PORT) is reachable only from this
+// host: a loopback IP or "localhost".
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CA is a cluster certificate authority generated by GenerateCA, for tests
+// and for operators who do not run their own PKI. It is safe for
+// concurrent use.
+type CA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	// CertPEM is the CA certificate: distribute it to every node
+	// (--cluster-ca).
+	CertPEM []byte
+	// KeyPEM is the CA's private key: keep it off the nodes.
+	KeyPEM []byte
+}
+
+// GenerateCA creates a self-signed ECDSA P-256 cluster CA valid for
+// validity.
+func GenerateCA(name string, validity time.Duration) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{cert: cert, key: key,
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}, nil
+}
+
+// ParseCA reads a CA generated by GenerateCA (or any ECDSA CA) from PEM.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, fmt.Errorf("%w: CA certificate or key is not PEM", ErrCredentials)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA: %w", ErrCredentials, err)
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA key (want an EC key): %w", ErrCredentials, err)
+	}
+	return &CA{cert: cert, key: key, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// Issue creates a member certificate for node id, usable for both client
+// and server authentication, with id (and any hosts: IPs or DNS names) as
+// subject alternative names. It returns the certificate and key as PEM.
+func (ca *CA) Issue(id string, hosts []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: id},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:    []string{id},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" && h != id {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// Credentials issues a member certificate for id and returns it as
+// Credentials, for tests and embedding.
+func (ca *CA) Credentials(id string) (*Credentials, error) {
+	certPEM, keyPEM, err := ca.Issue(id, nil, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return NewCredentials(ca.CertPEM, certPEM, keyPEM)
+}
