@@ -241,8 +241,8 @@ func diffOne(t testing.TB, seed uint64, st *diffStats) {
 // random rule sets and event streams.
 func TestDifferential(t *testing.T) {
 	n := 20000
-	if testing.Short() {
-		n = 2000
+	if testing.Short() || raceEnabled {
+		n = 3000
 	}
 	var st diffStats
 	for seed := range uint64(n) {

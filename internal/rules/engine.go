@@ -102,10 +102,13 @@ type Engine struct {
 	eng    *cep.Engine
 	cursor uint64 // last seq matched
 
+	savedCursor uint64 // cursor of the last checkpoint written
+
+	lastSave time.Time // when the last checkpoint was written
+
 	// Run's goroutine only:
 	dedupe      map[event.ID]struct{} // IDs of rule events after the checkpoint
 	dedupeUntil uint64                // the journal's end when dedupe was built
-	lastSave    time.Time
 
 	published atomic.Uint64
 	skipped   atomic.Uint64 // matches already published before a crash
@@ -186,6 +189,7 @@ func NewEngine(set *Set, opts Options) (*Engine, error) {
 		}
 		e.cursor = cp.Cursor
 	}
+	e.savedCursor = e.cursor
 	return e, nil
 }
 
@@ -208,7 +212,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		return err
 	}
 	defer src.Close()
+	e.mu.Lock()
 	e.lastSave = e.opts.Now()
+	e.mu.Unlock()
 	err = e.loop(ctx, src)
 	if serr := e.Checkpoint(); serr != nil && err == nil {
 		err = serr
@@ -255,7 +261,10 @@ func (e *Engine) loop(ctx context.Context, src Source) error {
 		if err := e.handle(ctx, ev); err != nil {
 			return err
 		}
-		if now := e.opts.Now(); now.Sub(e.lastSave) >= e.opts.CheckpointEvery {
+		e.mu.Lock()
+		due := e.opts.Now().Sub(e.lastSave) >= e.opts.CheckpointEvery
+		e.mu.Unlock()
+		if due {
 			if err := e.Checkpoint(); err != nil {
 				return err
 			}
@@ -265,23 +274,37 @@ func (e *Engine) loop(ctx context.Context, src Source) error {
 
 var errIdle = errors.New("rules: idle")
 
-// wait blocks for the next event; with IdleAdvance it gives up after that
-// long with errIdle. A checkpoint is written before waiting, so a quiet
-// stream is never replayed far.
+// wait blocks for the next event. When the stream is caught up and the
+// state changed since the last checkpoint, it writes one after
+// CheckpointEvery without events, so that a quiet stream is never
+// replayed far; with IdleAdvance it gives up after that long with errIdle.
 func (e *Engine) wait(ctx context.Context, src Source, ev *event.Event) error {
-	if err := e.Checkpoint(); err != nil {
-		return err
+	for {
+		e.mu.Lock()
+		dirty := e.cursor != e.savedCursor
+		e.mu.Unlock()
+		var timeout time.Duration
+		switch {
+		case dirty:
+			timeout = e.opts.CheckpointEvery
+		case e.opts.IdleAdvance > 0:
+			timeout = e.opts.IdleAdvance
+		default:
+			return src.Next(ctx, ev)
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		err := src.Next(wctx, ev)
+		cancel()
+		if err == nil || ctx.Err() != nil || wctx.Err() == nil {
+			return err
+		}
+		if !dirty {
+			return errIdle
+		}
+		if err := e.Checkpoint(); err != nil {
+			return err
+		}
 	}
-	if e.opts.IdleAdvance <= 0 {
-		return src.Next(ctx, ev)
-	}
-	wctx, cancel := context.WithTimeout(ctx, e.opts.IdleAdvance)
-	defer cancel()
-	err := src.Next(wctx, ev)
-	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
-		return errIdle
-	}
-	return err
 }
 
 // idle moves the watermark on a quiet stream and publishes what fires.
@@ -387,7 +410,9 @@ func (e *Engine) scan(from uint64) error {
 
 // Checkpoint writes the cursor and the engine's state atomically (a
 // temporary file, fsync, rename, fsync of the directory). Run calls it
-// every CheckpointEvery, when the stream is caught up, and on return.
+// every CheckpointEvery while events flow, CheckpointEvery after the
+// stream went quiet, and on return. Calls must not overlap: only the
+// goroutine that calls Run may call it while Run runs.
 func (e *Engine) Checkpoint() error {
 	e.mu.Lock()
 	state, err := e.eng.Snapshot()
@@ -403,7 +428,10 @@ func (e *Engine) Checkpoint() error {
 	if err := writeFileAtomic(filepath.Join(e.opts.Dir, checkpointFile), data); err != nil {
 		return fmt.Errorf("rules: checkpoint: %w", err)
 	}
+	e.mu.Lock()
+	e.savedCursor = cursor
 	e.lastSave = e.opts.Now()
+	e.mu.Unlock()
 	return nil
 }
 
