@@ -130,6 +130,12 @@ func Mount(opts Options) (*FS, error) {
 	if err := syscall.Stat(backing, &st); err != nil {
 		return nil, fmt.Errorf("stat backing %s: %w", backing, err)
 	}
+	// NewNode is deprecated in favour of NodeWrapChilder, which cannot
+	// serve here: WrapChild gets no stat, and a node must know its backing
+	// inode number (Op.Inode) from the lookup or create that made it; the
+	// FUSE inode number differs from it when the backing tree spans file
+	// systems, so it cannot be recovered later.
+	//lint:ignore SA1019 see above; NodeWrapChilder lacks the stat
 	lroot := &fs.LoopbackRoot{Path: backing, Dev: uint64(st.Dev), NewNode: f.newNode}
 	rootNode := f.newNode(lroot, nil, "", &st)
 	lroot.RootNode = rootNode
