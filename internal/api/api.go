@@ -385,6 +385,24 @@ func (s *Server) unhealthy() string {
 	return ""
 }
 
+// publicMessage returns the text of err to show a client: the error's own
+// text, unless it comes from storage (a full disk, an I/O error, a corrupt
+// journal, anything naming a file), whose text names server paths; that
+// is logged (throttled) and replaced by a generic message. Streams use it
+// for their final error.
+func (s *Server) publicMessage(err error) string {
+	var pe *fs.PathError
+	switch {
+	case noSpace(err):
+		s.log.Error("request failed: journal out of space", "err", err)
+		return "insufficient storage: the journal's disk is full"
+	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrIO), errors.As(err, &pe):
+		s.log.Error("request failed: storage", "err", err)
+		return "the journal is unavailable"
+	}
+	return err.Error()
+}
+
 // noSpace reports whether err says the journal's file system is full.
 func noSpace(err error) bool {
 	return errors.Is(err, journal.ErrNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)

@@ -351,3 +351,20 @@ func TestTLSHandshakeErrorsThrottled(t *testing.T) {
 		t.Errorf("50 failed handshakes wrote %d log records, want 1..5", n)
 	}
 }
+
+func TestPublicMessage(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	seg := "/var/lib/semprop/journal/00000000000000000001.seg"
+	for _, err := range []error{
+		fmt.Errorf("read %s: %w", seg, &fs.PathError{Op: "read", Path: seg, Err: syscall.EIO}),
+		fmt.Errorf("%w: %s at offset 12", journal.ErrCorrupt, seg),
+		fmt.Errorf("%w: %s", journal.ErrNoSpace, seg),
+	} {
+		if msg := ts.api.publicMessage(err); strings.Contains(msg, "/var/lib") {
+			t.Errorf("publicMessage(%v) = %q names a server path", err, msg)
+		}
+	}
+	if msg := ts.api.publicMessage(propagate.ErrNoConsumer); msg != propagate.ErrNoConsumer.Error() {
+		t.Errorf("publicMessage(ErrNoConsumer) = %q, want the error's text", msg)
+	}
+}
