@@ -29,7 +29,6 @@ type RouteInfo struct {
 	Filter   string          `json:"filter,omitempty"`
 	Strategy string          `json:"strategy"`
 	Targets  int             `json:"targets"`
-	Static   bool            `json:"static"`
 }
 
 // Routes lists the routing table (admin).

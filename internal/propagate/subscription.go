@@ -29,21 +29,6 @@ const (
 	PolicyPriority
 )
 
-// ParsePolicy parses "drop-newest", "drop-oldest" or "block".
-func ParsePolicy(s string) (Policy, error) {
-	switch s {
-	case "drop-newest", "":
-		return PolicyDropNewest, nil
-	case "drop-oldest":
-		return PolicyDropOldest, nil
-	case "block":
-		return PolicyBlock, nil
-	case "priority":
-		return PolicyPriority, nil
-	}
-	return 0, fmt.Errorf("propagate: unknown policy %q: want drop-newest, drop-oldest, block or priority", s)
-}
-
 func (p Policy) String() string {
 	switch p {
 	case PolicyDropNewest:

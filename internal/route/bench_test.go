@@ -43,7 +43,7 @@ func benchEvents() []*event.Event {
 
 func newBenchRouter(b *testing.B) *Router[int] {
 	r := New[int](Options[int]{})
-	if err := r.SetStatic(tenKRoutes()...); err != nil {
+	if err := r.Add(tenKRoutes()...); err != nil {
 		b.Fatal(err)
 	}
 	return r
@@ -112,7 +112,7 @@ func BenchmarkRoute10kFsWrite(b *testing.B) {
 // one set of 4 ways for 64 recurring types, so nearly every lookup misses.
 func BenchmarkRoute10kUncached(b *testing.B) {
 	r := New[int](Options[int]{CacheSize: 1})
-	if err := r.SetStatic(tenKRoutes()...); err != nil {
+	if err := r.Add(tenKRoutes()...); err != nil {
 		b.Fatal(err)
 	}
 	evs := benchEvents()
@@ -146,7 +146,7 @@ func BenchmarkSelectorMatch(b *testing.B) {
 
 func BenchmarkGroupWithBreakers(b *testing.B) {
 	r := New[int](Options[int]{})
-	if err := r.SetStatic(Route[int]{Name: "g", Selector: Selector{Type: "job.>"}, Targets: []int{0, 1, 2, 3},
+	if err := r.Add(Route[int]{Name: "g", Selector: Selector{Type: "job.>"}, Targets: []int{0, 1, 2, 3},
 		Strategy: RoundRobin, Breakers: true}); err != nil {
 		b.Fatal(err)
 	}

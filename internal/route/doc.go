@@ -6,8 +6,7 @@
 // candidates are then checked against their path globs and filters, with a
 // bounded cache of trie results keyed by event type (never by path).
 //
-// Every change (static routes from config, dynamic routes from the API)
-// builds a new Table and swaps it in atomically: publishers never block on
+// Every change of the routes (Add, Remove) builds a new Table and swaps it in atomically: publishers never block on
 // reconfiguration and no event is routed by a half-updated table. Routing
 // an event through a cached type allocates nothing.
 //

@@ -77,7 +77,6 @@ const maxSchedule = 4096
 // survive reconfiguration.
 type compiled[T comparable] struct {
 	name     string
-	static   bool
 	sel      *CompiledSelector
 	dir      string // literal directory of the path glob, for the index
 	extra    filter.Filter

@@ -65,8 +65,8 @@ func naiveMatch(pattern, typ string) bool {
 func trieMatch(t testing.TB, pattern, typ string) bool {
 	t.Helper()
 	r := New[int](Options[int]{})
-	if err := r.SetStatic(Route[int]{Name: "p", Selector: Selector{Type: pattern}, Targets: []int{1}}); err != nil {
-		t.Fatalf("SetStatic(%q): %v", pattern, err)
+	if err := r.Add(Route[int]{Name: "p", Selector: Selector{Type: pattern}, Targets: []int{1}}); err != nil {
+		t.Fatalf("Add(%q): %v", pattern, err)
 	}
 	return r.Route(&event.Event{Type: typ}, func(int, *event.Event) error { return nil }) == 1
 }
@@ -122,7 +122,7 @@ func TestTable(t *testing.T) {
 					Selector: Selector{Type: parts[1], Path: parts[2], Filter: parts[3]}, Targets: []string{parts[0]}})
 			}
 			r = New[string](Options[string]{})
-			if err := r.SetStatic(routes...); err != nil {
+			if err := r.Add(routes...); err != nil {
 				return "error: " + err.Error()
 			}
 			return fmt.Sprintf("ok: %d routes", r.Table().Len())

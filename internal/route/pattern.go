@@ -48,15 +48,6 @@ func ParsePattern(s string) (*Pattern, error) {
 	return p, nil
 }
 
-// MustParsePattern is ParsePattern that panics, for patterns in code.
-func MustParsePattern(s string) *Pattern {
-	p, err := ParsePattern(s)
-	if err != nil {
-		panic(err)
-	}
-	return p
-}
-
 func badTypeChar(t string) int {
 	for j := 0; j < len(t); j++ {
 		c := t[j]

@@ -122,7 +122,7 @@ func TestDistribution(t *testing.T) {
 				targets = targets[:2]
 			}
 			r := New[int](Options[int]{})
-			if err := r.SetStatic(Route[int]{Name: "g", Selector: Selector{Type: "job.>"},
+			if err := r.Add(Route[int]{Name: "g", Selector: Selector{Type: "job.>"},
 				Targets: targets, Strategy: tc.strategy, Weights: tc.weights}); err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +159,7 @@ func TestDistribution(t *testing.T) {
 func TestKeyHashOrder(t *testing.T) {
 	const events, subjects, members = 100_000, 1000, 4
 	r := New[int](Options[int]{})
-	if err := r.SetStatic(Route[int]{Name: "g", Selector: Selector{Type: "fs.>"},
+	if err := r.Add(Route[int]{Name: "g", Selector: Selector{Type: "fs.>"},
 		Targets: []int{0, 1, 2, 3}, Strategy: KeyHash}); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestKeyHashOrder(t *testing.T) {
 	}
 	// The mapping is stable across tables (and restarts): rebuild and check.
 	r2 := New[int](Options[int]{})
-	if err := r2.SetStatic(Route[int]{Name: "g", Selector: Selector{Type: "fs.>"}, Targets: []int{0, 1, 2, 3}, Strategy: KeyHash}); err != nil {
+	if err := r2.Add(Route[int]{Name: "g", Selector: Selector{Type: "fs.>"}, Targets: []int{0, 1, 2, 3}, Strategy: KeyHash}); err != nil {
 		t.Fatal(err)
 	}
 	for _, ev := range evs[:100] {
@@ -228,7 +228,7 @@ func TestFailover(t *testing.T) {
 			}
 		},
 	})
-	if err := r.SetStatic(Route[string]{Name: "f", Selector: Selector{Type: "fs.>"},
+	if err := r.Add(Route[string]{Name: "f", Selector: Selector{Type: "fs.>"},
 		Targets: []string{"a", "b"}, Strategy: Failover, Breakers: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestFailover(t *testing.T) {
 
 func TestFailoverInGroup(t *testing.T) {
 	r := New[int](Options[int]{Breaker: BreakerSettings{Failures: 2, Timeout: time.Hour}})
-	if err := r.SetStatic(Route[int]{Name: "g", Selector: Selector{Type: "x"},
+	if err := r.Add(Route[int]{Name: "g", Selector: Selector{Type: "x"},
 		Targets: []int{0, 1, 2}, Strategy: RoundRobin, Breakers: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,11 +324,12 @@ func TestRouteValidation(t *testing.T) {
 			t.Errorf("Add(%+v) error = %v, want %v", tc.rt, err, tc.want)
 		}
 	}
-	if err := r.SetStatic(Route[int]{Name: "s", Selector: Selector{Type: "a"}, Targets: []int{1}}); err != nil {
+	if err := r.Add(Route[int]{Name: "s", Selector: Selector{Type: "a"}, Targets: []int{1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Add(Route[int]{Name: "s", Selector: Selector{Type: "b"}, Targets: []int{2}}); !errors.Is(err, ErrConflict) {
-		t.Errorf("Add(route named like a static one) error = %v, want ErrConflict", err)
+	dup := Route[int]{Name: "d", Selector: Selector{Type: "b"}, Targets: []int{2}}
+	if err := r.Add(dup, dup); !errors.Is(err, ErrConflict) {
+		t.Errorf("Add(two routes of one name) error = %v, want ErrConflict", err)
 	}
 	if got := r.Table().Len(); got != 1 {
 		t.Errorf("after failed updates the table has %d routes, want 1", got)
@@ -341,7 +342,7 @@ func TestSecurityFiltersOnRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := New[string](Options[string]{})
-	if err := r.SetStatic(
+	if err := r.Add(
 		Route[string]{Name: "guest", Selector: Selector{Type: "fs.>"}, Filter: filter.MustDeny("**/.ssh/**"), Redact: red, Targets: []string{"guest"}},
 		Route[string]{Name: "admin", Selector: Selector{Type: "fs.>"}, Targets: []string{"admin"}},
 	); err != nil {
@@ -379,7 +380,7 @@ func maps_equal(a, b map[string]string) bool {
 
 func TestRouteZeroAllocs(t *testing.T) {
 	r := New[int](Options[int]{Breaker: BreakerSettings{Failures: 5, Timeout: time.Second}})
-	if err := r.SetStatic(
+	if err := r.Add(
 		Route[int]{Name: "b", Selector: Selector{Type: "fs.>", Path: "/data/**/*.md", Filter: "size > 0"}, Targets: []int{1, 2}},
 		Route[int]{Name: "rr", Selector: Selector{Type: "fs.*"}, Targets: []int{3, 4, 5}, Strategy: RoundRobin, Breakers: true},
 		Route[int]{Name: "kh", Selector: Selector{Type: "*.write"}, Targets: []int{6, 7}, Strategy: KeyHash},
@@ -428,7 +429,7 @@ func TestRouteAgreesWithSelectors(t *testing.T) {
 		routes = append(routes, Route[int]{Name: fmt.Sprint(i), Selector: sel, Targets: []int{i}})
 	}
 	r := New[int](Options[int]{CacheSize: 8})
-	if err := r.SetStatic(routes...); err != nil {
+	if err := r.Add(routes...); err != nil {
 		t.Fatal(err)
 	}
 	subjects := []string{"/data/team1/a.md", "/data/team1/x/y.md", "/data/team2/a.md", "/data/team3", "/data/team3/z",

@@ -22,8 +22,8 @@ type DeliverFunc[T comparable] func(target T, ev *event.Event) error
 
 // Route is one routing rule.
 type Route[T comparable] struct {
-	// Name identifies the route; dynamic routes are replaced and removed
-	// by name. Names are unique across static and dynamic routes.
+	// Name identifies the route; routes are replaced and removed by
+	// name, which is unique.
 	Name string
 	// Selector chooses the events: type pattern, path glob, filter
 	// expression.
@@ -50,7 +50,6 @@ type RouteInfo struct {
 	Filter   string   `json:"filter,omitempty"`
 	Strategy string   `json:"strategy"`
 	Targets  int      `json:"targets"`
-	Static   bool     `json:"static"`
 }
 
 // Options configure a Router.
@@ -89,8 +88,7 @@ type Router[T comparable] struct {
 	stats counters
 	table atomic.Pointer[Table[T]]
 
-	mu       sync.Mutex // guards the fields below; held while building a table
-	static   []*compiled[T]
+	mu       sync.Mutex     // guards the fields below; held while building a table
 	dynamic  []*compiled[T] // in insertion order
 	breakers map[T]*gobreaker.CircuitBreaker[struct{}]
 	version  uint64
@@ -108,20 +106,6 @@ func New[T comparable](opts Options[T]) *Router[T] {
 	return r
 }
 
-// SetStatic replaces all static routes (from configuration). Either every
-// route is valid and the new table is published, or nothing changes.
-func (r *Router[T]) SetStatic(routes ...Route[T]) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	cs, err := r.compileLocked(routes, true, r.dynamic)
-	if err != nil {
-		return err
-	}
-	r.static = cs
-	r.publishLocked()
-	return nil
-}
-
 // Add adds dynamic routes, replacing dynamic routes of the same names, and
 // publishes one new table. Either every route is valid or nothing changes.
 func (r *Router[T]) Add(routes ...Route[T]) error {
@@ -132,7 +116,7 @@ func (r *Router[T]) Add(routes ...Route[T]) error {
 		names[rt.Name] = true
 	}
 	keep := slices.DeleteFunc(slices.Clone(r.dynamic), func(c *compiled[T]) bool { return names[c.name] })
-	cs, err := r.compileLocked(routes, false, r.static)
+	cs, err := r.compileLocked(routes)
 	if err != nil {
 		return err
 	}
@@ -164,13 +148,13 @@ func (r *Router[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
 	return r.table.Load().Route(ev, deliver)
 }
 
-// Routes describes the current routes, static first.
+// Routes describes the current routes, in the order they were added.
 func (r *Router[T]) Routes() []RouteInfo {
 	t := r.table.Load()
 	out := make([]RouteInfo, len(t.routes))
 	for i, c := range t.routes {
 		out[i] = RouteInfo{Name: c.name, Selector: c.sel.Selector(), Strategy: c.strategy.String(),
-			Targets: len(c.targets), Static: c.static}
+			Targets: len(c.targets)}
 		if c.extra != nil {
 			out[i].Filter = fmt.Sprint(c.extra)
 		}
@@ -189,13 +173,10 @@ func (r *Router[T]) Stats() Stats {
 	}
 }
 
-// compileLocked validates and compiles routes; others are the routes of
-// the other kind, whose names must not be reused.
-func (r *Router[T]) compileLocked(routes []Route[T], static bool, others []*compiled[T]) ([]*compiled[T], error) {
+// compileLocked validates and compiles routes, whose names must be
+// distinct.
+func (r *Router[T]) compileLocked(routes []Route[T]) ([]*compiled[T], error) {
 	seen := make(map[string]bool)
-	for _, o := range others {
-		seen[o.name] = true
-	}
 	out := make([]*compiled[T], 0, len(routes))
 	for i, rt := range routes {
 		if rt.Name == "" {
@@ -209,7 +190,6 @@ func (r *Router[T]) compileLocked(routes []Route[T], static bool, others []*comp
 		if err != nil {
 			return nil, fmt.Errorf("route %q: %w", rt.Name, err)
 		}
-		c.static = static
 		out = append(out, c)
 	}
 	return out, nil
@@ -219,7 +199,7 @@ func (r *Router[T]) compileLocked(routes []Route[T], static bool, others []*comp
 func (r *Router[T]) publishLocked() {
 	r.version++
 	t := &Table[T]{version: r.version, root: &node{}, stats: &r.stats}
-	t.routes = append(append(t.routes, r.static...), r.dynamic...)
+	t.routes = append(t.routes, r.dynamic...)
 	used := make(map[T]bool)
 	for i, c := range t.routes {
 		t.root.insert(c.sel.typ.toks, int32(i))
@@ -321,8 +301,7 @@ func (t *Table[T]) Len() int { return len(t.routes) }
 
 // Route calls deliver for each target that should receive ev: for every
 // matching route, all targets of a Broadcast route, or one member of a
-// group. Routes are visited in their order (static routes first, then
-// dynamic ones in the order they were added), except that when a type has
+// group. Routes are visited in the order they were added, except that when a type has
 // many routes with path globs under literal directories, those are looked
 // up by the subject's directories and visited after the others,
 // shallowest directory first. It returns the number of successful deliveries. It does not
