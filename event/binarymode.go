@@ -82,7 +82,12 @@ func ParseBinaryMode(header map[string][]string, body []byte) (*Event, error) {
 	if len(body) == 0 {
 		return e, nil
 	}
-	mt, _, _ := mime.ParseMediaType(ctype)
+	mt, _, err := mime.ParseMediaType(ctype)
+	if err != nil && mt == "" {
+		// A malformed type still says what it claims to be.
+		mt, _, _ = strings.Cut(ctype, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+	}
 	if !IsJSONMediaType(mt) {
 		e.Data = append([]byte(nil), body...)
 		e.Flags |= FlagDataBinary
