@@ -164,6 +164,9 @@ func FuzzRestore(f *testing.F) {
 func TestUninterestingEventAllocs(t *testing.T) {
 	e := benchEngine(t, 100)
 	x := ev(1, 0, "nobody.cares", "/x")
+	if e.Wants(x.Type) || !e.Wants("t3") {
+		t.Errorf("Wants(%q) = %v, Wants(t3) = %v; want false, true", x.Type, e.Wants(x.Type), e.Wants("t3"))
+	}
 	e.Process(x)
 	if n := testing.AllocsPerRun(1000, func() { e.Process(x) }); n != 0 {
 		t.Errorf("uninteresting event: %v allocs, want 0", n)

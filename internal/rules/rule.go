@@ -79,7 +79,8 @@ func (r *Rule) Kind() cep.Kind { return r.kind }
 // fingerprint did not change.
 func (r *Rule) Fingerprint() string { return r.fingerprint }
 
-// Set is the rules loaded from one or more files, in load order.
+// Set is the rules loaded from one or more files, in load order. A Set
+// is not modified once loaded and is safe for concurrent reads.
 type Set struct {
 	Rules []*Rule
 }
