@@ -8,7 +8,7 @@
 // KernelTable, FUSETable and InvalTable are the translation table as data:
 // fanotify mask bits and FUSE op codes to capture.Kind, and a kernel-only
 // change back to FUSE cache invalidations. Translate turns one op into an
-// event.Event without allocating.
+// event.Event without allocating (except to format a count of 100 or more).
 //
 // # Correlation
 //
@@ -62,17 +62,23 @@
 // Without a mount (kernel-only mode, `semprop run --watch`) every kernel op
 // is published at once with the watched path, the daemon's own included.
 //
-// A content-hash LRU drops exact repeats (the same op delivered twice
-// within the window): ops equal in boundary, kind, paths, inode, size,
-// process, mode and written range. Two such ops are one event even if they
-// were two system calls.
+// A repeat filter of recent content hashes (a set-associative table of
+// Options.DedupSize entries, default 4096, that allocates nothing) drops
+// exact repeats (the same op delivered twice within the window): ops
+// equal in boundary, kind, paths, inode, size, process, mode and written
+// range. Two such ops are one event even if they were two system calls.
 //
 // # Delivery
 //
 // Sinks put ops on a bounded queue; Run correlates them on one goroutine
 // and hands events to a second one that calls Publisher.PublishBatch with
-// everything that accumulated meanwhile. See Bridge for backpressure and
-// ordering guarantees.
+// everything that accumulated meanwhile (at most Options.MaxBatch events
+// per call). Neither is woken per op while the tree is busy: the
+// correlator naps Options.BatchDelay (default 2ms) after a round that had
+// ops, and the publisher naps Options.PublishDelay (default 20ms) after a
+// batch, so a busy tree makes about one PublishBatch (and, with
+// fsync=always, one journal fsync) per PublishDelay. See Bridge for
+// backpressure and ordering guarantees.
 //
 // # Losses
 //

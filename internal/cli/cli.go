@@ -1,6 +1,7 @@
 // Package cli implements semprop's command line: run (the daemon), publish,
-// tail and version. Commands parse flags and call into the packages that do
-// the work.
+// tail, routes, cluster, journal and version. Commands parse flags and call
+// into the packages that do the work: run builds a daemon.Config and runs
+// package daemon; the client commands use the Go SDK (package client).
 package cli
 
 import (

@@ -1,7 +1,8 @@
 // Package propagate is semprop's propagation manager: it takes published
 // events, fills what is missing (ID, time, HLC, source), hands them to a
 // Sequencer that orders them and makes them durable, and fans them out to
-// subscriptions.
+// live subscriptions through a routing table (package route) and to
+// durable consumers through the journal.
 //
 // # Ordering and delivery guarantees
 //
@@ -9,19 +10,29 @@
 // one total order of the instance (or the cluster). Live subscriptions
 // receive matching events in seq order, as soon as they are sequenced and
 // possibly before they are durable (docs/architecture.md, "What may be seen
-// before it is durable"); they live and die with the process. Each live subscription
-// has a bounded queue and a Policy that says what happens when it is full:
+// before it is durable"); they live and die with the process. A write the
+// journal refuses (a full disk) uses no seq and delivers nothing. Each live
+// subscription has a bounded queue and a Policy that says what happens when
+// it is full:
 //
-//   - PolicyDropNewest: the new event is dropped for that subscriber.
+//   - PolicyDropNewest (default): the new event is dropped for that subscriber.
 //   - PolicyDropOldest: the oldest queued event is dropped to make room.
 //   - PolicyBlock: the publisher waits up to the subscription's BlockTimeout
 //     for room, then drops the new event. Because delivery is in seq order
 //     for all subscribers, a blocked subscriber holds up every publisher
 //     for at most that timeout; the other policies never hold up anyone.
+//   - PolicyPriority: four lanes by event priority; the subscriber always
+//     takes critical events first, then high, normal and bulk; a full
+//     queue sheds the oldest event of the lowest lane below the new one
+//     (bulk first) and refuses the new event when everything queued ranks
+//     as high or higher.
 //
-// Every dropped event is counted on its subscription. Durable consumers
-// (Consumer) read only durable events from the journal at a persisted
-// cursor, with explicit acknowledgement; they never lose an event.
+// Every dropped, shed or refused event is counted on its subscription.
+// Durable consumers (Consumer) read only durable events from the journal
+// at a persisted cursor, with explicit acknowledgement, redelivery after
+// AckWait and a dead letter in the consumer's own state after MaxDeliver
+// deliveries; they never lose an event. A Reader reads the durable stream
+// from a seq, without a cursor.
 //
 // Publish and PublishBatch return once the events are durable (per the
 // journal's fsync policy) with their seqs set.
