@@ -26,6 +26,7 @@ func FuzzIngest(f *testing.F) {
 	ts := newTestServer(f, Options{MaxBody: 1 << 16})
 	f.Fuzz(func(t *testing.T, mode uint8, body []byte) {
 		req := httptest.NewRequest("POST", "/v1/events", bytes.NewReader(body))
+		req.Host = "localhost" // httptest's example.com is not a served host
 		switch mode % 4 {
 		case 0:
 			req.Header.Set("Content-Type", "application/cloudevents+json")
