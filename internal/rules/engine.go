@@ -207,7 +207,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := e.scan(from); err != nil {
 		return err
 	}
-	src, err := e.open(from)
+	src, err := e.open(from, true)
 	if err != nil {
 		return err
 	}
@@ -222,12 +222,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	return err
 }
 
-func (e *Engine) open(from uint64) (Source, error) {
+// open opens a Source at from, or at the first retained event if
+// retention deleted from; count says whether to count the gap.
+func (e *Engine) open(from uint64, count bool) (Source, error) {
 	src, err := e.opts.Open(from)
 	var te *journal.TruncatedError
 	if errors.As(err, &te) {
-		e.log.Warn("rules: journal truncated by retention before the rules read it", "from", from, "first", te.First)
-		e.gaps.Add(te.First - from)
+		if count {
+			e.log.Warn("rules: journal truncated by retention before the rules read it", "from", from, "first", te.First)
+			e.gaps.Add(te.First - from)
+		}
 		return e.opts.Open(te.First)
 	}
 	return src, err
@@ -249,8 +253,14 @@ func (e *Engine) loop(ctx context.Context, src Source) error {
 		}
 		var te *journal.TruncatedError
 		if errors.As(err, &te) {
-			e.log.Warn("rules: journal truncated by retention before the rules read it", "first", te.First)
-			continue
+			e.mu.Lock()
+			next := e.cursor + 1
+			e.mu.Unlock()
+			e.log.Warn("rules: journal truncated by retention before the rules read it", "next", next, "first", te.First)
+			if te.First > next {
+				e.gaps.Add(te.First - next)
+			}
+			continue // the reader resumes at te.First
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -379,7 +389,7 @@ func (e *Engine) publish(ctx context.Context, evs []*event.Event) error {
 // scan collects the IDs of the rule events in the journal from seq from
 // to its durable end: what a previous run published after its checkpoint.
 func (e *Engine) scan(from uint64) error {
-	src, err := e.open(from)
+	src, err := e.open(from, false)
 	if err != nil {
 		return err
 	}
