@@ -82,7 +82,7 @@ func TestMetrics(t *testing.T) {
 	want := map[string]int{
 		"semprop_cluster_ready": 1, "semprop_cluster_leader": 1, "semprop_cluster_commit_index": 1,
 		"semprop_cluster_applied_index": 1, "semprop_cluster_snapshot_restores_total": 1,
-		"semprop_cluster_records_fetched_total": 1, "semprop_cluster_peer_clock_offset_seconds": 2,
+		"semprop_cluster_records_fetched_total": 1, "semprop_cluster_refused_connections_total": 1, "semprop_cluster_peer_clock_offset_seconds": 2,
 		"semprop_cluster_peer_clock_error_seconds": 2, "semprop_cluster_peer_lag_entries": 2, "semprop_cluster_peer_refused": 2,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

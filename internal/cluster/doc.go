@@ -39,7 +39,8 @@
 // persisted only once that position is durable in the local journal. A
 // node that restores a snapshot (it fell behind the leader's compacted log,
 // or lost unsynced journal records) fetches the journal records it lacks
-// from a peer (GET /v1/cluster/journal, the leader first), appends them and
+// from a peer (GET /v1/cluster/journal on its Raft port, the leader
+// first), appends them and
 // delivers them, then applies the entries after the snapshot. A peer whose
 // retention already dropped those records cannot help; keep journal
 // retention longer than a node may stay away.
@@ -47,10 +48,10 @@
 // # Forwarding and reads
 //
 // Any node accepts writes. A follower batches its publishes the same way
-// and forwards each batch over HTTP (POST /v1/cluster/forward) to the
-// leader's API address, which every node knows from membership metadata
-// replicated through the log. The leader commits it and answers with the
-// first seq and the entry index; the follower waits until its own FSM has
+// and forwards each batch (POST /v1/cluster/forward) to the leader's Raft
+// port, over the same authenticated channel as raft itself (see Security).
+// The leader commits it and answers with the first seq and the entry
+// index; the follower waits until its own FSM has
 // applied that index and its journal holds it durably, then acknowledges.
 // A forward that provably never reached the leader (dial failure, "not the
 // leader") is retried for up to Config.LeaderWait; any other failure is not
@@ -66,10 +67,15 @@
 //
 // # Membership
 //
-// --bootstrap starts a one-node cluster; --join URL asks any member (POST
-// /v1/cluster/join, forwarded to the leader) to add this node as a voter;
-// the leader first probes the joiner's clock. POST /v1/cluster/leave
-// removes a member. A node whose API address changed re-announces itself.
+// --bootstrap starts a one-node cluster; --join URL asks any member's API
+// (POST /v1/cluster/join, with the cluster token when the API has tokens;
+// forwarded to the leader over the Raft port) to add this node as a voter;
+// the leader first probes the joiner's Raft port, which proves the joiner
+// holds a member certificate there, and its clock. POST /v1/cluster/leave
+// {"id"} removes a member: the id is required, an unknown id is refused,
+// and a leader asked to remove itself first hands leadership to another
+// voter (the only voter cannot leave). A node whose API address changed
+// re-announces itself.
 // GET /v1/cluster shows the leader, the members, the commit index, each
 // member's applied index, lag and clock offset.
 //
@@ -84,6 +90,22 @@
 // own; the Raft transport keeps redialling an unreachable peer every 50ms
 // so the leader's first successful connection carries the catch-up instead
 // of waiting out raft's exponential replication backoff.
+//
+// # Security
+//
+// Members talk to each other only on the Raft port: raft's RPCs and the
+// internal HTTP requests (forward, ping, readindex, journal, and joins and
+// leaves forwarded to the leader) share it, told apart by their first
+// byte. With Config.Credentials every connection on it, in either
+// direction, is TLS 1.3 where both ends present a certificate that chains
+// to the cluster CA (client and server authentication); a connection that
+// does not is closed before either protocol reads a byte, counted
+// (semprop_cluster_refused_connections_total) and logged at most once a
+// second. Any certificate the CA issued is a member, whatever its name or
+// address: use a CA dedicated to the cluster. Without Credentials the port
+// is plaintext and Open refuses any RaftAddr but a loopback one. The API
+// serves only status, join and leave under /v1/cluster (under the API's
+// own authentication); it answers the internal routes 404.
 //
 // # Clocks
 //

@@ -98,7 +98,8 @@ func withSeq(dst, raw []byte, seq uint64) []byte {
 }
 
 // Member is one node's membership metadata, replicated through the log so
-// that every node knows every other node's HTTP API address.
+// that every node knows every other node's Raft address (where members
+// reach each other) and HTTP API URL (shown in the status, for clients).
 type Member struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`

@@ -129,11 +129,33 @@ func (n *Node) Join(ctx context.Context, m Member) error {
 // follower it is forwarded to the leader. The leader does not remove
 // itself: it first hands leadership to another voter and forwards the
 // leave to it (ErrLastVoter if there is none). An empty id is ErrNoID, an
-// id that is not a member ErrUnknownMember.
+// id that is not a member ErrUnknownMember. Removal is idempotent, so an
+// attempt that failed for want of a stable leader is retried for up to
+// Config.ForwardTimeout.
 func (n *Node) Leave(ctx context.Context, id string) error {
 	if id == "" {
 		return ErrNoID
 	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.ForwardTimeout)
+	defer cancel()
+	for tried := false; ; tried = true {
+		err := n.leaveOnce(ctx, id)
+		if err == nil || (tried && errors.Is(err, ErrUnknownMember)) {
+			// An earlier attempt whose outcome was unknown did remove it.
+			return nil
+		}
+		if !errors.Is(err, ErrNoQuorum) && !errors.Is(err, ErrNotLeader) {
+			return err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func (n *Node) leaveOnce(ctx context.Context, id string) error {
 	if !n.IsLeader() {
 		ld, err := n.leaderPeer(ctx)
 		if err != nil {
@@ -165,7 +187,7 @@ func (n *Node) Leave(ctx context.Context, id string) error {
 		if err := n.handOver(ctx); err != nil {
 			return err
 		}
-		return n.Leave(ctx, id)
+		return fmt.Errorf("%w: handed leadership over; leaving through the new leader", ErrNotLeader)
 	}
 	if err := n.applyMeta(kindMemberDel, Member{ID: id}); err != nil {
 		return err

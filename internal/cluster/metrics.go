@@ -15,11 +15,13 @@ var (
 	descOffErr   = prometheus.NewDesc("semprop_cluster_peer_clock_error_seconds", "Error bound of the offset estimate (RTT/2).", []string{"peer"}, nil)
 	descLag      = prometheus.NewDesc("semprop_cluster_peer_lag_entries", "Commit index minus the member's applied index.", []string{"peer"}, nil)
 	descRefused  = prometheus.NewDesc("semprop_cluster_peer_refused", "1 if the peer is refused for its clock offset.", []string{"peer"}, nil)
+	descConnRef  = prometheus.NewDesc("semprop_cluster_refused_connections_total",
+		"Connections to the Raft port refused: failed TLS handshakes (no member certificate), or too many handshakes at once.", nil, nil)
 )
 
 // Collector returns a Prometheus collector of the node's cluster state:
-// readiness, leadership, indexes, and per-peer clock offset, error bound,
-// lag and refusal. Register it with the daemon's registry.
+// readiness, leadership, indexes, refused connections to the Raft port, and
+// per-peer clock offset, error bound, lag and refusal. Register it with the daemon's registry.
 func (n *Node) Collector() prometheus.Collector { return (*collector)(n) }
 
 type collector Node
@@ -27,7 +29,7 @@ type collector Node
 var _ prometheus.Collector = (*collector)(nil)
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReady, descLeader, descCommit, descApplied, descRestores, descFetched, descOffset, descOffErr, descLag, descRefused} {
+	for _, d := range []*prometheus.Desc{descReady, descLeader, descCommit, descApplied, descRestores, descFetched, descOffset, descOffErr, descLag, descRefused, descConnRef} {
 		ch <- d
 	}
 }
@@ -47,6 +49,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.GaugeValue, float64(st.AppliedIndex))
 	ch <- prometheus.MustNewConstMetric(descRestores, prometheus.CounterValue, float64(st.Restores))
 	ch <- prometheus.MustNewConstMetric(descFetched, prometheus.CounterValue, float64(st.Fetched))
+	ch <- prometheus.MustNewConstMetric(descConnRef, prometheus.CounterValue, float64(n.stream.refused.Load()))
 	for _, m := range st.Members {
 		if m.Self {
 			continue

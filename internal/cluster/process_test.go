@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/semprop/semprop/client"
 	"github.com/semprop/semprop/event"
 )
@@ -179,6 +181,16 @@ func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
 		}
 		return err == nil && n == size
 	})
+
+	// The flags took effect: the Raft port refuses a peer without a member
+	// certificate.
+	tr := outsider(t)
+	vreq := &raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(procs[1].id), Addr: []byte(tr.LocalAddr())},
+		Term: 1 << 20, LastLogIndex: 1 << 40, LastLogTerm: 1 << 20, LeadershipTransfer: true}
+	var vresp raft.RequestVoteResponse
+	if err := tr.RequestVote(raft.ServerID(procs[0].id), raft.ServerAddress(procs[0].raft), vreq, &vresp); err == nil {
+		t.Fatalf("%s answered a vote request without a member certificate (granted %v): the cluster flags are not in effect", procs[0].id, vresp.Granted)
+	}
 
 	h := newHistory()
 	var alive sync.Map // id -> bool

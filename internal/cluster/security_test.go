@@ -114,10 +114,15 @@ func TestOutsiderRaftRefused(t *testing.T) {
 	}
 
 	time.Sleep(500 * time.Millisecond)
+	refused := uint64(0)
 	for _, tn := range c.live() {
 		if journalHas(t, tn, id) {
 			t.Errorf("%s: the forged fs.write of /etc/shadow is in the journal", tn.id)
 		}
+		refused += tn.n.stream.refused.Load()
+	}
+	if refused < 3 {
+		t.Errorf("%d refused connections counted, want at least 3 (two appends, one vote)", refused)
 	}
 	after := observe(c)
 	if after.leader != before.leader || after.term != before.term {
