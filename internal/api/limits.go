@@ -65,6 +65,11 @@ func (l HTTPLimits) withDefaults(maxBody int64) HTTPLimits {
 	return l
 }
 
+// maxHeaderBytes bounds a request's headers: room for a binary-mode event
+// with every extension attribute at its largest (64 × 4 KiB), half the
+// net/http default.
+const maxHeaderBytes = 512 << 10
+
 // NewHTTPServer returns the http.Server for the API handler h: headers
 // must arrive within l.ReadHeaderTimeout, idle keep-alive connections close
 // after l.IdleTimeout, and its error log (failed TLS handshakes, accept
@@ -77,7 +82,7 @@ func NewHTTPServer(h http.Handler, l HTTPLimits, log *slog.Logger) *http.Server 
 		Handler:           h,
 		ReadHeaderTimeout: l.ReadHeaderTimeout,
 		IdleTimeout:       l.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          NewErrorLog(log),
 	}
 }
