@@ -52,6 +52,13 @@ func slowPost(t *testing.T, addr, path string, n int, rest <-chan struct{}) <-ch
 	return out
 }
 
+func sum(m map[int]int) (n int) {
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 // Item 4: 40 slow 15 MiB bodies held 750 MB. Bodies now reserve their
 // size in a budget shared by all requests; those that cannot reserve it
 // within BodyWait are answered 503 with Retry-After without being read.
@@ -68,12 +75,26 @@ func TestBodyBudgetBoundsSlowBodies(t *testing.T) {
 	for range n {
 		codes = append(codes, slowPost(t, addr, "/v1/events", body, rest))
 	}
-	// Those beyond the budget are answered while the others still send.
-	time.Sleep(time.Second)
-	close(rest)
-	count := map[int]int{}
+	all := make(chan int, n)
 	for _, c := range codes {
-		count[<-c]++
+		go func() { all <- <-c }()
+	}
+	// Those beyond the budget are answered while the others still send.
+	count := map[int]int{}
+	timeout := time.After(10 * time.Second)
+early:
+	for got := 0; got < n-budget/body; got++ {
+		select {
+		case code := <-all:
+			count[code]++
+		case <-timeout:
+			break early
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // one more would show up now
+	close(rest)
+	for range n - sum(count) {
+		count[<-all]++
 	}
 	if count[http.StatusServiceUnavailable] != n-budget/body {
 		t.Errorf("statuses %v: want %d of 503 (budget for %d bodies of %d)", count, n-budget/body, budget/body, n)
