@@ -172,3 +172,28 @@ func TestUninterestingEventAllocs(t *testing.T) {
 		t.Errorf("uninteresting event: %v allocs, want 0", n)
 	}
 }
+
+// TestLateAndAdvanceTo: late events are dropped and counted; AdvanceTo
+// fires due timers on a quiet stream and makes older events late.
+func TestLateAndAdvanceTo(t *testing.T) {
+	p := &Pattern{Name: "nfb", Kind: KindNotFollowedBy, Steps: []Cond{typeIs("a")}, Not: typeIs("b"),
+		Within: time.Second, Types: []string{"a", "b"}}
+	e, _ := New([]*Pattern{p}, Options{Lateness: 500 * time.Millisecond})
+	feed(e, ev(1, 0, "a", "/x"), ev(2, 1000, "z", "/x"), ev(3, 600, "b", "/x"))
+	if got := feed(e, ev(4, 100, "b", "/x")); len(got) != 0 || e.Late() != 1 || e.Counters(0).Late != 1 {
+		t.Fatalf("late b: matches %v, late %d (rule %d); want none, 1, 1", got, e.Late(), e.Counters(0).Late)
+	}
+	// The b at 600ms (within the lateness) cancelled the trigger.
+	if got := e.AdvanceTo(base.Add(time.Hour).UnixNano()); len(got) != 0 {
+		t.Fatalf("AdvanceTo: %v, want nothing (cancelled)", got)
+	}
+	feed(e, ev(5, 3600_000+10, "a", "/y"))
+	var got []Match
+	got = append(got, e.AdvanceTo(base.Add(2*time.Hour).UnixNano())...)
+	if len(got) != 1 || got[0].Events[0].Seq != 5 || got[0].Time != base.Add(time.Hour+1010*time.Millisecond).UnixNano() {
+		t.Fatalf("AdvanceTo: %+v, want the trigger of seq 5 at its deadline", got)
+	}
+	if got := feed(e, ev(6, 3600_000+20, "b", "/y")); len(got) != 0 || e.Late() != 2 {
+		t.Errorf("event before the advanced watermark: %v, late %d; want dropped as late", got, e.Late())
+	}
+}
