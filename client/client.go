@@ -232,12 +232,26 @@ func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit i
 // delivered. It returns when ctx is done, fn returns an error, the server
 // rejects the request, or an event cannot be decoded (ErrMalformed).
 func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) error {
+	return c.stream(ctx, sel, strconv.FormatUint(after, 10), after, fn)
+}
+
+// StreamNew is Stream from the server's durable end at the moment the
+// first connection is made: new events only, as `semprop tail` shows them.
+// A reconnection resumes from that position, so no event is lost between
+// connections even before the first one arrives.
+func (c *Client) StreamNew(ctx context.Context, sel Selector, fn func(*event.Event) error) error {
+	return c.stream(ctx, sel, "now", 0, fn)
+}
+
+func (c *Client) stream(ctx context.Context, sel Selector, start string, after uint64, fn func(*event.Event) error) error {
 	backoff := 100 * time.Millisecond
 	for {
-		last, err := c.streamOnce(ctx, sel, after, fn)
-		if last > after {
-			after = last
-			backoff = 100 * time.Millisecond
+		last, pos, err := c.streamOnce(ctx, sel, start, after, fn)
+		if pos { // resume from the last event, or the announced position
+			if last > after {
+				backoff = 100 * time.Millisecond
+			}
+			after, start = last, strconv.FormatUint(last, 10)
 		}
 		var se *Error
 		var fe fnError
@@ -269,37 +283,49 @@ type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
-func (c *Client) streamOnce(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) (uint64, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/stream?"+sel.query(after).Encode(), nil, "", http.Header{"Accept": {"text/event-stream"}})
+// streamOnce reads one connection of the stream, starting at start (a
+// seq or "now"). It returns the last seq it delivered (or the position
+// the server announced) and whether it learnt a position at all.
+func (c *Client) streamOnce(ctx context.Context, sel Selector, start string, after uint64, fn func(*event.Event) error) (uint64, bool, error) {
+	q := sel.query(after)
+	q.Set("after", start)
+	resp, err := c.do(ctx, http.MethodGet, "/v1/stream?"+q.Encode(), nil, "", http.Header{"Accept": {"text/event-stream"}})
 	if err != nil {
-		return after, err
+		return after, false, err
 	}
+	pos := start != "now"
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
 	sc.Split(scanSSELines)
-	var evType string
+	var evType, id string
 	var data []byte
 	hasData := false
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(line) == 0 { // end of message
 			if evType == "end" {
-				return after, io.EOF
+				return after, pos, io.EOF
+			}
+			if !hasData && id != "" {
+				// The stream's starting position (sent before any event).
+				if n, err := strconv.ParseUint(id, 10, 64); err == nil && (!pos || n > after) {
+					after, pos = n, true
+				}
 			}
 			if hasData && evType != "error" {
 				ev := new(event.Event)
 				if err := ev.UnmarshalJSON(data); err != nil {
-					return after, fmt.Errorf("%w after seq %d: %w", ErrMalformed, after, err)
+					return after, pos, fmt.Errorf("%w after seq %d: %w", ErrMalformed, after, err)
 				}
-				if ev.Seq > after {
+				if ev.Seq > after || !pos {
 					if err := fn(ev); err != nil {
-						return after, fnError{err}
+						return after, pos, fnError{err}
 					}
-					after = ev.Seq
+					after, pos = ev.Seq, true
 				}
 			}
-			evType, data, hasData = "", data[:0], false
+			evType, id, data, hasData = "", "", data[:0], false
 			continue
 		}
 		// A field is "name: value" or "name:value"; a line starting with
@@ -315,12 +341,14 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, after uint64, fn 
 			hasData = true
 		case "event":
 			evType = string(value)
+		case "id":
+			id = string(value)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return after, err
+		return after, pos, err
 	}
-	return after, io.ErrUnexpectedEOF
+	return after, pos, io.ErrUnexpectedEOF
 }
 
 // scanSSELines splits a Server-Sent Events stream into lines: a line ends

@@ -43,7 +43,7 @@ func batchBody(n int) []byte {
 			buf.WriteByte(',')
 		}
 		// ~100-byte events.
-		buf.WriteString(`{"specversion":"1.0","type":"bench.ingest","source":"bench","subject":"/data/file.txt","data":{"n":1}}`)
+		buf.WriteString(`{"specversion":"1.0","id":"1","type":"bench.ingest","source":"bench","subject":"/data/file.txt","data":{"n":1}}`)
 	}
 	buf.WriteByte(']')
 	return buf.Bytes()

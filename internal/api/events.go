@@ -128,10 +128,6 @@ func jsonQuote(s string) string {
 	return string(b)
 }
 
-func isJSONMedia(mt string) bool {
-	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
-}
-
 // selection holds the query parameters every read takes.
 type selection struct {
 	after   uint64
@@ -148,21 +144,38 @@ func (sel selection) from() uint64 {
 	return sel.after + 1
 }
 
-func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
+// parseSelection reads the selector and the starting point of a read.
+// The start is, in order of precedence: the Last-Event-ID header (a
+// reconnecting browser's EventSource repeats its original URL, so the
+// header must win over ?after=), ?after=SEQ, ?after=now (the durable end
+// of the journal: new events only), and otherwise the default: now for a
+// stream, the beginning (after=0) for a replay.
+func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiError) {
 	q := r.URL.Query()
 	var sel selection
-	if v := q.Get("after"); v != "" {
+	parse := func(field, v string) *apiError {
+		if v == "now" {
+			sel.after = s.m.Journal().DurableSeq()
+			return nil
+		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return sel, &apiError{Field: "after", Error: "after must be a sequence number"}
+			return &apiError{Field: field, Error: field + " must be a sequence number or \"now\""}
 		}
 		sel.after = n
-	} else if v := r.Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return sel, &apiError{Field: "Last-Event-ID", Error: "Last-Event-ID must be a sequence number"}
+		return nil
+	}
+	switch {
+	case r.Header.Get("Last-Event-ID") != "":
+		if err := parse("Last-Event-ID", r.Header.Get("Last-Event-ID")); err != nil {
+			return sel, err
 		}
-		sel.after = n
+	case q.Get("after") != "":
+		if err := parse("after", q.Get("after")); err != nil {
+			return sel, err
+		}
+	case stream:
+		sel.after = s.m.Journal().DurableSeq()
 	}
 	m, err := compileSelector(q.Get("type"), q.Get("path"), q.Get("filter"))
 	if err != nil {
@@ -183,7 +196,7 @@ func (s *Server) parseSelection(r *http.Request) (selection, *apiError) {
 // at most `limit` (default 1000, at most 100,000) of them, without waiting
 // for new ones.
 func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
-	sel, aerr := s.parseSelection(r)
+	sel, aerr := s.parseSelection(r, false)
 	if aerr != nil {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return
@@ -248,13 +261,20 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
+	// The stream's position first, as an id without data: a client that
+	// reconnects before any event came (a browser's EventSource, the Go
+	// client) resumes with Last-Event-ID from where this stream started,
+	// not from a later "now".
+	fmt.Fprintf(bw, "id: %d\n\n", sel.after)
 	buf := make([]byte, 0, 1024)
 	s.follow(r.Context(), rd, sel, follower{
 		send: func(ev *event.Event) error {
 			buf = append(buf[:0], "id: "...)
 			buf = strconv.AppendUint(buf, ev.Seq, 10)
-			buf = append(buf, "\nevent: "...)
-			buf = append(buf, ev.Type...)
+			if event.ValidType(ev.Type) { // never a raw line break in the framing
+				buf = append(buf, "\nevent: "...)
+				buf = append(buf, ev.Type...)
+			}
 			buf = append(buf, "\ndata: "...)
 			buf = p.Redact(ev).AppendJSON(buf)
 			buf = append(buf, "\n\n"...)
@@ -289,7 +309,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 // selection's seq (410 when retention removed it). On success the caller
 // must call done when the stream ends; otherwise the error is answered.
 func (s *Server) startStream(w http.ResponseWriter, r *http.Request) (sel selection, rd *propagate.Reader, done func(), ok bool) {
-	sel, aerr := s.parseSelection(r)
+	sel, aerr := s.parseSelection(r, true)
 	if aerr != nil {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return sel, nil, nil, false

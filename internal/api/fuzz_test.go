@@ -8,18 +8,18 @@ import (
 )
 
 // FuzzIngest feeds arbitrary bodies in every ingest mode: the handler never
-// panics, answers only with the documented statuses, and a 200 always
-// carries one seq per event.
+// panics, answers only with the documented statuses (403 for capture
+// context from the network), and a 200 always carries one seq per event.
 func FuzzIngest(f *testing.F) {
 	for _, seed := range []struct {
 		mode uint8
 		body string
 	}{
 		{0, `{"specversion":"1.0","type":"a.b","source":"s","id":"1","data":{"x":1}}`},
-		{1, `[{"specversion":"1.0","type":"a.b"},{"specversion":"1.0","type":"c","pid":"7"}]`},
+		{1, `[{"specversion":"1.0","id":"1","source":"s","type":"a.b"},{"specversion":"1.0","id":"2","source":"s","type":"c","pid":"7"}]`},
 		{2, `{"any":"body"}`},
 		{3, `[]`},
-		{0, `{"specversion":"1.0","type":"a","data_base64":"AAEC"}`},
+		{0, `{"specversion":"1.0","id":"1","source":"s","type":"a","data_base64":"AAEC"}`},
 	} {
 		f.Add(seed.mode, []byte(seed.body))
 	}
@@ -36,6 +36,8 @@ func FuzzIngest(f *testing.F) {
 			req.Header.Set("Content-Type", "application/octet-stream")
 			req.Header.Set("Ce-Specversion", "1.0")
 			req.Header.Set("Ce-Type", "fuzz.binary")
+			req.Header.Set("Ce-Id", "1")
+			req.Header.Set("Ce-Source", "fuzz")
 			req.Header.Set("Ce-Pid", string(bytes.ToValidUTF8(body[:min(len(body), 8)], nil)))
 		case 3:
 			req.Header.Set("Content-Type", "application/json")
@@ -47,7 +49,7 @@ func FuzzIngest(f *testing.F) {
 			if !bytes.HasPrefix(w.Body.Bytes(), []byte(`{"seqs":[`)) {
 				t.Fatalf("200 without seqs: %s", w.Body)
 			}
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			if !bytes.Contains(w.Body.Bytes(), []byte(`"error"`)) {
 				t.Fatalf("%d without a JSON error: %s", w.Code, w.Body)
 			}

@@ -99,7 +99,7 @@ file-system ones.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newClusterCmd(), &cobra.Command{
+	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newClusterCmd(), newJournalCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, the VCS revision it was built from, and the Go version",
 		Args:  cobra.NoArgs,
@@ -120,7 +120,11 @@ type serverFlags struct {
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.server, "server", "http://127.0.0.1:7878", "semprop server URL (https:// for TLS)")
+	server := "http://127.0.0.1:7878"
+	if env := os.Getenv("SEMPROP_SERVER"); env != "" {
+		server = env
+	}
+	cmd.Flags().StringVar(&f.server, "server", server, "semprop server URL (https:// for TLS; default $SEMPROP_SERVER, else http://127.0.0.1:7878)")
 	cmd.Flags().StringVar(&f.token, "token", "", "bearer token (default $SEMPROP_TOKEN)")
 	cmd.Flags().StringVar(&f.caFile, "tls-ca", "", "trust this CA (PEM) for the server's certificate")
 	cmd.Flags().StringVar(&f.cert, "tls-cert", "", "client certificate (PEM) for mutual TLS")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -27,6 +29,8 @@ func newPublishCmd() *cobra.Command {
 		Long: `Publish one event of type TYPE, e.g.
 
   semprop publish vector.insert --subject /data/notes/a.md --data '{"dims":768}'
+  semprop publish doc.indexed --data @result.json
+  jq -c . result.json | semprop publish doc.indexed --data -
 
 Without TYPE (or with "-"), read CloudEvents JSON objects from stdin, one per
 line, and publish them in batches of up to 1000. Prints the seq of every
@@ -50,10 +54,15 @@ event once it is durable.`,
 			}
 			ev.Priority = p
 			if data != "" {
-				if !json.Valid([]byte(data)) {
+				b, err := readData(data, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				var compact bytes.Buffer
+				if err := json.Compact(&compact, b); err != nil {
 					return errors.New("--data must be a JSON value (quote strings: '\"text\"')")
 				}
-				ev.Data = []byte(data)
+				ev.Data = compact.Bytes()
 				ev.DataContentType = "application/json"
 			}
 			ev.ID = event.NewID()
@@ -70,8 +79,8 @@ event once it is durable.`,
 	}
 	sf.register(cmd)
 	cmd.Flags().StringVar(&subject, "subject", "", "event subject (for fs.* events the path)")
-	cmd.Flags().StringVar(&data, "data", "", "event data, a JSON value")
-	cmd.Flags().StringVar(&source, "source", "", "CloudEvents source (default: the server's)")
+	cmd.Flags().StringVar(&data, "data", "", "event data, a JSON value; @FILE reads it from FILE, - from stdin")
+	cmd.Flags().StringVar(&source, "source", "", "CloudEvents source (default urn:semprop:client:HOST; semprop://… is refused)")
 	cmd.Flags().StringVar(&priority, "priority", "normal", "bulk, normal, high or critical")
 	return cmd
 }
@@ -100,8 +109,8 @@ func publishStdin(ctx context.Context, c *client.Client, in io.Reader, out io.Wr
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		ev := new(event.Event)
-		if err := ev.UnmarshalJSON(sc.Bytes()); err != nil {
+		ev, err := event.ParseDraft(sc.Bytes()) // id and source may be left to the client
+		if err != nil {
 			return fmt.Errorf("stdin line %d: %w", line, err)
 		}
 		if err := ev.Validate(event.Limits{}); err != nil {
@@ -150,30 +159,31 @@ duplicates.`,
 			if err != nil {
 				return err
 			}
-			var after uint64
-			switch {
-			case cmd.Flags().Changed("from"):
-				after = from
-			case fromBeginning:
-				after = 0
-			default:
-				last, err := lastSeq(ctx, c, sf)
-				if err != nil {
-					return err
-				}
-				after = last
+			if cmd.Flags().Changed("from") && fromBeginning {
+				return errors.New("--from and --from-beginning exclude each other")
 			}
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			buf := make([]byte, 0, 1024)
-			err = c.Stream(ctx, sel, after, func(ev *event.Event) error {
+			print := func(ev *event.Event) error {
 				buf = append(ev.AppendJSON(buf[:0]), '\n')
 				if _, err := w.Write(buf); err != nil {
 					return err
 				}
 				return w.Flush()
-			})
-			if errors.Is(err, context.Canceled) {
+			}
+			switch {
+			case cmd.Flags().Changed("from"):
+				err = c.Stream(ctx, sel, from, print)
+			case fromBeginning:
+				err = c.Stream(ctx, sel, 0, print)
+			default:
+				err = c.StreamNew(ctx, sel, print)
+			}
+			switch {
+			case errors.Is(err, context.Canceled):
 				return nil
+			case errors.Is(err, client.ErrMalformed):
+				return fmt.Errorf("%w (to skip it, restart with --from SEQ past it)", err)
 			}
 			return err
 		},
@@ -186,11 +196,21 @@ duplicates.`,
 	return cmd
 }
 
-// lastSeq asks the server for its durable seq, where "new events" start.
-func lastSeq(ctx context.Context, c *client.Client, sf serverFlags) (uint64, error) {
-	st, err := c.Ready(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("server %s: %w", sf.server, err)
+// readData reads --data: a JSON value, @FILE, or - (stdin).
+func readData(data string, stdin io.Reader) ([]byte, error) {
+	switch {
+	case data == "-":
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("--data -: %w", err)
+		}
+		return bytes.TrimSpace(b), nil
+	case strings.HasPrefix(data, "@"):
+		b, err := os.ReadFile(data[1:])
+		if err != nil {
+			return nil, fmt.Errorf("--data %s: %w", data, err)
+		}
+		return bytes.TrimSpace(b), nil
 	}
-	return st.DurableSeq, nil
+	return []byte(data), nil
 }

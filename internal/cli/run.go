@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/daemon"
@@ -61,6 +63,12 @@ buffered is flushed and fsynced, and the process exits 0.`,
 			if err := f.cluster.validate(); err != nil {
 				return err
 			}
+			if cc, _ := cmd.Flags().GetBool("check-config"); cc {
+				if _, err := daemon.FromConfig(cfg); err != nil {
+					return err
+				}
+				return printConfig(cmd.OutOrStdout(), cfg)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runDaemon(ctx, cfg, &f.cluster, cmd.ErrOrStderr())
@@ -81,6 +89,7 @@ buffered is flushed and fsynced, and the process exits 0.`,
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	fl.BoolVar(&f.insecure, "insecure", false, "allow a non-loopback --listen address without tokens (anyone who can connect may do anything)")
 	fl.Bool("print-defaults", false, "print the embedded default configuration and exit")
+	fl.Bool("check-config", false, "validate the configuration (file and flags merged), print the effective one with secrets masked, and exit")
 	f.cluster.register(fl)
 	return cmd
 }
@@ -156,4 +165,24 @@ func runDaemon(ctx context.Context, cfg *config.Config, cf *clusterFlags, logw i
 		d.SetCluster(cf.config())
 	}
 	return d.Run(ctx)
+}
+
+// printConfig prints cfg as YAML with every secret masked.
+func printConfig(w io.Writer, cfg *config.Config) error {
+	c := *cfg
+	c.Auth.Tokens = slices.Clone(cfg.Auth.Tokens)
+	for i := range c.Auth.Tokens {
+		if c.Auth.Tokens[i].Token != "" {
+			c.Auth.Tokens[i].Token = "<masked>"
+		}
+		if c.Auth.Tokens[i].SHA256 != "" {
+			c.Auth.Tokens[i].SHA256 = "<masked>"
+		}
+	}
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&c); err != nil {
+		return err
+	}
+	return enc.Close()
 }
