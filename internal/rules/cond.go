@@ -34,6 +34,41 @@ type cond struct {
 	typ   reflect.Type
 	pool  sync.Pool // of *condState
 	types []string  // event types the condition can accept; nil: any
+	free  []ast.Node // the top-level conjuncts that read no bound event
+}
+
+// assumeType drops the conjuncts `type == typ` from the native check: the
+// engine shows the condition only events of type typ (its pattern reads
+// that one type), so they always hold.
+func (c *cond) assumeType(typ string) error {
+	var rest []string
+	dropped := false
+	for _, n := range c.free {
+		if b, ok := n.(*ast.BinaryNode); ok && b.Operator == "==" {
+			if s, ok := typeCompare(b.Left, b.Right); ok && s == typ {
+				dropped = true
+				continue
+			}
+			if s, ok := typeCompare(b.Right, b.Left); ok && s == typ {
+				dropped = true
+				continue
+			}
+		}
+		rest = append(rest, "("+n.String()+")")
+	}
+	if !dropped {
+		return nil
+	}
+	if len(rest) == 0 {
+		c.pre = nil
+		return nil
+	}
+	f, err := filter.Expr(strings.Join(rest, " && "))
+	if err != nil {
+		return err
+	}
+	c.pre = f
+	return nil
 }
 
 type condState struct {
@@ -53,6 +88,11 @@ func compileCond(src string, bound map[string]int) (*cond, error) {
 	}
 	c := &cond{src: src}
 	c.types, _ = typesOf(tree.Node)
+	for _, n := range conjuncts(tree.Node) {
+		if len(boundReads(n, bound)) == 0 {
+			c.free = append(c.free, n)
+		}
+	}
 	reads := boundReads(tree.Node, bound)
 	if len(reads) == 0 {
 		f, err := filter.Expr(src)

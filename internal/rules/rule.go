@@ -503,6 +503,16 @@ func (r *Rule) compile(re ruleError, lines map[string]int) error {
 		}
 	}
 	p.Types = patternTypes(p)
+	if len(p.Types) == 1 {
+		for _, c := range append(slices.Clone(p.Steps), p.Not) {
+			if c == nil {
+				continue
+			}
+			if err := c.(*cond).assumeType(p.Types[0]); err != nil {
+				return re.at(r.Line, "%v", err)
+			}
+		}
+	}
 	if r.Output != "" {
 		if r.tmpl, err = template.New(r.Name).Option("missingkey=zero").Parse(r.Output); err != nil {
 			return re.at(line("output"), "output: %v", err)

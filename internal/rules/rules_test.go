@@ -277,3 +277,33 @@ func TestDocsRules(t *testing.T) {
 		}
 	}
 }
+
+// TestAssumeType: a condition without its `type == X` conjunct accepts the
+// same events of type X as with it.
+func TestAssumeType(t *testing.T) {
+	evs := []*event.Event{
+		{Type: "fs.write", Subject: "/srv/a"}, {Type: "fs.write", Subject: "/tmp/a"},
+		{Type: "fs.write", Subject: "/srv/b", Context: event.Context{Comm: "rsync"}},
+	}
+	for _, src := range []string{
+		`type == "fs.write"`, `type == "fs.write" && subject startsWith "/srv/"`,
+		`"fs.write" == type && (subject endsWith "a" || comm == "rsync")`, `type == "fs.write" && type == "fs.write"`,
+	} {
+		full, err := compileCond(src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lean, _ := compileCond(src, nil)
+		if err := lean.assumeType("fs.write"); err != nil {
+			t.Fatal(err)
+		}
+		if lean.pre != nil && fmt.Sprint(lean.pre) == fmt.Sprint(full.pre) {
+			t.Errorf("%q: nothing dropped", src)
+		}
+		for _, ev := range evs {
+			if got, want := lean.Match(ev, nil), full.Match(ev, nil); got != want {
+				t.Errorf("%q on %v: %v without the type check, %v with", src, ev, got, want)
+			}
+		}
+	}
+}
