@@ -41,6 +41,15 @@ func TestExprCostRefused(t *testing.T) {
 		`len(join(map(split(path, ""), path), "")) > 0`,
 		`subject matches subject + subject`,
 		`let a = path + path; let b = a + a; let c = b + b; let d = c + c; let e = d + d; let f = e + e; let g = f + f; let h = g + g; let i = h + h; let j = i + i; len(j + j) > 0 && j contains "x"`,
+		`timezone(comm) != timezone("UTC") && any(1..90, {timezone(path) == timezone(exe)})`,
+		`median(map(1..100000, -#)) > 0`,
+		// Closures nested too deep (expr's checker is exponential in it).
+		`any(1..2, {any(1..2, {any(1..2, {any(1..2, {any(1..2, {# > 0})})})})})`,
+		`len(` + strings.Repeat(`join(map(1..9, `, 40) + `path` + strings.Repeat(`), "")`, 40) + `) == 0`,
+		`let x = [1..40000, 1..40000]; x == x && x == x && x == x && x == x && x == x`,
+		// A bound that overflows to +Inf inside a loop over nothing
+		// gives NaN (0 × Inf), which must not pass for cheap.
+		`len(map(0..-1, ` + strings.Repeat(`join(map(1..99999, `, 40) + `path` + strings.Repeat(`), "")`, 40) + `)) == 0 && any(1..9999999, {# < 0})`,
 	} {
 		start := time.Now()
 		_, err := Expr(src)
@@ -120,5 +129,38 @@ func TestExprOverBoundsInput(t *testing.T) {
 	}
 	if got := EvalErrors(); got != before+1 {
 		t.Errorf("EvalErrors() after a bad regexp = %d, want %d", got, before+1)
+	}
+}
+
+// TestExprCompileBounded: expr's type checker tries every signature of an
+// overloaded builtin, checking its arguments again each time, so nesting
+// them took exponential time to compile (replace nested 20 deep: 1.6 s;
+// sort, with 9 signatures, far longer). Such nesting is refused before
+// the checker runs.
+func TestExprCompileBounded(t *testing.T) {
+	for _, w := range [][2]string{
+		{`replace(`, `, "a", "b")`},
+		{`join(split(`, `, "/"), "")`},
+		{`trim(`, `)`},
+		{`trimPrefix(`, `, "a")`},
+		{`join(map(split(`, `, "/"), #), "")`},
+		{`join(filter(split(`, `, "/"), true), "")`},
+		{`join(sort(split(`, `, "/")), "")`},
+		{`string(len(`, `))`}, // one signature each: accepted at any depth
+	} {
+		overloaded := !strings.HasPrefix(w[0], "string(len(")
+		for _, inner := range []string{`path`, `join(map(1..3, path), "")`} {
+			for _, d := range []int{4, 8, 30} {
+				src := `len(` + strings.Repeat(w[0], d) + inner + strings.Repeat(w[1], d) + `) >= 0`
+				start := time.Now()
+				_, err := Expr(src)
+				if el := time.Since(start); el > time.Second {
+					t.Errorf("Expr(%s… depth %d) took %v (err %v)", w[0], d, el, err != nil)
+				}
+				if d == 30 && overloaded && !errors.Is(err, ErrExprCost) {
+					t.Errorf("Expr(%s… depth %d) error = %v, want ErrExprCost", w[0], d, err)
+				}
+			}
+		}
 	}
 }

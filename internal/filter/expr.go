@@ -11,7 +11,9 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/semprop/semprop/event"
@@ -171,6 +173,17 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 		}
 		return errorf(ErrExpr, "%q: %w", src, err)
 	}
+	// The type checker can take time exponential in the nesting of
+	// builtins: refuse what it must not see on the parsed tree first.
+	pc := conf.CreateNew()
+	pc.MaxNodes = MaxExprNodes
+	tree, err := parser.ParseWithConfig(src, pc)
+	if err != nil {
+		return nil, compileErr(err)
+	}
+	if err := checkShape(tree.Node, 1, 0); err != nil {
+		return nil, fmt.Errorf("%q: %w", src, err)
+	}
 	// The cost is bounded on the tree as written, before the optimizer
 	// folds constants (which it does at compile time).
 	plain, err := expr.Compile(src, expr.Env(Env{}), expr.AsBool(), expr.MaxNodes(MaxExprNodes), expr.Optimize(false))
@@ -181,7 +194,7 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%q: %w", src, err)
 	}
-	if cost > MaxExprCost {
+	if !(cost <= MaxExprCost) { // NaN too: a bound that overflowed
 		return nil, fmt.Errorf("%q: may take up to %.3g steps per event, more than %d (loops over large ranges or long lists, or nested loops): %w",
 			src, cost, MaxExprCost, ErrExprCost)
 	}
