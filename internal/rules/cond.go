@@ -32,8 +32,8 @@ type cond struct {
 	names []string      // bound names the program reads, in env order
 	slots []int         // for each name, its index in the bound events
 	typ   reflect.Type
-	pool  sync.Pool // of *condState
-	types []string  // event types the condition can accept; nil: any
+	pool  sync.Pool  // of *condState
+	types []string   // event types the condition can accept; nil: any
 	free  []ast.Node // the top-level conjuncts that read no bound event
 }
 
