@@ -22,6 +22,10 @@ import (
 // MaxExprNodes bounds the size of an expression (its syntax tree).
 const MaxExprNodes = 500
 
+// MaxExprLen bounds the length of an expression's source in bytes (the
+// parser recurses once per parenthesis).
+const MaxExprLen = 16 << 10
+
 // Env is what an expression sees: the event's attributes by their
 // CloudEvents names. Absent numeric context fields read as -1 and absent
 // strings as "", so `uid == 0` is false when the uid is unknown. Extension
@@ -172,6 +176,9 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 			return errorf(ErrExpr, "%q: line %d, column %d: %s", src, fe.Line, fe.Column+1, fe.Message)
 		}
 		return errorf(ErrExpr, "%q: %w", src, err)
+	}
+	if len(src) > MaxExprLen {
+		return nil, errorf(ErrExpr, "expression of %d bytes, more than %d", len(src), MaxExprLen)
 	}
 	// The type checker can take time exponential in the nesting of
 	// builtins: refuse what it must not see on the parsed tree first.

@@ -1,6 +1,7 @@
 package glob
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,33 @@ func TestPathologicalPatternIsBounded(t *testing.T) {
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatalf("Compile(%q).Match(200 × a/) still running after 5s", pat)
+		}
+	}
+}
+
+// TestCompileIsBounded: brace expansion rescanned the pattern once per
+// group, quadratic in its length (30,000 "{a}" took over 10 s): patterns
+// with many brace groups or of unreasonable length are refused quickly.
+func TestCompileIsBounded(t *testing.T) {
+	for _, pat := range []string{
+		strings.Repeat("{a}", 30000),
+		strings.Repeat("{", 20000) + "a" + strings.Repeat("}", 20000),
+		strings.Repeat("{a,", 20000) + "b" + strings.Repeat("}", 20000),
+		"/" + strings.Repeat("a/", 100000),
+	} {
+		start := time.Now()
+		_, err := Compile(pat)
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Compile(%.12q… %d bytes) took %v", pat, len(pat), d)
+		}
+		if !errors.Is(err, ErrTooComplex) {
+			t.Errorf("Compile(%.12q… %d bytes) error = %v, want ErrTooComplex", pat, len(pat), err)
+		}
+	}
+	// Reasonable patterns with braces still compile.
+	for _, pat := range []string{"/data/{a,b}/{c,d}/**/*.{md,txt}", "{a,{b,{c,d}}}"} {
+		if _, err := Compile(pat); err != nil {
+			t.Errorf("Compile(%q) = %v", pat, err)
 		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 // Errors returned by Compile. They are wrapped with the offending position.
 var (
 	ErrBadPattern = errors.New("glob: malformed pattern")
-	ErrTooComplex = errors.New("glob: too many brace alternatives")
+	ErrTooComplex = errors.New("glob: pattern too complex")
 )
 
 // RegexpPrefix marks a pattern that is a regular expression.
@@ -29,6 +29,13 @@ const RegexpPrefix = "re:"
 
 // maxAlternatives bounds brace expansion so that a pattern stays cheap.
 const maxAlternatives = 64
+
+// maxBraces bounds the brace groups of a pattern: expansion rescans the
+// pattern once per group.
+const maxBraces = 32
+
+// MaxLen bounds the length of a pattern in bytes (paths have at most 4096).
+const MaxLen = 16 << 10
 
 type kind uint8
 
@@ -85,13 +92,21 @@ func (s *segment) match(name string) (bool, int) {
 }
 
 // Compile parses a pattern. The empty pattern and "**" match every path.
+// Patterns longer than MaxLen, with more than 32 brace groups or 64
+// alternatives are refused with ErrTooComplex.
 func Compile(pattern string) (*Pattern, error) {
+	if len(pattern) > MaxLen {
+		return nil, fmt.Errorf("pattern of %d bytes, more than %d: %w", len(pattern), MaxLen, ErrTooComplex)
+	}
 	if re, ok := strings.CutPrefix(pattern, RegexpPrefix); ok {
 		r, err := regexp.Compile(re)
 		if err != nil {
 			return nil, fmt.Errorf("pattern %q: %w: %w", pattern, err, ErrBadPattern)
 		}
 		return &Pattern{src: pattern, kind: kindRegexp, re: r}, nil
+	}
+	if err := checkSize(pattern); err != nil {
+		return nil, err
 	}
 	alts, err := expandBraces(pattern)
 	if err != nil {
@@ -621,6 +636,23 @@ func matchSegment(p, s string) (bool, int) {
 		return false, steps
 	}
 	return true, steps + 1
+}
+
+// checkSize refuses patterns with too many brace groups to compile
+// cheaply.
+func checkSize(pattern string) error {
+	n := 0
+	for i := 0; i < len(pattern); i++ {
+		switch pattern[i] {
+		case '\\':
+			i++
+		case '{':
+			if n++; n > maxBraces {
+				return fmt.Errorf("pattern %.40q…: more than %d brace groups: %w", pattern, maxBraces, ErrTooComplex)
+			}
+		}
+	}
+	return nil
 }
 
 // expandBraces expands "{a,b}" alternatives (nested allowed) into plain
