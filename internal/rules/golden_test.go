@@ -21,7 +21,7 @@ var goldenBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // A golden case is a text file of sections, after comment lines (#):
 //
-//	-- options --        (optional) lateness=2s max_rate=3
+//	-- options --        (optional) lateness=2s max_rate=3 feedback=true
 //	-- rules.yaml --     a rule file
 //	-- events --         one event per line: OFFSET TYPE [SUBJECT] [key=value ...]
 //	-- want --           what `semprop rules test` prints
@@ -122,6 +122,8 @@ func parseOptions(t *testing.T, s string) TestOptions {
 			o.Limits.MaxPartials, err = strconv.Atoi(v)
 		case "max_depth":
 			o.MaxDepth, err = strconv.Atoi(v)
+		case "feedback":
+			o.Feedback, err = strconv.ParseBool(v)
 		default:
 			t.Fatalf("unknown option %q", k)
 		}

@@ -23,7 +23,16 @@ type TestOptions struct {
 	Limits   cep.Limits
 	MaxRate  int // default matches per minute for rules without max_rate; 0: unlimited
 	MaxDepth int // depth limit for rules on matches; 0: DefaultMaxDepth
+	// Feedback feeds each match back as a semprop.rule.match event right
+	// after the event that completed it, as the daemon reads its matches
+	// back from the journal, so that rules on matches can be tested. A
+	// fed-back match gets seq FeedbackSeq+n (n from 0) and enters at the
+	// watermark.
+	Feedback bool
 }
+
+// FeedbackSeq is the first seq given to matches fed back by Test.
+const FeedbackSeq = 1 << 40
 
 // TestFile runs the rules in rulesPaths over a recorded event log and
 // writes one JSON line per match; it is `semprop rules test`.
@@ -53,15 +62,35 @@ func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
 		return err
 	}
 	bw := bufio.NewWriter(w)
-	write := func(ms []cep.Match) error {
+	fed := uint64(0)
+	var write func(ms []cep.Match) error
+	write = func(ms []cep.Match) error {
+		var back []*event.Event
 		for i := range ms {
-			d := matchData(set.Rule(ms[i].Pattern), &ms[i])
+			r := set.Rule(ms[i].Pattern)
+			d := matchData(r, &ms[i])
 			b, err := json.Marshal(d)
 			if err != nil {
 				return err
 			}
 			bw.Write(b)
 			bw.WriteByte('\n')
+			if opts.Feedback {
+				ev := matchEvent(r, &ms[i], "semprop://rules-test")
+				ev.Seq = FeedbackSeq + fed
+				fed++
+				back = append(back, ev)
+			}
+		}
+		// ms is the engine's buffer: it is written out before the
+		// engine runs again.
+		for _, ev := range back {
+			if wm := eng.Watermark(); ev.Time.UnixNano() < wm {
+				ev.Time = time.Unix(0, wm).UTC()
+			}
+			if err := write(eng.Process(ev)); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
