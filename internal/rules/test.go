@@ -49,8 +49,9 @@ func TestFile(w io.Writer, rulesPaths []string, events io.Reader) error {
 // events, and writes each match's data (MatchData) as one JSON line, in
 // the order the engine emits them. The output depends only on the inputs.
 // An event without a seq gets its line number; seqs must be distinct.
-// Matches are not fed back as input: to test a rule on matches, put the
-// match events in the log. At the end of the log, timers due before the
+// With opts.Feedback, matches are fed back as input (see TestOptions);
+// otherwise, to test a rule on matches, put match events in the log. At
+// the end of the log, timers due before the
 // last event's time fire, later ones do not.
 func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
 	if opts.MaxDepth == 0 {
