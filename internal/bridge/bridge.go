@@ -15,6 +15,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/capture"
+	"github.com/semprop/semprop/internal/metrics"
 )
 
 // Errors returned by New and Run.
@@ -166,6 +167,11 @@ type counters struct {
 	lossReports, invalid                                          atomic.Uint64
 	queueFull, closed                                             atomic.Uint64
 	pending, window                                               atomic.Int64
+	// orphans and absorbed go down when a late FUSE op pairs a shadow
+	// after all; these count the same shadows but never go down (metrics).
+	orphansSeen, absorbedSeen atomic.Uint64
+	// delay is how long the correlator held each released event.
+	delay metrics.Histogram
 }
 
 // Bridge correlates the kernel and FUSE views of file-system operations
@@ -279,6 +285,7 @@ func New(opts Options) (*Bridge, error) {
 		outFull: make(chan struct{}, 1), pubNap: time.NewTimer(time.Hour),
 	}
 	b.notFull = sync.NewCond(&b.qmu)
+	b.st.window.Store(int64(opts.Window))
 	b.SetInvalidator(opts.Invalidator)
 	bridged := opts.Mount != ""
 	cfg := config{
@@ -657,6 +664,7 @@ func (b *Bridge) Stats() Stats {
 		Orphans: s.orphans.Load(), LateShadows: s.late.Load(), StallWaits: s.stallWaits.Load(), LateFUSE: s.lateFUSE.Load(), PassthroughMerged: s.passthroughMerged.Load(), Coalesced: s.coalesced.Load(),
 		FUSEOnly: s.fuseOnly.Load(), KernelOnly: s.kernelOnly.Load(),
 		DedupHits:     s.dedupHits.Load(),
+		RescanCovered: s.rescanCovered.Load(),
 		Invalidations: s.invalidations.Load(),
 		Emitted:       s.emitted.Load(), Batches: s.batches.Load(),
 		PublishErrors: s.publishErrors.Load(), Lost: s.lost.Load(),

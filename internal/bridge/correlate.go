@@ -168,6 +168,10 @@ type correlator struct {
 	// FUSE op's kind and path (kernelCovered).
 	kmerged map[kindPath]time.Time
 	now     time.Time // of the op or expiry being handled
+	// wall is now, except during flush (which pretends every window has
+	// passed): the real time of the round, for the delay histogram.
+	wall     time.Time
+	flushing bool
 
 	// lateShadow holds shadows that waited for their FUSE op in vain, by
 	// class and name, for lateFUSE.
@@ -244,7 +248,7 @@ func (c *correlator) isShadow(op *capture.Op) bool {
 
 // add takes one op observed by a boundary.
 func (c *correlator) add(op *capture.Op, now time.Time) {
-	c.now = now
+	c.now, c.wall = now, now
 	if op.Kind == capture.KindNone {
 		op.Kind = rawKind(op)
 	}
@@ -315,6 +319,7 @@ func (c *correlator) addKernel(op *capture.Op, now time.Time) {
 		}
 		if f := c.lateFor(&k, now); f != nil {
 			c.st.absorbed.Add(1)
+			c.st.absorbedSeen.Add(1)
 			c.st.late.Add(1)
 			c.grow(now.Sub(f.at))
 			return
@@ -636,6 +641,9 @@ func (c *correlator) nextDeadline() (time.Time, bool) {
 // expire settles every entry whose deadline is not after now.
 func (c *correlator) expire(now time.Time) {
 	c.now = now
+	if !c.flushing {
+		c.wall = now
+	}
 	changed := false
 	for {
 		d, ok := c.nextDeadline()
@@ -677,16 +685,19 @@ func (c *correlator) expire(now time.Time) {
 			switch {
 			case explained:
 				c.st.absorbed.Add(1)
+				c.st.absorbedSeen.Add(1)
 				if e.kind != capture.KindAttrib { // attribs are side effects
 					c.lateShadow[pathKey{e.class, e.path}] = shadowNote{e: e, at: now}
 				}
 			case c.cfg.publishOrphan:
 				c.st.orphans.Add(1)
+				c.st.orphansSeen.Add(1)
 				e.role = roleDone
 				e.ev = c.newEvent(e.op, c.cfg.srcKernel)
 				c.push(e)
 			default:
 				c.st.orphans.Add(1)
+				c.st.orphansSeen.Add(1)
 				c.lateShadow[pathKey{e.class, e.path}] = shadowNote{e: e, at: now, orphan: true}
 			}
 		}
@@ -731,5 +742,7 @@ func (c *correlator) expire(now time.Time) {
 
 // flush settles everything held, as if every window had passed.
 func (c *correlator) flush() {
+	c.flushing = true
 	c.expire(time.Unix(1<<62, 0))
+	c.flushing = false
 }

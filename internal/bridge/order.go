@@ -22,6 +22,9 @@ func checkPaths(e *entry, f func(string) bool) bool {
 // push hands e to ordering: released at once when it is complete and no
 // earlier unreleased event touches its paths, else queued.
 func (c *correlator) push(e *entry) {
+	if e.at.IsZero() {
+		e.at = c.now // it did not wait: its op came now
+	}
 	if e.role == roleDone && len(c.order) == 0 {
 		c.release(e)
 		return
@@ -98,8 +101,9 @@ func (c *correlator) dequeue(p string, e *entry) {
 }
 
 // release sends e's invalidations (kernel-only changes in bridged mode) and
-// then its event.
+// then its event, and records how long the correlator held it.
 func (c *correlator) release(e *entry) {
+	c.st.delay.Observe(int64(c.wall.Sub(e.at)))
 	if e.inval {
 		row := Invalidation(e.kind)
 		if row.OldPath != InvalNone && e.ev.Context.OldPath != "" {

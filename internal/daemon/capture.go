@@ -12,7 +12,6 @@ import (
 	"github.com/semprop/semprop/internal/bridge"
 	"github.com/semprop/semprop/internal/capture/fanotify"
 	"github.com/semprop/semprop/internal/capture/fusefs"
-	"github.com/semprop/semprop/internal/metrics"
 )
 
 // tree is one captured tree: a bridge, the kernel watcher of the tree (or
@@ -74,7 +73,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", t.name, err)
 	}
-	d.register(metrics.NewStatsCollector("bridge", prometheus.Labels{"tree": t.name}, func() any { return t.bridge.Stats() }, "Pending", "Queued"))
+	d.register(t.bridge.Collector(t.name))
 	t.bridging.Go(func() {
 		if err := t.bridge.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
 			d.fail(fmt.Errorf("bridge %s: %w", t.name, err))
@@ -88,7 +87,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 			return fmt.Errorf("mount %s: %w", spec, err)
 		}
 		t.bridge.SetInvalidator(t.mount)
-		d.register(metrics.NewStatsCollector("fuse", prometheus.Labels{"mount": mountpoint}, func() any { return t.mount.Stats() }))
+		d.register(t.mount.Collector())
 		d.log.Info("FUSE boundary", "backing", root, "mount", mountpoint, "passthrough", t.mount.Passthrough())
 	}
 
@@ -97,7 +96,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 		return fmt.Errorf("watch %s: %w", root, err)
 	}
 	d.log.Info("kernel boundary", "root", root, "mode", t.watcher.Mode())
-	d.register(metrics.NewStatsCollector("kernel", prometheus.Labels{"root": root}, func() any { return t.watcher.Stats() }, "Watches"))
+	d.register(t.watcher.Collector())
 	w := t.watcher
 	t.watching.Go(func() {
 		if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {

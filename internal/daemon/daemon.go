@@ -20,7 +20,6 @@ import (
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/journal"
-	"github.com/semprop/semprop/internal/metrics"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -226,8 +225,7 @@ func (d *Daemon) startJournal(context.Context) (func(), error) {
 	d.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		metrics.NewStatsCollector("journal", nil, func() any { return j.Stats() },
-			"Segments", "Bytes", "FirstSeq", "LastSeq", "DurableSeq", "Truncated"),
+		j.Collector(),
 	)
 	return func() {
 		if err := j.Close(); err != nil {
@@ -246,7 +244,7 @@ func (d *Daemon) startManager(context.Context) (func(), error) {
 		return nil, err
 	}
 	d.manager = m
-	d.reg.MustRegister(metrics.NewManagerCollector(m))
+	d.reg.MustRegister(m.Collector())
 	return func() {
 		d.cluster.close(d.log)
 		m.Close()

@@ -319,7 +319,9 @@ func (j *Journal) sync() error {
 	if err == nil {
 		err = datasync(j.active)
 	}
-	j.fsyncNanos.Add(int64(time.Since(start)))
+	took := int64(time.Since(start))
+	j.fsyncNanos.Add(took)
+	j.fsyncTime.Observe(took)
 	j.fsyncs.Add(1)
 	if err != nil {
 		return &syncError{fmt.Errorf("journal: fsync %s: %w", j.activeSeg.path, err)}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/semprop/semprop/internal/metrics"
 )
 
 // FsyncPolicy says when the journal fsyncs and therefore what DurableSeq
@@ -181,6 +183,7 @@ type Journal struct {
 	backpressureWaits atomic.Uint64
 	noSpaceEpisodes   atomic.Uint64
 	noSpaceRetries    atomic.Uint64
+	fsyncTime         metrics.Histogram // fdatasync durations
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()

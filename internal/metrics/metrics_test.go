@@ -3,86 +3,102 @@ package metrics
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-type fakeStats struct {
-	Pending   int
-	Merged    uint64
-	ByKind    map[string]uint64
-	Mode      string // ignored: not numeric
-	FsyncNano int64
+func TestBucketOf(t *testing.T) {
+	for _, tt := range []struct {
+		ns   int64
+		want int
+	}{
+		{0, 0}, {1, 0}, {1 << MinExp, 0}, {1<<MinExp + 1, 1}, {1 << (MinExp + 1), 1},
+		{1<<(MinExp+1) + 1, 2}, {1 << MaxExp, MaxExp - MinExp}, {1<<MaxExp + 1, nBuckets - 1},
+		{1 << 62, nBuckets - 1},
+	} {
+		if got := bucketOf(tt.ns); got != tt.want {
+			t.Errorf("bucketOf(%d) = %d, want %d", tt.ns, got, tt.want)
+		}
+	}
 }
 
-func TestStatsCollector(t *testing.T) {
-	st := fakeStats{Pending: 3, Merged: 7, ByKind: map[string]uint64{"fs.write": 2}, FsyncNano: 5}
-	c := NewStatsCollector("bridge", prometheus.Labels{"mount": "/m"}, func() any { return &st }, "Pending")
+func TestHistogramExport(t *testing.T) {
+	var h Histogram
+	h.ObserveDuration(500 * time.Nanosecond) // first bucket
+	h.ObserveDuration(3 * time.Microsecond)  // le 4.096µs
+	h.ObserveDuration(time.Minute)           // above every finite bound
+	h.Observe(-5)                            // counts as 0
+	desc := prometheus.NewDesc("semprop_test_seconds", "Test.", []string{"x"}, nil)
 	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
+	reg.MustRegister(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) { ch <- h.Metric(desc, "a") }))
+	mfs, err := reg.Gather()
+	if err != nil {
 		t.Fatal(err)
 	}
+	if len(mfs) != 1 || mfs[0].GetType().String() != "HISTOGRAM" {
+		t.Fatalf("gathered %v, want one histogram", mfs)
+	}
+	hist := mfs[0].Metric[0].Histogram
+	if got := hist.GetSampleCount(); got != 4 {
+		t.Errorf("count = %d, want 4", got)
+	}
+	if got, want := hist.GetSampleSum(), (time.Minute + 3500*time.Nanosecond).Seconds(); got != want {
+		t.Errorf("sum = %v, want %v", got, want)
+	}
+	if got, want := len(hist.Bucket), MaxExp-MinExp+1; got != want {
+		t.Fatalf("%d buckets, want %d (fixed layout)", got, want)
+	}
+	cum := map[float64]uint64{}
+	for _, b := range hist.Bucket {
+		cum[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	for bound, want := range map[float64]uint64{1.024e-6: 2, 2.048e-6: 2, 4.096e-6: 3, 17.179869184: 3} {
+		if got := cum[bound]; got != want {
+			t.Errorf("bucket le=%v = %d, want %d", bound, got, want)
+		}
+	}
+	if len(Bounds()) != len(hist.Bucket) {
+		t.Errorf("Bounds has %d, the export %d", len(Bounds()), len(hist.Bucket))
+	}
+}
+
+func TestObserveAllocs(t *testing.T) {
+	var h Histogram
+	if n := testing.AllocsPerRun(100, func() { h.Observe(12345) }); n != 0 {
+		t.Errorf("Observe: %v allocs, want 0", n)
+	}
+}
+
+func TestHelpers(t *testing.T) {
+	c := prometheus.NewDesc("semprop_test_total", "Test.", nil, nil)
+	g := prometheus.NewDesc("semprop_test_open", "Test.", nil, nil)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorOf(Descs{c, g}, func(ch chan<- prometheus.Metric) {
+		Counter(ch, c, 7)
+		Gauge(ch, g, Bool(true))
+	}))
 	want := `
-# HELP semprop_bridge_by_kind_total bridge ByKind
-# TYPE semprop_bridge_by_kind_total counter
-semprop_bridge_by_kind_total{key="fs.write",mount="/m"} 2
-# HELP semprop_bridge_fsync_nano_total bridge FsyncNano
-# TYPE semprop_bridge_fsync_nano_total counter
-semprop_bridge_fsync_nano_total{mount="/m"} 5
-# HELP semprop_bridge_merged_total bridge Merged
-# TYPE semprop_bridge_merged_total counter
-semprop_bridge_merged_total{mount="/m"} 7
-# HELP semprop_bridge_pending bridge Pending
-# TYPE semprop_bridge_pending gauge
-semprop_bridge_pending{mount="/m"} 3
+# HELP semprop_test_open Test.
+# TYPE semprop_test_open gauge
+semprop_test_open 1
+# HELP semprop_test_total Test.
+# TYPE semprop_test_total counter
+semprop_test_total 7
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
-	st.Merged = 9 // read at scrape time
-	if got := testutil.ToFloat64(prometheus.CollectorFunc(func(ch chan<- prometheus.Metric) {
-		for m := range collectOne(c, "semprop_bridge_merged_total") {
-			ch <- m
-		}
-	})); got != 9 {
-		t.Errorf("merged after change = %v, want 9", got)
-	}
 }
 
-func collectOne(c prometheus.Collector, name string) <-chan prometheus.Metric {
-	all := make(chan prometheus.Metric, 64)
-	c.Collect(all)
-	close(all)
-	out := make(chan prometheus.Metric, 1)
-	for m := range all {
-		if strings.Contains(m.Desc().String(), `"`+name+`"`) {
-			out <- m
-		}
-	}
-	close(out)
-	return out
+type funcCollector struct {
+	Descs
+	collect func(chan<- prometheus.Metric)
 }
 
-func TestSnake(t *testing.T) {
-	for in, want := range map[string]string{"FsyncNanos": "fsync_nanos", "HandleHits": "handle_hits", "DroppedOutside": "dropped_outside", "OpsTotal": "ops_total", "PublishErrors": "publish_errors", "FUSEOnly": "fuse_only"} {
-		if got := snake(in); got != want {
-			t.Errorf("snake(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
+func (f funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
 
-func TestStatsCollectorNameCollision(t *testing.T) {
-	type st struct {
-		Ops      map[string]uint64
-		OpsTotal uint64
-	}
-	c := NewStatsCollector("kernel", nil, func() any { return st{Ops: map[string]uint64{"fs.write": 1}, OpsTotal: 1} })
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.Gather(); err != nil {
-		t.Fatalf("gather with a map and a scalar of one name: %v", err)
-	}
+func collectorOf(d Descs, f func(chan<- prometheus.Metric)) prometheus.Collector {
+	return funcCollector{d, f}
 }

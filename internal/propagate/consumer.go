@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/semprop/semprop/event"
@@ -92,8 +93,7 @@ type pending struct {
 	deadline time.Time
 }
 
-// ConsumerInfo describes a durable consumer. The counters are kept with
-// the cursor, so they survive a restart (up to the last persisted save).
+// ConsumerInfo describes a durable consumer.
 type ConsumerInfo struct {
 	Name         string `json:"name"`
 	AckFloor     uint64 `json:"ack_floor"` // every seq up to here is acked (or not matching)
@@ -103,53 +103,13 @@ type ConsumerInfo struct {
 	Acked        uint64 `json:"acked"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Gaps         uint64 `json:"gaps"` // events lost to retention before this consumer read them
-
-	// Open says the consumer is open in this process now (Pending counts
-	// only then: a closed consumer's unacked events are redelivered when
-	// it opens).
-	Open bool `json:"open"`
-	// Cursor is the last seq the consumer has read (delivered or skipped
-	// as not matching); Head the journal's durable seq when the info was
-	// taken; Lag is Head - Cursor, events not read yet, matching or not.
-	Cursor uint64 `json:"cursor"`
-	Head   uint64 `json:"head"`
-	Lag    uint64 `json:"lag"`
-	// Backlog counts the events after Cursor, up to Head, that match the
-	// consumer's selector and are not acked: what it has still to deliver
-	// for the first time. Counting reads the journal; when the count was
-	// stopped at its limit, BacklogCapped is set and Backlog is a lower
-	// bound. Only ConsumerStatus fills it in.
-	Backlog       uint64 `json:"backlog"`
-	BacklogCapped bool   `json:"backlog_capped,omitempty"`
-}
-
-// consumerCounters are the counters persisted with a consumer's cursor.
-type consumerCounters struct {
-	Delivered    uint64 `json:"delivered,omitempty"`
-	Redelivered  uint64 `json:"redelivered,omitempty"`
-	Acked        uint64 `json:"acked,omitempty"`
-	DeadLettered uint64 `json:"dead_lettered,omitempty"`
-	Gaps         uint64 `json:"gaps,omitempty"`
 }
 
 type consumerState struct {
-	Floor       uint64           `json:"floor"`
-	Acked       []uint64         `json:"acked,omitempty"`
-	Meta        json.RawMessage  `json:"meta,omitempty"`
-	DeadLetters []DeadLetter     `json:"dead_letters,omitempty"`
-	Counters    consumerCounters `json:"counters"`
-}
-
-// counters returns the persisted part of info.
-func (info ConsumerInfo) counters() consumerCounters {
-	return consumerCounters{Delivered: info.Delivered, Redelivered: info.Redelivered, Acked: info.Acked,
-		DeadLettered: info.DeadLettered, Gaps: info.Gaps}
-}
-
-// setCounters restores the persisted counters into info.
-func (info *ConsumerInfo) setCounters(cs consumerCounters) {
-	info.Delivered, info.Redelivered, info.Acked = cs.Delivered, cs.Redelivered, cs.Acked
-	info.DeadLettered, info.Gaps = cs.DeadLettered, cs.Gaps
+	Floor       uint64          `json:"floor"`
+	Acked       []uint64        `json:"acked,omitempty"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+	DeadLetters []DeadLetter    `json:"dead_letters,omitempty"`
 }
 
 var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
@@ -204,7 +164,6 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 			c.opts.Meta = st.Meta
 		}
 		c.dead = st.DeadLetters
-		c.stats.setCounters(st.Counters)
 		if n := len(c.dead) - c.opts.MaxDeadLetters; n > 0 {
 			c.dead = c.dead[n:]
 		}
@@ -335,7 +294,7 @@ func (c *Consumer) floorLocked() uint64 {
 
 func (c *Consumer) saveLocked() error {
 	floor := c.floorLocked()
-	st := consumerState{Floor: floor, Meta: c.opts.Meta, DeadLetters: c.dead, Counters: c.stats.counters()}
+	st := consumerState{Floor: floor, Meta: c.opts.Meta, DeadLetters: c.dead}
 	for s := range c.acked {
 		if s <= floor {
 			delete(c.acked, s)
@@ -554,10 +513,6 @@ func (c *Consumer) Info() ConsumerInfo {
 	info := c.stats
 	info.AckFloor = c.floorLocked()
 	info.Pending = len(c.pending)
-	info.Open = !c.closed
-	info.Cursor = c.readPos - 1
-	info.Head = c.m.j.DurableSeq()
-	info.Lag = info.Head - min(info.Cursor, info.Head)
 	return info
 }
 
@@ -583,18 +538,31 @@ func (c *Consumer) Close() error {
 
 // Reader reads decoded durable events from the journal in seq order. It is
 // what replay and streams use: it never returns an event that is not
-// durable. One goroutine at a time may use a Reader.
+// durable. One goroutine at a time may use a Reader; the manager reads its
+// counters (for metrics) from any goroutine.
 type Reader struct {
-	r *journal.Reader
+	r  *journal.Reader
+	m  *Manager
+	id uint64 // unique in the manager, never reused
+
+	events atomic.Uint64 // records read
+	seq    atomic.Uint64 // seq of the last one
 }
 
 // Reader returns a Reader from the first durable event with seq >= from.
+// It counts as an open stream (in the manager's metrics) until Close.
 func (m *Manager) Reader(from uint64) (*Reader, error) {
 	r, err := m.j.Reader(from)
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{r: r}, nil
+	rd := &Reader{r: r, m: m}
+	m.readerMu.Lock()
+	m.nextReader++
+	rd.id = m.nextReader
+	m.readers[rd] = struct{}{}
+	m.readerMu.Unlock()
+	return rd, nil
 }
 
 // Next decodes the next durable event into ev, waiting for one until ctx is
@@ -604,6 +572,7 @@ func (r *Reader) Next(ctx context.Context, ev *event.Event) error {
 	if err != nil {
 		return err
 	}
+	r.took(seq)
 	return decodeRecord(seq, payload, ev)
 }
 
@@ -613,7 +582,15 @@ func (r *Reader) TryNext(ev *event.Event) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
+	r.took(seq)
 	return true, decodeRecord(seq, payload, ev)
+}
+
+// took counts a record read (one goroutine at a time: no read-modify-write
+// race between Loads and Stores of the reader's own counters).
+func (r *Reader) took(seq uint64) {
+	r.events.Store(r.events.Load() + 1)
+	r.seq.Store(seq)
 }
 
 func decodeRecord(seq uint64, payload []byte, ev *event.Event) error {
@@ -625,4 +602,9 @@ func decodeRecord(seq uint64, payload []byte, ev *event.Event) error {
 }
 
 // Close releases the reader.
-func (r *Reader) Close() error { return r.r.Close() }
+func (r *Reader) Close() error {
+	r.m.readerMu.Lock()
+	delete(r.m.readers, r)
+	r.m.readerMu.Unlock()
+	return r.r.Close()
+}

@@ -51,6 +51,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/metrics"
 	"github.com/semprop/semprop/internal/route"
 )
 
@@ -117,8 +118,13 @@ type Manager struct {
 	consumerMu sync.Mutex
 	consumers  map[string]*Consumer
 
-	published atomic.Uint64
-	latency   Histogram // sequenced → taken by a live subscriber, sampled
+	readerMu   sync.Mutex // guards the fields below
+	readers    map[*Reader]struct{}
+	nextReader uint64
+
+	published   atomic.Uint64
+	publishTime metrics.Histogram // Publish/PublishBatch call → durable
+	latency     Histogram         // sequenced → taken by a live subscriber, sampled
 	// deliveries counts deliver calls (made one at a time) to sample latency.
 	deliveries uint64
 	// toWake collects the parked subscribers of one delivery.
@@ -140,6 +146,7 @@ func New(opts Options) (*Manager, error) {
 		dir:       opts.Dir,
 		log:       opts.Logger,
 		consumers: make(map[string]*Consumer),
+		readers:   make(map[*Reader]struct{}),
 		closed:    make(chan struct{}),
 	}
 	if m.clock == nil {
@@ -194,6 +201,7 @@ func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 		return ev.Seq, nil
 	}
 	// The local path keeps the one-element batch on the stack.
+	start := nanotime()
 	one := [1]*event.Event{ev}
 	if err := m.prepare(one[:]); err != nil {
 		return 0, err
@@ -202,6 +210,7 @@ func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 		return 0, err
 	}
 	m.published.Add(1)
+	m.publishTime.Observe(nanotime() - start)
 	return ev.Seq, nil
 }
 
@@ -250,6 +259,7 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	start := nanotime()
 	if err := m.prepare(evs); err != nil {
 		return err
 	}
@@ -263,6 +273,7 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 		return err
 	}
 	m.published.Add(uint64(len(evs)))
+	m.publishTime.Observe(nanotime() - start)
 	return nil
 }
 

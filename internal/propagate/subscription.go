@@ -68,6 +68,7 @@ type SubscribeOptions struct {
 type Subscription struct {
 	m       *Manager
 	id      string // its own route's name
+	num     uint64 // its number, unique in the manager: the metrics id of an anonymous one
 	name    string
 	matcher Matcher // nil: none beyond the selector
 	policy  Policy
@@ -121,6 +122,7 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 		}
 	}
 	m.nextID++
+	s.num = m.nextID
 	s.id = "sub-" + strconv.FormatUint(m.nextID, 10)
 	if !opts.RoutedOnly {
 		err := m.router.Add(route.Route[*Subscription]{Name: s.id, Selector: opts.Selector, Targets: []*Subscription{s}})
@@ -287,6 +289,7 @@ func (s *Subscription) Close() {
 // SubscriptionStats are one subscription's counters.
 type SubscriptionStats struct {
 	Name      string
+	ID        uint64 // unique among the manager's subscriptions, never reused
 	Policy    Policy
 	Delivered uint64 // taken by the subscriber
 	Matched   uint64 // offered to the queue
@@ -301,7 +304,7 @@ type SubscriptionStats struct {
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
 	st := SubscriptionStats{
-		Name: s.name, Policy: s.policy, Delivered: s.delivered.Load(), Matched: s.offered.Load(),
+		Name: s.name, ID: s.num, Policy: s.policy, Delivered: s.delivered.Load(), Matched: s.offered.Load(),
 		Dropped: s.dropped.Load(),
 	}
 	if s.lanes != nil {
