@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
@@ -360,4 +362,30 @@ func TestNewEngineNeedsOptions(t *testing.T) {
 }
 
 var _ = fmt.Sprint
-var _ = strings.Contains
+
+func TestCollector(t *testing.T) {
+	s := openStream(t, t.TempDir())
+	publish(t, s.m, fsEv(0, "fs.delete", "/a", 1), fsEv(1, "fs.delete", "/b", 1))
+	e, err := NewEngine(mustParse(t, burstRules), s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runUntil(t, e, func() bool { return e.Stats().Cursor >= 3 })
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e.Collector())
+	want := `
+# HELP semprop_rule_matches_total Matches published.
+# TYPE semprop_rule_matches_total counter
+semprop_rule_matches_total{rule="burst"} 1
+# HELP semprop_rules_published_total Rule events published.
+# TYPE semprop_rules_published_total counter
+semprop_rules_published_total 1
+# HELP semprop_rule_events_total Events shown to the rule.
+# TYPE semprop_rule_events_total counter
+semprop_rule_events_total{rule="burst"} 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"semprop_rule_matches_total", "semprop_rules_published_total", "semprop_rule_events_total"); err != nil {
+		t.Error(err)
+	}
+}
