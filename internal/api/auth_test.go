@@ -176,7 +176,7 @@ func TestSubscriberSeesOnlyItsEvents(t *testing.T) {
 	}
 
 	// WebSocket (token as a query parameter: browsers cannot set headers).
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/v1/ws?token="+tokSub, nil)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/v1/ws?after=0&token="+tokSub, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
