@@ -93,7 +93,8 @@ type pending struct {
 	deadline time.Time
 }
 
-// ConsumerInfo describes a durable consumer.
+// ConsumerInfo describes a durable consumer. The counters are kept with
+// the cursor, so they survive a restart (up to the last persisted save).
 type ConsumerInfo struct {
 	Name         string `json:"name"`
 	AckFloor     uint64 `json:"ack_floor"` // every seq up to here is acked (or not matching)
@@ -103,13 +104,53 @@ type ConsumerInfo struct {
 	Acked        uint64 `json:"acked"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Gaps         uint64 `json:"gaps"` // events lost to retention before this consumer read them
+
+	// Open says the consumer is open in this process now (Pending counts
+	// only then: a closed consumer's unacked events are redelivered when
+	// it opens).
+	Open bool `json:"open"`
+	// Cursor is the last seq the consumer has read (delivered or skipped
+	// as not matching); Head the journal's durable seq when the info was
+	// taken; Lag is Head - Cursor, events not read yet, matching or not.
+	Cursor uint64 `json:"cursor"`
+	Head   uint64 `json:"head"`
+	Lag    uint64 `json:"lag"`
+	// Backlog counts the events after Cursor, up to Head, that match the
+	// consumer's selector and are not acked: what it has still to deliver
+	// for the first time. Counting reads the journal; when the count was
+	// stopped at its limit, BacklogCapped is set and Backlog is a lower
+	// bound. Only ConsumerStatus fills it in.
+	Backlog       uint64 `json:"backlog"`
+	BacklogCapped bool   `json:"backlog_capped,omitempty"`
+}
+
+// consumerCounters are the counters persisted with a consumer's cursor.
+type consumerCounters struct {
+	Delivered    uint64 `json:"delivered,omitempty"`
+	Redelivered  uint64 `json:"redelivered,omitempty"`
+	Acked        uint64 `json:"acked,omitempty"`
+	DeadLettered uint64 `json:"dead_lettered,omitempty"`
+	Gaps         uint64 `json:"gaps,omitempty"`
 }
 
 type consumerState struct {
-	Floor       uint64          `json:"floor"`
-	Acked       []uint64        `json:"acked,omitempty"`
-	Meta        json.RawMessage `json:"meta,omitempty"`
-	DeadLetters []DeadLetter    `json:"dead_letters,omitempty"`
+	Floor       uint64           `json:"floor"`
+	Acked       []uint64         `json:"acked,omitempty"`
+	Meta        json.RawMessage  `json:"meta,omitempty"`
+	DeadLetters []DeadLetter     `json:"dead_letters,omitempty"`
+	Counters    consumerCounters `json:"counters"`
+}
+
+// counters returns the persisted part of info.
+func (info ConsumerInfo) counters() consumerCounters {
+	return consumerCounters{Delivered: info.Delivered, Redelivered: info.Redelivered, Acked: info.Acked,
+		DeadLettered: info.DeadLettered, Gaps: info.Gaps}
+}
+
+// setCounters restores the persisted counters into info.
+func (info *ConsumerInfo) setCounters(cs consumerCounters) {
+	info.Delivered, info.Redelivered, info.Acked = cs.Delivered, cs.Redelivered, cs.Acked
+	info.DeadLettered, info.Gaps = cs.DeadLettered, cs.Gaps
 }
 
 var consumerName = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,100}$`)
@@ -164,6 +205,7 @@ func (m *Manager) Consumer(opts ConsumerOptions) (*Consumer, error) {
 			c.opts.Meta = st.Meta
 		}
 		c.dead = st.DeadLetters
+		c.stats.setCounters(st.Counters)
 		if n := len(c.dead) - c.opts.MaxDeadLetters; n > 0 {
 			c.dead = c.dead[n:]
 		}
@@ -294,7 +336,7 @@ func (c *Consumer) floorLocked() uint64 {
 
 func (c *Consumer) saveLocked() error {
 	floor := c.floorLocked()
-	st := consumerState{Floor: floor, Meta: c.opts.Meta, DeadLetters: c.dead}
+	st := consumerState{Floor: floor, Meta: c.opts.Meta, DeadLetters: c.dead, Counters: c.stats.counters()}
 	for s := range c.acked {
 		if s <= floor {
 			delete(c.acked, s)
@@ -513,6 +555,10 @@ func (c *Consumer) Info() ConsumerInfo {
 	info := c.stats
 	info.AckFloor = c.floorLocked()
 	info.Pending = len(c.pending)
+	info.Open = !c.closed
+	info.Cursor = c.readPos - 1
+	info.Head = c.m.j.DurableSeq()
+	info.Lag = info.Head - min(info.Cursor, info.Head)
 	return info
 }
 
