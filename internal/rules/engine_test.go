@@ -3,7 +3,6 @@ package rules
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -361,7 +360,6 @@ func TestNewEngineNeedsOptions(t *testing.T) {
 	}
 }
 
-var _ = fmt.Sprint
 
 func TestCollector(t *testing.T) {
 	s := openStream(t, t.TempDir())

@@ -183,7 +183,6 @@ func TestMatchIDDeterministic(t *testing.T) {
 	if got := a.Time(); got.UnixMilli() != 1e6 {
 		t.Errorf("ID time %v, want the match time", got)
 	}
-	_ = time.Second
 }
 
 func FuzzParse(f *testing.F) {
