@@ -360,7 +360,6 @@ func TestNewEngineNeedsOptions(t *testing.T) {
 	}
 }
 
-
 func TestCollector(t *testing.T) {
 	s := openStream(t, t.TempDir())
 	publish(t, s.m, fsEv(0, "fs.delete", "/a", 1), fsEv(1, "fs.delete", "/b", 1))
