@@ -5,6 +5,11 @@
 // optional result cache, and the security filters — deny by path pattern and
 // per-subscription redaction.
 //
+// Filters may come from untrusted clients, so their cost is bounded: a glob
+// matches in time proportional to pattern × path, and an expression is
+// refused when it is compiled unless its worst-case work per event stays
+// within MaxExprCost (see Expr).
+//
 // Every Filter is immutable once built and safe for concurrent use; Match
 // never modifies the event. Native filters and the common expression shapes
 // do not allocate.
