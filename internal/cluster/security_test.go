@@ -385,3 +385,35 @@ func TestLastVoterCannotLeave(t *testing.T) {
 		t.Errorf("Leave of the only voter: %v, want ErrLastVoter", err)
 	}
 }
+
+// TestIdleConnectionsBounded: connections to the Raft port that never
+// complete a handshake hold at most maxPending slots; beyond that they are
+// closed at once and counted, and the cluster keeps committing.
+func TestIdleConnectionsBounded(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	li := c.waitLeader(10 * time.Second)
+	victim := c.node(li)
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, cn := range conns {
+			cn.Close()
+		}
+	})
+	for range maxPending + 8 {
+		cn, err := net.Dial("tcp", victim.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cn)
+	}
+	waitFor(t, 5*time.Second, "the connections beyond the bound to be refused", func() bool {
+		return victim.n.stream.refused.Load() >= 8
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if _, err := c.node(i).m.Publish(ctx, &event.Event{Type: "test.idle"}); err != nil {
+			t.Errorf("publish on n%d with the leader's handshake slots taken: %v", i, err)
+		}
+	}
+}

@@ -28,7 +28,10 @@ const handshakeTimeout = 10 * time.Second
 
 // maxPending bounds the accepted connections still in their handshake: an
 // outsider opening connections that never speak cannot hold more than this
-// many goroutines and descriptors; beyond it new connections are closed.
+// many goroutines and descriptors. A connection beyond the bound evicts
+// the oldest one still in its handshake, so idle connections cannot lock
+// members out: a member's handshake takes milliseconds, and is evicted
+// only if maxPending newer connections arrive meanwhile.
 const maxPending = 64
 
 // streamLayer is raft's stream layer over TCP, with TLS when the node has
@@ -57,6 +60,11 @@ type streamLayer struct {
 	refused    atomic.Uint64 // connections refused: failed handshakes, no member certificate
 	lastLogged atomic.Int64  // unix ns of the last refusal logged
 
+	// hsMu guards inHandshake: accepted connections not yet routed, with
+	// the time they were accepted.
+	hsMu        sync.Mutex
+	inHandshake map[*trackedConn]time.Time
+
 	// mu guards conns: every connection accepted or dialed, closed by Close
 	// (raft's transport leaves pooled and accepted connections open).
 	mu     sync.Mutex
@@ -71,7 +79,7 @@ func newStreamLayer(ctx context.Context, ln net.Listener, advertise string, cred
 	s := &streamLayer{
 		ln: ln, advertise: advertise, dial: dial, ctx: ctx, log: log,
 		raftc: make(chan net.Conn), done: make(chan struct{}), pending: make(chan struct{}, maxPending),
-		conns: make(map[*trackedConn]struct{}),
+		conns: make(map[*trackedConn]struct{}), inHandshake: make(map[*trackedConn]time.Time),
 	}
 	s.httpLn = newConnListener(s.done, ln.Addr())
 	if creds != nil {
@@ -131,15 +139,22 @@ func (s *streamLayer) acceptLoop() {
 		select {
 		case s.pending <- struct{}{}:
 		default:
-			s.refuse(c.RemoteAddr(), fmt.Errorf("more than %d connections in their handshake", maxPending))
-			c.Close()
-			continue
+			s.evictOldest()
+			select {
+			case s.pending <- struct{}{}:
+			case <-s.done:
+				c.Close()
+				return
+			}
 		}
 		tc, err := s.track(c)
 		if err != nil {
 			<-s.pending
 			return
 		}
+		s.hsMu.Lock()
+		s.inHandshake[tc] = time.Now()
+		s.hsMu.Unlock()
 		s.wg.Go(func() {
 			defer func() { <-s.pending }()
 			s.route(tc)
@@ -147,15 +162,45 @@ func (s *streamLayer) acceptLoop() {
 	}
 }
 
+// evictOldest closes the connection that has been in its handshake the
+// longest (its route then returns and frees its slot).
+func (s *streamLayer) evictOldest() {
+	s.hsMu.Lock()
+	var oldest *trackedConn
+	var at time.Time
+	for c, t := range s.inHandshake {
+		if oldest == nil || t.Before(at) {
+			oldest, at = c, t
+		}
+	}
+	delete(s.inHandshake, oldest)
+	s.hsMu.Unlock()
+	if oldest != nil {
+		s.refuse(oldest.RemoteAddr(), fmt.Errorf("evicted: more than %d connections in their handshake", maxPending))
+		oldest.Close()
+	}
+}
+
 // route authenticates an accepted connection and hands it to raft or to
 // the internal HTTP server by its first byte.
 func (s *streamLayer) route(tc *trackedConn) {
+	// done reports whether tc was still in its handshake (not evicted) and
+	// ends that phase.
+	done := func() bool {
+		s.hsMu.Lock()
+		defer s.hsMu.Unlock()
+		_, ok := s.inHandshake[tc]
+		delete(s.inHandshake, tc)
+		return ok
+	}
 	var c net.Conn = tc
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	if s.server != nil {
 		tlc := tls.Server(tc, s.server)
 		if err := tlc.HandshakeContext(s.ctx); err != nil {
-			s.refuse(tc.RemoteAddr(), err)
+			if done() {
+				s.refuse(tc.RemoteAddr(), err)
+			}
 			tc.Close()
 			return
 		}
@@ -163,7 +208,7 @@ func (s *streamLayer) route(tc *trackedConn) {
 	}
 	br := bufio.NewReaderSize(c, 16)
 	first, err := br.Peek(1)
-	if err != nil {
+	if !done() || err != nil {
 		tc.Close()
 		return
 	}
