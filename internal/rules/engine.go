@@ -97,6 +97,8 @@ type Engine struct {
 	opts Options
 	log  *slog.Logger
 
+	saveMu sync.Mutex // serializes checkpoint writes; taken before mu
+
 	mu     sync.Mutex // guards the fields below
 	set    *Set
 	eng    *cep.Engine
@@ -421,9 +423,10 @@ func (e *Engine) scan(from uint64) error {
 // Checkpoint writes the cursor and the engine's state atomically (a
 // temporary file, fsync, rename, fsync of the directory). Run calls it
 // every CheckpointEvery while events flow, CheckpointEvery after the
-// stream went quiet, and on return. Calls must not overlap: only the
-// goroutine that calls Run may call it while Run runs.
+// stream went quiet, and on return; it is safe to call at any time.
 func (e *Engine) Checkpoint() error {
+	e.saveMu.Lock()
+	defer e.saveMu.Unlock()
 	e.mu.Lock()
 	state, err := e.eng.Snapshot()
 	cursor := e.cursor
