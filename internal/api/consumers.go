@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,34 +54,51 @@ func (s *Server) storedName(owner, name string) string {
 	return name + "--" + hex.EncodeToString(h[:6])
 }
 
-func (s *Server) openConsumer(stored string, spec consumerSpec, meta json.RawMessage) (*propagate.Consumer, *apiError) {
+// matcher builds what a consumer of spec matches: its selector, seen as
+// its owner sees events. A consumer only ever holds what its owner may
+// see, and its selector sees events as the owner does (after redaction):
+// a stored selector on a hidden field cannot probe it either. When the
+// owner's token no longer exists the error says so and the matcher is the
+// selector alone (for reports, never for delivery).
+func (s *Server) matcher(spec consumerSpec) (propagate.Matcher, *apiError) {
 	var m propagate.Matcher = propagate.MatchAll
 	if spec.Type != "" || spec.Path != "" || spec.Filter != "" {
 		cs, err := route.ParseSelector(spec.Type, spec.Path, spec.Filter)
 		if err != nil {
-			return nil, &apiError{Field: "selector", Error: err.Error()}
+			return nil, &apiError{Field: selectorField(err), Error: err.Error()}
 		}
 		m = cs
 	}
-	// A consumer only ever holds what its owner may see, and its selector
-	// sees events as the owner does (after redaction): a stored selector
-	// on a hidden field cannot probe it either.
 	owner, ok := s.opts.Auth.Lookup(spec.Owner)
 	if !ok {
-		return nil, &apiError{Field: "owner", Error: "the token that owns consumer " + spec.Name + " no longer exists"}
+		return m, &apiError{Field: "owner", Error: "the token that owns consumer " + spec.Name + " no longer exists"}
 	}
 	if m == propagate.MatchAll {
-		m = owner
-	} else {
-		m = owner.Select(m)
+		return owner, nil
 	}
-	var wait time.Duration
-	if spec.AckWait != "" {
-		d, err := time.ParseDuration(spec.AckWait)
-		if err != nil || d <= 0 {
-			return nil, &apiError{Field: "ack_wait", Error: "ack_wait must be a positive duration such as 30s"}
+	return owner.Select(m), nil
+}
+
+// selectorField names the part of a selector an error of
+// route.ParseSelector is about ("type", "path" or "filter").
+func selectorField(err error) string {
+	msg := err.Error()
+	for _, f := range []string{"type", "path", "filter"} {
+		if strings.HasPrefix(msg, f+":") {
+			return f
 		}
-		wait = d
+	}
+	return "selector"
+}
+
+func (s *Server) openConsumer(stored string, spec consumerSpec, meta json.RawMessage) (*propagate.Consumer, *apiError) {
+	m, aerr := s.matcher(spec)
+	if aerr != nil {
+		return nil, aerr
+	}
+	wait, aerr := spec.ackWait()
+	if aerr != nil {
+		return nil, aerr
 	}
 	c, err := s.m.Consumer(propagate.ConsumerOptions{
 		Name: stored, Matcher: m, AckWait: wait, MaxDeliver: spec.MaxDeliver, StartSeq: spec.StartSeq, Meta: meta,
@@ -88,6 +107,76 @@ func (s *Server) openConsumer(stored string, spec consumerSpec, meta json.RawMes
 		return nil, &apiError{Field: "name", Error: err.Error()}
 	}
 	return c, nil
+}
+
+// Bounds of a consumer spec.
+const (
+	maxAckWait    = 24 * time.Hour
+	maxMaxDeliver = 1000
+)
+
+// ackWait parses the spec's ack wait (0: the default).
+func (spec consumerSpec) ackWait() (time.Duration, *apiError) {
+	if spec.AckWait == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(spec.AckWait)
+	if err != nil || d <= 0 || d > maxAckWait {
+		return 0, &apiError{Field: "ack_wait", Error: "ack_wait " + strconv.Quote(spec.AckWait) + ": want a duration from 1ms to 24h, such as 30s"}
+	}
+	return d, nil
+}
+
+// decodeSpec reads a consumer spec strictly: one JSON object of known
+// fields with values in range. The error names the field at fault.
+func (s *Server) decodeSpec(w http.ResponseWriter, r *http.Request) (consumerSpec, *apiError) {
+	var spec consumerSpec
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&spec); err != nil {
+		return spec, jsonFieldError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return spec, &apiError{Error: "malformed JSON: data after the consumer spec (send one object)"}
+	}
+	if !consumerName.MatchString(spec.Name) {
+		return spec, &apiError{Field: "name", Error: "consumer name " + strconv.Quote(spec.Name) + ": want 1-64 of [a-zA-Z0-9_-]"}
+	}
+	if spec.MaxDeliver < 0 || spec.MaxDeliver > maxMaxDeliver {
+		return spec, &apiError{Field: "max_deliver", Error: fmt.Sprintf("max_deliver %d: want 1-%d (0: the default, 5)", spec.MaxDeliver, maxMaxDeliver)}
+	}
+	if _, aerr := spec.ackWait(); aerr != nil {
+		return spec, aerr
+	}
+	if _, aerr := s.matcher(spec); aerr != nil && aerr.Field != "owner" {
+		return spec, aerr
+	}
+	return spec, nil
+}
+
+// jsonFieldError describes a JSON decoding error, naming the field (or
+// the byte offset) at fault.
+func jsonFieldError(err error) *apiError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return &apiError{Error: fmt.Sprintf("body exceeds %d bytes", mbe.Limit)}
+	case errors.As(err, &se):
+		return &apiError{Error: fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, err)}
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return &apiError{Error: "malformed JSON: want an object, got " + te.Value}
+		}
+		return &apiError{Field: te.Field, Error: fmt.Sprintf("%s: want a %s, got %s", te.Field, te.Type, te.Value)}
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if name, err := strconv.Unquote(f); err == nil {
+			return &apiError{Field: name, Error: "unknown field " + f}
+		}
+	}
+	return &apiError{Error: "malformed JSON: " + err.Error()}
 }
 
 // storedSpec reads the spec a consumer was created with.
@@ -186,13 +275,9 @@ func (s *Server) owned(owner string) (int, error) {
 // createConsumer handles POST /v1/subscriptions. A token may own at most
 // its max_consumers consumers (403 beyond).
 func (s *Server) createConsumer(w http.ResponseWriter, r *http.Request) {
-	var spec consumerSpec
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&spec); err != nil {
-		writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
-		return
-	}
-	if !consumerName.MatchString(spec.Name) {
-		writeError(w, http.StatusBadRequest, "name", "consumer name "+strconv.Quote(spec.Name)+": want 1-64 of [a-zA-Z0-9_-]")
+	spec, aerr := s.decodeSpec(w, r)
+	if aerr != nil {
+		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
 	p := principal(r)
@@ -227,10 +312,33 @@ func (s *Server) createConsumer(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, spec)
 }
 
+// Bounds of the journal records read to count a consumer's backlog: for
+// one consumer, and for each of a list.
+const (
+	infoBacklogLimit = 200_000
+	listBacklogLimit = 10_000
+)
+
 // listConsumers handles GET /v1/subscriptions: the caller's consumers
-// (every one for an admin), each with its spec, its dead letters and, when
-// open, its counters.
+// (every one for an admin), each with its spec, its dead letters and its
+// state (open or not: right after a restart too). With ?name=NAME, only
+// that consumer (404 when the caller has none of that name), its backlog
+// counted further.
 func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
+	if name := r.URL.Query().Get("name"); name != "" {
+		stored, spec, status, aerr := s.resolve(r, name)
+		if aerr != nil {
+			writeJSON(w, status, aerr)
+			return
+		}
+		item, err := s.consumerItem(stored, spec, infoBacklogLimit)
+		if err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"subscriptions": []map[string]any{item}})
+		return
+	}
 	ids, err := s.m.ConsumerNames()
 	if err != nil {
 		s.writeErr(w, err)
@@ -246,22 +354,29 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request) {
 		if !p.Admin() && spec.Owner != p.Name {
 			continue // other tokens' consumers are not listed
 		}
-		item := map[string]any{"name": spec.Name, "spec": spec}
-		dl, err := s.m.ConsumerDeadLetters(id)
-		if err != nil || dl == nil {
-			dl = []propagate.DeadLetter{}
+		item, err := s.consumerItem(id, spec, listBacklogLimit)
+		if err != nil {
+			continue // deleted meanwhile
 		}
-		item["dead_letters"] = dl
-		s.cons.mu.Lock()
-		if c, ok := s.cons.open[id]; ok {
-			info := c.Info()
-			info.Name = spec.Name
-			item["info"] = info
-		}
-		s.cons.mu.Unlock()
 		out = append(out, item)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": out})
+}
+
+// consumerItem describes the consumer stored as id: its spec, dead
+// letters and state, the backlog counted over at most limit records.
+func (s *Server) consumerItem(id string, spec consumerSpec, limit int) (map[string]any, error) {
+	m, _ := s.matcher(spec)
+	info, err := s.m.ConsumerStatus(id, m, limit)
+	if err != nil {
+		return nil, err
+	}
+	info.Name = spec.Name // not the stored name
+	dl, err := s.m.ConsumerDeadLetters(id)
+	if err != nil || dl == nil {
+		dl = []propagate.DeadLetter{}
+	}
+	return map[string]any{"name": spec.Name, "spec": spec, "info": info, "dead_letters": dl}, nil
 }
 
 // deleteConsumer handles DELETE /v1/subscriptions/{name}.
