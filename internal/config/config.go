@@ -41,6 +41,8 @@ type Config struct {
 	Auth            Auth          `yaml:"auth"`
 	TLS             TLS           `yaml:"tls"`
 	Insecure        bool          `yaml:"insecure"`
+	AllowedHosts    []string      `yaml:"allowed_hosts"`
+	AllowedOrigins  []string      `yaml:"allowed_origins"`
 	LogLevel        string        `yaml:"log_level"`
 }
 
@@ -64,9 +66,14 @@ type Retention struct {
 
 // Limits bound HTTP input.
 type Limits struct {
-	MaxBody  Size `yaml:"max_body"`
-	MaxBatch int  `yaml:"max_batch"`
-	MaxData  Size `yaml:"max_data"`
+	MaxBody         Size          `yaml:"max_body"`
+	MaxBatch        int           `yaml:"max_batch"`
+	MaxData         Size          `yaml:"max_data"`
+	MaxConns        int           `yaml:"max_conns"`
+	MaxInflightBody Size          `yaml:"max_inflight_body"`
+	BodyTimeout     time.Duration `yaml:"body_timeout"`
+	BodyWait        time.Duration `yaml:"body_wait"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
 }
 
 // Size is a byte count written as a number or with a unit (KiB, MiB, GiB, KB, MB, GB).

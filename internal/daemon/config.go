@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/journal"
@@ -40,6 +41,12 @@ type Config struct {
 	Mounts          []Mount
 	FusePassthrough bool
 	BridgeWindow    time.Duration
+
+	// HTTP bounds connections, timeouts and request bodies; AllowedHosts
+	// and AllowedOrigins widen the Host and Origin checks.
+	HTTP           api.HTTPLimits
+	AllowedHosts   []string
+	AllowedOrigins []string
 
 	// Auth authenticates API requests (no tokens: everything allowed).
 	Auth     *auth.Authenticator
@@ -111,6 +118,13 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		Auth: authn, Tokens: len(cfg.Auth.Tokens),
 		MaxBody: int64(cfg.Limits.MaxBody), MaxBatch: cfg.Limits.MaxBatch, MaxData: int(cfg.Limits.MaxData),
 		Host: host, Source: "semprop://" + host, LogLevel: cfg.LogLevel,
+		HTTP: api.HTTPLimits{MaxConns: cfg.Limits.MaxConns, MaxInflightBody: int64(cfg.Limits.MaxInflightBody),
+			BodyTimeout: cfg.Limits.BodyTimeout, BodyWait: cfg.Limits.BodyWait, IdleTimeout: cfg.Limits.IdleTimeout},
+		AllowedHosts: cfg.AllowedHosts, AllowedOrigins: cfg.AllowedOrigins,
+	}
+	// A host name to listen on is a name the API answers to.
+	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && net.ParseIP(h) == nil && h != "localhost" {
+		c.AllowedHosts = append(c.AllowedHosts, h)
 	}
 	if st, err := os.Stat(data); err == nil && !st.IsDir() {
 		return fail("data %s: not a directory", data)

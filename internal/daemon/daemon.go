@@ -194,6 +194,10 @@ func (d *Daemon) startFront(context.Context) (func(), error) {
 	}
 	f := &front{ln: ln, reason: "recovering the journal"}
 	f.hs = newHTTPServer(f, d.cfg, d.log)
+	// The connection cap counts TLS handshakes too: it wraps the raw
+	// listener. Connections beyond it wait in the kernel's queue and use
+	// no descriptor (capture must never run out of them).
+	ln = api.LimitListener(ln, d.cfg.HTTP.MaxConns)
 	if d.cfg.TLS != nil {
 		ln = tlsListener(ln, d.cfg.TLS)
 	}
@@ -255,6 +259,7 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 	srv := api.New(api.Options{
 		Manager: d.manager, Logger: d.log, MaxBody: d.cfg.MaxBody, MaxBatch: d.cfg.MaxBatch,
 		Limits: event.Limits{MaxData: d.cfg.MaxData}, Registerer: d.reg, Auth: d.cfg.Auth,
+		HTTP: d.cfg.HTTP, AllowedHosts: d.cfg.AllowedHosts, AllowedOrigins: d.cfg.AllowedOrigins,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	// Profiles for operators (admin only when tokens are configured).

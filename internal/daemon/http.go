@@ -5,13 +5,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
+
+	"github.com/semprop/semprop/internal/api"
 )
 
-// newHTTPServer is the API's http.Server.
+// newHTTPServer is the API's http.Server: timeouts and a rate-limited
+// error log (failed TLS handshakes are not logged one by one).
 func newHTTPServer(h http.Handler, cfg Config, log *slog.Logger) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return api.NewHTTPServer(h, cfg.HTTP, log)
 }
 
 func tlsListener(ln net.Listener, conf *tls.Config) net.Listener { return tls.NewListener(ln, conf) }
