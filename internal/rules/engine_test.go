@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,5 +385,61 @@ semprop_rule_events_total{rule="burst"} 2
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"semprop_rule_matches_total", "semprop_rules_published_total", "semprop_rule_events_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestEngineConcurrentUse: Rules, Stats, Reload, SetEnabled and Checkpoint
+// while Run matches (run with -race).
+func TestEngineConcurrentUse(t *testing.T) {
+	s := openStream(t, t.TempDir())
+	set := mustParse(t, burstRules)
+	e, err := NewEngine(set, s.options())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e.Rules()
+			e.Stats()
+			if err := e.Checkpoint(); err != nil {
+				t.Error(err)
+			}
+			if err := e.Reload(set); err != nil {
+				t.Error(err)
+			}
+			if err := e.SetEnabled("burst", i%2 == 0); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for i := range 200 {
+		publish(t, s.m, fsEv(float64(i)/10, "fs.delete", "/x", int32(i%3)))
+	}
+	for deadline := time.Now().Add(20 * time.Second); e.Stats().Cursor < 200; {
+		if time.Now().After(deadline) {
+			close(stop)
+			wg.Wait()
+			cancel()
+			t.Fatalf("not caught up: %+v (Run: %v)", e.Stats(), <-done)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatal(err)
 	}
 }
