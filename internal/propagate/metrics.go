@@ -34,6 +34,7 @@ var (
 	descCons    = prometheus.NewDesc("semprop_consumer_events_total", "Durable consumer deliveries by outcome.", []string{"consumer", "outcome"}, nil)
 	descPending = prometheus.NewDesc("semprop_consumer_pending", "Durable consumer deliveries awaiting ack.", []string{"consumer"}, nil)
 	descFloor   = prometheus.NewDesc("semprop_consumer_ack_floor", "Durable consumer ack floor (every seq up to it is acked).", []string{"consumer"}, nil)
+	descLag     = prometheus.NewDesc("semprop_consumer_lag", "Durable events a consumer has not read yet (matching or not).", []string{"consumer"}, nil)
 
 	descRoutes     = prometheus.NewDesc("semprop_routes", "Routes in the routing table (one per live subscription, plus dynamic routes).", nil, nil)
 	descLookups    = prometheus.NewDesc("semprop_route_lookups_total", "Routing lookups of an event type, by whether the cache answered.", []string{"result"}, nil)
@@ -41,7 +42,7 @@ var (
 
 	managerDescs = metrics.Descs{descPublished, descPublishTime, descLatency, descSubs, descDelivered, descMatched,
 		descDropped, descDepth, descCapacity, descStreams, descStreamEvents, descStreamSeq, descCons, descPending,
-		descFloor, descRoutes, descLookups, descRouteDeliv}
+		descFloor, descLag, descRoutes, descLookups, descRouteDeliv}
 )
 
 // Collector returns a Prometheus collector of the manager: events
@@ -95,6 +96,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		metrics.Counter(ch, descCons, ci.Gaps, ci.Name, "lost_to_retention")
 		metrics.Gauge(ch, descPending, float64(ci.Pending), ci.Name)
 		metrics.Gauge(ch, descFloor, float64(ci.AckFloor), ci.Name)
+		metrics.Gauge(ch, descLag, float64(ci.Lag), ci.Name)
 	}
 
 	r := st.Routing
