@@ -17,7 +17,8 @@ import (
 // consumer counts with its own matcher; a closed one with match (nil
 // matches every event), which should be the matcher it is opened with.
 // Counting the backlog reads at most limit records of the journal (0: no
-// limit); past that, BacklogCapped is set and Backlog is a lower bound.
+// limit; negative: it is not counted); past that, BacklogCapped is set
+// and Backlog is a lower bound.
 // Safe for concurrent use; it does not hold the consumer while it reads.
 func (m *Manager) ConsumerStatus(name string, match Matcher, limit int) (ConsumerInfo, error) {
 	var info ConsumerInfo
@@ -63,6 +64,9 @@ func (m *Manager) ConsumerStatus(name string, match Matcher, limit int) (Consume
 	info.Lag = info.Head - min(info.Cursor, info.Head)
 	if match == nil {
 		match = MatchAll
+	}
+	if limit < 0 {
+		return info, nil
 	}
 	n, capped, err := m.backlog(info.Cursor+1, info.Head, match, acked, limit)
 	info.Backlog, info.BacklogCapped = n, capped

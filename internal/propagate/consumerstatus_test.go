@@ -80,3 +80,20 @@ func TestConsumerStatusAcrossRestart(t *testing.T) {
 		t.Error("ConsumerStatus of a consumer that does not exist: no error")
 	}
 }
+
+func TestConsumerStatusWithoutBacklog(t *testing.T) {
+	e := newEnv(t, journal.FsyncAlways)
+	publishN(t, e.m, "a", 3)
+	c, err := e.m.Consumer(ConsumerOptions{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	got, err := e.m.ConsumerStatus("x", nil, -1)
+	if err != nil || got.Lag != 3 || got.Backlog != 0 || got.BacklogCapped {
+		t.Errorf("ConsumerStatus(limit -1) = %+v, %v; want lag 3, backlog not counted", got, err)
+	}
+	if got, _ := e.m.ConsumerStatus("x", nil, 0); got.Backlog != 3 {
+		t.Errorf("ConsumerStatus(limit 0) backlog = %d, want 3", got.Backlog)
+	}
+}
