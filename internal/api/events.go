@@ -221,7 +221,13 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var ev event.Event
 	buf := make([]byte, 0, 1024)
-	for n := 0; n < limit; {
+	ctx := r.Context()
+	for n, scanned := 0, 0; n < limit; scanned++ {
+		// Stop the moment the client is gone: a selective replay may scan
+		// far more events than it sends.
+		if scanned%256 == 255 && ctx.Err() != nil {
+			return
+		}
 		ok, err := rd.TryNext(&ev)
 		if err != nil {
 			s.log.Error("replay", "err", err)

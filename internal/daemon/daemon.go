@@ -19,6 +19,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 )
@@ -230,6 +231,9 @@ func (d *Daemon) startJournal(context.Context) (func(), error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		j.Collector(),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "semprop_filter_eval_errors_total",
+			Help: "Filter expression evaluations that failed (counted as no match)."},
+			func() float64 { return float64(filter.EvalErrors()) }),
 	)
 	return func() {
 		if err := j.Close(); err != nil {
