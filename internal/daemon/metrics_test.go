@@ -157,7 +157,9 @@ func TestMetricsTellTheTruth(t *testing.T) {
 		if fuse {
 			ok = ok && value(first, "semprop_fuse_ops_total", labels{"kind": "fs.create"}) >= nFiles
 		}
-		return ok
+		// Every event the bridges released is published (none in flight).
+		return ok && value(first, "semprop_bridge_correlation_delay_seconds", nil) == value(first, "semprop_bridge_emitted_total", nil) &&
+			value(first, "semprop_bridge_pending", nil) == 0
 	})
 	time.Sleep(50 * time.Millisecond)
 	second := scrape(t, url)
