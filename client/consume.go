@@ -23,6 +23,9 @@ type Subscription struct {
 	AckWait    string `json:"ack_wait,omitempty"` // e.g. "30s"
 	MaxDeliver int    `json:"max_deliver,omitempty"`
 	StartSeq   uint64 `json:"start_seq,omitempty"`
+	// Owner is the token that created the consumer; the server sets it
+	// (a value sent with CreateSubscription is ignored).
+	Owner string `json:"owner,omitempty"`
 }
 
 // CreateSubscription creates a durable consumer. It fails with a 409

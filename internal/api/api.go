@@ -83,6 +83,7 @@ type Server struct {
 	routes   []string
 
 	cons    consumers
+	stat    statusState // GET /v1/status: sections and rate samples
 	metrics *httpMetrics
 
 	limits  HTTPLimits
@@ -130,6 +131,7 @@ func New(opts Options) *Server {
 		"POST /v1/routes":                     s.addRoutes,
 		"DELETE /v1/routes/{name}":            s.deleteRoute,
 		"GET /v1/openapi.json":                serveOpenAPI,
+		"GET /v1/status":                      s.status,
 		"GET /healthz":                        s.healthz,
 		"GET /readyz":                         s.readyz,
 	} {
@@ -180,6 +182,7 @@ var needs = map[string]need{
 	"GET /v1/routes":                      needAdmin,
 	"POST /v1/routes":                     needAdmin,
 	"DELETE /v1/routes/{name}":            needAdmin,
+	"GET /v1/status":                      needAdmin,
 }
 
 type need uint8
