@@ -1,0 +1,53 @@
+// Package procinfo keeps the identity of processes (comm, exe, effective
+// uid and gid) learnt while they are alive, so that an operation read from
+// a kernel queue after its process exited is still attributed to it.
+//
+// # Source
+//
+// Start subscribes to the kernel's process connector (netlink
+// NETLINK_CONNECTOR, group CN_IDX_PROC; root in the initial user and pid
+// namespaces). On each exec the process's /proc/PID/{status,stat,exe} is
+// read at once — a process that lives a millisecond is almost always still
+// there — and a fork gives the child its parent's identity without reading
+// anything. A comm change (prctl PR_SET_NAME) and a uid or gid change update
+// the identity from the event itself. An exit marks the identity ended; it
+// is kept for DefaultRetention, then forgotten. At most DefaultMaxEntries
+// processes are kept (least recently used first out), and at most four
+// identities per pid. A process that was already running when the cache
+// started is read from /proc at its first lookup.
+//
+// # Which process
+//
+// Every identity has the CLOCK_MONOTONIC time of the event that began it
+// (the connector's timestamp) and of its exit. A lookup says when the
+// operation happened, as a Window: a reader of a kernel queue knows that
+// its record was queued after the last time it found the queue empty and
+// before its read returned. The identity chosen is the newest that existed
+// within the window; if identities of two different processes (the pid was
+// reused within the window) or of a process seen only at its exit overlap
+// it, there is no answer (Stats.Unresolved) rather than a guess. /proc is
+// read at lookup only for a process that certainly held the pid throughout
+// the window (it started before it, by its start time), so pid reuse never
+// attributes an operation to the wrong process. When an exec or a rename
+// falls within the window, the operation is attributed to the identity
+// after it.
+//
+// Before it answers, a lookup applies the connector events queued before
+// the window's end if the listener goroutine has not yet (one non-blocking
+// receive when nothing is queued), so a fork or exec that came before the
+// operation is always known.
+//
+// # Losses
+//
+// When the kernel drops connector messages (ENOBUFS: the listener fell more
+// than its 8 MiB socket buffer behind), the cache forgets everything and
+// learns afresh (Stats.Lost); meanwhile lookups read /proc as above. An
+// exec whose process was gone before /proc could be read leaves an
+// identity with the pid only (Stats.ExecLate).
+//
+// # Concurrency
+//
+// A Cache is safe for concurrent use. One goroutine reads the socket;
+// lookups may catch up on its behalf. Lock order: the listener's read lock,
+// then the cache's.
+package procinfo
