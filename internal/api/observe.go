@@ -23,9 +23,9 @@ func newHTTPMetrics(reg prometheus.Registerer, body *byteBudget) *httpMetrics {
 			Name: "semprop_http_requests_total", Help: "HTTP requests by route, method and status.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "semprop_http_request_duration_seconds", Help: "Time to answer a non-streaming HTTP request.",
+			Name: "semprop_http_request_duration_seconds", Help: "Time to answer a non-streaming HTTP request, by route, method and status.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 4, 10),
-		}, []string{"route"}),
+		}, []string{"route", "method", "code"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration,
@@ -80,8 +80,9 @@ func (m *httpMetrics) observe(route, method string, code int, start time.Time, s
 	if code == 0 {
 		code = http.StatusOK
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	c := strconv.Itoa(code)
+	m.requests.WithLabelValues(route, method, c).Inc()
 	if !streaming {
-		m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		m.duration.WithLabelValues(route, method, c).Observe(time.Since(start).Seconds())
 	}
 }

@@ -24,6 +24,7 @@ type runFlags struct {
 	listen      string
 	watch       []string
 	mount       []string
+	rules       []string
 	fsync       string
 	fsyncEvery  time.Duration
 	passthrough string
@@ -78,6 +79,7 @@ buffered is flushed and fsynced, and the process exits 0.`,
 	fl.StringVar(&f.config, "config", "", "YAML configuration file (overrides the embedded defaults)")
 	fl.StringVar(&f.data, "data", "", "data directory for the journal and consumer cursors (default ./semprop-data)")
 	fl.StringVar(&f.listen, "listen", "", "HTTP API address (default 127.0.0.1:7878)")
+	fl.StringArrayVar(&f.rules, "rules", nil, "rule `FILE_OR_DIR` (repeatable): patterns over the event stream, see 'semprop rules lint'")
 	fl.StringArrayVar(&f.watch, "watch", nil, "watch `DIR` with the kernel boundary (repeatable)")
 	fl.StringArrayVar(&f.mount, "mount", nil, "mount a FUSE loopback of BACKING at MOUNTPOINT, bridged with the kernel boundary (`BACKING:MOUNTPOINT`, repeatable)")
 	fl.StringVar(&f.fsync, "fsync", "", "journal durability: always (ack after fsync, group commit), interval (ack after write, fsync every --fsync-interval), never (default always)")
@@ -112,6 +114,9 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	}
 	if fl.Changed("mount") {
 		cfg.Mount = f.mount
+	}
+	if fl.Changed("rules") {
+		cfg.Rules = f.rules
 	}
 	if fl.Changed("fsync") {
 		cfg.Fsync = f.fsync

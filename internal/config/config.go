@@ -41,6 +41,9 @@ type Config struct {
 	Auth            Auth          `yaml:"auth"`
 	TLS             TLS           `yaml:"tls"`
 	Insecure        bool          `yaml:"insecure"`
+	Rules           []string      `yaml:"rules"`
+	RulesLateness   time.Duration `yaml:"rules_lateness"`
+	RulesMaxRate    int           `yaml:"rules_max_rate"`
 	AllowedHosts    []string      `yaml:"allowed_hosts"`
 	AllowedOrigins  []string      `yaml:"allowed_origins"`
 	LogLevel        string        `yaml:"log_level"`

@@ -15,6 +15,7 @@ import (
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/rules"
 )
 
 // ErrConfig wraps every configuration error FromConfig reports.
@@ -54,6 +55,13 @@ type Config struct {
 	MaxBody  int64
 	MaxBatch int
 	MaxData  int
+
+	// Rules, when rule files are configured, is the rule set loaded (and
+	// validated) from RuleFiles.
+	Rules         *rules.Set
+	RuleFiles     []string
+	RulesLateness time.Duration
+	RulesMaxRate  int
 
 	// Host is this machine's name; Source ("semprop://HOST") prefixes the
 	// source of every event the daemon makes.
@@ -125,6 +133,14 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 	// A host name to listen on is a name the API answers to.
 	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && net.ParseIP(h) == nil && h != "localhost" {
 		c.AllowedHosts = append(c.AllowedHosts, h)
+	}
+	if len(cfg.Rules) > 0 {
+		set, err := rules.Load(cfg.Rules...)
+		if err != nil {
+			return fail("--rules: %v", err)
+		}
+		c.Rules, c.RuleFiles = set, cfg.Rules
+		c.RulesLateness, c.RulesMaxRate = cfg.RulesLateness, cfg.RulesMaxRate
 	}
 	if st, err := os.Stat(data); err == nil && !st.IsDir() {
 		return fail("data %s: not a directory", data)

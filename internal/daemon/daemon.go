@@ -22,6 +22,7 @@ import (
 	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/rules"
 )
 
 // Daemon is one running semprop process. Its methods are not safe for
@@ -35,6 +36,7 @@ type Daemon struct {
 	journal *journal.Journal
 	cluster *clusterRun // nil without a cluster
 	manager *propagate.Manager
+	rules   *rules.Engine // nil without rule files
 	trees   []*tree
 	api     *api.Server
 
@@ -55,6 +57,7 @@ func (d *Daemon) steps() []step {
 		{"listener", d.startFront},
 		{"journal", d.startJournal},
 		{"manager", d.startManager},
+		{"rules", d.startRules},
 		{"capture", d.startCapture},
 		{"api", d.startAPI},
 	}
@@ -270,6 +273,13 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 	srv.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	srv.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
 	d.cluster.mount(srv, d.reg, d.manager)
+	if d.rules != nil {
+		h := d.rulesHandler()
+		srv.Handle("GET /v1/rules", h)
+		srv.Handle("POST /v1/rules/reload", h)
+		srv.Handle("POST /v1/rules/{name}/enable", h)
+		srv.Handle("POST /v1/rules/{name}/disable", h)
+	}
 	d.api = srv
 	d.front.set(srv, "")
 	return func() {

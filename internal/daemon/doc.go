@@ -4,8 +4,9 @@
 //
 // The order is: the HTTP listener (answering 503 "starting" until the API
 // is ready, so a port conflict fails at once), the journal, the manager
-// (sequencing locally or through the Raft cluster), one capture tree per
-// --watch and --mount ({bridge, kernel watcher, FUSE mount}), and the API.
+// (sequencing locally or through the Raft cluster), the rule engine (when
+// rule files are configured), one capture tree per --watch and --mount
+// ({bridge, kernel watcher, FUSE mount}), and the API.
 // A component that fails to start makes Run stop the ones already started,
 // in reverse, and remove what this start created on disk (the data
 // directory, a mount point); a component that fails while running stops

@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestRulesRun: a daemon with --rules publishes matches as
+// semprop.rule.match events, lists its rules at /v1/rules, and refuses a
+// reload of a broken file while the running rules stay.
+func TestRulesRun(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	rf := filepath.Join(dir, "r.yaml")
+	if err := os.WriteFile(rf, []byte(`rules:
+  - name: three-jobs
+    when: 'type == "app.job"'
+    count: 3
+    within: 1m
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := defaults(t)
+	c.Rules = []string{rf}
+	cfg, err := FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(cfg, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	url := waitReady(t, d)
+	for i := range 3 {
+		body := fmt.Sprintf(`{"specversion":"1.0","id":"%d","source":"/t","type":"app.job"}`, i)
+		resp, err := http.Post(url+"/v1/events", "application/cloudevents+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var match string
+	for time.Now().Before(deadline) && match == "" {
+		resp, err := http.Get(url + "/v1/events?after=0&type=semprop.rule.match")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		match = strings.TrimSpace(string(b))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(match, `"rule":"three-jobs"`) || !strings.Contains(match, `"seqs":[1,2,3]`) {
+		t.Fatalf("match event %q, want rule three-jobs over seqs 1,2,3", match)
+	}
+	var list struct {
+		Rules []struct {
+			Name     string
+			Counters map[string]int64
+		}
+	}
+	getJSON(t, url+"/v1/rules", &list)
+	if len(list.Rules) != 1 || list.Rules[0].Name != "three-jobs" || list.Rules[0].Counters["matches"] != 1 {
+		t.Errorf("GET /v1/rules = %+v, want three-jobs with 1 match", list.Rules)
+	}
+	if err := os.WriteFile(rf, []byte("rules:\n  - name: Bad Name\n    when: 'x'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(url+"/v1/rules/reload", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("reload of a broken file: %s, want 400", resp.Status)
+	}
+	getJSON(t, url+"/v1/rules", &list)
+	if len(list.Rules) != 1 || list.Rules[0].Name != "three-jobs" {
+		t.Errorf("after a refused reload the rules are %+v, want three-jobs still", list.Rules)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
