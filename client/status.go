@@ -112,3 +112,25 @@ func (c *Client) Status(ctx context.Context) (ServerStatus, error) {
 	err = json.NewDecoder(resp.Body).Decode(&st)
 	return st, err
 }
+
+// MarshalJSON encodes a status as the server sends it, with the cluster
+// (null when none) and the other sections.
+func (s ServerStatus) MarshalJSON() ([]byte, error) {
+	type plain ServerStatus
+	b, err := json.Marshal(plain(s))
+	if err != nil {
+		return nil, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(b, &all); err != nil {
+		return nil, err
+	}
+	for k, v := range s.Sections {
+		all[k] = v
+	}
+	all["cluster"] = json.RawMessage("null")
+	if len(s.Cluster) > 0 {
+		all["cluster"] = s.Cluster
+	}
+	return json.Marshal(all)
+}
