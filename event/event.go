@@ -299,7 +299,7 @@ func ParsePriority(s string) (Priority, bool) {
 	return PriorityNormal, false
 }
 
-// File-system event types (DESIGN.md, "Event JSON").
+// File-system event types (docs/http-api.md, "Event JSON").
 const (
 	TypeCreate   = "fs.create"
 	TypeWrite    = "fs.write"

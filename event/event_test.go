@@ -106,7 +106,7 @@ func TestJSONRoundTrip(t *testing.T) {
 }
 
 func TestJSONContract(t *testing.T) {
-	// The DESIGN.md example, field by field.
+	// The example of docs/http-api.md, "Event JSON", field by field.
 	in := `{"specversion":"1.0","id":"01JD0000000000000000000000","source":"semprop://HOST/fuse","type":"fs.write",
  "subject":"/data/notes/a.md","time":"2026-11-27T10:00:00.123456789Z",
  "seq":42,"boundary":"fuse","boundaries":"fuse,kernel","priority":"normal","hlc":"1764237600123456789.0",

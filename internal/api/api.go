@@ -1,7 +1,12 @@
-// Package api is semprop's HTTP API (v1): CloudEvents ingest, replay from the
-// journal as NDJSON, Server-Sent Events streams and health. Everything it
-// sends out of the process is durable: replay and streams read the journal
-// up to its durable seq, and ingest answers only once the events are durable.
+// Package api is semprop's HTTP API (v1): CloudEvents ingest (structured,
+// batch and binary mode), replay from the journal as NDJSON, Server-Sent
+// Events and WebSocket streams, durable consumers (create, list, fetch,
+// ack, delete), dynamic routes, the OpenAPI document, and liveness and
+// readiness (/healthz, /readyz). Everything it sends out of the process is
+// durable: replay, streams and consumers read the journal up to its
+// durable seq, and ingest answers only once the events are durable. The
+// daemon installs further handlers (metrics, profiles, rules, the
+// cluster's routes) with Server.Handle.
 //
 // Every error, including an unknown route (404) or method (405), is JSON
 // {"error": "...", "field": "..."}: 400 malformed, 401/403 authorization,
