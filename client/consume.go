@@ -23,9 +23,31 @@ type Subscription struct {
 	AckWait    string `json:"ack_wait,omitempty"` // e.g. "30s"
 	MaxDeliver int    `json:"max_deliver,omitempty"`
 	StartSeq   uint64 `json:"start_seq,omitempty"`
+	// Deny lists subject globs whose events the consumer never gets.
+	Deny []string `json:"deny,omitempty"`
+	// Redact hides fields of the events the consumer delivers.
+	Redact *RedactSpec `json:"redact,omitempty"`
 	// Owner is the token that created the consumer; the server sets it
 	// (a value sent with CreateSubscription is ignored).
 	Owner string `json:"owner,omitempty"`
+}
+
+// RedactSpec hides fields of delivered events.
+type RedactSpec struct {
+	// Key keys the hashes of the "hash" action (HMAC-SHA256).
+	Key   string       `json:"key,omitempty"`
+	Rules []RedactRule `json:"rules"`
+}
+
+// RedactRule hides one field: subject (or path), oldpath, target, exe,
+// comm, source, pid, tid, uid, gid, data or attrs.NAME, by "mask" ("***"),
+// "hash" (a stable pseudonym) or "drop".
+type RedactRule struct {
+	Field  string `json:"field"`
+	Action string `json:"action"`
+	// Segments limits the action on a path to these components (from 0
+	// after the leading "/"; -1 is the base name).
+	Segments []int `json:"segments,omitempty"`
 }
 
 // CreateSubscription creates a durable consumer. It fails with a 409

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -29,13 +31,37 @@ type consumerSpec struct {
 	AckWait    string `json:"ack_wait,omitempty"` // Go duration, default 30s
 	MaxDeliver int    `json:"max_deliver,omitempty"`
 	StartSeq   uint64 `json:"start_seq,omitempty"`
-	Owner      string `json:"owner,omitempty"` // the token that created it; set by the server
+	// Deny lists subject globs whose events the consumer never gets.
+	Deny []string `json:"deny,omitempty"`
+	// Redact hides fields of the events the consumer delivers (after the
+	// owner's own redaction).
+	Redact *filter.RedactSpec `json:"redact,omitempty"`
+	Owner  string             `json:"owner,omitempty"` // the token that created it; set by the server
+}
+
+// both matches what both matchers match.
+type both [2]propagate.Matcher
+
+func (b both) Match(ev *event.Event) bool { return b[0].Match(ev) && b[1].Match(ev) }
+
+// redactor compiles the spec's redaction (nil: none).
+func (spec consumerSpec) redactor() (*filter.Redactor, *apiError) {
+	if spec.Redact == nil {
+		return nil, nil
+	}
+	r, err := filter.NewRedactor(*spec.Redact)
+	if err != nil {
+		return nil, &apiError{Field: "redact", Error: err.Error()}
+	}
+	return r, nil
 }
 
 // consumers keeps the durable consumers the API has open, by stored name.
 type consumers struct {
 	mu   sync.Mutex // also serializes creation, so max_consumers holds
 	open map[string]*propagate.Consumer
+	// redact holds the redaction of the open consumers that have one.
+	redact map[string]*filter.Redactor
 }
 
 // consumerName is what a client may call a durable consumer.
@@ -68,6 +94,17 @@ func (s *Server) matcher(spec consumerSpec) (propagate.Matcher, *apiError) {
 			return nil, &apiError{Field: selectorField(err), Error: err.Error()}
 		}
 		m = cs
+	}
+	if len(spec.Deny) > 0 {
+		d, err := filter.Deny(spec.Deny...)
+		if err != nil {
+			return nil, &apiError{Field: "deny", Error: err.Error()}
+		}
+		if m == propagate.MatchAll {
+			m = d
+		} else {
+			m = both{m, d}
+		}
 	}
 	owner, ok := s.opts.Auth.Lookup(spec.Owner)
 	if !ok {
@@ -149,6 +186,9 @@ func (s *Server) decodeSpec(w http.ResponseWriter, r *http.Request) (consumerSpe
 		return spec, aerr
 	}
 	if _, aerr := s.matcher(spec); aerr != nil && aerr.Field != "owner" {
+		return spec, aerr
+	}
+	if _, aerr := spec.redactor(); aerr != nil {
 		return spec, aerr
 	}
 	return spec, nil
@@ -239,22 +279,33 @@ func (s *Server) resolve(r *http.Request, name string) (stored string, spec cons
 
 // consumer returns the open consumer a request names, opening it from its
 // stored spec, if the caller may use it.
-func (s *Server) consumer(r *http.Request, name string) (*propagate.Consumer, int, *apiError) {
+func (s *Server) consumer(r *http.Request, name string) (*propagate.Consumer, *filter.Redactor, int, *apiError) {
 	stored, spec, status, aerr := s.resolve(r, name)
 	if aerr != nil {
-		return nil, status, aerr
+		return nil, nil, status, aerr
 	}
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
 	if c, ok := s.cons.open[stored]; ok {
-		return c, 0, nil
+		return c, s.cons.redact[stored], 0, nil
 	}
 	c, aerr := s.openConsumer(stored, spec, nil)
 	if aerr != nil {
-		return nil, http.StatusInternalServerError, aerr
+		return nil, nil, http.StatusInternalServerError, aerr
 	}
-	s.cons.open[stored] = c
-	return c, 0, nil
+	s.cons.addLocked(stored, c, spec)
+	return c, s.cons.redact[stored], 0, nil
+}
+
+// addLocked records an open consumer and its redaction; cons.mu is held.
+func (cs *consumers) addLocked(stored string, c *propagate.Consumer, spec consumerSpec) {
+	cs.open[stored] = c
+	if red, _ := spec.redactor(); red != nil {
+		if cs.redact == nil {
+			cs.redact = make(map[string]*filter.Redactor)
+		}
+		cs.redact[stored] = red
+	}
 }
 
 // owned counts the stored consumers of owner.
@@ -308,7 +359,7 @@ func (s *Server) createConsumer(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
-	s.cons.open[stored] = c
+	s.cons.addLocked(stored, c, spec)
 	writeJSON(w, http.StatusCreated, spec)
 }
 
@@ -372,6 +423,11 @@ func (s *Server) consumerItem(id string, spec consumerSpec, limit int) (map[stri
 		return nil, err
 	}
 	info.Name = spec.Name // not the stored name
+	if spec.Redact != nil && spec.Redact.Key != "" {
+		red := *spec.Redact
+		red.Key = "***" // a secret: shown to no one
+		spec.Redact = &red
+	}
 	dl, err := s.m.ConsumerDeadLetters(id)
 	if err != nil || dl == nil {
 		dl = []propagate.DeadLetter{}
@@ -388,6 +444,7 @@ func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cons.mu.Lock()
 	delete(s.cons.open, stored)
+	delete(s.cons.redact, stored)
 	s.cons.mu.Unlock()
 	if err := s.m.DeleteConsumer(stored); err != nil {
 		status := http.StatusInternalServerError
@@ -405,7 +462,7 @@ func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 // wait (default 5s, at most 60s) for the first. Each line is the event's
 // CloudEvents JSON with a "deliveries" count added ({"attempt":N,"event":{…}}).
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
-	c, status, aerr := s.consumer(r, r.PathValue("name"))
+	c, red, status, aerr := s.consumer(r, r.PathValue("name"))
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return
@@ -442,7 +499,11 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 		buf = append(buf[:0], `{"attempt":`...)
 		buf = strconv.AppendInt(buf, int64(d.Attempt), 10)
 		buf = append(buf, `,"event":`...)
-		buf = principal(r).Redact(d.Event).AppendJSON(buf)
+		ev := principal(r).Redact(d.Event)
+		if red != nil {
+			ev = red.Apply(ev)
+		}
+		buf = ev.AppendJSON(buf)
 		buf = append(buf, "}\n"...)
 		if _, err := w.Write(buf); err != nil {
 			return
@@ -452,7 +513,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 
 // ack handles POST /v1/subscriptions/{name}/ack with {"seqs":[...]}.
 func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
-	c, status, aerr := s.consumer(r, r.PathValue("name"))
+	c, _, status, aerr := s.consumer(r, r.PathValue("name"))
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return

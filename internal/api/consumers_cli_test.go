@@ -194,3 +194,48 @@ func TestConsumerSpecStrict(t *testing.T) {
 		t.Fatalf("valid spec = %d %+v, want 201", status, e)
 	}
 }
+
+// TestConsumerDenyAndRedact: a consumer's deny globs keep events out of it
+// and its redaction rules hide fields of what it delivers.
+func TestConsumerDenyAndRedact(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sub := client.Subscription{Name: "safe", Type: "app.>", Deny: []string{"**/*.key"},
+		Redact: &client.RedactSpec{Rules: []client.RedactRule{{Field: "subject", Action: "mask"}}}}
+	if err := ts.c.CreateSubscription(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"/data/a.md", "/data/secret.key", "/data/b.md"} {
+		if _, err := ts.m.Publish(ctx, &event.Event{Type: "app.x", Subject: subj, Source: "semprop://test/app"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := ts.c.Fetch(ctx, "safe", 10, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, fmt.Sprint(d.Event.Seq, " ", d.Event.Subject))
+	}
+	if want := []string{"1 ***", "3 ***"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("deliveries = %q, want %q (seq 2 denied, subjects masked)", got, want)
+	}
+	one, err := ts.c.ConsumerInfo(ctx, "safe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Spec.Deny) != 1 || one.Spec.Redact == nil || len(one.Spec.Redact.Rules) != 1 {
+		t.Errorf("stored spec = %+v, want the deny glob and the redaction rule", one.Spec)
+	}
+	for _, tc := range []struct{ body, field string }{
+		{`{"name":"d1","deny":["a[b"]}`, "deny"},
+		{`{"name":"d2","redact":{"rules":[{"field":"nope","action":"mask"}]}}`, "redact"},
+		{`{"name":"d3","redact":{"rules":[{"field":"comm","action":"mask","typo":1}]}}`, "typo"},
+	} {
+		if status, e, _ := do(t, "POST", ts.URL+"/v1/subscriptions", "", "application/json", tc.body); status != 400 || e.Field != tc.field {
+			t.Errorf("POST %s = %d field %q (%s), want 400 field %q", tc.body, status, e.Field, e.Error, tc.field)
+		}
+	}
+}

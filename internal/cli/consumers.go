@@ -104,6 +104,9 @@ func selectorText(s client.Subscription) string {
 	if s.Filter != "" {
 		parts = append(parts, strconv.Quote(s.Filter))
 	}
+	for _, d := range s.Deny {
+		parts = append(parts, "!"+d)
+	}
 	if len(parts) == 0 {
 		return "*"
 	}
@@ -121,14 +124,16 @@ func newConsumersAddCmd() *cobra.Command {
 	var sf serverFlags
 	var sub client.Subscription
 	var ackWait time.Duration
+	var redact []string
 	cmd := &cobra.Command{
-		Use:   "add NAME [--type PATTERN] [--path GLOB] [--filter EXPR] [--ack-wait D] [--max-deliver N] [--start-seq SEQ]",
+		Use:   "add NAME [--type PATTERN] [--path GLOB] [--filter EXPR] [--deny GLOB]... [--redact FIELD=ACTION]... [--ack-wait D] [--max-deliver N] [--start-seq SEQ]",
 		Short: "Create a durable consumer",
 		Long: `Create the durable consumer NAME (1-64 of a-z A-Z 0-9 _ -). It starts at the
 first event in the journal (or at --start-seq) and reads what the selector
 matches: every event without one.`,
 		Example: `  semprop consumers add indexer --type 'fs.write' --path '/data/**/*.md'
-  semprop consumers add big --filter 'size > 1000000' --ack-wait 5m --max-deliver 3`,
+  semprop consumers add big --filter 'size > 1000000' --ack-wait 5m --max-deliver 3
+  semprop consumers add audit --type 'fs.>' --deny '**/*.key' --redact comm=mask --redact uid=hash`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sub.Name = args[0]
@@ -140,6 +145,16 @@ matches: every event without one.`,
 					return fmt.Errorf("--ack-wait %s: want a positive duration such as 30s", ackWait)
 				}
 				sub.AckWait = ackWait.String()
+			}
+			for _, r := range redact {
+				field, action, ok := strings.Cut(r, "=")
+				if !ok || field == "" || action == "" {
+					return fmt.Errorf("--redact %q: want FIELD=ACTION, e.g. comm=mask (mask, hash or drop)", r)
+				}
+				if sub.Redact == nil {
+					sub.Redact = &client.RedactSpec{}
+				}
+				sub.Redact.Rules = append(sub.Redact.Rules, client.RedactRule{Field: field, Action: action})
 			}
 			if sub.MaxDeliver < 0 {
 				return fmt.Errorf("--max-deliver %d: want 1 or more", sub.MaxDeliver)
@@ -159,6 +174,8 @@ matches: every event without one.`,
 	cmd.Flags().StringVar(&sub.Type, "type", "", "type pattern ('fs.>', 'fs.write', 'app.*')")
 	cmd.Flags().StringVar(&sub.Path, "path", "", "subject glob ('/data/**/*.md')")
 	cmd.Flags().StringVar(&sub.Filter, "filter", "", "filter expression ('size > 0')")
+	cmd.Flags().StringArrayVar(&sub.Deny, "deny", nil, "never deliver events whose subject matches this glob (repeatable)")
+	cmd.Flags().StringArrayVar(&redact, "redact", nil, "hide a field of delivered events: FIELD=mask|hash|drop (repeatable)")
 	cmd.Flags().DurationVar(&ackWait, "ack-wait", 30*time.Second, "deliver an event again when not acked within this")
 	cmd.Flags().IntVar(&sub.MaxDeliver, "max-deliver", 0, "deliveries before an event is given up (default 5)")
 	cmd.Flags().Uint64Var(&sub.StartSeq, "start-seq", 0, "start at this seq (default: the first in the journal)")
@@ -213,6 +230,13 @@ func printConsumer(w io.Writer, cn client.Consumer) error {
 		fmt.Fprintf(tw, "Owner:\t%s\n", sp.Owner)
 	}
 	fmt.Fprintf(tw, "Selector:\t%s\n", selectorText(sp))
+	if sp.Redact != nil {
+		var rs []string
+		for _, r := range sp.Redact.Rules {
+			rs = append(rs, r.Field+"="+r.Action)
+		}
+		fmt.Fprintf(tw, "Redact:\t%s\n", strings.Join(rs, ", "))
+	}
 	fmt.Fprintf(tw, "Ack wait:\t%s\n", or(sp.AckWait, "30s"))
 	maxDeliver := "5"
 	if sp.MaxDeliver > 0 {
