@@ -93,7 +93,8 @@ func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) {
 }
 
 // BenchmarkPublish compares, in one run, the local (single-node) sequencer
-// with a 3-node Raft cluster on loopback; every event is 100 bytes and is
+// with a 3-node Raft cluster on loopback (mutual TLS on the Raft port;
+// BENCH_PLAINTEXT=1 for plaintext); every event is 100 bytes and is
 // acknowledged after fsync (quorum fsync for the cluster: raft-wal on a
 // majority, plus the journal of the publishing node).
 func BenchmarkPublish(b *testing.B) {
@@ -127,6 +128,9 @@ func BenchmarkPublish(b *testing.B) {
 				}
 				if os.Getenv("BENCH_NO_FOLLOWER_DECODE") != "" {
 					cfg.DeliverWanted = func() bool { return false }
+				}
+				if os.Getenv("BENCH_PLAINTEXT") != "" {
+					cfg.Credentials = nil // the Raft port without TLS, as before cluster credentials
 				}
 			})
 			publishBench(b, c.node(c.leader()).m, shape.workers, shape.batch)
