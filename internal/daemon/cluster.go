@@ -29,9 +29,13 @@ type ClusterConfig struct {
 	Bootstrap bool
 	Join      string // any member's API URL
 	APIURL    string // advertised; "" derives it from the listener
-	Token     string // admin token sent to peers' APIs
+	Token     string // admin token sent with the join request to the Join URL
 	MaxBatch  int
 	MaxDelay  time.Duration
+	// CAFile, CertFile and KeyFile are the cluster credentials (PEM): the
+	// cluster CA, this node's member certificate and its key (all or
+	// none). None: the Raft port is plaintext, loopback RaftAddr only.
+	CAFile, CertFile, KeyFile string
 }
 
 // clusterRun is the daemon's cluster node. A nil *clusterRun (no cluster)
@@ -87,10 +91,18 @@ func (r *clusterRun) prepare(cfg *Config, j *journal.Journal, apiAddr net.Addr, 
 	if token == "" {
 		token = os.Getenv("SEMPROP_CLUSTER_TOKEN")
 	}
+	var creds *cluster.Credentials
+	if r.c.CAFile != "" || r.c.CertFile != "" || r.c.KeyFile != "" {
+		var err error
+		if creds, err = cluster.LoadCredentials(r.c.CAFile, r.c.CertFile, r.c.KeyFile); err != nil {
+			return err
+		}
+	}
 	ccfg := cluster.Config{
 		ID: r.c.NodeID, RaftAddr: r.c.RaftAddr, APIURL: url, Dir: filepath.Join(cfg.Data, "raft"),
 		Journal: j, Clock: r.clock, Bootstrap: r.c.Bootstrap, Join: strings.TrimRight(r.c.Join, "/"),
 		MaxBatch: r.c.MaxBatch, MaxDelay: r.c.MaxDelay, Token: token, TLSClient: tlsClient, Logger: log,
+		Credentials: creds,
 	}
 	o.Clock = r.clock
 	// Followers decode committed events only when someone listens live.
