@@ -61,6 +61,8 @@ type Rule struct {
 	Tags          []string      `json:"tags,omitempty"`
 	Output        string        `json:"output,omitempty"`
 	Enabled       bool          `json:"enabled"`
+	// Actions run, in order, for each match (package action).
+	Actions []ActionSpec `json:"actions,omitempty"`
 
 	File string `json:"file"` // where the rule was loaded from
 	Line int    `json:"line"`
@@ -303,6 +305,8 @@ func parseRule(file string, n *yaml.Node) (*Rule, error) {
 				err = re.at(v.Line, "enabled: want true or false")
 			}
 			r.Enabled = v.Value == "true"
+		case "actions":
+			r.Actions, err = parseActions(re, v)
 		case "tags":
 			if v.Kind != yaml.SequenceNode {
 				err = re.at(v.Line, "tags: want a list of strings")
@@ -398,7 +402,7 @@ func (r *Rule) compile(re ruleError, lines map[string]int) error {
 				continue
 			}
 			switch k {
-			case "name", "severity", "tags", "output", "cooldown", "enabled", "max_rate", "by":
+			case "name", "severity", "tags", "output", "cooldown", "enabled", "max_rate", "by", "actions":
 				continue
 			}
 			if !slices.Contains(allowed, k) {
@@ -520,7 +524,11 @@ func (r *Rule) compile(re ruleError, lines map[string]int) error {
 	}
 	def, _ := json.Marshal(struct {
 		*Rule
-		Enabled, File, Line struct{} `json:"-"`
+		// Shadow by JSON name (a json:"-" field hides nothing).
+		Enabled *struct{} `json:"enabled,omitempty"`
+		File    *struct{} `json:"file,omitempty"`
+		Line    *struct{} `json:"line,omitempty"`
+		Actions *struct{} `json:"actions,omitempty"`
 	}{Rule: r})
 	sum := sha256.Sum256(def)
 	r.fingerprint = hex.EncodeToString(sum[:8])
