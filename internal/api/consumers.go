@@ -521,8 +521,15 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Seqs []uint64 `json:"seqs"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "seqs", "want {\"seqs\":[...]}: "+err.Error())
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		aerr := jsonFieldError(err)
+		if aerr.Field == "" {
+			aerr.Field = "seqs"
+		}
+		aerr.Error = `want {"seqs":[...]}: ` + aerr.Error
+		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
 	for _, seq := range body.Seqs {

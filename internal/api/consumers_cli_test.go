@@ -193,6 +193,17 @@ func TestConsumerSpecStrict(t *testing.T) {
 	if status != http.StatusCreated {
 		t.Fatalf("valid spec = %d %+v, want 201", status, e)
 	}
+	// Acks are strict too.
+	for _, tc := range []struct{ body, field string }{
+		{`{"seq":[1]}`, "seq"},
+		{`{"seqs":["1"]}`, "seqs"},
+		{`{"seqs":[-1]}`, "seqs"},
+	} {
+		status, e, _ := do(t, "POST", ts.URL+"/v1/subscriptions/ok/ack", "", "application/json", tc.body)
+		if status != http.StatusBadRequest || e.Field != tc.field {
+			t.Errorf("ack %s = %d field %q (%s), want 400 field %q", tc.body, status, e.Field, e.Error, tc.field)
+		}
+	}
 }
 
 // TestConsumerDenyAndRedact: a consumer's deny globs keep events out of it
