@@ -147,12 +147,7 @@ func (f *fsm) applyBatch(data []byte) applyResult {
 		skip = last + 1 - first
 	}
 	raw := b.raw[skip:]
-	got, err := f.j.Write(len(raw), func(i int, seq uint64, dst []byte) ([]byte, error) {
-		if want := first + skip + uint64(i); seq != want {
-			return nil, fmt.Errorf("journal assigned seq %d, log order says %d", seq, want)
-		}
-		return withSeq(dst, raw[i], seq), nil
-	})
+	got, err := f.writeJournal(raw, first+skip)
 	if err != nil {
 		err = fmt.Errorf("cluster: journal: %w", err)
 		f.fail(err)
@@ -179,6 +174,34 @@ func (f *fsm) applyBatch(data []byte) applyResult {
 		}
 	}
 	return applyResult{first: first}
+}
+
+// writeJournal appends raw (the records of seqs from first on) to the
+// journal. A full disk is not a failure of the node: the journal refuses
+// the write without using a seq and recovers on its own once space is
+// freed, so the FSM waits for that (the log stays committed; acks wait
+// for the apply) and writes again. Close ends the wait.
+func (f *fsm) writeJournal(raw [][]byte, first uint64) (uint64, error) {
+	for {
+		got, err := f.j.Write(len(raw), func(i int, seq uint64, dst []byte) ([]byte, error) {
+			if want := first + uint64(i); seq != want {
+				return nil, fmt.Errorf("journal assigned seq %d, log order says %d", seq, want)
+			}
+			return withSeq(dst, raw[i], seq), nil
+		})
+		if !errors.Is(err, journal.ErrNoSpace) {
+			return got, err
+		}
+		f.n.log.Warn("cluster: journal disk full; applying waits for space", "seq", first)
+		for errors.Is(f.j.Err(), journal.ErrNoSpace) {
+			select {
+			case <-f.j.Changed():
+			case <-time.After(time.Second):
+			case <-f.n.ctx.Done():
+				return 0, err
+			}
+		}
+	}
 }
 
 func (f *fsm) fail(err error) {
