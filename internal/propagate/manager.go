@@ -110,9 +110,15 @@ type Manager struct {
 	// subscription (its selector) plus dynamic routes to named ones.
 	router *route.Router[*Subscription]
 
+	// deliverMu is held by every delivery and by a group member that
+	// leaves, so that no event is routed to it after it drained its
+	// queue. Lock order: deliverMu, then subMu.
+	deliverMu sync.Mutex
+
 	subMu  sync.Mutex // guards the fields below
 	subs   map[*Subscription]struct{}
 	named  map[string]*Subscription
+	groups map[string]*group
 	nextID uint64
 
 	consumerMu sync.Mutex
@@ -159,8 +165,9 @@ func New(opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	m.router = route.New(route.Options[*Subscription]{})
+	m.router = route.New(route.Options[*Subscription]{TargetName: (*Subscription).label})
 	m.subs = make(map[*Subscription]struct{})
+	m.groups = make(map[string]*group)
 	m.named = make(map[string]*Subscription)
 	if opts.NewSequencer == nil {
 		m.local = &localSequencer{j: opts.Journal, m: m}
@@ -280,7 +287,12 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 // deliver fans evs out to the live subscriptions through the routing
 // table. The sequencer calls it in seq order, one call at a time.
 func (m *Manager) deliver(evs []*event.Event) {
-	t := m.router.Table()
+	if m.router.Table().Len() == 0 {
+		return
+	}
+	m.deliverMu.Lock()
+	defer m.deliverMu.Unlock()
+	t := m.router.Table() // after the lock: no group member is leaving
 	if t.Len() == 0 {
 		return
 	}

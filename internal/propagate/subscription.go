@@ -56,7 +56,16 @@ type SubscribeOptions struct {
 	Matcher Matcher
 	// RoutedOnly subscribes to nothing by itself: the subscription gets
 	// only what dynamic routes send it (a member of a group).
-	RoutedOnly   bool
+	RoutedOnly bool
+	// Group makes the subscription a member of the group of that name
+	// (see "Groups" in group.go's documentation and AddRoutes): it gets
+	// the group's share of the events of the group's route, which is made
+	// from Selector when the group does not exist yet. A member is
+	// RoutedOnly; its Selector, if given, must be the group's.
+	Group string
+	// Weight is the member's share in a group whose route is weighted
+	// (default 1).
+	Weight       int
 	Queue        int           // queue capacity, rounded up to a power of two; default 1024
 	Policy       Policy        // default PolicyDropNewest
 	BlockTimeout time.Duration // PolicyBlock: longest wait for room; default 1s
@@ -70,6 +79,8 @@ type Subscription struct {
 	id      string // its own route's name
 	num     uint64 // its number, unique in the manager: the metrics id of an anonymous one
 	name    string
+	group   string // "" when not in a group
+	weight  int
 	matcher Matcher // nil: none beyond the selector
 	policy  Policy
 	timeout time.Duration
@@ -106,7 +117,7 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 		opts.BlockTimeout = time.Second
 	}
 	s := &Subscription{
-		m: m, name: opts.Name, matcher: opts.Matcher, policy: opts.Policy,
+		m: m, name: opts.Name, group: opts.Group, weight: groupWeight(opts.Weight), matcher: opts.Matcher, policy: opts.Policy,
 		timeout: opts.BlockTimeout, closed: make(chan struct{}),
 	}
 	if opts.Policy == PolicyPriority {
@@ -124,7 +135,11 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	m.nextID++
 	s.num = m.nextID
 	s.id = "sub-" + strconv.FormatUint(m.nextID, 10)
-	if !opts.RoutedOnly {
+	if opts.Group != "" {
+		if err := m.joinLocked(s, opts.Selector); err != nil {
+			return nil, err
+		}
+	} else if !opts.RoutedOnly {
 		err := m.router.Add(route.Route[*Subscription]{Name: s.id, Selector: opts.Selector, Targets: []*Subscription{s}})
 		if err != nil {
 			return nil, fmt.Errorf("propagate: subscribe: %w", err)
@@ -138,10 +153,25 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 }
 
 // offer is the routing table's delivery function: it queues ev for s per
-// the subscription's policy. It never fails: drops are the policy's and are
-// counted on the subscription.
+// the subscription's policy. It fails only for a group member that cannot
+// take ev (closed, full, or ev not visible to it), so that the group
+// passes it to another member; other subscriptions' drops are the
+// policy's and are counted on the subscription.
 func offer(s *Subscription, ev *event.Event, at int64) error {
+	return offerAt(s, ev, at, &s.m.toWake)
+}
+
+// offerTo is offer for re-routing, outside a delivery: it collects the
+// subscribers to wake in *wake, not in the manager's list.
+func offerTo(s *Subscription, ev *event.Event, wake *[]*ring) error {
+	return offerAt(s, ev, 0, wake)
+}
+
+func offerAt(s *Subscription, ev *event.Event, at int64, wake *[]*ring) error {
 	if s.matcher != nil && !s.matcher.Match(ev) {
+		if s.group != "" {
+			return errPassOver
+		}
 		return nil
 	}
 	select {
@@ -155,12 +185,16 @@ func offer(s *Subscription, ev *event.Event, at int64) error {
 		return nil
 	}
 	res := s.q.push(ev, at, s.policy, s.timeout)
+	if res&dropped != 0 && s.group != "" {
+		s.offered.Add(^uint64(0)) // not offered: the group passes it on
+		return errPassOver
+	}
 	if res&(pushedDropped|dropped) != 0 {
 		s.dropped.Add(1)
 	}
 	if res&pushedWake != 0 {
 		// Woken after the whole delivery (deliver runs one at a time).
-		s.m.toWake = append(s.m.toWake, s.q)
+		*wake = append(*wake, s.q)
 	}
 	return nil
 }
@@ -273,7 +307,11 @@ func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
 		m := s.m
 		m.subMu.Lock()
-		m.router.Remove(s.id)
+		if s.group != "" {
+			m.leaveLocked(s)
+		} else {
+			m.router.Remove(s.id)
+		}
 		delete(m.subs, s)
 		if s.name != "" && m.named[s.name] == s {
 			delete(m.named, s.name)
@@ -289,6 +327,7 @@ func (s *Subscription) Close() {
 // SubscriptionStats are one subscription's counters.
 type SubscriptionStats struct {
 	Name      string
+	Group     string // the group it is a member of, if any
 	ID        uint64 // unique among the manager's subscriptions, never reused
 	Policy    Policy
 	Delivered uint64 // taken by the subscriber
@@ -304,7 +343,7 @@ type SubscriptionStats struct {
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
 	st := SubscriptionStats{
-		Name: s.name, ID: s.num, Policy: s.policy, Delivered: s.delivered.Load(), Matched: s.offered.Load(),
+		Name: s.name, Group: s.group, ID: s.num, Policy: s.policy, Delivered: s.delivered.Load(), Matched: s.offered.Load(),
 		Dropped: s.dropped.Load(),
 	}
 	if s.lanes != nil {

@@ -50,6 +50,12 @@ type RouteInfo struct {
 	Filter   string   `json:"filter,omitempty"`
 	Strategy string   `json:"strategy"`
 	Targets  int      `json:"targets"`
+	// Members names the targets (Options.TargetName), when the router
+	// has a way to name them.
+	Members []string `json:"members,omitempty"`
+	// Kind says what made the route, for callers that know (the
+	// propagation manager: "subscription", "group" or "route").
+	Kind string `json:"kind,omitempty"`
 }
 
 // Options configure a Router.
@@ -61,6 +67,8 @@ type Options[T comparable] struct {
 	// OnBreakerChange, if set, is called when a target's breaker changes
 	// state (closed, open, half-open), from the delivering goroutine.
 	OnBreakerChange func(target T, from, to gobreaker.State)
+	// TargetName, if set, names a target in Routes (RouteInfo.Members).
+	TargetName func(target T) string
 }
 
 // Stats are a Router's counters since it was made.
@@ -155,6 +163,12 @@ func (r *Router[T]) Routes() []RouteInfo {
 	for i, c := range t.routes {
 		out[i] = RouteInfo{Name: c.name, Selector: c.sel.Selector(), Strategy: c.strategy.String(),
 			Targets: len(c.targets)}
+		if r.opts.TargetName != nil {
+			out[i].Members = make([]string, len(c.targets))
+			for k, tgt := range c.targets {
+				out[i].Members[k] = r.opts.TargetName(tgt)
+			}
+		}
 		if c.extra != nil {
 			out[i].Filter = fmt.Sprint(c.extra)
 		}
@@ -352,6 +366,22 @@ func routeOne[T comparable, A any](t *Table[T], c *compiled[T], ev *event.Event,
 		out = c.redact.Apply(ev)
 	}
 	return deliverTo(c, out, arg, fn, t.stats)
+}
+
+// RouteVia delivers ev through the route named name only, by that
+// route's strategy, without checking its selector and filters again and
+// without redacting: for an event the route already selected and
+// redacted, such as one a departed group member never took. It returns the
+// number of successful deliveries: 0 when no route has that name or no
+// target took the event (counted as undelivered). Like RouteArg it does
+// not allocate.
+func RouteVia[T comparable, A any](t *Table[T], name string, ev *event.Event, arg A, deliver func(target T, ev *event.Event, arg A) error) int {
+	for _, c := range t.routes {
+		if c.name == name {
+			return deliverTo(c, ev, arg, deliver, t.stats)
+		}
+	}
+	return 0
 }
 
 // Match calls fn with the name of each route whose selector and filters
