@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -119,7 +120,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		subs = append(subs, subscriptionStatus{ID: ss.ID, Name: ss.Name, Policy: ss.Policy.String(), Depth: ss.Depth,
 			Capacity: ss.Capacity, Matched: ss.Matched, Delivered: ss.Delivered, Dropped: ss.Dropped})
 	}
-	slices.SortFunc(subs, func(a, b subscriptionStatus) int { return int(a.ID) - int(b.ID) })
+	slices.SortFunc(subs, func(a, b subscriptionStatus) int { return cmp.Compare(a.ID, b.ID) })
 	out["subscriptions"] = subs
 	routes := []route.RouteInfo{}
 	for _, ri := range s.m.Routes() {
