@@ -45,14 +45,15 @@ type Window struct {
 
 // Stats are a Cache's counters.
 type Stats struct {
-	Events     uint64 // connector events applied
-	Hits       uint64 // lookups answered from the cache
-	ProcReads  uint64 // lookups answered by reading /proc (processes older than the listener)
-	Unresolved uint64 // lookups that found no identity that is certainly the actor's (exited unseen, or its pid reused within the window): PID only
-	ExecLate   uint64 // execs whose process was gone before /proc could be read
-	Lost       uint64 // times the kernel dropped connector messages (ENOBUFS)
-	Evicted    uint64 // processes forgotten because the cache was full
-	Malformed  uint64 // connector datagrams that did not parse
+	Events       uint64 // connector events applied
+	Hits         uint64 // lookups answered from the cache
+	ProcReads    uint64 // lookups answered by reading /proc (processes older than the listener)
+	Unresolved   uint64 // lookups that found no identity that is certainly the actor's (exited unseen, or its pid reused within the window): PID only
+	ExecLate     uint64 // execs whose process was gone before /proc could be read
+	Lost         uint64 // times the kernel dropped connector messages (ENOBUFS)
+	Evicted      uint64 // processes forgotten because the cache was full
+	Malformed    uint64 // connector datagrams that did not parse
+	SlowCatchUps uint64 // lookups that stopped waiting for the listener to catch up
 }
 
 // gen is one identity a pid had, from one event to the next.
@@ -78,6 +79,9 @@ type source interface {
 	// CLOCK_MONOTONIC time by which it had started (an upper bound); ok is
 	// false when it is gone.
 	read(pid int32) (id Identity, start int64, ok bool)
+	// readExec reads the process tgid right after its exec, exe first;
+	// ok is false when not even its comm could be read.
+	readExec(tgid int32) (id Identity, ok bool)
 }
 
 // Cache maps pids to process identities learnt from the kernel's process
@@ -89,14 +93,15 @@ type Cache struct {
 	retention int64
 	max       int
 
-	// sync, if set, applies the connector events queued before a time
-	// (the listener's catch-up); it takes rmu, which is taken before mu.
+	// sync, if set, waits until the connector events queued before a time
+	// are applied (the listener's catch-up).
 	sync  func(notAfter int64)
 	close func()        // stops the listener; nil without one
 	done  chan struct{} // closed by close
 
 	events, hits, procReads, unresolved atomic.Uint64
 	execLate, lost, evicted, malformed  atomic.Uint64
+	slowCatchUp                         atomic.Uint64
 
 	mu      sync.Mutex
 	m       map[int32]*entry
@@ -132,14 +137,15 @@ func (c *Cache) Stats() Stats {
 		return Stats{}
 	}
 	return Stats{
-		Events:     c.events.Load(),
-		Hits:       c.hits.Load(),
-		ProcReads:  c.procReads.Load(),
-		Unresolved: c.unresolved.Load(),
-		ExecLate:   c.execLate.Load(),
-		Lost:       c.lost.Load(),
-		Evicted:    c.evicted.Load(),
-		Malformed:  c.malformed.Load(),
+		Events:       c.events.Load(),
+		Hits:         c.hits.Load(),
+		ProcReads:    c.procReads.Load(),
+		Unresolved:   c.unresolved.Load(),
+		ExecLate:     c.execLate.Load(),
+		Lost:         c.lost.Load(),
+		Evicted:      c.evicted.Load(),
+		Malformed:    c.malformed.Load(),
+		SlowCatchUps: c.slowCatchUp.Load(),
 	}
 }
 
@@ -339,10 +345,10 @@ func (c *Cache) apply(ev *Event) {
 		c.startLocked(ev.TGID, gen{id: id, from: ev.Time}, true)
 		c.mu.Unlock()
 	case WhatExec:
-		id, _, ok := c.src.read(ev.TGID)
-		if !ok || id.PID != ev.TGID {
+		id, ok := c.src.readExec(ev.TGID)
+		if !ok {
 			c.execLate.Add(1)
-			id, ok = Identity{PID: ev.TGID}, false
+			id = Identity{PID: ev.TGID}
 		} else if id.Exe == "" {
 			c.execLate.Add(1) // a zombie already: comm and ids, no exe
 		}

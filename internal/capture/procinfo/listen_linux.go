@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,12 @@ const (
 	ackTimeout = 2 * time.Second
 	// sweepEvery is how often exited processes past the retention go.
 	sweepEvery = time.Second
+	// listenerNice is the listener thread's nice value where it cannot
+	// have a real-time priority.
+	listenerNice = -10
+	schedFIFO    = 1
+	// catchUpWait bounds how long a lookup waits for the listener.
+	catchUpWait = 100 * time.Millisecond
 )
 
 // listener reads the process connector socket into a Cache.
@@ -31,15 +38,20 @@ type listener struct {
 	wake int // eventfd: ends run
 
 	// through is a CLOCK_MONOTONIC time at which the socket was seen
-	// empty: every event from before it has been applied.
-	through atomic.Int64
+	// empty with nothing being applied: every event from before it has
+	// been applied.
+	through  atomic.Int64
+	draining atomic.Bool // the listener took messages off the socket that it has not applied yet
 
-	// rmu serializes reading the socket and applying what was read (the
-	// goroutine and catch-ups by lookups); it is taken before Cache.mu.
-	rmu    sync.Mutex
-	fd     int
-	buf    []byte
-	closed bool
+	// waiters are lookups waiting for the listener to catch up; they wait
+	// for progress, which the listener closes (and replaces) after each
+	// drain while there are any.
+	waiters  atomic.Int32
+	pmu      sync.Mutex
+	progress chan struct{}
+
+	fd  int // owned by run; closed by close after run returned
+	buf []byte
 
 	stop sync.Once
 	wg   sync.WaitGroup
@@ -53,7 +65,7 @@ type listener struct {
 // lookup, as without a cache. log may be nil.
 func Start(ctx context.Context, log *slog.Logger) (*Cache, error) {
 	c := newCache(procfs{root: "/proc"}, log)
-	l := &listener{c: c, log: c.log, buf: make([]byte, 64<<10)}
+	l := &listener{c: c, log: c.log, buf: make([]byte, 64<<10), progress: make(chan struct{})}
 	if err := l.open(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -155,6 +167,21 @@ func (l *listener) open() error {
 
 // run reads the socket until signalled.
 func (l *listener) run() {
+	// A process that lives a millisecond must be read while it lives: the
+	// listener gets a thread of its own, with a higher priority than the
+	// workload's (nice -10), so that it runs as soon as an event comes. The
+	// thread ends with the goroutine (it stays locked). The priority is
+	// SCHED_FIFO 1 where permitted (it preempts every ordinary thread
+	// at once; its work per event is bounded and the kernel's real-time
+	// throttling still applies), else nice -10.
+	runtime.LockOSThread()
+	defer l.through.Store(1<<63 - 1) // stopped: lookups must not wait for it
+	defer l.notify()
+	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Policy: schedFIFO, Priority: 1}, 0); err != nil {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), listenerNice); err != nil {
+			l.log.Debug("procinfo: cannot raise the listener's priority", "err", err)
+		}
+	}
 	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wake), Events: unix.POLLIN}}
 	lastSweep := Now()
 	for {
@@ -166,9 +193,7 @@ func (l *listener) run() {
 		if pfd[1].Revents != 0 {
 			return
 		}
-		l.rmu.Lock()
-		err := l.drainLocked()
-		l.rmu.Unlock()
+		err := l.drain()
 		if err != nil {
 			l.log.Error("procinfo: reading the process connector failed; process identities are read from /proc from now on", "err", err)
 			return
@@ -180,11 +205,10 @@ func (l *listener) run() {
 	}
 }
 
-// drainLocked applies everything queued on the socket. rmu must be held.
-func (l *listener) drainLocked() error {
-	if l.closed {
-		return nil
-	}
+// drain applies everything queued on the socket. Only run calls it.
+func (l *listener) drain() error {
+	l.draining.Store(true)
+	defer l.draining.Store(false)
 	for {
 		t0 := Now()
 		n, from, err := unix.Recvfrom(l.fd, l.buf, 0)
@@ -192,6 +216,9 @@ func (l *listener) drainLocked() error {
 		case nil:
 		case unix.EAGAIN:
 			l.through.Store(t0)
+			if l.waiters.Load() > 0 {
+				l.notify()
+			}
 			return nil
 		case unix.EINTR:
 			continue
@@ -215,20 +242,63 @@ func (l *listener) drainLocked() error {
 	}
 }
 
-// catchUp applies the events queued before notAfter, if the listener has
-// not yet: the process of an operation read from another queue has its
-// fork and exec in this one.
-func (l *listener) catchUp(notAfter int64) {
+// notify wakes the lookups waiting for progress.
+func (l *listener) notify() {
+	l.pmu.Lock()
+	close(l.progress)
+	l.progress = make(chan struct{})
+	l.pmu.Unlock()
+}
+
+// caughtUp reports whether every event queued before notAfter has been
+// applied: by the listener's last drain, or because the socket is empty now
+// and the listener holds nothing it took off it. One poll(2) when the
+// listener has not drained since notAfter.
+func (l *listener) caughtUp(notAfter int64) bool {
 	if l.through.Load() >= notAfter {
-		return
+		return true
 	}
-	l.rmu.Lock()
-	if l.through.Load() < notAfter {
-		if err := l.drainLocked(); err != nil {
-			l.through.Store(1<<63 - 1) // run logs it and stops; do not retry on every lookup
+	t0 := Now()
+	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, 0); err != nil || n != 0 || l.draining.Load() {
+		return false
+	}
+	// Raise through to t0 unless the listener raised it further meanwhile.
+	for {
+		cur := l.through.Load()
+		if cur >= t0 || l.through.CompareAndSwap(cur, t0) {
+			return t0 >= notAfter || cur >= notAfter
 		}
 	}
-	l.rmu.Unlock()
+}
+
+// catchUp waits (at most catchUpWait) until the events queued before
+// notAfter have been applied: the process of an operation read from another
+// queue has its fork and exec in this one. The listener applies them; a
+// lookup never reads the socket itself (the listener's thread has the
+// higher priority; a lookup holding it up would defeat that).
+func (l *listener) catchUp(notAfter int64) {
+	if l.caughtUp(notAfter) {
+		return
+	}
+	l.waiters.Add(1)
+	defer l.waiters.Add(-1)
+	timer := time.NewTimer(catchUpWait)
+	defer timer.Stop()
+	for {
+		l.pmu.Lock()
+		ch := l.progress
+		l.pmu.Unlock()
+		if l.caughtUp(notAfter) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			l.c.slowCatchUp.Add(1)
+			return
+		}
+	}
 }
 
 func (l *listener) signal() {
@@ -242,10 +312,8 @@ func (l *listener) close() {
 		close(l.c.done)
 		l.signal()
 		l.wg.Wait()
-		l.rmu.Lock()
-		l.closed = true
+		// No lookup polls the socket any more: through is at its maximum.
 		unix.Close(l.fd)
 		unix.Close(l.wake)
-		l.rmu.Unlock()
 	})
 }

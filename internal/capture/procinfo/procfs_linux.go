@@ -62,6 +62,31 @@ func (p procfs) read(pid int32) (Identity, int64, bool) {
 	return id, startedBy(ticks), true
 }
 
+// readExec reads the process tgid that has just exec'd: the exe link
+// first, since it goes first when a process exits (with its memory), while
+// stat and status stay readable until it is reaped.
+func (p procfs) readExec(tgid int32) (Identity, bool) {
+	base := p.root + "/" + strconv.Itoa(int(tgid))
+	exe, _ := os.Readlink(base + "/exe")
+	var buf [1536]byte
+	b, ok := p.file(tgid, "stat", buf[:])
+	if !ok {
+		return Identity{PID: tgid, Exe: exe}, false
+	}
+	comm, _, ok := parseStat(b)
+	if !ok {
+		return Identity{PID: tgid, Exe: exe}, false
+	}
+	id := Identity{PID: tgid, Comm: comm, Exe: exe}
+	if b, ok = p.file(tgid, "status", buf[:]); ok {
+		var t int32
+		if t, id.UID, id.GID, ok = parseStatus(b); ok && t == tgid {
+			id.HasIDs = true
+		}
+	}
+	return id, true
+}
+
 // startedBy turns a start time in clock ticks since boot (CLOCK_BOOTTIME)
 // into a CLOCK_MONOTONIC time by which the process had started.
 func startedBy(ticks uint64) int64 {
