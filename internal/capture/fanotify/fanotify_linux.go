@@ -59,12 +59,14 @@ func newFanotify(w *Watcher, unlimited bool) (*fanBackend, error) {
 		unix.Close(gfd)
 		return nil, fmt.Errorf("open_by_handle_at on %s: %w", w.root, err)
 	}
+	procs := newProcCache(w.t.fds, &w.c)
+	procs.shared, procs.win = w.procs, &w.win
 	return &fanBackend{
 		w:       w,
 		gfd:     gfd,
 		mountFD: mfd,
 		res:     newResolver(mfd, w.t.fds, w.t, &w.c),
-		procs:   newProcCache(w.t.fds, &w.c),
+		procs:   procs,
 	}, nil
 }
 

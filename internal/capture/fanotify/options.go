@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/internal/capture"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
 // Errors returned by New and Run.
@@ -58,6 +59,13 @@ type Options struct {
 	// doc.go, "Merged records"). Leave it off when the process's own
 	// changes are events in their own right.
 	Shadows bool
+
+	// Procs, if set, is the process identity cache fed by the kernel's
+	// process connector (procinfo.Start), shared by the boundaries of a
+	// process: comm, exe, uid and gid then survive processes that exit
+	// before their records are read (see doc.go, "Process context").
+	// Nil: they are read from /proc when the record is processed.
+	Procs *procinfo.Cache
 }
 
 const (

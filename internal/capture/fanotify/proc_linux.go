@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
 const (
@@ -25,14 +26,19 @@ type procInfo struct {
 	a       actor
 }
 
-// procCache maps pids to comm and exe, detecting pid reuse by comparing
-// the process start time from /proc/PID/stat. It is owned by the reader
-// goroutine.
+// procCache maps pids to comm and exe. With a shared procinfo.Cache
+// (Options.Procs) it asks that, for the window the record was queued in;
+// else it reads /proc itself, detecting pid reuse by comparing the process
+// start time from /proc/PID/stat. It is owned by the reader goroutine.
 type procCache struct {
 	m   map[int32]*procInfo
 	c   *counters
 	fds *fdReserve
 	buf []byte
+
+	shared  *procinfo.Cache
+	win     *procinfo.Window // the watcher's: when the records being processed were queued
+	scratch actor            // what lookup returns with shared: valid until the next lookup
 }
 
 func newProcCache(fds *fdReserve, c *counters) *procCache {
@@ -62,6 +68,9 @@ func (pc *procCache) lookup(pid int32, now time.Time) *actor {
 	if pid <= 0 {
 		return &actor{known: event.HasPID, pid: pid}
 	}
+	if pc.shared != nil {
+		return pc.lookupShared(pid)
+	}
 	pi := pc.m[pid]
 	if pi != nil && now.Sub(pi.checked) < procRecheck {
 		pc.c.procHits.Add(1)
@@ -90,6 +99,24 @@ func (pc *procCache) lookup(pid int32, now time.Time) *actor {
 	}
 	pc.m[pid] = pi
 	return &pi.a
+}
+
+// lookupShared asks the shared cache. The actor it returns is valid until
+// the next lookup (the tracker copies it into the ops at once).
+func (pc *procCache) lookupShared(pid int32) *actor {
+	id, ok := pc.shared.Lookup(pid, *pc.win)
+	pc.scratch = actor{known: event.HasPID, pid: pid}
+	if !ok {
+		pc.c.procMisses.Add(1)
+		return &pc.scratch
+	}
+	pc.c.procHits.Add(1)
+	pc.scratch.comm, pc.scratch.exe = id.Comm, id.Exe
+	if id.HasIDs {
+		pc.scratch.uid, pc.scratch.gid = id.UID, id.GID
+		pc.scratch.known |= event.HasUID | event.HasGID
+	}
+	return &pc.scratch
 }
 
 // ids reads the effective uid and gid from /proc/PID/status. They are read

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/internal/capture"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
 const (
@@ -64,6 +65,13 @@ type Watcher struct {
 	shadows bool // Options.Shadows
 	closed  atomic.Bool
 
+	// procs is Options.Procs; win bounds when the records of the batch
+	// being processed were queued (reader goroutine only): after the last
+	// read that found the queue empty began, before the batch's read
+	// returned.
+	procs *procinfo.Cache
+	win   procinfo.Window
+
 	// mu orders the lifecycle: the kernel descriptors are released exactly
 	// once, by Close when Run is not running, else by Run as it returns.
 	mu       sync.Mutex
@@ -102,7 +110,10 @@ func New(opts Options) (*Watcher, error) {
 	if err := unix.Stat(root, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("%w: %q", ErrNoRoot, root)
 	}
-	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay, shadows: opts.Shadows, stop: make(chan struct{})}
+	w := &Watcher{root: root, log: opts.Logger, delay: opts.BatchDelay, shadows: opts.Shadows, stop: make(chan struct{}), procs: opts.Procs}
+	if w.procs != nil {
+		w.win.NotBefore = procinfo.Now() // no record is older than the group
+	}
 	if w.delay == 0 {
 		w.delay = defaultBatchDelay
 	}
@@ -299,6 +310,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			break
 		}
 		if len(w.pending) > 0 {
+			if w.procs != nil {
+				w.win.NotAfter = procinfo.Now() // later than the drain: still a bound
+			}
 			for i, b := range w.pending {
 				w.be.handle(b, time.Now())
 				w.pending[i] = nil
@@ -307,8 +321,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.gate.Unlock()
 			continue
 		}
+		var began int64
+		if w.procs != nil {
+			began = procinfo.Now()
+		}
 		n, err := readFD(fd, buf)
 		if n > 0 {
+			if w.procs != nil {
+				w.win.NotAfter = procinfo.Now()
+			}
 			now := time.Now()
 			w.c.reads.Add(1)
 			w.be.handle(buf[:n], now)
@@ -321,6 +342,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		switch err {
 		case nil, unix.EINTR:
 		case unix.EAGAIN:
+			w.win.NotBefore = began // the queue was empty after this
 			w.be.idle()
 		default:
 			// The records a failed read took off the queue are lost:
