@@ -37,7 +37,7 @@ type matrixRoute struct {
 	need                 need
 	method, path, body   string
 	ok                   int // status when authorized
-	stream, ws, noSecret bool
+	stream, ws bool
 }
 
 const matrixSecretComm = "mkdirsecret"

@@ -251,7 +251,6 @@ func (e *Engine) loop(ctx context.Context, src Source) error {
 				}
 				continue
 			}
-			ok = err == nil
 		}
 		var te *journal.TruncatedError
 		if errors.As(err, &te) {
