@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
 // procTTL bounds how long a thread's process identity is trusted. FUSE
@@ -27,10 +29,14 @@ type procInfo struct {
 	at   time.Time
 }
 
-// procCache maps thread ids to their process. It is safe for concurrent use.
+// procCache maps thread ids to their process. With a shared
+// procinfo.Cache (Options.Procs) it asks that, which follows execs and
+// exits as they happen; else it reads /proc and caches the answer per
+// thread for procTTL. It is safe for concurrent use.
 type procCache struct {
-	root string // "/proc"; tests may point elsewhere
-	now  func() time.Time
+	root   string // "/proc"; tests may point elsewhere
+	now    func() time.Time
+	shared *procinfo.Cache
 
 	mu sync.Mutex
 	m  map[int32]procInfo
@@ -45,6 +51,13 @@ func newProcCache() *procCache {
 func (c *procCache) lookup(tid int32) (procInfo, bool) {
 	if tid <= 0 {
 		return procInfo{}, false
+	}
+	if c.shared != nil {
+		id, ok := c.shared.LookupThread(tid)
+		if !ok {
+			return procInfo{}, false
+		}
+		return procInfo{tgid: id.PID, comm: id.Comm, exe: id.Exe}, true
 	}
 	now := c.now()
 	c.mu.Lock()

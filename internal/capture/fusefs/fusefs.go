@@ -121,6 +121,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/internal/capture"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
 // Errors returned by Mount.
@@ -163,6 +164,13 @@ type Options struct {
 	// directly are seen through the mount after the timeout, or at once after
 	// an Invalidate call.
 	EntryTimeout, AttrTimeout time.Duration
+
+	// Procs, if set, is the process identity cache fed by the kernel's
+	// process connector (procinfo.Start), shared with the kernel boundary:
+	// a caller's comm and exe then follow its exec at once, and survive
+	// it when an operation is served after it exited. Nil: they are read
+	// from /proc and cached per thread for 250ms.
+	Procs *procinfo.Cache
 }
 
 // Stats are counters of an FS since Mount. Ops counts the emitted ops per

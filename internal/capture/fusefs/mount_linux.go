@@ -126,6 +126,7 @@ func Mount(opts Options) (*FS, error) {
 		stop:    make(chan struct{}),
 		ptAsked: opts.Passthrough,
 	}
+	f.procs.shared = opts.Procs
 	var st syscall.Stat_t
 	if err := syscall.Stat(backing, &st); err != nil {
 		return nil, fmt.Errorf("stat backing %s: %w", backing, err)
