@@ -42,7 +42,7 @@ func TestRulesMatch(t *testing.T) {
 		{[]string{"foo/*"}, "foo/bar/baz", false, true}, // through the directory foo/bar
 		{[]string{"foo/*"}, "x/foo/bar", false, false},
 		{[]string{"*.log", "!keep.log"}, "keep.log", false, false},
-		{[]string{"!keep.log", "*.log"}, "keep.log", false, true}, // the last match decides
+		{[]string{"!keep.log", "*.log"}, "keep.log", false, true},      // the last match decides
 		{[]string{"build/", "!build/keep"}, "build/keep", false, true}, // no re-include below an excluded directory
 		{[]string{"/*", "!/src"}, "src/main.go", false, false},
 		{[]string{"/*", "!/src"}, "other/x", false, true},
