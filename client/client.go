@@ -28,6 +28,33 @@ type Client struct {
 	token  string
 	source string
 	hc     *http.Client
+
+	retries     int                          // stream connection attempts that may fail in a row; <0: no bound
+	onReconnect func(err error, attempt int) // called before each reconnection, if set
+}
+
+// DefaultRetries is how many stream connection attempts in a row may fail
+// (no answer, or a 5xx) before Stream gives up and returns the error.
+const DefaultRetries = 10
+
+// WithRetries returns a copy of c whose streams give up after n failed
+// connection attempts in a row (0: the first failure; a negative n: never
+// give up) and return the last attempt's error, e.g. the dial error. A
+// connection that delivered the stream resets the count.
+func (c *Client) WithRetries(n int) *Client {
+	cc := *c
+	cc.retries = n
+	return &cc
+}
+
+// WithOnReconnect returns a copy of c whose streams call fn before each
+// reconnection with the error that ended the previous connection and the
+// number of the attempt in a row (1 for the first retry), e.g. to say so
+// on stderr. fn is called from the streaming goroutine.
+func (c *Client) WithOnReconnect(fn func(err error, attempt int)) *Client {
+	cc := *c
+	cc.onReconnect = fn
+	return &cc
 }
 
 // New returns a client for the server at baseURL (e.g.
@@ -41,7 +68,7 @@ func New(baseURL, token string) *Client {
 // whose transport trusts a private CA or presents a client certificate.
 // Do not set a Timeout on it: streams last as long as they are read.
 func NewWithHTTPClient(baseURL, token string, hc *http.Client) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, source: DefaultSource(), hc: hc}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, source: DefaultSource(), hc: hc, retries: DefaultRetries}
 }
 
 // WithSource returns a copy of c that gives events published without a
@@ -230,9 +257,11 @@ func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit i
 // each selected event in order, each exactly once: when the connection
 // drops it reconnects (with backoff) and resumes after the last event it
 // delivered. It returns when ctx is done, fn returns an error, the server
-// rejects the request, or an event cannot be decoded (ErrMalformed).
+// rejects the request, an event cannot be decoded (ErrMalformed), or the
+// server cannot be reached after the client's retries (WithRetries; the
+// error is the last attempt's, e.g. the dial error).
 func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func(*event.Event) error) error {
-	return c.stream(ctx, sel, strconv.FormatUint(after, 10), after, fn)
+	return c.stream(ctx, sel, url.Values{"after": {strconv.FormatUint(after, 10)}}, after, "", fn)
 }
 
 // StreamNew is Stream from the server's durable end at the moment the
@@ -240,18 +269,66 @@ func (c *Client) Stream(ctx context.Context, sel Selector, after uint64, fn func
 // A reconnection resumes from that position, so no event is lost between
 // connections even before the first one arrives.
 func (c *Client) StreamNew(ctx context.Context, sel Selector, fn func(*event.Event) error) error {
-	return c.stream(ctx, sel, "now", 0, fn)
+	return c.stream(ctx, sel, url.Values{"after": {"now"}}, 0, "", fn)
 }
 
-func (c *Client) stream(ctx context.Context, sel Selector, start string, after uint64, fn func(*event.Event) error) error {
+// StreamSince is Stream from the first event at or after a time: since is
+// an RFC 3339 time or a duration back from now ("10m"); the server finds
+// the position by a binary search over the journal. Reconnections resume
+// after the last event delivered.
+func (c *Client) StreamSince(ctx context.Context, sel Selector, since string, fn func(*event.Event) error) error {
+	return c.stream(ctx, sel, url.Values{"since": {since}}, 0, "", fn)
+}
+
+// Member says how a stream joins a group (StreamGroup).
+type Member struct {
+	// Group is the group's name: its members share the events of the
+	// group's route (the dynamic route of that name, or one made from
+	// the first member's selector), each event to one live member.
+	Group string
+	// Name names the member (unique among live subscriptions); optional
+	// with a Group. A Name alone makes a stream that receives what
+	// routes naming it as a target send it.
+	Name string
+	// Weight is the member's share when the group's route is weighted.
+	Weight int
+}
+
+// StreamGroup joins a group (or opens a named route target) and calls fn
+// for each event the server routes to this member, once it is durable.
+// Group streams are live: on reconnection the member joins again with new
+// events only; events the server had written to a connection that broke
+// are lost to the group (at most once; durable consumers are the
+// at-least-once path), and everything not yet written goes to the other
+// members. Re-routed events may arrive out of seq order. It returns as
+// Stream does.
+func (c *Client) StreamGroup(ctx context.Context, sel Selector, mb Member, fn func(*event.Event) error) error {
+	q := url.Values{}
+	if mb.Group != "" {
+		q.Set("group", mb.Group)
+	}
+	if mb.Name != "" {
+		q.Set("name", mb.Name)
+	}
+	if mb.Weight > 0 {
+		q.Set("weight", strconv.Itoa(mb.Weight))
+	}
+	if len(q) == 0 {
+		return errors.New("client: StreamGroup needs a group or a name")
+	}
+	return c.stream(ctx, sel, q, 0, "live", fn)
+}
+
+func (c *Client) stream(ctx context.Context, sel Selector, start url.Values, after uint64, mode string, fn func(*event.Event) error) error {
 	backoff := 100 * time.Millisecond
+	failed := 0
 	for {
-		last, pos, err := c.streamOnce(ctx, sel, start, after, fn)
-		if pos { // resume from the last event, or the announced position
+		last, pos, connected, err := c.streamOnce(ctx, sel, start, after, mode == "live", fn)
+		if pos && mode != "live" { // resume from the last event, or the announced position
 			if last > after {
 				backoff = 100 * time.Millisecond
 			}
-			after, start = last, strconv.FormatUint(last, 10)
+			after, start = last, url.Values{"after": {strconv.FormatUint(last, 10)}}
 		}
 		var se *Error
 		var fe fnError
@@ -264,6 +341,17 @@ func (c *Client) stream(ctx context.Context, sel Selector, start string, after u
 			return err // the same event would come again
 		case errors.As(err, &se) && se.Status/100 == 4:
 			return err
+		}
+		if connected {
+			failed = 0
+		} else {
+			failed++
+			if c.retries >= 0 && failed > c.retries {
+				return fmt.Errorf("client: stream: %d connection attempts failed: %w", failed, err)
+			}
+		}
+		if c.onReconnect != nil {
+			c.onReconnect(err, failed)
 		}
 		select {
 		case <-ctx.Done():
@@ -283,17 +371,22 @@ type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
-// streamOnce reads one connection of the stream, starting at start (a
-// seq or "now"). It returns the last seq it delivered (or the position
-// the server announced) and whether it learnt a position at all.
-func (c *Client) streamOnce(ctx context.Context, sel Selector, start string, after uint64, fn func(*event.Event) error) (uint64, bool, error) {
+// streamOnce reads one connection of the stream, starting at start (the
+// after=, since=, or group= parameters). It returns the last seq it
+// delivered (or the position the server announced), whether it learnt a
+// position at all, and whether the server answered with a stream. A live
+// stream delivers every event it receives, whatever its seq.
+func (c *Client) streamOnce(ctx context.Context, sel Selector, start url.Values, after uint64, live bool, fn func(*event.Event) error) (uint64, bool, bool, error) {
 	q := sel.query(after)
-	q.Set("after", start)
+	q.Del("after")
+	for k, v := range start {
+		q[k] = v
+	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/stream?"+q.Encode(), nil, "", http.Header{"Accept": {"text/event-stream"}})
 	if err != nil {
-		return after, false, err
+		return after, false, false, err
 	}
-	pos := start != "now"
+	pos := start.Get("after") != "" && start.Get("after") != "now"
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 8<<20)
@@ -305,7 +398,7 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, start string, aft
 		line := sc.Bytes()
 		if len(line) == 0 { // end of message
 			if evType == "end" {
-				return after, pos, io.EOF
+				return after, pos, true, io.EOF
 			}
 			if !hasData && id != "" {
 				// The stream's starting position (sent before any event).
@@ -316,11 +409,11 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, start string, aft
 			if hasData && evType != "error" {
 				ev := new(event.Event)
 				if err := ev.UnmarshalJSON(data); err != nil {
-					return after, pos, fmt.Errorf("%w after seq %d: %w", ErrMalformed, after, err)
+					return after, pos, true, fmt.Errorf("%w after seq %d: %w", ErrMalformed, after, err)
 				}
-				if ev.Seq > after || !pos {
+				if live || ev.Seq > after || !pos {
 					if err := fn(ev); err != nil {
-						return after, pos, fnError{err}
+						return after, pos, true, fnError{err}
 					}
 					after, pos = ev.Seq, true
 				}
@@ -346,9 +439,9 @@ func (c *Client) streamOnce(ctx context.Context, sel Selector, start string, aft
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return after, pos, err
+		return after, pos, true, err
 	}
-	return after, pos, io.ErrUnexpectedEOF
+	return after, pos, true, io.ErrUnexpectedEOF
 }
 
 // scanSSELines splits a Server-Sent Events stream into lines: a line ends

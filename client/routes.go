@@ -9,17 +9,26 @@ import (
 
 // Route is a dynamic routing rule: events its selector matches go to the
 // named live subscriptions, all of them (broadcast) or one member of the
-// group by strategy (round-robin, weighted, key-hash, failover).
+// group by strategy (round-robin, weighted, key-hash, failover). A route
+// without Targets is the route of the group of the same name: its targets
+// are the group's live members (StreamGroup).
 type Route struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type,omitempty"`
-	Path     string   `json:"path,omitempty"`
-	Filter   string   `json:"filter,omitempty"`
-	Deny     []string `json:"deny,omitempty"`
-	Targets  []string `json:"targets"`
-	Strategy string   `json:"strategy,omitempty"`
-	Weights  []int    `json:"weights,omitempty"`
-	Breakers bool     `json:"breakers,omitempty"`
+	Name   string `json:"name"`
+	Type   string `json:"type,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Filter string `json:"filter,omitempty"`
+	// Where is a further filter in the CloudEvents dialects, as JSON
+	// ({"prefix":{"subject":"/data/"}}).
+	Where json.RawMessage `json:"where,omitempty"`
+	// Deny lists path patterns whose events never take this route.
+	Deny []string `json:"deny,omitempty"`
+	// Redact hides fields from this route's targets, as JSON
+	// ({"rules":[{"field":"comm","action":"drop"}]}).
+	Redact   json.RawMessage `json:"redact,omitempty"`
+	Targets  []string        `json:"targets,omitempty"`
+	Strategy string          `json:"strategy,omitempty"`
+	Weights  []int           `json:"weights,omitempty"`
+	Breakers bool            `json:"breakers,omitempty"`
 }
 
 // RouteInfo describes a route of the server's routing table.
@@ -29,6 +38,12 @@ type RouteInfo struct {
 	Filter   string          `json:"filter,omitempty"`
 	Strategy string          `json:"strategy"`
 	Targets  int             `json:"targets"`
+	// Members names the targets: subscriptions' names (or sub-N ids).
+	Members []string `json:"members,omitempty"`
+	// Kind is "route" (added with AddRoutes), "group" (a group's route,
+	// Members being its live members) or "subscription" (a live
+	// subscription's own route).
+	Kind string `json:"kind,omitempty"`
 }
 
 // Routes lists the routing table (admin).

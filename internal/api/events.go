@@ -132,7 +132,17 @@ func jsonQuote(s string) string {
 type selection struct {
 	after   uint64
 	matcher propagate.Matcher
+	sel     route.Selector // as given, for a group created by this stream
+
+	// A live stream (group= or name=) is a routed subscription, not a
+	// read of the journal: it has no starting point.
+	group, name string
+	weight      int
 }
+
+// live reports whether the stream is a member of a group or a named
+// route target.
+func (sel selection) live() bool { return sel.group != "" || sel.name != "" }
 
 // from is the first seq a read after sel.after returns. after is any
 // uint64: the largest is "after everything" and does not wrap to the
@@ -148,11 +158,38 @@ func (sel selection) from() uint64 {
 // The start is, in order of precedence: the Last-Event-ID header (a
 // reconnecting browser's EventSource repeats its original URL, so the
 // header must win over ?after=), ?after=SEQ, ?after=now (the durable end
-// of the journal: new events only), and otherwise the default: now for a
-// stream, the beginning (after=0) for a replay.
+// of the journal: new events only), ?since=TIME (RFC 3339, or a duration
+// such as 10m back from now: after the seq before the first event of that
+// time, propagate.Manager.SeqBefore), and otherwise the default: now for
+// a stream, the beginning (after=0) for a replay. after and since
+// together are refused. A stream with group= or name= is live and takes
+// neither (Last-Event-ID is ignored: a member rejoins at now).
 func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiError) {
 	q := r.URL.Query()
 	var sel selection
+	if q.Get("after") != "" && q.Get("since") != "" {
+		return sel, &apiError{Field: "since", Error: "after and since exclude each other"}
+	}
+	if stream {
+		sel.group, sel.name = q.Get("group"), q.Get("name")
+		if v := q.Get("weight"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 1<<16 {
+				return sel, &apiError{Field: "weight", Error: "weight must be 1..65536"}
+			}
+			if sel.group == "" {
+				return sel, &apiError{Field: "weight", Error: "weight needs group"}
+			}
+			sel.weight = n
+		}
+		if sel.live() {
+			for _, f := range []string{"after", "since"} {
+				if q.Get(f) != "" {
+					return sel, &apiError{Field: f, Error: "a stream with group or name is live: it starts now and takes no " + f}
+				}
+			}
+		}
+	}
 	parse := func(field, v string) *apiError {
 		if v == "now" {
 			sel.after = s.m.Journal().DurableSeq()
@@ -166,6 +203,7 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 		return nil
 	}
 	switch {
+	case sel.live():
 	case r.Header.Get("Last-Event-ID") != "":
 		if err := parse("Last-Event-ID", r.Header.Get("Last-Event-ID")); err != nil {
 			return sel, err
@@ -174,9 +212,20 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 		if err := parse("after", q.Get("after")); err != nil {
 			return sel, err
 		}
+	case q.Get("since") != "":
+		at, err := parseSince(q.Get("since"), time.Now())
+		if err != nil {
+			return sel, &apiError{Field: "since", Error: err.Error()}
+		}
+		n, err := s.m.SeqBefore(at)
+		if err != nil {
+			return sel, &apiError{Field: "since", Error: err.Error()}
+		}
+		sel.after = n
 	case stream:
 		sel.after = s.m.Journal().DurableSeq()
 	}
+	sel.sel = route.Selector{Type: q.Get("type"), Path: q.Get("path"), Filter: q.Get("filter")}
 	m, err := compileSelector(q.Get("type"), q.Get("path"), q.Get("filter"))
 	if err != nil {
 		return sel, err
@@ -190,6 +239,19 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 		sel.matcher = p.Select(m)
 	}
 	return sel, nil
+}
+
+// parseSince reads since=: an RFC 3339 time, or a positive duration back
+// from now ("10m", "1h30m").
+func parseSince(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return time.Time{}, fmt.Errorf("since must be an RFC 3339 time or a duration such as 10m, not %q", v)
+	}
+	return now.Add(-d), nil
 }
 
 // replay handles GET /v1/events: durable events after `after` as NDJSON,
@@ -254,7 +316,7 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request) {
 // resumes with no gap and no duplicate. A comment line is sent every
 // Heartbeat; on shutdown the stream ends with an "end" event.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
-	sel, rd, done, ok := s.startStream(w, r)
+	sel, src, done, ok := s.startStream(w, r)
 	if !ok {
 		return
 	}
@@ -271,9 +333,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	// reconnects before any event came (a browser's EventSource, the Go
 	// client) resumes with Last-Event-ID from where this stream started,
 	// not from a later "now".
-	fmt.Fprintf(bw, "id: %d\n\n", sel.after)
+	if !sel.live() {
+		fmt.Fprintf(bw, "id: %d\n\n", sel.after)
+	}
 	buf := make([]byte, 0, 1024)
-	s.follow(r.Context(), rd, sel, follower{
+	s.follow(r.Context(), src, sel, follower{
 		send: func(ev *event.Event) error {
 			buf = append(buf[:0], "id: "...)
 			buf = strconv.AppendUint(buf, ev.Seq, 10)
@@ -311,29 +375,62 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 
 // startStream does what SSE and WebSocket streams share before they
 // write: parse the selection, count the stream against the caller's cap
-// (429 when it has too many), and open a journal reader after the
-// selection's seq (410 when retention removed it). On success the caller
-// must call done when the stream ends; otherwise the error is answered.
-func (s *Server) startStream(w http.ResponseWriter, r *http.Request) (sel selection, rd *propagate.Reader, done func(), ok bool) {
+// (429 when it has too many), and open its source: a journal reader after
+// the selection's seq (410 when retention removed it), or for a live
+// stream (group=, name=) a routed subscription (409 when the name is
+// taken or the group's route conflicts). On success the caller must call
+// done when the stream ends; otherwise the error is answered.
+func (s *Server) startStream(w http.ResponseWriter, r *http.Request) (sel selection, src streamSource, done func(), ok bool) {
 	sel, aerr := s.parseSelection(r, true)
 	if aerr != nil {
 		writeJSON(w, http.StatusBadRequest, aerr)
-		return sel, nil, nil, false
+		return sel, src, nil, false
 	}
 	p := principal(r)
 	release, ok := p.OpenStream()
 	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "", "token "+p.Name+" has too many open streams")
-		return sel, nil, nil, false
+		return sel, src, nil, false
+	}
+	if sel.live() {
+		sub, err := s.m.Subscribe(propagate.SubscribeOptions{
+			Name: sel.name, Group: sel.group, Weight: sel.weight, Selector: sel.sel,
+			Matcher: sel.matcher, RoutedOnly: true,
+		})
+		if err != nil {
+			release()
+			field := "group"
+			if sel.group == "" {
+				field = "name"
+			}
+			status := http.StatusConflict
+			if errors.Is(err, route.ErrBadRoute) || errors.Is(err, route.ErrBadSelector) {
+				status = http.StatusBadRequest
+			}
+			writeError(w, status, field, err.Error())
+			return sel, src, nil, false
+		}
+		src.sub = sub
+		// The subscription is closed by followLive, which hands back what
+		// it did not send (Leave); Close here only covers an early return.
+		return sel, src, func() { sub.Close(); release() }, true
 	}
 	rd, err := s.m.Reader(sel.from())
 	if err != nil {
 		release()
 		writeError(w, http.StatusGone, "after", err.Error())
-		return sel, nil, nil, false
+		return sel, src, nil, false
 	}
-	return sel, rd, func() { rd.Close(); release() }, true
+	src.rd = rd
+	return sel, src, func() { rd.Close(); release() }, true
+}
+
+// streamSource is where a stream's events come from: the durable journal,
+// or a live routed subscription.
+type streamSource struct {
+	rd  *propagate.Reader
+	sub *propagate.Subscription
 }
 
 // follower is how one stream transport writes. send buffers one event,
@@ -346,10 +443,20 @@ type follower struct {
 	end       func(reason string, err error)
 }
 
-// follow streams durable events from rd that m selects until the client
-// goes away (ctx) or the server closes. It drains what is durable, flushes
-// once, then waits for the journal to advance: one flush per burst.
-func (s *Server) follow(ctx context.Context, rd *propagate.Reader, sel selection, f follower) {
+// follow streams durable events from src until the client goes away (ctx)
+// or the server closes.
+func (s *Server) follow(ctx context.Context, src streamSource, sel selection, f follower) {
+	if src.sub != nil {
+		s.followLive(ctx, src.sub, f)
+		return
+	}
+	s.followJournal(ctx, src.rd, sel, f)
+}
+
+// followJournal streams durable events from rd that sel selects. It
+// drains what is durable, flushes once, then waits for the journal to
+// advance: one flush per burst.
+func (s *Server) followJournal(ctx context.Context, rd *propagate.Reader, sel selection, f follower) {
 	if err := f.flush(); err != nil {
 		return
 	}
@@ -389,6 +496,102 @@ func (s *Server) follow(ctx context.Context, rd *propagate.Reader, sel selection
 			return // client gone
 		case <-s.done:
 			f.end("shutdown", nil)
+			return
+		}
+	}
+}
+
+// liveBatch bounds the events a live stream takes from its queue at once.
+const liveBatch = 256
+
+// followLive streams what the routes send to sub (a group member or a
+// named target), only once each event is durable: everything that leaves
+// the process is durable, as on the journal streams. It takes a batch
+// from the queue, waits for the journal's durable seq to reach the
+// batch's highest seq, then writes and flushes the batch. When the stream
+// ends, the events it took and did not hand to the connection, and those
+// still queued, go back to the group's live members (Subscription.Leave);
+// those handed to the connection are the live stream's at-most-once
+// window.
+func (s *Server) followLive(ctx context.Context, sub *propagate.Subscription, f follower) {
+	buf := make([]*event.Event, liveBatch)
+	var pending []*event.Event // taken, not handed to the connection
+	defer func() { sub.Leave(pending) }()
+	if err := f.flush(); err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	j := s.m.Journal()
+	ended := func() bool {
+		select {
+		case <-s.done:
+			f.end("shutdown", nil)
+			return true
+		default:
+			return false
+		}
+	}
+	for {
+		wctx, wcancel := context.WithTimeout(ctx, s.opts.Heartbeat)
+		n, err := sub.NextBatch(wctx, buf)
+		wcancel()
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if err := f.heartbeat(); err != nil {
+				return
+			}
+			if err := f.flush(); err != nil {
+				return
+			}
+			continue
+		case errors.Is(err, propagate.ErrClosed):
+			f.end("closed", nil)
+			return
+		case err != nil:
+			ended()
+			return
+		}
+		pending = append(pending[:0], buf[:n]...)
+		clear(buf[:n])
+		last := uint64(0)
+		for _, ev := range pending {
+			last = max(last, ev.Seq)
+		}
+		// Durable first: wait on the journal, which says when its durable
+		// seq advances or it fails.
+		for {
+			ch := j.Changed()
+			if j.DurableSeq() >= last {
+				break
+			}
+			if jerr := j.Err(); jerr != nil {
+				s.log.Error("stream", "err", jerr)
+				f.end("", errors.New("the journal is unavailable"))
+				return
+			}
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				ended()
+				return
+			}
+		}
+		for len(pending) > 0 {
+			ev := pending[0]
+			pending = pending[1:]
+			if err := f.send(ev); err != nil {
+				return // ev was handed to the connection: not re-routed
+			}
+		}
+		if err := f.flush(); err != nil {
 			return
 		}
 	}

@@ -12,10 +12,10 @@ import (
 
 // ws handles GET /v1/ws: the same stream as /v1/stream over a WebSocket.
 // Each text message is one CloudEvents JSON object (with its seq); resume
-// with ?after=SEQ. Pings keep the connection alive; on shutdown the server
+// with ?after=SEQ, or join a group with ?group=G (and ?name=N). Pings keep the connection alive; on shutdown the server
 // closes with status 1001 (going away) and reason "shutdown".
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
-	sel, rd, done, ok := s.startStream(w, r)
+	sel, src, done, ok := s.startStream(w, r)
 	if !ok {
 		return
 	}
@@ -30,7 +30,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	// cancels ctx when it goes away.
 	ctx := c.CloseRead(r.Context())
 	buf := make([]byte, 0, 1024)
-	s.follow(ctx, rd, sel, follower{
+	s.follow(ctx, src, sel, follower{
 		send: func(ev *event.Event) error {
 			buf = p.Redact(ev).AppendJSON(buf[:0])
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
