@@ -78,3 +78,38 @@ func TestCloseStops(t *testing.T) {
 		t.Errorf("LookupThread after Close failed")
 	}
 }
+
+// BenchmarkLookupListener is a lookup with the listener running, for a
+// window that ends now: the cache checks (one poll) that the listener has
+// nothing pending. The kernel boundary pays this once per batch read.
+func BenchmarkLookupListener(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("the process connector needs root")
+	}
+	c, err := Start(context.Background(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pid := int32(os.Getpid())
+	b.ReportAllocs()
+	for b.Loop() {
+		now := Now()
+		if _, ok := c.Lookup(pid, Window{NotBefore: now - 1, NotAfter: now}); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
+
+// BenchmarkReadExec is what the listener spends on each exec: reading
+// /proc/PID/{exe,stat,status}.
+func BenchmarkReadExec(b *testing.B) {
+	p := procfs{root: "/proc"}
+	pid := int32(os.Getpid())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := p.readExec(pid); !ok {
+			b.Fatal("read failed")
+		}
+	}
+}
