@@ -92,12 +92,20 @@
 // The record's pid (the thread group id) is always set (Known has
 // event.HasPID), also when it is the daemon's own pid: the bridge uses
 // PID == os.Getpid() to spot the backing-tree shadows of FUSE operations.
-// Comm, Exe, UID and GID (effective ids) come from /proc/PID/{stat,exe,
-// status} and are cached by pid; a cached entry is re-validated by the
-// process start time (field 22 of /proc/PID/stat) when it is older than
-// 50ms, so a reused pid is noticed (reusing one means cycling through
-// pid_max pids, which takes far longer). A process that exited before its
-// record was read leaves Comm, Exe, UID and GID unknown, with PID set.
+// Comm, Exe, UID and GID (effective ids) come from the shared process
+// identity cache when Options.Procs is set (package procinfo: learnt from
+// the kernel's process connector while the process was alive, so a process
+// that exited before its record was read keeps them). The reader asks it
+// for the window the record was queued in — after the last read that found
+// the queue empty began, before the record's read returned — and gets the
+// identity the pid had then, or none when the pid changed hands within the
+// window (never another process's). Without Options.Procs they are read
+// from /proc/PID/{stat,exe,status} when the record is processed and cached
+// by pid; a cached entry is re-validated by the process start time (field
+// 22 of /proc/PID/stat) when it is older than 50ms, so a reused pid is
+// noticed, but an exec(2) is not, and a process that exited before its
+// record was read leaves Comm, Exe, UID and GID unknown. Either way PID is
+// set.
 //
 // # Operations
 //

@@ -104,8 +104,13 @@
 // name most recently created or looked up. Files made with O_TMPFILE are not
 // reported (they have no name). In passthrough mode a change made directly on
 // the backing tree while the file is open for writing through the mount is
-// reported at close as that writer's KindWrite. Comm and exe are cached per
-// thread for 250ms, so an exec(2) right after an op may be attributed to the
+// reported at close as that writer's KindWrite. With Options.Procs, Comm
+// and Exe come from the shared process identity cache (package procinfo):
+// Comm is the process's name (its main thread's, as on the kernel
+// boundary), an exec(2) is followed at once, and a caller that exited
+// before its operation was served (a RELEASE) is still known. Without it
+// they come from /proc (Comm is the calling thread's name), cached per
+// thread for 250ms, so an exec right after an op may be attributed to the
 // old program.
 //
 // # Pitfalls (see go-fuse fs/api.go)

@@ -32,10 +32,23 @@
 // falls within the window, the operation is attributed to the identity
 // after it.
 //
-// Before it answers, a lookup applies the connector events queued before
-// the window's end if the listener goroutine has not yet (one non-blocking
-// receive when nothing is queued), so a fork or exec that came before the
-// operation is always known.
+// Before it answers, a lookup makes sure the connector events queued before
+// the window's end have been applied, so a fork or exec that came before the
+// operation is always known: when the listener has not drained the socket
+// since, one poll(2) tells whether anything is pending, and if so the
+// lookup waits for the listener (at most 100ms; Stats.SlowCatchUps).
+//
+// # Timing
+//
+// The listener has an OS thread of its own with real-time priority
+// (SCHED_FIFO 1; nice -10 where that is refused), so that it reads the
+// /proc files of a new program within microseconds of its exec, before a
+// process that lives a millisecond is gone. Its work per event is small
+// and bounded (an exec costs three small /proc reads, about 20µs; a fork
+// or exit a map update), and the kernel's real-time throttling applies.
+// A Go thread also needs one of the runtime's Ps to run: on a machine
+// whose CPUs are all busy the listener may still be late, and the exec
+// is then counted in Stats.ExecLate.
 //
 // # Losses
 //
@@ -47,7 +60,7 @@
 //
 // # Concurrency
 //
-// A Cache is safe for concurrent use. One goroutine reads the socket;
-// lookups may catch up on its behalf. Lock order: the listener's read lock,
-// then the cache's.
+// A Cache is safe for concurrent use. One goroutine reads the socket and
+// applies the events; lookups only read the cache (and poll the socket).
+// Close stops the listener and waits for it.
 package procinfo
