@@ -425,7 +425,9 @@ type apiError struct {
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // type patterns say ">"; answers are JSON, not HTML
+	_ = enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, status int, field, msg string) {

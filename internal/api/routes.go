@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/route"
@@ -20,40 +22,65 @@ func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {
 const maxRoutesBody = 1 << 20
 
 // addRoutes handles POST /v1/routes with one route spec or an array of
-// them; all are validated before the table is swapped, atomically.
+// them; all are validated before the table is swapped, atomically. A spec
+// without targets is a group's route (its targets are the group's live
+// members). Errors name the field at fault: a JSON field ("targets",
+// "[1].name"), "offset N" for malformed JSON, or the selector part.
 func (s *Server) addRoutes(w http.ResponseWriter, r *http.Request) {
-	var raw json.RawMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRoutesBody)).Decode(&raw); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRoutesBody))
+	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			writeError(w, http.StatusRequestEntityTooLarge, "", fmt.Sprintf("body exceeds %d bytes", mbe.Limit))
 			return
 		}
-		writeError(w, http.StatusBadRequest, "", "malformed JSON: "+err.Error())
+		writeError(w, http.StatusBadRequest, "", "read body: "+err.Error())
 		return
 	}
-	var specs []route.Spec
-	if firstNonSpace(raw) == '[' {
-		if err := json.Unmarshal(raw, &specs); err != nil {
-			writeError(w, http.StatusBadRequest, "", err.Error())
+	var raws []json.RawMessage
+	prefix := func(int) string { return "" }
+	if firstNonSpace(body) == '[' {
+		if err := json.Unmarshal(body, &raws); err != nil {
+			writeJSON(w, http.StatusBadRequest, routeJSONError(err, ""))
 			return
 		}
+		prefix = func(i int) string { return "[" + strconv.Itoa(i) + "]." }
 	} else {
-		var one route.Spec
-		if err := json.Unmarshal(raw, &one); err != nil {
-			writeError(w, http.StatusBadRequest, "", err.Error())
+		raws = []json.RawMessage{body}
+	}
+	specs := make([]route.Spec, len(raws))
+	for i, raw := range raws {
+		if err := json.Unmarshal(raw, &specs[i]); err != nil {
+			writeJSON(w, http.StatusBadRequest, routeJSONError(err, prefix(i)))
 			return
 		}
-		specs = []route.Spec{one}
 	}
 	if err := s.m.AddRoutes(specs...); err != nil {
 		field := "route"
-		if errors.Is(err, propagate.ErrNoSubscription) {
+		switch {
+		case errors.Is(err, propagate.ErrNoSubscription):
 			field = "targets"
+		case route.SelectorPart(err) != "":
+			field = route.SelectorPart(err)
 		}
 		writeError(w, http.StatusBadRequest, field, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"routes": s.m.Routes()})
+}
+
+// routeJSONError names what is wrong in a route spec's JSON: the field
+// (after prefix, "[i]." in an array), or "offset N" of malformed JSON.
+func routeJSONError(err error, prefix string) *apiError {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &apiError{Field: fmt.Sprintf("offset %d", se.Offset), Error: fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, err)}
+	}
+	e := jsonFieldError(err)
+	if e.Field != "" {
+		e.Field = prefix + e.Field
+		e.Error = prefix + e.Error
+	}
+	return e
 }
 
 // deleteRoute handles DELETE /v1/routes/{name}.

@@ -1,7 +1,7 @@
 package route
 
 import (
-	"fmt"
+	"errors"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/filter"
@@ -43,24 +43,45 @@ func ParseSelector(typ, path, filterExpr string) (*CompiledSelector, error) {
 	}
 	p, err := ParsePattern(typ)
 	if err != nil {
-		return nil, fmt.Errorf("type: %w: %w", err, ErrBadSelector)
+		return nil, &selectorError{part: "type", err: err}
 	}
 	cs.typ = p
 	if path != "" && path != "**" {
 		g, err := glob.Compile(path)
 		if err != nil {
-			return nil, fmt.Errorf("path: %w: %w", err, ErrBadSelector)
+			return nil, &selectorError{part: "path", err: err}
 		}
 		cs.path = g
 	}
 	if filterExpr != "" {
 		f, err := filter.Expr(filterExpr)
 		if err != nil {
-			return nil, fmt.Errorf("filter: %w: %w", err, ErrBadSelector)
+			return nil, &selectorError{part: "filter", err: err}
 		}
 		cs.filter = f
 	}
 	return cs, nil
+}
+
+// selectorError is a selector part's error: it says the part and the
+// cause once, and is ErrBadSelector as well as the cause (its message does
+// not repeat the package's prefix).
+type selectorError struct {
+	part string
+	err  error
+}
+
+func (e *selectorError) Error() string   { return e.part + ": " + e.err.Error() }
+func (e *selectorError) Unwrap() []error { return []error{e.err, ErrBadSelector} }
+
+// SelectorPart returns the part of a selector that err says is wrong
+// ("type", "path" or "filter"), or "" when err is not a selector error.
+func SelectorPart(err error) string {
+	var se *selectorError
+	if errors.As(err, &se) {
+		return se.part
+	}
+	return ""
 }
 
 // Selector returns the selector as given.
