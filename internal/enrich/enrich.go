@@ -142,6 +142,9 @@ type counters struct {
 // Options.Wait has passed since it came, whichever is first, so a slow file
 // delays the events behind it by at most Wait. Reading goes on after the
 // wait (the index learns the content), but its result reaches no event.
+// When a wait runs out the readers are behind: until they have nothing
+// queued or in progress again, batches do not wait at all (what is not ready is flagged
+// skipped), so a storm costs capture at most one Wait.
 type Publisher struct {
 	opts Options
 	log  *slog.Logger
@@ -154,6 +157,9 @@ type Publisher struct {
 	mu    sync.Mutex
 	vcs   *vcsTracker
 	retry retryBatch
+	// behind is set when a batch's wait ran out: until the readers have
+	// caught up (nothing queued or being read), batches do not wait.
+	behind bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -308,6 +314,12 @@ func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) error 
 	}
 	start := time.Now()
 	deadline := start.Add(p.opts.Wait)
+	if p.behind && (p.pool == nil || p.pool.busy() == 0) {
+		p.behind = false
+	}
+	if p.behind {
+		deadline = start // shed load: take only what is ready
+	}
 	p.st.events.Add(uint64(len(evs)))
 
 	sums, _ := p.vcsSummariesLocked(start)
@@ -332,7 +344,9 @@ func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) error 
 		}
 		out = append(out, ev)
 	}
-	p.await(ctx, waits, deadline)
+	if p.await(ctx, waits, deadline) {
+		p.behind = true
+	}
 	if err := p.ix.flush(); err != nil {
 		p.log.Warn("enrich: index", "root", p.opts.Root, "err", err)
 	}
@@ -370,7 +384,17 @@ func (p *Publisher) dropIgnored(ev *event.Event, rel string) bool {
 			p.ign.touched(old, false)
 		}
 	}
-	return p.ign.ignored(rel, isDir)
+	if !p.ign.ignored(rel, isDir) {
+		return false
+	}
+	if ev.Type == event.TypeRename && ev.Context.OldPath != "" {
+		// A rename out of view is dropped only if its old name was out
+		// of view too: else the consumer would never see that name go.
+		if old, ok := p.rel(ev.Context.OldPath); ok && !p.ign.ignored(old, isDir) {
+			return false
+		}
+	}
+	return true
 }
 
 // noteIndex keeps the index in step with deletes and renames.
@@ -453,13 +477,12 @@ func (p *Publisher) read(j *job) {
 }
 
 // await waits for the jobs until deadline and stamps their events, in
-// order; within the batch, only the last event of a path gets its facts.
-func (p *Publisher) await(ctx context.Context, waits []pending, deadline time.Time) {
+// order. It reports whether the deadline ran out with jobs unfinished.
+func (p *Publisher) await(ctx context.Context, waits []pending, deadline time.Time) (expired bool) {
 	if len(waits) == 0 {
-		return
+		return false
 	}
 	var timer *time.Timer
-	expired := false
 	for _, w := range waits {
 		if !expired {
 			select {
@@ -490,6 +513,7 @@ func (p *Publisher) await(ctx context.Context, waits []pending, deadline time.Ti
 		}
 		p.stamp(w.ev, w.j)
 	}
+	return expired
 }
 
 // flag sets the enrich attribute and counts it.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,6 +201,40 @@ func TestSkippedWithinBound(t *testing.T) {
 	}
 	if st := p.Stats(); st.Skipped != 1 {
 		t.Errorf("Stats().Skipped = %d, want 1", st.Skipped)
+	}
+
+	// The readers are behind: the next batch does not wait at all.
+	g := filepath.Join(root, "next")
+	writeFile(t, g, "data")
+	start = time.Now()
+	publish(t, p, writeEvent(g))
+	if d := time.Since(start); d >= 50*time.Millisecond {
+		t.Errorf("a batch while behind took %v, want no wait", d)
+	}
+	if got := attr(rec.take()[0], AttrEnrich); got != "skipped" {
+		t.Errorf("while behind: enrich = %q, want skipped", got)
+	}
+}
+
+// TestCatchUp: once the readers have caught up, batches wait again.
+func TestCatchUp(t *testing.T) {
+	root := t.TempDir()
+	rec := &recorder{}
+	release := make(chan struct{})
+	var once sync.Once
+	p := newTestPublisher(t, Options{Next: rec, Root: root, Wait: 20 * time.Millisecond,
+		readHook: func(string) { once.Do(func() { <-release }) }})
+	f := filepath.Join(root, "f")
+	writeFile(t, f, "data")
+	publish(t, p, writeEvent(f)) // runs out of time
+	close(release)
+	for p.pool.busy() > 0 || p.Stats().Indexed == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	publish(t, p, writeEvent(f))
+	evs := rec.take()
+	if got := attr(evs[1], AttrHash); got == "" {
+		t.Errorf("after catching up: no hash (enrich=%q)", attr(evs[1], AttrEnrich))
 	}
 }
 

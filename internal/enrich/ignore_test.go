@@ -108,6 +108,17 @@ func TestNestedIgnoreFiles(t *testing.T) {
 	if got := relSubjects(root, rec.take()); !slices.Equal(got, want) {
 		t.Errorf("after the change: published %q, want %q", got, want)
 	}
+	// A rename into an ignored name is published (the old name goes);
+	// one between ignored names is not.
+	rename := func(from, to string) *event.Event {
+		ev := &event.Event{Type: event.TypeRename, Subject: filepath.Join(root, to)}
+		ev.Context.OldPath = filepath.Join(root, from)
+		return ev
+	}
+	publish(t, p, rename("plain.txt", "plain.log"), rename("a.log", "b.log"))
+	if got := relSubjects(root, rec.take()); !slices.Equal(got, []string{"plain.log"}) {
+		t.Errorf("renames: published %q, want [plain.log]", got)
+	}
 }
 
 func writeFile(t *testing.T, p, s string) {

@@ -117,6 +117,13 @@ func (p *pool) queued() int {
 	return len(p.queue)
 }
 
+// busy is the number of paths queued or being read.
+func (p *pool) busy() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.paths)
+}
+
 // close stops the workers once their current jobs are done; queued jobs
 // are dropped (their waiters time out). It waits for the workers.
 func (p *pool) close() {
