@@ -119,6 +119,9 @@ func (s *Server) matcher(spec consumerSpec) (propagate.Matcher, *apiError) {
 // selectorField names the part of a selector an error of
 // route.ParseSelector is about ("type", "path" or "filter").
 func selectorField(err error) string {
+	if part := route.SelectorPart(err); part != "" {
+		return part
+	}
 	msg := err.Error()
 	for _, f := range []string{"type", "path", "filter"} {
 		if strings.HasPrefix(msg, f+":") {
@@ -194,8 +197,8 @@ func (s *Server) decodeSpec(w http.ResponseWriter, r *http.Request) (consumerSpe
 	return spec, nil
 }
 
-// jsonFieldError describes a JSON decoding error, naming the field (or
-// the byte offset) at fault.
+// jsonFieldError describes a JSON decoding error, naming the field at
+// fault, or "offset N" of malformed JSON.
 func jsonFieldError(err error) *apiError {
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
@@ -204,7 +207,7 @@ func jsonFieldError(err error) *apiError {
 	case errors.As(err, &mbe):
 		return &apiError{Error: fmt.Sprintf("body exceeds %d bytes", mbe.Limit)}
 	case errors.As(err, &se):
-		return &apiError{Error: fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, err)}
+		return &apiError{Field: fmt.Sprintf("offset %d", se.Offset), Error: fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, err)}
 	case errors.As(err, &te):
 		if te.Field == "" {
 			return &apiError{Error: "malformed JSON: want an object, got " + te.Value}

@@ -175,6 +175,7 @@ func TestConsumerSpecStrict(t *testing.T) {
 		{"bad filter", `{"name":"c4","filter":"size >"}`, "filter"},
 		{"trailing data", `{"name":"c4"} {"name":"c5"}`, ""},
 		{"not an object", `["c4"]`, ""},
+		{"malformed", `{"name":"c4",}`, "offset 14"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, e, _ := do(t, "POST", ts.URL+"/v1/subscriptions", "", "application/json", tc.body)
