@@ -1,0 +1,7 @@
+package action
+
+func registerBuiltins(r *Registry) {
+	registerPortable(r)
+	registerFileActions(r)
+	registerSignal(r)
+}

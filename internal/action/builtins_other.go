@@ -1,0 +1,5 @@
+//go:build !linux
+
+package action
+
+func registerBuiltins(r *Registry) { registerPortable(r) }
