@@ -96,8 +96,8 @@ type Stats struct {
 	ReserveUsed  uint64 // opens that succeeded only with the reader's spare descriptor (the process had none left)
 	RescanErrors uint64 // parts of the tree a rescan could not read (another rescan follows)
 	CacheResets  uint64 // the handle cache outgrew its bound and was cleared
-	ProcHits     uint64 // pid → comm/exe cache hits (start time verified)
-	ProcMisses   uint64 // … misses and pid reuse refreshes
+	ProcHits     uint64 // pid → comm/exe cache hits (start time verified); with Options.Procs: records with an identity
+	ProcMisses   uint64 // … misses and pid reuse refreshes; with Options.Procs: records with the pid only
 
 	DroppedOutside uint64 // events on the file system but outside Root
 	Unresolved     uint64 // events whose directory could no longer be resolved (deleted since; dropped)
