@@ -11,7 +11,8 @@
 // one wins over a shallower one, the configured patterns come last. Files
 // are read lazily from the backing tree and read again when an event
 // touches them. An ignored event is dropped before it is journaled and
-// counted; fs.overflow and fs.rescan are never ignored.
+// counted; fs.overflow and fs.rescan are never ignored, and a rename only
+// when both its names are ignored.
 //
 // # Content facts
 //
@@ -40,7 +41,8 @@
 // a queued read of a path is replaced by a newer one, so a busy file is
 // read once per round, at its latest version. A batch waits for its facts
 // at most Options.Wait from its arrival; calls are serialised, so a slow
-// file delays the events behind it by at most that. The index of last-known
+// file delays the events behind it by at most that. Once a wait has run
+// out, batches do not wait at all until the readers have caught up. The index of last-known
 // facts (bounded, persistent in Options.Dir: an append-only log with a CRC
 // per record, compacted on open) keeps changed right across restarts.
 //

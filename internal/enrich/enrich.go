@@ -247,6 +247,8 @@ func New(opts Options) (*Publisher, error) {
 
 // Close stops the readers and the VCS flusher, publishes the summaries of
 // git operations still in progress (bounded by ctx), and closes the index.
+// Call it after the bridge that publishes to p has stopped: events
+// published after Close pass without facts, flagged skipped.
 func (p *Publisher) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
