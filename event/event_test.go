@@ -247,7 +247,7 @@ func TestValidate(t *testing.T) {
 		{"ok", Event{Type: "vector.insert", Data: []byte(`{}`)}, "", nil},
 		{"ok-tokens", Event{Type: "a-b_c.0.z"}, "", nil},
 		{"no type", Event{}, "type", ErrInvalid},
-		{"upper", Event{Type: "Fs.write"}, "type", ErrInvalid},
+		{"white space", Event{Type: "fs write"}, "type", ErrInvalid},
 		{"empty token", Event{Type: "fs..write"}, "type", ErrInvalid},
 		{"trailing dot", Event{Type: "fs."}, "type", ErrInvalid},
 		{"leading dot", Event{Type: ".fs"}, "type", ErrInvalid},

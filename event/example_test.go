@@ -23,8 +23,8 @@ func ExampleEvent_AppendJSON() {
 }
 
 func ExampleValidType() {
-	fmt.Println(event.ValidType("fs.write"), event.ValidType("fs.*"), event.ValidType("Fs.Write"))
-	// Output: true false false
+	fmt.Println(event.ValidType("fs.write"), event.ValidType("fs.*"), event.ValidType("com.example.Object.Created"), event.ValidType("fs write"))
+	// Output: true false true false
 }
 
 // A binary-mode body with line breaks becomes compact data: the structured

@@ -3,6 +3,7 @@ package event
 import (
 	"errors"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -51,26 +52,44 @@ type Limits struct {
 // DefaultLimits are the limits applied at ingress when none are configured.
 var DefaultLimits = Limits{MaxData: 1 << 20, MaxString: 4096, MaxAttrs: 64}
 
-// ValidType reports whether t is a well-formed event type:
-// [a-z0-9_-]+(\.[a-z0-9_-]+)*.
+// ValidType reports whether t is a well-formed event type: one or more
+// tokens separated by ".", each a non-empty run of printable characters
+// other than ".", "*" and ">" (the pattern wildcards): letters of either
+// case, digits, punctuation such as "_-:/+", and other Unicode letters,
+// as CloudEvents producers write types ("com.example.Object.Created").
+// White space, control characters, line and paragraph separators and
+// invalid UTF-8 are refused, so a type is safe on a line of framing (an
+// SSE "event:" field) and in a token pattern. Types are case-sensitive:
+// "FS.write" is an application type, not the reserved "fs.write". It does
+// not allocate.
 func ValidType(t string) bool {
 	if t == "" {
 		return false
 	}
 	tok := 0
-	for i := 0; i < len(t); i++ {
+	for i := 0; i < len(t); {
 		c := t[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
-			tok++
-		case c == '.':
-			if tok == 0 {
+		if c < utf8.RuneSelf {
+			i++
+			switch {
+			case c == '.':
+				if tok == 0 {
+					return false
+				}
+				tok = 0
+			case c <= ' ' || c == 0x7f || c == '*' || c == '>':
 				return false
+			default:
+				tok++
 			}
-			tok = 0
-		default:
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(t[i:])
+		if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) {
 			return false
 		}
+		i += n
+		tok++
 	}
 	return tok > 0
 }
@@ -114,7 +133,7 @@ func (e *Event) Validate(lim Limits) error {
 		return tooLarge("type", len(e.Type), 255)
 	}
 	if !ValidType(e.Type) {
-		return invalid("type", "%q does not match [a-z0-9_-]+(.[a-z0-9_-]+)*", e.Type)
+		return invalid("type", "%q is not dotted tokens of printable characters other than *, > and white space", e.Type)
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{"id", e.SourceID}, {"source", e.Source}, {"subject", e.Subject},

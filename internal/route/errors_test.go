@@ -40,3 +40,34 @@ func TestSelectorErrorsSayPrefixOnce(t *testing.T) {
 		t.Errorf("FromSpec error %q says route: %d times, want once", err, n)
 	}
 }
+
+// TestPatternCloudEventsTypes: patterns take the tokens of application
+// types (upper case and other printable characters) and match exactly,
+// case included.
+func TestPatternCloudEventsTypes(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, typ string
+		want         bool
+	}{
+		{"com.example.Object.Created", "com.example.Object.Created", true},
+		{"com.example.Object.Created", "com.example.object.created", false},
+		{"com.example.*.Created", "com.example.Object.Created", true},
+		{"com.example.>", "com.example.Object.Created", true},
+		{"aws:s3/ObjectCreated:Put", "aws:s3/ObjectCreated:Put", true},
+		{"fs.>", "FS.write", false},
+	} {
+		p, err := ParsePattern(tc.pattern)
+		if err != nil {
+			t.Errorf("ParsePattern(%q) = %v", tc.pattern, err)
+			continue
+		}
+		if got := p.Match(tc.typ); got != tc.want {
+			t.Errorf("%q.Match(%q) = %v, want %v", tc.pattern, tc.typ, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"a b", "a*b", "aws:s3/*", "a.b>", "x\ny"} {
+		if _, err := ParsePattern(bad); !errors.Is(err, ErrBadPattern) {
+			t.Errorf("ParsePattern(%q) = %v, want ErrBadPattern", bad, err)
+		}
+	}
+}

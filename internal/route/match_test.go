@@ -155,7 +155,7 @@ func TestParseSelectorErrors(t *testing.T) {
 		{"fs.>.x", "", "", "type: ", ErrBadPattern},
 		{"fs..write", "", "", "type: ", ErrBadPattern},
 		{"fs.wr*", "", "", "type: ", ErrBadPattern},
-		{"FS.write", "", "", "type: ", ErrBadPattern},
+		{"FS write", "", "", "type: ", ErrBadPattern},
 		{"fs.>", "/data/[", "", "path: ", nil},
 		{"fs.>", "re:(", "", "path: ", nil},
 		{"fs.>", "/data/**", "size >", "filter: ", nil},

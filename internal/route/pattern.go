@@ -3,6 +3,8 @@ package route
 import (
 	"fmt"
 	"strings"
+
+	"github.com/semprop/semprop/event"
 )
 
 // Pattern is a compiled event-type pattern with NATS semantics: dotted
@@ -17,8 +19,9 @@ type Pattern struct {
 	prefix string // for "a.b.>" with no "*": "a.b."
 }
 
-// ParsePattern validates and compiles a type pattern. Tokens are non-empty
-// runs of [a-z0-9_-], or "*", or a final ">". The error says which token is
+// ParsePattern validates and compiles a type pattern. Tokens are type
+// tokens (event.ValidType: printable characters other than ".", "*", ">"
+// and white space, case-sensitive), or "*", or a final ">". The error says which token is
 // wrong and why.
 func ParsePattern(s string) (*Pattern, error) {
 	if s == "" {
@@ -37,8 +40,8 @@ func ParsePattern(s string) (*Pattern, error) {
 		case t == "*":
 			p.wild = true
 		default:
-			if j := badTypeChar(t); j >= 0 {
-				return nil, fmt.Errorf("type pattern %q: token %d %q has invalid character %q (want [a-z0-9_-], or a whole-token * or >): %w", s, i+1, t, t[j], ErrBadPattern)
+			if !event.ValidType(t) {
+				return nil, fmt.Errorf("type pattern %q: token %d %q is not a type token (printable characters other than . * > and white space), or a whole-token * or >: %w", s, i+1, t, ErrBadPattern)
 			}
 		}
 	}
@@ -46,16 +49,6 @@ func ParsePattern(s string) (*Pattern, error) {
 		p.prefix = s[:len(s)-1]
 	}
 	return p, nil
-}
-
-func badTypeChar(t string) int {
-	for j := 0; j < len(t); j++ {
-		c := t[j]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' && c != '-' {
-			return j
-		}
-	}
-	return -1
 }
 
 // String returns the pattern as written.
