@@ -548,6 +548,9 @@ func (p *Publisher) stamp(ev *event.Event, j *job) {
 		return
 	}
 	c := &j.res
+	if ev.Type == event.TypeCreate && c.Size == 0 {
+		return // an empty new file: nothing to describe yet
+	}
 	p.st.enriched.Add(1)
 	ev.SetAttr(AttrHash, c.Hash)
 	ev.SetAttr(AttrMime, c.Mime)

@@ -378,3 +378,23 @@ func TestCoalescing(t *testing.T) {
 		t.Errorf("%d reads, want 2", n)
 	}
 }
+
+// TestCreateEmpty: an fs.create of a file that turns out empty gets no
+// facts and no flag; the write that fills it compares with the empty file.
+func TestCreateEmpty(t *testing.T) {
+	root := t.TempDir()
+	rec := &recorder{}
+	p := newTestPublisher(t, Options{Next: rec, Root: root})
+	f := filepath.Join(root, "new")
+	writeFile(t, f, "")
+	publish(t, p, &event.Event{Type: event.TypeCreate, Subject: f})
+	if ev := rec.take()[0]; len(ev.Attrs) != 0 {
+		t.Errorf("create of an empty file: attrs %v, want none", ev.Attrs)
+	}
+	writeFile(t, f, "filled")
+	publish(t, p, writeEvent(f))
+	ev := rec.take()[0]
+	if attr(ev, AttrChanged) != "true" || attr(ev, AttrPrevSize) != "0" {
+		t.Errorf("write after create: changed=%q prevsize=%q, want true 0", attr(ev, AttrChanged), attr(ev, AttrPrevSize))
+	}
+}
