@@ -41,7 +41,9 @@ func TestShortLivedContext(t *testing.T) {
 
 	iters := n / 3
 	script := `cd "$1" || exit 1; i=0; while [ $i -lt $2 ]; do touch f$i; chmod 600 f$i; ln -s f$i l$i; i=$((i+1)); done`
-	cmd := exec.Command("/bin/sh", "-c", script, "sh", root, strconv.Itoa(iters))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script, "sh", root, strconv.Itoa(iters))
 	began := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("loop: %v: %s", err, out)
