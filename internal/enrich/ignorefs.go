@@ -31,8 +31,6 @@ type ignorer struct {
 	// dirs maps a directory (relative, "" the root) to its file's rules;
 	// nil when it has none.
 	dirs map[string]*Rules
-	// loads counts ignore-file reads (tests).
-	loads int
 }
 
 func newIgnorer(backing string, patterns []string, noFiles bool, maxDirs int) *ignorer {
@@ -91,7 +89,6 @@ func (ig *ignorer) rulesOf(dir string) *Rules {
 		clear(ig.dirs) // bounded: everything is read again lazily
 	}
 	ig.dirs[dir] = rs
-	ig.loads++
 	ig.mu.Unlock()
 	return rs
 }
