@@ -159,7 +159,8 @@ type Publisher struct {
 	retry retryBatch
 	// behind is set when a batch's wait ran out: until the readers have
 	// caught up (nothing queued or being read), batches do not wait.
-	behind bool
+	behind   bool
+	ixFailed bool // the index could not be written (logged once)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -349,8 +350,9 @@ func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) error 
 	if p.await(ctx, waits, deadline) {
 		p.behind = true
 	}
-	if err := p.ix.flush(); err != nil {
-		p.log.Warn("enrich: index", "root", p.opts.Root, "err", err)
+	if err := p.ix.flush(); err != nil && !p.ixFailed {
+		p.ixFailed = true // the error is sticky: say it once
+		p.log.Warn("enrich: index not written; facts are kept in memory only", "root", p.opts.Root, "err", err)
 	}
 	p.st.delay.ObserveDuration(time.Since(start))
 	if len(out) == 0 {
