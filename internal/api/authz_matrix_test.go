@@ -34,10 +34,10 @@ type matrixKind struct {
 
 // matrixRoute is how the matrix calls one route.
 type matrixRoute struct {
-	need                 need
-	method, path, body   string
-	ok                   int // status when authorized
-	stream, ws bool
+	need               need
+	method, path, body string
+	ok                 int // status when authorized
+	stream, ws         bool
 }
 
 const matrixSecretComm = "mkdirsecret"
@@ -60,6 +60,7 @@ var matrixRoutes = map[string]matrixRoute{
 	"GET /v1/routes":                      {need: needAdmin, method: "GET", path: "/v1/routes", ok: 200},
 	"POST /v1/routes":                     {need: needAdmin, method: "POST", path: "/v1/routes", body: `{"name":"r-{kind}","type":"app.>","targets":["w1"]}`, ok: 200},
 	"DELETE /v1/routes/{name}":            {need: needAdmin, method: "DELETE", path: "/v1/routes/absent", ok: 404},
+	"GET /v1/status":                      {need: needAdmin, method: "GET", path: "/v1/status", ok: 200},
 	// Registered with Handle as the daemon does (metrics, cluster).
 	"GET /metrics": {need: needAdmin, method: "GET", path: "/metrics", ok: 200},
 	"/v1/cluster":  {need: needAdmin, method: "GET", path: "/v1/cluster", ok: 200},
