@@ -207,7 +207,10 @@ func (c *Client) post(ctx context.Context, body []byte, ctype string) ([]uint64,
 // Selector chooses events: a type pattern ("fs.>"), a path glob and a filter
 // expression; empty fields select everything.
 type Selector struct {
-	Type   string
+	Type string
+	// Types are more type patterns: an event matching Type or any of
+	// Types is selected (with the same Path and Filter).
+	Types  []string
 	Path   string
 	Filter string
 }
@@ -215,7 +218,10 @@ type Selector struct {
 func (s Selector) query(after uint64) url.Values {
 	q := url.Values{}
 	if s.Type != "" {
-		q.Set("type", s.Type)
+		q.Add("type", s.Type)
+	}
+	for _, t := range s.Types {
+		q.Add("type", t)
 	}
 	if s.Path != "" {
 		q.Set("path", s.Path)

@@ -167,6 +167,7 @@ func (sel selection) from() uint64 {
 func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiError) {
 	q := r.URL.Query()
 	var sel selection
+	// Several type= parameters select any of the patterns.
 	if q.Get("after") != "" && q.Get("since") != "" {
 		return sel, &apiError{Field: "since", Error: "after and since exclude each other"}
 	}
@@ -226,9 +227,29 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 		sel.after = s.m.Journal().DurableSeq()
 	}
 	sel.sel = route.Selector{Type: q.Get("type"), Path: q.Get("path"), Filter: q.Get("filter")}
+	types := q["type"]
+	if len(types) > 1 && sel.group != "" {
+		return sel, &apiError{Field: "type", Error: "a group member takes one type pattern: its group's route has one"}
+	}
+	if len(types) > maxTypes {
+		return sel, &apiError{Field: "type", Error: fmt.Sprintf("at most %d type patterns", maxTypes)}
+	}
 	m, err := compileSelector(q.Get("type"), q.Get("path"), q.Get("filter"))
 	if err != nil {
 		return sel, err
+	}
+	if len(types) > 1 {
+		// Several type patterns: an event matching any of them (with the
+		// same path and filter).
+		anyOf := make(anyMatcher, 0, len(types))
+		for _, typ := range types {
+			mt, err := compileSelector(typ, q.Get("path"), q.Get("filter"))
+			if err != nil {
+				return sel, err
+			}
+			anyOf = append(anyOf, mt)
+		}
+		m = anyOf
 	}
 	// What the token may see, with the selector evaluated on the event as
 	// the token sees it (redacted): hidden fields cannot be probed.
@@ -595,6 +616,21 @@ func (s *Server) followLive(ctx context.Context, sub *propagate.Subscription, f 
 			return
 		}
 	}
+}
+
+// maxTypes bounds the type= parameters of one read.
+const maxTypes = 32
+
+// anyMatcher matches an event any of its matchers matches.
+type anyMatcher []propagate.Matcher
+
+func (a anyMatcher) Match(ev *event.Event) bool {
+	for _, m := range a {
+		if m.Match(ev) {
+			return true
+		}
+	}
+	return false
 }
 
 // compileSelector turns the type/path/filter query parameters into a
