@@ -128,3 +128,22 @@ func (d *Daemon) register(c prometheus.Collector) {
 		d.log.Warn("metrics: cannot register collector", "err", err)
 	}
 }
+
+// captureStatus is the "captures" section of GET /v1/status: each tree
+// with its events, overflows, losses and the share of boundary ops that
+// the bridge merged away (shadows and repeats). The trees are all started
+// before the API is, and never change while it runs.
+func (d *Daemon) captureStatus() any {
+	out := make([]map[string]any, 0, len(d.trees))
+	for _, t := range d.trees {
+		ws, bs := t.watcher.Stats(), t.bridge.Stats()
+		merged := 0.0
+		if seen := bs.SeenKernel + bs.SeenFUSE; seen > 0 {
+			merged = 1 - float64(bs.Emitted)/float64(seen)
+		}
+		out = append(out, map[string]any{"tree": t.name, "mount": t.mount != nil, "mode": ws.Mode,
+			"events": bs.Emitted, "overflows": ws.Overflows, "lost": ws.LostRecords + bs.Lost,
+			"merged_ratio": merged})
+	}
+	return out
+}

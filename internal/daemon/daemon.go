@@ -272,6 +272,10 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 	// Profiles for operators (admin only when tokens are configured).
 	srv.Handle("GET /debug/pprof/", http.HandlerFunc(pprof.Index))
 	srv.Handle("GET /debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	srv.AddStatus("captures", d.captureStatus)
+	if d.cluster != nil {
+		srv.AddStatus("cluster", func() any { return d.cluster.node.Status() })
+	}
 	d.cluster.mount(srv, d.reg, d.manager)
 	if d.rules != nil {
 		h := d.rulesHandler()

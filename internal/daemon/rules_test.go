@@ -111,3 +111,32 @@ func getJSON(t *testing.T, url string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatusCaptures: GET /v1/status has a section per captured tree.
+func TestStatusCaptures(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel boundary needs root (fanotify)")
+	}
+	c := defaults(t)
+	c.Watch = []string{t.TempDir()}
+	cfg, err := FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(cfg, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	url := waitReady(t, d)
+	var st struct {
+		Captures []struct {
+			Tree string
+			Mode string
+		}
+	}
+	getJSON(t, url+"/v1/status", &st)
+	if len(st.Captures) != 1 || st.Captures[0].Tree != cfg.Watches[0].Root || st.Captures[0].Mode == "" {
+		t.Errorf("status captures = %+v, want the watched tree %s with its mode", st.Captures, cfg.Watches[0].Root)
+	}
+}
