@@ -140,9 +140,12 @@ type tcluster struct {
 }
 
 func testConfig(c *Config) {
-	c.HeartbeatTimeout = 400 * time.Millisecond
-	c.ElectionTimeout = 400 * time.Millisecond
-	c.LeaderLeaseTimeout = 200 * time.Millisecond
+	// Shorter than the defaults so that failover tests are quick, but not
+	// so short that a loaded machine (CI runs packages in parallel, under
+	// -race, with TLS on every connection) loses leaders by itself.
+	c.HeartbeatTimeout = 700 * time.Millisecond
+	c.ElectionTimeout = 700 * time.Millisecond
+	c.LeaderLeaseTimeout = 350 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.PingInterval = 200 * time.Millisecond
 	c.LeaderWait = 3 * time.Second
