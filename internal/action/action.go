@@ -83,6 +83,13 @@ type Recoverer interface {
 	Recover(ctx context.Context, state json.RawMessage) (result json.RawMessage, done bool, err error)
 }
 
+// OnceRollback is implemented by actions whose Rollback must not run
+// twice (exec's rollback program): a rollback in flight at a crash is
+// then recorded failed (interrupted) instead of being run again.
+type OnceRollback interface {
+	RollbackOnce() bool
+}
+
 // Args are an action's rendered arguments: each a string or a []string.
 type Args map[string]any
 

@@ -149,6 +149,9 @@ func (a *execAction) Execute(ctx context.Context, _ json.RawMessage) (json.RawMe
 	return raw, nil
 }
 
+// RollbackOnce: a rollback program may not be idempotent.
+func (a *execAction) RollbackOnce() bool { return len(a.undo) > 0 }
+
 // Rollback runs the rollback program if there is one.
 func (a *execAction) Rollback(ctx context.Context, _, _ json.RawMessage) (json.RawMessage, error) {
 	if len(a.undo) == 0 {

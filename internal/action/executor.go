@@ -635,7 +635,11 @@ func (x *Executor) rollback(ctx context.Context, m *match, as *actionState, d do
 	} else {
 		var act Action
 		if act, err = t.New(x.call(m, rec.Key, d.args)); err == nil {
-			res, err = act.Rollback(ctx, d.state, d.result)
+			if once, ok := act.(OnceRollback); ok && once.RollbackOnce() && as != nil && as.rollback != nil {
+				err = fmt.Errorf("rollback: %w", ErrInterrupted) // in flight at a crash: never twice
+			} else {
+				res, err = act.Rollback(ctx, d.state, d.result)
+			}
 		}
 	}
 	if ctx.Err() != nil {

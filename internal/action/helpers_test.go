@@ -203,3 +203,5 @@ func (f *fixture) file(t *testing.T, name, content string) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
