@@ -123,22 +123,6 @@
 // it cannot join, the leader refuses its forwarded writes, and a node
 // whose leader is refused reports not ready.
 //
-// # Version vectors
-//
-// Instances that are not one Raft cluster (say, two sites each running its
-// own cluster, or standalone daemons bridged by a relay) have no common
-// order. For them, VersionVector records causality: each instance keeps a
-// vector, ticks its own entry for every event it issues and stamps the
-// event with the vector (the "vv" attribute, VersionVector.String); when
-// it receives an event from another instance it merges the event's vector
-// into its own before ticking. A consumer that gets events from several
-// instances orders two events a and b by a.Compare(b): Before means b's
-// issuer had seen a, so a must be processed first (buffer b until a has
-// arrived); Concurrent means neither saw the other, and the consumer
-// applies a deterministic tie-break (HLC, then instance ID) or keeps both
-// (e.g. as conflicting versions of a file). Within one cluster the Raft
-// order already extends causality, and seqs suffice.
-//
 // # Concurrency
 //
 // All exported methods of Node are safe for concurrent use. A Node owns

@@ -40,14 +40,10 @@ func BenchmarkFilter(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cached, err := NewCache(vmf, 1024)
-		if err != nil {
-			b.Fatal(err)
-		}
 		for _, v := range []struct {
 			name string
 			f    Filter
-		}{{"native", native}, {"expr-lowered", low}, {"expr-vm", vmf}, {"expr-vm-cached", cached}} {
+		}{{"native", native}, {"expr-lowered", low}, {"expr-vm", vmf}} {
 			b.Run(bf.name+"/"+v.name, func(b *testing.B) {
 				b.ReportAllocs()
 				start := cputime.Now()

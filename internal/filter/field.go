@@ -212,7 +212,8 @@ func parseInt(s string) (int64, bool) {
 	return n, true
 }
 
-// readSet is the set of fields a filter reads, for the result cache.
+// readSet is the set of fields a filter reads: an expression fills only
+// those into its environment, and redaction checks what a selector reveals.
 type readSet struct {
 	fields  uint32
 	attrs   []string // extension attributes, sorted, unique

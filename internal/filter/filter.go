@@ -1,9 +1,9 @@
 // Package filter decides whether an event is of interest: native predicates
 // for the CloudEvents Subscriptions filter dialects (exact, prefix, suffix,
 // all, any, not) plus glob and numeric range, expressions in the
-// expr-lang/expr language, composites that evaluate cheap filters first, an
-// optional result cache, and the security filters — deny by path pattern and
-// per-subscription redaction.
+// expr-lang/expr language, composites that evaluate cheap filters first,
+// and the security filters — deny by path pattern and per-subscription
+// redaction.
 //
 // Filters may come from untrusted clients, so their cost is bounded: a glob
 // matches in time proportional to pattern × path, and an expression is
@@ -28,10 +28,9 @@ import (
 // Errors returned when building filters. Errors wrap one of these and name
 // the rule and the part of the specification that is wrong.
 var (
-	ErrSpec         = errors.New("filter: invalid specification")
-	ErrAttribute    = errors.New("filter: invalid attribute name")
-	ErrExpr         = errors.New("filter: invalid expression")
-	ErrNotCacheable = errors.New("filter: filter reads fields it cannot name")
+	ErrSpec      = errors.New("filter: invalid specification")
+	ErrAttribute = errors.New("filter: invalid attribute name")
+	ErrExpr      = errors.New("filter: invalid expression")
 )
 
 // errorf formats an error that wraps sentinel after the message, so that
@@ -46,7 +45,7 @@ type Filter interface {
 	// Match reports whether ev passes the filter.
 	Match(ev *event.Event) bool
 	// Kind names the filter: "exact", "prefix", "suffix", "glob", "range",
-	// "expr", "all", "any", "not", "deny", "true", "cache".
+	// "expr", "all", "any", "not", "deny", "true".
 	Kind() string
 	// Cost is the relative cost of Match; composites evaluate cheaper
 	// filters first. An exact comparison costs 1.

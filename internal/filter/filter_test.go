@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -412,79 +411,3 @@ func TestRedactorErrors(t *testing.T) {
 	}
 }
 
-func TestCacheHitRate(t *testing.T) {
-	vmf, err := Expr(`type startsWith "fs." && size > 100 && comm != "rsync" && len(subject) > 3`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewCache(vmf, 1024)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 50 shapes (type, size, comm) with varying paths of equal length
-	// class: the result depends on subject, so subject is part of the key;
-	// shapes repeat 200 times each.
-	var evs []*event.Event
-	for i := range 50 {
-		evs = append(evs, parseEvent(t, fmt.Sprintf("type=fs.write subject=/data/f%d size=%d comm=c%d", i%10, i*10, i%3)))
-	}
-	for round := range 200 {
-		for i, ev := range evs {
-			if got, want := c.Match(ev), vmf.Match(ev); got != want {
-				t.Fatalf("round %d event %d: cached %v, uncached %v", round, i, got, want)
-			}
-		}
-	}
-	st := c.Stats()
-	if st.HitRate() < 0.90 {
-		t.Errorf("hit rate = %.3f (%+v), want >= 0.90", st.HitRate(), st)
-	}
-	t.Logf("cache: %+v hit rate %.3f", st, st.HitRate())
-}
-
-func TestCacheDistinguishesAbsent(t *testing.T) {
-	f, _ := Expr(`uid == -1`) // absent uid reads as -1
-	c, err := NewCache(f, 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	absent := &event.Event{}
-	var minus event.Event
-	minus.Context.UID = 0
-	minus.Context.Known = event.HasUID
-	if !c.Match(absent) || c.Match(&minus) || !c.Match(absent) {
-		t.Errorf("cache confused absent uid and uid 0")
-	}
-}
-
-func TestCacheConcurrent(t *testing.T) {
-	f, _ := Expr(`size > 50 && comm != "x"`, NoLowering())
-	c, err := NewCache(f, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs := sampleEvents(t)
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 2000 {
-				ev := evs[(i+g)%len(evs)]
-				if c.Match(ev) != f.Match(ev) {
-					t.Errorf("cached result differs for %s", ev.Subject)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
-
-func TestNotCacheable(t *testing.T) {
-	f, _ := Expr(`attrs["tenant"] == "a"`)
-	if _, err := NewCache(f, 16); !errors.Is(err, ErrNotCacheable) {
-		t.Errorf("NewCache(attrs expr) error = %v, want ErrNotCacheable", err)
-	}
-	if _, err := NewCache(&countingFilter{}, 16); !errors.Is(err, ErrNotCacheable) {
-		t.Errorf("NewCache(foreign filter) error = %v, want ErrNotCacheable", err)
-	}
-}
