@@ -306,8 +306,8 @@ func TestDynamicRoutes(t *testing.T) {
 	if status, e := post(`{"name":"x","type":"job.*","targets":["ghost"]}`); status != 400 || e.Field != "targets" {
 		t.Errorf("route to an unknown subscription = %d %+v, want 400 targets", status, e)
 	}
-	if status, e := post(`{"name":"y","type":"fs..x","targets":["w1"]}`); status != 400 || e.Field != "route" {
-		t.Errorf("route with a bad pattern = %d %+v, want 400 route", status, e)
+	if status, e := post(`{"name":"y","type":"fs..x","targets":["w1"]}`); status != 400 || e.Field != "type" {
+		t.Errorf("route with a bad pattern = %d %+v, want 400 type", status, e)
 	}
 	for range 10 {
 		publish(t, ts, &event.Event{Type: "job.run"})
