@@ -65,6 +65,21 @@ func (n *Node) Handler() http.Handler {
 	return n.withHLC(mux)
 }
 
+// CodeNotInCluster is the error code of the answer NotInCluster gives.
+const CodeNotInCluster = "not_in_cluster"
+
+// NotInCluster returns the handler a daemon that is not a cluster member
+// mounts at /v1/cluster and /v1/cluster/: every request is answered 404
+// with {"error":"this daemon is not in a cluster ...","code":"not_in_cluster"},
+// so that `semprop cluster status` says so instead of "no route". It is
+// safe for concurrent use.
+func NotInCluster() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, CodeNotInCluster,
+			errors.New("this daemon is not in a cluster (it runs alone: start it with a cluster configuration to form or join one)"))
+	})
+}
+
 // internalHandler serves the requests members send each other on the Raft
 // port (the stream layer authenticated the connection):
 //
