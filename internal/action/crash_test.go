@@ -354,7 +354,7 @@ func TestSIGKILL(t *testing.T) {
 	_ = last
 	t.Logf("%d SIGKILLs; %d matches: %d ok, %d rolled back or failed (%d failed: an exec rollback interrupted; %d after an interrupted exec); rollbacks %d/%d succeeded; "+
 		"webhooks: %d ids, %d deliveries, %d ids delivered more than once; %d audit records (%d written before the final run); "+
-			"in flight at a kill: %d found done, %d interrupted",
+		"in flight at a kill: %d found done, %d interrupted",
 		kills, n, okMatches, rolledBack, failedMatches, interrupted, rollbacksOK, rollbacks, len(rc.count), deliveries, dupIDs, len(recs), beforeFinal,
 		recoveredN, interruptedN)
 	// Every rollback succeeds but an exec rollback program in flight at a

@@ -99,7 +99,7 @@ file-system ones.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newConsumersCmd(), newStatusCmd(), newClusterCmd(), newJournalCmd(), newRulesCmd(), &cobra.Command{
+	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newConsumersCmd(), newStatusCmd(), newClusterCmd(), newJournalCmd(), newRulesCmd(), newAuditCmd(), newSnapshotsCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, the VCS revision it was built from, and the Go version",
 		Args:  cobra.NoArgs,

@@ -1,0 +1,105 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/semprop/semprop/internal/action"
+)
+
+// snapshotDir finds the snapshot store from a data directory or the
+// store itself.
+func snapshotDir(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, "snapshots", "manifests")); err == nil {
+		return filepath.Join(dir, "snapshots")
+	}
+	return dir
+}
+
+func openSnapshots(dir string) (*action.Store, error) {
+	d := snapshotDir(dir)
+	if _, err := os.Stat(filepath.Join(d, "manifests")); err != nil {
+		return nil, fmt.Errorf("%s: no snapshot store (want the data directory or DATA/snapshots)", dir)
+	}
+	return action.OpenStore(d)
+}
+
+func newSnapshotsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshots",
+		Short: "List and restore the files that rule actions saved",
+		Long: `The snapshot action copies files into a content-addressed store under the
+daemon's data directory (DATA/snapshots) before a rule's other actions act.
+DIR is the data directory (or DATA/snapshots).`,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "ls DIR [ID]",
+		Short: "List snapshots, or the files of one",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openSnapshots(args[0])
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			if len(args) == 2 {
+				m, err := st.Manifest(args[1])
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(tw, "PATH\tSIZE\tSHA256")
+				for _, f := range m.Files {
+					fmt.Fprintf(tw, "%s\t%d\t%s\n", f.Path, f.Size, f.SHA256)
+				}
+				for _, s := range m.Skipped {
+					fmt.Fprintf(tw, "%s\t-\tskipped: %s\n", s.Path, s.Reason)
+				}
+				return tw.Flush()
+			}
+			ms, err := st.List()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(tw, "ID\tTIME\tRULE\tFILES\tBYTES\tKEY")
+			for _, m := range ms {
+				var n int64
+				for _, f := range m.Files {
+					n += f.Size
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", m.ID, m.Time.Format(time.RFC3339), m.Rule, len(m.Files), n, m.Key)
+			}
+			return tw.Flush()
+		},
+	})
+	var (
+		paths []string
+		to    string
+		force bool
+	)
+	restore := &cobra.Command{
+		Use:   "restore DIR ID",
+		Short: "Write a snapshot's files back (to their paths, or under --to)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openSnapshots(args[0])
+			if err != nil {
+				return err
+			}
+			done, err := st.Restore(args[1], action.RestoreOptions{Paths: paths, To: to, Force: force})
+			for _, p := range done {
+				fmt.Fprintln(cmd.OutOrStdout(), "restored", p)
+			}
+			return err
+		},
+	}
+	restore.Flags().StringArrayVar(&paths, "path", nil, "restore only this path (repeatable)")
+	restore.Flags().StringVar(&to, "to", "", "recreate the paths under this directory instead of in place")
+	restore.Flags().BoolVar(&force, "force", false, "overwrite existing files")
+	cmd.AddCommand(restore)
+	return cmd
+}
