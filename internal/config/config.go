@@ -41,6 +41,8 @@ type Config struct {
 	Auth            Auth          `yaml:"auth"`
 	TLS             TLS           `yaml:"tls"`
 	Insecure        bool          `yaml:"insecure"`
+	Enrich          Enrich        `yaml:"enrich"`
+	Ignore          []string      `yaml:"ignore"`
 	Rules           []string      `yaml:"rules"`
 	RulesLateness   time.Duration `yaml:"rules_lateness"`
 	RulesMaxRate    int           `yaml:"rules_max_rate"`
@@ -65,6 +67,21 @@ type TLS struct {
 type Retention struct {
 	Bytes Size          `yaml:"bytes"`
 	Age   time.Duration `yaml:"age"`
+}
+
+// Enrich configures what the enrichment layer adds to captured events
+// (see docs/enrichment.md); the same for every tree.
+type Enrich struct {
+	Content     bool          `yaml:"content"`
+	Hash        string        `yaml:"hash"`
+	Counts      bool          `yaml:"counts"`
+	Wait        time.Duration `yaml:"wait"`
+	MaxSize     Size          `yaml:"max_size"`
+	Workers     int           `yaml:"workers"`
+	IndexSize   int           `yaml:"index_size"`
+	VCS         string        `yaml:"vcs"`
+	VCSQuiet    time.Duration `yaml:"vcs_quiet"`
+	IgnoreFiles bool          `yaml:"ignore_files"`
 }
 
 // Limits bound HTTP input.

@@ -2,16 +2,21 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/semprop/semprop/internal/bridge"
 	"github.com/semprop/semprop/internal/capture/fanotify"
 	"github.com/semprop/semprop/internal/capture/fusefs"
+	"github.com/semprop/semprop/internal/enrich"
 )
 
 // tree is one captured tree: a bridge, the kernel watcher of the tree (or
@@ -19,6 +24,7 @@ import (
 type tree struct {
 	name    string
 	bridge  *bridge.Bridge
+	enrich  *enrich.Publisher // between the bridge and the manager
 	watcher *fanotify.Watcher
 	mount   *fusefs.FS
 
@@ -65,7 +71,20 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 		}
 	}()
 
-	opts := bridge.Options{Publisher: d.manager, Source: d.cfg.Source, SelfPID: int32(os.Getpid()), Window: d.cfg.BridgeWindow, Logger: d.log}
+	// The enrichment layer: ignore rules, git operations, content facts.
+	eo := d.cfg.Enrich
+	eo.Next, eo.Root, eo.Logger = d.manager, root, d.log
+	if mountpoint != "" {
+		eo.Root, eo.Backing = mountpoint, root // read files through the backing tree only
+	}
+	sum := sha256.Sum256([]byte(t.name))
+	eo.Dir = filepath.Join(d.cfg.Data, "enrich", hex.EncodeToString(sum[:8]))
+	if t.enrich, err = enrich.New(eo); err != nil {
+		return fmt.Errorf("enrich %s: %w", t.name, err)
+	}
+	d.register(t.enrich.Collector(t.name))
+
+	opts := bridge.Options{Publisher: t.enrich, Source: d.cfg.Source, SelfPID: int32(os.Getpid()), Window: d.cfg.BridgeWindow, Logger: d.log}
 	if mountpoint != "" {
 		opts.Backing, opts.Mount, opts.NoPassthrough = root, mountpoint, !d.cfg.FusePassthrough
 	}
@@ -120,6 +139,13 @@ func (t *tree) stop(d *Daemon) {
 	t.watching.Wait()
 	t.stopBridge()
 	t.bridging.Wait()
+	if t.enrich != nil { // after the bridge: Close publishes git operations in progress
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := t.enrich.Close(ctx); err != nil {
+			d.log.Warn("enrich: close", "tree", t.name, "err", err)
+		}
+		cancel()
+	}
 }
 
 // register adds a collector; a failure costs a metric, never the daemon.

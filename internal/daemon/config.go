@@ -14,6 +14,7 @@ import (
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
+	"github.com/semprop/semprop/internal/enrich"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/rules"
 )
@@ -55,6 +56,10 @@ type Config struct {
 	MaxBody  int64
 	MaxBatch int
 	MaxData  int
+
+	// Enrich is the enrichment of every tree's events (Root, Backing, Dir
+	// and Next are set per tree).
+	Enrich enrich.Options
 
 	// Rules, when rule files are configured, is the rule set loaded (and
 	// validated) from RuleFiles.
@@ -134,6 +139,20 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 	if h, _, _ := net.SplitHostPort(cfg.Listen); h != "" && net.ParseIP(h) == nil && h != "localhost" {
 		c.AllowedHosts = append(c.AllowedHosts, h)
 	}
+	vcs := enrich.VCSMode(cfg.Enrich.VCS)
+	switch vcs {
+	case enrich.VCSPass, enrich.VCSSummarise, enrich.VCSDrop, "":
+	default:
+		return fail("enrich.vcs: %q is not one of pass, summarise, drop", cfg.Enrich.VCS)
+	}
+	switch cfg.Enrich.Hash {
+	case "", "xxh3", "sha256":
+	default:
+		return fail("enrich.hash: %q is not one of xxh3, sha256", cfg.Enrich.Hash)
+	}
+	c.Enrich = enrich.Options{Ignore: cfg.Ignore, NoIgnoreFiles: !cfg.Enrich.IgnoreFiles, NoContent: !cfg.Enrich.Content,
+		Hash: cfg.Enrich.Hash, Counts: cfg.Enrich.Counts, Workers: cfg.Enrich.Workers, Wait: cfg.Enrich.Wait,
+		MaxSize: int64(cfg.Enrich.MaxSize), IndexSize: cfg.Enrich.IndexSize, VCS: vcs, VCSQuiet: cfg.Enrich.VCSQuiet}
 	if len(cfg.Rules) > 0 {
 		set, err := rules.Load(cfg.Rules...)
 		if err != nil {

@@ -140,3 +140,59 @@ func TestStatusCaptures(t *testing.T) {
 		t.Errorf("status captures = %+v, want the watched tree %s with its mode", st.Captures, cfg.Watches[0].Root)
 	}
 }
+
+// TestEnrichWired: a watched tree's events pass through the enrichment
+// layer: ignore rules drop events, content facts are added.
+func TestEnrichWired(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel boundary needs root (fanotify)")
+	}
+	c := defaults(t)
+	dir := t.TempDir()
+	c.Watch = []string{dir}
+	c.Ignore = []string{"*.tmp"}
+	c.Enrich.Content = true
+	cfg, err := FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(cfg, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	url := waitReady(t, d)
+	root := cfg.Watches[0].Root
+	if err := os.WriteFile(filepath.Join(root, "b.tmp"), []byte("ignored"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "a.txt"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var log string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/v1/events?after=0&type=fs.write")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if log = string(b); strings.Contains(log, "a.txt") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log, `"hash":"`) || !strings.Contains(log, `"mime":"text/plain"`) {
+		t.Errorf("fs.write of a.txt without content facts: %s", log)
+	}
+	resp, err := http.Get(url + "/v1/events?after=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(b), "b.tmp") {
+		t.Errorf("an ignored file's events reached the journal: %s", b)
+	}
+}
