@@ -170,3 +170,23 @@ func BenchmarkGroupFailover(b *testing.B) {
 		s.Leave(nil)
 	}
 }
+
+// TestRoutesListNamedSubscriptions: a routed-only named subscription is
+// listed even before a route names it.
+func TestRoutesListNamedSubscriptions(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	s, err := e.m.Subscribe(SubscribeOptions{Name: "w1", RoutedOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	found := false
+	for _, ri := range e.m.Routes() {
+		if ri.Kind == "subscription" && slices.Equal(ri.Members, []string{"w1"}) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("Routes() = %+v, want the subscription w1", e.m.Routes())
+	}
+}

@@ -28,6 +28,13 @@
 //     as high or higher.
 //
 // Every dropped, shed or refused event is counted on its subscription.
+//
+// Live subscriptions may form groups (SubscribeOptions.Group, AddRoutes
+// with a route without targets): each event of the group's route goes to
+// exactly one live member, by the route's strategy; a member that leaves
+// (Subscription.Leave) hands what it did not pass on back to the others.
+// See group.go. The HTTP API's group streams write an event only once it
+// is durable, like every stream that leaves the process.
 // Durable consumers (Consumer) read only durable events from the journal
 // at a persisted cursor, with explicit acknowledgement, redelivery after
 // AckWait and a dead letter in the consumer's own state after MaxDeliver

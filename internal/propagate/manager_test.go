@@ -332,8 +332,15 @@ func TestDynamicGroupRoute(t *testing.T) {
 	if n := e.m.RemoveRoutes("jobs", "sub-1"); n != 1 {
 		t.Errorf("RemoveRoutes = %d, want 1 (sub- routes are not removable)", n)
 	}
-	if rs := e.m.Routes(); len(rs) != 0 {
-		t.Errorf("routes after removal = %v; routed-only members have no own route", rs)
+	// Routed-only members have no own route: they are listed, with no
+	// strategy, and the routing table is empty.
+	for _, ri := range e.m.Routes() {
+		if ri.Kind != "subscription" || ri.Strategy != "" {
+			t.Errorf("route after removal %+v; routed-only members have no own route", ri)
+		}
+	}
+	if n := e.m.router.Table().Len(); n != 0 {
+		t.Errorf("routing table has %d routes after removal, want 0", n)
 	}
 }
 

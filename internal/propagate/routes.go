@@ -118,7 +118,9 @@ func (m *Manager) RemoveRoutes(names ...string) int {
 // Routes lists the routing table: dynamic routes (Kind "route"), groups'
 // routes with their live members ("group"), and the subscriptions' own
 // routes, named sub-N ("subscription"). A group whose route was removed
-// is listed with its members and an empty strategy.
+// is listed with its members and an empty strategy, and a subscription
+// that only receives what routes send it (RoutedOnly, not in a group) as
+// a "subscription" with its id, its name as member, and no strategy.
 func (m *Manager) Routes() []route.RouteInfo {
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
@@ -144,6 +146,11 @@ func (m *Manager) Routes() []route.RouteInfo {
 			ri.Members = append(ri.Members, s.label())
 		}
 		out = append(out, ri)
+	}
+	for s := range m.subs {
+		if s.routed && s.group == "" {
+			out = append(out, route.RouteInfo{Name: s.id, Kind: "subscription", Targets: 1, Members: []string{s.label()}})
+		}
 	}
 	return out
 }

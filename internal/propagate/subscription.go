@@ -81,6 +81,7 @@ type Subscription struct {
 	name    string
 	group   string // "" when not in a group
 	weight  int
+	routed  bool // RoutedOnly: no route of its own
 	matcher Matcher // nil: none beyond the selector
 	policy  Policy
 	timeout time.Duration
@@ -117,7 +118,7 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 		opts.BlockTimeout = time.Second
 	}
 	s := &Subscription{
-		m: m, name: opts.Name, group: opts.Group, weight: groupWeight(opts.Weight), matcher: opts.Matcher, policy: opts.Policy,
+		m: m, name: opts.Name, group: opts.Group, routed: opts.RoutedOnly || opts.Group != "", weight: groupWeight(opts.Weight), matcher: opts.Matcher, policy: opts.Policy,
 		timeout: opts.BlockTimeout, closed: make(chan struct{}),
 	}
 	if opts.Policy == PolicyPriority {
