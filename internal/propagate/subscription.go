@@ -81,7 +81,7 @@ type Subscription struct {
 	name    string
 	group   string // "" when not in a group
 	weight  int
-	routed  bool // RoutedOnly: no route of its own
+	routed  bool    // RoutedOnly: no route of its own
 	matcher Matcher // nil: none beyond the selector
 	policy  Policy
 	timeout time.Duration
