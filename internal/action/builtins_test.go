@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +142,62 @@ func TestSignalDisabled(t *testing.T) {
 	ty, _ := NewRegistry().Lookup("signal")
 	if _, err := ty.New(&Call{Env: &Env{}, Args: Args{"pid": "1234"}}); err == nil {
 		t.Fatal("signal built with signals disabled")
+	}
+}
+
+func procState(t *testing.T, pid int) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])[0]
+}
+
+// TestSignal: STOP stops the process, the rollback continues it; a pid
+// whose process changed is never signalled.
+func TestSignal(t *testing.T) {
+	cmd := exec.Command("/bin/sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	act := build(t, &Env{Signals: true}, "signal", Args{"pid": strconv.Itoa(pid)})
+	ctx := context.Background()
+	_, state, err := act.Validate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := act.Execute(ctx, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState := func(want string) {
+		t.Helper()
+		for range 200 {
+			if procState(t, pid) == want {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("process state %s, want %s", procState(t, pid), want)
+	}
+	waitState("T")
+	if _, err := act.Rollback(ctx, state, res); err != nil {
+		t.Fatal(err)
+	}
+	waitState("S")
+	if _, err := act.Execute(ctx, json.RawMessage(`{"start":"1"}`)); err == nil {
+		t.Error("Execute with another start time succeeded, want refused (pid reused)")
+	}
+	if procState(t, pid) != "S" {
+		t.Error("a process with another start time was signalled")
+	}
+	for _, pid := range []string{"1", strconv.Itoa(os.Getpid())} {
+		if _, _, err := build(t, &Env{Signals: true}, "signal", Args{"pid": pid}).Validate(ctx); err == nil {
+			t.Errorf("Validate(pid %s) = nil, want refused", pid)
+		}
 	}
 }

@@ -30,8 +30,9 @@ const (
 )
 
 // crashRules are the actions TestSIGKILL runs for every match: the
-// webhook target refuses matches whose key contains "bad", so their
-// earlier actions are rolled back.
+// webhook target refuses matches whose key contains "bad", and the
+// program times out for keys that contain "slow", so their earlier
+// actions are rolled back.
 const crashRules = `
 rules:
   - name: r
@@ -41,7 +42,8 @@ rules:
       - {type: snapshot, paths: '{{.First.Subject}}'}
       - {type: quarantine, path: '{{.First.Subject}}'}
       - type: exec
-        argv: [/bin/sh, -c, 'echo "run $SEMPROP_IDEMPOTENCY_KEY" >> DIR/exec.log']
+        argv: [/bin/sh, -c, 'case $SEMPROP_KEY in *slow*) sleep 5;; esac; echo "run $SEMPROP_IDEMPOTENCY_KEY" >> DIR/exec.log']
+        timeout: 300ms
         rollback: [/bin/sh, -c, 'echo "undo $SEMPROP_IDEMPOTENCY_KEY" >> DIR/exec.log']
       - {type: webhook, url: 'URL', retries: 2, backoff: 5ms, timeout: 2s}
       - {type: emit, event_type: test.done}
@@ -103,21 +105,28 @@ func TestCrashChild(t *testing.T) {
 
 // receiver is a webhook target that counts deliveries by ce-id.
 type receiver struct {
-	mu    sync.Mutex
-	count map[string]int // 2xx deliveries by ce-id
+	mu      sync.Mutex
+	count   map[string]int // 2xx deliveries by ce-id
+	down    bool           // the target is down: every request fails
+	refused int            // requests refused while down
 }
 
 func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	var d struct{ Key string }
 	json.Unmarshal(body, &d)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.down {
+		rc.refused++
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
 	if strings.Contains(d.Key, "bad") {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	rc.mu.Lock()
 	rc.count[r.Header.Get("ce-id")]++
-	rc.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -151,6 +160,9 @@ func TestSIGKILL(t *testing.T) {
 		if i%4 == 0 {
 			key += "-bad"
 		}
+		if i%7 == 3 {
+			key += "-slow"
+		}
 		p := filepath.Join(root, key)
 		os.WriteFile(p, []byte("content of "+key), 0o644)
 		seq := publish(t, s.m, fsEvent("fs.write", p, int32(i)))
@@ -171,7 +183,10 @@ func TestSIGKILL(t *testing.T) {
 		return cmd
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	for range kills {
+	for k := range kills {
+		rc.mu.Lock()
+		rc.down = k >= kills/5 && k < kills/2 // down for a while
+		rc.mu.Unlock()
 		cmd := child(false)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -181,6 +196,9 @@ func TestSIGKILL(t *testing.T) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 	}
+	rc.mu.Lock()
+	rc.down = false
+	rc.mu.Unlock()
 	beforeFinal, _ := audit.Verify(filepath.Join(dir, "data", "audit"))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -275,8 +293,8 @@ func TestSIGKILL(t *testing.T) {
 		switch a.final[0] {
 		case OutcomeOK:
 			okMatches++
-			if strings.Contains(key, "bad") {
-				t.Errorf("match %s: ok, but its webhook always fails", key)
+			if strings.Contains(key, "bad") || strings.Contains(key, "slow") {
+				t.Errorf("match %s: ok, but its webhook or its program always fails", key)
 			}
 			if err == nil {
 				t.Errorf("match %s: ok but the file was not quarantined", key)
@@ -347,16 +365,19 @@ func TestSIGKILL(t *testing.T) {
 	if emitted != emitsDone || outcomes != n {
 		t.Errorf("%d test.done events for %d emits done; %d outcome events for %d matches", emitted, emitsDone, outcomes, n)
 	}
+	rc.mu.Lock()
+	refused := rc.refused
+	rc.mu.Unlock()
 	if okMatches+rolledBack != n || rolledBack < n/4 {
 		t.Errorf("%d ok, %d rolled back of %d", okMatches, rolledBack, n)
 	}
 	_ = env
 	_ = last
-	t.Logf("%d SIGKILLs; %d matches: %d ok, %d rolled back or failed (%d failed: an exec rollback interrupted; %d after an interrupted exec); rollbacks %d/%d succeeded; "+
+	t.Logf("%d SIGKILLs; %d matches: %d ok, %d rolled back or failed (%d failed: an exec rollback interrupted; %d after a failed exec: timed out or interrupted); rollbacks %d/%d succeeded; "+
 		"webhooks: %d ids, %d deliveries, %d ids delivered more than once; %d audit records (%d written before the final run); "+
-		"in flight at a kill: %d found done, %d interrupted",
+		"in flight at a kill: %d found done, %d interrupted; %d webhook requests refused while the target was down",
 		kills, n, okMatches, rolledBack, failedMatches, interrupted, rollbacksOK, rollbacks, len(rc.count), deliveries, dupIDs, len(recs), beforeFinal,
-		recoveredN, interruptedN)
+		recoveredN, interruptedN, refused)
 	// Every rollback succeeds but an exec rollback program in flight at a
 	// kill, which is never run twice.
 	execRBInterrupted := 0
