@@ -16,6 +16,7 @@ import (
 	"github.com/semprop/semprop/internal/bridge"
 	"github.com/semprop/semprop/internal/capture/fanotify"
 	"github.com/semprop/semprop/internal/capture/fusefs"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 	"github.com/semprop/semprop/internal/enrich"
 )
 
@@ -32,12 +33,23 @@ type tree struct {
 	watching, bridging      sync.WaitGroup
 }
 
-// startCapture starts one tree per --watch and per --mount.
+// startCapture starts one tree per --watch and per --mount, and the
+// process-identity cache they share.
 func (d *Daemon) startCapture(ctx context.Context) (func(), error) {
+	if len(d.cfg.Watches)+len(d.cfg.Mounts) > 0 {
+		procs, err := procinfo.Start(ctx, d.log)
+		if err != nil {
+			d.log.Warn("process identities are read from /proc when each event is processed; short-lived processes may lose comm and exe", "err", err)
+		} else {
+			d.procs = procs
+			d.register(procs.Collector())
+		}
+	}
 	stop := func() {
 		for i := len(d.trees) - 1; i >= 0; i-- {
 			d.trees[i].stop(d)
 		}
+		d.procs.Close() // nil-safe
 	}
 	for _, w := range d.cfg.Watches {
 		if err := d.startTree(ctx, w.Root, "", ""); err != nil {
@@ -100,7 +112,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 	})
 
 	if mountpoint != "" {
-		t.mount, err = fusefs.Mount(fusefs.Options{Backing: root, Mountpoint: mountpoint, CreateMountpoint: true,
+		t.mount, err = fusefs.Mount(fusefs.Options{Backing: root, Mountpoint: mountpoint, CreateMountpoint: true, Procs: d.procs,
 			Sink: t.bridge.FUSE(), Passthrough: d.cfg.FusePassthrough, Logger: d.log})
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", spec, err)
@@ -110,7 +122,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 		d.log.Info("FUSE boundary", "backing", root, "mount", mountpoint, "passthrough", t.mount.Passthrough())
 	}
 
-	t.watcher, err = fanotify.New(fanotify.Options{Root: root, Sink: t.bridge.Kernel(), Logger: d.log, Shadows: mountpoint != ""})
+	t.watcher, err = fanotify.New(fanotify.Options{Root: root, Sink: t.bridge.Kernel(), Logger: d.log, Shadows: mountpoint != "", Procs: d.procs})
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", root, err)
 	}

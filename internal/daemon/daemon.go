@@ -19,6 +19,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/capture/procinfo"
 	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
@@ -36,7 +37,8 @@ type Daemon struct {
 	journal *journal.Journal
 	cluster *clusterRun // nil without a cluster
 	manager *propagate.Manager
-	rules   *rules.Engine // nil without rule files
+	rules   *rules.Engine   // nil without rule files
+	procs   *procinfo.Cache // process identities shared by the trees; nil without
 	trees   []*tree
 	api     *api.Server
 

@@ -169,3 +169,29 @@ func waitReady(t *testing.T, d *Daemon) string {
 	}
 	return "http://" + d.Addr()
 }
+
+// startT validates c, runs a daemon on it until the test ends (then
+// requires a clean stop) and returns the daemon and its API's URL.
+func startT(t *testing.T, c *config.Config) (*Daemon, string) {
+	t.Helper()
+	cfg, err := FromConfig(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(cfg, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run = %v after cancel, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Run did not return within 20s of cancel")
+		}
+	})
+	return d, waitReady(t, d)
+}

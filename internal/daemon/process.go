@@ -18,13 +18,18 @@ func tuneProcess(cfg *Config, log *slog.Logger) {
 	if _, _, err := capture.RaiseFileLimit(log); err != nil {
 		log.Warn("cannot raise the file descriptor limit", "err", err)
 	}
+	if len(cfg.Mounts)+len(cfg.Watches) > 0 {
+		// Spare Ps: FUSE handlers, and the process connector's listener,
+		// must not wait for a P (a process that lives a millisecond is
+		// gone if its exec is read late).
+		captureProcs(log)
+	}
 	if len(cfg.Mounts) > 0 {
-		fuseProcs(log)
 		fuseGC(log)
 	}
 }
 
-// fuseProcs gives a daemon that serves FUSE mounts more Ps than CPUs
+// captureProcs gives a daemon that captures more Ps than CPUs
 // (4 per CPU, unless GOMAXPROCS is set in the environment). A FUSE server's
 // goroutines spend their lives in blocking reads of /dev/fuse and in the
 // backing file system's syscalls; each needs a P again the moment its
@@ -35,13 +40,13 @@ func tuneProcess(cfg *Config, log *slog.Logger) {
 // the operating system's scheduler decides instead. Measured on 2 CPUs
 // (copy of GOROOT/src through the mount, 13 alternating pairs): 10% less
 // wall time (bench/README.md).
-func fuseProcs(log *slog.Logger) {
+func captureProcs(log *slog.Logger) {
 	if os.Getenv("GOMAXPROCS") != "" {
 		return
 	}
 	if n := 4 * runtime.NumCPU(); runtime.GOMAXPROCS(0) < n {
 		runtime.GOMAXPROCS(n)
-		log.Info("FUSE: more Ps than CPUs for the mount's server", "gomaxprocs", n)
+		log.Info("capture: more Ps than CPUs (FUSE handlers, the process connector)", "gomaxprocs", n)
 	}
 }
 

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,15 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
 // TestRulesRun: a daemon with --rules publishes matches as
 // semprop.rule.match events, lists its rules at /v1/rules, and refuses a
 // reload of a broken file while the running rules stay.
 func TestRulesRun(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	rf := filepath.Join(dir, "r.yaml")
 	if err := os.WriteFile(rf, []byte(`rules:
@@ -32,21 +28,7 @@ func TestRulesRun(t *testing.T) {
 	}
 	c := defaults(t)
 	c.Rules = []string{rf}
-	cfg, err := FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := New(cfg, quiet())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	url := waitReady(t, d)
+	_, url := startT(t, c)
 	for i := range 3 {
 		body := fmt.Sprintf(`{"specversion":"1.0","id":"%d","source":"/t","type":"app.job"}`, i)
 		resp, err := http.Post(url+"/v1/events", "application/cloudevents+json", strings.NewReader(body))
@@ -119,16 +101,8 @@ func TestStatusCaptures(t *testing.T) {
 	}
 	c := defaults(t)
 	c.Watch = []string{t.TempDir()}
-	cfg, err := FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := New(cfg, quiet())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	url := waitReady(t, d)
+	d, url := startT(t, c)
+	cfg := &d.cfg
 	var st struct {
 		Captures []struct {
 			Tree string
@@ -152,17 +126,8 @@ func TestEnrichWired(t *testing.T) {
 	c.Watch = []string{dir}
 	c.Ignore = []string{"*.tmp"}
 	c.Enrich.Content = true
-	cfg, err := FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := New(cfg, quiet())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	url := waitReady(t, d)
-	root := cfg.Watches[0].Root
+	d, url := startT(t, c)
+	root := d.cfg.Watches[0].Root
 	if err := os.WriteFile(filepath.Join(root, "b.tmp"), []byte("ignored"), 0o644); err != nil {
 		t.Fatal(err)
 	}
