@@ -65,7 +65,7 @@ tls:
 `), 0o600)
 	addr := freeAddr(t)
 	cmd := exec.Command(binary, "run", "--config", cfg, "--data", filepath.Join(dir, "data"), "--listen", addr)
-	logs := &strings.Builder{}
+	logs := &logBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
