@@ -123,9 +123,13 @@ func fromBinaryMode(h http.Header, _, _ string, body []byte) (*event.Event, erro
 	return event.ParseBinaryMode(h, body)
 }
 
+// jsonQuote quotes s as a JSON string, without escaping <, > and &.
 func jsonQuote(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // selection holds the query parameters every read takes.

@@ -43,3 +43,9 @@ func TestRoutesErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONQuoteKeepsGreaterThan(t *testing.T) {
+	if got, want := jsonQuote("a.> \"x\"\n"), `"a.> \"x\"\n"`; got != want {
+		t.Errorf("jsonQuote = %s, want %s", got, want)
+	}
+}
