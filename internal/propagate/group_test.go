@@ -190,3 +190,17 @@ func TestRoutesListNamedSubscriptions(t *testing.T) {
 		t.Errorf("Routes() = %+v, want the subscription w1", e.m.Routes())
 	}
 }
+
+// TestGroupRouteDefaultsToRoundRobin: a group's route without a strategy
+// shares the events; it does not broadcast them.
+func TestGroupRouteDefaultsToRoundRobin(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	if err := e.m.AddRoutes(route.Spec{Name: "g", Type: "job.*"}); err != nil {
+		t.Fatal(err)
+	}
+	subs := joinN(t, e.m, "g", 2, SubscribeOptions{})
+	publishN(t, e.m, "job.run", 10)
+	if a, b := len(drain(subs[0])), len(drain(subs[1])); a != 5 || b != 5 {
+		t.Errorf("members got %d and %d events, want 5 each", a, b)
+	}
+}

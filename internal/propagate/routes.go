@@ -18,7 +18,8 @@ var ErrNoSubscription = errors.New("propagate: no open subscription of that name
 // by subject (every event of one file to one member, in order) or
 // failover. A route without targets is the route of the group of the same
 // name (SubscribeOptions.Group): its targets are the group's live members,
-// whatever joins or leaves. All routes are validated before any takes
+// whatever joins or leaves, and its strategy defaults to round-robin
+// (broadcast, if asked, gives every member every event). All routes are validated before any takes
 // effect, and the routing table is swapped atomically: publishers never
 // wait, and no event is routed by a half-updated table. Names starting
 // with "sub-" are reserved for subscriptions' own routes.
@@ -32,6 +33,9 @@ func (m *Manager) AddRoutes(specs ...route.Spec) error {
 			return fmt.Errorf("route %q: names starting with sub- are reserved: %w", sp.Name, route.ErrBadRoute)
 		}
 		if len(sp.Targets) == 0 && sp.Name != "" {
+			if sp.Strategy == "" {
+				sp.Strategy = route.RoundRobin.String() // a group shares; broadcast only when asked
+			}
 			check := sp
 			check.Targets = []string{"member"}
 			check.Weights = nil
