@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -76,6 +77,8 @@ type Executor struct {
 	log  *slog.Logger
 	reg  *Registry
 	env  *Env
+
+	ownClient bool // env.HTTPClient is the executor's: idle connections closed by Run
 
 	rules atomic.Pointer[rules.Set]
 
@@ -148,6 +151,10 @@ func New(set *rules.Set, opts Options) (*Executor, error) {
 	if env.Logger == nil {
 		env.Logger = x.log
 	}
+	if env.HTTPClient == nil {
+		env.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		x.ownClient = true
+	}
 	env.published = func(id event.ID) bool { return x.published[id] }
 	x.env = &env
 	if err := x.reg.Check(set); err != nil {
@@ -208,6 +215,9 @@ func (x *Executor) Run(ctx context.Context) error {
 		return err
 	}
 	defer src.Close()
+	if x.ownClient {
+		defer x.env.HTTPClient.CloseIdleConnections()
+	}
 	x.saved = time.Now()
 	err = x.loop(ctx, src)
 	if serr := x.saveCursor(); serr != nil && err == nil {
