@@ -66,7 +66,11 @@ type Options struct {
 	// actions flow (default 1s); it is written after every match with
 	// actions and when Run returns.
 	CursorEvery time.Duration
-	Logger      *slog.Logger
+	// StopGrace is how long a match in progress when Run's ctx ends may
+	// go on, so that a stop finishes it rather than leaving it to
+	// recovery (default 10s; the actions' own timeouts bound it too).
+	StopGrace time.Duration
+	Logger    *slog.Logger
 }
 
 // Executor runs the actions of rule matches; see the package comment for
@@ -130,6 +134,9 @@ func New(set *rules.Set, opts Options) (*Executor, error) {
 	}
 	if opts.CursorEvery <= 0 {
 		opts.CursorEvery = time.Second
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 10 * time.Second
 	}
 	x := &Executor{opts: opts, log: opts.Logger, reg: opts.Registry}
 	if x.log == nil {
@@ -322,7 +329,7 @@ func (x *Executor) loop(ctx context.Context, src Source) error {
 		}
 		handled := false
 		if ev.Type == rules.TypeMatch {
-			if handled, err = x.handle(ctx, ev); err != nil {
+			if handled, err = x.handleGrace(ctx, ev); err != nil {
 				return err
 			}
 		}
@@ -377,6 +384,22 @@ func (x *Executor) append(r *audit.Record) error {
 		return fmt.Errorf("action: audit: %w", err)
 	}
 	return nil
+}
+
+// handleGrace runs handle with a context that ends StopGrace after ctx.
+func (x *Executor) handleGrace(ctx context.Context, ev *event.Event) (bool, error) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(x.opts.StopGrace, cancel)
+		context.AfterFunc(actx, func() { t.Stop() })
+	})
+	defer stop()
+	handled, err := x.handle(actx, ev)
+	if err != nil && actx.Err() != nil && ctx.Err() != nil {
+		err = ctx.Err() // stopped past the grace: what was in flight is recovered at the next start
+	}
+	return handled, err
 }
 
 // handle runs the actions of one match; it reports whether the match had

@@ -1,6 +1,7 @@
 package action
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
@@ -251,5 +253,35 @@ func TestCheck(t *testing.T) {
 	}
 	if err := reg.Check(mustRules(t, "rules:\n  - name: r\n    when: 'true'\n    actions:\n      - {type: webhook, url: 'http://x', timeout: '{{.Key}}'}\n")); err != nil {
 		t.Errorf("Check of a templated value = %v", err)
+	}
+}
+
+// TestExecutorStopFinishesMatch: a stop while a match's actions run lets
+// the match finish (within StopGrace) instead of leaving it in flight.
+func TestExecutorStopFinishesMatch(t *testing.T) {
+	f := newFixture(t)
+	a := f.file(t, "a", "x")
+	set := mustRules(t, `
+rules:
+  - name: r
+    when: 'true'
+    actions:
+      - {type: exec, argv: [/bin/sleep, '0.3']}
+      - {type: tag, path: '`+a+`', name: n, value: v}
+`)
+	publish(t, f.s.m, matchEvent("r", "", nil, 1))
+	x := f.executor(t, set)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- x.Run(ctx) }()
+	for len(records(t, f.log.Dir())) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel() // while the program sleeps
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("Run = %v", err)
+	}
+	if diff := cmp.Diff([]string{"intent:exec", "done:exec", "intent:tag", "done:tag", "match:ok"}, kinds(records(t, f.log.Dir()))); diff != "" {
+		t.Fatalf("audit (-want +got):\n%s", diff)
 	}
 }
