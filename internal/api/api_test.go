@@ -330,7 +330,9 @@ func TestDynamicRoutes(t *testing.T) {
 	var list struct{ Routes []route.RouteInfo }
 	json.NewDecoder(resp.Body).Decode(&list)
 	resp.Body.Close()
-	if len(list.Routes) != 1 || list.Routes[0].Name != "jobs" || list.Routes[0].Strategy != "round-robin" {
+	// The route, then the routed-only subscriptions it targets.
+	if len(list.Routes) != 3 || list.Routes[0].Name != "jobs" || list.Routes[0].Strategy != "round-robin" ||
+		list.Routes[1].Kind != "subscription" || list.Routes[2].Kind != "subscription" {
 		t.Errorf("GET /v1/routes = %+v", list.Routes)
 	}
 	if status, _, _ := do(t, "DELETE", ts.URL+"/v1/routes/jobs", "", "", ""); status != 204 {

@@ -1,8 +1,11 @@
 package propagate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/semprop/semprop/internal/route"
@@ -141,7 +144,8 @@ func (m *Manager) Routes() []route.RouteInfo {
 			out[i].Kind = "route"
 		}
 	}
-	for name, g := range m.groups {
+	for _, name := range slices.Sorted(maps.Keys(m.groups)) {
+		g := m.groups[name]
 		if listed[name] {
 			continue
 		}
@@ -151,10 +155,15 @@ func (m *Manager) Routes() []route.RouteInfo {
 		}
 		out = append(out, ri)
 	}
+	var routed []*Subscription
 	for s := range m.subs {
 		if s.routed && s.group == "" {
-			out = append(out, route.RouteInfo{Name: s.id, Kind: "subscription", Targets: 1, Members: []string{s.label()}})
+			routed = append(routed, s)
 		}
+	}
+	slices.SortFunc(routed, func(a, b *Subscription) int { return cmp.Compare(a.num, b.num) })
+	for _, s := range routed {
+		out = append(out, route.RouteInfo{Name: s.id, Kind: "subscription", Targets: 1, Members: []string{s.label()}})
 	}
 	return out
 }
