@@ -45,8 +45,13 @@ func keyID(key string) event.ID {
 
 func (e *emit) event() *event.Event {
 	ev := &event.Event{ID: keyID(e.c.Key), Type: e.typ, Source: e.c.Env.Source, Subject: e.subject}
-	if e.subject == "" && e.c.Match != nil {
-		ev.Subject = e.c.Match.Key
+	if e.c.Match != nil {
+		// The match's event time: a wall-clock time ahead of the stream
+		// would move the rules' watermark past events not yet journaled.
+		ev.Time = e.c.Match.Time
+		if e.subject == "" {
+			ev.Subject = e.c.Match.Key
+		}
 	}
 	if e.data != "" {
 		ev.DataContentType = "application/json"

@@ -713,7 +713,8 @@ func (x *Executor) publishOutcome(ctx context.Context, m *match, final *audit.Re
 	if x.published[id] {
 		return nil
 	}
-	ev := &event.Event{ID: id, Type: "semprop.action." + final.Outcome, Source: x.opts.Source, Subject: m.data.Key,
+	// The match's event time, not the wall clock (see emit.event).
+	ev := &event.Event{ID: id, Type: "semprop.action." + final.Outcome, Source: x.opts.Source, Subject: m.data.Key, Time: m.ev.Time,
 		DataContentType: "application/json", Priority: m.ev.Priority}
 	if ev.Subject == "" {
 		ev.Subject = m.ev.Subject

@@ -285,3 +285,27 @@ rules:
 		t.Fatalf("audit (-want +got):\n%s", diff)
 	}
 }
+
+// TestActionEventsKeepMatchTime: outcome and emitted events carry the
+// match's event time, not the wall clock at which the actions ran: an
+// event time ahead of the stream would move the rules' watermark and
+// make the file-system events journaled after it late.
+func TestActionEventsKeepMatchTime(t *testing.T) {
+	f := newFixture(t)
+	set := mustRules(t, "rules:\n  - name: r\n    when: 'true'\n    actions:\n      - {type: emit, event_type: alert.x}\n")
+	mev := matchEvent("r", "", nil, 5)
+	publish(t, f.s.m, mev)
+	runUntil(t, f.executor(t, set), f.s)
+	n := 0
+	for _, ev := range f.s.all(t) {
+		if ev.Type == "alert.x" || ev.Type == TypeOK {
+			n++
+			if !ev.Time.Equal(mev.Time) {
+				t.Errorf("%s at %v, want the match's time %v", ev.Type, ev.Time, mev.Time)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d action events, want 2", n)
+	}
+}

@@ -13,8 +13,9 @@ import (
 // MatchView is what argument templates see: {{.Rule}}, {{.Key}},
 // {{range .Events}}{{.Subject}} {{end}}, {{.First.Pid}}.
 type MatchView struct {
-	ID       string // the match event's ID
-	Seq      uint64 // the match event's seq
+	ID       string    // the match event's ID
+	Seq      uint64    // the match event's seq
+	Time     time.Time // the match's event time
 	Rule     string
 	Key      string
 	Severity string
@@ -75,7 +76,7 @@ func viewOf(ev *event.Event) EventView {
 // newMatchView builds the view of a match event and its matched events.
 func newMatchView(ev *event.Event, d *rules.MatchData, events []*event.Event) *MatchView {
 	sev, _ := ev.Attr(rules.AttrSeverity)
-	m := &MatchView{ID: ev.ID.String(), Seq: ev.Seq, Rule: d.Rule, Key: d.Key, Severity: sev, Message: d.Message, Seqs: d.Seqs}
+	m := &MatchView{ID: ev.ID.String(), Seq: ev.Seq, Time: ev.Time, Rule: d.Rule, Key: d.Key, Severity: sev, Message: d.Message, Seqs: d.Seqs}
 	for _, e := range events {
 		m.Events = append(m.Events, viewOf(e))
 	}
