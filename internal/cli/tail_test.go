@@ -117,3 +117,12 @@ func TestTailGroupAndRoutes(t *testing.T) {
 	scancel()
 	wg.Wait()
 }
+
+// TestTailUnreachable: tail says on stderr that it retries, then gives up
+// with the dial error.
+func TestTailUnreachable(t *testing.T) {
+	code, _, errOut := run(t, "http://127.0.0.1:1", "tail", "--retries", "1")
+	if code == 0 || !strings.Contains(errOut, "retrying (1 of 1)") || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("tail against a closed port = %d %q, want a retry message and the dial error", code, errOut)
+	}
+}
