@@ -410,4 +410,3 @@ func TestRedactorErrors(t *testing.T) {
 		}
 	}
 }
-

@@ -34,16 +34,6 @@ type TestOptions struct {
 // FeedbackSeq is the first seq given to matches fed back by Test.
 const FeedbackSeq = 1 << 40
 
-// TestFile runs the rules in rulesPaths over a recorded event log and
-// writes one JSON line per match; it is `semprop rules test`.
-func TestFile(w io.Writer, rulesPaths []string, events io.Reader) error {
-	set, err := Load(rulesPaths...)
-	if err != nil {
-		return err
-	}
-	return Test(w, set, events, TestOptions{})
-}
-
 // Test runs the enabled rules of set over events, CloudEvents JSON objects
 // one per line as GET /v1/events returns them, with event time from the
 // events, and writes each match's data (MatchData) as one JSON line, in

@@ -27,16 +27,6 @@ type Case struct {
 	Expected string   // the text after "----", without the final newline
 }
 
-// Arg returns the value of a "key=value" argument and whether it is present.
-func (c *Case) Arg(key string) (string, bool) {
-	for _, a := range c.Args {
-		if k, v, ok := strings.Cut(a, "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
-}
-
 type block struct {
 	text string // verbatim text (comments, blank lines) or "" for a case
 	c    *Case
