@@ -40,9 +40,7 @@ func newClusterCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSONOut(cmd.OutOrStdout(), st)
 			}
 			printStatus(cmd.OutOrStdout(), st)
 			return nil
@@ -244,8 +242,12 @@ func clusterCall(ctx context.Context, sf *serverFlags, method, path string, in, 
 	if resp.StatusCode != http.StatusOK {
 		var eb struct {
 			Error string `json:"error"`
+			Code  string `json:"code"`
 		}
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+		if json.Unmarshal(data, &eb) == nil && eb.Code == cluster.CodeNotInCluster {
+			return fmt.Errorf("the daemon at %s is not in a cluster", sf.server)
+		}
+		if eb.Error != "" {
 			return fmt.Errorf("%s: %s", resp.Status, eb.Error)
 		}
 		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(data))

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -46,7 +44,7 @@ Example:
 				records += s.Records
 			}
 			if asJSON {
-				if err := writeJSON(out, verifyJSON(r)); err != nil {
+				if err := writeJSONOut(out, verifyJSON(r)); err != nil {
 					return err
 				}
 			} else {
@@ -86,7 +84,7 @@ Example:
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), verifyJSON(r))
+				return writeJSONOut(cmd.OutOrStdout(), verifyJSON(r))
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SEGMENT\tFIRST\tLAST\tRECORDS\tBYTES\tFROM\tTO\tSTATE")
@@ -162,12 +160,4 @@ func verifyJSON(r *journal.Report) reportJSON {
 		out.Problems = append(out.Problems, p.Error())
 	}
 	return out
-}
-
-// writeJSON writes v as indented JSON, without escaping <, > and &.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

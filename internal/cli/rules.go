@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -43,7 +44,7 @@ Example:
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"rules": rs, "stats": st})
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{"rules": rs, "stats": st})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RULE\tKIND\tSEVERITY\tENABLED\tEVENTS\tMATCHES\tSUPPRESSED\tTHROTTLED\tKEYS\tFILE")
@@ -118,6 +119,52 @@ Example:
 	test.Flags().DurationVar(&lateness, "lateness", 0, "allowed lateness of events (as rules_lateness)")
 	test.Flags().BoolVar(&feedback, "feedback", false, "feed matches back to the rules, as the daemon does")
 
-	cmd.AddCommand(ls, lint, test)
+	var rsf serverFlags
+	reload := &cobra.Command{
+		Use:   "reload",
+		Short: "Make the daemon load its rule files again",
+		Long: `Make the daemon load its rule files again and swap the rule set atomically,
+keeping the state of rules that did not change (as SIGHUP does). A file with
+an error is refused and the running rules stay.
+
+Example:
+
+  semprop rules reload`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := rsf.client()
+			if err != nil {
+				return err
+			}
+			return c.ReloadRules(cmd.Context())
+		},
+	}
+	rsf.register(reload)
+	cmd.AddCommand(ls, lint, test, reload, enableCmd(true), enableCmd(false))
+	return cmd
+}
+
+// enableCmd is `semprop rules enable NAME` (or disable).
+func enableCmd(on bool) *cobra.Command {
+	var sf serverFlags
+	verb := map[bool]string{true: "enable", false: "disable"}[on]
+	cmd := &cobra.Command{
+		Use:   verb + " NAME",
+		Short: strings.ToUpper(verb[:1]) + verb[1:] + " one rule of the running daemon",
+		Long: "Switch one rule " + map[bool]string{true: "on", false: "off"}[on] + ` until the next reload or restart.
+
+Example:
+
+  semprop rules ` + verb + ` burst-deletes`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := sf.client()
+			if err != nil {
+				return err
+			}
+			return c.EnableRule(cmd.Context(), args[0], on)
+		},
+	}
+	sf.register(cmd)
 	return cmd
 }

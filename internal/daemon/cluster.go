@@ -125,6 +125,9 @@ func (r *clusterRun) prepare(cfg *Config, j *journal.Journal, apiAddr net.Addr, 
 // the manager for DeliverWanted.
 func (r *clusterRun) mount(srv *api.Server, reg prometheus.Registerer, m *propagate.Manager) {
 	if r == nil {
+		// Say so, instead of "no route": cluster commands name the cause.
+		srv.Handle("/v1/cluster", cluster.NotInCluster())
+		srv.Handle("/v1/cluster/", cluster.NotInCluster())
 		return
 	}
 	r.mgr.Store(m)

@@ -161,3 +161,30 @@ func TestEnrichWired(t *testing.T) {
 		t.Errorf("an ignored file's events reached the journal: %s", b)
 	}
 }
+
+// TestRulesEnableOverHTTP: a rule switched off stops matching; an unknown
+// rule is 404.
+func TestRulesEnableOverHTTP(t *testing.T) {
+	rf := filepath.Join(t.TempDir(), "r.yaml")
+	if err := os.WriteFile(rf, []byte("rules:\n  - name: one\n    when: 'type == \"app.x\"'\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := defaults(t)
+	c.Rules = []string{rf}
+	_, url := startT(t, c)
+	for path, want := range map[string]int{"/v1/rules/one/disable": 200, "/v1/rules/nope/enable": 404} {
+		resp, err := http.Post(url+path, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: %s, want %d", path, resp.Status, want)
+		}
+	}
+	var list struct{ Rules []struct{ Enabled bool } }
+	getJSON(t, url+"/v1/rules", &list)
+	if len(list.Rules) != 1 || list.Rules[0].Enabled {
+		t.Errorf("after disable: %+v, want one rule, disabled", list.Rules)
+	}
+}
