@@ -21,6 +21,7 @@ type ServerStatus struct {
 		Segments          int     `json:"segments"`
 		Fsyncs            uint64  `json:"fsyncs"`
 		FsyncAvgMS        float64 `json:"fsync_avg_ms"`
+		FsyncP99MS        float64 `json:"fsync_p99_ms"`
 		BackpressureWaits uint64  `json:"backpressure_waits"`
 		NoSpace           bool    `json:"no_space"`
 	} `json:"journal"`

@@ -61,6 +61,7 @@ type journalStatus struct {
 	Segments          int     `json:"segments"`
 	Fsyncs            uint64  `json:"fsyncs"`
 	FsyncAvgMS        float64 `json:"fsync_avg_ms"`
+	FsyncP99MS        float64 `json:"fsync_p99_ms"` // bucket bound: at most twice the true value
 	BackpressureWaits uint64  `json:"backpressure_waits"`
 	NoSpace           bool    `json:"no_space"`
 }
@@ -106,6 +107,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		Segments: js.Segments, Fsyncs: js.Fsyncs, BackpressureWaits: js.BackpressureWaits, NoSpace: js.NoSpace}
 	if js.Fsyncs > 0 {
 		j.FsyncAvgMS = float64(js.FsyncNanos) / float64(js.Fsyncs) / 1e6
+		j.FsyncP99MS = float64(js.FsyncP99) / 1e6
 	}
 	out["journal"] = j
 	pubRate, delRate := s.rates(now, st.Published, st.Routing.Delivered)

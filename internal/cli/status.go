@@ -63,7 +63,7 @@ func printServerStatus(w io.Writer, st client.ServerStatus) error {
 	fmt.Fprintf(tw, "  First seq:\t%d\n", j.FirstSeq)
 	fmt.Fprintf(tw, "  Last seq:\t%d (durable %d)\n", j.LastSeq, j.DurableSeq)
 	fmt.Fprintf(tw, "  Size:\t%s in %d segments\n", bytesText(j.Bytes), j.Segments)
-	fmt.Fprintf(tw, "  Fsyncs:\t%d (avg %.3f ms)\n", j.Fsyncs, j.FsyncAvgMS)
+	fmt.Fprintf(tw, "  Fsyncs:\t%d (avg %.3f ms, p99 ≤ %.3f ms)\n", j.Fsyncs, j.FsyncAvgMS, j.FsyncP99MS)
 	if j.BackpressureWaits > 0 {
 		fmt.Fprintf(tw, "  Backpressure:\t%d waits\n", j.BackpressureWaits)
 	}

@@ -80,21 +80,22 @@ type Options struct {
 
 // Stats is a snapshot of the journal's counters.
 type Stats struct {
-	Segments          int    // segment files retained
-	Bytes             int64  // bytes in retained segments (written records)
-	FirstSeq          uint64 // oldest retained seq (LastSeq+1 if empty)
-	LastSeq           uint64 // last assigned seq
-	DurableSeq        uint64 // highest durable seq
-	Fsyncs            uint64 // fdatasync calls made
-	FsyncNanos        int64  // total time spent in them
-	Flushes           uint64 // batches written to the OS
-	BytesWritten      uint64 // bytes written to the OS since Open
-	Truncated         int64  // bytes of torn tail cut at Open
-	SegmentsDeleted   uint64 // segments deleted by retention since Open
-	BackpressureWaits uint64 // times Write waited for the buffer to drain
-	NoSpace           bool   // writes are refused now because the disk is full
-	NoSpaceEpisodes   uint64 // times the disk was found full since Open
-	NoSpaceRetries    uint64 // attempts to write again after that
+	Segments          int           // segment files retained
+	Bytes             int64         // bytes in retained segments (written records)
+	FirstSeq          uint64        // oldest retained seq (LastSeq+1 if empty)
+	LastSeq           uint64        // last assigned seq
+	DurableSeq        uint64        // highest durable seq
+	Fsyncs            uint64        // fdatasync calls made
+	FsyncNanos        int64         // total time spent in them
+	FsyncP99          time.Duration // 99th percentile of an fsync (bucket bound: at most twice the true value)
+	Flushes           uint64        // batches written to the OS
+	BytesWritten      uint64        // bytes written to the OS since Open
+	Truncated         int64         // bytes of torn tail cut at Open
+	SegmentsDeleted   uint64        // segments deleted by retention since Open
+	BackpressureWaits uint64        // times Write waited for the buffer to drain
+	NoSpace           bool          // writes are refused now because the disk is full
+	NoSpaceEpisodes   uint64        // times the disk was found full since Open
+	NoSpaceRetries    uint64        // attempts to write again after that
 }
 
 // chunk is a run of encoded records bound for one segment. newSeg says the
@@ -554,6 +555,7 @@ func (j *Journal) Stats() Stats {
 		DurableSeq:        j.durable.Load(),
 		Fsyncs:            j.fsyncs.Load(),
 		FsyncNanos:        j.fsyncNanos.Load(),
+		FsyncP99:          j.fsyncTime.Quantile(0.99),
 		Flushes:           j.flushes.Load(),
 		BytesWritten:      j.bytesWritten.Load(),
 		Truncated:         j.truncated,

@@ -80,6 +80,31 @@ func (h *Histogram) Snapshot() (count uint64, sum float64, buckets map[float64]u
 	return count, float64(h.sum.Load()) / 1e9, buckets
 }
 
+// Quantile returns an upper bound of the q-quantile (0 < q <= 1) of the
+// observations: the bound of the bucket that holds it, so at most twice
+// the true value. 0 without observations; above the last bound, the last
+// bound.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	var counts [nBuckets]uint64
+	var total uint64
+	for i := range nBuckets {
+		counts[i] = h.buckets[i].Load()
+		total += counts[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(total) + 0.5)
+	rank = max(rank, 1)
+	var seen uint64
+	for i := range nBuckets {
+		if seen += counts[i]; seen >= rank {
+			return time.Duration(int64(1) << min(i+MinExp, MaxExp))
+		}
+	}
+	return time.Duration(int64(1) << MaxExp)
+}
+
 // Metric returns h as a constant histogram metric of desc.
 func (h *Histogram) Metric(desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
 	n, sum, b := h.Snapshot()

@@ -102,3 +102,23 @@ func (f funcCollector) Collect(ch chan<- prometheus.Metric) { f.collect(ch) }
 func collectorOf(d Descs, f func(chan<- prometheus.Metric)) prometheus.Collector {
 	return funcCollector{d, f}
 }
+
+func TestQuantile(t *testing.T) {
+	var h Histogram
+	if q := h.Quantile(0.99); q != 0 {
+		t.Errorf("Quantile of nothing = %v, want 0", q)
+	}
+	for range 98 {
+		h.ObserveDuration(100 * time.Microsecond)
+	}
+	h.ObserveDuration(3 * time.Millisecond)
+	h.ObserveDuration(3 * time.Millisecond)
+	for _, tc := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 131072}, {0.98, 131072}, {0.99, 4194304}, {1, 4194304}} {
+		if got := h.Quantile(tc.q); got != tc.want {
+			t.Errorf("Quantile(%v) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+}
