@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/rules"
 )
 
@@ -75,7 +76,11 @@ Example:
 			if err := rules.Lint(cmd.OutOrStdout(), args...); err != nil {
 				return err
 			}
-			return nil
+			set, err := rules.Load(args...)
+			if err != nil {
+				return err
+			}
+			return action.NewRegistry().Check(set) // the rules' actions and their arguments
 		},
 	}
 

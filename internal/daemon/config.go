@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
@@ -155,6 +156,9 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		MaxSize: int64(cfg.Enrich.MaxSize), IndexSize: cfg.Enrich.IndexSize, VCS: vcs, VCSQuiet: cfg.Enrich.VCSQuiet}
 	if len(cfg.Rules) > 0 {
 		set, err := rules.Load(cfg.Rules...)
+		if err == nil {
+			err = action.NewRegistry().Check(set)
+		}
 		if err != nil {
 			return fail("--rules: %v", err)
 		}

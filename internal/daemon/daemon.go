@@ -18,7 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/audit"
 	"github.com/semprop/semprop/internal/capture/procinfo"
 	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/journal"
@@ -37,8 +39,9 @@ type Daemon struct {
 	journal *journal.Journal
 	cluster *clusterRun // nil without a cluster
 	manager *propagate.Manager
-	rules   *rules.Engine   // nil without rule files
-	procs   *procinfo.Cache // process identities shared by the trees; nil without
+	rules   *rules.Engine    // nil without rule files
+	actions *action.Executor // nil without rule files
+	procs   *procinfo.Cache  // process identities shared by the trees; nil without
 	trees   []*tree
 	api     *api.Server
 
@@ -60,6 +63,7 @@ func (d *Daemon) steps() []step {
 		{"journal", d.startJournal},
 		{"manager", d.startManager},
 		{"rules", d.startRules},
+		{"actions", d.startActions},
 		{"capture", d.startCapture},
 		{"api", d.startAPI},
 	}
@@ -285,6 +289,8 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 		srv.Handle("POST /v1/rules/reload", h)
 		srv.Handle("POST /v1/rules/{name}/enable", h)
 		srv.Handle("POST /v1/rules/{name}/disable", h)
+		srv.Handle("GET /v1/audit", audit.Handler(filepath.Join(d.cfg.Data, "audit")))
+		srv.AddStatus("actions", func() any { return d.actions.Stats() })
 	}
 	d.api = srv
 	d.front.set(srv, "")

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/rules"
 )
 
@@ -84,8 +85,16 @@ func (d *Daemon) reloadRules() error {
 	if err != nil {
 		return err
 	}
+	if err := action.NewRegistry().Check(set); err != nil {
+		return err
+	}
 	if err := d.rules.Reload(set); err != nil {
 		return err
+	}
+	if d.actions != nil {
+		if err := d.actions.SetRules(set); err != nil {
+			d.log.Warn("actions: the new rules' actions are not in effect", "err", err)
+		}
 	}
 	d.log.Info("rules reloaded", "rules", len(d.rules.Rules()))
 	return nil

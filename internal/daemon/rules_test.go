@@ -188,3 +188,56 @@ func TestRulesEnableOverHTTP(t *testing.T) {
 		t.Errorf("after disable: %+v, want one rule, disabled", list.Rules)
 	}
 }
+
+// TestActionsRun: a rule's actions run on its match, the outcome is
+// published, and the audit trail records it.
+func TestActionsRun(t *testing.T) {
+	rf := filepath.Join(t.TempDir(), "r.yaml")
+	if err := os.WriteFile(rf, []byte(`rules:
+  - name: two-jobs
+    when: 'type == "app.job"'
+    count: 2
+    within: 1m
+    actions:
+      - {type: emit, event_type: app.alert, data: '{"n":2}'}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := defaults(t)
+	c.Rules = []string{rf}
+	_, url := startT(t, c)
+	for i := range 2 {
+		body := fmt.Sprintf(`{"specversion":"1.0","id":"j%d","source":"/t","type":"app.job"}`, i)
+		resp, err := http.Post(url+"/v1/events", "application/cloudevents+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var log string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/v1/events?after=0&type=semprop.action.ok&type=app.alert")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if log = string(b); strings.Contains(log, "semprop.action.ok") && strings.Contains(log, "app.alert") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(log, "semprop.action.ok") || !strings.Contains(log, `"type":"app.alert"`) {
+		t.Fatalf("no emitted event and outcome after the match: %q", log)
+	}
+	resp, err := http.Get(url + "/v1/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "two-jobs") {
+		t.Errorf("GET /v1/audit: %s %.300s, want the rule's records", resp.Status, b)
+	}
+}

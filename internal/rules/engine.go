@@ -337,15 +337,14 @@ func (e *Engine) idle(ctx context.Context) error {
 func (e *Engine) handle(ctx context.Context, ev *event.Event) error {
 	e.mu.Lock()
 	var out []*event.Event
-	if ev.Type == TypeMatch || ev.Type == TypeThrottled {
-		// A rule event read back: a timer match moves the watermark past
-		// its deadline (replaying an idle tick), and a match enters the
-		// stream no earlier than the watermark, so rules on matches never
-		// see it as late.
-		if name, _ := ev.Attr(AttrRule); name != "" {
-			if r := e.set.Rule(name); r != nil && (r.kind == cep.KindAbsent || r.kind == cep.KindNotFollowedBy) && ev.Type == TypeMatch {
-				out = append(out, e.eventsLocked(e.eng.AdvanceTo(ev.Time.UnixNano()+1))...)
-			}
+	if name, _ := ev.Attr(AttrRule); name != "" {
+		// A rule event read back (a match, a throttle notice, or an
+		// action's outcome or emitted event, which carry the rule too): a
+		// timer match moves the watermark past its deadline (replaying an
+		// idle tick), and a rule event enters the stream no earlier than
+		// the watermark, so rules on rule events never see them as late.
+		if r := e.set.Rule(name); r != nil && (r.kind == cep.KindAbsent || r.kind == cep.KindNotFollowedBy) && ev.Type == TypeMatch {
+			out = append(out, e.eventsLocked(e.eng.AdvanceTo(ev.Time.UnixNano()+1))...)
 		}
 		if w := e.eng.Watermark(); ev.Time.UnixNano() < w {
 			ev.Time = time.Unix(0, w).UTC()
