@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -202,6 +201,5 @@ func (f *fixture) file(t *testing.T, name, content string) string {
 	return p
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
