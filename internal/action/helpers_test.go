@@ -201,5 +201,4 @@ func (f *fixture) file(t *testing.T, name, content string) string {
 	return p
 }
 
-
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
