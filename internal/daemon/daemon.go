@@ -98,10 +98,12 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	for _, s := range d.steps() {
 		stop, err := s.start(ctx)
 		if err != nil {
+			d.log.Debug("start failed; stopping what started", "component", s.name, "err", err)
 			unwind()
 			d.removeMade()
 			return err
 		}
+		d.log.Debug("started", "component", s.name)
 		if stop != nil {
 			stops = append(stops, stop)
 		}
