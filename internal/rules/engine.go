@@ -218,6 +218,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.lastSave = e.opts.Now()
 	e.mu.Unlock()
 	err = e.loop(ctx, src)
+	if err != nil && ctx.Err() != nil {
+		// Stopped while reading or publishing: the publish that ctx cut
+		// was not acknowledged, so the checkpoint does not cover it and
+		// the next run publishes it again.
+		err = ctx.Err()
+	}
 	if serr := e.Checkpoint(); serr != nil && err == nil {
 		err = serr
 	}
