@@ -1,0 +1,5 @@
+//go:build !race
+
+package fanotify
+
+const raceEnabled = false
