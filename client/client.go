@@ -213,6 +213,10 @@ type Selector struct {
 	Types  []string
 	Path   string
 	Filter string
+	// Settle, on a stream, collapses a burst of events on one subject
+	// into one event (the last, with "count" and "first") sent once the
+	// subject has been quiet this long. Replay ignores it.
+	Settle time.Duration
 }
 
 func (s Selector) query(after uint64) url.Values {
@@ -229,6 +233,9 @@ func (s Selector) query(after uint64) url.Values {
 	if s.Filter != "" {
 		q.Set("filter", s.Filter)
 	}
+	if s.Settle > 0 {
+		q.Set("settle", s.Settle.String())
+	}
 	q.Set("after", strconv.FormatUint(after, 10))
 	return q
 }
@@ -237,6 +244,7 @@ func (s Selector) query(after uint64) url.Values {
 // selects, at most limit of them, and returns the last seq seen.
 func (c *Client) Replay(ctx context.Context, sel Selector, after uint64, limit int, fn func(*event.Event) error) (uint64, error) {
 	q := sel.query(after)
+	q.Del("settle") // streams only
 	q.Set("limit", strconv.Itoa(limit))
 	resp, err := c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, "", nil)
 	if err != nil {

@@ -142,6 +142,9 @@ type selection struct {
 	// read of the journal: it has no starting point.
 	group, name string
 	weight      int
+
+	// settle, when positive, collapses bursts per subject (settle.go).
+	settle time.Duration
 }
 
 // live reports whether the stream is a member of a group or a named
@@ -175,6 +178,9 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 	if q.Get("after") != "" && q.Get("since") != "" {
 		return sel, &apiError{Field: "since", Error: "after and since exclude each other"}
 	}
+	if !stream && q.Get("settle") != "" {
+		return sel, &apiError{Field: "settle", Error: "settle applies to streams (/v1/stream, /v1/ws), not to a replay"}
+	}
 	if stream {
 		sel.group, sel.name = q.Get("group"), q.Get("name")
 		if v := q.Get("weight"); v != "" {
@@ -186,6 +192,16 @@ func (s *Server) parseSelection(r *http.Request, stream bool) (selection, *apiEr
 				return sel, &apiError{Field: "weight", Error: "weight needs group"}
 			}
 			sel.weight = n
+		}
+		if v := q.Get("settle"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > maxSettle {
+				return sel, &apiError{Field: "settle", Error: "settle must be a duration from 1ns to 1m (e.g. 200ms)"}
+			}
+			if sel.live() {
+				return sel, &apiError{Field: "settle", Error: "a stream with group or name is live and cannot settle"}
+			}
+			sel.settle = d
 		}
 		if sel.live() {
 			for _, f := range []string{"after", "since"} {
@@ -473,6 +489,10 @@ type follower struct {
 func (s *Server) follow(ctx context.Context, src streamSource, sel selection, f follower) {
 	if src.sub != nil {
 		s.followLive(ctx, src.sub, f)
+		return
+	}
+	if sel.settle > 0 {
+		s.followSettled(ctx, src.rd, sel, f)
 		return
 	}
 	s.followJournal(ctx, src.rd, sel, f)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -135,6 +136,7 @@ func publishStdin(ctx context.Context, c *client.Client, in io.Reader, out io.Wr
 func newTailCmd() *cobra.Command {
 	var sf serverFlags
 	var path, filter, since, format, group, name string
+	var settle time.Duration
 	var fromBeginning bool
 	var from uint64
 	var count, weight, retries int
@@ -166,9 +168,13 @@ Examples:
 
   semprop tail 'fs.>' --path '/data/**/*.md' --format text
   semprop tail fs.create fs.delete --since 10m --count 100
+  semprop tail 'fs.write' --settle 200ms      # one event per burst of writes to a file
   semprop tail 'job.*' --group workers --name worker-1`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			sel := client.Selector{Path: path, Filter: filter}
+			sel := client.Selector{Path: path, Filter: filter, Settle: settle}
+			if settle > 0 && (group != "" || name != "") {
+				return errors.New("--settle collapses bursts of the journal's stream: a live --group or --name stream cannot settle")
+			}
 			for i, a := range args {
 				if _, err := route.ParseSelector(a, sel.Path, sel.Filter); err != nil {
 					return err // say what is wrong before connecting
@@ -278,6 +284,7 @@ Examples:
 	cmd.Flags().BoolVar(&fromBeginning, "from-beginning", false, "start from the first event in the journal")
 	cmd.Flags().Uint64Var(&from, "from", 0, "start after this seq (as --since SEQ)")
 	cmd.Flags().IntVar(&count, "count", 0, "exit after this many events (0: never)")
+	cmd.Flags().DurationVar(&settle, "settle", 0, "collapse a burst on one path into one event (the last, with count and first) once the path is quiet this long (e.g. 200ms)")
 	cmd.Flags().StringVar(&format, "format", "json", "json (CloudEvents, one per line) or text (time, type, path, comm[pid], size)")
 	cmd.Flags().StringVar(&group, "group", "", "join this group: share its events with its other members")
 	cmd.Flags().StringVar(&name, "name", "", "name this live stream (a target for routes; unique)")

@@ -57,8 +57,6 @@
 // that took the lock, count (events held), first (time of the first) and
 // refs (the refs it wrote). Events outside .git/ pass as usual.
 //
-// # Settling
-//
-// A Settler collapses bursts of events on one path within a quiet time
-// into one event, the last, with count and first attributes.
+// Settling (one event per burst on a path) is a choice of each reader, not
+// of the journal: streams ask for it with settle= (package api).
 package enrich
