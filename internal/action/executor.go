@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/atomicfile"
 	"github.com/semprop/semprop/internal/audit"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/rules"
@@ -349,7 +350,7 @@ func (x *Executor) saveIfDue(force bool) error {
 
 func (x *Executor) saveCursor() error {
 	data, _ := json.Marshal(cursorFile{Cursor: atomic.LoadUint64(&x.cursor)})
-	if err := writeFileAtomic(filepath.Join(x.opts.Dir, cursorName), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(x.opts.Dir, cursorName), data, 0o600); err != nil {
 		return fmt.Errorf("action: cursor: %w", err)
 	}
 	x.saved = time.Now()

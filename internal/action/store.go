@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/semprop/semprop/internal/atomicfile"
 )
 
 // Store errors.
@@ -121,8 +123,8 @@ func (s *Store) Put(r io.Reader, max int64) (string, int64, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", 0, fmt.Errorf("action: snapshot: %w", err)
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
-		return "", 0, err
+	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
+		return "", 0, fmt.Errorf("action: snapshot: %w", err)
 	}
 	return sum, n, nil
 }
@@ -144,7 +146,10 @@ func (s *Store) Save(m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("action: snapshot: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(s.dir, "manifests", m.ID+".json"), data)
+	if err := atomicfile.Write(filepath.Join(s.dir, "manifests", m.ID+".json"), data, 0o600); err != nil {
+		return fmt.Errorf("action: snapshot: %w", err)
+	}
+	return nil
 }
 
 // Manifest reads the manifest of snapshot id.
@@ -259,41 +264,6 @@ func (s *Store) restoreOne(f FileEntry, dst string, force bool) error {
 	}
 	if err != nil {
 		return fmt.Errorf("action: restore %s: %w", dst, err)
-	}
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("action: %w", err)
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("action: %w", err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("action: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("action: %w", err)
 	}
 	return nil
 }

@@ -24,6 +24,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/semprop/semprop/internal/atomicfile"
 )
 
 // Errors.
@@ -340,12 +342,7 @@ func goodPrefix(f *os.File, n int) (int64, error) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil

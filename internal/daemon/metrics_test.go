@@ -44,26 +44,8 @@ func TestMetricsTellTheTruth(t *testing.T) {
 	} else {
 		t.Log("not root or no /dev/fuse: the FUSE part of the workload is skipped")
 	}
-	cfg, err := FromConfig(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := New(cfg, quiet())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Run did not return within 30s of cancel")
-		}
-	})
-	url := waitReady(t, d)
+	d, url := startT(t, c)
+	cfg := &d.cfg
 	root := cfg.Watches[0].Root
 
 	// Live subscriptions: one named, one anonymous (nothing in the daemon

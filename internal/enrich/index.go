@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/semprop/semprop/internal/atomicfile"
 )
 
 // The index file: a header, then records, each
@@ -229,7 +231,7 @@ func (ix *index) compactLocked() error {
 		err = os.Rename(tmp, p)
 	}
 	if err == nil {
-		err = syncDir(ix.dir)
+		err = atomicfile.SyncDir(ix.dir)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -242,15 +244,6 @@ func (ix *index) compactLocked() error {
 	ix.w = bufio.NewWriterSize(ix.f, 64<<10)
 	ix.records = len(ix.m)
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // get returns the last known facts of rel.

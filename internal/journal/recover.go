@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/semprop/semprop/internal/atomicfile"
 )
 
 // recover scans the segments, checks the last one against the
@@ -143,12 +145,7 @@ func recoverSegment(path string, base uint64, last, tornOK bool) (*segment, torn
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("journal: open dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("journal: sync dir %s: %w", dir, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/atomicfile"
 	"github.com/semprop/semprop/internal/cep"
 	"github.com/semprop/semprop/internal/journal"
 )
@@ -442,7 +443,7 @@ func (e *Engine) Checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("rules: checkpoint: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(e.opts.Dir, checkpointFile), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(e.opts.Dir, checkpointFile), data, 0o644); err != nil {
 		return fmt.Errorf("rules: checkpoint: %w", err)
 	}
 	e.mu.Lock()
@@ -450,34 +451,6 @@ func (e *Engine) Checkpoint() error {
 	e.lastSave = e.opts.Now()
 	e.mu.Unlock()
 	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Reload swaps in a new rule set atomically: rules whose definition did

@@ -165,40 +165,8 @@ func (pc *procCache) stat(pid int32) (start uint64, comm string, ok bool) {
 	return parseStat(b)
 }
 
-// parseStat extracts comm (field 2) and starttime (field 22) from the
-// contents of /proc/PID/stat. comm may hold spaces and parentheses, so the
-// fields after it are found from the last ')'.
+// parseStat is procinfo.ParseStat, start first.
 func parseStat(b []byte) (start uint64, comm string, ok bool) {
-	open := bytes.IndexByte(b, '(')
-	closeP := bytes.LastIndexByte(b, ')')
-	if open < 0 || closeP < open {
-		return 0, "", false
-	}
-	comm = string(b[open+1 : closeP])
-	rest := b[closeP+1:]
-	// rest starts with " S ppid ..."; starttime is field 22, i.e. the 20th
-	// field after comm.
-	field := 0
-	for i := 0; i < len(rest); {
-		for i < len(rest) && rest[i] == ' ' {
-			i++
-		}
-		j := i
-		for j < len(rest) && rest[j] != ' ' && rest[j] != '\n' {
-			j++
-		}
-		if j == i {
-			break
-		}
-		field++
-		if field == 20 {
-			v, err := strconv.ParseUint(string(rest[i:j]), 10, 64)
-			if err != nil {
-				return 0, "", false
-			}
-			return v, comm, true
-		}
-		i = j
-	}
-	return 0, "", false
+	comm, start, ok = procinfo.ParseStat(b)
+	return start, comm, ok
 }

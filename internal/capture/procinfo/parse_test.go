@@ -135,7 +135,7 @@ func FuzzProcFiles(f *testing.F) {
 	f.Add([]byte("Name:\tsh\nTgid:\t4242\nUid:\t0\t1000\t0\t0\nGid:\t0\t50\t0\t0\n"))
 	f.Add([]byte("7 (a b) (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if comm, _, ok := parseStat(b); ok && len(comm) > len(b) {
+		if comm, _, ok := ParseStat(b); ok && len(comm) > len(b) {
 			t.Fatalf("comm longer than the input")
 		}
 		if tgid, _, _, ok := parseStatus(b); ok && tgid <= 0 {
@@ -145,12 +145,12 @@ func FuzzProcFiles(f *testing.F) {
 }
 
 func TestParseProcFiles(t *testing.T) {
-	comm, start, ok := parseStat([]byte("7 (a b) (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0\n"))
+	comm, start, ok := ParseStat([]byte("7 (a b) (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0\n"))
 	if comm != "a b) (c)" || start != 42 || !ok {
 		t.Errorf("parseStat = %q, %d, %v", comm, start, ok)
 	}
-	if _, _, ok := parseStat([]byte("7 (x) R 1 2 3\n")); ok {
-		t.Errorf("parseStat(short) ok")
+	if _, _, ok := ParseStat([]byte("7 (x) R 1 2 3\n")); ok {
+		t.Errorf("ParseStat(short) ok")
 	}
 	tgid, uid, gid, ok := parseStatus([]byte("Name:\tsh\nTgid:\t4242\nPid:\t4243\nUid:\t0\t1000\t0\t0\nGid:\t0\t50\t0\t0\n"))
 	if tgid != 4242 || uid != 1000 || gid != 50 || !ok {

@@ -5,10 +5,10 @@ import (
 	"strconv"
 )
 
-// parseStat extracts comm (field 2) and starttime (field 22, clock ticks
-// since boot) from /proc/PID/stat. comm may hold spaces and parentheses,
-// so the fields after it are counted from the last ')'.
-func parseStat(b []byte) (comm string, start uint64, ok bool) {
+// ParseStat extracts comm (field 2) and starttime (field 22, clock ticks
+// since boot) from the contents of /proc/PID/stat. comm may hold spaces
+// and parentheses, so the fields after it are counted from the last ')'.
+func ParseStat(b []byte) (comm string, start uint64, ok bool) {
 	open := bytes.IndexByte(b, '(')
 	closeP := bytes.LastIndexByte(b, ')')
 	if open < 0 || closeP < open {

@@ -53,7 +53,7 @@ func (p procfs) read(pid int32) (Identity, int64, bool) {
 	if !ok {
 		return Identity{}, 0, false
 	}
-	comm, ticks, ok := parseStat(b)
+	comm, ticks, ok := ParseStat(b)
 	if !ok {
 		return Identity{}, 0, false
 	}
@@ -73,7 +73,7 @@ func (p procfs) readExec(tgid int32) (Identity, bool) {
 	if !ok {
 		return Identity{PID: tgid, Exe: exe}, false
 	}
-	comm, _, ok := parseStat(b)
+	comm, _, ok := ParseStat(b)
 	if !ok {
 		return Identity{PID: tgid, Exe: exe}, false
 	}
