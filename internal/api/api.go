@@ -86,6 +86,7 @@ type Server struct {
 
 	routesMu sync.Mutex
 	routes   []string
+	access   map[string]need // routes added with HandleAccess
 
 	cons    consumers
 	stat    statusState // GET /v1/status: sections and rate samples
@@ -144,6 +145,37 @@ func New(opts Options) *Server {
 	}
 	return s
 }
+
+// Access is what a route added with HandleAccess requires of a caller
+// when tokens are configured.
+type Access uint8
+
+const (
+	// AccessAdmin requires the admin scope (what Handle requires).
+	AccessAdmin Access = iota
+	// AccessPublic requires no token (static assets, probes).
+	AccessPublic
+	// AccessSubscribe requires a token with a subscribe scope; the handler
+	// filters and redacts what it shows by Caller(r).
+	AccessSubscribe
+)
+
+// HandleAccess registers an extra handler like Handle, requiring access
+// of its callers instead of the admin scope. Register before serving.
+func (s *Server) HandleAccess(pattern string, a Access, h http.Handler) {
+	n := map[Access]need{AccessAdmin: needAdmin, AccessPublic: needNothing, AccessSubscribe: needSubscribe}[a]
+	s.routesMu.Lock()
+	if s.access == nil {
+		s.access = make(map[string]need)
+	}
+	s.access[pattern] = n
+	s.routesMu.Unlock()
+	s.Handle(pattern, h)
+}
+
+// Caller returns the authenticated caller of a request served by the
+// Server: auth.Anonymous (who may see everything) without tokens.
+func Caller(r *http.Request) *auth.Principal { return principal(r) }
 
 // Handle registers an extra handler (metrics, cluster, …) on the server's
 // mux. With tokens configured it requires the admin scope.
@@ -223,6 +255,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.metrics.observe(route, r.Method, sw.code, start, route == "GET /v1/stream" || route == "GET /v1/ws")
 	}()
 	n, own := needs[route]
+	if !own {
+		s.routesMu.Lock()
+		n = s.access[route]
+		s.routesMu.Unlock()
+	}
 	if !own && route == "unmatched" {
 		n = needNothing
 	}
