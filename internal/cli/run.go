@@ -110,10 +110,10 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 		cfg.Listen = f.listen
 	}
 	if fl.Changed("watch") {
-		cfg.Watch = f.watch
+		cfg.Watch = config.Trees(f.watch...)
 	}
 	if fl.Changed("mount") {
-		cfg.Mount = f.mount
+		cfg.Mount = config.Trees(f.mount...)
 	}
 	if fl.Changed("rules") {
 		cfg.Rules = f.rules

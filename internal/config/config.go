@@ -33,8 +33,8 @@ type Config struct {
 	FsyncInterval   time.Duration `yaml:"fsync_interval"`
 	SegmentSize     Size          `yaml:"segment_size"`
 	Retention       Retention     `yaml:"retention"`
-	Watch           []string      `yaml:"watch"`
-	Mount           []string      `yaml:"mount"`
+	Watch           []Tree        `yaml:"watch"`
+	Mount           []Tree        `yaml:"mount"`
 	FusePassthrough bool          `yaml:"fuse_passthrough"`
 	BridgeWindow    time.Duration `yaml:"bridge_window"`
 	Limits          Limits        `yaml:"limits"`

@@ -46,3 +46,28 @@ func TestErrorsNameKey(t *testing.T) {
 		}
 	}
 }
+
+// TestTrees: watch and mount entries are paths or mappings; a mapping
+// with an unknown key is refused with the key's name.
+func TestTrees(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte("watch: [/data, {name: docs, path: /srv/docs}]\nmount: ['/b:/m', {name: x, backing: /b2, mountpoint: /m2}]\n"), 0o644)
+	c, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Tree{{Path: "/data"}, {Name: "docs", Path: "/srv/docs"}, {Path: "/b:/m"}, {Name: "x", Backing: "/b2", Mountpoint: "/m2"}}
+	got := append(c.Watch, c.Mount...)
+	if len(got) != len(want) {
+		t.Fatalf("trees = %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("tree %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	os.WriteFile(p, []byte("watch: [{name: docs, dir: /srv/docs}]\n"), 0o644)
+	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "dir") {
+		t.Errorf("unknown key: %v", err)
+	}
+}

@@ -79,11 +79,13 @@ type Config struct {
 
 // Watch is one tree watched by the kernel boundary.
 type Watch struct {
+	Name string // unique among the trees; the root's last element by default
 	Root string // absolute, symbolic links resolved
 }
 
 // Mount is one FUSE mount bridged with the kernel boundary.
 type Mount struct {
+	Name       string // unique among the trees; the backing's last element by default
 	Spec       string // as given, BACKING:MOUNTPOINT, for messages
 	Backing    string // absolute, symbolic links resolved
 	Mountpoint string // absolute; created (with a log line) if missing
@@ -169,7 +171,25 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		return fail("data %s: not a directory", data)
 	}
 	var trees []string // every captured tree, to refuse overlaps
-	for _, dir := range cfg.Watch {
+	names := map[string]string{}
+	named := func(name, dir, spec string) (string, error) {
+		if name == "" {
+			name = filepath.Base(dir)
+		}
+		if strings.ContainsAny(name, "/\\") || name == "." || name == ".." {
+			return "", fmt.Errorf("tree name %q: a name is one path element", name)
+		}
+		if other, ok := names[name]; ok {
+			return "", fmt.Errorf("tree name %q is taken by %s already: give one of them a name ({name: ..., path: ...})", name, other)
+		}
+		names[name] = spec
+		return name, nil
+	}
+	for _, tr := range cfg.Watch {
+		dir := tr.Path
+		if tr.Backing != "" || tr.Mountpoint != "" {
+			return fail("watch %s: backing and mountpoint belong to mount entries", dir)
+		}
 		root, err := existingDir(dir)
 		if err != nil {
 			return fail("--watch %s: %v", dir, err)
@@ -182,13 +202,24 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 				return fail("--watch %s: overlaps %s, which is captured already (each file would be reported twice)", root, t)
 			}
 		}
+		name, err := named(tr.Name, root, dir)
+		if err != nil {
+			return fail("--watch %s: %v", dir, err)
+		}
 		trees = append(trees, root)
-		c.Watches = append(c.Watches, Watch{Root: root})
+		c.Watches = append(c.Watches, Watch{Name: name, Root: root})
 	}
 	mountpoints := map[string]bool{}
-	for _, spec := range cfg.Mount {
-		b, mp, ok := strings.Cut(spec, ":")
-		if !ok || b == "" || mp == "" {
+	for _, tr := range cfg.Mount {
+		spec, b, mp := tr.Path, tr.Backing, tr.Mountpoint
+		if spec == "" {
+			spec = b + ":" + mp
+		} else if b != "" || mp != "" {
+			return fail("--mount %q: give either path (BACKING:MOUNTPOINT) or backing and mountpoint", spec)
+		} else {
+			b, mp, _ = strings.Cut(spec, ":")
+		}
+		if b == "" || mp == "" {
 			return fail("--mount %q: want BACKING:MOUNTPOINT", spec)
 		}
 		backing, err := existingDir(b)
@@ -213,9 +244,13 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 				return fail("--mount %s: overlaps %s, which is captured already", spec, t)
 			}
 		}
+		name, err := named(tr.Name, backing, spec)
+		if err != nil {
+			return fail("--mount %s: %v", spec, err)
+		}
 		mountpoints[mountpoint] = true
 		trees = append(trees, backing)
-		c.Mounts = append(c.Mounts, Mount{Spec: spec, Backing: backing, Mountpoint: mountpoint})
+		c.Mounts = append(c.Mounts, Mount{Name: name, Spec: spec, Backing: backing, Mountpoint: mountpoint})
 	}
 	return c, nil
 }

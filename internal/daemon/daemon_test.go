@@ -58,15 +58,18 @@ func TestFromConfig(t *testing.T) {
 			c.Listen = "0.0.0.0:7878"
 			c.Auth.Tokens = []auth.TokenSpec{{Name: "a", Token: "0123456789abcdef0123", Scopes: []string{"admin"}}}
 		}, "clear text"},
-		{"watch missing", func(c *config.Config) { c.Watch = []string{p("nope")} }, "--watch"},
-		{"watch is a file", func(c *config.Config) { c.Watch = []string{p("f")} }, "not a directory"},
-		{"watch twice through a link", func(c *config.Config) { c.Watch = []string{p("w"), p("link")} }, "overlaps"},
-		{"data in the watched tree", func(c *config.Config) { c.Watch = []string{p("w")}; c.Data = p("w/data") }, "inside"},
-		{"mount syntax", func(c *config.Config) { c.Mount = []string{"nocolon"} }, "BACKING:MOUNTPOINT"},
-		{"mount overlap", func(c *config.Config) { c.Mount = []string{p("b") + ":" + p("b/x")} }, "contain each other"},
-		{"mount point twice", func(c *config.Config) { c.Mount = []string{p("b") + ":" + p("m"), p("w") + ":" + p("m")} }, "twice"},
-		{"mount of a watched tree", func(c *config.Config) { c.Watch = []string{p("w")}; c.Mount = []string{p("w") + ":" + p("m")} }, "overlaps"},
-		{"valid watch and mount", func(c *config.Config) { c.Watch = []string{p("w")}; c.Mount = []string{p("b") + ":" + p("m/new")} }, ""},
+		{"watch missing", func(c *config.Config) { c.Watch = config.Trees(p("nope")) }, "--watch"},
+		{"watch is a file", func(c *config.Config) { c.Watch = config.Trees(p("f")) }, "not a directory"},
+		{"watch twice through a link", func(c *config.Config) { c.Watch = config.Trees(p("w"), p("link")) }, "overlaps"},
+		{"data in the watched tree", func(c *config.Config) { c.Watch = config.Trees(p("w")); c.Data = p("w/data") }, "inside"},
+		{"mount syntax", func(c *config.Config) { c.Mount = config.Trees("nocolon") }, "BACKING:MOUNTPOINT"},
+		{"mount overlap", func(c *config.Config) { c.Mount = config.Trees(p("b") + ":" + p("b/x")) }, "contain each other"},
+		{"mount point twice", func(c *config.Config) { c.Mount = config.Trees(p("b")+":"+p("m"), p("w")+":"+p("m")) }, "twice"},
+		{"mount of a watched tree", func(c *config.Config) { c.Watch = config.Trees(p("w")); c.Mount = config.Trees(p("w") + ":" + p("m")) }, "overlaps"},
+		{"valid watch and mount", func(c *config.Config) {
+			c.Watch = config.Trees(p("w"))
+			c.Mount = config.Trees(p("b") + ":" + p("m/new"))
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

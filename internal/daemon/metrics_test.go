@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/propagate"
 )
 
@@ -34,13 +35,13 @@ func TestMetricsTellTheTruth(t *testing.T) {
 	)
 	c := defaults(t)
 	watch := t.TempDir()
-	c.Watch = []string{watch}
+	c.Watch = config.Trees(watch)
 	var mnt string
 	fuse := os.Geteuid() == 0 && fileExists("/dev/fuse")
 	if fuse {
 		backing := t.TempDir()
 		mnt = filepath.Join(t.TempDir(), "mnt")
-		c.Mount = []string{backing + ":" + mnt}
+		c.Mount = config.Trees(backing + ":" + mnt)
 	} else {
 		t.Log("not root or no /dev/fuse: the FUSE part of the workload is skipped")
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/semprop/semprop/internal/config"
 )
 
 // TestRulesRun: a daemon with --rules publishes matches as
@@ -100,7 +102,7 @@ func TestStatusCaptures(t *testing.T) {
 		t.Skip("the kernel boundary needs root (fanotify)")
 	}
 	c := defaults(t)
-	c.Watch = []string{t.TempDir()}
+	c.Watch = config.Trees(t.TempDir())
 	d, url := startT(t, c)
 	cfg := &d.cfg
 	var st struct {
@@ -123,7 +125,7 @@ func TestEnrichWired(t *testing.T) {
 	}
 	c := defaults(t)
 	dir := t.TempDir()
-	c.Watch = []string{dir}
+	c.Watch = config.Trees(dir)
 	c.Ignore = []string{"*.tmp"}
 	c.Enrich.Content = true
 	d, url := startT(t, c)
