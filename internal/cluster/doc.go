@@ -27,8 +27,18 @@
 //
 // Sequence returns (the event is acknowledged) only after its entry is
 // committed — appended and fsynced by raft-wal on a quorum — and applied
-// and durable in the journal of the node that took the publish, so a
-// client can read its own write from that node at once. A write whose
+// to the journal of the node that took the publish: written there, with
+// the journal's fsync left to the journal's flusher in the background, so
+// one fsync (the Raft log's, in parallel on the quorum) is on the ack path
+// instead of two in series. Nothing acknowledged can be lost by that: the
+// Raft log is compacted only behind a snapshot, a snapshot is persisted
+// only once its journal position is durable in the local journal, and a
+// node restarting with a journal that lost unsynced records replays the
+// log from its last snapshot, completing the journal (see below). Readers
+// of the journal (replay, streams, consumers) see an event once the
+// journal's fsync is done, normally well under a millisecond after the
+// ack; a read that must see every acknowledged write uses Node.Sync. A
+// write whose
 // leader lost leadership before commit fails with ErrNoQuorum and an
 // unknown outcome (the events may still commit; their IDs let a retrying
 // client de-duplicate); nothing unacknowledged is ever reported as
