@@ -43,6 +43,15 @@
 //
 // Publish and PublishBatch return once the events are durable (per the
 // journal's fsync policy) with their seqs set.
+//
+// # Idempotent ingest
+//
+// With Options.Dedup.Window set, an event published again with the same
+// source and id (the producer's CloudEvents id) while its first copy is in
+// the window is not stored, sequenced or delivered again: Publish and
+// PublishBatch answer it with the first copy's seq, once that one is
+// durable. The window is rebuilt from the journal when the manager opens,
+// so it survives a restart; see dedup.go.
 package propagate
 
 import (
@@ -99,7 +108,9 @@ type Options struct {
 	// Source is the CloudEvents source given to events that have none.
 	Source string
 	// Clock issues HLC timestamps; nil means a new event.NewClock(0).
-	Clock  *event.Clock
+	Clock *event.Clock
+	// Dedup configures idempotent ingest; the zero value disables it.
+	Dedup  DedupOptions
 	Logger *slog.Logger
 }
 
@@ -112,6 +123,7 @@ type Manager struct {
 	source string
 	dir    string
 	log    *slog.Logger
+	dedup  *dedup // nil: idempotent ingest is off
 
 	// router decides which live subscriptions get an event: one route per
 	// subscription (its selector) plus dynamic routes to named ones.
@@ -181,6 +193,9 @@ func New(opts Options) (*Manager, error) {
 		m.seq = m.local
 	} else {
 		s, err := opts.NewSequencer(func(evs []*event.Event) {
+			if m.dedup != nil {
+				m.dedup.record(evs)
+			}
 			m.deliver(evs)
 			m.wakeParked()
 		})
@@ -188,6 +203,11 @@ func New(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("propagate: sequencer: %w", err)
 		}
 		m.seq = s
+	}
+	if m.dedup = newDedup(opts.Dedup); m.dedup != nil {
+		if err := m.dedup.rebuild(opts.Journal); err != nil {
+			return nil, err
+		}
 	}
 	if m.dir != "" {
 		if err := os.MkdirAll(filepath.Join(m.dir, "consumers"), 0o755); err != nil {
@@ -220,10 +240,11 @@ func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	if err := m.prepare(one[:]); err != nil {
 		return 0, err
 	}
-	if err := m.local.Sequence(ctx, one[:]); err != nil {
+	stored, err := m.local.sequence(ctx, one[:])
+	if err != nil {
 		return 0, err
 	}
-	m.published.Add(1)
+	m.published.Add(uint64(stored))
 	m.publishTime.Observe(nanotime() - start)
 	return ev.Seq, nil
 }
@@ -277,18 +298,53 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 	if err := m.prepare(evs); err != nil {
 		return err
 	}
-	var err error
+	var (
+		stored int
+		err    error
+	)
 	if m.local != nil {
-		err = m.local.Sequence(ctx, evs)
+		stored, err = m.local.sequence(ctx, evs)
 	} else {
-		err = m.seq.Sequence(ctx, evs)
+		stored, err = m.sequenceRemote(ctx, evs)
 	}
 	if err != nil {
 		return err
 	}
-	m.published.Add(uint64(len(evs)))
+	m.published.Add(uint64(stored))
 	m.publishTime.Observe(nanotime() - start)
 	return nil
+}
+
+// sequenceRemote sequences evs through a sequencer other than the local
+// one, leaving out the duplicates the window knows of. The window learns of
+// sequenced events through the delivery hook; copies published at once on
+// two nodes are caught only where the sequencer checks them (its leader).
+func (m *Manager) sequenceRemote(ctx context.Context, evs []*event.Event) (int, error) {
+	fresh, dupOf := evs, []int(nil)
+	if m.dedup != nil {
+		fresh, dupOf = m.dedup.filter(evs)
+	}
+	if len(fresh) > 0 {
+		if err := m.seq.Sequence(ctx, fresh); err != nil {
+			return 0, err
+		}
+	}
+	resolve(evs, dupOf)
+	if len(fresh) < len(evs) {
+		// A copy's first was sequenced, perhaps not yet durable here.
+		if err := m.j.WaitDurable(ctx, maxSeq(evs)); err != nil {
+			return 0, fmt.Errorf("propagate: journal: %w", err)
+		}
+	}
+	return len(fresh), nil
+}
+
+func maxSeq(evs []*event.Event) uint64 {
+	var s uint64
+	for _, ev := range evs {
+		s = max(s, ev.Seq)
+	}
+	return s
 }
 
 // deliver fans evs out to the live subscriptions through the routing
@@ -336,11 +392,31 @@ type localSequencer struct {
 var _ Sequencer = (*localSequencer)(nil)
 
 func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error {
+	_, err := l.sequence(ctx, evs)
+	return err
+}
+
+// sequence sequences evs and returns how many were stored: all but the
+// duplicates idempotent ingest answered from its window.
+func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int, error) {
 	l.mu.Lock()
 	var (
 		first uint64
 		err   error
+		evs   = all
+		dupOf []int
 	)
+	if d := l.m.dedup; d != nil {
+		evs, dupOf = d.filter(all)
+		if len(evs) == 0 {
+			l.mu.Unlock()
+			resolve(all, dupOf)
+			if err := l.j.WaitDurable(ctx, maxSeq(all)); err != nil {
+				return 0, fmt.Errorf("propagate: journal: %w", err)
+			}
+			return 0, nil
+		}
+	}
 	if len(evs) <= deliverFirstMax && l.encodable(evs) {
 		// The fast path: live subscribers get the events before they are
 		// encoded into the journal, so a waiting subscriber does not wait
@@ -377,14 +453,22 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 			l.m.wakeParked()
 		}
 	}
+	if err == nil && l.m.dedup != nil {
+		l.m.dedup.record(evs)
+	}
 	l.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("propagate: journal: %w", err)
+		return 0, fmt.Errorf("propagate: journal: %w", err)
 	}
-	if err := l.j.WaitDurable(ctx, first+uint64(len(evs))-1); err != nil {
-		return fmt.Errorf("propagate: journal: %w", err)
+	last := first + uint64(len(evs)) - 1
+	if len(evs) < len(all) {
+		resolve(all, dupOf)
+		last = max(last, maxSeq(all))
 	}
-	return nil
+	if err := l.j.WaitDurable(ctx, last); err != nil {
+		return 0, fmt.Errorf("propagate: journal: %w", err)
+	}
+	return len(evs), nil
 }
 
 // deliverFirstMax is the largest batch delivered before it is encoded.
@@ -417,6 +501,10 @@ type Stats struct {
 	Consumers     []ConsumerInfo
 	Latency       HistogramSnapshot // sequenced → taken by a live subscriber
 	Routing       route.Stats
+	// Duplicates counts publishes answered from the idempotent-ingest
+	// window (not stored again); DedupRemembered is the window's size.
+	Duplicates      uint64
+	DedupRemembered int
 }
 
 // Stats returns the manager's counters.
@@ -428,6 +516,7 @@ func (m *Manager) Stats() Stats {
 	}
 	m.subMu.Unlock()
 	st.Routing = m.router.Stats()
+	st.DedupRemembered, st.Duplicates = m.dedup.stats()
 	m.consumerMu.Lock()
 	for _, c := range m.consumers {
 		st.Consumers = append(st.Consumers, c.Info())
