@@ -60,7 +60,7 @@ func TestMergeLaws(t *testing.T) {
 	})
 }
 
-type message struct {
+type inflightDelta struct {
 	to int
 	d  Delta
 }
@@ -79,7 +79,7 @@ func TestConvergence(t *testing.T) {
 			known[i] = make([]VersionVector, n)
 		}
 		created := map[Key][]Version{}
-		var inflight []message
+		var inflight []inflightDelta
 		seq := uint64(0)
 		steps := rapid.IntRange(1, 80).Draw(t, "steps")
 		for range steps {
@@ -94,7 +94,7 @@ func TestConvergence(t *testing.T) {
 				}
 			case 2: // i sends j what it believes j lacks
 				i, j := rapid.IntRange(0, n-1).Draw(t, "from"), rapid.IntRange(0, n-1).Draw(t, "to")
-				inflight = append(inflight, message{to: j, d: states[i].Delta(known[i][j])})
+				inflight = append(inflight, inflightDelta{to: j, d: states[i].Delta(known[i][j])})
 				if rapid.Bool().Draw(t, "ack") { // j's answer tells i its summary
 					known[i][j] = states[j].Summary()
 				}
