@@ -86,6 +86,8 @@ type compiled[T comparable] struct {
 	breakers []*gobreaker.CircuitBreaker[struct{}] // per target; nil entries without one
 	sched    []uint16                              // Weighted: member per turn
 	next     atomic.Uint64                         // turn counter
+	pos      int32                                 // position in Router.all; read and written under Router.mu
+	dead     atomic.Uint64                         // table version from which the route is removed; 0: live
 }
 
 func (r *Router[T]) compileRouteLocked(rt Route[T]) (*compiled[T], error) {

@@ -91,15 +91,41 @@ type counters struct {
 // Router holds the routes and publishes them as immutable Tables. Route,
 // Table and Stats are safe for concurrent use and never block; the
 // reconfiguration methods serialise among themselves.
+//
+// Adding or removing a route costs about the same with ten routes or a
+// hundred thousand (one subscription is one route): the routes live in an
+// append-only array shared by every table, their type tries form levels of
+// doubling size that are merged like a binary counter (amortised
+// O(log n) insertions per route), and a removed route is marked dead from
+// the next table's version on, so that older tables still see it, until
+// dead routes outnumber live ones and the array is compacted.
 type Router[T comparable] struct {
 	opts  Options[T]
 	stats counters
 	table atomic.Pointer[Table[T]]
 
-	mu       sync.Mutex     // guards the fields below; held while building a table
-	dynamic  []*compiled[T] // in insertion order
-	breakers map[T]*gobreaker.CircuitBreaker[struct{}]
-	version  uint64
+	mu          sync.Mutex     // guards the fields below; held while building a table
+	all         []*compiled[T] // every route since the last compaction, in insertion order; dead ones included
+	levels      []*level       // tries over all, oldest (largest) first
+	byName      map[string]*compiled[T]
+	dead        int // dead routes in all
+	breakers    map[T]*gobreaker.CircuitBreaker[struct{}]
+	breakerRefs map[T]int // live routes holding each breaker
+	version     uint64
+}
+
+// level is one immutable trie over some positions of Router.all.
+type level struct {
+	root *node
+	pos  []int32 // the positions it indexes, increasing
+}
+
+func newLevel[T comparable](all []*compiled[T], pos []int32) *level {
+	l := &level{root: &node{}, pos: pos}
+	for _, p := range pos {
+		l.root.insert(all[p].sel.typ.toks, p)
+	}
+	return l
 }
 
 // New returns a Router with no routes.
@@ -107,7 +133,8 @@ func New[T comparable](opts Options[T]) *Router[T] {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 4096
 	}
-	r := &Router[T]{opts: opts, breakers: make(map[T]*gobreaker.CircuitBreaker[struct{}])}
+	r := &Router[T]{opts: opts, byName: make(map[string]*compiled[T]),
+		breakers: make(map[T]*gobreaker.CircuitBreaker[struct{}]), breakerRefs: make(map[T]int)}
 	r.mu.Lock()
 	r.publishLocked()
 	r.mu.Unlock()
@@ -119,16 +146,32 @@ func New[T comparable](opts Options[T]) *Router[T] {
 func (r *Router[T]) Add(routes ...Route[T]) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	names := make(map[string]bool, len(routes))
-	for _, rt := range routes {
-		names[rt.Name] = true
-	}
-	keep := slices.DeleteFunc(slices.Clone(r.dynamic), func(c *compiled[T]) bool { return names[c.name] })
 	cs, err := r.compileLocked(routes)
 	if err != nil {
+		r.dropUnusedBreakersLocked()
 		return err
 	}
-	r.dynamic = append(keep, cs...)
+	for _, c := range cs { // before the replaced routes let go of shared breakers
+		for j, b := range c.breakers {
+			if b != nil {
+				r.breakerRefs[c.targets[j]]++
+			}
+		}
+	}
+	next := r.version + 1
+	for _, c := range cs {
+		if old := r.byName[c.name]; old != nil {
+			r.killLocked(old, next)
+		}
+		r.byName[c.name] = c
+		c.pos = int32(len(r.all))
+		r.all = append(r.all, c)
+	}
+	pos := make([]int32, len(cs))
+	for i, c := range cs {
+		pos[i] = c.pos
+	}
+	r.pushLevelLocked(pos)
 	r.publishLocked()
 	return nil
 }
@@ -138,13 +181,87 @@ func (r *Router[T]) Add(routes ...Route[T]) error {
 func (r *Router[T]) Remove(names ...string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	before := len(r.dynamic)
-	r.dynamic = slices.DeleteFunc(slices.Clone(r.dynamic), func(c *compiled[T]) bool { return slices.Contains(names, c.name) })
-	n := before - len(r.dynamic)
+	n := 0
+	for _, name := range names {
+		if c := r.byName[name]; c != nil {
+			r.killLocked(c, r.version+1)
+			n++
+		}
+	}
 	if n > 0 {
 		r.publishLocked()
 	}
 	return n
+}
+
+// killLocked marks c dead from table version v on and lets go of its
+// name and breakers.
+func (r *Router[T]) killLocked(c *compiled[T], v uint64) {
+	c.dead.Store(v)
+	delete(r.byName, c.name)
+	r.dead++
+	for j, b := range c.breakers {
+		if b == nil {
+			continue
+		}
+		tgt := c.targets[j]
+		if r.breakerRefs[tgt]--; r.breakerRefs[tgt] <= 0 {
+			delete(r.breakerRefs, tgt)
+			delete(r.breakers, tgt)
+		}
+	}
+}
+
+// dropUnusedBreakersLocked forgets the breakers made for routes that were
+// not added after all.
+func (r *Router[T]) dropUnusedBreakersLocked() {
+	for tgt := range r.breakers {
+		if r.breakerRefs[tgt] == 0 {
+			delete(r.breakers, tgt)
+		}
+	}
+}
+
+// pushLevelLocked adds a level over pos and merges the newest levels while
+// one is no larger than the one before it, skipping dead routes.
+func (r *Router[T]) pushLevelLocked(pos []int32) {
+	for len(r.levels) > 0 {
+		last := r.levels[len(r.levels)-1]
+		if len(last.pos) > 2*len(pos) {
+			break
+		}
+		merged := make([]int32, 0, len(last.pos)+len(pos))
+		for _, p := range last.pos {
+			if r.all[p].dead.Load() == 0 {
+				merged = append(merged, p)
+			}
+		}
+		pos = append(merged, pos...)
+		r.levels = r.levels[:len(r.levels)-1]
+	}
+	r.levels = append(r.levels, newLevel(r.all, pos))
+}
+
+// compactLocked rebuilds the routes without the dead ones, into a new
+// array (older tables keep theirs), with one level.
+func (r *Router[T]) compactLocked() {
+	live := make([]*compiled[T], 0, len(r.all)-r.dead)
+	for _, c := range r.all {
+		if c.dead.Load() == 0 {
+			live = append(live, c)
+		}
+	}
+	// Positions are per array: the compiled routes are shared with older
+	// tables only through those tables' own arrays and tries, which hold
+	// positions of the old array. A route's pos field is read only under
+	// r.mu, so renumbering it here is safe.
+	pos := make([]int32, len(live))
+	for i, c := range live {
+		c.pos = int32(i)
+		pos[i] = int32(i)
+	}
+	r.all, r.dead = live, 0
+	r.levels = []*level{newLevel(r.all, pos)}
 }
 
 // Table returns the current table. A caller that routes several events
@@ -159,8 +276,13 @@ func (r *Router[T]) Route(ev *event.Event, deliver DeliverFunc[T]) int {
 // Routes describes the current routes, in the order they were added.
 func (r *Router[T]) Routes() []RouteInfo {
 	t := r.table.Load()
-	out := make([]RouteInfo, len(t.routes))
-	for i, c := range t.routes {
+	out := make([]RouteInfo, 0, t.live)
+	for _, c := range t.routes {
+		if !t.alive(c) {
+			continue
+		}
+		out = append(out, RouteInfo{})
+		i := len(out) - 1
 		out[i] = RouteInfo{Name: c.name, Selector: c.sel.Selector(), Strategy: c.strategy.String(),
 			Targets: len(c.targets)}
 		if r.opts.TargetName != nil {
@@ -180,7 +302,7 @@ func (r *Router[T]) Routes() []RouteInfo {
 func (r *Router[T]) Stats() Stats {
 	t := r.table.Load()
 	return Stats{
-		Version: t.version, Routes: len(t.routes),
+		Version: t.version, Routes: t.live,
 		CacheHits: r.stats.hits.Load(), CacheMisses: r.stats.misses.Load(),
 		Delivered: r.stats.delivered.Load(), Failed: r.stats.failed.Load(), Skipped: r.stats.skipped.Load(),
 		Failovers: r.stats.failovers.Load(), Undelivered: r.stats.undelivered.Load(),
@@ -209,25 +331,14 @@ func (r *Router[T]) compileLocked(routes []Route[T]) ([]*compiled[T], error) {
 	return out, nil
 }
 
-// publishLocked builds a table from the current routes and swaps it in.
+// publishLocked publishes a table of the current routes.
 func (r *Router[T]) publishLocked() {
+	if r.dead > 64 && r.dead > len(r.all)-r.dead {
+		r.compactLocked()
+	}
 	r.version++
-	t := &Table[T]{version: r.version, root: &node{}, stats: &r.stats}
-	t.routes = append(t.routes, r.dynamic...)
-	used := make(map[T]bool)
-	for i, c := range t.routes {
-		t.root.insert(c.sel.typ.toks, int32(i))
-		for j, b := range c.breakers {
-			if b != nil {
-				used[c.targets[j]] = true
-			}
-		}
-	}
-	for tgt := range r.breakers {
-		if !used[tgt] {
-			delete(r.breakers, tgt)
-		}
-	}
+	t := &Table[T]{version: r.version, routes: r.all[:len(r.all):len(r.all)], levels: slices.Clone(r.levels),
+		live: len(r.all) - r.dead, stats: &r.stats}
 	sets := 1 << bits.Len(uint((r.opts.CacheSize+cacheWays-1)/cacheWays-1))
 	t.cache = make([]atomic.Pointer[cacheEntry[T]], sets*cacheWays)
 	t.mask = uint64(sets - 1)
@@ -238,11 +349,19 @@ func (r *Router[T]) publishLocked() {
 // a cache of trie results. It is safe for concurrent use.
 type Table[T comparable] struct {
 	version uint64
-	routes  []*compiled[T]
-	root    *node
+	routes  []*compiled[T] // by position; some dead (see alive)
+	levels  []*level
+	live    int
 	cache   []atomic.Pointer[cacheEntry[T]]
 	mask    uint64
 	stats   *counters
+}
+
+// alive reports whether c is a route of this table: not removed, or
+// removed by a later table.
+func (t *Table[T]) alive(c *compiled[T]) bool {
+	d := c.dead.Load()
+	return d == 0 || d > t.version
 }
 
 const cacheWays = 4
@@ -311,7 +430,7 @@ var typeSeed = maphash.MakeSeed()
 func (t *Table[T]) Version() uint64 { return t.version }
 
 // Len returns the number of routes.
-func (t *Table[T]) Len() int { return len(t.routes) }
+func (t *Table[T]) Len() int { return t.live }
 
 // Route calls deliver for each target that should receive ev: for every
 // matching route, all targets of a Broadcast route, or one member of a
@@ -377,7 +496,7 @@ func routeOne[T comparable, A any](t *Table[T], c *compiled[T], ev *event.Event,
 // not allocate.
 func RouteVia[T comparable, A any](t *Table[T], name string, ev *event.Event, arg A, deliver func(target T, ev *event.Event, arg A) error) int {
 	for _, c := range t.routes {
-		if c.name == name {
+		if c.name == name && t.alive(c) {
 			return deliverTo(c, ev, arg, deliver, t.stats)
 		}
 	}
@@ -408,11 +527,16 @@ func (t *Table[T]) candidates(typ string) *cacheEntry[T] {
 	var routes []*compiled[T]
 	if validTokens(typ) {
 		var buf [16]int32
-		idx := t.root.collect(typ, buf[:0])
+		idx := buf[:0]
+		for _, l := range t.levels {
+			idx = l.root.collect(typ, idx)
+		}
 		slices.Sort(idx)
-		routes = make([]*compiled[T], len(idx))
-		for i, x := range idx {
-			routes[i] = t.routes[x]
+		routes = make([]*compiled[T], 0, len(idx))
+		for _, x := range idx {
+			if c := t.routes[x]; t.alive(c) {
+				routes = append(routes, c)
+			}
 		}
 	}
 	e := newCacheEntry(typ, routes)
