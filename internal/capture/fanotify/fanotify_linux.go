@@ -26,6 +26,7 @@ type fanBackend struct {
 	mountFD int
 	res     *resolver
 	procs   *procCache
+	list    *lister
 }
 
 func newFanotify(w *Watcher, unlimited bool) (*fanBackend, error) {
@@ -67,6 +68,7 @@ func newFanotify(w *Watcher, unlimited bool) (*fanBackend, error) {
 		mountFD: mfd,
 		res:     newResolver(mfd, w.t.fds, w.t, &w.c),
 		procs:   procs,
+		list:    newLister(mfd, w.t.fds, &w.c),
 	}, nil
 }
 
@@ -81,6 +83,7 @@ func (f *fanBackend) idle() { f.w.t.idle() }
 
 func (f *fanBackend) handle(buf []byte, now time.Time) {
 	defer f.w.t.flush()
+	defer f.list.done()
 	p := parser{buf: buf}
 	var ev rawEvent
 	for {
@@ -217,6 +220,7 @@ func (f *fanBackend) event(ev *rawEvent, now time.Time) {
 		fid:        ev.FID,
 		raw:        ev.Mask,
 		own:        f.w.shadows && ev.PID == selfPID,
+		absent:     f.list.absent(ev.Mask, ev.DFID, ev.Name),
 	}
 	if ch.path == t.root && (ch.create || ch.delete) {
 		return // Root itself came or went: outside what we report

@@ -121,6 +121,9 @@ type counters struct {
 	parseErrors, watches              atomic.Uint64
 	lostRecords, handleErrors         atomic.Uint64
 	reserveUsed, rescanErrors         atomic.Uint64
+	// lstats counts the lstat calls of apply and rename (not in Stats: a
+	// cost, measured by the tests).
+	lstats, listings atomic.Uint64
 
 	lossMu sync.Mutex
 	losses map[string]uint64 // by reason

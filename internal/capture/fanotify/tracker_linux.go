@@ -61,6 +61,9 @@ type change struct {
 	fid        []byte // the object's file identifier (fanotify), or nil
 	raw        uint64
 	own        bool // made by this process: the shadow of a FUSE operation
+	// absent: the name is known to be free (a listing of its directory
+	// taken after the record was queued does not hold it); no lstat.
+	absent bool
 }
 
 // selfPID is this process: its records are the shadows of the operations
@@ -200,8 +203,12 @@ func (t *tracker) apply(ch *change, a *actor) {
 		return
 	}
 	t.release(ch.path)
+	// A lone delete is about an object that left the name: whatever is
+	// there now came after, and a later record reports it. (Were this
+	// record taken to be "after", the index would keep the path, and a
+	// later create of it would pass for a duplicate.)
 	var st unix.Stat_t
-	exists := unix.Lstat(ch.path, &st) == nil
+	exists := !ch.absent && !(ch.delete && !ch.create) && t.lstat(ch.path, &st)
 	old := t.index[ch.path]
 
 	// Is the object the record is about still at this name? Only a
@@ -357,6 +364,12 @@ func (t *tracker) apply(ch *change, a *actor) {
 	}
 }
 
+// lstat stats p without following a final symbolic link, counted.
+func (t *tracker) lstat(p string, st *unix.Stat_t) bool {
+	t.c.lstats.Add(1)
+	return unix.Lstat(p, st) == nil
+}
+
 // The dirty set identifies the object of a change by its file identifier
 // when known (fanotify), else by its path (inotify). Looking a []byte key
 // up as string(b) does not copy it; only an insert does.
@@ -438,7 +451,7 @@ func (t *tracker) rename(oldPath, newPath string, dir bool, a *actor, raw uint64
 	t.release(newPath)
 	oldIn, newIn := t.inside(oldPath), t.inside(newPath)
 	var st unix.Stat_t
-	exists := unix.Lstat(newPath, &st) == nil
+	exists := t.lstat(newPath, &st)
 	switch {
 	case oldIn && newIn:
 		if _, dup := t.gone[oldPath]; dup && t.index[oldPath] == nil {
