@@ -170,12 +170,41 @@ type Options struct {
 	// an Invalidate call.
 	EntryTimeout, AttrTimeout time.Duration
 
+	// Guard, if set, is asked before every mutating operation: a caller
+	// it lists is refused with EPERM, and a file that an operation is
+	// about to destroy may be copied first (see Guard).
+	Guard Guard
+
 	// Procs, if set, is the process identity cache fed by the kernel's
 	// process connector (procinfo.Start), shared with the kernel boundary:
 	// a caller's comm and exe then follow its exec at once, and survive
 	// it when an operation is served after it exited. Nil: they are read
 	// from /proc and cached per thread for 250ms.
 	Procs *procinfo.Cache
+}
+
+// Guard decides which callers may change files through the mount, and
+// keeps a copy of what an operation is about to destroy. *guard.Guard
+// implements it. Its methods are called from FUSE handlers, concurrently.
+//
+// Every mutating operation (create, mkdir, mknod, symlink, link, unlink,
+// rmdir, rename, setattr, an open for writing or with O_TRUNC, write,
+// setxattr, removexattr, fallocate, copy_file_range) first calls Active,
+// which must be cheap (an atomic load): only when it is true is the
+// caller's process resolved and Refuse asked. Reads are never refused.
+// With passthrough, writes to a descriptor opened before the caller was
+// listed go to the backing file without the server: refusing the open
+// for writing is what stops them.
+//
+// When Preserving is true, Preserve is called before an unlink, a rename
+// over an existing name, a size change (setattr) and an open with O_TRUNC,
+// with the backing path, the path under the mount, the operation and the
+// size the file is cut to (-1 for an unlink or a rename: all of it).
+type Guard interface {
+	Active() bool
+	Refuse(pid int32, uid uint32, op string) bool
+	Preserving() bool
+	Preserve(backing, path, op string, newSize int64)
 }
 
 // Stats are counters of an FS since Mount. Ops counts the emitted ops per
@@ -188,6 +217,7 @@ type Stats struct {
 	BytesWritten    uint64 // bytes written through the server (not passthrough)
 
 	PassthroughWrites uint64 // KindWrite ops detected by stat comparison (no byte count)
+	Refused           uint64 // operations the guard refused (EPERM)
 	UnknownCaller     uint64 // ops whose process could not be resolved from /proc
 
 	InvalidationsQueued  uint64

@@ -161,6 +161,9 @@ func (h *handle) PassthroughFd() (int, bool) {
 
 // Write writes data at off and records it.
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if h.fsys.refuse(ctx, "write") {
+		return 0, errRefused
+	}
 	w, errno := h.writable()
 	if errno != 0 {
 		return 0, errno
@@ -174,6 +177,9 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 
 // Writev writes data at off and records it.
 func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, syscall.Errno) {
+	if h.fsys.refuse(ctx, "write") {
+		return 0, errRefused
+	}
 	w, errno := h.writable()
 	if errno != 0 {
 		return 0, errno
@@ -187,6 +193,9 @@ func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, 
 
 // Allocate preallocates or punches holes: a data change.
 func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) syscall.Errno {
+	if h.fsys.refuse(ctx, "fallocate") {
+		return errRefused
+	}
 	w, errno := h.writable()
 	if errno != 0 {
 		return errno

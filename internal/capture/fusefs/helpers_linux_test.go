@@ -58,6 +58,9 @@ func runHelper(mode, dir string) int {
 		err = onOtherThread(func() error { return handleOps(dir) })
 	case "dirrename":
 		err = onOtherThread(func() error { return dirRename(dir) })
+	case "guarded":
+		err = onOtherThread(func() error { return guardedOps(dir) })
+		fmt.Print(guardedOut.String())
 	case "mount":
 		err = mountAndHang(dir)
 	default:

@@ -42,6 +42,7 @@ type FS struct {
 
 	passthrough atomic.Bool // in effect
 	ptAsked     bool        // Options.Passthrough: the kernel may back files directly
+	guard       Guard       // Options.Guard, nil without one
 
 	// treeGen changes after every rename and rmdir through the mount: a
 	// directory's cached path (node.dir) is good while it is unchanged.
@@ -60,7 +61,7 @@ type FS struct {
 type counters struct {
 	ops                                                [capture.KindSymlink + 1]atomic.Uint64
 	writeCalls, writesCoalesced, bytesWritten          atomic.Uint64
-	passthroughWrites, unknownCaller                   atomic.Uint64
+	passthroughWrites, unknownCaller, refused          atomic.Uint64
 	invQueued, invSent, invFailed, invSkipped, invDrop atomic.Uint64
 }
 
@@ -125,6 +126,7 @@ func Mount(opts Options) (*FS, error) {
 		inval:   make(chan invalReq, invalQueueLen),
 		stop:    make(chan struct{}),
 		ptAsked: opts.Passthrough,
+		guard:   opts.Guard,
 	}
 	f.procs.shared = opts.Procs
 	var st syscall.Stat_t
@@ -333,6 +335,7 @@ func (f *FS) Stats() Stats {
 	s.BytesWritten = f.st.bytesWritten.Load()
 	s.PassthroughWrites = f.st.passthroughWrites.Load()
 	s.UnknownCaller = f.st.unknownCaller.Load()
+	s.Refused = f.st.refused.Load()
 	s.InvalidationsQueued = f.st.invQueued.Load()
 	s.InvalidationsSent = f.st.invSent.Load()
 	s.InvalidationsFailed = f.st.invFailed.Load()

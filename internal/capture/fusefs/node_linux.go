@@ -11,6 +11,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/capture"
@@ -210,6 +211,9 @@ func (n *node) emitNew(ctx context.Context, k capture.Kind, rel, name string, a 
 // exists on the backing tree (the kernel's view was stale) is opened, not
 // reported as created.
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if n.fsys.refuse(ctx, "create") {
+		return nil, nil, 0, errRefused
+	}
 	rel, errno := n.dirRel()
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -236,6 +240,9 @@ func (n *node) openExisting(ctx context.Context, rel, name string, flags uint32,
 		return nil, nil, 0, errno
 	}
 	before := sigOfAttr(&out.Attr) // an O_TRUNC below shows as a change at flush
+	if flags&syscall.O_TRUNC != 0 {
+		n.fsys.preserve(joinRel(rel, name), "open", 0)
+	}
 	fl := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_APPEND)
 	file, err := os.OpenFile(n.backingPath(rel, name), fl|syscall.O_NOFOLLOW, 0)
 	if err != nil {
@@ -248,6 +255,14 @@ func (n *node) openExisting(ctx context.Context, rel, name string, flags uint32,
 // negotiates atomic O_TRUNC, so the truncation arrives here and not as a
 // SETATTR without a handle) are tracked.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		if n.fsys.refuse(ctx, "open") {
+			return nil, 0, errRefused
+		}
+		if flags&syscall.O_TRUNC != 0 {
+			n.fsys.preserve(n.rel(), "open", 0)
+		}
+	}
 	fh, fflags, errno := n.LoopbackNode.Open(ctx, flags)
 	if errno != 0 {
 		return fh, fflags, errno
@@ -266,6 +281,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 
 // Mknod creates a device, fifo or socket: KindCreate.
 func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.refuse(ctx, "mknod") {
+		return nil, errRefused
+	}
 	rel, errno := n.dirRel()
 	if errno != 0 {
 		return nil, errno
@@ -279,6 +297,9 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 
 // Mkdir creates a directory: KindMkdir.
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.refuse(ctx, "mkdir") {
+		return nil, errRefused
+	}
 	rel, errno := n.dirRel()
 	if errno != 0 {
 		return nil, errno
@@ -292,6 +313,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 
 // Symlink creates a symbolic link: KindSymlink with Target.
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.refuse(ctx, "symlink") {
+		return nil, errRefused
+	}
 	rel, errno := n.dirRel()
 	if errno != 0 {
 		return nil, errno
@@ -305,6 +329,9 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Link makes a hard link: KindLink, OldPath = the existing name.
 func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.fsys.refuse(ctx, "link") {
+		return nil, errRefused
+	}
 	old, _ := n.fsys.relPath(target.EmbeddedInode())
 	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
 	if errno == 0 {
@@ -320,11 +347,22 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 
 // Unlink removes a name: KindDelete.
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.refuse(ctx, "unlink") {
+		return errRefused
+	}
+	if n.fsys.guard != nil && n.fsys.guard.Preserving() {
+		if rel, ok := n.fsys.relPath(n.EmbeddedInode()); ok {
+			n.fsys.preserve(joinRel(rel, name), "unlink", -1)
+		}
+	}
 	return n.remove(ctx, name, capture.KindDelete, n.LoopbackNode.Unlink)
 }
 
 // Rmdir removes a directory: KindRmdir.
 func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if n.fsys.refuse(ctx, "rmdir") {
+		return errRefused
+	}
 	return n.remove(ctx, name, capture.KindRmdir, n.LoopbackNode.Rmdir)
 }
 
@@ -348,8 +386,14 @@ func (n *node) remove(ctx context.Context, name string, k capture.Kind, do func(
 // Rename renames: KindRename (OldPath → Path). RENAME_EXCHANGE swaps two
 // names and is reported as two renames.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	if n.fsys.refuse(ctx, "rename") {
+		return errRefused
+	}
 	rel := n.rel()
 	newRel, _ := n.fsys.relPath(newParent.EmbeddedInode())
+	if flags&(fs.RENAME_EXCHANGE|unix.RENAME_NOREPLACE) == 0 {
+		n.fsys.preserve(joinRel(newRel, newName), "rename", -1) // the name replaced, if any
+	}
 	ino, isDir, known := n.child(rel, name)
 	var ino2 uint64
 	var isDir2, known2 bool
@@ -384,6 +428,12 @@ func (n *node) emitRename(ctx context.Context, from, to string, ino uint64, isDi
 // through an open handle it is folded into that handle's KindWrite. Mode,
 // owner or times alone are KindAttrib.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if n.fsys.refuse(ctx, "setattr") {
+		return errRefused
+	}
+	if size, ok := in.GetSize(); ok {
+		n.fsys.preserve(n.rel(), "setattr", int64(size))
+	}
 	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
 		return errno
 	}
@@ -420,6 +470,9 @@ func (n *node) emitAttr(ctx context.Context, k capture.Kind, a *fuse.Attr) {
 
 // Setxattr sets an extended attribute: KindAttrib.
 func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if n.fsys.refuse(ctx, "setxattr") {
+		return errRefused
+	}
 	errno := n.LoopbackNode.Setxattr(ctx, attr, data, flags)
 	if errno == 0 {
 		n.emitXattr(ctx)
@@ -429,6 +482,9 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 // Removexattr removes an extended attribute: KindAttrib.
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if n.fsys.refuse(ctx, "removexattr") {
+		return errRefused
+	}
 	errno := n.LoopbackNode.Removexattr(ctx, attr)
 	if errno == 0 {
 		n.emitXattr(ctx)
@@ -450,6 +506,9 @@ func (n *node) emitXattr(ctx context.Context) {
 // destination handle.
 func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint64, out *fs.Inode,
 	fhOut fs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
+	if n.fsys.refuse(ctx, "copy_file_range") {
+		return 0, errRefused
+	}
 	hOut, _ := fhOut.(*handle)
 	dst := unwrap(fhOut)
 	if hOut != nil {
