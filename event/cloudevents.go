@@ -542,7 +542,7 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 			return invalid("id", "must not be empty")
 		}
 		e.ID, e.SourceID = ID{}, ""
-		if id, err := ParseID(v); err == nil && len(v) == 26 {
+		if id, err := ParseID(v); err == nil && len(v) == 26 && !id.IsZero() { // a zero ULID would read as "no id"
 			e.ID = id
 		} else {
 			e.SourceID = v

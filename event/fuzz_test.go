@@ -3,6 +3,7 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -128,7 +129,16 @@ func checkDecoded(t *testing.T, e *Event) {
 	if err := e.checkText(); err != nil {
 		t.Fatalf("decoded event fails its own text check: %v", err)
 	}
-	if e.Flags&FlagDataBinary == 0 && len(e.Data) > 0 && !isCompact(e.Data) {
+	// What makes ValidateDecoded safe: on a decoded event it decides as
+	// Validate does.
+	for _, lim := range []Limits{DefaultLimits, {MaxData: 8, MaxString: 8, MaxAttrs: 1}} {
+		if v, d := e.Validate(lim), e.ValidateDecoded(lim); fmt.Sprint(v) != fmt.Sprint(d) {
+			t.Fatalf("Validate says %v, ValidateDecoded %v", v, d)
+		}
+	}
+	// isCompact is a conservative fast check (white space inside strings
+	// fails it); compact means appendCompact leaves the data alone.
+	if e.Flags&FlagDataBinary == 0 && len(e.Data) > 0 && !bytes.Equal(appendCompact(nil, e.Data), e.Data) {
 		t.Fatalf("decoded data is not compact: %q", e.Data)
 	}
 	out := e.AppendJSON(nil)

@@ -116,7 +116,18 @@ func validAttrKey(k string) bool {
 // Source and Time may be unset (the propagation manager fills them for
 // events published in process; the CloudEvents decoders require id and
 // source on the wire).
-func (e *Event) Validate(lim Limits) error {
+func (e *Event) Validate(lim Limits) error { return e.validate(lim, true) }
+
+// ValidateDecoded is Validate for an event as UnmarshalJSON,
+// ParseJSONBatch or ParseBinaryMode returned it: those decoders have
+// already checked that its strings are valid UTF-8 and that its data is
+// one JSON value of valid text (their fuzz tests hold them to it), so
+// only the limits and the grammar of type and attribute names are
+// checked here — the text is not scanned a second time. An event changed
+// after decoding must be checked with Validate.
+func (e *Event) ValidateDecoded(lim Limits) error { return e.validate(lim, false) }
+
+func (e *Event) validate(lim Limits, text bool) error {
 	if lim.MaxData <= 0 {
 		lim.MaxData = DefaultLimits.MaxData
 	}
@@ -143,14 +154,14 @@ func (e *Event) Validate(lim Limits) error {
 		if len(f.v) > lim.MaxString {
 			return tooLarge(f.name, len(f.v), lim.MaxString)
 		}
-		if !utf8.ValidString(f.v) {
+		if text && !utf8.ValidString(f.v) {
 			return invalid(f.name, "not valid UTF-8")
 		}
 	}
 	if len(e.Data) > lim.MaxData {
 		return tooLarge("data", len(e.Data), lim.MaxData)
 	}
-	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
+	if text && len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
 		if _, err := scanJSON(e.Data); err != nil {
 			return invalid("data", "not one JSON value (opaque bytes need FlagDataBinary): %s", fieldMsg(err))
 		}
@@ -179,7 +190,7 @@ func (e *Event) Validate(lim Limits) error {
 		if len(a.Value) > lim.MaxString {
 			return tooLarge(a.Key, len(a.Value), lim.MaxString)
 		}
-		if !utf8.ValidString(a.Value) {
+		if text && !utf8.ValidString(a.Value) {
 			return invalid(a.Key, "not valid UTF-8")
 		}
 	}

@@ -88,7 +88,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 		ev.Boundaries = ev.Boundaries.Add(ev.Boundary)
 		ev.Seq = 0 // assigned here, never by the producer
-		if err := ev.Validate(s.opts.Limits); err != nil {
+		if err := ev.ValidateDecoded(s.opts.Limits); err != nil {
 			var fe *event.FieldError
 			if len(evs) > 1 && errors.As(err, &fe) {
 				fe.Field = "[" + strconv.Itoa(i) + "]." + fe.Field
