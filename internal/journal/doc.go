@@ -14,8 +14,16 @@
 // segment is rolled when the next record would push it past
 // Options.SegmentSize; a segment always holds at least one record, so a
 // record larger than SegmentSize gets a segment of its own. A sparse index
-// (one entry per 64 KiB) per segment, built at Open and kept up to date while
-// writing, makes Journal.Reader(seq) a binary search plus a short scan.
+// (one entry per 64 KiB) per segment, kept up to date while writing, makes
+// Journal.Reader(seq) a binary search plus a short scan.
+//
+// When a segment is sealed (the next one is created), the journal writes
+// its index file beside it (NAME.idx): the sparse index and a checksummed
+// footer with the first and last seq, the record count, the size and the
+// CRC of the index (format in index.go). Index files are a cache of what
+// scanning the segment would find: written without fsync, used by Open
+// only when they check out, rebuilt by Open otherwise, deleted with their
+// segment by retention.
 //
 // # Writing and durability
 //
@@ -91,12 +99,24 @@
 //
 // # Recovery
 //
-// Open scans every segment, verifies every CRC and that seqs are contiguous
-// within and across segments, and rebuilds the index. Damage fails Open
-// with a *CorruptError naming file and offset; the only exception is a torn
-// tail, which a crash leaves and which holds only records that were never
-// acknowledged. Nothing is skipped silently, and a seq that was
-// acknowledged is never given to another record.
+// Open reads the index file of every sealed segment and scans the last
+// segment, verifying every CRC and that seqs are contiguous within it and
+// across segments. So the time Open takes hardly depends on how many
+// sealed segments there are: one stat and one small read each (BenchmarkOpen:
+// 1, 10 and 100 segments). A sealed segment is scanned like the last one
+// (and its index file written again) when its index file is missing (a
+// journal written before index files existed, or a crash during the
+// roll), torn, damaged, or does not match the segment: another first seq,
+// or another size (segments are append-only, so a stale index file has
+// another size). The records of a sealed segment Open took from its index
+// file are checked (CRC, seq) by every Reader that reads them, which
+// returns a *CorruptError naming file and offset on damage, and by Verify,
+// which reads everything.
+//
+// Damage Open finds fails it with a *CorruptError naming file and offset;
+// the only exception is a torn tail, which a crash leaves and which holds
+// only records that were never acknowledged. Nothing is skipped silently,
+// and a seq that was acknowledged is never given to another record.
 //
 // Torn tails and corruption are told apart as follows. Close, once
 // everything is written and fsynced, leaves a clean-shutdown marker
@@ -131,7 +151,8 @@
 // discontinuity, a malformed record in an earlier segment — fails Open the
 // same way. After a refusal the files are left untouched; an operator who
 // accepts the loss can cut the segment at the reported offset (truncate
-// -s OFFSET FILE), delete later segments and dir/CLEAN, and reopen; the
+// -s OFFSET FILE), delete later segments (with their .idx files) and
+// dir/CLEAN, and reopen; the
 // seqs cut are then given to new records, so consumers past them must be
 // reset. Open logs the segments, bytes
 // and time scanned and whether the shutdown was clean. An advisory lock

@@ -22,10 +22,11 @@ const (
 // FsyncAlways, a failed fsync rewinds the segment to it and writes again
 // from pos, from memory.
 type syncMark struct {
-	pos  int
-	size int64
-	last uint64
-	nidx int
+	pos     int
+	size    int64
+	last    uint64
+	lastOff int64
+	nidx    int
 }
 
 // syncError is an fsync failure, as opposed to a write(2) failure.
@@ -162,7 +163,7 @@ func (j *Journal) writeBatch(batch []chunk) error {
 // pos. Flusher goroutine only (it is the only writer of these fields).
 func (j *Journal) markAt(pos int) syncMark {
 	s := j.activeSeg
-	return syncMark{pos: pos, size: s.size, last: s.last, nidx: len(s.index)}
+	return syncMark{pos: pos, size: s.size, last: s.last, lastOff: s.lastOff, nidx: len(s.index)}
 }
 
 // writeFailed handles a failed write, fsync or roll. Running out of space is
@@ -182,7 +183,7 @@ func (j *Journal) writeFailed(err error) {
 		// back to the last successful fsync and write them again.
 		m := j.mark
 		j.segMu.Lock()
-		j.activeSeg.size, j.activeSeg.last = m.size, m.last
+		j.activeSeg.size, j.activeSeg.last, j.activeSeg.lastOff = m.size, m.last, m.lastOff
 		j.activeSeg.index = j.activeSeg.index[:m.nidx]
 		j.segMu.Unlock()
 		j.batchPos = m.pos
@@ -262,7 +263,7 @@ func (j *Journal) writeChunk(c *chunk) error {
 	now := j.opts.now()
 	j.segMu.Lock()
 	seg.size += int64(len(c.data))
-	seg.last = c.last
+	seg.last, seg.lastOff = c.last, c.lastOff
 	seg.index = append(seg.index, c.idx...)
 	seg.modTime = now
 	j.segMu.Unlock()
@@ -294,6 +295,11 @@ func (j *Journal) roll(base uint64) error {
 	if err := j.active.Close(); err != nil {
 		// Its data was fsynced above (unless the policy is never).
 		j.limited.Log(slog.LevelError, "journal: close segment", "file", j.activeSeg.path, "err", err)
+	}
+	// The sealed segment's index file lets the next Open skip scanning it.
+	// Failing to write it costs only that scan.
+	if err := writeIndex(j.activeSeg.path, j.activeSeg.describe()); err != nil {
+		j.limited.Log(slog.LevelWarn, "journal: seal segment", "file", j.activeSeg.path, "err", err)
 	}
 	j.active = f
 	seg := &segment{base: base, path: path, last: base - 1, modTime: j.opts.now()}

@@ -101,11 +101,12 @@ type Stats struct {
 // chunk is a run of encoded records bound for one segment. newSeg says the
 // segment starting at base must be created before writing data.
 type chunk struct {
-	newSeg bool
-	base   uint64
-	last   uint64
-	data   []byte
-	idx    []indexEntry
+	newSeg  bool
+	base    uint64
+	last    uint64
+	lastOff int64 // offset in its segment of the record with seq last
+	data    []byte
+	idx     []indexEntry
 }
 
 // Journal is a durable, segmented, append-only log of opaque records with
@@ -176,6 +177,7 @@ type Journal struct {
 	closeErr  error
 
 	truncated         int64
+	scannedAtOpen     int // segments Open read through (the others came from index files)
 	fsyncs            atomic.Uint64
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
@@ -190,9 +192,11 @@ type Journal struct {
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // Open opens (creating if needed) the journal in opts.Dir and recovers it:
-// every segment is scanned, CRCs and seq continuity verified, the sparse
-// index built, and a torn tail of the last segment cut (with a WARN log).
-// Any other damage fails Open with a *CorruptError.
+// sealed segments are described by their index files (scanned when those
+// are missing or do not check out), the last segment is scanned, CRCs and
+// seq continuity verified, and a torn tail of the last segment cut (with a
+// WARN log). Any other damage found fails Open with a *CorruptError; see
+// the package doc for what Open checks and what Readers check.
 func Open(opts Options) (*Journal, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("journal: Options.Dir is empty")
@@ -296,6 +300,7 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 		saveData   = len(c0.data)
 		saveIdx    = len(c0.idx)
 		saveLast   = c0.last
+		saveOff    = c0.lastOff
 		saveBase   = j.activeBase
 		saveSize   = j.activeSize
 		saveIdxOff = j.lastIdxOff
@@ -316,7 +321,7 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 		if err != nil {
 			j.pend = j.pend[:saveChunks]
 			c0 = &j.pend[saveChunks-1]
-			c0.data, c0.idx, c0.last = c0.data[:saveData], c0.idx[:saveIdx], saveLast
+			c0.data, c0.idx, c0.last, c0.lastOff = c0.data[:saveData], c0.idx[:saveIdx], saveLast, saveOff
 			j.activeBase, j.activeSize, j.lastIdxOff, j.pendBytes = saveBase, saveSize, saveIdxOff, savePend
 			j.mu.Unlock()
 			return 0, fmt.Errorf("journal: encode record %d: %w", i, err)
@@ -339,6 +344,7 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 			c.idx = append(c.idx, indexEntry{seq: seq, off: j.activeSize})
 			j.lastIdxOff = j.activeSize
 		}
+		c.lastOff = j.activeSize
 		j.activeSize += size
 		j.pendBytes += size
 		c.last = seq
@@ -360,7 +366,7 @@ func (j *Journal) pushChunkLocked(newSeg bool, base uint64) {
 	if len(j.pend) < cap(j.pend) {
 		j.pend = j.pend[:len(j.pend)+1]
 		c := &j.pend[len(j.pend)-1]
-		c.newSeg, c.base, c.last = newSeg, base, 0
+		c.newSeg, c.base, c.last, c.lastOff = newSeg, base, 0, 0
 		c.data, c.idx = c.data[:0], c.idx[:0]
 		return
 	}

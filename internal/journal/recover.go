@@ -1,7 +1,10 @@
 package journal
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"time"
 
@@ -27,14 +30,23 @@ func (j *Journal) recover() error {
 			return err
 		}
 	}
+	removeStrayIndexes(dir, bases)
 	var total int64
+	scanned := 0
 	for i, base := range bases {
 		path := joinPath(dir, base)
 		last := i == len(bases)-1
-		seg, torn, err := recoverSegment(path, base, last, last && !wasClean)
+		// A sealed segment is described by its index file if that checks
+		// out; the last one is always scanned (it is checked against the
+		// clean-shutdown marker, or its torn tail is cut).
+		seg, torn, didScan, err := recoverSegment(path, base, last, last && !wasClean, !last, j.log)
 		if err != nil {
 			return err
 		}
+		if didScan {
+			scanned++
+		}
+		j.scannedAtOpen = scanned
 		if last && wasClean && (seg.size != clean.size || seg.last != clean.last) {
 			return &CorruptError{File: path, Offset: min(seg.size, clean.size), Reason: fmt.Sprintf(
 				"segment holds %d bytes up to seq %d, but the journal was closed cleanly with %d bytes up to seq %d",
@@ -72,6 +84,12 @@ func (j *Journal) recover() error {
 		return err
 	}
 	seg := j.segs[len(j.segs)-1]
+	// An index file of the active segment (left by a crash during a
+	// roll, or by an operator's cut) would go stale with the next write;
+	// it is written when the segment is sealed.
+	if err := removeIndex(seg.path); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("journal: open active segment: %w", err)
@@ -85,7 +103,7 @@ func (j *Journal) recover() error {
 	if n := len(seg.index); n > 0 {
 		j.lastIdxOff = seg.index[n-1].off
 	}
-	j.log.Info("journal: opened", "segments", len(j.segs), "bytes", total,
+	j.log.Info("journal: opened", "segments", len(j.segs), "segments_scanned", scanned, "bytes", total,
 		"first_seq", j.segs[0].base, "last_seq", seg.last, "truncated_bytes", j.truncated,
 		"clean_shutdown", wasClean,
 		"fsync", j.opts.Fsync.String(), "scan", time.Since(start))
@@ -111,37 +129,60 @@ func checkCleanSegments(dir string, bases []uint64, m cleanMarker) error {
 	return nil
 }
 
-// recoverSegment scans one segment file and, if tornOK (the last segment
-// after a crash) and it ends in a torn record, cuts the file back to the
-// last whole record.
-func recoverSegment(path string, base uint64, last, tornOK bool) (*segment, tornTail, error) {
+// recoverSegment describes one segment file: from its index file if
+// useIndex and the index file checks out (see index.go), else by scanning
+// it; then a sealed segment's index file is written if it was missing or
+// bad. If tornOK (the last segment after a crash) and the segment ends in
+// a torn record, the file is cut back to the last whole record. scanned
+// says whether the segment was read through.
+func recoverSegment(path string, base uint64, last, tornOK, useIndex bool, log *slog.Logger) (seg *segment, torn tornTail, scanned bool, err error) {
+	if useIndex {
+		// One stat and one small read instead of reading the segment.
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, tornTail{}, false, fmt.Errorf("journal: stat segment: %w", err)
+		}
+		si, err := loadIndexed(path, base, fi.Size())
+		if err == nil {
+			return &segment{base: base, path: path, size: si.size, last: si.last, lastOff: si.lastOff,
+				index: si.index, modTime: fi.ModTime()}, tornTail{}, false, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			log.Warn("journal: index file not used; scanning the segment", "file", path, "reason", err)
+		}
+	}
 	flag := os.O_RDONLY
 	if last {
 		flag = os.O_RDWR // a torn tail may have to be cut
 	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
-		return nil, tornTail{}, fmt.Errorf("journal: open segment: %w", err)
+		return nil, tornTail{}, false, fmt.Errorf("journal: open segment: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, tornTail{}, fmt.Errorf("journal: stat segment: %w", err)
+		return nil, tornTail{}, false, fmt.Errorf("journal: stat segment: %w", err)
 	}
 	res, err := scanSegment(f, fi.Size(), path, base, tornOK)
 	if err != nil {
-		return nil, tornTail{}, err
+		return nil, tornTail{}, true, err
 	}
 	if res.torn > 0 {
 		if err := f.Truncate(res.size); err != nil {
-			return nil, tornTail{}, fmt.Errorf("journal: truncate torn tail of %s: %w", path, err)
+			return nil, tornTail{}, true, fmt.Errorf("journal: truncate torn tail of %s: %w", path, err)
 		}
 		if err := datasync(f); err != nil {
-			return nil, tornTail{}, fmt.Errorf("journal: sync %s: %w", path, err)
+			return nil, tornTail{}, true, fmt.Errorf("journal: sync %s: %w", path, err)
 		}
 	}
-	seg := &segment{base: base, path: path, size: res.size, last: res.last, index: res.index, modTime: fi.ModTime()}
-	return seg, tornTail{bytes: res.torn, why: res.tornWhy}, nil
+	seg = &segment{base: base, path: path, size: res.size, last: res.last, lastOff: res.lastOff, index: res.index, modTime: fi.ModTime()}
+	if !last {
+		if err := writeIndex(path, seg.describe()); err != nil {
+			log.Warn("journal: write index file", "file", path, "err", err)
+		}
+	}
+	return seg, tornTail{bytes: res.torn, why: res.tornWhy}, true, nil
 }
 
 func syncDir(dir string) error {

@@ -60,26 +60,34 @@ func modifyFile(t *testing.T, path string, f func([]byte) []byte) {
 	}
 }
 
+// TestCorruptionFailsOpen damages a journal in ways a crash cannot and
+// checks that Open refuses it with a *CorruptError naming file and offset.
+// Each case runs on a journal without index files (written before they
+// existed, or with all of them lost: every segment is scanned) and with
+// them: then damage inside the records of a sealed segment whose index
+// file checks out (sealed) is not seen by Open, which does not read those
+// records, but by the Reader that reaches them, with the same error.
 func TestCorruptionFailsOpen(t *testing.T) {
 	tests := []struct {
-		name string
+		name   string
+		sealed bool // damage inside a sealed segment's records, same size
 		// damage modifies the journal in dir and returns the file and
 		// offset the error must name and a word the reason must contain.
 		damage func(t *testing.T, files []string) (file string, off int64, reason string)
 	}{
-		{"flipped payload byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped payload byte in non-tail segment", true, func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[1])
 			off := offs[2]
 			modifyFile(t, files[1], func(b []byte) []byte { b[off+headerSize+3] ^= 0x40; return b })
 			return files[1], off, "crc mismatch"
 		}},
-		{"flipped header byte in non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped header byte in non-tail segment", true, func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[0])
 			off := offs[1]
 			modifyFile(t, files[0], func(b []byte) []byte { b[off+5] ^= 0x01; return b })
 			return files[0], off, "crc mismatch"
 		}},
-		{"flipped byte mid tail segment, valid records follow", func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped byte mid tail segment, valid records follow", false, func(t *testing.T, files []string) (string, int64, string) {
 			last := files[len(files)-1]
 			offs := recordOffsets(t, last)
 			if len(offs) < 3 {
@@ -89,19 +97,19 @@ func TestCorruptionFailsOpen(t *testing.T) {
 			modifyFile(t, last, func(b []byte) []byte { b[off+headerSize] ^= 0xff; return b })
 			return last, off, "crc mismatch"
 		}},
-		{"truncated non-tail segment", func(t *testing.T, files []string) (string, int64, string) {
+		{"truncated non-tail segment", false, func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[0])
 			off := offs[len(offs)-1]
 			modifyFile(t, files[0], func(b []byte) []byte { return b[:off+headerSize+1] })
 			return files[0], off, "past end"
 		}},
-		{"missing middle segment", func(t *testing.T, files []string) (string, int64, string) {
+		{"missing middle segment", false, func(t *testing.T, files []string) (string, int64, string) {
 			if err := os.Remove(files[2]); err != nil {
 				t.Fatal(err)
 			}
 			return files[3], 0, "discontinuity"
 		}},
-		{"record with wrong seq", func(t *testing.T, files []string) (string, int64, string) {
+		{"record with wrong seq", true, func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[1])
 			off := offs[1]
 			modifyFile(t, files[1], func(b []byte) []byte {
@@ -113,28 +121,64 @@ func TestCorruptionFailsOpen(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := writeSegments(t, 2048, 200)
-			files := segFiles(t, dir)
-			if len(files) < 5 {
-				t.Fatalf("%d segments, want >= 5", len(files))
+		for _, withIndex := range []bool{false, true} {
+			name := tt.name + "/without index files"
+			if withIndex {
+				name = tt.name + "/with index files"
 			}
-			file, off, reason := tt.damage(t, files)
-			_, err := Open(Options{Dir: dir, Logger: discardLogger()})
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("Open = %v, want ErrCorrupt", err)
+			t.Run(name, func(t *testing.T) { testCorruption(t, tt.damage, withIndex, tt.sealed) })
+		}
+	}
+}
+
+func testCorruption(t *testing.T, damage func(*testing.T, []string) (string, int64, string), withIndex, sealed bool) {
+	dir := writeSegments(t, 2048, 200)
+	files := segFiles(t, dir)
+	if len(files) < 5 {
+		t.Fatalf("%d segments, want >= 5", len(files))
+	}
+	idx, _ := filepath.Glob(filepath.Join(dir, "*.idx"))
+	if len(idx) != len(files)-1 {
+		t.Fatalf("%d index files for %d segments, want one per sealed segment", len(idx), len(files))
+	}
+	if !withIndex {
+		for _, f := range idx {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
 			}
-			var ce *CorruptError
-			if !errors.As(err, &ce) {
-				t.Fatalf("Open error %T is not a *CorruptError", err)
-			}
-			if ce.File != file || ce.Offset != off || !strings.Contains(ce.Reason, reason) {
-				t.Errorf("CorruptError = {%s, %d, %q}, want {%s, %d, ...%q...}", ce.File, ce.Offset, ce.Reason, file, off, reason)
-			}
-			if msg := err.Error(); !strings.Contains(msg, file) || !strings.Contains(msg, fmt.Sprint(off)) {
-				t.Errorf("error %q does not name file and offset", msg)
-			}
-		})
+		}
+	}
+	file, off, reason := damage(t, files)
+	j, err := Open(Options{Dir: dir, Logger: discardLogger()})
+	if withIndex && sealed {
+		if err != nil {
+			t.Fatalf("Open = %v, want success (the index files describe the damaged segment)", err)
+		}
+		defer j.Close()
+		r, rerr := j.Reader(1)
+		if rerr != nil {
+			t.Fatal(rerr)
+		}
+		defer r.Close()
+		for ok := true; ok && err == nil; {
+			_, _, ok, err = r.TryNext()
+		}
+		if err == nil {
+			t.Fatalf("Reader read every record of the damaged journal")
+		}
+	}
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open (or Reader) = %v, want ErrCorrupt", err)
+	}
+	var ce *CorruptError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %T is not a *CorruptError", err)
+	}
+	if ce.File != file || ce.Offset != off || !strings.Contains(ce.Reason, reason) {
+		t.Errorf("CorruptError = {%s, %d, %q}, want {%s, %d, ...%q...}", ce.File, ce.Offset, ce.Reason, file, off, reason)
+	}
+	if msg := err.Error(); !strings.Contains(msg, file) || !strings.Contains(msg, fmt.Sprint(off)) {
+		t.Errorf("error %q does not name file and offset", msg)
 	}
 }
 

@@ -56,6 +56,9 @@ func (j *Journal) enforceRetention() {
 			j.limited.Log(slog.LevelError, "journal: retention: remove segment", "file", s.path, "err", err)
 			continue
 		}
+		if err := removeIndex(s.path); err != nil {
+			j.limited.Log(slog.LevelWarn, "journal: retention: remove index file", "file", s.path, "err", err)
+		}
 		j.segmentsDeleted.Add(1)
 	}
 	if len(victims) > 0 {

@@ -63,8 +63,15 @@ type segment struct {
 
 	size    int64        // bytes of whole records written to the file
 	last    uint64       // last seq in the file; base-1 if empty
+	lastOff int64        // offset of the record with seq last (if any)
 	index   []indexEntry // sparse, ascending; the first record (base, 0) is implicit
 	modTime time.Time    // time of the newest write (mtime at Open)
+}
+
+// describe returns what the segment's index file records. The caller must
+// be the segment's only writer (the flusher) or hold segMu.
+func (s *segment) describe() segIndex {
+	return segIndex{base: s.base, last: s.last, size: s.size, lastOff: s.lastOff, index: s.index}
 }
 
 // locate returns the index entry to start a scan for seq from: the greatest
@@ -118,6 +125,7 @@ func listSegments(dir string) ([]uint64, error) {
 type scanResult struct {
 	size      int64  // bytes of valid records; the file is cut here if torn
 	last      uint64 // last valid seq; base-1 if none
+	lastOff   int64  // offset of the record with seq last
 	index     []indexEntry
 	torn      int64  // bytes after size that form a torn tail (last segment only)
 	tornWhy   string // why the tail was judged torn
@@ -188,7 +196,7 @@ func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, tornOK
 			res.index = append(res.index, indexEntry{seq: seq, off: off})
 			lastIdx = off
 		}
-		res.last = seq
+		res.last, res.lastOff = seq, off
 		expect++
 		off = end
 	}
