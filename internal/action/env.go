@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/semprop/semprop/event"
 )
@@ -28,6 +29,12 @@ type Env struct {
 	QuarantineDir string
 	// Signals enables the signal action.
 	Signals bool
+	// Guard is the mounts' guard list; without it quarantine-process is
+	// refused.
+	Guard Guard
+	// QuarantineFor is quarantine-process's default duration (default
+	// DefaultQuarantineFor).
+	QuarantineFor time.Duration
 	// Publisher publishes the emit action's events. Set by the executor
 	// when nil.
 	Publisher Publisher

@@ -238,7 +238,7 @@ func TestExecutorIgnoresOthers(t *testing.T) {
 func TestCheck(t *testing.T) {
 	reg := NewRegistry()
 	for _, tc := range []struct{ actions, want string }{
-		{"      - {type: nosuch}\n", `rules.yaml:5: rule "r": action 1 (nosuch): want one of emit, exec, quarantine, signal, snapshot, tag, webhook`},
+		{"      - {type: nosuch}\n", `rules.yaml:5: rule "r": action 1 (nosuch): want one of emit, exec, quarantine, quarantine-process, signal, snapshot, tag, webhook`},
 		{"      - {type: webhook}\n", `rules.yaml:5: rule "r": action 1 (webhook): url is required`},
 		{"      - {type: emit, event_type: a, colour: red}\n", `rules.yaml:5: rule "r": action 1 (emit): unknown argument "colour"`},
 		{"      - {type: emit, event_type: a}\n      - {type: webhook, url: 'http://x', timeout: soon}\n", `rules.yaml:6: rule "r": action 2 (webhook): timeout: "soon"`},
