@@ -1,0 +1,353 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// peer is what this instance knows of another: guarded by Replica.peersMu.
+type peer struct {
+	url    string
+	name   string        // learned from its messages
+	acked  VersionVector // the peer's summary as last heard: it has all of it
+	static bool          // configured, never forgotten
+	fails  int           // consecutive failed rounds
+	lastOK time.Time
+	lastErr string
+	busy   bool // a round is running
+}
+
+// forgetAfter is how many consecutive failures make a gossiped peer
+// forgotten.
+const forgetAfter = 30
+
+// transport builds the client transport for peers from tc.
+func transport(tc TLSConfig) (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if tc.CA == "" && tc.Cert == "" {
+		return t, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if tc.CA != "" {
+		pem, err := os.ReadFile(tc.CA)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sync.tls.ca: %w", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: sync.tls.ca: no certificate in %s", ErrConfig, tc.CA)
+		}
+		cfg.RootCAs = pool
+	}
+	if tc.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(tc.Cert, tc.Key)
+		if err != nil {
+			return nil, fmt.Errorf("%w: sync.tls: %w", ErrConfig, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	t.TLSClientConfig = cfg
+	return t, nil
+}
+
+// peerURLs lists the peers' URLs, sorted.
+func (r *Replica) peerURLs() []string {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	out := make([]string, 0, len(r.peers))
+	for u := range r.peers {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// learn adds peer URLs heard from another peer that the gossip patterns
+// accept.
+func (r *Replica) learn(urls []string) {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	for _, u := range urls {
+		if _, ok := r.peers[u]; ok || u == r.cfg.Advertise || len(r.peers) >= maxPeers || !r.cfg.gossipOK(u) {
+			continue
+		}
+		r.peers[u] = &peer{url: u}
+		r.log.Info("sync: peer learned by gossip", "peer", u)
+	}
+}
+
+// acks returns the acknowledged summaries of every known peer, or nil if
+// some peer has never answered (its state is unknown).
+func (r *Replica) acks() []VersionVector {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	out := make([]VersionVector, 0, len(r.peers))
+	for _, p := range r.peers {
+		if p.acked == nil {
+			return nil
+		}
+		out = append(out, p.acked)
+	}
+	return out
+}
+
+// syncLoop runs a round with every peer each interval, and soon after a
+// local change.
+func (r *Replica) syncLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		r.peersMu.Lock()
+		for _, p := range r.peers {
+			if p.busy {
+				continue
+			}
+			p.busy = true
+			wg.Go(func() {
+				err := r.exchange(ctx, p)
+				r.peersMu.Lock()
+				p.busy = false
+				if err != nil {
+					p.fails++
+					p.lastErr = err.Error()
+					if p.fails == 1 || p.fails%10 == 0 {
+						r.log.Warn("sync: exchange with peer failed", "peer", p.url, "fails", p.fails, "err", err)
+					}
+					if !p.static && p.fails >= forgetAfter {
+						delete(r.peers, p.url)
+						r.log.Info("sync: gossiped peer forgotten", "peer", p.url)
+					}
+				} else {
+					p.fails, p.lastOK, p.lastErr = 0, time.Now(), ""
+				}
+				r.peersMu.Unlock()
+			})
+		}
+		r.peersMu.Unlock()
+		r.collect()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kick:
+			// Let a burst of local changes gather.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// collect removes the tombstones every peer has acknowledged.
+func (r *Replica) collect() {
+	acks := r.acks()
+	if acks == nil {
+		return
+	}
+	r.mu.Lock()
+	n := r.state.CollectTombstones(acks)
+	if n > 0 {
+		r.dirty = true
+	}
+	r.mu.Unlock()
+	r.met.collected.Add(uint64(n))
+}
+
+// syncPath is the route of exchanges; pagesPath of full-transfer pages.
+const (
+	syncPath    = "/v1/sync/exchange"
+	pagesPath   = "/v1/sync/pages"
+	contentType = "application/vnd.semprop.sync+zstd"
+)
+
+// exchange runs one anti-entropy round with p: push what p lacks (in
+// chunks when it lacks too much), merge p's answer (or pull p's pages when
+// this instance lacks too much).
+func (r *Replica) exchange(ctx context.Context, p *peer) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	r.peersMu.Lock()
+	since := p.acked.Clone()
+	r.peersMu.Unlock()
+	peers := r.peerURLs()
+
+	r.mu.RLock()
+	lacking := r.state.CountDelta(since)
+	var req message
+	if lacking <= r.cfg.FullAfter {
+		d := r.state.Delta(since)
+		req = message{Summary: d.Summary, Changes: d.Changes}
+	}
+	r.mu.RUnlock()
+	req.From, req.URL, req.Peers = r.cfg.Name, r.cfg.Advertise, peers
+	if lacking > r.cfg.FullAfter {
+		// Push the whole state in chunks; the last one carries the summary.
+		var err error
+		if req, err = r.pushPages(ctx, p, req); err != nil {
+			return err
+		}
+	}
+	ans, err := r.post(ctx, p.url+syncPath, &req)
+	if err != nil {
+		return err
+	}
+	if ans.Chunked {
+		if ans, err = r.pullPages(ctx, p.url, ans); err != nil {
+			return err
+		}
+	}
+	r.merge(ans.From, Delta{Changes: ans.Changes, Summary: ans.Summary})
+	r.learn(ans.Peers)
+	r.peersMu.Lock()
+	p.name = ans.From
+	p.acked = p.acked.Merge(ans.Summary).Merge(req.Summary) // it merged ours too
+	r.peersMu.Unlock()
+	return nil
+}
+
+// pushPages sends the whole state to p in pages (More set on all but the
+// last, which it returns unsent to carry the round's request).
+func (r *Replica) pushPages(ctx context.Context, p *peer, head message) (message, error) {
+	r.mu.RLock()
+	summary := r.state.Summary()
+	r.mu.RUnlock()
+	var after *Key
+	for {
+		r.mu.RLock()
+		page, more := r.state.Range(after, r.cfg.ChunkSize)
+		r.mu.RUnlock()
+		m := head
+		m.Summary, m.Changes, m.More = summary, page, more
+		if !more {
+			return m, nil
+		}
+		if _, err := r.post(ctx, p.url+syncPath, &m); err != nil {
+			return message{}, err
+		}
+		r.met.chunksSent.Add(1)
+		k := page[len(page)-1].Key
+		after = &k
+	}
+}
+
+// pullPages fetches the whole state of the peer at base in pages,
+// staged where eventual reads see them, and returns them as one answer
+// with the summary of the first page.
+func (r *Replica) pullPages(ctx context.Context, base string, first *message) (*message, error) {
+	all := &message{From: first.From, Peers: first.Peers}
+	var after *Key
+	for {
+		q := url.Values{"limit": {strconv.Itoa(r.cfg.ChunkSize)}}
+		if after != nil {
+			q.Set("tree", after.Tree)
+			q.Set("path", after.Path)
+		}
+		page, err := r.do(ctx, http.MethodGet, base+pagesPath+"?"+q.Encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if all.Summary == nil {
+			all.Summary = page.Summary
+		}
+		all.Changes = append(all.Changes, page.Changes...)
+		r.stage(first.From, page.Changes, all.Summary)
+		r.met.chunksReceived.Add(1)
+		if !page.More || len(page.Changes) == 0 {
+			break
+		}
+		k := page.Changes[len(page.Changes)-1].Key
+		after = &k
+	}
+	r.mu.Lock()
+	delete(r.staged, first.From)
+	r.mu.Unlock()
+	return all, nil
+}
+
+// stage keeps the chunks of a transfer from a peer until its end.
+func (r *Replica) stage(from string, cs []Change, summary VersionVector) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.staged[from]
+	if s == nil {
+		s = &staging{}
+		r.staged[from] = s
+	}
+	s.changes = append(s.changes, cs...)
+	s.summary = summary
+	s.touched = time.Now()
+}
+
+// merge joins a complete delta into the catalog.
+func (r *Replica) merge(from string, d Delta) {
+	r.mu.Lock()
+	before := r.state.Summary()
+	n := r.state.Merge(d)
+	grew := r.state.summary.Compare(before) != Equal
+	if n > 0 || grew {
+		r.dirty = true
+		r.notifyLocked()
+	}
+	r.mu.Unlock()
+	r.met.remote.Add(uint64(n))
+}
+
+func (r *Replica) post(ctx context.Context, u string, m *message) (*message, error) {
+	return r.do(ctx, http.MethodPost, u, m.seal())
+}
+
+func (r *Replica) do(ctx context.Context, method, u string, body []byte) (*message, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPeer, err)
+	}
+	// No Content-Type: the API admits state-changing requests of other
+	// components with JSON or none (a browser cannot send none), and the
+	// body is a sealed message whatever the header says.
+	req.Header.Set("Accept", contentType)
+	if r.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.cfg.Token)
+	}
+	req.Header.Set("Semprop-Sync-From", r.cfg.Name)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPeer, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDecoded))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrPeer, u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		if len(b) > 200 {
+			b = b[:200]
+		}
+		return nil, fmt.Errorf("%w: %s: %s: %s", ErrPeer, u, resp.Status, bytes.TrimSpace(b))
+	}
+	r.met.bytesSent.Add(uint64(len(body)))
+	r.met.bytesReceived.Add(uint64(len(b)))
+	m, err := open(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrPeer, u, err)
+	}
+	return m, nil
+}
