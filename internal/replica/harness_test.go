@@ -138,9 +138,9 @@ func newInstances(t testing.TB, o clusterOpts) ([]*instance, *network) {
 		root := in.root
 		r, err := New(Options{
 			Config: cfg, Dir: dir + "/sync",
-			Open:    func(from uint64) (Source, error) { return m.Reader(from) },
-			Resolve: func(abs string) (string, string, bool) { return resolveUnder(root, abs) },
-			Abs:     func(tree, rel string) (string, bool) { return root + "/" + rel, tree == "docs" },
+			Open:      func(from uint64) (Source, error) { return m.Reader(from) },
+			Resolve:   func(abs string) (string, string, bool) { return resolveUnder(root, abs) },
+			Abs:       func(tree, rel string) (string, bool) { return root + "/" + rel, tree == "docs" },
 			Transport: &linkTransport{net: nw, from: in.url, next: http.DefaultTransport},
 			Logger:    testLogger(t),
 		})

@@ -199,10 +199,10 @@ func (r *Replica) serveStatus(w http.ResponseWriter, req *http.Request) {
 // versions (more than one while concurrent changes are unresolved) and
 // whether they conflict.
 type Entry struct {
-	Tree     string        `json:"tree"`
-	Path     string        `json:"path"`
-	Conflict bool          `json:"conflict"`
-	Deleted  bool          `json:"deleted"`
+	Tree     string         `json:"tree"`
+	Path     string         `json:"path"`
+	Conflict bool           `json:"conflict"`
+	Deleted  bool           `json:"deleted"`
 	Versions []EntryVersion `json:"versions"`
 }
 

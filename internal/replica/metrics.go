@@ -8,26 +8,26 @@ import (
 
 // metrics are the replica's counters, read by its collector.
 type metrics struct {
-	local, remote, collected     atomic.Uint64
-	bytesSent, bytesReceived     atomic.Uint64
-	chunksSent, chunksReceived   atomic.Uint64
-	exchangesServed, saves       atomic.Uint64
-	reads                        [4]atomic.Uint64 // by Consistency
+	local, remote, collected   atomic.Uint64
+	bytesSent, bytesReceived   atomic.Uint64
+	chunksSent, chunksReceived atomic.Uint64
+	exchangesServed, saves     atomic.Uint64
+	reads                      [4]atomic.Uint64 // by Consistency
 }
 
 func (m *metrics) init() {}
 
 var (
-	descEntries    = prometheus.NewDesc("semprop_sync_entries", "Keys in the sync catalog, by state (live, tombstone, conflict).", []string{"state"}, nil)
-	descChanges    = prometheus.NewDesc("semprop_sync_changes_total", "Versions added to the catalog, by origin (local events or remote peers).", []string{"origin"}, nil)
-	descCollected  = prometheus.NewDesc("semprop_sync_tombstones_collected_total", "Tombstones removed once every peer acknowledged them.", nil, nil)
-	descBytes      = prometheus.NewDesc("semprop_sync_bytes_total", "Compressed bytes of exchanges this instance started, by direction.", []string{"direction"}, nil)
-	descChunks     = prometheus.NewDesc("semprop_sync_chunks_total", "Chunks of full-state transfers, by direction.", []string{"direction"}, nil)
-	descServed     = prometheus.NewDesc("semprop_sync_exchanges_served_total", "Exchanges peers started with this instance.", nil, nil)
-	descPeers      = prometheus.NewDesc("semprop_sync_peers", "Known peers, by status (ok, failing).", []string{"status"}, nil)
-	descApplied    = prometheus.NewDesc("semprop_sync_applied_seq", "Last journal seq the catalog has ingested.", nil, nil)
-	descReads      = prometheus.NewDesc("semprop_sync_reads_total", "State reads, by consistency.", []string{"consistency"}, nil)
-	descSaves      = prometheus.NewDesc("semprop_sync_saves_total", "Catalog checkpoints written.", nil, nil)
+	descEntries   = prometheus.NewDesc("semprop_sync_entries", "Keys in the sync catalog, by state (live, tombstone, conflict).", []string{"state"}, nil)
+	descChanges   = prometheus.NewDesc("semprop_sync_changes_total", "Versions added to the catalog, by origin (local events or remote peers).", []string{"origin"}, nil)
+	descCollected = prometheus.NewDesc("semprop_sync_tombstones_collected_total", "Tombstones removed once every peer acknowledged them.", nil, nil)
+	descBytes     = prometheus.NewDesc("semprop_sync_bytes_total", "Compressed bytes of exchanges this instance started, by direction.", []string{"direction"}, nil)
+	descChunks    = prometheus.NewDesc("semprop_sync_chunks_total", "Chunks of full-state transfers, by direction.", []string{"direction"}, nil)
+	descServed    = prometheus.NewDesc("semprop_sync_exchanges_served_total", "Exchanges peers started with this instance.", nil, nil)
+	descPeers     = prometheus.NewDesc("semprop_sync_peers", "Known peers, by status (ok, failing).", []string{"status"}, nil)
+	descApplied   = prometheus.NewDesc("semprop_sync_applied_seq", "Last journal seq the catalog has ingested.", nil, nil)
+	descReads     = prometheus.NewDesc("semprop_sync_reads_total", "State reads, by consistency.", []string{"consistency"}, nil)
+	descSaves     = prometheus.NewDesc("semprop_sync_saves_total", "Catalog checkpoints written.", nil, nil)
 )
 
 type collector struct{ r *Replica }

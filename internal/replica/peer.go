@@ -18,14 +18,14 @@ import (
 
 // peer is what this instance knows of another: guarded by Replica.peersMu.
 type peer struct {
-	url    string
-	name   string        // learned from its messages
-	acked  VersionVector // the peer's summary as last heard: it has all of it
-	static bool          // configured, never forgotten
-	fails  int           // consecutive failed rounds
-	lastOK time.Time
+	url     string
+	name    string        // learned from its messages
+	acked   VersionVector // the peer's summary as last heard: it has all of it
+	static  bool          // configured, never forgotten
+	fails   int           // consecutive failed rounds
+	lastOK  time.Time
 	lastErr string
-	busy   bool // a round is running
+	busy    bool // a round is running
 }
 
 // forgetAfter is how many consecutive failures make a gossiped peer

@@ -67,10 +67,10 @@ type Replica struct {
 	// mu guards the fields below it. Lock order: mu before peersMu.
 	mu      sync.RWMutex
 	state   *State
-	applied uint64                // last journal seq ingested
-	staged  map[string]*staging   // chunked transfers in progress, by sender
+	applied uint64                     // last journal seq ingested
+	staged  map[string]*staging        // chunked transfers in progress, by sender
 	waiters map[chan struct{}]struct{} // closed when the summary grows
-	dirty   bool                  // changed since the last save
+	dirty   bool                       // changed since the last save
 
 	peersMu sync.Mutex
 	peers   map[string]*peer // by URL
