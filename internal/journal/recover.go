@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/semprop/semprop/internal/atomicfile"
@@ -31,15 +33,23 @@ func (j *Journal) recover() error {
 		}
 	}
 	removeStrayIndexes(dir, bases)
+	sealed := loadSealed(dir, bases, j.log)
 	var total int64
 	scanned := 0
 	for i, base := range bases {
 		path := joinPath(dir, base)
 		last := i == len(bases)-1
 		// A sealed segment is described by its index file if that checks
-		// out; the last one is always scanned (it is checked against the
-		// clean-shutdown marker, or its torn tail is cut).
-		seg, torn, didScan, err := recoverSegment(path, base, last, last && !wasClean, !last, j.log)
+		// out (loaded above); the last one is always scanned (it is
+		// checked against the clean-shutdown marker, or its torn tail is
+		// cut), and only once every sealed one checked out.
+		var r sealedResult
+		if last {
+			r.seg, r.torn, r.scanned, r.err = recoverSegment(path, base, true, !wasClean, false, j.log)
+		} else {
+			r = sealed[i]
+		}
+		seg, torn, didScan, err := r.seg, r.torn, r.scanned, r.err
 		if err != nil {
 			return err
 		}
@@ -108,6 +118,39 @@ func (j *Journal) recover() error {
 		"clean_shutdown", wasClean,
 		"fsync", j.opts.Fsync.String(), "scan", time.Since(start))
 	return nil
+}
+
+// sealedResult is what recoverSegment found about one sealed segment.
+type sealedResult struct {
+	seg     *segment
+	torn    tornTail
+	scanned bool
+	err     error
+}
+
+// loadSealed describes every segment but the last (from its index file,
+// or by scanning it), a few at a time: opening a journal of many segments
+// is a few system calls per segment, and they overlap. The results are in
+// the order of bases, so the caller reports the first damage in seq order.
+func loadSealed(dir string, bases []uint64, log *slog.Logger) []sealedResult {
+	n := max(len(bases)-1, 0)
+	out := make([]sealedResult, n)
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(n, 4*runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := range next {
+				r := &out[i]
+				r.seg, r.torn, r.scanned, r.err = recoverSegment(joinPath(dir, bases[i]), bases[i], false, false, true, log)
+			}
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 type tornTail struct {
