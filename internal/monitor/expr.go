@@ -102,6 +102,9 @@ func ParseExpr(src string) (*Expr, error) {
 	if err := check(n, 0); err != nil {
 		return nil, err
 	}
+	if kindOf(n) == kRange {
+		return nil, fmt.Errorf("%w: a range [..] needs a function such as rate() around it", ErrExpr)
+	}
 	return &Expr{src: src, root: n}, nil
 }
 
