@@ -49,6 +49,10 @@ type FileEntry struct {
 	SHA256 string      `json:"sha256"`
 	Size   int64       `json:"size"`
 	Mode   os.FileMode `json:"mode"`
+	// Op is the operation that was about to destroy the file, for the
+	// guard's snapshots before destroy (unlink, rename, setattr, open).
+	Op   string    `json:"op,omitempty"`
+	Time time.Time `json:"time,omitzero"` // when the guard copied it
 }
 
 // Skipped is a path a snapshot did not copy, and why.
@@ -89,6 +93,17 @@ func (s *Store) objectPath(sum string) string {
 // Put copies r (at most max bytes; 0 for no limit) into the store and
 // returns its SHA-256 and size; the object is durable when Put returns.
 func (s *Store) Put(r io.Reader, max int64) (string, int64, error) {
+	return s.put(r, max, true)
+}
+
+// PutUnsynced is Put without the fsyncs: the object is in place when it
+// returns, and durable after the next Sync. For callers that copy many
+// files and make them durable together.
+func (s *Store) PutUnsynced(r io.Reader, max int64) (string, int64, error) {
+	return s.put(r, max, false)
+}
+
+func (s *Store) put(r io.Reader, max int64, sync bool) (string, int64, error) {
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "obj-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("action: snapshot: %w", err)
@@ -103,7 +118,7 @@ func (s *Store) Put(r io.Reader, max int64) (string, int64, error) {
 	if err == nil && max > 0 && n > max {
 		err = ErrTooLarge
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
@@ -123,8 +138,10 @@ func (s *Store) Put(r io.Reader, max int64) (string, int64, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return "", 0, fmt.Errorf("action: snapshot: %w", err)
 	}
-	if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
-		return "", 0, fmt.Errorf("action: snapshot: %w", err)
+	if sync {
+		if err := atomicfile.SyncDir(filepath.Dir(dst)); err != nil {
+			return "", 0, fmt.Errorf("action: snapshot: %w", err)
+		}
 	}
 	return sum, n, nil
 }

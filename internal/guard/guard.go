@@ -21,8 +21,11 @@
 // With Config.SnapshotBeforeDestroy, the mount calls Preserve before an
 // unlink, a rename over an existing file, a truncate (setattr size) and
 // an open with O_TRUNC: the file's content is copied into the
-// content-addressed snapshot store (action.Store) and a manifest (rule
-// "guard") names the path, so `semprop snapshots ls|restore` finds it.
+// content-addressed snapshot store (action.Store) before the operation
+// runs. The copies are made durable together (one syncfs) and listed in
+// one manifest of rule "guard" per flush (Run flushes every
+// FlushInterval), with each file's path under the mount, the operation
+// and the time, so `semprop snapshots ls|restore` finds them.
 // Empty files, files with other hard links (an unlink or rename over one
 // destroys nothing), non-regular files and files larger than
 // Config.MaxFileSize are not copied. A copy that fails (disk full) is
@@ -170,6 +173,11 @@ type Guard struct {
 	cur atomic.Pointer[list] // nil: nobody listed
 
 	mu sync.Mutex // serializes changes of cur and writes of guard.json
+
+	flushMu sync.Mutex // serializes Flush; taken before pendMu
+
+	pendMu  sync.Mutex // guards pending
+	pending []action.FileEntry
 
 	refused                                    [numOps]atomic.Uint64
 	preserved, preservedBytes, preserveSkipped atomic.Uint64
@@ -335,17 +343,23 @@ func (g *Guard) List() []Entry {
 	return out
 }
 
-// Run drops expired entries and exited processes every second until ctx
-// ends; it returns ctx.Err().
+// Run drops expired entries and exited processes every second, and
+// flushes the snapshots before destroy every FlushInterval, until ctx
+// ends; it flushes once more and returns ctx.Err().
 func (g *Guard) Run(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	prune := time.NewTicker(time.Second)
+	defer prune.Stop()
+	flush := time.NewTicker(FlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			g.Flush()
 			return ctx.Err()
-		case <-t.C:
+		case <-prune.C:
 			g.Prune()
+		case <-flush.C:
+			g.Flush()
 		}
 	}
 }

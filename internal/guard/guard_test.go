@@ -202,29 +202,31 @@ func TestPreserve(t *testing.T) {
 	if st.Preserved != 2 || st.PreserveSkipped != 5 || st.PreserveFailed != 0 {
 		t.Errorf("Stats() = %+v, want 2 preserved, 5 skipped", st)
 	}
+	if ms, _ := store.List(); len(ms) != 0 {
+		t.Errorf("%d manifests before a flush, want none", len(ms))
+	}
+	g.Flush()
+	g.Flush() // nothing pending: no second manifest
 	ms, err := store.List()
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(ms) != 1 || ms[0].Rule != Rule {
+		t.Fatalf("manifests %+v, want one of rule guard", ms)
+	}
 	var got []string
-	for _, m := range ms {
-		if m.Rule != Rule || len(m.Files) != 1 {
-			t.Errorf("manifest %+v", m)
-			continue
-		}
-		got = append(got, m.Key)
-		if m.Files[0].Path == "/mnt/a" {
-			to := t.TempDir()
-			if _, err := store.Restore(m.ID, action.RestoreOptions{To: to}); err != nil {
-				t.Fatal(err)
-			}
-			if data, _ := os.ReadFile(filepath.Join(to, "mnt/a")); string(data) != "precious" {
-				t.Errorf("restored %q, want precious", data)
-			}
-		}
+	for _, f := range ms[0].Files {
+		got = append(got, f.Op+" "+f.Path)
 	}
 	if strings.Join(got, ",") != "unlink /mnt/a,setattr /mnt/linked" {
-		t.Errorf("manifests %v", got)
+		t.Errorf("files %v", got)
+	}
+	to := t.TempDir()
+	if _, err := store.Restore(ms[0].ID, action.RestoreOptions{To: to, Paths: []string{"/mnt/a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(to, "mnt/a")); string(data) != "precious" {
+		t.Errorf("restored %q, want precious", data)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"github.com/semprop/semprop/internal/action"
 )
@@ -76,21 +77,57 @@ func (g *Guard) preserve(backing, path, op string, newSize int64) (bool, error) 
 	if st.Nlink > 1 && (op == "unlink" || op == "rename") {
 		return false, nil
 	}
-	sum, n, err := g.store.Put(f, int64(g.cfg.MaxFileSize))
+	sum, n, err := g.store.PutUnsynced(f, int64(g.cfg.MaxFileSize))
 	if errors.Is(err, action.ErrTooLarge) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	var id [16]byte
-	rand.Read(id[:])
-	m := &action.Manifest{ID: hex.EncodeToString(id[:]), Time: g.now().UTC(), Rule: Rule, Key: op + " " + path,
-		Files: []action.FileEntry{{Path: path, SHA256: sum, Size: n, Mode: os.FileMode(st.Mode & 0o7777)}}}
-	if err := g.store.Save(m); err != nil {
-		return false, fmt.Errorf("manifest: %w", err)
-	}
+	e := action.FileEntry{Path: path, SHA256: sum, Size: n, Mode: os.FileMode(st.Mode & 0o777), Op: op, Time: g.now().UTC()}
+	g.pendMu.Lock()
+	g.pending = append(g.pending, e)
+	full := len(g.pending) >= maxPending
+	g.pendMu.Unlock()
 	g.preserved.Add(1)
 	g.preservedBytes.Add(uint64(n))
+	if full {
+		g.Flush()
+	}
 	return true, nil
+}
+
+// maxPending is how many copies wait for a flush at most: the one that
+// fills the batch flushes it.
+const maxPending = 1024
+
+// FlushInterval is how often Run makes the copies of snapshot before
+// destroy durable and lists them in a manifest.
+const FlushInterval = 200 * time.Millisecond
+
+// Flush makes the copies made since the last flush durable (syncfs of the
+// store) and writes one manifest listing them, with the operation and
+// the time of each. Run calls it every FlushInterval and when it returns.
+func (g *Guard) Flush() {
+	g.flushMu.Lock()
+	defer g.flushMu.Unlock()
+	g.pendMu.Lock()
+	files := g.pending
+	g.pending = nil
+	g.pendMu.Unlock()
+	if len(files) == 0 {
+		return
+	}
+	err := g.store.Sync()
+	if err == nil {
+		var id [16]byte
+		rand.Read(id[:])
+		m := &action.Manifest{ID: hex.EncodeToString(id[:]), Time: files[0].Time, Rule: Rule,
+			Key: fmt.Sprintf("before destroy: %d files", len(files)), Files: files}
+		err = g.store.Save(m)
+	}
+	if err != nil {
+		g.preserveFailed.Add(uint64(len(files)))
+		g.log.Error("guard: cannot record the snapshots before destroy", "files", len(files), "err", err)
+	}
 }
