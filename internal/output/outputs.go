@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/metrics"
@@ -33,6 +34,11 @@ type Options struct {
 	// last save is sent again.
 	CursorInterval time.Duration
 	Logger         *slog.Logger
+
+	// sinkFor, in tests, builds the sink instead of newSink.
+	sinkFor func(Config) (sink, error)
+	// onAck, in tests and benchmarks, sees each acknowledged batch.
+	onAck func(name string, evs []*event.Event, read int64)
 }
 
 // Outputs runs a daemon's outputs. It is safe for concurrent use.
@@ -65,7 +71,15 @@ func New(opts Options) (*Outputs, error) {
 	for _, c := range opts.Outputs {
 		c = c.withDefaults()
 		log := opts.Logger.With("output", c.Name)
-		s, err := newSink(c, log)
+		var (
+			s   sink
+			err error
+		)
+		if opts.sinkFor != nil {
+			s, err = opts.sinkFor(c)
+		} else {
+			s, err = newSink(c, log)
+		}
 		if err != nil {
 			o.closeSinks()
 			return nil, err
@@ -84,6 +98,10 @@ func New(opts Options) (*Outputs, error) {
 		}
 		if c.Redact != nil {
 			r.redact, _ = filter.NewRedactor(*c.Redact)
+		}
+		if opts.onAck != nil {
+			name := c.Name
+			r.onAck = func(evs []*event.Event, read int64) { opts.onAck(name, evs, read) }
 		}
 		r.setState(StateStarting)
 		o.runners = append(o.runners, r)

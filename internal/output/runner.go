@@ -312,11 +312,24 @@ func (r *runner) next(ctx context.Context, src source, ev *event.Event) error {
 	}
 }
 
+// partialError is a send error after the target acknowledged the first
+// done events of the batch (a webhook in binary mode, one request per
+// event): those are not sent again, and a refusal names the next one.
+type partialError struct {
+	done int
+	err  error
+}
+
+func (e *partialError) Error() string { return e.err.Error() }
+func (e *partialError) Unwrap() error { return e.err }
+
 // deliver sends batch until the target acknowledges it, the events it
 // refuses for good are dead-lettered, or ctx is done.
 func (r *runner) deliver(ctx context.Context, batch []*event.Event) error {
 	backoff := r.cfg.Retry.Initial
-	for attempt := 1; ; attempt++ {
+	attempt := 0
+	for len(batch) > 0 {
+		attempt++
 		err := r.sink.Send(ctx, batch)
 		if err == nil {
 			r.sent.Add(uint64(len(batch)))
@@ -330,17 +343,26 @@ func (r *runner) deliver(ctx context.Context, batch []*event.Event) error {
 			return ctx.Err()
 		}
 		r.failed(err)
+		known := false // whether batch[0] is the event at fault
+		if pe, ok := errors.AsType[*partialError](err); ok {
+			r.sent.Add(uint64(pe.done))
+			batch, known = batch[pe.done:], true
+		}
 		if errors.Is(err, ErrRejected) {
-			if len(batch) > 1 {
-				// Find the ones it refuses: one at a time, in order.
-				for i := range batch {
-					if err := r.deliver(ctx, batch[i:i+1]); err != nil {
-						return err
-					}
+			if known || len(batch) == 1 {
+				if err := r.deadLetter(batch[:1], err); err != nil {
+					return err
 				}
-				return nil
+				batch, attempt = batch[1:], 0
+				continue
 			}
-			return r.deadLetter(batch, err)
+			// Find the ones it refuses: one at a time, in order.
+			for i := range batch {
+				if err := r.deliver(ctx, batch[i:i+1]); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 		r.retries.Add(1)
 		if r.cfg.Retry.Attempts > 0 && attempt >= r.cfg.Retry.Attempts {
@@ -358,6 +380,7 @@ func (r *runner) deliver(ctx context.Context, batch []*event.Event) error {
 		}
 		backoff = min(2*backoff, r.cfg.Retry.Max)
 	}
+	return nil
 }
 
 func (r *runner) failed(err error) {

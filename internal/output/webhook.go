@@ -64,12 +64,7 @@ func (c *WebhookConfig) validate() error {
 type webhookSink struct {
 	cfg    WebhookConfig
 	client *http.Client
-	// progress of a binary-mode batch across attempts: the events of the
-	// batch that starts at seq progSeq (len progLen) already acknowledged.
-	progSeq  uint64
-	progLen  int
-	progDone int
-	buf      []byte
+	buf    []byte
 }
 
 var _ sink = (*webhookSink)(nil)
@@ -105,19 +100,14 @@ func (s *webhookSink) Send(ctx context.Context, evs []*event.Event) error {
 		s.buf = appendBatch(s.buf[:0], evs)
 		return s.post(ctx, s.buf, ctBatch, nil)
 	}
-	if len(evs) == 0 {
-		return nil
-	}
-	if s.progSeq != evs[0].Seq || s.progLen != len(evs) {
-		s.progSeq, s.progLen, s.progDone = evs[0].Seq, len(evs), 0
-	}
-	for s.progDone < len(evs) {
-		ev := evs[s.progDone]
+	for i, ev := range evs {
 		body, ct := binaryBody(ev)
 		if err := s.post(ctx, body, ct, ev); err != nil {
+			if i > 0 {
+				return &partialError{done: i, err: err}
+			}
 			return err
 		}
-		s.progDone++
 	}
 	return nil
 }
