@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -283,8 +282,7 @@ func (n *Node) openRaft() error {
 	}).With("node", cfg.ID)
 	// raft-wal's Close leaves its meta database open (and flocked): own it.
 	n.meta = &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(n.meta),
-		raftwal.WithSegmentSize(cmp.Or(cfg.WALSegmentSize, raftwal.DefaultSegmentSize)))
+	wal, err := openWAL(walDir, hl.Named("wal"), n.meta, cfg.WALSegmentSize)
 	if err != nil {
 		return fmt.Errorf("cluster: open raft wal: %w", err)
 	}
