@@ -1,0 +1,262 @@
+package analytics
+
+import (
+	"math"
+	"math/bits"
+	"sort"
+
+	"github.com/zeebo/xxh3"
+)
+
+// The sketches are written here rather than taken from a library: none of
+// the usual ones (axiomhq/hyperloglog, DataDog/sketches-go) is in the
+// dependency set this project draws from, and each is under a hundred
+// lines. They are not safe for concurrent use; the engine guards them.
+
+// hllP is the HyperLogLog precision: 2^14 registers, 16 KiB, a standard
+// error of 1.04/sqrt(16384) = 0.81%.
+const hllP = 14
+
+// hll is a HyperLogLog distinct counter with dense 8-bit registers and
+// the linear-counting correction for small cardinalities.
+type hll struct {
+	reg [1 << hllP]uint8
+}
+
+func (h *hll) reset() { clear(h.reg[:]) }
+
+// addHash adds an element by its 64-bit hash.
+func (h *hll) addHash(x uint64) {
+	i := x >> (64 - hllP)
+	w := x<<hllP | 1<<(hllP-1) // the guard bit bounds the rank
+	r := uint8(bits.LeadingZeros64(w)) + 1
+	if r > h.reg[i] {
+		h.reg[i] = r
+	}
+}
+
+// addString adds s.
+func (h *hll) addString(s string) { h.addHash(xxh3.HashString(s)) }
+
+// merge makes h the union of h and o.
+func (h *hll) merge(o *hll) {
+	for i, r := range o.reg {
+		if r > h.reg[i] {
+			h.reg[i] = r
+		}
+	}
+}
+
+// estimate returns the estimated number of distinct elements added.
+func (h *hll) estimate() uint64 {
+	const m = float64(1 << hllP)
+	sum, zeros := 0.0, 0
+	for _, r := range h.reg {
+		sum += math.Ldexp(1, -int(r))
+		if r == 0 {
+			zeros++
+		}
+	}
+	alpha := 0.7213 / (1 + 1.079/m)
+	e := alpha * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros)) // linear counting
+	}
+	return uint64(e + 0.5)
+}
+
+// ssEntry is one monitored key of a space-saving summary.
+type ssEntry struct {
+	key   string
+	count int64
+	bytes int64
+	err   int64 // count may overstate the true count by at most err
+	idx   int   // position in the heap
+}
+
+// spaceSaving is the Space-Saving top-K summary (Metwally et al.): it
+// monitors at most cap keys; a new key replaces the one with the smallest
+// count and inherits that count as its error. Every key whose true count
+// exceeds N/cap is monitored, and count-err <= true <= count for each.
+// The min-heap keeps replacement O(log cap).
+type spaceSaving struct {
+	cap   int
+	n     int64 // events added
+	byKey map[string]*ssEntry
+	heap  []*ssEntry // min-heap on count
+	free  []*ssEntry
+}
+
+func newSpaceSaving(capacity int) *spaceSaving {
+	return &spaceSaving{cap: capacity, byKey: make(map[string]*ssEntry, capacity)}
+}
+
+func (s *spaceSaving) reset() {
+	for _, e := range s.heap {
+		s.free = append(s.free, e)
+	}
+	clear(s.byKey)
+	s.heap = s.heap[:0]
+	s.n = 0
+}
+
+// add counts one occurrence of key with b bytes.
+func (s *spaceSaving) add(key string, b int64) {
+	s.n++
+	if e, ok := s.byKey[key]; ok {
+		e.count++
+		e.bytes += b
+		s.down(e.idx)
+		return
+	}
+	if len(s.heap) < s.cap {
+		var e *ssEntry
+		if n := len(s.free); n > 0 {
+			e, s.free = s.free[n-1], s.free[:n-1]
+		} else {
+			e = new(ssEntry)
+		}
+		*e = ssEntry{key: key, count: 1, bytes: b, idx: len(s.heap)}
+		s.heap = append(s.heap, e)
+		s.byKey[key] = e
+		s.up(e.idx)
+		return
+	}
+	e := s.heap[0]
+	delete(s.byKey, e.key)
+	e.key, e.err = key, e.count
+	e.count++
+	e.bytes = b // bytes of the evicted key are not inherited: bytes are a lower bound
+	s.byKey[key] = e
+	s.down(0)
+}
+
+// min is the smallest monitored count when the summary is full, else 0:
+// an unmonitored key occurred at most min times.
+func (s *spaceSaving) min() int64 {
+	if len(s.heap) < s.cap || len(s.heap) == 0 {
+		return 0
+	}
+	return s.heap[0].count
+}
+
+func (s *spaceSaving) less(i, j int) bool { return s.heap[i].count < s.heap[j].count }
+
+func (s *spaceSaving) swap(i, j int) {
+	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
+	s.heap[i].idx = i
+	s.heap[j].idx = j
+}
+
+func (s *spaceSaving) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !s.less(i, p) {
+			return
+		}
+		s.swap(i, p)
+		i = p
+	}
+}
+
+func (s *spaceSaving) down(i int) {
+	n := len(s.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && s.less(r, l) {
+			m = r
+		}
+		if !s.less(m, i) {
+			return
+		}
+		s.swap(i, m)
+		i = m
+	}
+}
+
+// ddAlpha is the DDSketch relative accuracy: a quantile is returned within
+// 1% of the true value of that rank.
+const (
+	ddAlpha = 0.01
+	ddBins  = 2048 // gamma^2048 ≈ 4e17: any byte count fits
+)
+
+var (
+	ddGamma    = (1 + ddAlpha) / (1 - ddAlpha)
+	ddLogGamma = math.Log(ddGamma)
+)
+
+// ddSketch is a DDSketch (Masson et al.) of positive values with dense
+// bins: bin i holds values in (gamma^(i-1), gamma^i].
+type ddSketch struct {
+	zero  uint64 // values <= 1 (0 and 1 byte)
+	bins  [ddBins]uint64
+	count uint64
+}
+
+func (d *ddSketch) reset() { *d = ddSketch{} }
+
+func (d *ddSketch) add(v float64) {
+	d.count++
+	if v <= 1 {
+		d.zero++
+		return
+	}
+	i := int(math.Ceil(math.Log(v) / ddLogGamma))
+	if i >= ddBins {
+		i = ddBins - 1
+	}
+	d.bins[i]++
+}
+
+func (d *ddSketch) merge(o *ddSketch) {
+	d.zero += o.zero
+	d.count += o.count
+	for i, c := range o.bins {
+		d.bins[i] += c
+	}
+}
+
+// quantile returns the q-quantile (0 <= q <= 1), 0 when empty.
+func (d *ddSketch) quantile(q float64) float64 {
+	if d.count == 0 {
+		return 0
+	}
+	rank := uint64(q * float64(d.count-1))
+	if rank < d.zero {
+		return 1
+	}
+	seen := d.zero
+	for i, c := range d.bins {
+		seen += c
+		if seen > rank {
+			return 2 * math.Pow(ddGamma, float64(i)) / (ddGamma + 1)
+		}
+	}
+	return 0
+}
+
+// keyCount is a key with its count and bytes, for sorting.
+type keyCount struct {
+	key          string
+	count, bytes int64
+	err          int64
+}
+
+// topOf sorts kcs by count (then key) and returns the first k.
+func topOf(kcs []keyCount, k int) []keyCount {
+	sort.Slice(kcs, func(i, j int) bool {
+		if kcs[i].count != kcs[j].count {
+			return kcs[i].count > kcs[j].count
+		}
+		return kcs[i].key < kcs[j].key
+	})
+	if len(kcs) > k {
+		kcs = kcs[:k]
+	}
+	return kcs
+}
