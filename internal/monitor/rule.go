@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -57,8 +58,8 @@ type RuleConfig struct {
 	// For is how long Expr must hold before the alert fires (pending
 	// meanwhile).
 	For Duration `yaml:"for,omitempty" json:"for,omitempty"`
-	// KeepFiringFor keeps a firing alert firing this long after its
-	// condition last held.
+	// KeepFiringFor keeps a firing alert firing this long after the first
+	// evaluation where its condition no longer held (as in Prometheus).
 	KeepFiringFor Duration `yaml:"keep_firing_for,omitempty" json:"keep_firing_for,omitempty"`
 	// Labels are added to the alerts (values are templates).
 	Labels map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
@@ -171,11 +172,32 @@ func (r *Rule) Metrics() []string {
 	return slices.Compact(m)
 }
 
+// toFloat converts a template argument (a value or a number literal) to
+// a float64; anything else is NaN.
+func toFloat(x any) float64 {
+	switch v := x.(type) {
+	case float64:
+		return v
+	case int:
+		return float64(v)
+	case int64:
+		return float64(v)
+	case uint64:
+		return float64(v)
+	case string:
+		f, err := strconv.ParseFloat(v, 64)
+		if err == nil {
+			return f
+		}
+	}
+	return math.NaN()
+}
+
 var templateFuncs = template.FuncMap{
 	"humanize":           humanize,
 	"humanize1024":       humanize1024,
 	"humanizeDuration":   humanizeDuration,
-	"humanizePercentage": func(v float64) string { return fmt.Sprintf("%.4g%%", v*100) },
+	"humanizePercentage": func(v any) string { return fmt.Sprintf("%.4g%%", toFloat(v)*100) },
 	"toUpper":            strings.ToUpper,
 	"toLower":            strings.ToLower,
 }
@@ -199,7 +221,8 @@ func expand(t *template.Template, l Labels, v float64) string {
 	return b.String()
 }
 
-func humanize(v float64) string {
+func humanize(x any) string {
+	v := toFloat(x)
 	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 		return fmt.Sprintf("%.4g", v)
 	}
@@ -224,7 +247,8 @@ func humanize(v float64) string {
 	}
 }
 
-func humanize1024(v float64) string {
+func humanize1024(x any) string {
+	v := toFloat(x)
 	for _, p := range []string{"", "Ki", "Mi", "Gi", "Ti", "Pi"} {
 		if math.Abs(v) < 1024 {
 			return fmt.Sprintf("%.4g%s", v, p)
@@ -234,7 +258,8 @@ func humanize1024(v float64) string {
 	return fmt.Sprintf("%.4gEi", v)
 }
 
-func humanizeDuration(v float64) string {
+func humanizeDuration(x any) string {
+	v := toFloat(x)
 	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1e12 {
 		return fmt.Sprintf("%.4g", v)
 	}
@@ -264,6 +289,7 @@ type Alert struct {
 	LastTrue    time.Time         `json:"last_true"`          // the condition last held
 	ResolvedAt  time.Time         `json:"resolved_at,omitzero"`
 	EndsAt      time.Time         `json:"ends_at,omitzero"` // alerts posted from outside: when they expire
+	keepSince   time.Time         // first evaluation where a firing alert's condition did not hold
 	Fingerprint string            `json:"fingerprint"`
 	SilencedBy  []string          `json:"silenced_by,omitempty"`
 	InhibitedBy []string          `json:"inhibited_by,omitempty"`
@@ -336,7 +362,7 @@ func (r *Rule) eval(ctx context.Context, ev *Evaluator, now time.Time) (changed 
 			a = &Alert{Labels: l, State: StatePending, ActiveAt: now, Fingerprint: fp, Source: "rule"}
 			r.active[fp] = a
 		}
-		a.Value, a.LastTrue = e.V, now
+		a.Value, a.LastTrue, a.keepSince = e.V, now, time.Time{}
 		a.Annotations = make(map[string]string, len(r.annotations))
 		for k, t := range r.annotations {
 			a.Annotations[k] = expand(t, e.Labels, e.V)
@@ -354,7 +380,10 @@ func (r *Rule) eval(ctx context.Context, ev *Evaluator, now time.Time) (changed 
 		case StatePending:
 			delete(r.active, fp)
 		case StateFiring:
-			if now.Sub(a.LastTrue) >= time.Duration(r.cfg.KeepFiringFor) {
+			if a.keepSince.IsZero() {
+				a.keepSince = now
+			}
+			if now.Sub(a.keepSince) >= time.Duration(r.cfg.KeepFiringFor) {
 				a.State, a.ResolvedAt = StateResolved, now
 				changed = append(changed, a.clone())
 			}
