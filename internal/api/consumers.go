@@ -36,7 +36,11 @@ type consumerSpec struct {
 	// Redact hides fields of the events the consumer delivers (after the
 	// owner's own redaction).
 	Redact *filter.RedactSpec `json:"redact,omitempty"`
-	Owner  string             `json:"owner,omitempty"` // the token that created it; set by the server
+	// Settle, a Go duration (1ms to 1m, shorter than the ack wait), makes
+	// fetches return one delivery per burst on a subject (see
+	// settle_consumer.go).
+	Settle string `json:"settle,omitempty"`
+	Owner  string `json:"owner,omitempty"` // the token that created it; set by the server
 }
 
 // both matches what both matchers match.
@@ -62,6 +66,15 @@ type consumers struct {
 	open map[string]*propagate.Consumer
 	// redact holds the redaction of the open consumers that have one.
 	redact map[string]*filter.Redactor
+	// settle holds the settlers of the open consumers that settle.
+	settle map[string]*consumerSettler
+}
+
+// openConsumer is an open consumer as a request uses it.
+type openConsumer struct {
+	c      *propagate.Consumer
+	red    *filter.Redactor // nil: no redaction of its own
+	settle *consumerSettler // nil: not settled
 }
 
 // consumerName is what a client may call a durable consumer.
@@ -188,6 +201,9 @@ func (s *Server) decodeSpec(w http.ResponseWriter, r *http.Request) (consumerSpe
 	if _, aerr := spec.ackWait(); aerr != nil {
 		return spec, aerr
 	}
+	if _, aerr := spec.settle(); aerr != nil {
+		return spec, aerr
+	}
 	if _, aerr := s.matcher(spec); aerr != nil && aerr.Field != "owner" {
 		return spec, aerr
 	}
@@ -282,25 +298,26 @@ func (s *Server) resolve(r *http.Request, name string) (stored string, spec cons
 
 // consumer returns the open consumer a request names, opening it from its
 // stored spec, if the caller may use it.
-func (s *Server) consumer(r *http.Request, name string) (*propagate.Consumer, *filter.Redactor, int, *apiError) {
+func (s *Server) consumer(r *http.Request, name string) (openConsumer, int, *apiError) {
 	stored, spec, status, aerr := s.resolve(r, name)
 	if aerr != nil {
-		return nil, nil, status, aerr
+		return openConsumer{}, status, aerr
 	}
 	s.cons.mu.Lock()
 	defer s.cons.mu.Unlock()
 	if c, ok := s.cons.open[stored]; ok {
-		return c, s.cons.redact[stored], 0, nil
+		return openConsumer{c, s.cons.redact[stored], s.cons.settle[stored]}, 0, nil
 	}
 	c, aerr := s.openConsumer(stored, spec, nil)
 	if aerr != nil {
-		return nil, nil, http.StatusInternalServerError, aerr
+		return openConsumer{}, http.StatusInternalServerError, aerr
 	}
 	s.cons.addLocked(stored, c, spec)
-	return c, s.cons.redact[stored], 0, nil
+	return openConsumer{c, s.cons.redact[stored], s.cons.settle[stored]}, 0, nil
 }
 
-// addLocked records an open consumer and its redaction; cons.mu is held.
+// addLocked records an open consumer, its redaction and its settler;
+// cons.mu is held.
 func (cs *consumers) addLocked(stored string, c *propagate.Consumer, spec consumerSpec) {
 	cs.open[stored] = c
 	if red, _ := spec.redactor(); red != nil {
@@ -308,6 +325,13 @@ func (cs *consumers) addLocked(stored string, c *propagate.Consumer, spec consum
 			cs.redact = make(map[string]*filter.Redactor)
 		}
 		cs.redact[stored] = red
+	}
+	if quiet, _ := spec.settle(); quiet > 0 {
+		if cs.settle == nil {
+			cs.settle = make(map[string]*consumerSettler)
+		}
+		wait, _ := spec.ackWait()
+		cs.settle[stored] = newConsumerSettler(c, quiet, wait)
 	}
 }
 
@@ -448,6 +472,7 @@ func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 	s.cons.mu.Lock()
 	delete(s.cons.open, stored)
 	delete(s.cons.redact, stored)
+	delete(s.cons.settle, stored)
 	s.cons.mu.Unlock()
 	if err := s.m.DeleteConsumer(stored); err != nil {
 		status := http.StatusInternalServerError
@@ -464,8 +489,10 @@ func (s *Server) deleteConsumer(w http.ResponseWriter, r *http.Request) {
 // max (default 100, at most 10,000) deliveries as NDJSON, waiting up to
 // wait (default 5s, at most 60s) for the first. Each line is the event's
 // CloudEvents JSON with a "deliveries" count added ({"attempt":N,"event":{…}}).
+// A settled consumer's deliveries are its bursts (settle_consumer.go).
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
-	c, red, status, aerr := s.consumer(r, r.PathValue("name"))
+	oc, status, aerr := s.consumer(r, r.PathValue("name"))
+	c, red := oc.c, oc.red
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return
@@ -491,7 +518,13 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	ds, err := c.Fetch(ctx, max)
+	var ds []propagate.Delivery
+	var err error
+	if oc.settle != nil {
+		ds, err = oc.settle.fetch(ctx, max)
+	} else {
+		ds, err = c.Fetch(ctx, max)
+	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		s.writeErr(w, err)
 		return
@@ -514,9 +547,11 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ack handles POST /v1/subscriptions/{name}/ack with {"seqs":[...]}.
+// ack handles POST /v1/subscriptions/{name}/ack with {"seqs":[...]}. For
+// a settled consumer, acking a burst's seq acks every event of the burst.
 func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
-	c, _, status, aerr := s.consumer(r, r.PathValue("name"))
+	oc, status, aerr := s.consumer(r, r.PathValue("name"))
+	c := oc.c
 	if aerr != nil {
 		writeJSON(w, status, aerr)
 		return
@@ -535,8 +570,12 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, aerr)
 		return
 	}
+	ack := c.Ack
+	if oc.settle != nil {
+		ack = oc.settle.ack
+	}
 	for _, seq := range body.Seqs {
-		if err := c.Ack(seq); err != nil {
+		if err := ack(seq); err != nil {
 			s.writeErr(w, err)
 			return
 		}

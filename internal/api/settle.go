@@ -34,12 +34,19 @@ type burst struct {
 	count int64
 	first time.Time
 	at    time.Time // when the last event was read
+	since time.Time // when the first event was read
+
+	// For a durable consumer (settler.track): the seqs the burst stands
+	// for, and its most delivered event's attempt.
+	seqs    []uint64
+	attempt int
 }
 
-// settler holds the bursts of one settled stream. It is used by one
-// goroutine.
+// settler holds the bursts of one settled stream or consumer. It is used
+// by one goroutine at a time.
 type settler struct {
 	quiet time.Duration
+	track bool // keep each burst's seqs (a durable consumer acks them)
 	byKey map[string]*list.Element
 	order list.List // of *burst, by last event
 }
@@ -48,9 +55,10 @@ func newSettler(quiet time.Duration) *settler {
 	return &settler{quiet: quiet, byKey: make(map[string]*list.Element)}
 }
 
-// add takes a copy of ev into its subject's burst and returns a burst that
-// must be sent at once to stay within maxSettleKeys (nil if none).
-func (st *settler) add(ev *event.Event, now time.Time) *burst {
+// add takes a copy of ev (delivered for the attempt-th time to a durable
+// consumer; 0 for a stream) into its subject's burst and returns a burst
+// that must be sent at once to stay within maxSettleKeys (nil if none).
+func (st *settler) add(ev *event.Event, attempt int, now time.Time) *burst {
 	c := copyEvent(ev)
 	key := ev.Subject
 	if key == "" {
@@ -60,6 +68,10 @@ func (st *settler) add(ev *event.Event, now time.Time) *burst {
 		b := e.Value.(*burst)
 		b.last, b.at = c, now
 		b.count++
+		if st.track {
+			b.seqs = append(b.seqs, ev.Seq)
+			b.attempt = max(b.attempt, attempt)
+		}
 		st.order.MoveToBack(e)
 		return nil
 	}
@@ -71,7 +83,11 @@ func (st *settler) add(ev *event.Event, now time.Time) *burst {
 	if first.IsZero() {
 		first = now
 	}
-	st.byKey[key] = st.order.PushBack(&burst{key: key, last: c, count: 1, first: first, at: now})
+	b := &burst{key: key, last: c, count: 1, first: first, at: now, since: now}
+	if st.track {
+		b.seqs, b.attempt = []uint64{ev.Seq}, attempt
+	}
+	st.byKey[key] = st.order.PushBack(b)
 	return early
 }
 
@@ -156,7 +172,7 @@ func (s *Server) followSettled(ctx context.Context, rd *propagate.Reader, sel se
 			if !ok {
 				break
 			}
-			if sel.matcher.Match(&ev) && !send(st.add(&ev, time.Now())) {
+			if sel.matcher.Match(&ev) && !send(st.add(&ev, 0, time.Now())) {
 				return
 			}
 		}
