@@ -17,6 +17,7 @@ import (
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/cep"
 	"github.com/semprop/semprop/internal/filter"
+	"time"
 )
 
 // cond is a compiled condition. Conditions that read no bound event are a
@@ -35,6 +36,9 @@ type cond struct {
 	pool  sync.Pool  // of *condState
 	types []string   // event types the condition can accept; nil: any
 	free  []ast.Node // the top-level conjuncts that read no bound event
+	// settle is the rule's settle time: the condition accepts only the
+	// settled events of that time (0: only events as they were read).
+	settle time.Duration
 }
 
 // assumeType drops the conjuncts `type == typ` from the native check: the
@@ -217,6 +221,11 @@ func exprError(src string, err error) error {
 
 // Match reports whether ev passes, given the bound events.
 func (c *cond) Match(ev *event.Event, bound []*event.Event) bool {
+	if ev.Seq&settledSeq != 0 || c.settle != 0 {
+		if !isSettledFor(ev, c.settle) {
+			return false
+		}
+	}
 	if c.pre != nil && !c.pre.Match(ev) {
 		return false
 	}

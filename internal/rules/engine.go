@@ -103,7 +103,8 @@ type Engine struct {
 	mu     sync.Mutex // guards the fields below
 	set    *Set
 	eng    *cep.Engine
-	cursor uint64 // last seq matched
+	groups settleGroups // the bursts of settled rules
+	cursor uint64       // last seq matched
 
 	savedCursor uint64 // cursor of the last checkpoint written
 
@@ -144,6 +145,7 @@ type checkpoint struct {
 	Version int             `json:"v"`
 	Cursor  uint64          `json:"cursor"`
 	State   json.RawMessage `json:"state"`
+	Settle  []snapBurst     `json:"settle,omitempty"` // bursts of settled rules still settling
 }
 
 const checkpointFile = "checkpoint.json"
@@ -173,6 +175,7 @@ func NewEngine(set *Set, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.eng = eng
+	e.groups = groupsFor(set, nil)
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
@@ -188,6 +191,9 @@ func NewEngine(set *Set, opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("rules: checkpoint: %w", err)
 		}
 		if err := e.eng.Restore(cp.State); err != nil {
+			return nil, fmt.Errorf("rules: checkpoint: %w", err)
+		}
+		if err := e.groups.restore(cp.Settle); err != nil {
 			return nil, fmt.Errorf("rules: checkpoint: %w", err)
 		}
 		e.cursor = cp.Cursor
@@ -329,7 +335,11 @@ func (e *Engine) wait(ctx context.Context, src Source, ev *event.Event) error {
 func (e *Engine) idle(ctx context.Context) error {
 	w := e.opts.Now().Add(-e.opts.IdleAdvance).UnixNano()
 	e.mu.Lock()
-	out := e.eventsLocked(e.eng.AdvanceTo(w))
+	var out []*event.Event
+	for _, s := range e.groups.due(w) {
+		out = append(out, e.eventsLocked(e.eng.Process(s))...)
+	}
+	out = append(out, e.eventsLocked(e.eng.AdvanceTo(w))...)
 	e.mu.Unlock()
 	if len(out) == 0 {
 		return nil
@@ -355,6 +365,16 @@ func (e *Engine) handle(ctx context.Context, ev *event.Event) error {
 		}
 		if w := e.eng.Watermark(); ev.Time.UnixNano() < w {
 			ev.Time = time.Unix(0, w).UTC()
+		}
+	}
+	if len(e.groups) > 0 {
+		// Settled rules: the bursts this event shows quiet, then the
+		// event into its bursts.
+		for _, s := range e.groups.due(ev.Time.UnixNano()) {
+			out = append(out, e.eventsLocked(e.eng.Process(s))...)
+		}
+		for _, s := range e.groups.add(ev) {
+			out = append(out, e.eventsLocked(e.eng.Process(s))...)
 		}
 	}
 	out = append(out, e.eventsLocked(e.eng.Process(ev))...)
@@ -434,12 +454,16 @@ func (e *Engine) Checkpoint() error {
 	defer e.saveMu.Unlock()
 	e.mu.Lock()
 	state, err := e.eng.Snapshot()
+	bursts, serr := e.groups.snapshot()
 	cursor := e.cursor
 	e.mu.Unlock()
+	if err == nil {
+		err = serr
+	}
 	if err != nil {
 		return fmt.Errorf("rules: checkpoint: %w", err)
 	}
-	data, err := json.Marshal(checkpoint{Version: 1, Cursor: cursor, State: state})
+	data, err := json.Marshal(checkpoint{Version: 1, Cursor: cursor, State: state, Settle: bursts})
 	if err != nil {
 		return fmt.Errorf("rules: checkpoint: %w", err)
 	}
@@ -463,6 +487,7 @@ func (e *Engine) Reload(set *Set) error {
 		return err
 	}
 	e.set = set
+	e.groups = groupsFor(set, e.groups)
 	return nil
 }
 

@@ -46,6 +46,9 @@ type MatchData struct {
 // matchData builds the data of a match of rule r.
 func matchData(r *Rule, m *cep.Match) MatchData {
 	d := MatchData{Rule: m.Pattern, Key: m.Key, Seqs: m.Seqs(), Time: time.Unix(0, m.Time).UTC(), Throttled: m.Throttled}
+	for i := range d.Seqs {
+		d.Seqs[i] &^= settledSeq // a settled event's: its last event's seq
+	}
 	if m.Throttled {
 		d.Seqs = []uint64{}
 		d.Message = fmt.Sprintf("rule %s throttled: more than %d matches in a window", m.Pattern, r.pattern.MaxRate)

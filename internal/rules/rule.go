@@ -57,10 +57,13 @@ type Rule struct {
 	Distinct      string        `json:"distinct,omitempty"`
 	Cooldown      time.Duration `json:"cooldown,omitempty"`
 	MaxRate       int           `json:"max_rate,omitempty"` // matches per minute; 0: the engine's default
-	Severity      string        `json:"severity"`
-	Tags          []string      `json:"tags,omitempty"`
-	Output        string        `json:"output,omitempty"`
-	Enabled       bool          `json:"enabled"`
+	// Settle, when set, shows the rule settled events only: one per
+	// burst on a subject (see settle.go).
+	Settle   time.Duration `json:"settle,omitempty"`
+	Severity string        `json:"severity"`
+	Tags     []string      `json:"tags,omitempty"`
+	Output   string        `json:"output,omitempty"`
+	Enabled  bool          `json:"enabled"`
 	// Actions run, in order, for each match (package action).
 	Actions []ActionSpec `json:"actions,omitempty"`
 
@@ -296,6 +299,10 @@ func parseRule(file string, n *yaml.Node) (*Rule, error) {
 			r.For, err = dur(v, k.Value)
 		case "cooldown":
 			r.Cooldown, err = dur(v, k.Value)
+		case "settle":
+			if r.Settle, err = dur(v, k.Value); err == nil && (r.Settle < time.Millisecond || r.Settle > maxSettle) {
+				err = re.at(v.Line, "settle: %q: want a duration from 1ms to 1m, such as 200ms", v.Value)
+			}
 		case "count":
 			r.Count, err = num(v, k.Value)
 		case "max_rate":
@@ -402,7 +409,7 @@ func (r *Rule) compile(re ruleError, lines map[string]int) error {
 				continue
 			}
 			switch k {
-			case "name", "severity", "tags", "output", "cooldown", "enabled", "max_rate", "by", "actions":
+			case "name", "severity", "tags", "output", "cooldown", "enabled", "max_rate", "by", "actions", "settle":
 				continue
 			}
 			if !slices.Contains(allowed, k) {
@@ -507,6 +514,11 @@ func (r *Rule) compile(re ruleError, lines map[string]int) error {
 		}
 	}
 	p.Types = patternTypes(p)
+	for _, c := range append(slices.Clone(p.Steps), p.Not) {
+		if c != nil {
+			c.(*cond).settle = r.Settle
+		}
+	}
 	if len(p.Types) == 1 {
 		for _, c := range append(slices.Clone(p.Steps), p.Not) {
 			if c == nil {

@@ -42,7 +42,7 @@ const FeedbackSeq = 1 << 40
 // With opts.Feedback, matches are fed back as input (see TestOptions);
 // otherwise, to test a rule on matches, put match events in the log. At
 // the end of the log, timers due before the
-// last event's time fire, later ones do not.
+// last event's time fire, later ones do not; so do settled bursts.
 func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
 	if opts.MaxDepth == 0 {
 		opts.MaxDepth = DefaultMaxDepth
@@ -52,6 +52,7 @@ func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
 	if err != nil {
 		return err
 	}
+	groups := groupsFor(set, nil) // settled rules (settle.go)
 	bw := bufio.NewWriter(w)
 	fed := uint64(0)
 	var write func(ms []cep.Match) error
@@ -109,6 +110,12 @@ func Test(w io.Writer, set *Set, events io.Reader, opts TestOptions) error {
 			return fmt.Errorf("events line %d: seq %d also on line %d: %w", line, ev.Seq, prev, ErrEvents)
 		}
 		seen[ev.Seq] = line
+		settled := append(groups.due(ev.Time.UnixNano()), groups.add(ev)...)
+		for _, s := range settled {
+			if err := write(eng.Process(s)); err != nil {
+				return err
+			}
+		}
 		if err := write(eng.Process(ev)); err != nil {
 			return err
 		}
