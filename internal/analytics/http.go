@@ -185,9 +185,14 @@ func (e *Engine) serveSeries(w http.ResponseWriter, r *http.Request) {
 	}
 	stepS := resSeconds[res]
 	f := from.Unix() - mod(from.Unix(), stepS)
-	t := to.Unix() - mod(to.Unix(), stepS)
-	if to.Unix() != t || t == f {
-		t += stepS // the bucket holding "to" is included
+	// Buckets starting before to; by default up to now, the current
+	// (open) bucket included.
+	t := to.Unix()
+	if q.Get("to") == "" {
+		t++
+	}
+	if m := mod(t, stepS); m != 0 {
+		t += stepS - m
 	}
 	if t <= f {
 		badParam(w, "from", "from: must be before to")
