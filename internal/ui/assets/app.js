@@ -16,22 +16,27 @@
   const POLL_MS = Math.max(250, Number(document.querySelector('meta[name="semprop-poll-ms"]').content) || 2000);
   const TAIL_ROWS = 200;
   const TAIL_ADD_MAX = 50; // rows added per frame; older ones in a burst are skipped
+  const BUSY_MS = 50;      // a burst's tail is drawn at most 20 times a second
+  const CHART_MS = 250;    // charts and top lists at most 4 times a second
   const INSIGHT_ROWS = 100;
   const SHOWN_MAX = 20000;
   const KEY = 'semprop.token';
   const $ = (id) => document.getElementById(id);
 
   const hook = {
-    shown: new Map(), lastShown: null, updates: 0, renders: 0, skipped: 0, mode: '',
+    shown: new Map(), timing: new Map(), lastShown: null, updates: 0, renders: 0, skipped: 0, mode: '',
     now: () => performance.timeOrigin + performance.now(),
-    measureFrames, ready: false,
+    measureFrames, ready: false, events: 0, tailReceived: 0, cspViolations: [],
   };
   window.__semprop = hook;
+  document.addEventListener('securitypolicyviolation', (e) => hook.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
 
   let token = sessionStorage.getItem(KEY) || '';
   let worker = null;
   let pending = { tail: [], insights: [], agg: null, statuses: {}, dropped: 0 };
   let raf = 0;
+  let lastTail = 0;
+  let lastChart = 0;
   let pollTimer = 0;
   const streamState = {};
 
@@ -86,15 +91,19 @@
     worker = new Worker('stream.js');
     worker.onmessage = (m) => {
       const d = m.data;
+      const at = hook.now();
       hook.updates++;
+      if (d.tail) for (const x of d.tail) x.msgAt = at;
       if (d.tail) {
         pending.tail.push(...d.tail);
         pending.dropped += d.tailDropped || 0;
+        hook.tailReceived += d.tail.length + (d.tailDropped || 0);
       }
       if (d.insights) pending.insights.push(...d.insights);
       if (d.agg) pending.agg = d.agg;
       Object.assign(pending.statuses, d.statuses);
       hook.mode = d.mode;
+      hook.work = d.work;
       if (!raf) raf = requestAnimationFrame(render);
     };
     worker.postMessage({ op: 'start', token, tail: tailFilter() });
@@ -115,25 +124,49 @@
     hook.renders++;
     const p = pending;
     pending = { tail: [], insights: [], agg: null, statuses: {}, dropped: 0 };
+    const now = performance.now();
+    // A few events are drawn at once; a burst at most every BUSY_MS, and
+    // the charts at most every CHART_MS: the frames stay short.
+    let later = 0;
+    if (p.tail.length > 20 && now - lastTail < BUSY_MS) {
+      pending.tail = p.tail.slice(-TAIL_ADD_MAX);
+      pending.dropped = p.dropped + p.tail.length - pending.tail.length;
+      p.tail = [];
+      later = lastTail + BUSY_MS - now;
+    }
+    if (p.agg && now - lastChart < CHART_MS) {
+      pending.agg = p.agg;
+      p.agg = null;
+      later = Math.min(later || Infinity, lastChart + CHART_MS - now);
+    }
+    if (later) setTimeout(() => { if (!raf) raf = requestAnimationFrame(render); }, later);
     const shownIds = [];
     renderStatuses(p.statuses);
     if (p.tail.length && !$('tail-pause').checked) {
+      lastTail = now;
       renderTail(p.tail, shownIds);
       hook.skipped += p.dropped;
     }
     if (p.insights.length) renderInsights(p.insights, shownIds);
-    if (p.agg) renderAgg(p.agg);
+    if (p.agg) {
+      lastChart = now;
+      renderAgg(p.agg);
+    }
     if (shownIds.length) {
       // The rows are in the DOM; they are on screen by the next frame.
+      const drawn = hook.now();
       requestAnimationFrame(() => {
         const t = hook.now();
-        for (const [id, seq] of shownIds) {
-          if (id !== undefined && !hook.shown.has(id)) hook.shown.set(id, t);
-          hook.lastShown = { id, seq, at: t };
+        for (const [id, seq, readAt, msgAt] of shownIds) {
+          if (id !== undefined && !hook.shown.has(id)) {
+            hook.shown.set(id, t);
+            hook.timing.set(id, { read: readAt, message: msgAt, drawn, painted: t });
+          }
+          if (!hook.lastShown || seq > hook.lastShown.seq) hook.lastShown = { id, seq, at: t };
         }
-        if (hook.shown.size > SHOWN_MAX) {
-          let n = hook.shown.size - SHOWN_MAX;
-          for (const k of hook.shown.keys()) { if (n-- <= 0) break; hook.shown.delete(k); }
+        for (const m of [hook.shown, hook.timing]) {
+          let n = m.size - SHOWN_MAX;
+          for (const k of m.keys()) { if (n-- <= 0) break; m.delete(k); }
         }
       });
     }
@@ -183,6 +216,10 @@
 
   function clock(t) { return typeof t === 'string' && t.length >= 23 ? t.slice(11, 23) : (t || ''); }
 
+  const TAIL_CLASSES = ['num', '', '', '', '', 'num', 'num'];
+
+  // renderTail puts the newest events on top, reusing the oldest rows:
+  // no elements are made or dropped once the table is full.
   function renderTail(events, shownIds) {
     const tb = $('tail').tBodies[0];
     const from = Math.max(0, events.length - TAIL_ADD_MAX);
@@ -190,21 +227,33 @@
     const frag = document.createDocumentFragment();
     for (let i = events.length - 1; i >= from; i--) { // newest first
       const e = events[i];
-      const tr = document.createElement('tr');
-      cell(tr, e.seq, 'num');
-      cell(tr, clock(e.time));
-      cell(tr, e.type);
-      const s = cell(tr, e.subject);
-      s.title = e.subject || '';
-      cell(tr, e.comm);
-      cell(tr, e.uid, 'num');
-      cell(tr, e.bytes, 'num');
+      let tr;
+      if (tb.rows.length && tb.rows.length + frag.childNodes.length >= TAIL_ROWS) {
+        tr = tb.rows[tb.rows.length - 1];
+      } else {
+        tr = document.createElement('tr');
+        for (const c of TAIL_CLASSES) {
+          const td = document.createElement('td');
+          if (c) td.className = c;
+          tr.appendChild(td);
+        }
+      }
+      const td = tr.cells;
+      td[0].textContent = text(e.seq);
+      td[1].textContent = clock(e.time);
+      td[2].textContent = text(e.type);
+      td[3].textContent = text(e.subject);
+      td[3].title = text(e.subject);
+      td[4].textContent = text(e.comm);
+      td[5].textContent = text(e.uid);
+      td[6].textContent = text(e.bytes);
       frag.appendChild(tr);
-      shownIds.push([e.id, e.seq]);
+      shownIds.push([e.id, e.seq, e.readAt, e.msgAt]);
     }
     tb.insertBefore(frag, tb.firstChild);
-    while (tb.rows.length > TAIL_ROWS) tb.deleteRow(-1);
   }
+
+  function text(v) { return v === undefined || v === null ? '' : String(v); }
 
   function renderInsights(items, shownIds) {
     const tb = $('insights').tBodies[0];
@@ -284,6 +333,7 @@
     }
     $('mode').textContent = a.source === 'server' ? 'aggregates: server analytics' : 'aggregates: computed in this page';
     const t = a.totals || {};
+    if (t.events != null) hook.events = t.events;
     const parts = [];
     if (t.events != null) parts.push(fmtNum(t.events) + ' events seen');
     if (t.rate != null) parts.push(fmtNum(t.rate) + ' ev/s');

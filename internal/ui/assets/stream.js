@@ -1,8 +1,9 @@
 // stream.js is the dashboard's Web Worker: it reads the server's
 // Server-Sent Events with fetch() (EventSource cannot send an
 // Authorization header), parses and aggregates them off the page's main
-// thread, and posts the page at most one update per COALESCE_MS, so a
-// burst of 100k events/s costs the page 20 small messages a second.
+// thread, and posts the page at most one message per frame (16 ms) with
+// the newest tail events, and aggregates at most every 50 ms (20 Hz), so
+// a burst of 100k events/s costs the page a few small messages a frame.
 //
 // Streams (each resumes with Last-Event-ID after a drop):
 //   agg      GET /v1/stream?after=now: everything the token may see, for
@@ -15,7 +16,8 @@
 //   insights GET /v1/stream?since=15m&type=semprop.insight.>&type=semprop.rule.>
 'use strict';
 
-const COALESCE_MS = 50;    // at most 20 updates a second
+const POST_MS = 16;        // tail and insights: at most one message a frame
+const AGG_MS = 50;         // aggregates: at most 20 snapshots a second
 const TAIL_KEEP = 100;     // tail events handed on per update, newest
 const RATE_SECONDS = 300;  // the rate charts' span
 const TOP_SECONDS = 60;    // the top lists' window
@@ -36,16 +38,34 @@ let lastPost = 0;
 let timer = 0;
 let dirtyAgg = false;
 
+let lastAgg = 0;
+
+// schedule posts what is pending as soon as the last message is POST_MS
+// old: an event alone goes out at once, a burst in one message a frame.
+let timerAt = 0;
+let micro = false;
+
 function schedule() {
-  if (timer) return;
-  const wait = Math.max(0, lastPost + COALESCE_MS - performance.now());
-  timer = setTimeout(flush, wait);
+  const now = performance.now();
+  let at = lastPost + POST_MS;
+  if (!tail.length && !insights.length && Object.keys(statuses).length === 0) at = Math.max(at, lastAgg + AGG_MS);
+  if (micro || (timer && timerAt <= at)) return;
+  if (at <= now) { // after the chunk being parsed: one message for all of it
+    micro = true;
+    queueMicrotask(flush);
+    return;
+  }
+  if (timer) clearTimeout(timer);
+  timerAt = at;
+  timer = setTimeout(flush, at - now);
 }
 
 function flush() {
-  timer = 0;
-  lastPost = performance.now();
-  const msg = { op: 'update', statuses, mode: liveMode };
+  micro = false;
+  if (timer) { clearTimeout(timer); timer = 0; }
+  const now = performance.now();
+  lastPost = now;
+  const msg = { op: 'update', statuses, mode: liveMode, work };
   statuses = {};
   if (tail.length) {
     msg.tail = tail.map(project);
@@ -58,10 +78,16 @@ function flush() {
     insights = [];
   }
   if (dirtyAgg) {
-    dirtyAgg = false;
-    msg.agg = liveMode === 'server' ? serverSnapshot() : localSnapshot();
+    if (now - lastAgg >= AGG_MS) {
+      dirtyAgg = false;
+      lastAgg = now;
+      msg.agg = liveMode === 'server' ? serverSnapshot() : localSnapshot();
+    } else {
+      timerAt = lastAgg + AGG_MS;
+      timer = setTimeout(flush, timerAt - now);
+    }
   }
-  postMessage(msg);
+  if (msg.tail || msg.insights || msg.agg || Object.keys(msg.statuses).length) postMessage(msg);
 }
 
 // project parses a raw event (lazily: only those handed on) into what
@@ -71,7 +97,7 @@ function project(r) {
   try { e = typeof r[2] === 'string' ? JSON.parse(r[2]) : r[2]; } catch (err) { e = { type: r[1] }; }
   const p = {
     seq: e.seq != null ? e.seq : Number(r[0]), id: e.id, time: e.time, type: e.type || r[1],
-    subject: e.subject, comm: e.comm, uid: e.uid, bytes: e.bytes,
+    subject: e.subject, comm: e.comm, uid: e.uid, bytes: e.bytes, readAt: r[3],
   };
   if (e.severity) p.severity = e.severity;
   if (e.rule) p.rule = e.rule;
@@ -95,9 +121,35 @@ function setStatus(name, state, status, message) {
 
 function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
 
+// parseMessage parses one SSE message (without its blank line) into
+// [id, type, data]; id and data are null when absent.
+function parseMessage(buf, start, end) {
+  let id = null, type = '', data = null;
+  let ls = start;
+  while (ls < end) {
+    let le = buf.indexOf('\n', ls);
+    if (le < 0 || le > end) le = end;
+    const c = buf.charCodeAt(ls);
+    if (c === 100 && buf.startsWith('data:', ls)) { // d
+      const v = buf.slice(ls + (buf.charCodeAt(ls + 5) === 32 ? 6 : 5), le);
+      data = data === null ? v : data + '\n' + v;
+    } else if (c === 105 && buf.startsWith('id:', ls)) { // i
+      id = buf.slice(ls + (buf.charCodeAt(ls + 3) === 32 ? 4 : 3), le);
+    } else if (c === 101 && buf.startsWith('event:', ls)) { // e
+      type = buf.slice(ls + (buf.charCodeAt(ls + 6) === 32 ? 7 : 6), le);
+    }
+    ls = le + 1;
+  }
+  return [id, type, data];
+}
+
 // sse follows url, calling onEvent(id, type, data) per message with data,
-// and reconnects after a drop, resuming after the last id.
-async function sse(name, url, onEvent) {
+// and reconnects after a drop, resuming after the last id. With
+// opts.newest = N it hands on only the newest N messages of each chunk
+// read (a tail needs no more) and calls opts.skipped(n) with the number
+// it passed over, found without parsing them.
+async function sse(name, url, onEvent, opts) {
+  const newest = (opts && opts.newest) || 0;
   const st = { ctl: new AbortController(), stopped: false };
   if (streams[name]) stop(name);
   streams[name] = st;
@@ -123,36 +175,51 @@ async function sse(name, url, onEvent) {
       const reader = res.body.getReader();
       const dec = new TextDecoder();
       let buf = '';
-      for (;;) {
+      let ended = false;
+      while (!ended) {
         const { value, done } = await reader.read();
         if (done || st.stopped) break;
         buf += dec.decode(value, { stream: true });
-        let start = 0;
-        for (;;) {
-          const end = buf.indexOf('\n\n', start);
-          if (end < 0) break;
-          let id = null, type = '', data = null;
-          let ls = start;
-          while (ls < end) {
-            let le = buf.indexOf('\n', ls);
-            if (le < 0 || le > end) le = end;
-            const c = buf.charCodeAt(ls);
-            if (c === 100 && buf.startsWith('data:', ls)) { // d
-              const v = buf.slice(ls + (buf.charCodeAt(ls + 5) === 32 ? 6 : 5), le);
-              data = data === null ? v : data + '\n' + v;
-            } else if (c === 105 && buf.startsWith('id:', ls)) { // i
-              id = buf.slice(ls + (buf.charCodeAt(ls + 3) === 32 ? 4 : 3), le);
-            } else if (c === 101 && buf.startsWith('event:', ls)) { // e
-              type = buf.slice(ls + (buf.charCodeAt(ls + 6) === 32 ? 7 : 6), le);
-            }
-            ls = le + 1;
+        readAt = performance.timeOrigin + performance.now();
+        const lastEnd = buf.lastIndexOf('\n\n');
+        if (lastEnd < 0) continue;
+        if (newest) {
+          // Walk back from the end over at most `newest` messages.
+          const picked = [];
+          let lastSet = false;
+          let end = lastEnd;
+          while (end >= 0) {
+            const prev = end === 0 ? -1 : buf.lastIndexOf('\n\n', end - 1);
+            const m = parseMessage(buf, prev < 0 ? 0 : prev + 2, end);
+            if (!lastSet && m[0] !== null) { last = m[0]; lastSet = true; }
+            if (m[1] === 'end') ended = true;
+            if (m[2] !== null) picked.push(m);
+            end = prev;
+            if (picked.length >= newest) break;
           }
-          start = end + 2;
-          if (id !== null) last = id;
-          if (type === 'end') break;
-          if (data !== null) onEvent(id, type, data);
+          let skipped = 0;
+          for (let i = end; i > 0; i = buf.lastIndexOf('\n\n', i - 1)) skipped++;
+          if (skipped && opts.skipped) opts.skipped(skipped);
+          for (let i = picked.length - 1; i >= 0; i--) onEvent(picked[i][0], picked[i][1], picked[i][2]);
+        } else {
+          let start = 0;
+          let n = 0;
+          while (start <= lastEnd) {
+            const end = buf.indexOf('\n\n', start);
+            const m = parseMessage(buf, start, end);
+            start = end + 2;
+            if (m[0] !== null) last = m[0];
+            if (m[1] === 'end') { ended = true; break; }
+            if (m[2] !== null) onEvent(m[0], m[1], m[2]);
+            // A big chunk (the worker fell behind) still updates the page
+            // every AGG_MS while it is parsed.
+            if (++n % 1024 === 0 && performance.now() - lastPost >= AGG_MS) flush();
+          }
+          work.events += n;
         }
-        buf = start ? buf.slice(start) : buf;
+        buf = buf.slice(lastEnd + 2);
+        work.ms += performance.now() - (readAt - performance.timeOrigin);
+        work.chunks++;
       }
     } catch (e) {
       if (st.stopped) return 0;
@@ -176,9 +243,11 @@ function stop(name) {
 // ---- tail and insights ---------------------------------------------------
 
 let tailFilter = { type: '', path: '' };
+let readAt = 0; // when the chunk being parsed was read (ms since the epoch)
+const work = { ms: 0, events: 0, chunks: 0 }; // the worker's parsing: time, messages, chunks
 
 function pushTail(id, type, data) {
-  tail.push([id, type, data]);
+  tail.push([id, type, data, readAt]);
   if (tail.length > 2 * TAIL_KEEP) {
     tailDropped += tail.length - TAIL_KEEP;
     tail.splice(0, tail.length - TAIL_KEEP);
@@ -194,13 +263,13 @@ function startTail() {
   const q = new URLSearchParams({ after: 'now' });
   if (tailFilter.type) q.set('type', tailFilter.type);
   if (tailFilter.path) q.set('path', tailFilter.path);
-  sse('tail', '/v1/stream?' + q.toString(), pushTail);
+  sse('tail', '/v1/stream?' + q.toString(), pushTail, { newest: TAIL_KEEP, skipped: (n) => { tailDropped += n; } });
 }
 
 function startInsights() {
   const q = 'since=15m&type=' + encodeURIComponent('semprop.insight.>') + '&type=' + encodeURIComponent('semprop.rule.>');
   sse('insights', '/v1/stream?' + q, (id, type, data) => {
-    insights.push([id, type, data]);
+    insights.push([id, type, data, readAt]);
     if (insights.length > 200) insights.splice(0, insights.length - 200);
     schedule();
   });
@@ -240,21 +309,55 @@ function count(m, k, bytes) {
   e[1] += bytes;
 }
 
+// attr reads a top-level attribute of an event's compact JSON without
+// parsing all of it: the server writes every attribute before "data", and
+// the key pattern cannot occur inside a string (its quotes would be
+// escaped). It returns undefined when the attribute is absent.
+function attr(s, key, stop) {
+  const i = s.indexOf(key);
+  if (i < 0 || i > stop) return undefined;
+  const j = i + key.length;
+  if (s.charCodeAt(j) === 34) { // a string
+    let k = s.indexOf('"', j + 1);
+    const bs = s.indexOf('\\', j + 1);
+    if (bs < 0 || bs > k) return s.slice(j + 1, k);
+    for (k = j + 1; k < s.length; k++) { // escapes: find the real end
+      const c = s.charCodeAt(k);
+      if (c === 92) k++;
+      else if (c === 34) break;
+    }
+    return JSON.parse(s.slice(j, k + 1));
+  }
+  let k = j;
+  for (; k < s.length; k++) {
+    const c = s.charCodeAt(k);
+    if (c === 44 || c === 125) break; // , }
+  }
+  return Number(s.slice(j, k));
+}
+
 function onAggEvent(id, type, data) {
-  let e;
-  try { e = JSON.parse(data); } catch (err) { return; }
+  let stop = data.indexOf(',"data');
+  if (stop < 0) stop = data.length;
+  const subject = attr(data, '"subject":', stop);
+  const comm = attr(data, '"comm":', stop);
+  const uid = attr(data, '"uid":', stop);
+  let bytes = 0;
+  if (type === 'fs.write' || type === 'fs.create') {
+    const b = attr(data, '"bytes":', stop);
+    if (typeof b === 'number' && b > 0) bytes = b;
+  }
   const b = bucket(Math.floor(Date.now() / 1000));
-  const bytes = typeof e.bytes === 'number' && (type === 'fs.write' || type === 'fs.create') ? e.bytes : 0;
   b.n++;
   b.bytes += bytes;
   totalEvents++;
   totalBytes += bytes;
   b.types.set(type, (b.types.get(type) || 0) + 1);
   typeTotals.set(type, (typeTotals.get(type) || 0) + 1);
-  if (e.subject) count(b.path, e.subject, bytes);
-  if (e.comm) count(b.comm, e.comm, bytes);
-  if (e.uid !== undefined) count(b.uid, String(e.uid), bytes);
-  if (tailFromAgg()) pushTail(id, type, e);
+  if (subject) count(b.path, subject, bytes);
+  if (comm) count(b.comm, comm, bytes);
+  if (uid !== undefined) count(b.uid, String(uid), bytes);
+  if (tailFromAgg()) pushTail(id, type, data);
   dirtyAgg = true;
   schedule();
 }
@@ -284,14 +387,15 @@ function tops(now) {
 function localSnapshot() {
   const now = Math.floor(Date.now() / 1000);
   const names = [...typeTotals].sort((a, b) => b[1] - a[1]).map((x) => x[0]);
-  const shown = names.slice(0, MAX_TYPES);
+  const shown = names.slice(0, MAX_TYPES).sort(); // a stable order: the chart keeps its series
   const other = names.length > MAX_TYPES;
   const t = [];
   const series = shown.map(() => []);
   const otherSeries = [];
   const bytes = [];
   let i = 0;
-  const first = now - RATE_SECONDS + 1;
+  // From the first second seen (the charts fill up from the page's start).
+  const first = Math.max(now - RATE_SECONDS + 1, buckets.length ? buckets[0].sec : now);
   while (i < buckets.length && buckets[i].sec < first) i++;
   for (let s = first; s <= now; s++) {
     let b = null;
@@ -381,7 +485,7 @@ async function backfill() {
 function serverSnapshot() {
   const names = [...srv.types].map(([k, arr]) => [k, arr.reduce((a, b) => a + b, 0)])
     .sort((a, b) => b[1] - a[1]).map((x) => x[0]);
-  const shown = names.slice(0, MAX_TYPES);
+  const shown = names.slice(0, MAX_TYPES).sort();
   const values = shown.map((k) => srv.types.get(k).slice());
   if (names.length > MAX_TYPES) {
     const rest = new Array(srv.t.length).fill(0);
