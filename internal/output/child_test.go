@@ -91,9 +91,10 @@ type received struct {
 
 // killTest runs the forwarding child over cfg (n events over files
 // subjects), SIGKILLs it once the target got a third of them and again at
-// two thirds, and lets a third child finish. got returns what the target
-// holds so far. It returns the cursors found after each kill.
-func killTest(t *testing.T, cfg Config, n, files int, got func() []received) (cursors []uint64) {
+// two thirds, and lets a third child finish. count returns how many
+// events the target holds so far. It returns the cursors found after each
+// kill.
+func killTest(t *testing.T, cfg Config, n, files int, count func() int) (cursors []uint64) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.Start = "all"
@@ -121,7 +122,7 @@ func killTest(t *testing.T, cfg Config, n, files int, got func() []received) (cu
 			close(lines)
 		}()
 		if killAt > 0 {
-			for len(got()) < killAt {
+			for count() < killAt {
 				select {
 				case l, ok := <-lines:
 					if !ok {
@@ -132,7 +133,7 @@ func killTest(t *testing.T, cfg Config, n, files int, got func() []received) (cu
 					}
 				case <-time.After(2 * time.Millisecond):
 				case <-ctx.Done():
-					t.Fatalf("target got %d events, not %d, within the time", len(got()), killAt)
+					t.Fatalf("target got %d events, not %d, within the time", count(), killAt)
 				}
 			}
 			_ = cmd.Process.Signal(syscall.SIGKILL)

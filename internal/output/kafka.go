@@ -84,8 +84,8 @@ func (c *KafkaConfig) validate() error {
 	if c.Mode != "" && c.Mode != "binary" && c.Mode != "structured" {
 		return fmt.Errorf("mode %q: want binary or structured", c.Mode)
 	}
-	if c.DeliveryTimeout < 0 {
-		return errors.New("delivery_timeout must not be negative")
+	if c.DeliveryTimeout != 0 && c.DeliveryTimeout < time.Second {
+		return errors.New("delivery_timeout: want at least 1s")
 	}
 	if c.SASL != nil {
 		switch c.SASL.Mechanism {

@@ -226,7 +226,7 @@ func TestWebhookTargetDownAndForwarderKilled(t *testing.T) {
 			}()
 			cursors := killTest(t, Config{Name: "hook", Type: TypeWebhook, BatchSize: 50,
 				Retry:   RetryConfig{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-				Webhook: &WebhookConfig{URL: "http://" + rs.addr + "/", Mode: mode}}, n, 7, h.got)
+				Webhook: &WebhookConfig{URL: "http://" + rs.addr + "/", Mode: mode}}, n, 7, func() int { return len(h.got()) })
 			<-stopped
 			checkDelivery(t, h.got(), n, cursors, false)
 		})
