@@ -154,6 +154,7 @@ type Monitor struct {
 	apiAlerts map[string]*Alert
 	amSent    time.Time
 	amDirty   bool
+	lastEval  time.Time // evaluations never go back in time
 
 	queue chan func(context.Context)
 
@@ -331,6 +332,10 @@ func (m *Monitor) Step(ctx context.Context, now time.Time) []Notification {
 func (m *Monitor) Evaluate(ctx context.Context, now time.Time) []Notification {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if now.Before(m.lastEval) {
+		return nil // a late caller with an older clock reading
+	}
+	m.lastEval = now
 	for _, r := range m.rules {
 		m.metrics.evals.WithLabelValues(r.Name()).Inc()
 		changed, err := r.eval(ctx, m.ev, now)

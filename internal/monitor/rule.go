@@ -284,9 +284,9 @@ type Alert struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	State       string            `json:"state"`
 	Value       float64           `json:"value"`
-	ActiveAt    time.Time         `json:"active_at"`          // the condition first held
-	FiredAt     time.Time         `json:"fired_at,omitzero"`  // it started firing
-	LastTrue    time.Time         `json:"last_true"`          // the condition last held
+	ActiveAt    time.Time         `json:"active_at"`         // the condition first held
+	FiredAt     time.Time         `json:"fired_at,omitzero"` // it started firing
+	LastTrue    time.Time         `json:"last_true"`         // the condition last held
 	ResolvedAt  time.Time         `json:"resolved_at,omitzero"`
 	EndsAt      time.Time         `json:"ends_at,omitzero"` // alerts posted from outside: when they expire
 	keepSince   time.Time         // first evaluation where a firing alert's condition did not hold
