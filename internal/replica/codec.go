@@ -20,6 +20,7 @@ type message struct {
 	Summary VersionVector // the sender's summary
 	Chunked bool          // answer: too far behind, pull pages instead
 	More    bool          // page: more pages follow
+	Hello   bool          // request: only asks; its summary is not a delta's
 	Changes []Change
 }
 
@@ -62,6 +63,9 @@ func (m *message) encode(b []byte) []byte {
 	}
 	if m.More {
 		flags |= 2
+	}
+	if m.Hello {
+		flags |= 4
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(m.Changes)))
@@ -212,7 +216,10 @@ func decode(b []byte) (*message, error) {
 	}
 	m.Summary = d.vv("summary")
 	flags := d.byte("flags")
-	m.Chunked, m.More = flags&1 != 0, flags&2 != 0
+	m.Chunked, m.More, m.Hello = flags&1 != 0, flags&2 != 0, flags&4 != 0
+	if flags > 7 {
+		d.fail("flags")
+	}
 	nc := d.count("changes", 16, 1<<30)
 	if d.err == nil && nc > 0 {
 		m.Changes = make([]Change, 0, nc)

@@ -228,7 +228,7 @@ func waitConverged(t testing.TB, is []*instance, want int, limit time.Duration) 
 			}
 			t.Fatalf("not converged after %v", limit)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -245,9 +245,13 @@ func converged(is []*instance, want int) bool {
 		}
 		sum, n = s, l
 	}
-	s0 := is[0].snapshot()
+	is[0].r.mu.RLock()
+	defer is[0].r.mu.RUnlock()
 	for _, in := range is[1:] {
-		if !in.snapshot().Equal(s0) {
+		in.r.mu.RLock()
+		eq := in.r.state.Equal(is[0].r.state)
+		in.r.mu.RUnlock()
+		if !eq {
 			return false
 		}
 	}

@@ -99,14 +99,16 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 		_, _ = w.Write((&message{From: r.cfg.Name}).seal())
 		return
 	}
-	r.mu.Lock()
-	changes := m.Changes
-	if s := r.staged[m.From]; s != nil {
-		changes = append(s.changes, changes...)
-		delete(r.staged, m.From)
+	if !m.Hello {
+		r.mu.Lock()
+		changes := m.Changes
+		if s := r.staged[m.From]; s != nil {
+			changes = append(s.changes, changes...)
+			delete(r.staged, m.From)
+		}
+		r.mu.Unlock()
+		r.merge(m.From, Delta{Changes: changes, Summary: m.Summary})
 	}
-	r.mu.Unlock()
-	r.merge(m.From, Delta{Changes: changes, Summary: m.Summary})
 	if m.URL != "" {
 		r.learn([]string{m.URL})
 	}

@@ -155,8 +155,11 @@ func (r *Replica) syncLoop(ctx context.Context) {
 
 // collect removes the tombstones every peer has acknowledged.
 func (r *Replica) collect() {
+	r.mu.RLock()
+	none := r.state.Tombstones() == 0
+	r.mu.RUnlock()
 	acks := r.acks()
-	if acks == nil {
+	if acks == nil || none {
 		return
 	}
 	r.mu.Lock()
@@ -175,48 +178,64 @@ const (
 	contentType = "application/vnd.semprop.sync+zstd"
 )
 
-// exchange runs one anti-entropy round with p: push what p lacks (in
-// chunks when it lacks too much), merge p's answer (or pull p's pages when
-// this instance lacks too much).
+// exchange runs one anti-entropy round with p. First it pulls: it sends
+// its summary (and peer list) and merges what p answers it lacks, pulling
+// p's pages when it lacks too much. Then it pushes what p's fresh summary
+// shows p lacks, in chunks when that is too much. Asking before pushing
+// keeps a change from being sent to a peer that already has it from
+// another.
 func (r *Replica) exchange(ctx context.Context, p *peer) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	r.peersMu.Lock()
-	since := p.acked.Clone()
-	r.peersMu.Unlock()
-	peers := r.peerURLs()
-
-	r.mu.RLock()
-	lacking := r.state.CountDelta(since)
-	var req message
-	if lacking <= r.cfg.FullAfter {
-		d := r.state.Delta(since)
-		req = message{Summary: d.Summary, Changes: d.Changes}
-	}
-	r.mu.RUnlock()
-	req.From, req.URL, req.Peers = r.cfg.Name, r.cfg.Advertise, peers
-	if lacking > r.cfg.FullAfter {
-		// Push the whole state in chunks; the last one carries the summary.
-		var err error
-		if req, err = r.pushPages(ctx, p, req); err != nil {
-			return err
-		}
-	}
-	ans, err := r.post(ctx, p.url+syncPath, &req)
+	start := time.Now()
+	hello := message{From: r.cfg.Name, URL: r.cfg.Advertise, Peers: r.peerURLs(), Summary: r.Summary(), Hello: true}
+	ans, err := r.post(ctx, p.url+syncPath, &hello)
 	if err != nil {
 		return err
 	}
+	pulled := len(ans.Changes)
 	if ans.Chunked {
 		if ans, err = r.pullPages(ctx, p.url, ans); err != nil {
 			return err
 		}
+		pulled = len(ans.Changes)
 	}
 	r.merge(ans.From, Delta{Changes: ans.Changes, Summary: ans.Summary})
 	r.learn(ans.Peers)
 	r.peersMu.Lock()
 	p.name = ans.From
-	p.acked = p.acked.Merge(ans.Summary).Merge(req.Summary) // it merged ours too
+	p.acked = p.acked.Merge(ans.Summary).Merge(hello.Summary) // it has what it sent and what it answered
+	since := p.acked.Clone()
 	r.peersMu.Unlock()
+
+	r.mu.RLock()
+	lacking := r.state.CountDelta(since)
+	var push message
+	if lacking > 0 && lacking <= r.cfg.FullAfter {
+		d := r.state.Delta(since)
+		push = message{Summary: d.Summary, Changes: d.Changes}
+	}
+	r.mu.RUnlock()
+	if lacking > 0 {
+		push.From, push.URL = r.cfg.Name, r.cfg.Advertise
+		if lacking > r.cfg.FullAfter {
+			// The whole state in chunks; the last one carries the summary.
+			if push, err = r.pushPages(ctx, p, push); err != nil {
+				return err
+			}
+		}
+		back, err := r.post(ctx, p.url+syncPath, &push)
+		if err != nil {
+			return err
+		}
+		if !back.Chunked {
+			r.merge(back.From, Delta{Changes: back.Changes, Summary: back.Summary})
+		}
+		r.peersMu.Lock()
+		p.acked = p.acked.Merge(back.Summary).Merge(push.Summary)
+		r.peersMu.Unlock()
+	}
+	r.log.Debug("sync: exchange", "peer", p.url, "pulled", pulled, "chunked", ans.Chunked, "pushed", lacking, "took", time.Since(start))
 	return nil
 }
 

@@ -3,6 +3,7 @@ package replica
 import (
 	"cmp"
 	"slices"
+	"sync"
 
 	"github.com/semprop/semprop/event"
 )
@@ -80,10 +81,108 @@ type State struct {
 	keys    map[Key][]Version
 	summary VersionVector
 	live    int // keys whose register is not a sole tombstone
+
+	// byOrigin indexes versions by dot so that Delta costs what it
+	// returns, not the size of the state. Entries may be stale (their
+	// version superseded); Delta skips those and compact drops them.
+	byOrigin map[string]*dotLog
+	indexed  int // entries in all logs
+
+	// cacheMu guards the sorted key list and the logs' sorting, which
+	// readers (holding the owner's read lock) update.
+	cacheMu sync.Mutex
+	sorted  []Key // nil when keys were added or removed since
+}
+
+// dotLog lists the keys that got versions of one origin, by counter.
+type dotLog struct {
+	refs     []dotRef
+	unsorted bool
+}
+
+type dotRef struct {
+	counter uint64
+	key     Key
 }
 
 // NewState returns an empty state.
-func NewState() *State { return &State{keys: make(map[Key][]Version), summary: VersionVector{}} }
+func NewState() *State {
+	return &State{keys: make(map[Key][]Version), summary: VersionVector{}, byOrigin: make(map[string]*dotLog)}
+}
+
+// index records that k got version (origin, counter).
+func (s *State) index(origin string, counter uint64, k Key) {
+	l := s.byOrigin[origin]
+	if l == nil {
+		l = &dotLog{}
+		s.byOrigin[origin] = l
+	}
+	if n := len(l.refs); n > 0 && l.refs[n-1].counter > counter {
+		l.unsorted = true
+	}
+	l.refs = append(l.refs, dotRef{counter, k})
+	s.indexed++
+	if s.indexed > 2*len(s.keys)+4096 {
+		s.compact()
+	}
+}
+
+// compact rebuilds the dot index from the registers.
+func (s *State) compact() {
+	s.byOrigin = make(map[string]*dotLog)
+	s.indexed = 0
+	for k, vs := range s.keys {
+		for _, v := range vs {
+			l := s.byOrigin[v.Origin]
+			if l == nil {
+				l = &dotLog{}
+				s.byOrigin[v.Origin] = l
+			}
+			l.refs = append(l.refs, dotRef{v.Counter, k})
+			l.unsorted = true
+			s.indexed++
+		}
+	}
+}
+
+// each calls fn for every version whose dot since has not seen.
+func (s *State) each(since VersionVector, fn func(k Key, v *Version)) {
+	for origin, l := range s.byOrigin {
+		s.cacheMu.Lock()
+		if l.unsorted {
+			slices.SortStableFunc(l.refs, func(a, b dotRef) int { return cmp.Compare(a.counter, b.counter) })
+			l.unsorted = false
+		}
+		refs := l.refs
+		s.cacheMu.Unlock()
+		seen := since[origin]
+		i, _ := slices.BinarySearchFunc(refs, seen+1, func(r dotRef, c uint64) int { return cmp.Compare(r.counter, c) })
+		for _, ref := range refs[i:] {
+			vs := s.keys[ref.key]
+			for j := range vs {
+				if vs[j].Origin == origin && vs[j].Counter == ref.counter {
+					fn(ref.key, &vs[j])
+					break
+				}
+			}
+		}
+	}
+}
+
+// sortedKeys returns the keys in order, cached until a key is added or
+// removed.
+func (s *State) sortedKeys() []Key {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if s.sorted == nil {
+		s.sorted = make([]Key, 0, len(s.keys))
+		for k := range s.keys {
+			s.sorted = append(s.sorted, k)
+		}
+		slices.SortFunc(s.sorted, Key.compare)
+	}
+	return s.sorted
+}
 
 // Summary returns a copy of the state's summary vector.
 func (s *State) Summary() VersionVector { return s.summary.Clone() }
@@ -128,6 +227,7 @@ func (s *State) Local(id string, n uint64, k Key, f File) (Version, bool) {
 	vv[id] = n
 	v := Version{File: f, Origin: id, Counter: n, VV: vv}
 	s.setLocked(k, []Version{v})
+	s.index(id, n, k)
 	if s.summary[id] < n {
 		s.summary[id] = n
 	}
@@ -136,8 +236,12 @@ func (s *State) Local(id string, n uint64, k Key, f File) (Version, bool) {
 
 // setLocked replaces k's register, keeping the live count.
 func (s *State) setLocked(k Key, vs []Version) {
-	if old, ok := s.keys[k]; ok && !soleTombstone(old) {
+	old, had := s.keys[k]
+	if had && !soleTombstone(old) {
 		s.live--
+	}
+	if had != (len(vs) > 0) {
+		s.sorted = nil
 	}
 	if len(vs) == 0 {
 		delete(s.keys, k)
@@ -177,6 +281,7 @@ func (s *State) Apply(c Change) bool {
 		return cmp.Compare(a.Counter, b.Counter)
 	})
 	s.setLocked(c.Key, next)
+	s.index(v.Origin, v.Counter, c.Key)
 	return true
 }
 
@@ -209,13 +314,7 @@ func (s *State) Merge(d Delta) int {
 // gives the whole state. Changes are in key order.
 func (s *State) Delta(since VersionVector) Delta {
 	d := Delta{Summary: s.summary.Clone()}
-	for k, vs := range s.keys {
-		for _, v := range vs {
-			if !since.Has(v.Origin, v.Counter) {
-				d.Changes = append(d.Changes, Change{Key: k, Version: v})
-			}
-		}
-	}
+	s.each(since, func(k Key, v *Version) { d.Changes = append(d.Changes, Change{Key: k, Version: *v}) })
 	sortChanges(d.Changes)
 	return d
 }
@@ -223,13 +322,7 @@ func (s *State) Delta(since VersionVector) Delta {
 // CountDelta is how many changes Delta(since) would return.
 func (s *State) CountDelta(since VersionVector) int {
 	n := 0
-	for _, vs := range s.keys {
-		for _, v := range vs {
-			if !since.Has(v.Origin, v.Counter) {
-				n++
-			}
-		}
-	}
+	s.each(since, func(Key, *Version) { n++ })
 	return n
 }
 
@@ -249,13 +342,14 @@ func sortChanges(cs []Change) {
 // after is nil), in key order, up to limit keys, and whether keys remain:
 // the pages of a full-state transfer.
 func (s *State) Range(after *Key, limit int) ([]Change, bool) {
-	keys := make([]Key, 0, len(s.keys))
-	for k := range s.keys {
-		if after == nil || k.compare(*after) > 0 {
-			keys = append(keys, k)
+	keys := s.sortedKeys()
+	if after != nil {
+		i, found := slices.BinarySearchFunc(keys, *after, Key.compare)
+		if found {
+			i++
 		}
+		keys = keys[i:]
 	}
-	slices.SortFunc(keys, Key.compare)
 	more := len(keys) > limit
 	if more {
 		keys = keys[:limit]
@@ -299,6 +393,7 @@ func (s *State) CollectTombstones(acks []VersionVector) int {
 		}
 		if all {
 			delete(s.keys, k)
+			s.sorted = nil
 			n++
 		}
 	}
@@ -325,6 +420,7 @@ func (s *State) Clone() *State {
 	for k, vs := range s.keys {
 		c.keys[k] = slices.Clone(vs)
 	}
+	c.compact()
 	return c
 }
 
