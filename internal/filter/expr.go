@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -136,6 +137,77 @@ type exprFilter struct {
 type exprState struct {
 	env Env
 	vm  vm.VM
+	// vars is the program's environment: each attribute's entry is an
+	// interface whose data pointer is the address of its field in env
+	// (aliasField), set once, so that filling env is all an evaluation
+	// writes and reading an attribute boxes nothing.
+	vars map[string]any
+}
+
+func newExprState() *exprState {
+	st := new(exprState)
+	st.vars = make(map[string]any, len(envFields))
+	ev := reflect.ValueOf(&st.env).Elem()
+	for _, f := range envFields {
+		if f.kind == reflect.Map {
+			continue // attrs: set per evaluation
+		}
+		st.vars[f.name] = aliasField(f.kind, ev.Field(f.index).Addr().UnsafePointer())
+	}
+	return st
+}
+
+// envField is one attribute of Env, by its expr name.
+type envField struct {
+	name  string
+	index int
+	kind  reflect.Kind
+}
+
+// envFields are Env's attributes; envTypes the environment the programs
+// are compiled against: the same names with values of the same types.
+var envFields, envTypes = func() ([]envField, map[string]any) {
+	t := reflect.TypeFor[Env]()
+	var fs []envField
+	types := make(map[string]any)
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		f := envField{name: sf.Tag.Get("expr"), index: i, kind: sf.Type.Kind()}
+		switch f.kind {
+		case reflect.String:
+			types[f.name] = ""
+		case reflect.Int:
+			types[f.name] = 0
+		case reflect.Map:
+			types[f.name] = map[string]string{}
+		default:
+			panic("filter: Env field " + sf.Name + " of an unexpected kind")
+		}
+		fs = append(fs, f)
+	}
+	return fs, types
+}()
+
+// eface is the layout of an empty interface.
+type eface struct{ typ, data unsafe.Pointer }
+
+var stringType, intType = typeWord(""), typeWord(0)
+
+func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+// aliasField returns an interface holding the string or int at p without
+// copying it: the interface reads whatever p holds when it is used. The
+// exprState that owns p outlives every use (one Run at a time).
+func aliasField(k reflect.Kind, p unsafe.Pointer) any {
+	var a any
+	e := (*eface)(unsafe.Pointer(&a))
+	e.data = p
+	if k == reflect.String {
+		e.typ = stringType
+	} else {
+		e.typ = intType
+	}
+	return a
 }
 
 var _ Filter = (*exprFilter)(nil)
@@ -210,13 +282,19 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 		return nil, compileErr(err)
 	}
 	node := prog.Node()
+	// The same expression over a map environment runs without reflection
+	// (expr's fast map loads); its values alias an exprState's Env.
+	fast, err := expr.Compile(src, expr.Env(envTypes), expr.AsBool(), expr.MaxNodes(MaxExprNodes))
+	if err != nil {
+		return nil, compileErr(err)
+	}
 	if !cfg.noLower {
 		if f, ok := lower(node); ok {
 			return &lowered{src: src, Filter: f, match: matchFunc(f)}, nil
 		}
 	}
 	rs, wantAttrs := exprReads(node)
-	f := &exprFilter{src: src, prog: prog, rs: rs, wantAttrs: wantAttrs}
+	f := &exprFilter{src: src, prog: fast, rs: rs, wantAttrs: wantAttrs}
 	for _, fl := range builtins {
 		// Ids, boundaries and priorities are names semprop makes, short.
 		if rs.fields&fl.bit != 0 && !fl.numeric() && fl.maxLen() >= 255 && !slices.Contains(f.strs, fl) {
@@ -264,11 +342,15 @@ func (f *exprFilter) Match(ev *event.Event) bool {
 	}
 	st, _ := f.pool.Get().(*exprState)
 	if st == nil {
-		st = new(exprState)
+		st = newExprState()
 	}
 	st.env.fill(ev, f.rs, f.wantAttrs)
-	out, err := st.vm.Run(f.prog, &st.env)
+	if f.wantAttrs {
+		st.vars["attrs"] = st.env.Attrs
+	}
+	out, err := st.vm.Run(f.prog, st.vars)
 	st.env.Attrs = nil
+	delete(st.vars, "attrs")
 	f.pool.Put(st)
 	if err != nil {
 		evalErrors.Add(1)
