@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -206,13 +205,15 @@ type Engine struct {
 	det      *detector
 	uids     uidKeys
 
-	insightMu sync.Mutex
-	insights  []Insight // newest last, bounded
+	insightMu  sync.Mutex
+	insights   []Insight // newest last, bounded
+	kindCounts map[string]uint64
 	changed   chan struct{}
 
 	pub chan Insight // to the publishing goroutine
 
 	events    atomic.Uint64
+	cursor    atomic.Uint64
 	late      atomic.Uint64
 	published atomic.Uint64
 	dropped   atomic.Uint64
@@ -413,6 +414,7 @@ func (e *Engine) applyLocked(ev *event.Event) {
 		e.late.Add(1)
 	}
 	e.lastSeq = ev.Seq
+	e.cursor.Store(ev.Seq)
 	e.lastTime = ev.Time.UnixNano()
 	e.events.Add(1)
 	e.sampleOf(ev, &s)
@@ -505,6 +507,10 @@ func (e *Engine) addInsight(in Insight) {
 		e.insights = e.insights[:maxInsights-1]
 	}
 	e.insights = append(e.insights, in)
+	if e.kindCounts == nil {
+		e.kindCounts = make(map[string]uint64)
+	}
+	e.kindCounts[in.Kind]++
 	e.insightMu.Unlock()
 	if e.opts.Publisher == nil || e.now().Sub(in.Time.Add(time.Minute)) > e.cfg.Insights.MaxAge {
 		return
@@ -703,4 +709,3 @@ func insightEvent(in Insight, source string) *event.Event {
 // errParam marks a bad request parameter.
 var errParam = errors.New("analytics: bad parameter")
 
-var _ = os.ErrNotExist

@@ -188,13 +188,7 @@ func (d *detector) step(t int64, vals map[cdtKey]int64) []Insight {
 			}
 		}
 	}
-	keys := make([]cdtKey, 0, len(d.series))
-	for k := range d.series {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return cdtString(keys[i]) < cdtString(keys[j]) })
-	for _, k := range keys {
-		s := d.series[k]
+	for k, s := range d.series {
 		x := vals[k]
 		if x > 0 {
 			s.lastNonZero = t
@@ -206,6 +200,13 @@ func (d *detector) step(t int64, vals map[cdtKey]int64) []Insight {
 			out = append(out, in)
 		}
 	}
+	// Map order must not decide the order of a minute's insights.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Key < out[j].Key
+	})
 	return out
 }
 

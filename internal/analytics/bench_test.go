@@ -1,0 +1,186 @@
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/propagate"
+)
+
+// BenchmarkApply is the cost of folding one event into every operator of
+// the engine's view (second and minute panes, four dimensions, paths,
+// distinct paths, write sizes, sessions), on a Zipf replay at 2,000
+// events a second of event time.
+func BenchmarkApply(b *testing.B) {
+	evs := replay(1<<18, 2000, 3)
+	e := newTestEngine(b, Config{}, Options{Now: func() time.Time { return evs[len(evs)-1].Time }})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		e.Apply(&evs[i%len(evs)])
+		i++
+		if i%len(evs) == 0 {
+			b.StopTimer()
+			// Time goes on: shift the replay by its length.
+			for k := range evs {
+				evs[k].Time = evs[k].Time.Add(time.Duration(len(evs)/2000+1) * time.Second)
+			}
+			b.StartTimer()
+		}
+	}
+}
+
+// TestApplyAllocs pins the hot path: an event whose keys the open panes
+// already hold allocates nothing.
+func TestApplyAllocs(t *testing.T) {
+	e := newTestEngine(t, Config{}, Options{})
+	now := time.Now()
+	ev := fsEvent("fs.write", "/srv/data/a/b", "rsync", 1000, 4096, now)
+	ev.Seq = 1
+	e.Apply(ev)
+	allocs := testing.AllocsPerRun(1000, func() {
+		ev.Seq++
+		e.Apply(ev)
+	})
+	if allocs != 0 {
+		t.Errorf("Apply of known keys: %v allocs, want 0", allocs)
+	}
+}
+
+// BenchmarkDurableToAggregate measures the time from an event becoming
+// durable (the journal's durable seq passing it, as its notification
+// says) to its aggregates being updated, at a paced 100,000 events a
+// second published in batches of 100 through the manager, for 2 s per
+// iteration. Run with -benchtime=1x (or a few x).
+func BenchmarkDurableToAggregate(b *testing.B) {
+	const (
+		rate     = 100_000
+		batch    = 100
+		duration = 2 * time.Second
+		total    = int(rate * duration / time.Second)
+	)
+	var lat []float64
+	var allocs uint64
+	for b.Loop() {
+		dir := b.TempDir()
+		j, err := journal.Open(journal.Options{Dir: filepath.Join(dir, "journal"), Fsync: journal.FsyncInterval, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := propagate.New(propagate.Options{Journal: j, Dir: dir, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		first := j.LastSeq() + 1
+		durableAt := make([]int64, total+1)
+		appliedAt := make([]int64, total+1)
+		e, err := New(Config{}, Options{Open: func(from uint64) (Source, error) { return m.Reader(from) }, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.applyHook = func(seq uint64) {
+			if i := seq - first; i < uint64(len(appliedAt)) {
+				appliedAt[i] = nanotime()
+			}
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { e.Run(ctx) })
+		// The durable watcher: stamps each seq when the journal says it
+		// is durable.
+		var stop atomic.Bool
+		wg.Go(func() {
+			seen := first - 1
+			for !stop.Load() {
+				ch := j.Changed()
+				d := j.DurableSeq()
+				now := nanotime()
+				for s := seen + 1; s <= d; s++ {
+					if i := s - first; i < uint64(len(durableAt)) {
+						durableAt[i] = now
+					}
+				}
+				seen = max(seen, d)
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		})
+		// Publishers: paced batches from a few goroutines (each waits for
+		// its batch to be durable).
+		var ms0, ms1 runtimeStats
+		ms0.read()
+		var pubs sync.WaitGroup
+		tick := time.NewTicker(time.Millisecond)
+		next := make(chan struct{}, 64)
+		for range 8 {
+			pubs.Go(func() {
+				for range next {
+					evs := make([]*event.Event, batch)
+					for k := range evs {
+						evs[k] = fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", k%7, k), "bench", 1, 512, time.Now())
+					}
+					if err := m.PublishBatch(context.Background(), evs); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		for range total / batch {
+			<-tick.C
+			next <- struct{}{}
+		}
+		close(next)
+		pubs.Wait()
+		tick.Stop()
+		deadline := time.Now().Add(5 * time.Second)
+		for e.Seq() < j.DurableSeq() && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		ms1.read()
+		allocs += ms1.mallocs - ms0.mallocs
+		stop.Store(true)
+		cancel()
+		wg.Wait()
+		m.Close()
+		j.Close()
+		for i := range total {
+			if durableAt[i] == 0 || appliedAt[i] == 0 {
+				continue
+			}
+			lat = append(lat, float64(max(0, appliedAt[i]-durableAt[i]))/1e3)
+		}
+	}
+	slices.Sort(lat)
+	if len(lat) == 0 {
+		b.Fatal("no latency measured")
+	}
+	q := func(p float64) float64 { return lat[int(p*float64(len(lat)-1))] }
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(lat[len(lat)-1], "max-µs")
+	b.ReportMetric(float64(allocs)/float64(len(lat)), "process-allocs/event")
+}
+
+var benchEpoch = time.Now()
+
+func nanotime() int64 { return int64(time.Since(benchEpoch)) }
+
+type runtimeStats struct{ mallocs uint64 }
+
+func (r *runtimeStats) read() {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.mallocs = ms.Mallocs
+}
