@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/journal"
@@ -28,11 +29,11 @@ type env struct {
 	ui  *UI
 }
 
-// extraRegister, when set by a test file, registers further components
-// (the analytics engine) on the env's server; it returns a stop func.
-var extraRegister func(t testing.TB, m *propagate.Manager, srv *api.Server, tokens *auth.Authenticator) func()
+// withAnalytics, as newEnv's last argument, runs the analytics engine on
+// the env's journal and serves its routes, as the daemon does.
+const withAnalytics = true
 
-func newEnv(t testing.TB, tokens []auth.TokenSpec, cfg Config) *env {
+func newEnv(t testing.TB, tokens []auth.TokenSpec, cfg Config, analyticsOn ...bool) *env {
 	t.Helper()
 	dir := t.TempDir()
 	j, err := journal.Open(journal.Options{Dir: dir + "/journal", Fsync: journal.FsyncInterval, Logger: quiet})
@@ -54,8 +55,8 @@ func newEnv(t testing.TB, tokens []auth.TokenSpec, cfg Config) *env {
 	}
 	u.Register(srv)
 	stopExtra := func() {}
-	if extraRegister != nil {
-		stopExtra = extraRegister(t, m, srv, a)
+	if len(analyticsOn) > 0 && analyticsOn[0] {
+		stopExtra = runAnalytics(t, dir, m, srv, a, tokens)
 	}
 	srv.SetReady(true, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,12 +69,48 @@ func newEnv(t testing.TB, tokens []auth.TokenSpec, cfg Config) *env {
 	hs.Start()
 	t.Cleanup(func() {
 		srv.Close()
+		hs.CloseClientConnections() // the browser may still hold streams
 		hs.Close()
 		stopExtra()
 		m.Close()
 		j.Close()
 	})
 	return &env{url: hs.URL, m: m, api: srv, ui: u}
+}
+
+// runAnalytics starts the analytics engine as the daemon wires it: fed
+// from the manager's durable stream, one view per token, its routes on
+// srv. It returns a func that stops it and waits.
+func runAnalytics(t testing.TB, dir string, m *propagate.Manager, srv *api.Server, a *auth.Authenticator, tokens []auth.TokenSpec) func() {
+	t.Helper()
+	var principals []*auth.Principal
+	for _, ts := range tokens {
+		if p, ok := a.Lookup(ts.Name); ok {
+			principals = append(principals, p)
+		}
+	}
+	eng, err := analytics.New(analytics.Config{}, analytics.Options{
+		Dir:        dir + "/analytics",
+		Open:       func(from uint64) (analytics.Source, error) { return m.Reader(from) },
+		Publisher:  m,
+		Source:     "semprop://test/analytics",
+		Principals: principals,
+		Logger:     quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Register(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = eng.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // publish publishes n fs.write events in one batch under dir, with the

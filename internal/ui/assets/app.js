@@ -283,9 +283,10 @@
   function fmtNum(v) {
     if (v == null) return '';
     const a = Math.abs(v);
-    if (a >= 1e9) return (v / 1e9).toFixed(1) + 'G';
-    if (a >= 1e6) return (v / 1e6).toFixed(1) + 'M';
-    if (a >= 1e3) return (v / 1e3).toFixed(1) + 'k';
+    const unit = (d, u) => { const x = v / d; return (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1)) + u; };
+    if (a >= 1e9) return unit(1e9, 'G');
+    if (a >= 1e6) return unit(1e6, 'M');
+    if (a >= 1e3) return unit(1e3, 'k');
     return a >= 10 || v === 0 ? v.toFixed(0) : v.toFixed(1);
   }
 
@@ -296,7 +297,7 @@
     if (c && c.key !== key) { c.plot.destroy(); c = null; }
     if (!c) {
       const opts = {
-        width: Math.max(200, el.clientWidth), height: 200,
+        width: Math.max(200, el.clientWidth), height: 180,
         series: [{}].concat(names.map((n, i) => ({
           label: n, stroke: palette[i % palette.length], width: 1.5,
           fill: names.length === 1 ? palette[0] + '22' : undefined,
@@ -315,7 +316,7 @@
   }
 
   window.addEventListener('resize', () => {
-    for (const [id, c] of Object.entries(charts)) c.plot.setSize({ width: Math.max(200, $(id).clientWidth), height: 200 });
+    for (const [id, c] of Object.entries(charts)) c.plot.setSize({ width: Math.max(200, $(id).clientWidth), height: 180 });
   });
 
   function renderAgg(a) {
@@ -324,7 +325,10 @@
       const vals = a.rate.types.length ? a.rate.values : [a.rate.t.map(() => 0)];
       chart('chart-rate', names, [a.rate.t].concat(vals));
     }
-    if (a.bytes && a.bytes.t.length) chart('chart-bytes', ['bytes written'], [a.bytes.t, a.bytes.values]);
+    if (a.bytes && a.bytes.t.length) {
+      chart('chart-bytes', ['bytes written'], [a.bytes.t, a.bytes.values]);
+      $('bytes-unit').textContent = a.source === 'server' ? 'bytes/s, 5 s average' : 'bytes/s';
+    }
     if (a.top) {
       topTable('top-path', a.top.path);
       topTable('top-comm', a.top.comm);
@@ -355,7 +359,15 @@
     const max = items.reduce((m, x) => Math.max(m, x.count), 1);
     for (const it of items) {
       const tr = document.createElement('tr');
-      const k = cell(tr, it.key, 'key');
+      let k;
+      if (id === 'top-path') { // long paths: keep their end (the file) in sight
+        k = cell(tr, '', 'key path');
+        const span = document.createElement('span');
+        span.textContent = it.key;
+        k.appendChild(span);
+      } else {
+        k = cell(tr, it.key, 'key');
+      }
       k.title = it.key;
       const bar = document.createElement('span');
       bar.style.width = (100 * it.count / max).toFixed(1) + '%';

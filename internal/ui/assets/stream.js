@@ -472,10 +472,11 @@ async function backfill() {
     if (by && by.times) {
       by.times.forEach((t, i) => bytesAt.set(t, by.series.reduce((s, x) => s + (x.values[i] || 0), 0)));
     }
+    let started = false; // the charts start at the first second with events
     ev.times.forEach((t, i) => {
       const counts = {};
-      for (const x of ev.series) if (x.values[i]) counts[x.key] = x.values[i];
-      srvPoint(t, counts, bytesAt.get(t) || 0);
+      for (const x of ev.series) if (x.values[i]) { counts[x.key] = x.values[i]; started = true; }
+      if (started) srvPoint(t, counts, bytesAt.get(t) || 0);
     });
     dirtyAgg = true;
     schedule();
