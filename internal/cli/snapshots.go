@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,10 +38,20 @@ func newSnapshotsCmd() *cobra.Command {
 daemon's data directory (DATA/snapshots) before a rule's other actions act.
 DIR is the data directory (or DATA/snapshots).`,
 	}
-	cmd.AddCommand(&cobra.Command{
+	var under string
+	ls := &cobra.Command{
 		Use:   "ls DIR [ID]",
 		Short: "List snapshots, or the files of one",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: `List the snapshots (of the snapshot action, and the guard's copies before
+destroy: rule "guard"), or the files of one. With --path, list every copy of
+the files at or under a path, newest last, with the snapshot that holds it.
+
+Example:
+
+  semprop snapshots ls /var/lib/semprop
+  semprop snapshots ls /var/lib/semprop --path /srv/docs
+  semprop snapshots restore /var/lib/semprop ID --path /srv/docs/a.txt`,
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openSnapshots(args[0])
 			if err != nil {
@@ -52,9 +63,9 @@ DIR is the data directory (or DATA/snapshots).`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(tw, "PATH\tSIZE\tSHA256")
+				fmt.Fprintln(tw, "PATH\tSIZE\tSHA256\tOP")
 				for _, f := range m.Files {
-					fmt.Fprintf(tw, "%s\t%d\t%s\n", f.Path, f.Size, f.SHA256)
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", f.Path, f.Size, f.SHA256, f.Op)
 				}
 				for _, s := range m.Skipped {
 					fmt.Fprintf(tw, "%s\t-\tskipped: %s\n", s.Path, s.Reason)
@@ -64,6 +75,21 @@ DIR is the data directory (or DATA/snapshots).`,
 			ms, err := st.List()
 			if err != nil {
 				return err
+			}
+			if under != "" {
+				fmt.Fprintln(tw, "PATH\tTIME\tSIZE\tOP\tID")
+				for _, m := range ms {
+					for _, f := range m.Files {
+						if f.Path == under || strings.HasPrefix(f.Path, strings.TrimSuffix(under, "/")+"/") {
+							when := f.Time
+							if when.IsZero() {
+								when = m.Time
+							}
+							fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", f.Path, when.Format(time.RFC3339Nano), f.Size, f.Op, m.ID)
+						}
+					}
+				}
+				return tw.Flush()
 			}
 			fmt.Fprintln(tw, "ID\tTIME\tRULE\tFILES\tBYTES\tKEY")
 			for _, m := range ms {
@@ -75,7 +101,9 @@ DIR is the data directory (or DATA/snapshots).`,
 			}
 			return tw.Flush()
 		},
-	})
+	}
+	ls.Flags().StringVar(&under, "path", "", "list the copies of the files at or under this path")
+	cmd.AddCommand(ls)
 	var (
 		paths []string
 		to    string
