@@ -166,4 +166,3 @@ func TestGrafanaDashboard(t *testing.T) {
 	slices.Sort(used)
 	t.Logf("%d panels, %d distinct metrics", len(dash.Panels), len(slices.Compact(used)))
 }
-

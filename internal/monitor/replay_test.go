@@ -228,7 +228,7 @@ func TestReplayDefaultRules(t *testing.T) {
 	for _, rc := range mon.Rules() {
 		reports[rc.Alert] = &ruleReport{detected: map[string]time.Duration{}}
 	}
-	raw := map[string]int{}    // incident → onsets of the rules' bare conditions (no for, keep_firing_for, recovery)
+	raw := map[string]int{} // incident → onsets of the rules' bare conditions (no for, keep_firing_for, recovery)
 	rawTrue := map[string]bool{}
 	before := map[string]int{} // incident → alert transitions (a naive notifier's messages)
 	after := map[string]int{}  // incident → notifications after grouping, dedup, inhibition
