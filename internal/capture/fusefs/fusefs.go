@@ -113,6 +113,20 @@
 // thread for 250ms, so an exec right after an op may be attributed to the
 // old program.
 //
+// # The guard
+//
+// With Options.Guard, every mutating operation first asks the guard
+// (package guard) whether its caller is listed; a listed caller gets
+// EPERM and nothing is changed or reported. With nobody listed this is one
+// atomic load. Reads, lookups and listings are never refused. A write
+// through a descriptor opened before its process was listed is refused
+// when it reaches the server; with passthrough such writes go to the
+// backing file without the server, so it is the refused open for writing
+// that stops a listed process (a descriptor it already holds keeps
+// working until it is closed). With Guard.Preserving, the guard is handed
+// each file just before an unlink, a rename over it, a truncate or an
+// open with O_TRUNC destroys it (TestGuardRefuses, TestGuardPreserve).
+//
 // # Pitfalls (see go-fuse fs/api.go)
 //
 // The serving process must never access its own mount: that deadlocks. The
