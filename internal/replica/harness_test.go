@@ -49,6 +49,7 @@ func (n *network) partition(groups ...[]*instance) {
 	for g, is := range groups {
 		for _, i := range is {
 			n.group[i.url] = g
+			n.group[i.name] = g
 		}
 	}
 	n.blocked = true
@@ -113,8 +114,18 @@ func newInstances(t testing.TB, o clusterOpts) ([]*instance, *network) {
 	for i := range is {
 		name := fmt.Sprintf("n%d", i)
 		h := &handlers[i]
-		hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h).ServeHTTP(w, r) }))
-		is[i] = &instance{name: name, url: "http://" + hs.Listener.Addr().String(), root: "/srv/" + name, hs: hs}
+		in := &instance{name: name, root: "/srv/" + name}
+		// The server side of a partition too: a request that passed the
+		// client's check just before the partition is refused on arrival.
+		hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if from := r.Header.Get("Semprop-Sync-From"); from != "" && !nw.allowed(from, in.name) {
+				http.Error(w, "partitioned", http.StatusServiceUnavailable)
+				return
+			}
+			(*h).ServeHTTP(w, r)
+		}))
+		in.url, in.hs = "http://"+hs.Listener.Addr().String(), hs
+		is[i] = in
 	}
 	for i, in := range is {
 		dir := t.TempDir()
@@ -206,6 +217,30 @@ func (in *instance) write(t testing.TB, typ string, files map[string]string) uin
 	return evs[len(evs)-1].Seq
 }
 
+// quiesce waits until no round that started before now is running, so a
+// partition set just before holds for every later exchange.
+func quiesce(t testing.TB, is []*instance) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, in := range is {
+		for _, u := range in.r.peerURLs() {
+			for {
+				in.r.peersMu.Lock()
+				p := in.r.peers[u]
+				busy := p != nil && p.busy
+				in.r.peersMu.Unlock()
+				if !busy {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: a round with %s does not end", in.name, u)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+}
+
 func (in *instance) snapshot() *State {
 	in.r.mu.RLock()
 	defer in.r.mu.RUnlock()
@@ -222,9 +257,20 @@ func waitConverged(t testing.TB, is []*instance, want int, limit time.Duration) 
 			return time.Since(start)
 		}
 		if time.Since(start) > limit {
+			s0 := is[0].snapshot()
 			for _, in := range is {
 				s := in.snapshot()
 				t.Logf("%s: %d keys, summary %v", in.name, s.Len(), s.summary)
+				for k, vs := range s.keys {
+					if ws := s0.keys[k]; len(ws) != len(vs) || len(vs) > 0 && (ws[0].Origin != vs[0].Origin || ws[0].Counter != vs[0].Counter) {
+						t.Logf("  %v: %+v; %s has %+v", k, vs, is[0].name, ws)
+					}
+				}
+				for k, ws := range s0.keys {
+					if _, ok := s.keys[k]; !ok {
+						t.Logf("  %v missing; %s has %+v", k, is[0].name, ws)
+					}
+				}
 			}
 			t.Fatalf("not converged after %v", limit)
 		}

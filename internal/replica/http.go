@@ -94,7 +94,13 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 	}
 	r.met.exchangesServed.Add(1)
 	if m.More { // one chunk of a pushed full state
-		r.stage(m.From, m.Changes, m.Summary)
+		r.mu.RLock()
+		var prev []Change
+		if s := r.staged[m.From]; s != nil {
+			prev = s.changes
+		}
+		r.mu.RUnlock()
+		r.stage(m.From, append(prev, m.Changes...), m.Summary)
 		w.Header().Set("Content-Type", contentType)
 		_, _ = w.Write((&message{From: r.cfg.Name}).seal())
 		return
@@ -120,7 +126,10 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.peersMu.Unlock()
-	ans := message{From: r.cfg.Name, URL: r.cfg.Advertise, Peers: r.peerURLs()}
+	ans := message{From: r.cfg.Name, URL: r.cfg.Advertise}
+	if len(m.Peers) > 0 { // lists are traded both ways
+		ans.Peers = r.peerURLs()
+	}
 	r.mu.RLock()
 	if r.state.CountDelta(m.Summary) > r.cfg.FullAfter {
 		ans.Chunked = true
@@ -129,6 +138,15 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 		ans.Summary, ans.Changes = d.Summary, d.Changes
 	}
 	r.mu.RUnlock()
+	if m.Hello && !ans.Chunked {
+		r.peersMu.Lock()
+		for _, p := range r.peers {
+			if p.name == m.From || p.url == m.URL {
+				p.sent = p.sent.Merge(ans.Summary).Merge(m.Summary)
+			}
+		}
+		r.peersMu.Unlock()
+	}
 	w.Header().Set("Content-Type", contentType)
 	_, _ = w.Write(ans.seal())
 }

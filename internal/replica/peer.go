@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -26,7 +27,19 @@ type peer struct {
 	lastOK  time.Time
 	lastErr string
 	busy    bool // a round is running
+
+	// sent is what this instance answered the peer's last ask with: the
+	// peer probably has it, so rounds do not push it again. Only acked
+	// (what the peer said it has) counts for collecting tombstones.
+	sent VersionVector
+
+	gossiped string // the peer list last sent to it, joined
+	rounds   int    // rounds since it was sent
 }
+
+// gossipEvery is how many rounds pass at most between two trades of peer
+// lists with a peer.
+const gossipEvery = 30
 
 // forgetAfter is how many consecutive failures make a gossiped peer
 // forgotten.
@@ -188,7 +201,16 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
-	hello := message{From: r.cfg.Name, URL: r.cfg.Advertise, Peers: r.peerURLs(), Summary: r.Summary(), Hello: true}
+	hello := message{From: r.cfg.Name, URL: r.cfg.Advertise, Summary: r.Summary(), Hello: true}
+	// The peer lists are traded when this one changed, and now and then.
+	peers := r.peerURLs()
+	joined := strings.Join(peers, " ")
+	r.peersMu.Lock()
+	if p.gossiped != joined || p.rounds >= gossipEvery {
+		hello.Peers, p.gossiped, p.rounds = peers, joined, 0
+	}
+	p.rounds++
+	r.peersMu.Unlock()
 	ans, err := r.post(ctx, p.url+syncPath, &hello)
 	if err != nil {
 		return err
@@ -205,7 +227,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 	r.peersMu.Lock()
 	p.name = ans.From
 	p.acked = p.acked.Merge(ans.Summary).Merge(hello.Summary) // it has what it sent and what it answered
-	since := p.acked.Clone()
+	since := p.acked.Clone().Merge(p.sent)
 	r.peersMu.Unlock()
 
 	r.mu.RLock()
@@ -284,7 +306,7 @@ func (r *Replica) pullPages(ctx context.Context, base string, first *message) (*
 			all.Summary = page.Summary
 		}
 		all.Changes = append(all.Changes, page.Changes...)
-		r.stage(first.From, page.Changes, all.Summary)
+		r.stage(first.From, all.Changes, all.Summary)
 		r.met.chunksReceived.Add(1)
 		if !page.More || len(page.Changes) == 0 {
 			break
@@ -298,7 +320,8 @@ func (r *Replica) pullPages(ctx context.Context, base string, first *message) (*
 	return all, nil
 }
 
-// stage keeps the chunks of a transfer from a peer until its end.
+// stage keeps the chunks of a transfer from a peer until its end: cs is
+// every change received so far.
 func (r *Replica) stage(from string, cs []Change, summary VersionVector) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -307,7 +330,7 @@ func (r *Replica) stage(from string, cs []Change, summary VersionVector) {
 		s = &staging{}
 		r.staged[from] = s
 	}
-	s.changes = append(s.changes, cs...)
+	s.changes = cs // the caller's growing slice: readers see its prefix
 	s.summary = summary
 	s.touched = time.Now()
 }

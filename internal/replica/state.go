@@ -354,7 +354,7 @@ func (s *State) Range(after *Key, limit int) ([]Change, bool) {
 	if more {
 		keys = keys[:limit]
 	}
-	var out []Change
+	out := make([]Change, 0, len(keys))
 	for _, k := range keys {
 		for _, v := range s.keys[k] {
 			out = append(out, Change{Key: k, Version: v})

@@ -44,6 +44,7 @@ func TestPartitionConflictHeal(t *testing.T) {
 	waitConverged(t, is, 50, 5*time.Second)
 
 	nw.partition([]*instance{a}, []*instance{b, c})
+	quiesce(t, is)
 	a.write(t, event.TypeWrite, map[string]string{"dir/f01.txt": "from-a"})
 	b.write(t, event.TypeWrite, map[string]string{"dir/f01.txt": "from-b"})
 	c.write(t, event.TypeDelete, map[string]string{"dir/f02.txt": ""})
@@ -100,6 +101,7 @@ func TestTombstonesCollectedWhenAllAcknowledged(t *testing.T) {
 	a.write(t, event.TypeCreate, map[string]string{"x": "1", "y": "2"})
 	waitConverged(t, is, 2, 5*time.Second)
 	nw.partition([]*instance{a, is[1]}, []*instance{is[2]})
+	quiesce(t, is)
 	a.write(t, event.TypeDelete, map[string]string{"x": ""})
 	time.Sleep(500 * time.Millisecond)
 	if a.snapshot().Tombstones() != 1 {
