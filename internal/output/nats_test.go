@@ -18,17 +18,19 @@ import (
 // jsServer is an embedded NATS server with JetStream (file storage), on a
 // fixed local port, that can be shut down and started again.
 type jsServer struct {
-	t     testing.TB
-	dir   string
-	port  int
-	mu    sync.Mutex
-	s     *server.Server
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	count func() int
+	t       testing.TB
+	dir     string
+	port    int
+	mu      sync.Mutex
+	s       *server.Server
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	storage jetstream.StorageType
 }
 
-func newJSServer(t testing.TB) *jsServer {
+func newJSServer(t testing.TB) *jsServer { return newJSServerStorage(t, jetstream.FileStorage) }
+
+func newJSServerStorage(t testing.TB, storage jetstream.StorageType) *jsServer {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +38,7 @@ func newJSServer(t testing.TB) *jsServer {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	j := &jsServer{t: t, dir: t.TempDir(), port: port}
+	j := &jsServer{t: t, dir: t.TempDir(), port: port, storage: storage}
 	j.start()
 	t.Cleanup(j.shutdown)
 	nc, err := nats.Connect(j.url(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
@@ -51,7 +53,7 @@ func newJSServer(t testing.TB) *jsServer {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SEMPROP", Subjects: []string{"semprop.>"},
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}); err != nil {
+		Storage: j.storage, Duplicates: 2 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	j.nc, j.js = nc, js
