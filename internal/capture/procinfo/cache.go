@@ -54,6 +54,7 @@ type Stats struct {
 	Evicted      uint64 // processes forgotten because the cache was full
 	Malformed    uint64 // connector datagrams that did not parse
 	SlowCatchUps uint64 // lookups that stopped waiting for the listener to catch up
+	ExecRecords  uint64 // of ExecLate, execs whose identity came from the exec records instead
 }
 
 // gen is one identity a pid had, from one event to the next.
@@ -84,6 +85,12 @@ type source interface {
 	readExec(tgid int32) (id Identity, ok bool)
 }
 
+// execSource gives the identity an exec's records say (exec_linux.go).
+type execSource interface {
+	take(pid int32) (comm, exe string, setid, ok bool)
+	forget(pid int32)
+}
+
 // Cache maps pids to process identities learnt from the kernel's process
 // connector while the processes were alive (see the package comment). All
 // methods are safe for concurrent use.
@@ -96,12 +103,13 @@ type Cache struct {
 	// sync, if set, waits until the connector events queued before a time
 	// are applied (the listener's catch-up).
 	sync  func(notAfter int64)
+	execs execSource    // exec records; nil without them
 	close func()        // stops the listener; nil without one
 	done  chan struct{} // closed by close
 
 	events, hits, procReads, unresolved atomic.Uint64
 	execLate, lost, evicted, malformed  atomic.Uint64
-	slowCatchUp                         atomic.Uint64
+	slowCatchUp, execRecords            atomic.Uint64
 
 	mu      sync.Mutex
 	m       map[int32]*entry
@@ -146,6 +154,7 @@ func (c *Cache) Stats() Stats {
 		Evicted:      c.evicted.Load(),
 		Malformed:    c.malformed.Load(),
 		SlowCatchUps: c.slowCatchUp.Load(),
+		ExecRecords:  c.execRecords.Load(),
 	}
 }
 
@@ -346,13 +355,40 @@ func (c *Cache) apply(ev *Event) {
 		c.mu.Unlock()
 	case WhatExec:
 		id, ok := c.src.readExec(ev.TGID)
+		var rec bool // the identity comes from the exec records
+		var recSetID bool
+		switch {
+		case ok && id.Exe != "":
+			if c.execs != nil {
+				c.execs.forget(ev.TGID) // not needed
+			}
+		default:
+			c.execLate.Add(1) // gone, or a zombie already (comm and ids, no exe)
+			if c.execs == nil {
+				break
+			}
+			comm, exe, setid, found := c.execs.take(ev.TGID)
+			if !found {
+				break
+			}
+			c.execRecords.Add(1)
+			if !ok {
+				id = Identity{PID: ev.TGID, Comm: comm}
+			}
+			id.Exe, rec, recSetID, ok = exe, !id.HasIDs, setid, true
+		}
 		if !ok {
-			c.execLate.Add(1)
 			id = Identity{PID: ev.TGID}
-		} else if id.Exe == "" {
-			c.execLate.Add(1) // a zombie already: comm and ids, no exe
 		}
 		c.mu.Lock()
+		if rec && !recSetID {
+			// The ids it had before the exec (from its fork).
+			if e := c.m[ev.TGID]; e != nil {
+				if cur := e.alive(); cur != nil && cur.id.HasIDs {
+					id.UID, id.GID, id.HasIDs = cur.id.UID, cur.id.GID, true
+				}
+			}
+		}
 		c.startLocked(ev.TGID, gen{id: id, from: ev.Time, none: !ok}, false)
 		c.mu.Unlock()
 	case WhatComm, WhatUID, WhatGID:

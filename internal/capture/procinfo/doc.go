@@ -54,9 +54,23 @@
 //
 // When the kernel drops connector messages (ENOBUFS: the listener fell more
 // than its 8 MiB socket buffer behind), the cache forgets everything and
-// learns afresh (Stats.Lost); meanwhile lookups read /proc as above. An
-// exec whose process was gone before /proc could be read leaves an
-// identity with the pid only (Stats.ExecLate).
+// learns afresh (Stats.Lost); meanwhile lookups read /proc as above.
+//
+// An exec whose process was gone (or a zombie without its exe) before
+// /proc could be read is counted in Stats.ExecLate. Its identity then
+// comes from the exec records (Stats.ExecRecords): a second fanotify group
+// asks for FAN_OPEN_EXEC on the file systems that hold programs ("/",
+// "/usr", "/bin", "/sbin", "/usr/local", "/opt"), and the kernel queues,
+// during the execve, a record with the file exec'd, which the listener
+// reads (before the connector's events) whether or not the process still
+// exists. exe is the program (a script's interpreter; the dynamic loader
+// is skipped), comm the base name of the file exec'd cut to 15 bytes (a
+// program exec'd through a symbolic link is named after the file, not the
+// link: the one case where it differs from the kernel's comm), and the
+// uid and gid are those of the process before its exec unless the file is
+// set-user-ID or set-group-ID (then they are unknown). Without the group
+// (a kernel that refuses the mark) such an exec leaves the pid only. The
+// records cost a read, a readlink and a close per exec on the machine.
 //
 // # Concurrency
 //

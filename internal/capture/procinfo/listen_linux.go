@@ -50,8 +50,9 @@ type listener struct {
 	pmu      sync.Mutex
 	progress chan struct{}
 
-	fd  int // owned by run; closed by close after run returned
-	buf []byte
+	fd    int // owned by run; closed by close after run returned
+	buf   []byte
+	execs *execRecords // nil when the kernel refuses the group; owned by run
 
 	stop sync.Once
 	wg   sync.WaitGroup
@@ -71,6 +72,9 @@ func Start(ctx context.Context, log *slog.Logger) (*Cache, error) {
 	}
 	c.sync = l.catchUp
 	c.close = l.close
+	if l.execs = openExecRecords(); l.execs != nil {
+		c.execs = l.execs
+	}
 	done := make(chan struct{})
 	c.done = done
 	l.wg.Add(2)
@@ -183,9 +187,14 @@ func (l *listener) run() {
 		}
 	}
 	pfd := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLIN}, {Fd: int32(l.wake), Events: unix.POLLIN}}
+	if l.execs != nil {
+		pfd = append(pfd, unix.PollFd{Fd: int32(l.execs.fd), Events: unix.POLLIN})
+	}
 	lastSweep := Now()
 	for {
-		pfd[0].Revents, pfd[1].Revents = 0, 0
+		for i := range pfd {
+			pfd[i].Revents = 0
+		}
 		if _, err := unix.Poll(pfd, int(sweepEvery.Milliseconds())); err != nil && err != unix.EINTR {
 			l.log.Error("procinfo: poll failed; process identities are read from /proc from now on", "err", err)
 			return
@@ -193,6 +202,8 @@ func (l *listener) run() {
 		if pfd[1].Revents != 0 {
 			return
 		}
+		// Exec records first: each comes before its exec's connector event.
+		l.execs.drain()
 		err := l.drain()
 		if err != nil {
 			l.log.Error("procinfo: reading the process connector failed; process identities are read from /proc from now on", "err", err)
@@ -315,5 +326,6 @@ func (l *listener) close() {
 		// No lookup polls the socket any more: through is at its maximum.
 		unix.Close(l.fd)
 		unix.Close(l.wake)
+		l.execs.close()
 	})
 }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package fanotify
-
-const raceEnabled = false
