@@ -125,3 +125,37 @@ func BenchmarkGuardDelete(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRefuseNobodyListed is what every mutating operation pays for
+// the guard while nobody is listed: the check before the operation.
+func BenchmarkRefuseNobodyListed(b *testing.B) {
+	g, err := guard.New(guard.Options{Config: guard.DefaultConfig()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, side := range []struct {
+		name string
+		g    Guard
+	}{{"guard=off", nil}, {"guard=on", g}} {
+		b.Run(side.name, func(b *testing.B) {
+			f := &FS{guard: side.g, procs: newProcCache()}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if f.refuse(ctx, "write") {
+					b.Fatal("refused")
+				}
+			}
+		})
+	}
+}
+
+// TestRefuseNobodyListedAllocs pins the check at no allocation.
+func TestRefuseNobodyListedAllocs(t *testing.T) {
+	g, _ := guard.New(guard.Options{Config: guard.DefaultConfig()})
+	f := &FS{guard: g, procs: newProcCache()}
+	ctx := context.Background()
+	if n := testing.AllocsPerRun(1000, func() { f.refuse(ctx, "write") }); n != 0 {
+		t.Errorf("refuse with nobody listed: %v allocs, want 0", n)
+	}
+}
