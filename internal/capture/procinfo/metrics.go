@@ -19,6 +19,7 @@ var cacheCounters = []struct {
 	{procDesc("proc_reads_total", "Lookups answered by reading /proc (processes older than the cache)."), func(s *Stats) uint64 { return s.ProcReads }},
 	{procDesc("unresolved_total", "Lookups with no identity that is certainly the actor's (pid only)."), func(s *Stats) uint64 { return s.Unresolved }},
 	{procDesc("exec_late_total", "Execs whose process was gone before /proc could be read."), func(s *Stats) uint64 { return s.ExecLate }},
+	{procDesc("exec_records_total", "Of the late execs, those whose identity came from the exec records."), func(s *Stats) uint64 { return s.ExecRecords }},
 	{procDesc("lost_total", "Times the kernel dropped process connector messages (the cache started afresh)."), func(s *Stats) uint64 { return s.Lost }},
 	{procDesc("evicted_total", "Processes forgotten because the cache was full."), func(s *Stats) uint64 { return s.Evicted }},
 	{procDesc("malformed_total", "Process connector datagrams that did not parse."), func(s *Stats) uint64 { return s.Malformed }},
