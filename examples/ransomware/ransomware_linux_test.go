@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -465,16 +466,20 @@ func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 // rules, the guard and snapshots before destroy: it is quarantined, every
 // file it touched after that is intact, and at least 99% of all files are
 // recoverable. Without snapshots before destroy only the files it did not
-// reach are.
+// reach are. SEMPROP_RANSOM_RATE sets the simulator's files per second
+// (default 25; 0: as fast as it goes).
 func TestRansomware(t *testing.T) {
 	requireRoot(t)
 	sim := buildSimulator(t)
-	const files, rate = 300, 25
+	files, rate := 300, 25.0
+	if v, err := strconv.ParseFloat(os.Getenv("SEMPROP_RANSOM_RATE"), 64); err == nil && v >= 0 {
+		rate = v // files per second; 0: as fast as the simulator goes
+	}
 	for _, snapshot := range []bool{true, false} {
 		t.Run(fmt.Sprintf("snapshot_before_destroy=%v", snapshot), func(t *testing.T) {
 			p := startPipeline(t, snapshot)
 			r := attack(t, p, sim, files, rate)
-			t.Logf("rate %v files/s: %v", float64(rate), r)
+			t.Logf("rate %v files/s: %v", rate, r)
 			if r.quarantined.IsZero() {
 				t.Fatalf("the simulator was not quarantined: %v", r)
 			}
@@ -487,7 +492,7 @@ func TestRansomware(t *testing.T) {
 			if r.touched+r.touchedAfter != files {
 				t.Errorf("touched %d + after %d != %d files", r.touched, r.touchedAfter, files)
 			}
-			if snapshot && float64(r.recoverable) < 0.99*files {
+			if snapshot && float64(r.recoverable) < 0.99*float64(files) {
 				t.Errorf("recoverable %d of %d, want >= 99%%", r.recoverable, files)
 			}
 			if !snapshot && r.recoverable != r.intact {
