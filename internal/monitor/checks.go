@@ -116,7 +116,9 @@ type window struct {
 // (from the oldest value recorded within it; a drop counts as a reset).
 func (w *window) increase(v float64) float64 {
 	now := w.now()
-	if n := len(w.ts); n == 0 || now.Sub(w.ts[n-1]) >= time.Second {
+	// Readings less than a second apart replace the newest one, never the
+	// first (the baseline the increase is measured from).
+	if n := len(w.ts); n < 2 || now.Sub(w.ts[n-1]) >= time.Second {
 		w.ts, w.vs = append(w.ts, now), append(w.vs, v)
 	} else {
 		w.vs[n-1] = v
