@@ -92,7 +92,7 @@ func TestDiskCheck(t *testing.T) {
 	wantStatus(t, "almost all must be free", c.Disk(dir)(), StatusDegraded, "left under the data directory")
 	c, _ = testChecks(HealthConfig{DiskFreeDegraded: 1, DiskFreeFailing: 1})
 	wantStatus(t, "all must be free", c.Disk(dir)(), StatusFailing, "left under the data directory")
-	wantStatus(t, "missing dir", c.Disk(dir + "/nosuch")(), StatusFailing, "cannot stat")
+	wantStatus(t, "missing dir", c.Disk(dir+"/nosuch")(), StatusFailing, "cannot stat")
 }
 
 func TestSubscriptionsCheck(t *testing.T) {
