@@ -123,7 +123,7 @@ func TestTimeToFullAccuracy(t *testing.T) {
 		for i := 0; u < capacity; i++ {
 			used = append(used, u)
 			mean := rate * (1 + drift*float64(i)/nominal)
-			u += mean * (1 + (r.Float64()-0.5)) * step.Seconds()
+			u += mean * (1 + (r.Float64() - 0.5)) * step.Seconds()
 		}
 		fullAt := float64(len(used)) * step.Seconds() // seconds from the start
 		// Observe until 10% of the fill has happened.
