@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,6 +86,9 @@ func runAnalytics(t testing.TB, dir string, m *propagate.Manager, srv *api.Serve
 	t.Helper()
 	var principals []*auth.Principal
 	for _, ts := range tokens {
+		if strings.HasPrefix(ts.Name, "late-") {
+			continue // as if added after the engine started: no view of its own
+		}
 		if p, ok := a.Lookup(ts.Name); ok {
 			principals = append(principals, p)
 		}

@@ -506,9 +506,9 @@ async function startAggregates() {
   liveMode = 'probing';
   backfill();
   const st = await sse('live', '/v1/analytics/live', onLive);
-  if (st === 404) { // no analytics on this server: aggregate here
+  if (st === 404 || st === 403) { // no analytics here (or none for this token): aggregate here
     liveMode = 'local';
-    delete statuses.live;
+    setStatus('live', 'off'); // replaces the 404/403: not an outage
     sse('agg', '/v1/stream?after=now', onAggEvent);
     startTail();
   }
