@@ -63,7 +63,9 @@ type KafkaSASL struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
 	Mechanism string `yaml:"mechanism" json:"mechanism"`
 	User      string `yaml:"user" json:"user"`
-	Password  string `yaml:"password" json:"-"`
+	Password  string `yaml:"password,omitempty" json:"-"`
+	// PasswordEnv names an environment variable holding Password instead.
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
 }
 
 func (c *KafkaConfig) validate() error {
@@ -150,6 +152,11 @@ func newKafka(c *KafkaConfig, log *slog.Logger) (*kafkaSink, error) {
 		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
 	if cfg.SASL != nil {
+		sc := *cfg.SASL
+		if sc.PasswordEnv != "" {
+			sc.Password = os.Getenv(sc.PasswordEnv)
+		}
+		cfg.SASL = &sc
 		var m sasl.Mechanism
 		switch cfg.SASL.Mechanism {
 		case "PLAIN":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -26,11 +27,14 @@ type NATSConfig struct {
 	// the subject's path as tokens (/srv/a/b.md → srv.a.b_md: '.', spaces
 	// and wildcards become '_'); default "semprop.{type}.{path}".
 	Subject string `yaml:"subject,omitempty" json:"subject,omitempty"`
-	// CredsFile, Token, or User and Password authenticate.
-	CredsFile string `yaml:"creds_file,omitempty" json:"creds_file,omitempty"`
-	Token     string `yaml:"token,omitempty" json:"-"`
-	User      string `yaml:"user,omitempty" json:"user,omitempty"`
-	Password  string `yaml:"password,omitempty" json:"-"`
+	// CredsFile, Token, or User and Password authenticate; TokenEnv and
+	// PasswordEnv name environment variables holding them instead.
+	CredsFile   string `yaml:"creds_file,omitempty" json:"creds_file,omitempty"`
+	Token       string `yaml:"token,omitempty" json:"-"`
+	TokenEnv    string `yaml:"token_env,omitempty" json:"token_env,omitempty"`
+	User        string `yaml:"user,omitempty" json:"user,omitempty"`
+	Password    string `yaml:"password,omitempty" json:"-"`
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
 	// CAFile verifies a tls:// server; CertFile and KeyFile are a client
 	// certificate.
 	CAFile   string `yaml:"ca_file,omitempty" json:"ca_file,omitempty"`
@@ -76,6 +80,12 @@ func newNATS(c *NATSConfig, log *slog.Logger) (*natsSink, error) {
 	cfg := *c
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 10 * time.Second
+	}
+	if cfg.TokenEnv != "" {
+		cfg.Token = os.Getenv(cfg.TokenEnv)
+	}
+	if cfg.PasswordEnv != "" {
+		cfg.Password = os.Getenv(cfg.PasswordEnv)
 	}
 	t, err := parseSubjectTemplate(cfg.subject())
 	if err != nil {

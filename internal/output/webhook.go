@@ -34,6 +34,9 @@ type WebhookConfig struct {
 	// Secret, when set, signs each body: SignatureHeader carries
 	// "sha256=" and the hex HMAC-SHA256 of the body keyed with it.
 	Secret string `yaml:"secret,omitempty" json:"-"`
+	// SecretEnv names an environment variable holding Secret instead
+	// (keeps it out of the configuration file).
+	SecretEnv string `yaml:"secret_env,omitempty" json:"secret_env,omitempty"`
 	// SignatureHeader names the signature header (default
 	// X-Semprop-Signature-256).
 	SignatureHeader string `yaml:"signature_header,omitempty" json:"signature_header,omitempty"`
@@ -73,6 +76,12 @@ func newWebhook(c *WebhookConfig) (*webhookSink, error) {
 	cfg := *c
 	if cfg.Mode == "" {
 		cfg.Mode = "binary"
+	}
+	if cfg.SecretEnv != "" {
+		cfg.Secret = os.Getenv(cfg.SecretEnv)
+		if cfg.Secret == "" {
+			return nil, fmt.Errorf("webhook: secret_env %s is empty", cfg.SecretEnv)
+		}
 	}
 	if cfg.SignatureHeader == "" {
 		cfg.SignatureHeader = "X-Semprop-Signature-256"
