@@ -18,9 +18,14 @@ type message struct {
 	URL     string        // the sender's advertised URL, if any
 	Peers   []string      // the peer URLs the sender knows (gossip)
 	Summary VersionVector // the sender's summary
-	Chunked bool          // answer: too far behind, pull pages instead
-	More    bool          // page: more pages follow
-	Hello   bool          // request: only asks; its summary is not a delta's
+	// Since is the vector Changes were computed against: every change of
+	// the sender it does not cover is in Changes. A receiver whose summary
+	// covers Since may raise its summary to Summary; otherwise it applies
+	// the changes alone. Nil for a whole state.
+	Since   VersionVector
+	Chunked bool // answer: too far behind, pull pages instead
+	More    bool // page: more pages follow
+	Hello   bool // request: only asks; its summary is not a delta's
 	Changes []Change
 }
 
@@ -57,6 +62,7 @@ func (m *message) encode(b []byte) []byte {
 		b = appendString(b, p)
 	}
 	b = appendVV(b, m.Summary)
+	b = appendVV(b, m.Since)
 	var flags byte
 	if m.Chunked {
 		flags |= 1
@@ -215,6 +221,7 @@ func decode(b []byte) (*message, error) {
 		m.Peers = append(m.Peers, d.string("peer", maxString))
 	}
 	m.Summary = d.vv("summary")
+	m.Since = d.vv("since")
 	flags := d.byte("flags")
 	m.Chunked, m.More, m.Hello = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	if flags > 7 {

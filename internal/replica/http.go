@@ -113,7 +113,7 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 			delete(r.staged, m.From)
 		}
 		r.mu.Unlock()
-		r.merge(m.From, Delta{Changes: changes, Summary: m.Summary})
+		r.merge(Delta{Changes: changes, Summary: m.Summary}, m.Since)
 	}
 	if m.URL != "" {
 		r.learn([]string{m.URL})
@@ -135,7 +135,7 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 		ans.Chunked = true
 	} else {
 		d := r.state.Delta(m.Summary)
-		ans.Summary, ans.Changes = d.Summary, d.Changes
+		ans.Summary, ans.Changes, ans.Since = d.Summary, d.Changes, m.Summary
 	}
 	r.mu.RUnlock()
 	if m.Hello && !ans.Chunked {
@@ -282,16 +282,24 @@ func (r *Replica) Read(ctx context.Context, q Query) ([]Entry, VersionVector, er
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	src := r.state
-	if q.Consistency == Eventual && len(r.staged) > 0 {
-		// Transfers in progress are visible to eventual reads.
+	if q.Consistency == Eventual && (len(r.staged) > 0 || len(r.pending) > 0) {
+		// Transfers in progress and deltas waiting for their base are
+		// visible to eventual reads.
 		src = NewState()
 		for k, vs := range r.state.keys {
 			if q.Tree == "" || k.Tree == q.Tree {
 				src.keys[k] = vs
 			}
 		}
+		var parts [][]Change
 		for _, s := range r.staged {
-			for _, c := range s.changes {
+			parts = append(parts, s.changes)
+		}
+		for _, p := range r.pending {
+			parts = append(parts, p.d.Changes)
+		}
+		for _, cs := range parts {
+			for _, c := range cs {
 				if q.Tree == "" || c.Key.Tree == q.Tree {
 					src.Apply(c)
 				}

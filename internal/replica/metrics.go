@@ -12,6 +12,7 @@ type metrics struct {
 	bytesSent, bytesReceived   atomic.Uint64
 	chunksSent, chunksReceived atomic.Uint64
 	exchangesServed, saves     atomic.Uint64
+	partial                    atomic.Uint64    // deltas applied without their summary
 	reads                      [4]atomic.Uint64 // by Consistency
 }
 
@@ -28,6 +29,7 @@ var (
 	descApplied   = prometheus.NewDesc("semprop_sync_applied_seq", "Last journal seq the catalog has ingested.", nil, nil)
 	descReads     = prometheus.NewDesc("semprop_sync_reads_total", "State reads, by consistency.", []string{"consistency"}, nil)
 	descSaves     = prometheus.NewDesc("semprop_sync_saves_total", "Catalog checkpoints written.", nil, nil)
+	descPartial   = prometheus.NewDesc("semprop_sync_partial_deltas_total", "Deltas whose base this replica had not reached: their changes were applied, their summary not.", nil, nil)
 )
 
 type collector struct{ r *Replica }
@@ -36,7 +38,7 @@ type collector struct{ r *Replica }
 func (r *Replica) Collector() prometheus.Collector { return collector{r} }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descChanges, descCollected, descBytes, descChunks, descServed, descPeers, descApplied, descReads, descSaves} {
+	for _, d := range []*prometheus.Desc{descEntries, descChanges, descCollected, descBytes, descChunks, descServed, descPeers, descApplied, descReads, descSaves, descPartial} {
 		ch <- d
 	}
 }
@@ -81,6 +83,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		cnt(descReads, r.met.reads[i].Load(), name)
 	}
 	cnt(descSaves, r.met.saves.Load())
+	cnt(descPartial, r.met.partial.Load())
 }
 
 // conflicts counts the keys in conflict.

@@ -222,7 +222,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 		}
 		pulled = len(ans.Changes)
 	}
-	r.merge(ans.From, Delta{Changes: ans.Changes, Summary: ans.Summary})
+	r.merge(Delta{Changes: ans.Changes, Summary: ans.Summary}, ans.Since)
 	r.learn(ans.Peers)
 	r.peersMu.Lock()
 	p.name = ans.From
@@ -235,7 +235,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 	var push message
 	if lacking > 0 && lacking <= r.cfg.FullAfter {
 		d := r.state.Delta(since)
-		push = message{Summary: d.Summary, Changes: d.Changes}
+		push = message{Summary: d.Summary, Changes: d.Changes, Since: since}
 	}
 	r.mu.RUnlock()
 	if lacking > 0 {
@@ -251,7 +251,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 			return err
 		}
 		if !back.Chunked {
-			r.merge(back.From, Delta{Changes: back.Changes, Summary: back.Summary})
+			r.merge(Delta{Changes: back.Changes, Summary: back.Summary}, back.Since)
 		}
 		r.peersMu.Lock()
 		p.acked = p.acked.Merge(back.Summary).Merge(push.Summary)
@@ -335,17 +335,54 @@ func (r *Replica) stage(from string, cs []Change, summary VersionVector) {
 	s.touched = time.Now()
 }
 
-// merge joins a complete delta into the catalog.
-func (r *Replica) merge(from string, d Delta) {
+// merge joins a delta computed against since into the catalog when this
+// replica's summary covers since: the delta is then complete relative to
+// it and the summary may rise. Otherwise the delta waits among the pending
+// ones (visible to eventual reads only) until the summary has caught up,
+// so causal reads never see a change without its causal past. A nil since
+// stands for a whole state.
+func (r *Replica) merge(d Delta, since VersionVector) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.state.summary.Covers(since) {
+		r.met.partial.Add(1)
+		if len(r.pending) >= maxPending {
+			r.pending = r.pending[1:] // the oldest: a later round sends it again
+		}
+		r.pending = append(r.pending, pendingDelta{d: d, since: since, at: time.Now()})
+		return
+	}
+	r.mergeLocked(d)
+	for progress := true; progress; {
+		progress = false
+		for i := 0; i < len(r.pending); i++ {
+			if p := r.pending[i]; r.state.summary.Covers(p.since) {
+				r.pending = append(r.pending[:i], r.pending[i+1:]...)
+				r.mergeLocked(p.d)
+				progress = true
+				i--
+			}
+		}
+	}
+}
+
+// maxPending bounds the deltas waiting for their base.
+const maxPending = 16
+
+// pendingDelta is a delta whose base this replica has not reached.
+type pendingDelta struct {
+	d     Delta
+	since VersionVector
+	at    time.Time
+}
+
+func (r *Replica) mergeLocked(d Delta) {
 	before := r.state.Summary()
 	n := r.state.Merge(d)
-	grew := r.state.summary.Compare(before) != Equal
-	if n > 0 || grew {
+	if n > 0 || r.state.summary.Compare(before) != Equal {
 		r.dirty = true
 		r.notifyLocked()
 	}
-	r.mu.Unlock()
 	r.met.remote.Add(uint64(n))
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,7 @@ type Replica struct {
 	state   *State
 	applied uint64                     // last journal seq ingested
 	staged  map[string]*staging        // chunked transfers in progress, by sender
+	pending []pendingDelta             // deltas waiting for their base
 	waiters map[chan struct{}]struct{} // closed when the summary grows
 	dirty   bool                       // changed since the last save
 
@@ -389,4 +391,5 @@ func (r *Replica) expireStaged() {
 			delete(r.staged, k)
 		}
 	}
+	r.pending = slices.DeleteFunc(r.pending, func(p pendingDelta) bool { return time.Since(p.at) > 2*r.cfg.Timeout })
 }

@@ -83,7 +83,7 @@ func runScale(t testing.TB, n int) scaleResult {
 	nw.heal()
 	res.converge = waitConverged(t, is, n, 60*time.Second)
 
-	time.Sleep(3 * 200 * time.Millisecond) // rounds settle what each knows of the others
+	waitAcked(t, is) // what each knows of the others settles
 
 	// 1% of the entries change on b.
 	changes := n / 100
@@ -168,5 +168,30 @@ func BenchmarkScale(b *testing.B) {
 				b.ReportMetric(float64(res.deltaBytes)/float64(res.fullBytes)*100, "delta-%")
 			}
 		})
+	}
+}
+
+// waitAcked waits until every instance knows that each of its peers has
+// its whole summary.
+func waitAcked(t testing.TB, is []*instance) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, in := range is {
+		for {
+			sum := in.r.Summary()
+			ok := true
+			in.r.peersMu.Lock()
+			for _, p := range in.r.peers {
+				ok = ok && p.acked.Covers(sum)
+			}
+			in.r.peersMu.Unlock()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: peers' acknowledgements do not settle", in.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
