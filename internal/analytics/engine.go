@@ -208,7 +208,7 @@ type Engine struct {
 	insightMu  sync.Mutex
 	insights   []Insight // newest last, bounded
 	kindCounts map[string]uint64
-	changed   chan struct{}
+	changed    chan struct{}
 
 	pub chan Insight // to the publishing goroutine
 
@@ -708,4 +708,3 @@ func insightEvent(in Insight, source string) *event.Event {
 
 // errParam marks a bad request parameter.
 var errParam = errors.New("analytics: bad parameter")
-

@@ -18,30 +18,30 @@ import (
 	"github.com/semprop/semprop/internal/atomicfile"
 )
 
-// store keeps the rollups of one view in purpose-built append-only files:
-// one directory per resolution, one segment file per fixed span of time
-// (1s: 10 min, 1m: 1 day, 1h: 30 days) named by its start. A record is
-// one closed pane:
+// store keeps the rollups of one view in purpose-built append-only files,
+// one column per dimension: a directory per resolution and dimension
+// (1m/type, 1m/dir, …), one segment file per fixed span of time (1s:
+// 10 min, 1m: 1 day, 1h: 30 days) named by its start. A record is one
+// closed pane's items of that dimension:
 //
 //	u32 length | u32 CRC-32C of the payload | payload
-//	payload: varint start, uvarint count, bytes, last seq,
-//	         5 × uvarint section length (one section per dimension), sections
-//	section: uvarint items, then per item uvarint key length, key, uvarint count, bytes
+//	payload: varint start, uvarint count, bytes, last seq, items,
+//	         per item uvarint key length, key, uvarint count, bytes
 //
-// Sections let a query by one dimension skip the others. Records of one
-// resolution are appended in time order; a record repeated after a crash
-// (written, then the state not saved) is read last-wins. On open, a torn
-// record at the end of the newest segment is cut off. Retention deletes
-// whole segments. See docs/analytics.md for why this and not SQLite or
-// bbolt. Not safe for concurrent use: the engine holds its lock.
+// A query by one dimension reads only that dimension's files. Records of
+// one resolution are appended in time order; a record repeated after a
+// crash (written, then the state not saved) is read last-wins. On open, a
+// torn record at the end of each newest segment is cut off. Retention
+// deletes whole segments. See docs/analytics.md for why this and not
+// SQLite or bbolt. Not safe for concurrent use: the engine holds its lock;
+// reads may run beside an append (a torn end is skipped).
 type store struct {
 	dir       string
 	retention [nRes]int64 // seconds
 	state     storeState
-	seg       [nRes]*os.File
+	seg       [nRes][nCols]*os.File
 	segStart  [nRes]int64
 	buf       []byte
-	sec       [nDims + 1][]byte
 	lastSave  time.Time
 }
 
@@ -56,14 +56,21 @@ type storeState struct {
 
 var segSpan = [nRes]int64{600, 86400, 30 * 86400}
 
+// nCols are the stored dimensions: the four of the API and dimCDT.
+const nCols = nDims + 1
+
+var colNames = [nCols]string{"type", "comm", "uid", "dir", "cdt"}
+
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func openStore(dir string, r Retention) (*store, error) {
 	s := &store{dir: dir, state: storeState{Persisted: [nRes]int64{-1, -1, -1}}}
 	s.retention = [nRes]int64{int64(r.Second / time.Second), int64(r.Minute / time.Second), int64(r.Hour / time.Second)}
 	for res := range nRes {
-		if err := os.MkdirAll(filepath.Join(dir, resNames[res]), 0o755); err != nil {
-			return nil, fmt.Errorf("analytics: store: %w", err)
+		for c := range nCols {
+			if err := os.MkdirAll(filepath.Join(dir, resNames[res], colNames[c]), 0o755); err != nil {
+				return nil, fmt.Errorf("analytics: store: %w", err)
+			}
 		}
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
@@ -78,18 +85,23 @@ func openStore(dir string, r Retention) (*store, error) {
 		}
 	}
 	for res := range nRes {
-		segs, err := s.segments(res)
-		if err != nil {
-			return nil, err
+		any := false
+		for c := range nCols {
+			segs, err := s.segments(res, c)
+			if err != nil {
+				return nil, err
+			}
+			if len(segs) == 0 {
+				continue
+			}
+			any = true
+			if err := repair(s.segPath(res, c, segs[len(segs)-1])); err != nil {
+				return nil, err
+			}
 		}
-		if len(segs) == 0 {
+		if !any {
 			// No records: whatever the state says, there is nothing to skip.
 			s.state.Persisted[res] = -1
-			continue
-		}
-		last := segs[len(segs)-1]
-		if err := repair(s.segPath(res, last)); err != nil {
-			return nil, err
 		}
 	}
 	if s.state.Persisted == [nRes]int64{-1, -1, -1} {
@@ -98,13 +110,13 @@ func openStore(dir string, r Retention) (*store, error) {
 	return s, nil
 }
 
-func (s *store) segPath(res int, start int64) string {
-	return filepath.Join(s.dir, resNames[res], strconv.FormatInt(start, 10)+".roll")
+func (s *store) segPath(res, col int, start int64) string {
+	return filepath.Join(s.dir, resNames[res], colNames[col], strconv.FormatInt(start, 10)+".roll")
 }
 
-// segments lists the segment starts of res, oldest first.
-func (s *store) segments(res int) ([]int64, error) {
-	des, err := os.ReadDir(filepath.Join(s.dir, resNames[res]))
+// segments lists the segment starts of res and column col, oldest first.
+func (s *store) segments(res, col int) ([]int64, error) {
+	des, err := os.ReadDir(filepath.Join(s.dir, resNames[res], colNames[col]))
 	if err != nil {
 		return nil, fmt.Errorf("analytics: store: %w", err)
 	}
@@ -168,21 +180,38 @@ func (s *store) append(r *rollup, resume uint64) error {
 		return nil
 	}
 	seg := r.start - mod(r.start, segSpan[r.res])
-	if s.seg[r.res] == nil || s.segStart[r.res] != seg {
-		if s.seg[r.res] != nil {
-			s.seg[r.res].Close()
+	if s.segStart[r.res] != seg || s.seg[r.res][0] == nil {
+		for c, f := range s.seg[r.res] {
+			if f != nil {
+				f.Close()
+				s.seg[r.res][c] = nil
+			}
 		}
-		f, err := os.OpenFile(s.segPath(r.res, seg), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			s.seg[r.res] = nil
-			return fmt.Errorf("analytics: store: %w", err)
+		for c := range nCols {
+			f, err := os.OpenFile(s.segPath(r.res, c, seg), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return fmt.Errorf("analytics: store: %w", err)
+			}
+			s.seg[r.res][c] = f
 		}
-		s.seg[r.res], s.segStart[r.res] = f, seg
+		s.segStart[r.res] = seg
 		s.expire(r.res, r.start)
 	}
-	s.buf = encodeRollup(s.buf[:0], r, &s.sec)
-	if _, err := s.seg[r.res].Write(s.buf); err != nil {
-		return fmt.Errorf("analytics: store: %w", err)
+	// Items are sorted by dimension: one record per column.
+	items := r.items
+	for c := range nCols {
+		n := 0
+		for n < len(items) && int(items[n].dim) == c {
+			n++
+		}
+		if n == 0 && c == dimCDT {
+			continue // only the engine's own view keeps it
+		}
+		s.buf = encodeRollup(s.buf[:0], r, items[:n])
+		items = items[n:]
+		if _, err := s.seg[r.res][c].Write(s.buf); err != nil {
+			return fmt.Errorf("analytics: store: %w", err)
+		}
 	}
 	s.state.Persisted[r.res] = r.start
 	if r.res != res1s || time.Since(s.lastSave) > 10*time.Second {
@@ -204,45 +233,33 @@ func (s *store) saveState(resume uint64) error {
 // expire deletes the segments of res that end before newest minus the
 // retention.
 func (s *store) expire(res int, newest int64) {
-	segs, err := s.segments(res)
-	if err != nil {
-		return
-	}
-	for _, st := range segs {
-		if st+segSpan[res] <= newest-s.retention[res] {
-			os.Remove(s.segPath(res, st))
+	for c := range nCols {
+		segs, err := s.segments(res, c)
+		if err != nil {
+			return
+		}
+		for _, st := range segs {
+			if st+segSpan[res] <= newest-s.retention[res] {
+				os.Remove(s.segPath(res, c, st))
+			}
 		}
 	}
 }
 
-func encodeRollup(dst []byte, r *rollup, sec *[nDims + 1][]byte) []byte {
-	for i := range sec {
-		sec[i] = sec[i][:0]
-	}
-	var counts [nDims + 1]uint64
-	for _, it := range r.items {
-		d := it.dim
-		counts[d]++
-		b := sec[d]
-		b = binary.AppendUvarint(b, uint64(len(it.key)))
-		b = append(b, it.key...)
-		b = binary.AppendUvarint(b, uint64(it.count))
-		b = binary.AppendUvarint(b, uint64(it.bytes))
-		sec[d] = b
-	}
+// encodeRollup appends the record of r's totals and items (of one
+// dimension) to dst.
+func encodeRollup(dst []byte, r *rollup, items []rollupItem) []byte {
 	dst = append(dst, 0, 0, 0, 0, 0, 0, 0, 0)
 	dst = binary.AppendVarint(dst, r.start)
 	dst = binary.AppendUvarint(dst, uint64(r.count))
 	dst = binary.AppendUvarint(dst, uint64(r.bytes))
 	dst = binary.AppendUvarint(dst, r.lastSeq)
-	var hdr [nDims + 1][]byte
-	for d := range sec {
-		hdr[d] = binary.AppendUvarint(nil, counts[d])
-		dst = binary.AppendUvarint(dst, uint64(len(hdr[d])+len(sec[d])))
-	}
-	for d := range sec {
-		dst = append(dst, hdr[d]...)
-		dst = append(dst, sec[d]...)
+	dst = binary.AppendUvarint(dst, uint64(len(items)))
+	for _, it := range items {
+		dst = binary.AppendUvarint(dst, uint64(len(it.key)))
+		dst = append(dst, it.key...)
+		dst = binary.AppendUvarint(dst, uint64(it.count))
+		dst = binary.AppendUvarint(dst, uint64(it.bytes))
 	}
 	p := dst[8:]
 	binary.LittleEndian.PutUint32(dst, uint32(len(p)))
@@ -250,52 +267,36 @@ func encodeRollup(dst []byte, r *rollup, sec *[nDims + 1][]byte) []byte {
 	return dst
 }
 
-// decodeRollup decodes a record's payload, keeping the items of the
-// dimensions in want (a bit per dimension; all when 0).
-func decodeRollup(p []byte, res int, want uint) (*rollup, error) {
+// decodeRollup decodes a record's payload, its items of dimension dim.
+func decodeRollup(p []byte, res, dim int) (*rollup, error) {
 	r := &rollup{res: res}
-	var err error
 	rd := reader{b: p}
 	r.start = rd.varint()
 	r.count = int64(rd.uvarint())
 	r.bytes = int64(rd.uvarint())
 	r.lastSeq = rd.uvarint()
-	var lens [nDims + 1]uint64
-	for d := range lens {
-		lens[d] = rd.uvarint()
-	}
-	if rd.err != nil {
+	n := rd.uvarint()
+	if rd.err != nil || n > uint64(len(rd.b)) {
 		return nil, ErrCorrupt
 	}
-	for d := range lens {
-		if lens[d] > uint64(len(rd.b)) {
+	r.items = make([]rollupItem, 0, n)
+	for range n {
+		kl := rd.uvarint()
+		if rd.err != nil || kl > uint64(len(rd.b)) {
 			return nil, ErrCorrupt
 		}
-		secb := rd.b[:lens[d]]
-		rd.b = rd.b[lens[d]:]
-		if want != 0 && want&(1<<d) == 0 {
-			continue
-		}
-		sr := reader{b: secb}
-		n := sr.uvarint()
-		if n > uint64(len(secb)) {
+		key := string(rd.b[:kl])
+		rd.b = rd.b[kl:]
+		c, b := rd.uvarint(), rd.uvarint()
+		if rd.err != nil {
 			return nil, ErrCorrupt
 		}
-		for range n {
-			kl := sr.uvarint()
-			if sr.err != nil || kl > uint64(len(sr.b)) {
-				return nil, ErrCorrupt
-			}
-			key := string(sr.b[:kl])
-			sr.b = sr.b[kl:]
-			c, b := sr.uvarint(), sr.uvarint()
-			r.items = append(r.items, rollupItem{dim: uint8(d), key: key, count: int64(c), bytes: int64(b)})
-		}
-		if sr.err != nil {
-			err = ErrCorrupt
-		}
+		r.items = append(r.items, rollupItem{dim: uint8(dim), key: key, count: int64(c), bytes: int64(b)})
 	}
-	return r, err
+	if len(rd.b) != 0 {
+		return nil, ErrCorrupt
+	}
+	return r, nil
 }
 
 type reader struct {
@@ -325,42 +326,29 @@ func (r *reader) varint() int64 {
 	return v
 }
 
-// read returns the rollups of res starting in [from, to), oldest first.
+// read returns the rollups of res starting in [from, to), oldest first,
+// with the items of every dimension.
 func (s *store) read(res int, from, to int64) ([]*rollup, error) {
-	return s.readDims(res, from, to, 0)
+	return s.readDims(res, from, to, 1<<nCols-1)
 }
 
-// readDims is read keeping only the dimensions in want.
+// readDims is read keeping only the dimensions in want (a bit each).
 func (s *store) readDims(res int, from, to int64, want uint) ([]*rollup, error) {
-	segs, err := s.segments(res)
-	if err != nil {
-		return nil, err
-	}
 	byStart := make(map[int64]*rollup)
-	for _, st := range segs {
-		if st+segSpan[res] <= from || st >= to {
+	for c := range nCols {
+		if want&(1<<c) == 0 {
 			continue
 		}
-		b, err := os.ReadFile(s.segPath(res, st))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // expired meanwhile
+		col := make(map[int64]*rollup)
+		if err := s.readCol(res, c, from, to, col); err != nil {
+			return nil, err
 		}
-		if err != nil {
-			return nil, fmt.Errorf("analytics: store: %w", err)
-		}
-		for len(b) > 0 {
-			p, n, err := nextRecord(b)
-			if err != nil {
-				break // a torn end: what came before stands
+		for st, r := range col {
+			if acc, ok := byStart[st]; ok {
+				acc.items = append(acc.items, r.items...)
+				continue
 			}
-			b = b[n:]
-			r, err := decodeRollup(p, res, want)
-			if err != nil {
-				return nil, fmt.Errorf("analytics: store %s: %w", resNames[res], err)
-			}
-			if r.start >= from && r.start < to {
-				byStart[r.start] = r // last wins
-			}
+			byStart[st] = r
 		}
 	}
 	out := make([]*rollup, 0, len(byStart))
@@ -371,9 +359,43 @@ func (s *store) readDims(res int, from, to int64, want uint) ([]*rollup, error) 
 	return out, nil
 }
 
+func (s *store) readCol(res, c int, from, to int64, byStart map[int64]*rollup) error {
+	segs, err := s.segments(res, c)
+	if err != nil {
+		return err
+	}
+	for _, st := range segs {
+		if st+segSpan[res] <= from || st >= to {
+			continue
+		}
+		b, err := os.ReadFile(s.segPath(res, c, st))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("analytics: store: %w", err)
+		}
+		for len(b) > 0 {
+			p, n, err := nextRecord(b)
+			if err != nil {
+				break // a torn end: what came before stands
+			}
+			b = b[n:]
+			r, err := decodeRollup(p, res, c)
+			if err != nil {
+				return fmt.Errorf("analytics: store %s/%s: %w", resNames[res], colNames[c], err)
+			}
+			if r.start >= from && r.start < to {
+				byStart[r.start] = r // last wins
+			}
+		}
+	}
+	return nil
+}
+
 // oldest returns the start of the oldest retained segment of res, or -1.
 func (s *store) oldest(res int) int64 {
-	segs, err := s.segments(res)
+	segs, err := s.segments(res, dimType)
 	if err != nil || len(segs) == 0 {
 		return -1
 	}
@@ -381,10 +403,12 @@ func (s *store) oldest(res int) int64 {
 }
 
 func (s *store) close() {
-	for i, f := range s.seg {
-		if f != nil {
-			f.Close()
-			s.seg[i] = nil
+	for res := range s.seg {
+		for c, f := range s.seg[res] {
+			if f != nil {
+				f.Close()
+				s.seg[res][c] = nil
+			}
 		}
 	}
 }
