@@ -329,7 +329,8 @@ func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) error 
 	out := make([]*event.Event, 0, len(sums)+len(evs))
 	out = append(out, sums...)
 	var waits []pending
-	for _, ev := range evs {
+	leaves := p.leaving(evs)
+	for i, ev := range evs {
 		rel, inTree := p.rel(ev.Subject)
 		if inTree && p.dropIgnored(ev, rel) {
 			p.st.ignored.Add(1)
@@ -341,7 +342,11 @@ func (p *Publisher) PublishBatch(ctx context.Context, evs []*event.Event) error 
 		}
 		if inTree {
 			p.noteIndex(ev, rel)
-			if j := p.enrichJob(ev, rel); j != nil {
+			if last, ok := leaves[rel]; ok && last > i && hasContent(ev) {
+				// Deleted or renamed away later in this batch: what is at
+				// the path now is a successor, or nothing.
+				p.flag(ev, flagGone)
+			} else if j := p.enrichJob(ev, rel); j != nil {
 				waits = append(waits, pending{ev: ev, j: j})
 			}
 		}
@@ -420,6 +425,54 @@ func (p *Publisher) noteIndex(ev *event.Event, rel string) {
 			p.ix.forget(old, false)
 		}
 	}
+}
+
+// leaving maps the paths (relative to the root) that events of evs delete
+// or rename away to the index of the last such event; nil when none does.
+func (p *Publisher) leaving(evs []*event.Event) map[string]int {
+	if p.pool == nil {
+		return nil
+	}
+	var m map[string]int
+	for i, ev := range evs {
+		var from string
+		switch ev.Type {
+		case event.TypeDelete:
+			from = ev.Subject
+		case event.TypeRename:
+			from = ev.Context.OldPath
+		default:
+			continue
+		}
+		if rel, ok := p.rel(from); ok && rel != "" {
+			if m == nil {
+				m = make(map[string]int)
+			}
+			m[rel] = i
+		}
+	}
+	return m
+}
+
+// hasContent reports whether ev is of a type that gets content facts
+// (enrichJob decides the rest).
+func hasContent(ev *event.Event) bool {
+	if _, ok := ev.Attr(AttrHash); ok {
+		return false
+	}
+	if _, ok := ev.Attr(AttrEnrich); ok {
+		return false
+	}
+	switch ev.Type {
+	case event.TypeWrite:
+		return true
+	case event.TypeCreate:
+		return !ev.Context.Has(event.HasSize) || ev.Context.Size > 0
+	case event.TypeRename:
+		v, _ := ev.Attr("isdir")
+		return v != "true"
+	}
+	return false
 }
 
 // enrichJob submits the content job of ev, if its type has content.
