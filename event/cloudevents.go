@@ -315,16 +315,21 @@ func (e *Event) unmarshal(data []byte, strict bool) error {
 // ParseJSONBatch decodes a CloudEvents batch (a JSON array of structured
 // events, each as UnmarshalJSON requires). Errors name the index and field.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
-	s := scanner{b: data}
+	s := scanner{b: data, interned: make(map[string]string, 4)}
 	if err := s.expect('['); err != nil {
 		return nil, err
 	}
 	var evs []*Event
+	var slab []Event // events are allocated a run at a time
 	if s.peek() == ']' {
 		s.i++
 	} else {
 		for {
-			ev := new(Event)
+			if len(slab) == 0 {
+				slab = make([]Event, min(max(len(evs), 1), 64))
+			}
+			ev := &slab[0]
+			slab = slab[1:]
 			if err := ev.decodeObject(&s, true); err != nil {
 				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
 					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
@@ -512,7 +517,12 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 	var v string
 	if s.peek() == '"' {
 		var err error
-		if v, err = s.str(); err != nil {
+		str := s.str
+		switch string(key) {
+		case "specversion", "type", "source", "datacontenttype":
+			str = s.strInterned
+		}
+		if v, err = str(); err != nil {
 			if fe, ok := err.(*FieldError); ok {
 				return fe
 			}

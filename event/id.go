@@ -2,6 +2,8 @@ package event
 
 import (
 	"crypto/rand"
+	"encoding/binary"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -13,10 +15,35 @@ import (
 // they were made.
 type ID [16]byte
 
-var (
-	idMu      sync.Mutex
-	idEntropy = ulid.Monotonic(rand.Reader, 0)
-)
+// idGen makes IDs like ulid.Monotonic, without its allocation per ID:
+// within one millisecond the 80 random bits grow by a random step; a new
+// millisecond draws them afresh.
+var idGen struct {
+	sync.Mutex
+	ms   uint64
+	hi   uint16 // the random part: hi<<64 | lo
+	lo   uint64
+	pool [512]byte // crypto/rand bytes, refilled when used up
+	used int
+}
+
+func init() { idGen.used = len(idGen.pool) }
+
+// randLocked returns n (<= 8) random bytes as an integer.
+func randLocked(n int) uint64 {
+	if idGen.used+n > len(idGen.pool) {
+		if _, err := rand.Read(idGen.pool[:]); err != nil {
+			panic("event: new id: " + err.Error()) // crypto/rand does not fail on Linux
+		}
+		idGen.used = 0
+	}
+	var v uint64
+	for _, b := range idGen.pool[idGen.used : idGen.used+n] {
+		v = v<<8 | uint64(b)
+	}
+	idGen.used += n
+	return v
+}
 
 // NewID returns a new ID. It is safe for concurrent use.
 func NewID() ID { return newID(ulid.Timestamp(time.Now())) }
@@ -33,15 +60,26 @@ func NewIDAt(wall int64) ID {
 }
 
 func newID(ms uint64) ID {
-	idMu.Lock()
-	id, err := ulid.New(ms, idEntropy)
-	idMu.Unlock()
-	if err != nil {
-		// Monotonic entropy overflows only after 2^80 IDs in one
-		// millisecond; crypto/rand does not fail on Linux.
-		panic("event: new id: " + err.Error())
+	g := &idGen
+	g.Lock()
+	if ms != g.ms {
+		g.ms, g.hi, g.lo = ms, uint16(randLocked(2)), randLocked(8)
+	} else {
+		// The step is 1 + 32 random bits; 80 bits overflow only after
+		// 2^48 IDs in one millisecond, and then the time moves on.
+		lo, carry := bits.Add64(g.lo, 1+randLocked(4), 0)
+		g.lo = lo
+		if g.hi += uint16(carry); carry != 0 && g.hi == 0 {
+			g.ms++
+		}
 	}
-	return ID(id)
+	var id ID
+	ms, hi, lo := g.ms, g.hi, g.lo
+	g.Unlock()
+	id[0], id[1], id[2], id[3], id[4], id[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	id[6], id[7] = byte(hi>>8), byte(hi)
+	binary.BigEndian.PutUint64(id[8:], lo)
+	return id
 }
 
 // IsZero reports whether id is the zero ID (unset).

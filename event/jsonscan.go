@@ -15,6 +15,37 @@ import (
 type scanner struct {
 	b []byte
 	i int
+	// interned holds the values of attributes that repeat across the
+	// events of a batch (specversion, type, source, datacontenttype), so
+	// that each distinct value is allocated once per batch; nil outside
+	// batches.
+	interned map[string]string
+}
+
+// maxInterned bounds scanner.interned.
+const maxInterned = 64
+
+// strInterned is str for a value that likely repeats: a plain string
+// already seen in this batch is returned without allocating.
+func (s *scanner) strInterned() (string, error) {
+	raw, plain, err := s.rawString()
+	if err != nil {
+		return "", err
+	}
+	if !plain {
+		return unquote(raw)
+	}
+	if string(raw) == "1.0" {
+		return "1.0", nil
+	}
+	if v, ok := s.interned[string(raw)]; ok {
+		return v, nil
+	}
+	v := string(raw)
+	if s.interned != nil && len(s.interned) < maxInterned {
+		s.interned[v] = v
+	}
+	return v, nil
 }
 
 var (
