@@ -120,7 +120,7 @@ func topFrame(ctx context.Context, c *client.Client, window time.Duration, k int
 	tw.Flush()
 	for i, title := range []string{"PATH", "PROCESS", "UID"} {
 		l := lists[i]
-		fmt.Fprintf(&b, "\n%s\tbusiest over %s (%d events)\n", title, window, l.Total)
+		fmt.Fprintf(&b, "\n%s — busiest over %s (%d events)\n", title, window, l.Total)
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "EVENTS\tSHARE\tBYTES\t%s\n", title)
 		for _, it := range l.Items {

@@ -93,9 +93,9 @@ func TestTopOnce(t *testing.T) {
 	for _, want := range []string{
 		"4.0 events/s", "3.0 KiB/s written",
 		"fs.write 3.0 3.0 KiB", "fs.create 1.0 0 B",
-		"PATH busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB /srv/data/big.bin", "10 25.0% 0 B /home/alice/notes.md",
-		"PROCESS busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB rsync", "10 25.0% 0 B vim",
-		"UID busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB 0", "10 25.0% 0 B 1000",
+		"PATH — busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB /srv/data/big.bin", "10 25.0% 0 B /home/alice/notes.md",
+		"PROCESS — busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB rsync", "10 25.0% 0 B vim",
+		"UID — busiest over 1m0s (40 events)", "30 75.0% 30.0 KiB 0", "10 25.0% 0 B 1000",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("top --once lacks %q:\n%s", want, out.String())
