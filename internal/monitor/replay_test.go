@@ -65,7 +65,7 @@ type replayDay struct {
 	overflows                map[string]float64
 	done, failed             float64
 	fsyncBuckets             []float64 // cumulative counts per le
-	freeBase, retentionSaw   float64
+	freeBase                 float64
 	fill                     float64 // bytes filled by the disk-fill incident
 	actionsFailedAt          []time.Duration
 	partition, storm, stuck  bool
