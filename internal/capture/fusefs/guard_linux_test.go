@@ -1,15 +1,20 @@
 package fusefs
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -239,6 +244,81 @@ func TestGuardPreserve(t *testing.T) {
 			want := []string{"unlink a -1 old a", "rename c -1 old c", "setattr d 2 old d", "open e 0 old e"}
 			if !slices.Equal(got, want) {
 				t.Errorf("preserved:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// heldWrite opens dir/f for writing, says "opened", waits for a line on
+// stdin, then writes through the descriptor it held all along and says
+// "write OK" or "write ERRNO".
+func heldWrite(dir string) error {
+	fd, err := unix.Open(filepath.Join(dir, "f"), unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	fmt.Println("opened")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return err
+	}
+	_, err = unix.Write(fd, []byte("encrypted"))
+	var en unix.Errno
+	switch {
+	case err == nil:
+		fmt.Println("write OK")
+	case errors.As(err, &en):
+		fmt.Println("write", unix.ErrnoName(en))
+	default:
+		return err
+	}
+	return nil
+}
+
+// TestGuardHeldDescriptor: a process listed while it holds a file open
+// for writing is refused its next write without passthrough; with
+// passthrough the write goes to the backing file without the server (the
+// documented limit: the refused open is what stops it).
+func TestGuardHeldDescriptor(t *testing.T) {
+	requireFUSE(t)
+	for _, mode := range passthroughModes {
+		t.Run(mode.name, func(t *testing.T) {
+			g := &fakeGuard{uid: 4242}
+			backing, mnt := openDirs(t)
+			guardTree(t, backing)
+			f := mountT(t, Options{Backing: backing, Mountpoint: mnt, Sink: &recorder{}, Passthrough: mode.on, Guard: g})
+			exe, err := helperExe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, exe, "-test.run=^$", f.Mountpoint())
+			cmd.Env = append(os.Environ(), helperEnv+"=heldwrite")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 4242, Gid: 4242}}
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			rd := bufio.NewReader(stdout)
+			if line, err := rd.ReadString('\n'); err != nil || line != "opened\n" {
+				t.Fatalf("helper: %q, %v", line, err)
+			}
+			g.on.Store(true) // listed now, with the descriptor open
+			fmt.Fprintln(stdin)
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "write EPERM\n"
+			if f.Passthrough() {
+				want = "write OK\n"
+			}
+			if line != want {
+				t.Errorf("write through a held descriptor: %q, want %q", line, want)
 			}
 		})
 	}

@@ -61,6 +61,8 @@ func runHelper(mode, dir string) int {
 	case "guarded":
 		err = onOtherThread(func() error { return guardedOps(dir) })
 		fmt.Print(guardedOut.String())
+	case "heldwrite":
+		err = heldWrite(dir)
 	case "mount":
 		err = mountAndHang(dir)
 	default:
