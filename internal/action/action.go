@@ -1,6 +1,7 @@
 // Package action runs the actions that rules attach to their matches
 // (snapshot a file, call a webhook, run a program, quarantine a file, tag
-// it, signal a process, emit an event) as a transaction-like sequence,
+// it, signal a process, put a process on the FUSE mounts' guard list,
+// emit an event) as a transaction-like sequence,
 // with a tamper-evident record of everything in the audit trail (package
 // audit).
 //
