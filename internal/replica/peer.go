@@ -7,13 +7,13 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -110,46 +110,33 @@ func (r *Replica) acks() []VersionVector {
 		if p.acked == nil {
 			return nil
 		}
-		out = append(out, p.acked)
+		out = append(out, p.acked.Clone()) // Merge raises p.acked in place
 	}
 	return out
 }
 
 // syncLoop runs a round with every peer each interval, and soon after a
-// local change.
+// local change. Rounds run one peer after another, in a new random order
+// each time: a round asks with the summary the previous rounds raised, so
+// what one peer sent is not pulled again from the next. (Concurrent
+// rounds pulled a lagging replica's whole state from every peer at once.)
 func (r *Replica) syncLoop(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for {
 		r.peersMu.Lock()
+		ps := make([]*peer, 0, len(r.peers))
 		for _, p := range r.peers {
-			if p.busy {
-				continue
-			}
-			p.busy = true
-			wg.Go(func() {
-				err := r.exchange(ctx, p)
-				r.peersMu.Lock()
-				p.busy = false
-				if err != nil {
-					p.fails++
-					p.lastErr = err.Error()
-					if p.fails == 1 || p.fails%10 == 0 {
-						r.log.Warn("sync: exchange with peer failed", "peer", p.url, "fails", p.fails, "err", err)
-					}
-					if !p.static && p.fails >= forgetAfter {
-						delete(r.peers, p.url)
-						r.log.Info("sync: gossiped peer forgotten", "peer", p.url)
-					}
-				} else {
-					p.fails, p.lastOK, p.lastErr = 0, time.Now(), ""
-				}
-				r.peersMu.Unlock()
-			})
+			ps = append(ps, p)
 		}
 		r.peersMu.Unlock()
+		rand.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+		for _, p := range ps {
+			if ctx.Err() != nil {
+				return
+			}
+			r.round(ctx, p)
+		}
 		r.collect()
 		select {
 		case <-ctx.Done():
@@ -164,6 +151,37 @@ func (r *Replica) syncLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// round runs one exchange with p and keeps its record.
+func (r *Replica) round(ctx context.Context, p *peer) {
+	r.peersMu.Lock()
+	if _, known := r.peers[p.url]; !known {
+		r.peersMu.Unlock()
+		return
+	}
+	p.busy = true
+	r.peersMu.Unlock()
+	err := r.exchange(ctx, p)
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	p.busy = false
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		p.fails++
+		p.lastErr = err.Error()
+		if p.fails == 1 || p.fails%10 == 0 {
+			r.log.Warn("sync: exchange with peer failed", "peer", p.url, "fails", p.fails, "err", err)
+		}
+		if !p.static && p.fails >= forgetAfter {
+			delete(r.peers, p.url)
+			r.log.Info("sync: gossiped peer forgotten", "peer", p.url)
+		}
+		return
+	}
+	p.fails, p.lastOK, p.lastErr = 0, time.Now(), ""
 }
 
 // collect removes the tombstones every peer has acknowledged.
@@ -226,7 +244,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 	r.learn(ans.Peers)
 	r.peersMu.Lock()
 	p.name = ans.From
-	p.acked = p.acked.Merge(ans.Summary).Merge(hello.Summary) // it has what it sent and what it answered
+	p.acked = p.acked.Merge(ans.Summary) // it has what it answered with (a hello adds nothing to it)
 	since := p.acked.Clone().Merge(p.sent)
 	r.peersMu.Unlock()
 
@@ -254,7 +272,7 @@ func (r *Replica) exchange(ctx context.Context, p *peer) error {
 			r.merge(Delta{Changes: back.Changes, Summary: back.Summary}, back.Since)
 		}
 		r.peersMu.Lock()
-		p.acked = p.acked.Merge(back.Summary).Merge(push.Summary)
+		p.acked = p.acked.Merge(back.Summary) // its summary after the push: it may have kept the push pending
 		r.peersMu.Unlock()
 	}
 	r.log.Debug("sync: exchange", "peer", p.url, "pulled", pulled, "chunked", ans.Chunked, "pushed", lacking, "took", time.Since(start))

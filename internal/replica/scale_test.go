@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"syscall"
 	"testing"
@@ -82,8 +83,12 @@ func runScale(t testing.TB, n int) scaleResult {
 
 	nw.heal()
 	res.converge = waitConverged(t, is, n, 60*time.Second)
+	if os.Getenv("SYNC_LOG") != "" {
+		fmt.Fprintln(os.Stderr, "=== CONVERGED")
+	}
 
 	waitAcked(t, is) // what each knows of the others settles
+	quiesce(t, is)   // and no round that started before is still counting bytes
 
 	// 1% of the entries change on b.
 	changes := n / 100
@@ -113,6 +118,9 @@ func runScale(t testing.TB, n int) scaleResult {
 		time.Sleep(5 * time.Millisecond)
 	}
 	res.deltaConverge = time.Since(start)
+	if os.Getenv("SYNC_LOG") != "" {
+		fmt.Fprintln(os.Stderr, "=== DELTA CONVERGED")
+	}
 	res.cpuPer1k = (cpuTime() - cpu0) / time.Duration(max(1, changes/1000)) / time.Duration(len(is))
 	res.deltaBytes = sentAndReceived(is) - bytes0
 	return res
