@@ -646,3 +646,25 @@ func TestAnalyticsForbiddenFallsBack(t *testing.T) {
 		t.Errorf("connection pill %q, want live (a 403 from analytics is no outage)", conn)
 	}
 }
+
+// TestHiddenPageStaysBounded: while no frames come (a hidden tab: the
+// browser stops requestAnimationFrame), what waits to be drawn stays
+// bounded however many events arrive.
+func TestHiddenPageStaysBounded(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, nil, DefaultConfig())
+	open(t, ctx, e)
+	var ok bool
+	eval(t, ctx, "window.requestAnimationFrame = () => 0, true", &ok)
+	for i := range 20 {
+		e.publish(t, 500, fmt.Sprintf("hidden-%d", i), "/hidden")
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitJS(t, ctx, "__semprop.updates > 10", 10*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	var sizes struct{ Tail, Insights int }
+	eval(t, ctx, "(() => { const s = __semprop.pendingSizes(); return {Tail: s.tail, Insights: s.insights}; })()", &sizes)
+	if sizes.Tail > 100 || sizes.Insights > 100 {
+		t.Errorf("waiting to be drawn after 10,000 events with no frames: %+v; want at most 100 each", sizes)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -144,6 +145,13 @@ func TestCollectorCountsPageLoads(t *testing.T) {
 	}
 	if got := counterValue(t, e.ui, "index.html"); got != 3 {
 		t.Errorf("semprop_ui_requests_total{file=index.html} = %v, want 3", got)
+	}
+	// Through a registry, as the daemon exposes it.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e.ui.Collector())
+	n, err := testutil.GatherAndCount(reg, "semprop_ui_requests_total")
+	if err != nil || n < 8 { // one series per embedded file, requested or not
+		t.Errorf("gathered %d semprop_ui_requests_total series (%v), want one per file", n, err)
 	}
 }
 

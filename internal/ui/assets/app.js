@@ -26,7 +26,7 @@
   const hook = {
     shown: new Map(), timing: new Map(), lastShown: null, updates: 0, renders: 0, skipped: 0, mode: '',
     now: () => performance.timeOrigin + performance.now(),
-    measureFrames, ready: false, events: 0, tailReceived: 0, cspViolations: [],
+    measureFrames, ready: false, pendingSizes: () => ({ tail: pending.tail.length, insights: pending.insights.length }), events: 0, tailReceived: 0, cspViolations: [],
   };
   window.__semprop = hook;
   document.addEventListener('securitypolicyviolation', (e) => hook.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
@@ -98,8 +98,16 @@
         pending.tail.push(...d.tail);
         pending.dropped += d.tailDropped || 0;
         hook.tailReceived += d.tail.length + (d.tailDropped || 0);
+        // No frames (a hidden tab): keep only what one frame would draw.
+        if (pending.tail.length > TAIL_ADD_MAX) {
+          pending.dropped += pending.tail.length - TAIL_ADD_MAX;
+          pending.tail.splice(0, pending.tail.length - TAIL_ADD_MAX);
+        }
       }
-      if (d.insights) pending.insights.push(...d.insights);
+      if (d.insights) {
+        pending.insights.push(...d.insights);
+        if (pending.insights.length > INSIGHT_ROWS) pending.insights.splice(0, pending.insights.length - INSIGHT_ROWS);
+      }
       if (d.agg) pending.agg = d.agg;
       Object.assign(pending.statuses, d.statuses);
       hook.mode = d.mode;
