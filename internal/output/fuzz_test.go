@@ -1,0 +1,52 @@
+package output
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+)
+
+// FuzzRetryAfter: a target's Retry-After header never yields a negative
+// pause, and never panics.
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "0", "120", " 3 ", "-1", "Wed, 21 Oct 2015 07:28:00 GMT", "soon", "99999999999999999999"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, v string) {
+		d, ok := retryAfter(v, now)
+		if ok && d < 0 {
+			t.Errorf("retryAfter(%q) = %v", v, d)
+		}
+		if !ok && d != 0 {
+			t.Errorf("retryAfter(%q) = %v, false", v, d)
+		}
+	})
+}
+
+// FuzzSubjectAndHeaders: whatever an event's type and path hold, the NATS
+// subject has no empty token, space or wildcard, and a binary-mode header
+// value holds only what the HTTP binding allows raw.
+func FuzzSubjectAndHeaders(f *testing.F) {
+	for _, s := range [][2]string{{"fs.write", "/srv/a/b.md"}, {"fs.write", ""}, {"x", "/a b/*/>/c"}, {"fs.write", "//..//"}, {"t", "é\x00\"%"}} {
+		f.Add(s[0], s[1])
+	}
+	tmpl, err := parseSubjectTemplate("semprop.{type}.{path}")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, typ, path string) {
+		s := tmpl.expand(&event.Event{Type: typ, Subject: path})
+		if s == "" || strings.ContainsAny(s, " \t\r\n*>") || strings.Contains(s, "..") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
+			t.Errorf("subject of (%q, %q) = %q", typ, path, s)
+		}
+		h := headerEscape(path)
+		for i := 0; i < len(h); i++ {
+			if c := h[i]; c <= ' ' || c >= 0x7f || c == '"' {
+				t.Errorf("headerEscape(%q) = %q holds %q", path, h, c)
+			}
+		}
+	})
+}
