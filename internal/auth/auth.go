@@ -449,6 +449,19 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	return p, nil
 }
 
+// Principals returns the configured tokens' principals, in no order; none
+// without tokens.
+func (a *Authenticator) Principals() []*Principal {
+	if !a.Enabled() {
+		return nil
+	}
+	ps := make([]*Principal, 0, len(a.byName))
+	for _, p := range a.byName {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
 // Lookup returns the principal named name (Anonymous when no tokens are
 // configured), for work done on a principal's behalf later, such as a
 // durable consumer it created.

@@ -16,7 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/auth"
+	"github.com/semprop/semprop/internal/ui"
 )
 
 //go:embed defaults.yaml
@@ -48,7 +50,16 @@ type Config struct {
 	RulesMaxRate    int           `yaml:"rules_max_rate"`
 	AllowedHosts    []string      `yaml:"allowed_hosts"`
 	AllowedOrigins  []string      `yaml:"allowed_origins"`
+	Analytics       Analytics     `yaml:"analytics"`
+	UI              ui.Config     `yaml:"ui"`
 	LogLevel        string        `yaml:"log_level"`
+}
+
+// Analytics is the analytics: section: the engine's settings and whether
+// it runs.
+type Analytics struct {
+	Enabled          bool `yaml:"enabled"`
+	analytics.Config `yaml:",inline"`
 }
 
 // Auth configures bearer tokens (see package auth).

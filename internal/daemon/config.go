@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/internal/action"
+	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/enrich"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/rules"
+	"github.com/semprop/semprop/internal/ui"
 )
 
 // ErrConfig wraps every configuration error FromConfig reports.
@@ -73,6 +75,11 @@ type Config struct {
 	// source of every event the daemon makes.
 	Host   string
 	Source string
+
+	// Analytics configures the analytics engine (nil: off); UI the
+	// dashboard.
+	Analytics *analytics.Config
+	UI        ui.Config
 
 	LogLevel string
 }
@@ -166,6 +173,17 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		}
 		c.Rules, c.RuleFiles = set, cfg.Rules
 		c.RulesLateness, c.RulesMaxRate = cfg.RulesLateness, cfg.RulesMaxRate
+	}
+	if cfg.Analytics.Enabled {
+		a := cfg.Analytics.Config.Defaults()
+		if err := a.Validate(); err != nil {
+			return fail("analytics: %v", err)
+		}
+		c.Analytics = &a
+	}
+	c.UI = cfg.UI
+	if err := c.UI.Validate(); err != nil {
+		return fail("ui: %v", err)
 	}
 	if st, err := os.Stat(data); err == nil && !st.IsDir() {
 		return fail("data %s: not a directory", data)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/action"
+	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/api"
 	"github.com/semprop/semprop/internal/audit"
 	"github.com/semprop/semprop/internal/capture/procinfo"
@@ -45,6 +46,9 @@ type Daemon struct {
 	trees   []*tree
 	api     *api.Server
 
+	analytics *analytics.Engine   // nil when off
+	onAPI     []func(*api.Server) // components' routes, registered by startAPI
+
 	failed chan error    // first failure of a running component
 	ready  chan struct{} // closed once every component has started
 	made   []string      // directories this start created, removed if it fails
@@ -64,6 +68,8 @@ func (d *Daemon) steps() []step {
 		{"manager", d.startManager},
 		{"rules", d.startRules},
 		{"actions", d.startActions},
+		{"analytics", d.startAnalytics},
+		{"ui", d.startUI},
 		{"capture", d.startCapture},
 		{"api", d.startAPI},
 	}
@@ -293,6 +299,9 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 		srv.Handle("POST /v1/rules/{name}/disable", h)
 		srv.Handle("GET /v1/audit", audit.Handler(filepath.Join(d.cfg.Data, "audit")))
 		srv.AddStatus("actions", func() any { return d.actions.Stats() })
+	}
+	for _, fn := range d.onAPI {
+		fn(srv)
 	}
 	d.api = srv
 	d.front.set(srv, "")

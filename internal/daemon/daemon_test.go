@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,6 +177,13 @@ func waitReady(t *testing.T, d *Daemon) string {
 // startT validates c, runs a daemon on it until the test ends (then
 // requires a clean stop) and returns the daemon and its API's URL.
 func startT(t *testing.T, c *config.Config) (*Daemon, string) {
+	d, url, _ := startStop(t, c)
+	return d, url
+}
+
+// startStop is startT that also returns a stop function, which requires a
+// clean stop; the test's end calls it if the test did not.
+func startStop(t *testing.T, c *config.Config) (*Daemon, string, func()) {
 	t.Helper()
 	cfg, err := FromConfig(c)
 	if err != nil {
@@ -185,16 +193,20 @@ func startT(t *testing.T, c *config.Config) (*Daemon, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run = %v after cancel, want nil", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run = %v after cancel, want nil", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("Run did not return within 20s of cancel")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("Run did not return within 20s of cancel")
-		}
-	})
-	return d, waitReady(t, d)
+		})
+	}
+	t.Cleanup(stop)
+	return d, waitReady(t, d), stop
 }

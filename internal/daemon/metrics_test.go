@@ -239,8 +239,8 @@ func TestMetricsTellTheTruth(t *testing.T) {
 	if got := value(second, "semprop_bridge_window_seconds", labels{"tree": root}); got != cfg.BridgeWindow.Seconds() {
 		t.Errorf("bridge_window_seconds = %v, want the configured %v", got, cfg.BridgeWindow.Seconds())
 	}
-	if got := value(second, "semprop_streams", nil); got != 1 {
-		t.Errorf("semprop_streams = %v, want 1 (the SSE stream)", got)
+	if got := value(second, "semprop_streams", nil); got != 2 {
+		t.Errorf("semprop_streams = %v, want 2 (the SSE stream and the analytics engine's reader)", got)
 	}
 	if fuse {
 		if got := value(second, "semprop_fuse_ops_total", labels{"kind": "fs.create"}); got < nFiles {
