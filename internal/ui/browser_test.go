@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/png"
 	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -412,6 +413,15 @@ func testDashboardScreenshot(t *testing.T, analyticsOn bool) {
 
 	pctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	// A durable consumer that reads nothing: the lag panel shows it grow.
+	res, err := http.Post(e.url+"/v1/subscriptions", "application/json", strings.NewReader(`{"name":"indexer","type":"fs.>"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("create consumer: %s", res.Status)
+	}
 	// Six seconds of mixed traffic, varying in rate, and a rule match.
 	for s := range 6 {
 		for k := range 10 {
@@ -491,6 +501,7 @@ func testDashboardScreenshot(t *testing.T, analyticsOn bool) {
 	if rows.Tail < 50 || rows.Insights < 2 {
 		t.Errorf("panels: %d tail rows, %d insights; want a full tail and 2 insights", rows.Tail, rows.Insights)
 	}
+	waitJS(t, ctx, "document.getElementById('lag').textContent.includes('consumer indexer')", 10*time.Second)
 	if !strings.Contains(rows.Capture, "journal") || rows.Cluster != "not in a cluster" {
 		t.Errorf("status panels: capture %q, cluster note %q", rows.Capture, rows.Cluster)
 	}

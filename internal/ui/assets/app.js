@@ -311,7 +311,7 @@
           fill: names.length === 1 ? palette[0] + '22' : undefined,
           value: (u, v) => fmtNum(v),
         }))),
-        axes: [{}, { values: (u, vals) => vals.map(fmtNum), size: 60 }],
+        axes: [{ incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600] }, { values: (u, vals) => vals.map(fmtNum), size: 60 }],
         scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
         legend: { live: false },
         cursor: { drag: { x: false, y: false } },
