@@ -568,28 +568,12 @@ func (e *Engine) checkpoint() {
 	}
 }
 
-// restoreLocked reloads what a restart keeps: the open hour from the
-// stored minutes, and the detector's baselines from the stored minute
-// history of the engine's own view.
+// restoreLocked warms the detector's baselines from the stored minute
+// history of the engine's own view. The open panes and the open hour need
+// nothing: the engine reads the journal again from the oldest minute of
+// its sliding hour, which rebuilds them (rollups already stored are not
+// written again).
 func (e *Engine) restoreLocked() {
-	for v, s := range e.stores {
-		hw := s.state.Persisted[res1m]
-		if hw <= 0 {
-			continue
-		}
-		h := hw - mod(hw, 3600)
-		rs, err := s.read(res1m, h, hw+60)
-		if err != nil {
-			e.log.Warn("analytics: restore the open hour", "err", err)
-			continue
-		}
-		for _, r := range rs {
-			if v.hourStart < 0 {
-				v.hourStart = h
-			}
-			v.addHourRollup(r)
-		}
-	}
 	if s := e.stores[e.all]; s != nil && e.det != nil && s.state.Persisted[res1m] > 0 {
 		hw := s.state.Persisted[res1m]
 		rs, err := s.read(res1m, hw-int64(e.cfg.Retention.Minute/time.Second), hw+60)

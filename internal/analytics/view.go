@@ -254,8 +254,7 @@ func (v *view) addHour(p *pane) {
 	v.addHourRollup(rollupOf(res1m, p, true))
 }
 
-// addHourRollup folds a minute rollup into the open hour (also used to
-// restore the hour from the store after a restart).
+// addHourRollup folds a minute rollup into the open hour.
 func (v *view) addHourRollup(r *rollup) {
 	v.hourTot.count += r.count
 	v.hourTot.bytes += r.bytes
