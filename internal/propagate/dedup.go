@@ -17,7 +17,8 @@ import (
 const DefaultDedupWindow = 10 * time.Minute
 
 // DefaultDedupMax bounds the events remembered by the idempotent-ingest
-// window when DedupOptions.Max is 0: about 40 bytes each.
+// window when DedupOptions.Max is 0: about 80 bytes each (a ring entry and
+// a map entry), some 20 MiB when full.
 const DefaultDedupMax = 1 << 18
 
 // DedupOptions configure idempotent ingest: an event published again with
@@ -60,8 +61,8 @@ type dedup struct {
 	max    int
 
 	mu    sync.Mutex // guards the fields below
-	seqs  map[dedupKey]uint64
-	ring  []dedupEntry // in sequencing order from head
+	seqs  map[dedupKey]uint64 // the seq of each remembered key; pendingBit|index while reserved
+	ring  []dedupEntry        // in sequencing order from head
 	head  int
 	n     int
 	dupes uint64 // publishes answered from the window
@@ -75,12 +76,6 @@ func newDedup(o DedupOptions) *dedup {
 		o.Max = DefaultDedupMax
 	}
 	return &dedup{window: int64(o.Window), max: o.Max, seqs: make(map[dedupKey]uint64)}
-}
-
-// lookupLocked returns the seq of the event with key k, if remembered.
-func (d *dedup) lookupLocked(k dedupKey) (uint64, bool) {
-	s, ok := d.seqs[k]
-	return s, ok
 }
 
 // addLocked remembers k as sequenced at seq, at time now.
@@ -123,66 +118,105 @@ func (d *dedup) expireLocked(now int64) {
 	}
 }
 
-// filter sets Seq on the events of evs whose first copy is in the window
-// and returns the others (evs itself when there is no duplicate) and, for
-// copies of an earlier event of evs itself, that event's index in dupOf
-// (nil when there is none; -1 elsewhere): resolve gives them its seq once
-// it has one. The caller holds the sequencer's order: nothing is
-// sequenced between filter and record.
-func (d *dedup) filter(evs []*event.Event) (fresh []*event.Event, dupOf []int) {
-	var small [16]dedupKey
-	keys := small[:0]
-	if len(evs) > len(small) {
-		keys = make([]dedupKey, 0, len(evs))
-	}
-	var firstOf map[dedupKey]int // for large batches
-	if len(evs) > len(small) {
-		firstOf = make(map[dedupKey]int, len(evs))
-	}
+// pendingBit marks a key in seqs as the fresh event at index value &^
+// pendingBit of the batch being sequenced (between reserve and record).
+const pendingBit = 1 << 63
+
+// reserve is filter for the local sequencer, which holds the order from
+// reserve to record (or release): fresh keys enter the window at once, as
+// pending, so that copies inside the batch find them without a map of
+// their own. It returns the fresh events (evs itself when there is no
+// duplicate) and dupOf as filter does.
+func (d *dedup) reserve(evs []*event.Event) (fresh []*event.Event, dupOf []int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dupes := 0
 	for i, ev := range evs {
 		k := keyOf(ev)
-		keys = append(keys, k)
-		seq, inWindow := d.lookupLocked(k)
-		first := -1
-		if !inWindow {
-			if firstOf != nil {
-				if f, ok := firstOf[k]; ok {
-					first = f
-				} else {
-					firstOf[k] = i
-				}
-			} else {
-				for f := range i {
-					if keys[f] == k {
-						first = f
-						break
-					}
-				}
+		v, ok := d.seqs[k]
+		if !ok {
+			d.seqs[k] = pendingBit | uint64(i)
+			if fresh != nil {
+				fresh = append(fresh, ev)
 			}
-			if first < 0 {
-				if fresh != nil {
-					fresh = append(fresh, ev)
-				}
-				continue
-			}
+			continue
 		}
 		if fresh == nil {
 			fresh = make([]*event.Event, i, len(evs))
 			copy(fresh, evs[:i])
 		}
-		if first >= 0 {
-			if dupOf == nil {
-				dupOf = make([]int, len(evs))
-				for j := range dupOf {
-					dupOf[j] = -1
-				}
-			}
-			dupOf[i] = first
+		if v&pendingBit != 0 {
+			dupOf = markDup(dupOf, len(evs), i, int(v&^pendingBit))
 		} else {
-			ev.Seq = seq
+			ev.Seq = v
+		}
+		dupes++
+	}
+	if fresh == nil {
+		return evs, nil
+	}
+	d.dupes += uint64(dupes)
+	return fresh, dupOf
+}
+
+// release forgets the pending keys of fresh events that were not
+// sequenced after all.
+func (d *dedup) release(fresh []*event.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, ev := range fresh {
+		k := keyOf(ev)
+		if v, ok := d.seqs[k]; ok && v&pendingBit != 0 {
+			delete(d.seqs, k)
+		}
+	}
+}
+
+func markDup(dupOf []int, n, i, first int) []int {
+	if dupOf == nil {
+		dupOf = make([]int, n)
+		for j := range dupOf {
+			dupOf[j] = -1
+		}
+	}
+	dupOf[i] = first
+	return dupOf
+}
+
+// filter sets Seq on the events of evs whose first copy is in the window
+// and returns the others (evs itself when there is no duplicate) and, for
+// copies of an earlier event of evs itself, that event's index in dupOf
+// (nil when there is none; -1 elsewhere): resolve gives them its seq once
+// it has one. Unlike reserve it leaves the window as it is, for callers
+// that do not hold the sequencer's order: copies published at once by two
+// callers both pass.
+func (d *dedup) filter(evs []*event.Event) (fresh []*event.Event, dupOf []int) {
+	keys := make([]dedupKey, len(evs))
+	firstOf := make(map[dedupKey]int, len(evs))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dupes := 0
+	for i, ev := range evs {
+		k := keyOf(ev)
+		keys[i] = k
+		v, inWindow := d.seqs[k]
+		inWindow = inWindow && v&pendingBit == 0
+		first, inBatch := firstOf[k]
+		if !inWindow && !inBatch {
+			firstOf[k] = i
+			if fresh != nil {
+				fresh = append(fresh, ev)
+			}
+			continue
+		}
+		if fresh == nil {
+			fresh = make([]*event.Event, i, len(evs))
+			copy(fresh, evs[:i])
+		}
+		if inWindow {
+			ev.Seq = v
+		} else {
+			dupOf = markDup(dupOf, len(evs), i, first)
 		}
 		dupes++
 	}
