@@ -60,7 +60,7 @@ type dedup struct {
 	window int64
 	max    int
 
-	mu    sync.Mutex // guards the fields below
+	mu    sync.Mutex          // guards the fields below
 	seqs  map[dedupKey]uint64 // the seq of each remembered key; pendingBit|index while reserved
 	ring  []dedupEntry        // in sequencing order from head
 	head  int
