@@ -545,6 +545,17 @@ func TestTokenLoginAndEscaping(t *testing.T) {
 	e := newEnv(t, []auth.TokenSpec{{Name: "viewer", Token: secret, Scopes: []string{"subscribe:>"}}}, DefaultConfig(), withAnalytics)
 	run(t, ctx, 30*time.Second, chromedp.Navigate(e.url+"/ui/"))
 	waitJS(t, ctx, "!document.getElementById('login').hidden", 10*time.Second)
+	// The login page renders: a form, not an empty box.
+	shot := value(t, ctx, 20*time.Second, chromedp.Screenshot(chromedp.CSS("#login form")))
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonBG, _ := countPixels(img)
+	t.Logf("login form: %dx%d, %d non-background pixels", img.Bounds().Dx(), img.Bounds().Dy(), nonBG)
+	if nonBG < 2000 {
+		t.Errorf("login form: %d non-background pixels, want >= 2000 (text, field, button)", nonBG)
+	}
 
 	run(t, ctx, 10*time.Second,
 		chromedp.SendKeys(chromedp.CSS("#token"), "wrong-token-0123456789"),
