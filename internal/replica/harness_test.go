@@ -17,6 +17,7 @@ import (
 
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/api"
+	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 )
@@ -101,6 +102,7 @@ type instance struct {
 
 type clusterOpts struct {
 	n       int
+	auth    *auth.Authenticator // the API's tokens, if any
 	config  func(i int, c *Config)
 	noStart bool
 }
@@ -158,7 +160,7 @@ func newInstances(t testing.TB, o clusterOpts) ([]*instance, *network) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := api.New(api.Options{Manager: m, Logger: quiet})
+		srv := api.New(api.Options{Manager: m, Logger: quiet, Auth: o.auth})
 		r.Register(srv)
 		srv.SetReady(true, "")
 		handlers[i] = srv
