@@ -107,7 +107,7 @@ func waitJS(t testing.TB, ctx context.Context, cond string, d time.Duration) {
 	deadline := time.Now().Add(d)
 	for {
 		var ok bool
-		eval(t, ctx, "!!("+cond+")", &ok)
+		eval(t, ctx, "(() => { const live = (n) => __semprop.streams[n] && __semprop.streams[n].state === 'live'; return !!("+cond+"); })()", &ok)
 		if ok {
 			return
 		}
@@ -124,10 +124,10 @@ func waitJS(t testing.TB, ctx context.Context, cond string, d time.Duration) {
 func open(t testing.TB, ctx context.Context, e *env) {
 	t.Helper()
 	run(t, ctx, 30*time.Second, chromedp.Navigate(e.url+"/ui/"))
-	waitJS(t, ctx, "window.__semprop && __semprop.ready && (__semprop.mode === 'local' || __semprop.mode === 'server')", 20*time.Second)
-	// The streams start at "now" once their first byte arrives; give the
-	// slowest (the tail's) a moment to be positioned.
-	time.Sleep(200 * time.Millisecond)
+	// The streams start at "now" when the server takes the request, before
+	// it answers: once the page's streams are live, nothing is missed.
+	waitJS(t, ctx, `window.__semprop && __semprop.ready && (
+		(__semprop.mode === 'local' && live('agg')) || (__semprop.mode === 'server' && live('tail') && live('live'))) && live('insights')`, 20*time.Second)
 }
 
 // bothModes runs f with the page aggregating the stream itself (no
@@ -608,7 +608,7 @@ func TestTailFilter(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#tail-type"), "fs.create"),
 		chromedp.SendKeys(chromedp.CSS("#tail-path"), "/keep/**"),
 		chromedp.Click(chromedp.CSS("#tail-form button")))
-	time.Sleep(500 * time.Millisecond) // the filtered stream starts at "now"
+	waitJS(t, ctx, "live('tail')", 10*time.Second) // the filtered stream starts at "now"
 	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var evs []*event.Event

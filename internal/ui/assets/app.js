@@ -39,6 +39,7 @@
   let lastChart = 0;
   let pollTimer = 0;
   const streamState = {};
+  hook.streams = streamState;
 
   // ---- auth ---------------------------------------------------------------
 
@@ -121,6 +122,7 @@
   $('tail-form').addEventListener('submit', (e) => {
     e.preventDefault();
     $('tail-error').textContent = '';
+    delete streamState.tail;
     clearRows($('tail'));
     if (worker) worker.postMessage(Object.assign({ op: 'tail' }, tailFilter()));
   });
