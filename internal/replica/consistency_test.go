@@ -291,7 +291,8 @@ func TestSessionTokenOverHTTP(t *testing.T) {
 	}
 	nw.heal()
 	code, sr, _ = getState(t, b, url.Values{"consistency": {"session"}, "session": {tok}}, nil)
-	for code == http.StatusServiceUnavailable { // it waits up to session_wait per request
+	deadline := time.Now().Add(10 * time.Second)
+	for code == http.StatusServiceUnavailable && time.Now().Before(deadline) { // each waits up to session_wait
 		code, sr, _ = getState(t, b, url.Values{"consistency": {"session"}, "session": {tok}}, nil)
 	}
 	if code != http.StatusOK || len(sr.Entries) != 1 || sr.Entries[0].Path != "mine" {

@@ -173,6 +173,11 @@ func (r *Replica) ingest(ctx context.Context) error {
 	r.mu.RUnlock()
 	if from == 1 {
 		from = r.opts.Start
+	} else if r.opts.LastSeq != nil && from > r.opts.LastSeq()+1 {
+		// The journal restarted below the checkpoint: its seqs would name
+		// new changes with dots peers already hold for others.
+		return fmt.Errorf("%w: the journal ends at seq %d, before the catalog's checkpoint %d (was the data directory reset?): remove %s and choose a new sync.name",
+			ErrConfig, r.opts.LastSeq(), from-1, filepath.Join(r.opts.Dir, snapshotFile))
 	}
 	src, err := r.opts.Open(from)
 	if err != nil {

@@ -3,6 +3,7 @@ package replica
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -185,5 +186,16 @@ func waitApplied(t testing.TB, in *instance) {
 			t.Fatalf("%s applied %d, want %d", in.name, in.r.Applied(), want)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestJournalBehindCheckpointRefused(t *testing.T) {
+	is, _ := newInstances(t, clusterOpts{n: 1, noStart: true})
+	r := is[0].r
+	r.applied = 100 // as if loaded from a checkpoint of a journal since reset
+	r.opts.LastSeq = is[0].m.Journal().LastSeq
+	err := r.Run(t.Context())
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("Run with the journal behind the checkpoint = %v, want ErrConfig", err)
 	}
 }
