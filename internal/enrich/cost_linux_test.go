@@ -6,9 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,7 +260,11 @@ func BenchmarkEnrichCopy(b *testing.B) {
 	}
 	src := os.Getenv("SEMPROP_COST_COPY")
 	if src == "" {
-		src = filepath.Join(runtime.GOROOT(), "src", "net")
+		out, err := exec.Command("go", "env", "GOROOT").Output()
+		if err != nil {
+			b.Skipf("go env GOROOT: %v (set SEMPROP_COST_COPY)", err)
+		}
+		src = filepath.Join(strings.TrimSpace(string(out)), "src", "net")
 	}
 	var files int
 	filepath.WalkDir(src, func(_ string, d os.DirEntry, err error) error {
