@@ -99,14 +99,15 @@ file-system ones.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newConsumersCmd(), newStatusCmd(), newClusterCmd(), newJournalCmd(), newRulesCmd(), newAuditCmd(), newSnapshotsCmd(), &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, the VCS revision it was built from, and the Go version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "semprop", version())
-		},
-	})
+	root.AddCommand(newRunCmd(), newPublishCmd(), newTailCmd(), newRoutesCmd(), newConsumersCmd(), newStatusCmd(), newClusterCmd(), newJournalCmd(), newRulesCmd(), newAuditCmd(), newSnapshotsCmd(),
+		newGuardCmd(), newTopCmd(), newAlertsCmd(), newHealthCmd(), newStateCmd(), newOutputsCmd(), &cobra.Command{
+			Use:   "version",
+			Short: "Print the version, the VCS revision it was built from, and the Go version",
+			Args:  cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				fmt.Fprintln(cmd.OutOrStdout(), "semprop", version())
+			},
+		})
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -16,8 +17,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/auth"
+	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/ui"
 )
 
@@ -51,6 +54,8 @@ type Config struct {
 	AllowedHosts    []string      `yaml:"allowed_hosts"`
 	AllowedOrigins  []string      `yaml:"allowed_origins"`
 	Analytics       Analytics     `yaml:"analytics"`
+	Guard           guard.Config  `yaml:"guard"`
+	Actions         action.Config `yaml:"actions"`
 	UI              ui.Config     `yaml:"ui"`
 	LogLevel        string        `yaml:"log_level"`
 }
@@ -134,7 +139,7 @@ func ParseSize(txt string) (Size, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("size %q: want a non-negative number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", txt)
 	}
 	return Size(n * mult), nil

@@ -33,10 +33,11 @@ func TestFileOverrides(t *testing.T) {
 
 func TestErrorsNameKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"segment_size: lots\n":  "size",
-		"no_such_key: 1\n":      "no_such_key",
-		"log_level: verbose\n":  "log_level",
-		"fsync_interval: -1s\n": "fsync_interval",
+		"segment_size: lots\n":          "size",
+		"segment_size: 8700000000GiB\n": "size",
+		"no_such_key: 1\n":              "no_such_key",
+		"log_level: verbose\n":          "log_level",
+		"fsync_interval: -1s\n":         "fsync_interval",
 	} {
 		p := filepath.Join(t.TempDir(), "c.yaml")
 		os.WriteFile(p, []byte(in), 0o644)

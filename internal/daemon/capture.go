@@ -112,8 +112,12 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 	})
 
 	if mountpoint != "" {
-		t.mount, err = fusefs.Mount(fusefs.Options{Backing: root, Mountpoint: mountpoint, CreateMountpoint: true, Procs: d.procs,
-			Sink: t.bridge.FUSE(), Passthrough: d.cfg.FusePassthrough, Logger: d.log})
+		fo := fusefs.Options{Backing: root, Mountpoint: mountpoint, CreateMountpoint: true, Procs: d.procs,
+			Sink: t.bridge.FUSE(), Passthrough: d.cfg.FusePassthrough, Logger: d.log}
+		if d.guard != nil { // a nil *guard.Guard in the interface would not be nil
+			fo.Guard = d.guard
+		}
+		t.mount, err = fusefs.Mount(fo)
 		if err != nil {
 			return fmt.Errorf("mount %s: %w", spec, err)
 		}

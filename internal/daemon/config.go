@@ -17,6 +17,7 @@ import (
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/config"
 	"github.com/semprop/semprop/internal/enrich"
+	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/rules"
 	"github.com/semprop/semprop/internal/ui"
@@ -80,6 +81,10 @@ type Config struct {
 	// dashboard.
 	Analytics *analytics.Config
 	UI        ui.Config
+	// Guard is the FUSE guard's configuration; Actions where rule actions
+	// may act (roots made absolute, each an existing directory).
+	Guard   guard.Config
+	Actions action.Config
 
 	LogLevel string
 }
@@ -182,6 +187,26 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		c.Analytics = &a
 	}
 	c.UI = cfg.UI
+	c.Guard, c.Actions = cfg.Guard, cfg.Actions
+	if err := c.Guard.Validate(); err != nil {
+		return fail("guard: %v", err)
+	}
+	if err := c.Actions.Validate(); err != nil {
+		return fail("actions: %v", err)
+	}
+	c.Actions.Roots = nil
+	for _, r := range cfg.Actions.Roots {
+		root, err := existingDir(r)
+		if err != nil {
+			return fail("actions.roots %s: %v", r, err)
+		}
+		c.Actions.Roots = append(c.Actions.Roots, root)
+	}
+	if c.Actions.QuarantineDir != "" {
+		if c.Actions.QuarantineDir, err = realPathMaybe(c.Actions.QuarantineDir); err != nil {
+			return fail("actions.quarantine_dir: %v", err)
+		}
+	}
 	if err := c.UI.Validate(); err != nil {
 		return fail("ui: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/semprop/semprop/internal/audit"
 	"github.com/semprop/semprop/internal/capture/procinfo"
 	"github.com/semprop/semprop/internal/filter"
+	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/rules"
@@ -47,6 +48,8 @@ type Daemon struct {
 	api     *api.Server
 
 	analytics *analytics.Engine   // nil when off
+	guard     *guard.Guard        // nil when off, or without mounts and rules
+	snapshots *action.Store       // DATA/snapshots, opened by the first user
 	onAPI     []func(*api.Server) // components' routes, registered by startAPI
 
 	failed chan error    // first failure of a running component
@@ -66,6 +69,7 @@ func (d *Daemon) steps() []step {
 		{"listener", d.startFront},
 		{"journal", d.startJournal},
 		{"manager", d.startManager},
+		{"guard", d.startGuard},
 		{"rules", d.startRules},
 		{"actions", d.startActions},
 		{"analytics", d.startAnalytics},
