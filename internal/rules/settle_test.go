@@ -38,7 +38,8 @@ func TestSettledRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runUntil(t, e, func() bool { return e.Stats().Cursor >= 1001 })
+	// 1,001 raw matches, the settled one and the settled-any one.
+	runUntil(t, e, func() bool { return e.Stats().Cursor >= 1001 && e.Stats().Published >= 1003 })
 	by := map[string][]MatchData{}
 	for _, d := range matchesIn(t, s.all(t)) {
 		by[d.Rule] = append(by[d.Rule], d)
@@ -86,7 +87,7 @@ rules:
 		t.Fatal(err)
 	}
 	publish(t, s.m, fsEv(10, "fs.write", "/d", 1))
-	runUntil(t, e2, func() bool { return e2.Stats().Cursor >= 11 })
+	runUntil(t, e2, func() bool { return e2.Stats().Cursor >= 11 && e2.Stats().Published >= 1 })
 	got := matchesIn(t, s.all(t))
 	if len(got) != 1 || !slices.Equal(got[0].Seqs, []uint64{10}) {
 		t.Errorf("after a restart: %+v, want one match of the whole burst (seq 10)", got)
