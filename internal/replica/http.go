@@ -259,6 +259,9 @@ type Query struct {
 // Read returns the entries q selects under q's consistency model, sorted
 // by key, and the summary of the state read.
 func (r *Replica) Read(ctx context.Context, q Query) ([]Entry, VersionVector, error) {
+	if q.Consistency > Strong {
+		return nil, nil, ErrConsistency
+	}
 	r.met.reads[q.Consistency].Add(1)
 	switch q.Consistency {
 	case Strong:
