@@ -180,3 +180,29 @@ func consumerInfo(t *testing.T, ts *testServer, name string) consumerCounts {
 	}
 	return list.Subscriptions[0].Info
 }
+
+// TestSettledConsumerConcurrentFetch: a fetch waits its own wait, not
+// that of another fetch of the consumer.
+func TestSettledConsumerConcurrentFetch(t *testing.T) {
+	ts := newTestServer(t, Options{})
+	if status, e, _ := do(t, "POST", ts.URL+"/v1/subscriptions", "", "application/json", `{"name":"c","settle":"50ms"}`); status != http.StatusCreated {
+		t.Fatalf("create: %d %+v", status, e)
+	}
+	ctx := context.Background()
+	long := make(chan error, 1)
+	go func() {
+		_, err := ts.c.Fetch(ctx, "c", 10, 3*time.Second)
+		long <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the long fetch has the turn
+	start := time.Now()
+	if _, err := ts.c.Fetch(ctx, "c", 10, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a fetch with wait=200ms took %v behind another fetch", d)
+	}
+	if err := <-long; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -55,14 +55,14 @@ func (spec consumerSpec) settle() (time.Duration, *apiError) {
 const defaultAckWait = 30 * time.Second
 
 // consumerSettler settles the deliveries of one open durable consumer. It
-// is safe for concurrent use: fetches take turns (fetchMu), acks do not
+// is safe for concurrent use: fetches take turns (turn), acks do not
 // wait for them.
 type consumerSettler struct {
 	c     *propagate.Consumer
 	quiet time.Duration
 	hold  time.Duration // the longest a burst's first event is held
 
-	fetchMu sync.Mutex // one fetch gathers and settles at a time
+	turn chan struct{} // holds one token: one fetch gathers and settles at a time
 
 	// mu guards what follows; it is never held while waiting.
 	mu sync.Mutex
@@ -87,7 +87,7 @@ func newConsumerSettler(c *propagate.Consumer, quiet, ackWait time.Duration) *co
 	st := newSettler(quiet)
 	st.track = true
 	return &consumerSettler{
-		c: c, quiet: quiet, hold: max(ackWait/2, quiet),
+		c: c, quiet: quiet, hold: max(ackWait/2, quiet), turn: make(chan struct{}, 1),
 		st: st, held: make(map[uint64]struct{}), acks: make(map[uint64][]uint64),
 	}
 }
@@ -95,8 +95,12 @@ func newConsumerSettler(c *propagate.Consumer, quiet, ackWait time.Duration) *co
 // fetch returns up to max settled deliveries, waiting until ctx is done
 // for the first (then none and no error).
 func (cs *consumerSettler) fetch(ctx context.Context, max int) ([]propagate.Delivery, error) {
-	cs.fetchMu.Lock()
-	defer cs.fetchMu.Unlock()
+	select {
+	case cs.turn <- struct{}{}:
+		defer func() { <-cs.turn }()
+	case <-ctx.Done():
+		return nil, nil // another fetch holds the turn for as long as this one waits
+	}
 	nowCtx, stop := context.WithCancel(ctx)
 	stop() // the underlying Fetch then takes only what is ready
 	for {
