@@ -91,7 +91,11 @@ func exactOf(evs []event.Event, from, to int64, depth int) *exactAgg {
 // count within the reported error.
 func TestAccuracy(t *testing.T) {
 	const perSec = 2000
-	evs := replay(600*perSec/2, perSec, 7) // 5 minutes
+	n := 600 * perSec / 2 // 5 minutes
+	if raceEnabled {
+		n /= 10 // one goroutine: the race detector only slows it down
+	}
+	evs := replay(n, perSec, 7)
 	e := newTestEngine(t, Config{}, Options{Now: func() time.Time { return evs[len(evs)-1].Time }})
 	for i := range evs {
 		e.Apply(&evs[i])

@@ -8,6 +8,8 @@ import "time"
 //	GET /v1/analytics/top?by=path|comm|uid|dir|type&window=5m&k=10
 //	GET /v1/analytics/insights?since=T&limit=N
 //	GET /v1/analytics/live          (Server-Sent Events, one LiveFrame per "frame" event)
+//	GET /v1/analytics/summary?window=5m   (Summary: distinct paths, write-size quantiles)
+//	GET /v1/analytics/sessions      (SessionsResponse: session windows per process)
 //
 // T is RFC 3339 or Unix seconds; from defaults to to minus 1 h (1s: 5 min,
 // 1h: 7 days), to to now. Every route needs a token with a subscribe
@@ -116,4 +118,10 @@ type LiveFrame struct {
 	Top map[string][]TopItem `json:"top"`
 	// Insights are the 20 most recent insights the caller may see.
 	Insights []Insight `json:"insights"`
+}
+
+// SessionsResponse is the body of GET /v1/analytics/sessions: the recent
+// (at most 256) and open session windows per process, latest end first.
+type SessionsResponse struct {
+	Items []Session `json:"items"`
 }

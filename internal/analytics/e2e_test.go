@@ -218,6 +218,17 @@ func TestTokensSeeOnlyTheirEvents(t *testing.T) {
 		t.Errorf("series: the public token counts %d events, want 30", total)
 	}
 
+	var summary Summary
+	get(tokPublic, "/v1/analytics/summary?window=1m", &summary)
+	if summary.Events != 30 || summary.DistinctPaths != 3 || summary.WriteP50 < 99 || summary.WriteP50 > 101 {
+		t.Errorf("summary for the public token = %+v, want 30 events, 3 paths, writes of 100 bytes", summary)
+	}
+	var sess SessionsResponse
+	get(tokPublic, "/v1/analytics/sessions", &sess)
+	if len(sess.Items) != 1 || sess.Items[0].Comm != "pubproc" || sess.Items[0].Count != 30 {
+		t.Errorf("sessions for the public token = %+v, want pubproc's 30 events", sess)
+	}
+
 	// The live stream, with the same filtering.
 	req, _ := http.NewRequest("GET", s.hs.URL+"/v1/analytics/live", nil)
 	req.Header.Set("Authorization", "Bearer "+tokPublic)

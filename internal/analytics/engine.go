@@ -200,7 +200,6 @@ type Engine struct {
 	wm       int64 // watermark, Unix seconds
 	lastSeq  uint64
 	lastTime int64 // event time (Unix ns) of the last event
-	lastAt   time.Time
 	stores   map[*view]*store
 	det      *detector
 	uids     uidKeys

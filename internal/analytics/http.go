@@ -21,6 +21,45 @@ func (e *Engine) Register(srv *api.Server) {
 	srv.HandleAccess("GET /v1/analytics/top", api.AccessSubscribe, http.HandlerFunc(e.serveTop))
 	srv.HandleAccess("GET /v1/analytics/insights", api.AccessSubscribe, http.HandlerFunc(e.serveInsights))
 	srv.HandleAccess("GET /v1/analytics/live", api.AccessSubscribe, http.HandlerFunc(e.serveLive))
+	srv.HandleAccess("GET /v1/analytics/summary", api.AccessSubscribe, http.HandlerFunc(e.serveSummary))
+	srv.HandleAccess("GET /v1/analytics/sessions", api.AccessSubscribe, http.HandlerFunc(e.serveSessions))
+}
+
+// windowParam parses window= (default 5m, 1s to 1h).
+func windowParam(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	s := r.URL.Query().Get("window")
+	if s == "" {
+		return 5 * time.Minute, true
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second || d > maxWindow*time.Second {
+		badParam(w, "window", fmt.Sprintf("window %q: want a duration from 1s to 1h", s))
+		return 0, false
+	}
+	return d.Truncate(time.Second), true
+}
+
+func (e *Engine) serveSummary(w http.ResponseWriter, r *http.Request) {
+	win, ok := windowParam(w, r)
+	if !ok {
+		return
+	}
+	s, err := e.WindowSummary(api.Caller(r), win)
+	if err != nil {
+		e.viewErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (e *Engine) serveSessions(w http.ResponseWriter, r *http.Request) {
+	ss, err := e.Sessions(api.Caller(r))
+	if err != nil {
+		e.viewErr(w, err)
+		return
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].End > ss[j].End })
+	writeJSON(w, http.StatusOK, SessionsResponse{Items: ss})
 }
 
 type apiError struct {
@@ -75,14 +114,9 @@ func (e *Engine) serveTop(w http.ResponseWriter, r *http.Request) {
 		badParam(w, "by", fmt.Sprintf("by %q: want path, comm, uid, dir or type", by))
 		return
 	}
-	win := 5 * time.Minute
-	if s := q.Get("window"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d < time.Second || d > maxWindow*time.Second {
-			badParam(w, "window", fmt.Sprintf("window %q: want a duration from 1s to 1h", s))
-			return
-		}
-		win = d.Truncate(time.Second)
+	win, ok := windowParam(w, r)
+	if !ok {
+		return
 	}
 	k, ok := intParam(r, "k", 10, 1, 100)
 	if !ok {

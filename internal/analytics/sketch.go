@@ -4,8 +4,6 @@ import (
 	"math"
 	"math/bits"
 	"sort"
-
-	"github.com/zeebo/xxh3"
 )
 
 // The sketches are written here rather than taken from a library: none of
@@ -34,9 +32,6 @@ func (h *hll) addHash(x uint64) {
 		h.reg[i] = r
 	}
 }
-
-// addString adds s.
-func (h *hll) addString(s string) { h.addHash(xxh3.HashString(s)) }
 
 // merge makes h the union of h and o.
 func (h *hll) merge(o *hll) {
@@ -92,9 +87,7 @@ func newSpaceSaving(capacity int) *spaceSaving {
 }
 
 func (s *spaceSaving) reset() {
-	for _, e := range s.heap {
-		s.free = append(s.free, e)
-	}
+	s.free = append(s.free, s.heap...)
 	clear(s.byKey)
 	s.heap = s.heap[:0]
 	s.n = 0
