@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/semprop/semprop/event"
@@ -60,9 +61,29 @@ func (c *Client) WithOnReconnect(fn func(err error, attempt int)) *Client {
 // New returns a client for the server at baseURL (e.g.
 // "http://127.0.0.1:7878"); token, if not empty, is sent as a bearer token.
 // Events it publishes without a source get DefaultSource().
+//
+// Its connections come from a pool shared by every Client New made that
+// keeps up to MaxIdleConnsPerHost idle connections per server, so that
+// many goroutines publishing at once through one Client reuse their
+// connections (http.DefaultTransport keeps two, and closes the others'
+// after each answer).
 func New(baseURL, token string) *Client {
-	return NewWithHTTPClient(baseURL, token, &http.Client{})
+	return NewWithHTTPClient(baseURL, token, &http.Client{Transport: sharedTransport()})
 }
+
+// MaxIdleConnsPerHost is how many idle connections to one server the
+// transport of New keeps for reuse.
+const MaxIdleConnsPerHost = 256
+
+var sharedTransport = sync.OnceValue(func() *http.Transport {
+	t := &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = dt.Clone()
+	}
+	t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+	t.MaxIdleConns = max(t.MaxIdleConns, 4*MaxIdleConnsPerHost)
+	return t
+})
 
 // NewWithHTTPClient is New with an HTTP client of the caller's, e.g. one
 // whose transport trusts a private CA or presents a client certificate.
