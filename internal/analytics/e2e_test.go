@@ -65,6 +65,11 @@ func newAuth(t testing.TB) *auth.Authenticator {
 // engine with its history under dir/analytics.
 func newStack(t testing.TB, dir string, a *auth.Authenticator) *stack {
 	t.Helper()
+	return newStackConfig(t, dir, a, Config{})
+}
+
+func newStackConfig(t testing.TB, dir string, a *auth.Authenticator, cfg Config) *stack {
+	t.Helper()
 	j, err := journal.Open(journal.Options{Dir: filepath.Join(dir, "journal"), Fsync: journal.FsyncInterval, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +83,7 @@ func newStack(t testing.TB, dir string, a *auth.Authenticator) *stack {
 		p, _ := a.Lookup(n)
 		ps = append(ps, p)
 	}
-	e, err := New(Config{}, Options{
+	e, err := New(cfg, Options{
 		Dir:        filepath.Join(dir, "analytics"),
 		Open:       func(from uint64) (Source, error) { return m.Reader(from) },
 		FirstSeq:   j.FirstSeq,
@@ -452,5 +457,32 @@ func TestRestartMidHour(t *testing.T) {
 	s = newStack(t, dir, a)
 	if n := hourTotal(s); n != int64(len(evs)) {
 		t.Errorf("after the restart: %d events in the hour, want %d", n, len(evs))
+	}
+}
+
+// TestIdleAdvance: on a quiet stream the watermark follows the wall clock,
+// so the last second's pane closes and reaches the history without a
+// later event.
+func TestIdleAdvance(t *testing.T) {
+	s := newStackConfig(t, t.TempDir(), newAuth(t), Config{IdleAdvance: 200 * time.Millisecond})
+	at := time.Now()
+	s.publish(t, []*event.Event{fsEvent("fs.write", "/srv/data/f", "rsync", 0, 10, at)})
+	s.caughtUp(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.e.mu.Lock()
+		persisted := s.e.stores[s.e.all].state.Persisted[res1s]
+		s.e.mu.Unlock()
+		if persisted == at.Unix() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pane of %d never closed (stored up to %d)", at.Unix(), persisted)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rs, err := s.e.stores[s.e.all].read(res1s, at.Unix(), at.Unix()+1)
+	if err != nil || len(rs) != 1 || rs[0].count != 1 {
+		t.Fatalf("stored 1s rollups %+v, %v; want the one event", rs, err)
 	}
 }

@@ -200,9 +200,11 @@ type Engine struct {
 	wm       int64 // watermark, Unix seconds
 	lastSeq  uint64
 	lastTime int64 // event time (Unix ns) of the last event
-	stores   map[*view]*store
-	det      *detector
-	uids     uidKeys
+	// lastApply is when Run last applied events (wall clock).
+	lastApply time.Time
+	stores    map[*view]*store
+	det       *detector
+	uids      uidKeys
 
 	insightMu  sync.Mutex
 	insights   []Insight // newest last, bounded
@@ -327,23 +329,27 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	readCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The idle ticker moves the watermark with the wall clock when no
+	// event came for IdleAdvance (the reader itself never times out: no
+	// timer per read).
+	wg.Go(func() {
+		t := time.NewTicker(e.cfg.IdleAdvance / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				e.idle()
+			}
+		}
+	})
 	var ev event.Event
 	for {
-		// Wait for an event at most IdleAdvance, then move the watermark
-		// with the wall clock.
-		waitCtx, stop := context.WithTimeout(readCtx, e.cfg.IdleAdvance)
-		err := src.Next(waitCtx, &ev)
-		stop()
-		if err != nil {
+		if err := src.Next(ctx, &ev); err != nil {
 			if ctx.Err() != nil {
 				e.checkpoint()
 				return ctx.Err()
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				e.idle()
-				continue
 			}
 			return fmt.Errorf("analytics: read: %w", err)
 		}
@@ -361,6 +367,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			e.applyLocked(&ev)
 		}
+		e.lastApply = e.now()
 		e.mu.Unlock()
 		e.notify()
 	}
@@ -370,7 +377,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) idle() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.maxSec < 0 {
+	if e.maxSec < 0 || e.now().Sub(e.lastApply) < e.cfg.IdleAdvance {
 		return
 	}
 	now := e.now().Unix()
