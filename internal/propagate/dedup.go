@@ -45,6 +45,9 @@ func keyOf(ev *event.Event) dedupKey {
 	} else {
 		h = xxh3.Hash128Seed(ev.ID[:], seed)
 	}
+	if h.Hi == 0 && h.Lo == 0 {
+		h.Lo = 1 // the zero key marks an empty slot
+	}
 	return dedupKey{h.Hi, h.Lo}
 }
 
@@ -60,9 +63,9 @@ type dedup struct {
 	window int64
 	max    int
 
-	mu    sync.Mutex          // guards the fields below
-	seqs  map[dedupKey]uint64 // the seq of each remembered key; pendingBit|index while reserved
-	ring  []dedupEntry        // in sequencing order from head
+	mu    sync.Mutex   // guards the fields below
+	seqs  *keyTable    // the seq of each remembered key; pendingBit|index while reserved
+	ring  []dedupEntry // in sequencing order from head
 	head  int
 	n     int
 	dupes uint64 // publishes answered from the window
@@ -75,7 +78,7 @@ func newDedup(o DedupOptions) *dedup {
 	if o.Max <= 0 {
 		o.Max = DefaultDedupMax
 	}
-	return &dedup{window: int64(o.Window), max: o.Max, seqs: make(map[dedupKey]uint64)}
+	return &dedup{window: int64(o.Window), max: o.Max, seqs: newKeyTable()}
 }
 
 // addLocked remembers k as sequenced at seq, at time now.
@@ -89,7 +92,7 @@ func (d *dedup) addLocked(k dedupKey, seq uint64, now int64) {
 	}
 	d.ring[(d.head+d.n)%len(d.ring)] = dedupEntry{key: k, seq: seq, at: now}
 	d.n++
-	d.seqs[k] = seq
+	d.seqs.put(k, seq)
 }
 
 func (d *dedup) growLocked() {
@@ -103,8 +106,8 @@ func (d *dedup) growLocked() {
 
 func (d *dedup) popLocked() {
 	e := d.ring[d.head]
-	if d.seqs[e.key] == e.seq {
-		delete(d.seqs, e.key)
+	if v, ok := d.seqs.get(e.key); ok && v == e.seq {
+		d.seqs.del(e.key)
 	}
 	d.ring[d.head] = dedupEntry{}
 	d.head = (d.head + 1) % len(d.ring)
@@ -133,9 +136,9 @@ func (d *dedup) reserve(evs []*event.Event) (fresh []*event.Event, dupOf []int) 
 	dupes := 0
 	for i, ev := range evs {
 		k := keyOf(ev)
-		v, ok := d.seqs[k]
+		v, ok := d.seqs.get(k)
 		if !ok {
-			d.seqs[k] = pendingBit | uint64(i)
+			d.seqs.put(k, pendingBit|uint64(i))
 			if fresh != nil {
 				fresh = append(fresh, ev)
 			}
@@ -166,8 +169,8 @@ func (d *dedup) release(fresh []*event.Event) {
 	defer d.mu.Unlock()
 	for _, ev := range fresh {
 		k := keyOf(ev)
-		if v, ok := d.seqs[k]; ok && v&pendingBit != 0 {
-			delete(d.seqs, k)
+		if v, ok := d.seqs.get(k); ok && v&pendingBit != 0 {
+			d.seqs.del(k)
 		}
 	}
 }
@@ -199,7 +202,7 @@ func (d *dedup) filter(evs []*event.Event) (fresh []*event.Event, dupOf []int) {
 	for i, ev := range evs {
 		k := keyOf(ev)
 		keys[i] = k
-		v, inWindow := d.seqs[k]
+		v, inWindow := d.seqs.get(k)
 		inWindow = inWindow && v&pendingBit == 0
 		first, inBatch := firstOf[k]
 		if !inWindow && !inBatch {
