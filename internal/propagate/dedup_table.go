@@ -1,7 +1,7 @@
 package propagate
 
 // keyTable maps dedup keys to values: open addressing with linear probing,
-// at most half full, and backward-shift deletion, so that the constant
+// at most 60% full, and backward-shift deletion, so that the constant
 // inserts and deletes of a sliding window never leave tombstones that
 // lengthen probes (as they do in a Go map, where a miss, the common case
 // here, then walks many groups). Keys are uniform hashes: their first
@@ -47,7 +47,7 @@ func (t *keyTable) put(k dedupKey, v uint64) {
 		t.slots[i].v = v
 		return
 	}
-	if 2*(t.n+1) > len(t.slots) {
+	if 5*(t.n+1) > 3*len(t.slots) { // at most 60% full
 		t.grow()
 		i, _ = t.find(k)
 	}
