@@ -39,7 +39,8 @@ type Config struct {
 	// Interval between anti-entropy rounds with each peer (default 1s); a
 	// local change starts a round sooner.
 	Interval time.Duration `yaml:"interval"`
-	// Timeout bounds one exchange with a peer (default 30s).
+	// Timeout bounds one request to a peer: an exchange or one chunk of a
+	// full transfer (default 30s).
 	Timeout time.Duration `yaml:"timeout"`
 	// FullAfter: a peer that lacks more than this many versions gets the
 	// whole state in chunks instead of one delta (default 50,000).

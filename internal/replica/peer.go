@@ -216,8 +216,6 @@ const (
 // keeps a change from being sent to a peer that already has it from
 // another.
 func (r *Replica) exchange(ctx context.Context, p *peer) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
 	start := time.Now()
 	hello := message{From: r.cfg.Name, URL: r.cfg.Advertise, Summary: r.Summary(), Hello: true}
 	// The peer lists are traded when this one changed, and now and then.
@@ -413,6 +411,10 @@ func (r *Replica) do(ctx context.Context, method, u string, body []byte) (*messa
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	// Timeout bounds each request, not a round: a full transfer of many
+	// chunks may take longer than one, and must not start over each time.
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPeer, err)
