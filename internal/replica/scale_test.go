@@ -84,7 +84,7 @@ func runScale(t testing.TB, n int) scaleResult {
 
 	nw.heal()
 	cpuHeal := cpuTime()
-	res.converge = waitConverged(t, is, n, 60*time.Second)
+	res.converge = waitConverged(t, is, n, max(60*time.Second, time.Duration(n/5000)*time.Second))
 	res.convergeCPU = cpuTime() - cpuHeal
 	if os.Getenv("SYNC_LOG") != "" {
 		fmt.Fprintln(os.Stderr, "=== CONVERGED")
