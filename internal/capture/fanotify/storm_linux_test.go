@@ -203,6 +203,7 @@ func TestStormStats(t *testing.T) {
 			t.Errorf("%s ops: %d, want %d", k, n, cycles)
 		}
 	}
+	t.Logf("%d cycles: %d lstat calls, %d directory listings, %d reads", cycles, w.c.lstats.Load(), w.c.listings.Load(), w.Stats().Reads)
 	if n := w.c.lstats.Load(); n > cycles/20 {
 		t.Errorf("%d lstat calls for %d cycles read as a backlog, want at most %d", n, cycles, cycles/20)
 	}
