@@ -407,7 +407,7 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 		dupOf []int
 	)
 	if d := l.m.dedup; d != nil {
-		evs, dupOf = d.filter(all)
+		evs, dupOf = d.reserve(all)
 		if len(evs) == 0 {
 			l.mu.Unlock()
 			resolve(all, dupOf)
@@ -453,8 +453,12 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 			l.m.wakeParked()
 		}
 	}
-	if err == nil && l.m.dedup != nil {
-		l.m.dedup.record(evs)
+	if d := l.m.dedup; d != nil {
+		if err == nil {
+			d.record(evs)
+		} else {
+			d.release(evs)
+		}
 	}
 	l.mu.Unlock()
 	if err != nil {
