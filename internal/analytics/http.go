@@ -441,6 +441,7 @@ func (e *Engine) serveLive(w http.ResponseWriter, r *http.Request) {
 	defer hb.Stop()
 	var last time.Time
 	var lastSeq uint64 = 1<<64 - 1
+	var lastSecond int64 = -1
 	for {
 		ch := e.changedCh()
 		if wait := liveInterval - time.Since(last); wait > 0 {
@@ -454,8 +455,8 @@ func (e *Engine) serveLive(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return
 		}
-		if f.Seq != lastSeq || len(f.Insights) > 0 && lastSeq == 1<<64-1 {
-			lastSeq = f.Seq
+		if f.Seq != lastSeq || f.Second != lastSecond {
+			lastSeq, lastSecond = f.Seq, f.Second
 			last = time.Now()
 			b, _ := json.Marshal(f)
 			bw.WriteString("event: frame\ndata: ")
@@ -491,11 +492,14 @@ func (e *Engine) Live(p *auth.Principal) (LiveFrame, error) {
 	}
 	f := LiveFrame{Time: e.now().UnixMilli(), Seq: e.lastSeq, EventTime: e.lastTime / 1e6, RateWindow: liveRateWindow * 1000,
 		Rates: map[string]float64{}, SecondCounts: map[string]int64{}, BytesTotal: v.bytes, Top: map[string][]TopItem{}}
-	if v.maxSec >= 0 {
-		f.Second = v.maxSec - 1
+	if e.maxSec >= 0 {
+		// The rates end at the newest event second or, on a quiet stream,
+		// at the wall clock: they fall to 0 when the events stop.
+		end := max(e.maxSec, e.now().Unix()-1)
+		f.Second = end - 1
 		var bytes int64
 		for _, pn := range v.sec {
-			if pn.start >= v.maxSec-liveRateWindow && pn.start < v.maxSec {
+			if pn.start >= end-liveRateWindow && pn.start < end {
 				for key, c := range pn.dims[dimType] {
 					f.Rates[key] += float64(c.count) / liveRateWindow
 				}

@@ -156,3 +156,27 @@ func TestInsightPublished(t *testing.T) {
 		t.Errorf("Insights = %+v, want both, newest first", got)
 	}
 }
+
+// TestLiveRatesDecay: the live rates end at the wall clock on a quiet
+// stream, so they fall to 0 when the events stop.
+func TestLiveRatesDecay(t *testing.T) {
+	t0 := time.Now().Truncate(time.Second)
+	now := t0
+	e := newTestEngine(t, Config{}, Options{Now: func() time.Time { return now }})
+	for i := range 10 {
+		ev := fsEvent("fs.write", "/a/b", "x", 1, 100, t0.Add(-time.Duration(i)*100*time.Millisecond-2*time.Second))
+		ev.Seq = uint64(i + 1)
+		e.Apply(ev)
+	}
+	f, err := e.Live(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Rate != 2 || f.Rates["fs.write"] != 2 || f.BytesPerSec != 200 {
+		t.Errorf("live now: rate %v %v bytes/s %v, want 2 events/s and 200 B/s (10 events over 5 s)", f.Rate, f.Rates, f.BytesPerSec)
+	}
+	now = t0.Add(10 * time.Second)
+	if f, _ = e.Live(nil); f.Rate != 0 || len(f.Rates) != 0 || f.Second != now.Unix()-2 {
+		t.Errorf("live 10 s later: rate %v %v second %d, want 0 at %d", f.Rate, f.Rates, f.Second, now.Unix()-2)
+	}
+}
