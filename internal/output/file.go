@@ -19,7 +19,8 @@ import (
 // JSON) a line, fsynced after each batch.
 type FileConfig struct {
 	// Path is the file written to. A rotated file is renamed to Path with
-	// "-<UTC time>" before its extension: events-20260105T101500Z.ndjson.
+	// "-<UTC time>" before its extension:
+	// events-20260105T101500.000000000Z.ndjson.
 	Path string `yaml:"path" json:"path"`
 	// MaxBytes rotates the file once it holds this many bytes (0: never).
 	MaxBytes int64 `yaml:"max_bytes,omitempty" json:"max_bytes,omitempty"`
