@@ -2,11 +2,11 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -28,7 +28,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", "not ready: "+*s.notReady.Load())
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBody))
+	body, err := readBody(w, r, s.opts.MaxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -101,11 +101,39 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	seqs := make([]uint64, len(evs))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(appendSeqs(make([]byte, 0, 12+21*len(evs)), evs))
+}
+
+// appendSeqs appends ingest's answer, {"seqs":[...]} and a line feed, as
+// writeJSON would encode it, without reflection.
+func appendSeqs(b []byte, evs []*event.Event) []byte {
+	b = append(b, `{"seqs":[`...)
 	for i, ev := range evs {
-		seqs[i] = ev.Seq
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, ev.Seq, 10)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"seqs": seqs})
+	return append(b, "]}\n"...)
+}
+
+// readBody reads r's body, at most limit bytes (a longer one is an
+// *http.MaxBytesError). A body that announces its length is read into one
+// buffer of that size rather than one grown by doubling.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	var b bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// ReadFrom reads into the free space while at least MinRead
+		// bytes are left: the final read that sees EOF fits too.
+		b.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := b.ReadFrom(rd); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 func firstNonSpace(b []byte) byte {
