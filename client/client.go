@@ -196,6 +196,11 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 		if err != nil {
 			return nil, fmt.Errorf("client: event %d: %w", i, err)
 		}
+		if i == 0 {
+			// Room for events of the first one's size: one buffer, not
+			// one grown by doubling through a large batch.
+			b.Grow((len(j)+1)*len(evs) + 1)
+		}
 		b.Write(j)
 	}
 	b.WriteByte(']')
@@ -216,10 +221,17 @@ func (c *Client) post(ctx context.Context, body []byte, ctype string) ([]uint64,
 		return nil, err
 	}
 	defer resp.Body.Close()
+	b, err := readAnswer(resp)
+	if err != nil {
+		return nil, fmt.Errorf("client: read answer: %w", err)
+	}
+	if seqs, ok := parseSeqs(b); ok {
+		return seqs, nil
+	}
 	var out struct {
 		Seqs []uint64 `json:"seqs"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+	if err := json.Unmarshal(b, &out); err != nil {
 		return nil, fmt.Errorf("client: decode answer: %w", err)
 	}
 	return out.Seqs, nil
