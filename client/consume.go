@@ -23,6 +23,11 @@ type Subscription struct {
 	AckWait    string `json:"ack_wait,omitempty"` // e.g. "30s"
 	MaxDeliver int    `json:"max_deliver,omitempty"`
 	StartSeq   uint64 `json:"start_seq,omitempty"`
+	// Settle (a Go duration from 1ms to 1m, shorter than AckWait) makes
+	// each fetch deliver one event per burst on a subject: the last, with
+	// attributes count and first; acking it acks every event it stands
+	// for.
+	Settle string `json:"settle,omitempty"`
 	// Deny lists subject globs whose events the consumer never gets.
 	Deny []string `json:"deny,omitempty"`
 	// Redact hides fields of the events the consumer delivers.

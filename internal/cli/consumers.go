@@ -123,17 +123,18 @@ func backlogText(in client.ConsumerInfo) string {
 func newConsumersAddCmd() *cobra.Command {
 	var sf serverFlags
 	var sub client.Subscription
-	var ackWait time.Duration
+	var ackWait, settle time.Duration
 	var redact []string
 	cmd := &cobra.Command{
-		Use:   "add NAME [--type PATTERN] [--path GLOB] [--filter EXPR] [--deny GLOB]... [--redact FIELD=ACTION]... [--ack-wait D] [--max-deliver N] [--start-seq SEQ]",
+		Use:   "add NAME [--type PATTERN] [--path GLOB] [--filter EXPR] [--deny GLOB]... [--redact FIELD=ACTION]... [--ack-wait D] [--settle D] [--max-deliver N] [--start-seq SEQ]",
 		Short: "Create a durable consumer",
 		Long: `Create the durable consumer NAME (1-64 of a-z A-Z 0-9 _ -). It starts at the
 first event in the journal (or at --start-seq) and reads what the selector
 matches: every event without one.`,
 		Example: `  semprop consumers add indexer --type 'fs.write' --path '/data/**/*.md'
   semprop consumers add big --filter 'size > 1000000' --ack-wait 5m --max-deliver 3
-  semprop consumers add audit --type 'fs.>' --deny '**/*.key' --redact comm=mask --redact uid=hash`,
+  semprop consumers add audit --type 'fs.>' --deny '**/*.key' --redact comm=mask --redact uid=hash
+  semprop consumers add builds --path '/src/**' --settle 500ms   # one delivery per burst on a file`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sub.Name = args[0]
@@ -145,6 +146,12 @@ matches: every event without one.`,
 					return fmt.Errorf("--ack-wait %s: want a positive duration such as 30s", ackWait)
 				}
 				sub.AckWait = ackWait.String()
+			}
+			if cmd.Flags().Changed("settle") {
+				if settle < time.Millisecond || settle > time.Minute {
+					return fmt.Errorf("--settle %s: want 1ms to 1m, shorter than --ack-wait", settle)
+				}
+				sub.Settle = settle.String()
 			}
 			for _, r := range redact {
 				field, action, ok := strings.Cut(r, "=")
@@ -177,6 +184,7 @@ matches: every event without one.`,
 	cmd.Flags().StringArrayVar(&sub.Deny, "deny", nil, "never deliver events whose subject matches this glob (repeatable)")
 	cmd.Flags().StringArrayVar(&redact, "redact", nil, "hide a field of delivered events: FIELD=mask|hash|drop (repeatable)")
 	cmd.Flags().DurationVar(&ackWait, "ack-wait", 30*time.Second, "deliver an event again when not acked within this")
+	cmd.Flags().DurationVar(&settle, "settle", 0, "deliver one event per burst on a subject, once it was quiet this long (1ms-1m; acking it acks the burst)")
 	cmd.Flags().IntVar(&sub.MaxDeliver, "max-deliver", 0, "deliveries before an event is given up (default 5)")
 	cmd.Flags().Uint64Var(&sub.StartSeq, "start-seq", 0, "start at this seq (default: the first in the journal)")
 	return cmd

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -21,9 +22,47 @@ type Tree struct {
 	Path       string `yaml:"path"`       // watch: the directory; mount: BACKING:MOUNTPOINT
 	Backing    string `yaml:"backing"`    // mount only
 	Mountpoint string `yaml:"mountpoint"` // mount only
+	// Enrich overrides the shared enrich: settings for this tree.
+	Enrich *TreeEnrich `yaml:"enrich"`
 }
 
-var treeKeys = []string{"name", "path", "backing", "mountpoint"}
+var treeKeys = []string{"name", "path", "backing", "mountpoint", "enrich"}
+
+// TreeEnrich is the enrich: mapping of one tree: an unset key keeps the
+// shared setting; ignore patterns are added after the shared ones.
+type TreeEnrich struct {
+	Content *bool         `yaml:"content"`
+	Hash    *string       `yaml:"hash"`
+	Counts  *bool         `yaml:"counts"`
+	MaxSize Size          `yaml:"max_size"`
+	Wait    time.Duration `yaml:"wait"`
+	VCS     *string       `yaml:"vcs"`
+	Ignore  []string      `yaml:"ignore"`
+}
+
+var treeEnrichKeys = []string{"content", "hash", "counts", "max_size", "wait", "vcs", "ignore"}
+
+// UnmarshalYAML reads the mapping, refusing unknown keys.
+func (t *TreeEnrich) UnmarshalYAML(n *yaml.Node) error {
+	if err := knownKeys(n, treeEnrichKeys, "a tree's enrich"); err != nil {
+		return err
+	}
+	type plain TreeEnrich
+	return n.Decode((*plain)(t))
+}
+
+// knownKeys fails for a key of the mapping n that is not in keys.
+func knownKeys(n *yaml.Node, keys []string, what string) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: %s is a mapping", n.Line, what)
+	}
+	for i := 0; i < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; !slices.Contains(keys, k) {
+			return fmt.Errorf("line %d: field %s not found in %s (want %v)", n.Content[i].Line, k, what, keys)
+		}
+	}
+	return nil
+}
 
 // UnmarshalYAML reads a tree from a string or a mapping.
 func (t *Tree) UnmarshalYAML(n *yaml.Node) error {
@@ -32,10 +71,8 @@ func (t *Tree) UnmarshalYAML(n *yaml.Node) error {
 		*t = Tree{Path: n.Value}
 		return nil
 	case yaml.MappingNode:
-		for i := 0; i < len(n.Content); i += 2 {
-			if k := n.Content[i].Value; !slices.Contains(treeKeys, k) {
-				return fmt.Errorf("line %d: field %s not found in a tree (want %v)", n.Content[i].Line, k, treeKeys)
-			}
+		if err := knownKeys(n, treeKeys, "a tree"); err != nil {
+			return err
 		}
 		type plain Tree
 		return n.Decode((*plain)(t))

@@ -52,13 +52,13 @@ func (d *Daemon) startCapture(ctx context.Context) (func(), error) {
 		d.procs.Close() // nil-safe
 	}
 	for _, w := range d.cfg.Watches {
-		if err := d.startTree(ctx, w.Root, "", ""); err != nil {
+		if err := d.startTree(ctx, w.Root, "", "", w.Enrich); err != nil {
 			stop()
 			return nil, err
 		}
 	}
 	for _, m := range d.cfg.Mounts {
-		if err := d.startTree(ctx, m.Backing, m.Mountpoint, m.Spec); err != nil {
+		if err := d.startTree(ctx, m.Backing, m.Mountpoint, m.Spec, m.Enrich); err != nil {
 			stop()
 			return nil, err
 		}
@@ -68,7 +68,7 @@ func (d *Daemon) startCapture(ctx context.Context) (func(), error) {
 
 // startTree starts the bridge, then the FUSE mount (for a mount), then
 // the kernel watcher of root. On failure it stops what it started.
-func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (err error) {
+func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string, eo enrich.Options) (err error) {
 	t := &tree{name: root}
 	if mountpoint != "" {
 		t.name = mountpoint
@@ -84,7 +84,6 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string) (
 	}()
 
 	// The enrichment layer: ignore rules, git operations, content facts.
-	eo := d.cfg.Enrich
 	eo.Next, eo.Root, eo.Logger = d.manager, root, d.log
 	if mountpoint != "" {
 		eo.Root, eo.Backing = mountpoint, root // read files through the backing tree only

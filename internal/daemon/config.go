@@ -91,14 +91,16 @@ type Config struct {
 
 // Watch is one tree watched by the kernel boundary.
 type Watch struct {
-	Name string // unique among the trees; the root's last element by default
-	Root string // absolute, symbolic links resolved
+	Name   string // unique among the trees; the root's last element by default
+	Root   string // absolute, symbolic links resolved
+	Enrich enrich.Options
 }
 
 // Mount is one FUSE mount bridged with the kernel boundary.
 type Mount struct {
 	Name       string // unique among the trees; the backing's last element by default
 	Spec       string // as given, BACKING:MOUNTPOINT, for messages
+	Enrich     enrich.Options
 	Backing    string // absolute, symbolic links resolved
 	Mountpoint string // absolute; created (with a log line) if missing
 }
@@ -249,8 +251,12 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		if err != nil {
 			return fail("--watch %s: %v", dir, err)
 		}
+		eo, err := treeEnrich(c.Enrich, tr.Enrich)
+		if err != nil {
+			return fail("--watch %s: enrich: %v", dir, err)
+		}
 		trees = append(trees, root)
-		c.Watches = append(c.Watches, Watch{Name: name, Root: root})
+		c.Watches = append(c.Watches, Watch{Name: name, Root: root, Enrich: eo})
 	}
 	mountpoints := map[string]bool{}
 	for _, tr := range cfg.Mount {
@@ -291,11 +297,24 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		if err != nil {
 			return fail("--mount %s: %v", spec, err)
 		}
+		eo, err := treeEnrich(c.Enrich, tr.Enrich)
+		if err != nil {
+			return fail("--mount %s: enrich: %v", spec, err)
+		}
 		mountpoints[mountpoint] = true
 		trees = append(trees, backing)
-		c.Mounts = append(c.Mounts, Mount{Name: name, Spec: spec, Backing: backing, Mountpoint: mountpoint})
+		c.Mounts = append(c.Mounts, Mount{Name: name, Spec: spec, Backing: backing, Mountpoint: mountpoint, Enrich: eo})
 	}
 	return c, nil
+}
+
+// treeEnrich is the shared enrichment with a tree's overrides applied.
+func treeEnrich(shared enrich.Options, t *config.TreeEnrich) (enrich.Options, error) {
+	if t == nil {
+		return shared, nil
+	}
+	return shared.WithTree(enrich.TreeOptions{Content: t.Content, Hash: t.Hash, Counts: t.Counts,
+		MaxSize: int64(t.MaxSize), Wait: t.Wait, VCS: t.VCS, Ignore: t.Ignore})
 }
 
 // existingDir is dir made absolute with symbolic links resolved (the
