@@ -264,3 +264,29 @@ func TestWindowIncrease(t *testing.T) {
 		t.Errorf("after a reset: increase = %v, want 1", got)
 	}
 }
+
+// TestHealthCollectorWithHTTPCheck: the HTTP check gathers the registry
+// that also holds the Health's collector; gathering must not recurse
+// into the checks forever (or deadlock on the check's lock).
+func TestHealthCollectorWithHTTPCheck(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := NewHealth()
+	h.Register("http", "http", NewChecks(HealthConfig{}).HTTP(reg))
+	reg.MustRegister(h.Collector())
+	done := make(chan error, 1)
+	go func() {
+		_, err := reg.Gather()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Gather = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Gather did not return within 5s: the health collector recursed into the HTTP check")
+	}
+	if cs := h.Checks(); len(cs) != 1 || cs[0].Status != StatusOK {
+		t.Errorf("Checks = %+v", cs)
+	}
+}

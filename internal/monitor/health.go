@@ -74,13 +74,35 @@ func (c *Check) measure(name string, v float64) {
 }
 
 // CheckFunc computes a check; it must be quick and safe to call from any
-// goroutine (Health calls at most one at a time per check).
+// goroutine. Health runs at most one call at a time per check; a caller
+// that finds it running gets the check's latest result instead.
 type CheckFunc func() Check
 
 type registered struct {
 	name, component string
 	fn              CheckFunc
 	mu              sync.Mutex // serializes fn (checks keep counter deltas)
+
+	lastMu sync.Mutex
+	last   Check // the latest result, for callers that find fn running
+}
+
+// run computes the check, or, while another caller computes it, returns
+// its latest result: a check that gathers the registry holding the
+// Health's collector (HTTP) then reads its own latest result instead of
+// recursing into itself.
+func (r *registered) run() Check {
+	if !r.mu.TryLock() {
+		r.lastMu.Lock()
+		defer r.lastMu.Unlock()
+		return r.last
+	}
+	c := r.fn()
+	r.mu.Unlock()
+	r.lastMu.Lock()
+	r.last = c
+	r.lastMu.Unlock()
+	return c
 }
 
 // Health is the registry of the daemon's health checks. Register checks
@@ -157,9 +179,7 @@ func (h *Health) Checks() []Check {
 	out := make([]Check, 0, len(rs))
 	now := h.now()
 	for _, r := range rs {
-		r.mu.Lock()
-		c := r.fn()
-		r.mu.Unlock()
+		c := r.run()
 		c.Name, c.Component = r.name, r.component
 		if c.Time.IsZero() {
 			c.Time = now
@@ -194,7 +214,9 @@ func (h *Health) Ready() error {
 	return nil
 }
 
-// Collector exports semprop_health_status per check.
+// Collector exports semprop_health_status per check, running the checks
+// when collected (a check already running reports its latest result, so
+// a check may gather the registry that holds this collector).
 func (h *Health) Collector() prometheus.Collector { return (*healthCollector)(h) }
 
 type healthCollector Health
