@@ -39,7 +39,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ct := r.Header.Get("Content-Type")
-	mt, _, _ := mime.ParseMediaType(ct)
+	mt, _, _ := parseMediaType(ct)
 	var evs []*event.Event
 	switch {
 	case r.Header.Get("Ce-Specversion") != "":
@@ -134,6 +134,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// parseMediaType is mime.ParseMediaType without its allocations for the
+// media types publishers send as they are (lowercase, no parameters).
+func parseMediaType(ct string) (string, map[string]string, error) {
+	switch ct {
+	case "application/json", event.MediaType, event.MediaTypeBatch:
+		return ct, nil, nil
+	}
+	return mime.ParseMediaType(ct)
 }
 
 func firstNonSpace(b []byte) byte {

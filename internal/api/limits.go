@@ -157,6 +157,21 @@ type budgetWaiter struct {
 
 func newByteBudget(size int64) *byteBudget { return &byteBudget{size: size} }
 
+// tryAcquire reserves n bytes if they are free and no one waits for
+// bytes; it reports whether it did.
+func (b *byteBudget) tryAcquire(n int64) bool {
+	if n <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) == 0 && b.used+n <= b.size {
+		b.takeLocked(n)
+		return true
+	}
+	return false
+}
+
 // acquire reserves n bytes (n <= size), waiting until ctx ends; it reports
 // whether the bytes were reserved.
 func (b *byteBudget) acquire(ctx context.Context, n int64) bool {
@@ -252,17 +267,24 @@ func (s *Server) guardBody(w http.ResponseWriter, r *http.Request) (*http.Reques
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.limits.BodyTimeout)) // unsupported in tests with a recorder
 	clearDeadline := func() { _ = rc.SetReadDeadline(time.Time{}) }
-	ctx, cancel := context.WithTimeout(r.Context(), s.limits.BodyWait)
-	defer cancel()
 	if r.ContentLength >= 0 {
 		n := r.ContentLength
-		if !s.body.acquire(ctx, n) {
-			return nil, nil, errBodyBusy
+		if !s.body.tryAcquire(n) {
+			ctx, cancel := context.WithTimeout(r.Context(), s.limits.BodyWait)
+			ok := s.body.acquire(ctx, n)
+			cancel()
+			if !ok {
+				return nil, nil, errBodyBusy
+			}
 		}
-		r2 := r.Clone(r.Context())
+		// A shallow copy with its own Body: handlers do not change the
+		// request, and a deep Clone costs a copy of every header.
+		r2 := r.WithContext(r.Context())
 		r2.Body = &deadlineBody{ReadCloser: r.Body, done: clearDeadline}
 		return r2, func() { s.body.release(n) }, nil
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.limits.BodyWait)
+	defer cancel()
 	var held int64
 	release := func() { s.body.release(held) }
 	var buf bytes.Buffer

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -153,7 +152,7 @@ func jsonBody(r *http.Request, route string, own bool) bool {
 	if ct == "" {
 		return !own
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, _, err := parseMediaType(ct)
 	if err != nil {
 		return false
 	}
