@@ -415,10 +415,10 @@ func compile(s TokenSpec) (*Principal, [sha256.Size]byte, error) {
 func (a *Authenticator) Enabled() bool { return a != nil && len(a.byHash) > 0 }
 
 // QueryTokenRoutes are the only requests that may carry their token as
-// ?token=T: the browser streams, since EventSource and WebSocket cannot set
+// ?token=T: the browser streams (events and the analytics live feed), since EventSource and WebSocket cannot set
 // headers. Everywhere else a token in the URL (which ends up in logs and
 // histories) is ignored.
-var QueryTokenRoutes = map[string]bool{"GET /v1/stream": true, "GET /v1/ws": true}
+var QueryTokenRoutes = map[string]bool{"GET /v1/stream": true, "GET /v1/ws": true, "GET /v1/analytics/live": true}
 
 // Authenticate returns the principal of r's bearer token (Authorization:
 // Bearer T, the scheme in any case, or ?token=T on QueryTokenRoutes).

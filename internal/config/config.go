@@ -21,6 +21,7 @@ import (
 	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/guard"
+	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/ui"
 )
 
@@ -32,32 +33,35 @@ func Defaults() []byte { return bytes.Clone(defaults) }
 
 // Config is semprop's configuration.
 type Config struct {
-	Data            string        `yaml:"data"`
-	Listen          string        `yaml:"listen"`
-	Fsync           string        `yaml:"fsync"`
-	FsyncInterval   time.Duration `yaml:"fsync_interval"`
-	SegmentSize     Size          `yaml:"segment_size"`
-	Retention       Retention     `yaml:"retention"`
-	Watch           []Tree        `yaml:"watch"`
-	Mount           []Tree        `yaml:"mount"`
-	FusePassthrough bool          `yaml:"fuse_passthrough"`
-	BridgeWindow    time.Duration `yaml:"bridge_window"`
-	Limits          Limits        `yaml:"limits"`
-	Auth            Auth          `yaml:"auth"`
-	TLS             TLS           `yaml:"tls"`
-	Insecure        bool          `yaml:"insecure"`
-	Enrich          Enrich        `yaml:"enrich"`
-	Ignore          []string      `yaml:"ignore"`
-	Rules           []string      `yaml:"rules"`
-	RulesLateness   time.Duration `yaml:"rules_lateness"`
-	RulesMaxRate    int           `yaml:"rules_max_rate"`
-	AllowedHosts    []string      `yaml:"allowed_hosts"`
-	AllowedOrigins  []string      `yaml:"allowed_origins"`
-	Analytics       Analytics     `yaml:"analytics"`
-	Guard           guard.Config  `yaml:"guard"`
-	Actions         action.Config `yaml:"actions"`
-	UI              ui.Config     `yaml:"ui"`
-	LogLevel        string        `yaml:"log_level"`
+	Data            string          `yaml:"data"`
+	Listen          string          `yaml:"listen"`
+	Fsync           string          `yaml:"fsync"`
+	FsyncInterval   time.Duration   `yaml:"fsync_interval"`
+	SegmentSize     Size            `yaml:"segment_size"`
+	Retention       Retention       `yaml:"retention"`
+	Watch           []Tree          `yaml:"watch"`
+	Mount           []Tree          `yaml:"mount"`
+	FusePassthrough bool            `yaml:"fuse_passthrough"`
+	BridgeWindow    time.Duration   `yaml:"bridge_window"`
+	Limits          Limits          `yaml:"limits"`
+	Auth            Auth            `yaml:"auth"`
+	TLS             TLS             `yaml:"tls"`
+	Insecure        bool            `yaml:"insecure"`
+	Enrich          Enrich          `yaml:"enrich"`
+	Ignore          []string        `yaml:"ignore"`
+	Rules           []string        `yaml:"rules"`
+	RulesLateness   time.Duration   `yaml:"rules_lateness"`
+	RulesMaxRate    int             `yaml:"rules_max_rate"`
+	AllowedHosts    []string        `yaml:"allowed_hosts"`
+	AllowedOrigins  []string        `yaml:"allowed_origins"`
+	Analytics       Analytics       `yaml:"analytics"`
+	Guard           guard.Config    `yaml:"guard"`
+	DedupWindow     time.Duration   `yaml:"dedup_window"`
+	DedupMax        int             `yaml:"dedup_max"`
+	Outputs         []output.Config `yaml:"outputs"`
+	Actions         action.Config   `yaml:"actions"`
+	UI              ui.Config       `yaml:"ui"`
+	LogLevel        string          `yaml:"log_level"`
 }
 
 // Analytics is the analytics: section: the engine's settings and whether

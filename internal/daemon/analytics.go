@@ -69,3 +69,8 @@ func (d *Daemon) startUI(context.Context) (func(), error) {
 
 // serve has fn register routes on the API server once it is made.
 func (d *Daemon) serve(fn func(*api.Server)) { d.onAPI = append(d.onAPI, fn) }
+
+// status adds a section to GET /v1/status once the API server is made.
+func (d *Daemon) status(name string, fn func() any) {
+	d.serve(func(srv *api.Server) { srv.AddStatus(name, fn) })
+}

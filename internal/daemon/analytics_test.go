@@ -62,7 +62,20 @@ func TestAnalyticsAndDashboard(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "<html") {
 		t.Fatalf("GET /ui/: %d %.80q", resp.StatusCode, page)
 	}
+	// An open live feed does not hold the shutdown.
+	live, err := http.Get(url + "/v1/analytics/live")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Body.Close()
+	if _, err := live.Body.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("live feed: %v", err)
+	}
+	began := time.Now()
 	stop()
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("stopping with a live feed open took %v", took)
+	}
 
 	// The rollups are derived data: gone, they come back from the journal.
 	if err := os.RemoveAll(filepath.Join(c.Data, "analytics")); err != nil {

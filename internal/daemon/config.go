@@ -19,6 +19,8 @@ import (
 	"github.com/semprop/semprop/internal/enrich"
 	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/output"
+	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/rules"
 	"github.com/semprop/semprop/internal/ui"
 )
@@ -85,6 +87,9 @@ type Config struct {
 	// may act (roots made absolute, each an existing directory).
 	Guard   guard.Config
 	Actions action.Config
+	// Dedup is idempotent ingest; Outputs forward the durable stream.
+	Dedup   propagate.DedupOptions
+	Outputs []output.Config
 
 	LogLevel string
 }
@@ -189,6 +194,14 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		c.Analytics = &a
 	}
 	c.UI = cfg.UI
+	if cfg.DedupWindow < 0 || cfg.DedupMax < 0 {
+		return fail("dedup_window and dedup_max: must not be negative")
+	}
+	c.Dedup = propagate.DedupOptions{Window: cfg.DedupWindow, Max: cfg.DedupMax}
+	if err := output.ValidateAll(cfg.Outputs); err != nil {
+		return fail("outputs: %v", err)
+	}
+	c.Outputs = cfg.Outputs
 	c.Guard, c.Actions = cfg.Guard, cfg.Actions
 	if err := c.Guard.Validate(); err != nil {
 		return fail("guard: %v", err)

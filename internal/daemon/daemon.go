@@ -74,6 +74,7 @@ func (d *Daemon) steps() []step {
 		{"actions", d.startActions},
 		{"analytics", d.startAnalytics},
 		{"ui", d.startUI},
+		{"outputs", d.startOutputs},
 		{"capture", d.startCapture},
 		{"api", d.startAPI},
 	}
@@ -264,7 +265,7 @@ func (d *Daemon) startJournal(context.Context) (func(), error) {
 }
 
 func (d *Daemon) startManager(context.Context) (func(), error) {
-	popts := propagate.Options{Journal: d.journal, Dir: d.cfg.Data, Source: d.cfg.Source + "/user", Logger: d.log}
+	popts := propagate.Options{Journal: d.journal, Dir: d.cfg.Data, Source: d.cfg.Source + "/user", Logger: d.log, Dedup: d.cfg.Dedup}
 	if err := d.cluster.prepare(&d.cfg, d.journal, d.front.ln.Addr(), d.log, &popts); err != nil {
 		return nil, err
 	}
@@ -308,8 +309,13 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 		fn(srv)
 	}
 	d.api = srv
-	d.front.set(srv, "")
+	// Long requests of other components (the analytics live feed) end
+	// when the daemon stops, like the API's own streams, so that the
+	// HTTP shutdown does not wait for them.
+	stopping, stopRequests := context.WithCancel(context.Background())
+	d.front.set(endOnStop(srv, stopping), "")
 	return func() {
+		stopRequests()
 		srv.Close() // streams end, ingest answers 503
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -317,6 +323,18 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 			d.log.Warn("http shutdown", "err", err)
 		}
 	}, nil
+}
+
+// endOnStop serves h with request contexts that are also canceled when
+// stop is.
+func endOnStop(h http.Handler, stop context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		unhook := context.AfterFunc(stop, cancel)
+		defer unhook()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // setReady marks the API ready (following the cluster node's readiness in
