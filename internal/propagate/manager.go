@@ -42,7 +42,9 @@
 // from a seq, without a cursor.
 //
 // Publish and PublishBatch return once the events are durable (per the
-// journal's fsync policy) with their seqs set.
+// journal's fsync policy) with their seqs set; with a cluster sequencer,
+// durable means committed on a quorum, and the local journal's fsync may
+// follow.
 //
 // # Idempotent ingest
 //
