@@ -26,6 +26,7 @@ type message struct {
 	Chunked bool // answer: too far behind, pull pages instead
 	More    bool // page: more pages follow
 	Hello   bool // request: only asks; its summary is not a delta's
+	First   bool // request: the first page of a chunked push
 	Changes []Change
 }
 
@@ -72,6 +73,9 @@ func (m *message) encode(b []byte) []byte {
 	}
 	if m.Hello {
 		flags |= 4
+	}
+	if m.First {
+		flags |= 8
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(m.Changes)))
@@ -223,8 +227,8 @@ func decode(b []byte) (*message, error) {
 	m.Summary = d.vv("summary")
 	m.Since = d.vv("since")
 	flags := d.byte("flags")
-	m.Chunked, m.More, m.Hello = flags&1 != 0, flags&2 != 0, flags&4 != 0
-	if flags > 7 {
+	m.Chunked, m.More, m.Hello, m.First = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&8 != 0
+	if flags > 15 {
 		d.fail("flags")
 	}
 	nc := d.count("changes", 16, 1<<30)

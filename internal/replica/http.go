@@ -93,27 +93,36 @@ func (r *Replica) serveExchange(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.met.exchangesServed.Add(1)
-	if m.More { // one chunk of a pushed full state
+	if m.Chunked { // a page of a pushed full state
+		key := "push:" + m.From
 		r.mu.RLock()
 		var prev []Change
-		if s := r.staged[m.From]; s != nil {
+		s, ok := r.staged[key]
+		if ok {
 			prev = s.changes
 		}
 		r.mu.RUnlock()
-		r.stage(m.From, append(prev, m.Changes...), m.Summary)
-		w.Header().Set("Content-Type", contentType)
-		_, _ = w.Write((&message{From: r.cfg.Name}).seal())
-		return
-	}
-	if !m.Hello {
-		r.mu.Lock()
-		changes := m.Changes
-		if s := r.staged[m.From]; s != nil {
-			changes = append(s.changes, changes...)
-			delete(r.staged, m.From)
+		if !m.First && !ok {
+			// A page whose predecessors are gone (expired): merging the
+			// rest with the sender's summary would claim what is missing.
+			writeError(w, http.StatusConflict, "body", errors.New("replica: chunked transfer lost its earlier pages; start again"))
+			return
 		}
+		if m.First {
+			prev = nil
+		}
+		if m.More {
+			r.stage(key, append(prev, m.Changes...), m.Summary)
+			w.Header().Set("Content-Type", contentType)
+			_, _ = w.Write((&message{From: r.cfg.Name}).seal())
+			return
+		}
+		r.mu.Lock()
+		delete(r.staged, key)
 		r.mu.Unlock()
-		r.merge(Delta{Changes: changes, Summary: m.Summary}, m.Since)
+		r.merge(Delta{Changes: append(prev, m.Changes...), Summary: m.Summary}, nil)
+	} else if !m.Hello {
+		r.merge(Delta{Changes: m.Changes, Summary: m.Summary}, m.Since)
 	}
 	if m.URL != "" {
 		r.learn([]string{m.URL})

@@ -289,7 +289,7 @@ func (r *Replica) pushPages(ctx context.Context, p *peer, head message) (message
 		page, more := r.state.Range(after, r.cfg.ChunkSize)
 		r.mu.RUnlock()
 		m := head
-		m.Summary, m.Changes, m.More = summary, page, more
+		m.Summary, m.Changes, m.More, m.Chunked, m.First = summary, page, more, true, after == nil
 		if !more {
 			return m, nil
 		}
@@ -322,7 +322,7 @@ func (r *Replica) pullPages(ctx context.Context, base string, first *message) (*
 			all.Summary = page.Summary
 		}
 		all.Changes = append(all.Changes, page.Changes...)
-		r.stage(first.From, all.Changes, all.Summary)
+		r.stage("pull:"+first.From, all.Changes, all.Summary)
 		r.met.chunksReceived.Add(1)
 		if !page.More || len(page.Changes) == 0 {
 			break
@@ -331,7 +331,7 @@ func (r *Replica) pullPages(ctx context.Context, base string, first *message) (*
 		after = &k
 	}
 	r.mu.Lock()
-	delete(r.staged, first.From)
+	delete(r.staged, "pull:"+first.From)
 	r.mu.Unlock()
 	return all, nil
 }

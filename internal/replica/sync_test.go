@@ -199,3 +199,29 @@ func TestJournalBehindCheckpointRefused(t *testing.T) {
 		t.Fatalf("Run with the journal behind the checkpoint = %v, want ErrConfig", err)
 	}
 }
+
+// TestChunkedTransfersBothWays: with tiny chunks, instances far behind
+// pull pages while the one ahead pushes pages to them, at once; every
+// catalog must end whole (a transfer must never adopt a summary without
+// all of its pages).
+func TestChunkedTransfersBothWays(t *testing.T) {
+	is, nw := newInstances(t, clusterOpts{n: 3, config: func(i int, c *Config) {
+		c.FullAfter, c.ChunkSize, c.Interval = 10, 7, 20*time.Millisecond
+	}})
+	nw.partition(is[:1], is[1:])
+	files := map[string]string{}
+	for i := range 300 {
+		files[fmt.Sprintf("d/f%03d", i)] = fmt.Sprint(i)
+	}
+	is[0].write(t, event.TypeCreate, files)
+	waitApplied(t, is[0])
+	nw.heal()
+	waitConverged(t, is, 300, 10*time.Second)
+	var chunks uint64
+	for _, in := range is {
+		chunks += in.r.met.chunksSent.Load() + in.r.met.chunksReceived.Load()
+	}
+	if chunks == 0 {
+		t.Fatal("no chunked transfer happened")
+	}
+}
