@@ -21,6 +21,7 @@ import (
 	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/auth"
 	"github.com/semprop/semprop/internal/guard"
+	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/ui"
 )
@@ -59,6 +60,7 @@ type Config struct {
 	DedupWindow     time.Duration   `yaml:"dedup_window"`
 	DedupMax        int             `yaml:"dedup_max"`
 	Outputs         []output.Config `yaml:"outputs"`
+	Monitor         monitor.Config  `yaml:"monitor"`
 	Actions         action.Config   `yaml:"actions"`
 	UI              ui.Config       `yaml:"ui"`
 	LogLevel        string          `yaml:"log_level"`

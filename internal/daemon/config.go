@@ -19,6 +19,7 @@ import (
 	"github.com/semprop/semprop/internal/enrich"
 	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/rules"
@@ -90,6 +91,8 @@ type Config struct {
 	// Dedup is idempotent ingest; Outputs forward the durable stream.
 	Dedup   propagate.DedupOptions
 	Outputs []output.Config
+	// Monitor is the health checks' thresholds and the alerting.
+	Monitor monitor.Config
 
 	LogLevel string
 }
@@ -202,6 +205,10 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		return fail("outputs: %v", err)
 	}
 	c.Outputs = cfg.Outputs
+	if err := cfg.Monitor.Validate(); err != nil {
+		return fail("monitor: %v", err)
+	}
+	c.Monitor = cfg.Monitor
 	c.Guard, c.Actions = cfg.Guard, cfg.Actions
 	if err := c.Guard.Validate(); err != nil {
 		return fail("guard: %v", err)

@@ -26,6 +26,8 @@ import (
 	"github.com/semprop/semprop/internal/filter"
 	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/journal"
+	"github.com/semprop/semprop/internal/monitor"
+	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/propagate"
 	"github.com/semprop/semprop/internal/rules"
 )
@@ -48,6 +50,8 @@ type Daemon struct {
 	api     *api.Server
 
 	analytics *analytics.Engine   // nil when off
+	outputs   *output.Outputs     // nil without outputs
+	health    *monitor.Health     // every component's check; /readyz follows it
 	guard     *guard.Guard        // nil when off, or without mounts and rules
 	snapshots *action.Store       // DATA/snapshots, opened by the first user
 	onAPI     []func(*api.Server) // components' routes, registered by startAPI
@@ -76,6 +80,7 @@ func (d *Daemon) steps() []step {
 		{"ui", d.startUI},
 		{"outputs", d.startOutputs},
 		{"capture", d.startCapture},
+		{"monitor", d.startMonitor},
 		{"api", d.startAPI},
 	}
 }
@@ -286,6 +291,7 @@ func (d *Daemon) startAPI(context.Context) (func(), error) {
 		Manager: d.manager, Logger: d.log, MaxBody: d.cfg.MaxBody, MaxBatch: d.cfg.MaxBatch,
 		Limits: event.Limits{MaxData: d.cfg.MaxData}, Registerer: d.reg, Auth: d.cfg.Auth,
 		HTTP: d.cfg.HTTP, AllowedHosts: d.cfg.AllowedHosts, AllowedOrigins: d.cfg.AllowedOrigins,
+		Health: d.health.Ready,
 	})
 	srv.Handle("GET /metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{Registry: d.reg}))
 	// Profiles for operators (admin only when tokens are configured).

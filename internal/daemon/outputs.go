@@ -25,6 +25,7 @@ func (d *Daemon) startOutputs(context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	d.outputs = outs
 	d.register(outs.Collector())
 	d.serve(outs.Register)
 	d.status("outputs", func() any { return outs.Status() })
