@@ -460,8 +460,15 @@ func (e *Engine) sampleOf(ev *event.Event, s *sample) {
 	}
 	s.bytes = 0
 	s.write = false
-	if ev.Context.Has(event.HasBytes) && ev.Context.Bytes > 0 {
+	switch {
+	case ev.Context.Has(event.HasBytes) && ev.Context.Bytes > 0:
 		s.bytes = ev.Context.Bytes
+		s.write = true
+	case ev.Type == "fs.write" && ev.Context.Has(event.HasSize) && ev.Context.Size > 0:
+		// The boundary did not count the bytes (the kernel boundary and
+		// FUSE passthrough do not see the data): the file's size after
+		// the write, which is what a whole-file write wrote.
+		s.bytes = ev.Context.Size
 		s.write = true
 	}
 	if s.path != "" {

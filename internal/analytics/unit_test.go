@@ -180,3 +180,29 @@ func TestLiveRatesDecay(t *testing.T) {
 		t.Errorf("live 10 s later: rate %v %v second %d, want 0 at %d", f.Rate, f.Rates, f.Second, now.Unix()-2)
 	}
 }
+
+// TestBytesFromSize: an fs.write without a bytes count (the kernel
+// boundary, FUSE passthrough) counts the file's size after the write; one
+// with a count counts that; other types count nothing.
+func TestBytesFromSize(t *testing.T) {
+	e := newTestEngine(t, Config{}, Options{})
+	now := time.Now()
+	mk := func(typ string, seq uint64) *event.Event {
+		ev := &event.Event{Type: typ, Subject: "/srv/data/f", Time: now, Seq: seq}
+		ev.Context.Comm = "cp"
+		ev.Context.Size, ev.Context.Known = 1000, event.HasSize
+		return ev
+	}
+	e.Apply(mk("fs.write", 1))
+	counted := mk("fs.write", 2)
+	counted.Context.SetBytes(10)
+	e.Apply(counted)
+	e.Apply(mk("fs.create", 3))
+	top, err := e.Top(nil, "comm", 5*time.Minute, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(top.Items) != 1 || top.Items[0].Bytes != 1010 || top.Items[0].Count != 3 {
+		t.Fatalf("top = %+v, want cp with 3 events and 1000+10 bytes", top.Items)
+	}
+}

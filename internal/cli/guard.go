@@ -2,7 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -101,8 +104,23 @@ func printGuard(cmd *cobra.Command, st *client.GuardStatus) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%d\t%s\n", pid, e.UID, e.ByUID, e.Until.Local().Format(time.RFC3339), e.Refused, e.Reason)
 	}
-	fmt.Fprintf(tw, "enabled %v; refused %v; snapshot before destroy %v: %d files (%d bytes) copied, %d skipped, %d failed\n",
-		st.Enabled, st.Stats.Refused, st.Stats.SnapshotDestroy, st.Stats.Preserved, st.Stats.PreservedBytes,
-		st.Stats.PreserveSkipped, st.Stats.PreserveFailed)
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	refused := "none"
+	if len(st.Stats.Refused) > 0 {
+		ops := slices.Sorted(maps.Keys(st.Stats.Refused))
+		parts := make([]string, len(ops))
+		for i, op := range ops {
+			parts[i] = fmt.Sprintf("%s %d", op, st.Stats.Refused[op])
+		}
+		refused = strings.Join(parts, ", ")
+	}
+	on := "off"
+	if st.Stats.SnapshotDestroy {
+		on = "on"
+	}
+	_, err := fmt.Fprintf(cmd.OutOrStdout(), "\nguard enabled: %v; operations refused: %s\nsnapshot before destroy %s: %d files (%d bytes) copied, %d skipped, %d failed\n",
+		st.Enabled, refused, on, st.Stats.Preserved, st.Stats.PreservedBytes, st.Stats.PreserveSkipped, st.Stats.PreserveFailed)
+	return err
 }

@@ -43,7 +43,7 @@ func TestGuardCmd(t *testing.T) {
 		}
 		return 0, out.String()
 	}
-	if code, out := run("ls"); code != 0 || !strings.Contains(out, pid+"  ") || !strings.Contains(out, "ransom/m/0") || !strings.Contains(out, "unlink:1") {
+	if code, out := run("ls"); code != 0 || !strings.Contains(out, pid+"  ") || !strings.Contains(out, "ransom/m/0") || !strings.Contains(out, "operations refused: unlink 1") {
 		t.Errorf("guard ls: exit %d:\n%s", code, out)
 	}
 	if code, out := run("ls", "--json"); code != 0 || !strings.Contains(out, `"pid": `+pid) {

@@ -11,23 +11,26 @@ import (
 
 // startOutputs forwards the durable stream to the configured outputs,
 // each at its own cursor under DATA/outputs. It stops (saving the
-// cursors) before the manager closes.
+// cursors) before the manager closes. Without outputs it only answers
+// GET /v1/outputs with an empty list.
 func (d *Daemon) startOutputs(context.Context) (func(), error) {
-	if len(d.cfg.Outputs) == 0 {
-		return nil, nil
-	}
 	dir := filepath.Join(d.cfg.Data, "outputs")
-	if err := d.mkdirs(dir); err != nil {
-		return nil, err
+	if len(d.cfg.Outputs) > 0 {
+		if err := d.mkdirs(dir); err != nil {
+			return nil, err
+		}
 	}
 	outs, err := output.New(output.Options{Outputs: d.cfg.Outputs, Dir: dir, Manager: d.manager,
 		Logger: d.log.With("component", "outputs")})
 	if err != nil {
 		return nil, err
 	}
+	d.serve(outs.Register)
+	if len(d.cfg.Outputs) == 0 {
+		return nil, nil
+	}
 	d.outputs = outs
 	d.register(outs.Collector())
-	d.serve(outs.Register)
 	d.status("outputs", func() any { return outs.Status() })
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
