@@ -11,15 +11,15 @@ import (
 // the largest batch a server takes fit many times over.
 const maxAnswer = 64 << 20
 
-// readAnswer reads a publish answer's body into one buffer of the size it
+// readAnswer reads a publish answer's body into a buffer of the size it
 // announces (at most maxAnswer bytes).
 func readAnswer(resp *http.Response) ([]byte, error) {
-	var b bytes.Buffer
 	if n := resp.ContentLength; n > 0 && n <= maxAnswer {
-		b.Grow(int(n) + bytes.MinRead)
+		b := make([]byte, n)
+		_, err := io.ReadFull(resp.Body, b)
+		return b, err
 	}
-	_, err := b.ReadFrom(io.LimitReader(resp.Body, maxAnswer))
-	return b.Bytes(), err
+	return io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 }
 
 // parseSeqs reads the answer the server gives to a publish,

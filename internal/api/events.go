@@ -2,11 +2,11 @@ package api
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -120,20 +120,18 @@ func appendSeqs(b []byte, evs []*event.Event) []byte {
 }
 
 // readBody reads r's body, at most limit bytes (a longer one is an
-// *http.MaxBytesError). A body that announces its length is read into one
-// buffer of that size rather than one grown by doubling.
+// *http.MaxBytesError). A body that announces its length is read into a
+// buffer of exactly that size rather than one grown by doubling.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	rd := http.MaxBytesReader(w, r.Body, limit)
-	var b bytes.Buffer
 	if n := r.ContentLength; n > 0 && n <= limit {
-		// ReadFrom reads into the free space while at least MinRead
-		// bytes are left: the final read that sees EOF fits too.
-		b.Grow(int(n) + bytes.MinRead)
+		b := make([]byte, n)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, err // a body shorter than announced: io.ErrUnexpectedEOF
+		}
+		return b, nil // net/http ends the body at its Content-Length
 	}
-	if _, err := b.ReadFrom(rd); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return io.ReadAll(rd)
 }
 
 // parseMediaType is mime.ParseMediaType without its allocations for the
