@@ -25,6 +25,7 @@ type runFlags struct {
 	watch       []string
 	mount       []string
 	rules       []string
+	peers       []string
 	fsync       string
 	fsyncEvery  time.Duration
 	passthrough string
@@ -79,6 +80,7 @@ buffered is flushed and fsynced, and the process exits 0.`,
 	fl.StringVar(&f.config, "config", "", "YAML configuration file (overrides the embedded defaults)")
 	fl.StringVar(&f.data, "data", "", "data directory for the journal and consumer cursors (default ./semprop-data)")
 	fl.StringVar(&f.listen, "listen", "", "HTTP API address (default 127.0.0.1:7878)")
+	fl.StringArrayVar(&f.peers, "peer", nil, "sync file state with the semprop instance at `URL` (repeatable; docs/sync.md)")
 	fl.StringArrayVar(&f.rules, "rules", nil, "rule `FILE_OR_DIR` (repeatable): patterns over the event stream, see 'semprop rules lint'")
 	fl.StringArrayVar(&f.watch, "watch", nil, "watch `DIR` with the kernel boundary (repeatable)")
 	fl.StringArrayVar(&f.mount, "mount", nil, "mount a FUSE loopback of BACKING at MOUNTPOINT, bridged with the kernel boundary (`BACKING:MOUNTPOINT`, repeatable)")
@@ -114,6 +116,9 @@ func (f *runFlags) load(cmd *cobra.Command) (*config.Config, error) {
 	}
 	if fl.Changed("mount") {
 		cfg.Mount = config.Trees(f.mount...)
+	}
+	if fl.Changed("peer") {
+		cfg.Sync.Peers = append(cfg.Sync.Peers, f.peers...)
 	}
 	if fl.Changed("rules") {
 		cfg.Rules = f.rules

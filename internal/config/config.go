@@ -23,6 +23,7 @@ import (
 	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
+	"github.com/semprop/semprop/internal/replica"
 	"github.com/semprop/semprop/internal/ui"
 )
 
@@ -61,9 +62,17 @@ type Config struct {
 	DedupMax        int             `yaml:"dedup_max"`
 	Outputs         []output.Config `yaml:"outputs"`
 	Monitor         monitor.Config  `yaml:"monitor"`
+	Sync            Sync            `yaml:"sync"`
 	Actions         action.Config   `yaml:"actions"`
 	UI              ui.Config       `yaml:"ui"`
 	LogLevel        string          `yaml:"log_level"`
+}
+
+// Sync is the sync: section: whether this instance synchronises file
+// state with peers (on as soon as peers are listed), and how.
+type Sync struct {
+	Enabled        bool `yaml:"enabled"`
+	replica.Config `yaml:",inline"`
 }
 
 // Analytics is the analytics: section: the engine's settings and whether

@@ -22,6 +22,7 @@ import (
 	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/replica"
 	"github.com/semprop/semprop/internal/rules"
 	"github.com/semprop/semprop/internal/ui"
 )
@@ -93,6 +94,8 @@ type Config struct {
 	Outputs []output.Config
 	// Monitor is the health checks' thresholds and the alerting.
 	Monitor monitor.Config
+	// Sync is the synchronisation of file state with peers (nil: off).
+	Sync *replica.Config
 
 	LogLevel string
 }
@@ -209,6 +212,13 @@ func FromConfig(cfg *config.Config) (*Config, error) {
 		return fail("monitor: %v", err)
 	}
 	c.Monitor = cfg.Monitor
+	if cfg.Sync.Enabled || len(cfg.Sync.Peers) > 0 {
+		sc := cfg.Sync.Config
+		if err := sc.Validate(); err != nil {
+			return fail("sync: %v", err)
+		}
+		c.Sync = &sc
+	}
 	c.Guard, c.Actions = cfg.Guard, cfg.Actions
 	if err := c.Guard.Validate(); err != nil {
 		return fail("guard: %v", err)

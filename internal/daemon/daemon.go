@@ -29,6 +29,7 @@ import (
 	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
 	"github.com/semprop/semprop/internal/propagate"
+	"github.com/semprop/semprop/internal/replica"
 	"github.com/semprop/semprop/internal/rules"
 )
 
@@ -50,6 +51,7 @@ type Daemon struct {
 	api     *api.Server
 
 	analytics *analytics.Engine   // nil when off
+	replica   *replica.Replica    // nil without sync
 	outputs   *output.Outputs     // nil without outputs
 	health    *monitor.Health     // every component's check; /readyz follows it
 	guard     *guard.Guard        // nil when off, or without mounts and rules
@@ -79,6 +81,7 @@ func (d *Daemon) steps() []step {
 		{"analytics", d.startAnalytics},
 		{"ui", d.startUI},
 		{"outputs", d.startOutputs},
+		{"sync", d.startSync},
 		{"capture", d.startCapture},
 		{"monitor", d.startMonitor},
 		{"api", d.startAPI},

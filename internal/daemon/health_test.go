@@ -22,6 +22,7 @@ var stepChecks = map[string][]string{
 	"analytics": {"analytics"},
 	"ui":        {"ui"},
 	"outputs":   {"outputs"},
+	"sync":      {"sync"},
 	"capture":   {"capture", "bridge", "fuse"},
 	"monitor":   nil, // the checker itself
 	"api":       {"http"},
@@ -42,6 +43,7 @@ func TestHealthCoverage(t *testing.T) {
 	os.WriteFile(rf, []byte("rules:\n  - name: r\n    when: 'type == \"app.x\"'\n"), 0o644)
 	c.Rules = []string{rf}
 	c.Outputs = []output.Config{{Name: "f", Type: "file", File: &output.FileConfig{Path: filepath.Join(root, "out.ndjson")}}}
+	c.Sync.Enabled = true
 	d, url := startT(t, c)
 	var want []string
 	for _, s := range d.steps() {

@@ -47,6 +47,9 @@ func (d *Daemon) startMonitor(context.Context) (func(), error) {
 	if d.outputs != nil {
 		h.Register("outputs", "outputs", d.outputsCheck)
 	}
+	if d.replica != nil {
+		h.Register("sync", "sync", d.syncCheck)
+	}
 	if d.cfg.UI.Enabled {
 		h.Register("ui", "ui", func() monitor.Check {
 			return monitor.Check{Status: monitor.StatusOK, Reason: "serves its embedded files"}
@@ -124,6 +127,33 @@ func (d *Daemon) outputsCheck() monitor.Check {
 	}
 	if len(lagging) > 0 {
 		c.Status, c.Reason = monitor.StatusDegraded, fmt.Sprintf("%d output(s) failing: %v", len(lagging), lagging)
+	}
+	return c
+}
+
+// syncCheck: the catalog keeps up with the journal and every peer
+// answers; a peer failing several rounds in a row is degraded (sync goes
+// on with the others), all of them failing is failing.
+func (d *Daemon) syncCheck() monitor.Check {
+	st := d.replica.Status()
+	head := d.journal.DurableSeq()
+	lag := float64(0)
+	if head > st.Applied {
+		lag = float64(head - st.Applied)
+	}
+	c := monitor.Check{Status: monitor.StatusOK, Measurement: map[string]float64{
+		"lag_events": lag, "entries": float64(st.Entries), "conflicts": float64(st.Conflicts), "peers": float64(len(st.Peers))}}
+	var down []string
+	for _, p := range st.Peers {
+		if p.Fails >= 3 {
+			down = append(down, p.URL+": "+p.LastError)
+		}
+	}
+	switch {
+	case len(down) > 0 && len(down) == len(st.Peers):
+		c.Status, c.Reason = monitor.StatusFailing, fmt.Sprintf("no peer answers: %v", down)
+	case len(down) > 0:
+		c.Status, c.Reason = monitor.StatusDegraded, fmt.Sprintf("%d of %d peers do not answer: %v", len(down), len(st.Peers), down)
 	}
 	return c
 }

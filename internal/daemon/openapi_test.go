@@ -26,13 +26,14 @@ func TestOpenAPICoversTheDaemon(t *testing.T) {
 	os.WriteFile(rf, []byte("rules:\n  - name: r\n    when: 'type == \"app.x\"'\n"), 0o644)
 	c.Rules = []string{rf}
 	c.Outputs = []output.Config{{Name: "f", Type: "file", File: &output.FileConfig{Path: filepath.Join(root, "out.ndjson")}}}
+	c.Sync.Enabled = true
 	d, url := startT(t, c)
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
 	getJSON(t, url+"/v1/openapi.json", &doc)
 	routes := d.api.Routes()
-	for _, want := range []string{"GET /v1/analytics/top", "GET /ui/", "GET /v1/outputs", "GET /v1/rules"} {
+	for _, want := range []string{"GET /v1/analytics/top", "GET /ui/", "GET /v1/outputs", "GET /v1/rules", "GET /v1/state", "GET /v1/health"} {
 		found := false
 		for _, r := range routes {
 			found = found || r == want
