@@ -39,7 +39,6 @@ func testLogger(t testing.TB) *slog.Logger {
 type network struct {
 	mu      sync.Mutex
 	group   map[string]int // instance URL -> partition group; absent: 0
-	names   map[string]string
 	blocked bool
 }
 
