@@ -190,6 +190,13 @@ func New(opts Options) (*Manager, error) {
 	m.subs = make(map[*Subscription]struct{})
 	m.groups = make(map[string]*group)
 	m.named = make(map[string]*Subscription)
+	// The window before the sequencer: a cluster sequencer applies (and
+	// calls the delivery hook, which records into it) as soon as it opens.
+	if m.dedup = newDedup(opts.Dedup); m.dedup != nil {
+		if err := m.dedup.rebuild(opts.Journal); err != nil {
+			return nil, err
+		}
+	}
 	if opts.NewSequencer == nil {
 		m.local = &localSequencer{j: opts.Journal, m: m}
 		m.seq = m.local
@@ -205,11 +212,6 @@ func New(opts Options) (*Manager, error) {
 			return nil, fmt.Errorf("propagate: sequencer: %w", err)
 		}
 		m.seq = s
-	}
-	if m.dedup = newDedup(opts.Dedup); m.dedup != nil {
-		if err := m.dedup.rebuild(opts.Journal); err != nil {
-			return nil, err
-		}
 	}
 	if m.dir != "" {
 		if err := os.MkdirAll(filepath.Join(m.dir, "consumers"), 0o755); err != nil {
