@@ -99,10 +99,12 @@ func (j *jsServer) msgs() int {
 	return int(st.CachedInfo().State.Msgs)
 }
 
-// all reads the whole stream.
+// all reads the whole stream, one message at a time: 20,000 of them took
+// more than 30 s in a CI run of the whole suite under -race, so the bound
+// is 2 minutes.
 func (j *jsServer) all(t testing.TB) ([]received, []*jetstream.RawStreamMsg) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	st, err := j.js.Stream(ctx, "SEMPROP")
 	if err != nil {
