@@ -301,6 +301,9 @@ func (j *Journal) roll(base uint64) error {
 	if err := writeIndex(j.activeSeg.path, j.activeSeg.describe()); err != nil {
 		j.limited.Log(slog.LevelWarn, "journal: seal segment", "file", j.activeSeg.path, "err", err)
 	}
+	// Its manifest entry lets the next Open skip even the index file. The
+	// segment was fsynced above unless the policy is never.
+	j.appendManifest(entryFor(j.activeSeg, indexCRC(j.activeSeg.index), j.opts.Fsync != FsyncNever))
 	j.active = f
 	seg := &segment{base: base, path: path, last: base - 1, modTime: j.opts.now()}
 	j.segMu.Lock()

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 )
 
@@ -80,6 +79,18 @@ func encodeIndex(dst []byte, s segIndex) []byte {
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(s.index)))
 	dst = binary.LittleEndian.AppendUint32(dst, entriesCRC)
 	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[foot:], castagnoli))
+}
+
+// indexCRC is the CRC32C of the entries of an index file holding index.
+func indexCRC(index []indexEntry) uint32 {
+	var crc uint32
+	var b [indexEntrySize]byte
+	for _, e := range index {
+		binary.LittleEndian.PutUint64(b[0:8], e.seq)
+		binary.LittleEndian.PutUint64(b[8:16], uint64(e.off))
+		crc = crc32.Update(crc, castagnoli, b[:])
+	}
+	return crc
 }
 
 // decodeIndex parses an index file; the error says what is wrong with it.
@@ -205,23 +216,4 @@ func removeIndex(segPath string) error {
 		return fmt.Errorf("journal: remove index file: %w", err)
 	}
 	return nil
-}
-
-// removeStrayIndexes deletes index files whose segment no longer exists
-// (retention removes the segment first).
-func removeStrayIndexes(dir string, bases []uint64) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	have := make(map[string]bool, len(bases))
-	for _, b := range bases {
-		have[strings.TrimSuffix(segName(b), segSuffix)] = true
-	}
-	for _, e := range ents {
-		name := e.Name()
-		if strings.HasSuffix(name, indexSuffix) && !have[strings.TrimSuffix(name, indexSuffix)] {
-			os.Remove(filepath.Join(dir, name))
-		}
-	}
 }

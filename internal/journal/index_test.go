@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -16,12 +17,23 @@ type segState struct {
 	Index         []indexEntry
 }
 
-func segStates(j *Journal) []segState {
+// segStates returns the segments of j, loading the index of those taken
+// from the manifest.
+func segStates(t *testing.T, j *Journal) []segState {
+	t.Helper()
 	j.segMu.RLock()
-	defer j.segMu.RUnlock()
+	segs := slices.Clone(j.segs)
+	j.segMu.RUnlock()
 	var out []segState
-	for _, s := range j.segs {
-		out = append(out, segState{Base: s.base, Last: s.last, Size: s.size, LastOff: s.lastOff, Index: s.index})
+	for _, s := range segs {
+		index := s.index
+		if s.lazy != nil {
+			var err error
+			if index, err = s.lazy.get(s.path, j.log); err != nil {
+				t.Fatalf("load index of %s: %v", s.path, err)
+			}
+		}
+		out = append(out, segState{Base: s.base, Last: s.last, Size: s.size, LastOff: s.lastOff, Index: index})
 	}
 	return out
 }
@@ -49,7 +61,7 @@ func openState(t *testing.T, dir string, want uint64) ([]segState, int) {
 			t.Fatalf("TryNext = %d, %v, %v, want seq %d", seq, ok, err, next)
 		}
 	}
-	return segStates(j), j.scannedAtOpen
+	return segStates(t, j), j.scannedAtOpen
 }
 
 var cmpSegs = cmp.AllowUnexported(indexEntry{})
@@ -79,10 +91,19 @@ func writeKiB(t *testing.T, segSize int64, n int) string {
 	return dir
 }
 
-// TestOpenReadsIndexFiles: a cleanly closed journal opens from its index
-// files, scanning only the last segment, and finds what a full scan
-// finds; a journal without index files (written before they existed)
-// opens by scanning, the same, and gets them.
+// removeManifest deletes dir's manifest, so that Open takes the
+// per-segment path (index files, else scans).
+func removeManifest(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.Remove(filepath.Join(dir, manifestName)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenReadsIndexFiles: a cleanly closed journal opens from its
+// manifest or else its index files, scanning only the last segment, and
+// finds what a full scan finds; a journal without either (written before
+// they existed) opens by scanning, the same, and gets them.
 func TestOpenReadsIndexFiles(t *testing.T) {
 	const n = 3000
 	dir := writeKiB(t, 200<<10, n) // 16 segments, 3 index entries each
@@ -90,9 +111,17 @@ func TestOpenReadsIndexFiles(t *testing.T) {
 	if len(files) < 10 {
 		t.Fatalf("%d segments, want >= 10", len(files))
 	}
+	withManifest, scanned := openState(t, dir, n)
+	if scanned != 1 {
+		t.Errorf("Open scanned %d segments with a manifest, want 1 (the last)", scanned)
+	}
+	removeManifest(t, dir)
 	withIdx, scanned := openState(t, dir, n)
 	if scanned != 1 {
 		t.Errorf("Open scanned %d segments with index files present, want 1 (the last)", scanned)
+	}
+	if diff := cmp.Diff(withIdx, withManifest, cmpSegs); diff != "" {
+		t.Errorf("segments from the manifest differ from index files (-index +manifest):\n%s", diff)
 	}
 	idx, _ := filepath.Glob(filepath.Join(dir, "*.idx"))
 	for _, f := range idx {
@@ -100,6 +129,7 @@ func TestOpenReadsIndexFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	removeManifest(t, dir)
 	without, scanned := openState(t, dir, n)
 	if scanned != len(files) {
 		t.Errorf("Open scanned %d segments without index files, want all %d", scanned, len(files))
@@ -141,7 +171,23 @@ func TestTornIndexFile(t *testing.T) {
 		if err := os.WriteFile(victim, damaged, 0o644); err != nil {
 			t.Fatal(err)
 		}
+		// With the manifest, Open does not read the index file; the
+		// Reader that needs it does, and scans the segment instead.
 		got, scanned := openState(t, dir, n)
+		if scanned != 1 {
+			t.Errorf("Open with a manifest scanned %d segments, want 1 (the last)", scanned)
+		}
+		if diff := cmp.Diff(ref, got, cmpSegs); diff != "" {
+			t.Errorf("segments with the manifest differ (-want +got):\n%s", diff)
+		}
+		if b, err := os.ReadFile(victim); err != nil || !bytes.Equal(b, good) {
+			t.Errorf("index file not rewritten by the Reader: %v", err)
+		}
+		if err := os.WriteFile(victim, damaged, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		removeManifest(t, dir)
+		got, scanned = openState(t, dir, n)
 		if scanned != 2 {
 			t.Errorf("Open scanned %d segments, want 2 (the damaged index's and the last)", scanned)
 		}

@@ -165,6 +165,12 @@ type Journal struct {
 	noSpaceSince   time.Time
 	retriesAtStart uint64
 
+	// The manifest, open for appending (nil if Open could not write it),
+	// the offset of its end and a buffer for an entry. Flusher only.
+	man    *os.File
+	manOff int64
+	manBuf []byte
+
 	limited *limitedLog // for messages that may repeat
 
 	kick    chan struct{} // writers → flusher
@@ -177,7 +183,8 @@ type Journal struct {
 	closeErr  error
 
 	truncated         int64
-	scannedAtOpen     int // segments Open read through (the others came from index files)
+	scannedAtOpen     int // segments Open read through (the others came from the manifest or index files)
+	manifestAtOpen    int // sealed segments Open took from the manifest
 	fsyncs            atomic.Uint64
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
@@ -618,6 +625,11 @@ func (j *Journal) Close() error {
 			j.log.Error("journal: close", "err", err)
 			errs = append(errs, stickyError(err))
 			clean = false
+		}
+		if j.man != nil {
+			if err := j.man.Close(); err != nil {
+				j.log.Warn("journal: close manifest", "err", err)
+			}
 		}
 		if clean {
 			seg := j.activeSeg

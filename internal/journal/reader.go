@@ -182,12 +182,31 @@ func (r *Reader) position(exhausted uint64) error {
 			return te
 		}
 		seg := segs[i]
-		e := seg.locate(r.next)
+		var e indexEntry
+		lazy := seg.lazy
+		if lazy == nil {
+			e = seg.locate(r.next)
+		}
 		base, path := seg.base, seg.path
 		j.segMu.RUnlock()
 		if base == exhausted {
 			return &CorruptError{File: path, Offset: r.bufOff + int64(r.pos),
 				Reason: fmt.Sprintf("segment ends before durable seq %d", r.next)}
+		}
+		if lazy != nil {
+			// A sealed segment Open took from the manifest: its index is
+			// loaded on first use (without holding segMu).
+			index, err := lazy.get(path, j.log)
+			if errors.Is(err, fs.ErrNotExist) && attempt < 3 {
+				continue // deleted by retention meanwhile: look again
+			}
+			if err != nil {
+				if errors.Is(err, ErrCorrupt) {
+					return err
+				}
+				return fmt.Errorf("journal: reader: %w", err)
+			}
+			e = locateIn(index, base, r.next)
 		}
 		f, err := os.Open(path)
 		if errors.Is(err, fs.ErrNotExist) && attempt < 3 {

@@ -1,25 +1,29 @@
 package journal
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/semprop/semprop/internal/atomicfile"
 )
 
-// recover scans the segments, checks the last one against the
-// clean-shutdown marker or else cuts a torn tail, and opens the active
-// segment.
+// recover describes the sealed segments (from the manifest, else their
+// index files, else by scanning them), checks the last one against the
+// clean-shutdown marker or else cuts a torn tail, brings the manifest up to
+// date and opens the active segment.
 func (j *Journal) recover() error {
 	start := time.Now()
 	dir := j.opts.Dir
-	bases, err := listSegments(dir)
+	bases, strays, err := listDir(dir)
 	if err != nil {
 		return err
 	}
@@ -32,17 +36,22 @@ func (j *Journal) recover() error {
 			return err
 		}
 	}
-	removeStrayIndexes(dir, bases)
-	sealed := loadSealed(dir, bases, j.log)
+	for _, name := range strays {
+		os.Remove(filepath.Join(dir, name))
+	}
+	man, err := readManifest(dir, j.log)
+	if err != nil {
+		return err
+	}
+	sealed := j.loadSealed(dir, bases, man)
 	var total int64
-	scanned := 0
+	scanned, fromManifest := 0, 0
 	for i, base := range bases {
 		path := joinPath(dir, base)
 		last := i == len(bases)-1
-		// A sealed segment is described by its index file if that checks
-		// out (loaded above); the last one is always scanned (it is
-		// checked against the clean-shutdown marker, or its torn tail is
-		// cut), and only once every sealed one checked out.
+		// The last segment is always scanned (it is checked against the
+		// clean-shutdown marker, or its torn tail is cut), and only once
+		// every sealed one checked out.
 		var r sealedResult
 		if last {
 			r.seg, r.torn, r.scanned, r.err = recoverSegment(path, base, true, !wasClean, false, j.log)
@@ -56,7 +65,10 @@ func (j *Journal) recover() error {
 		if didScan {
 			scanned++
 		}
-		j.scannedAtOpen = scanned
+		if r.manifest {
+			fromManifest++
+		}
+		j.scannedAtOpen, j.manifestAtOpen = scanned, fromManifest
 		if last && wasClean && (seg.size != clean.size || seg.last != clean.last) {
 			return &CorruptError{File: path, Offset: min(seg.size, clean.size), Reason: fmt.Sprintf(
 				"segment holds %d bytes up to seq %d, but the journal was closed cleanly with %d bytes up to seq %d",
@@ -88,6 +100,9 @@ func (j *Journal) recover() error {
 		}
 		j.segs = append(j.segs, &segment{base: 1, path: path, last: 0, modTime: j.opts.now()})
 	}
+	if err := j.openManifest(man, sealed); err != nil {
+		return err
+	}
 	// From here on the journal may be written: a crash must not find the
 	// marker.
 	if err := removeClean(dir); err != nil {
@@ -113,44 +128,139 @@ func (j *Journal) recover() error {
 	if n := len(seg.index); n > 0 {
 		j.lastIdxOff = seg.index[n-1].off
 	}
-	j.log.Info("journal: opened", "segments", len(j.segs), "segments_scanned", scanned, "bytes", total,
+	j.log.Info("journal: opened", "segments", len(j.segs), "segments_scanned", scanned,
+		"segments_from_manifest", fromManifest, "bytes", total,
 		"first_seq", j.segs[0].base, "last_seq", seg.last, "truncated_bytes", j.truncated,
 		"clean_shutdown", wasClean,
 		"fsync", j.opts.Fsync.String(), "scan", time.Since(start))
 	return nil
 }
 
-// sealedResult is what recoverSegment found about one sealed segment.
-type sealedResult struct {
-	seg     *segment
-	torn    tornTail
-	scanned bool
-	err     error
+// openManifest makes the manifest list exactly the sealed segments in
+// j.segs (writing it again unless it already does, or only has a few
+// entries left behind by retention) and opens it for appending. sealed is
+// what loadSealed found. If the manifest cannot be written it is removed
+// (the next Open takes the per-segment path) and nothing is appended to
+// it; if it cannot even be removed, Open fails: a stale entry must not
+// outlive this Open.
+func (j *Journal) openManifest(man manifestState, sealed []sealedResult) error {
+	dir := j.opts.Dir
+	path := filepath.Join(dir, manifestName)
+	n := len(j.segs) - 1 // sealed segments
+	first := j.segs[0].base
+	rewrite := !man.whole || man.count != len(man.byBase)
+	dead := 0
+	for base := range man.byBase {
+		_, found := slices.BinarySearchFunc(j.segs[:n], base, func(s *segment, b uint64) int { return cmp.Compare(s.base, b) })
+		switch {
+		case found:
+		case base < first:
+			dead++ // left by retention: no future segment can have its base
+		default:
+			rewrite = true // stale, or for the active segment
+		}
+	}
+	for i := range n {
+		if !sealed[i].manifest {
+			rewrite = true
+		}
+	}
+	if dead > max(64, n) {
+		rewrite = true
+	}
+	if rewrite {
+		entries := make([]manifestEntry, n)
+		for i, seg := range j.segs[:n] {
+			if seg.lazy != nil {
+				entries[i] = seg.lazy.want
+				continue
+			}
+			entries[i] = entryFor(seg, indexCRC(seg.index), sealed[i].synced)
+		}
+		size, err := writeManifest(dir, entries)
+		if err != nil {
+			j.log.Warn("journal: manifest not written; the next open reads every sealed segment's index file", "err", err)
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("journal: remove stale manifest: %w", err)
+			}
+			return nil
+		}
+		j.manOff = size
+	} else {
+		j.manOff = int64(manifestHeaderSize + man.count*manifestEntrySize)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		j.log.Warn("journal: manifest not opened; sealed segments will not be added to it", "err", err)
+		return nil
+	}
+	j.man = f
+	return nil
 }
 
-// loadSealed describes every segment but the last (from its index file,
-// or by scanning it), a few at a time: opening a journal of many segments
-// is a few system calls per segment, and they overlap. The results are in
-// the order of bases, so the caller reports the first damage in seq order.
-func loadSealed(dir string, bases []uint64, log *slog.Logger) []sealedResult {
+// sealedResult is what Open found about one sealed segment.
+type sealedResult struct {
+	seg      *segment
+	torn     tornTail
+	scanned  bool // read through
+	manifest bool // described by the manifest
+	synced   bool // known to be fsynced (for its manifest entry)
+	err      error
+}
+
+// loadSealed describes every segment but the last: from its manifest
+// entry when it has one (see manifest.go), else from its index file or by
+// scanning it, a few at a time (a few system calls per segment, and they
+// overlap). The results are in the order of bases, so the caller reports
+// the first damage in seq order.
+func (j *Journal) loadSealed(dir string, bases []uint64, man manifestState) []sealedResult {
 	n := max(len(bases)-1, 0)
 	out := make([]sealedResult, n)
 	next := make(chan int, n)
-	for i := range n {
+	for i, base := range bases[:n] {
+		e, ok := man.byBase[base]
+		if ok && e.synced {
+			out[i] = sealedResult{seg: segmentFrom(joinPath(dir, base), e, time.Unix(0, e.modTime)), manifest: true, synced: true}
+			continue
+		}
 		next <- i
 	}
 	close(next)
+	// Segments fsynced here can be listed as synced in the manifest.
+	syncFallback := j.opts.Fsync != FsyncNever
 	var wg sync.WaitGroup
-	for range min(n, 4*runtime.GOMAXPROCS(0)) {
+	for range min(len(next), 4*runtime.GOMAXPROCS(0)) {
 		wg.Go(func() {
 			for i := range next {
 				r := &out[i]
-				r.seg, r.torn, r.scanned, r.err = recoverSegment(joinPath(dir, bases[i]), bases[i], false, false, true, log)
+				path := joinPath(dir, bases[i])
+				if e, ok := man.byBase[bases[i]]; ok {
+					// Not known to be fsynced: used if the size matches.
+					fi, err := os.Stat(path)
+					if err == nil && fi.Size() == e.size {
+						r.seg, r.manifest = segmentFrom(path, e, fi.ModTime()), true
+						continue
+					}
+				}
+				r.seg, r.torn, r.scanned, r.err = recoverSegment(path, bases[i], false, false, true, j.log)
+				if r.err == nil && syncFallback {
+					r.synced = syncFile(path) == nil
+				}
 			}
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// syncFile fdatasyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return datasync(f)
 }
 
 type tornTail struct {

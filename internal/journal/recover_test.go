@@ -71,23 +71,27 @@ func TestCorruptionFailsOpen(t *testing.T) {
 	tests := []struct {
 		name   string
 		sealed bool // damage inside a sealed segment's records, same size
+		// manifestReason is set when Open does not see the damage with the
+		// manifest (it does not stat synced segments) and the Reader
+		// reports it, with this reason when the index file is used.
+		manifestReason string
 		// damage modifies the journal in dir and returns the file and
 		// offset the error must name and a word the reason must contain.
 		damage func(t *testing.T, files []string) (file string, off int64, reason string)
 	}{
-		{"flipped payload byte in non-tail segment", true, func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped payload byte in non-tail segment", true, "crc mismatch", func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[1])
 			off := offs[2]
 			modifyFile(t, files[1], func(b []byte) []byte { b[off+headerSize+3] ^= 0x40; return b })
 			return files[1], off, "crc mismatch"
 		}},
-		{"flipped header byte in non-tail segment", true, func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped header byte in non-tail segment", true, "crc mismatch", func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[0])
 			off := offs[1]
 			modifyFile(t, files[0], func(b []byte) []byte { b[off+5] ^= 0x01; return b })
 			return files[0], off, "crc mismatch"
 		}},
-		{"flipped byte mid tail segment, valid records follow", false, func(t *testing.T, files []string) (string, int64, string) {
+		{"flipped byte mid tail segment, valid records follow", false, "", func(t *testing.T, files []string) (string, int64, string) {
 			last := files[len(files)-1]
 			offs := recordOffsets(t, last)
 			if len(offs) < 3 {
@@ -97,19 +101,19 @@ func TestCorruptionFailsOpen(t *testing.T) {
 			modifyFile(t, last, func(b []byte) []byte { b[off+headerSize] ^= 0xff; return b })
 			return last, off, "crc mismatch"
 		}},
-		{"truncated non-tail segment", false, func(t *testing.T, files []string) (string, int64, string) {
+		{"truncated non-tail segment", false, "cut short", func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[0])
 			off := offs[len(offs)-1]
 			modifyFile(t, files[0], func(b []byte) []byte { return b[:off+headerSize+1] })
 			return files[0], off, "past end"
 		}},
-		{"missing middle segment", false, func(t *testing.T, files []string) (string, int64, string) {
+		{"missing middle segment", false, "", func(t *testing.T, files []string) (string, int64, string) {
 			if err := os.Remove(files[2]); err != nil {
 				t.Fatal(err)
 			}
 			return files[3], 0, "discontinuity"
 		}},
-		{"record with wrong seq", true, func(t *testing.T, files []string) (string, int64, string) {
+		{"record with wrong seq", true, "discontinuity", func(t *testing.T, files []string) (string, int64, string) {
 			offs := recordOffsets(t, files[1])
 			off := offs[1]
 			modifyFile(t, files[1], func(b []byte) []byte {
@@ -121,17 +125,36 @@ func TestCorruptionFailsOpen(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		for _, withIndex := range []bool{false, true} {
-			name := tt.name + "/without index files"
-			if withIndex {
-				name = tt.name + "/with index files"
-			}
-			t.Run(name, func(t *testing.T) { testCorruption(t, tt.damage, withIndex, tt.sealed) })
+		for _, mode := range []struct {
+			name                string
+			withIndex, manifest bool
+		}{
+			{"without index files", false, false},
+			{"with index files", true, false},
+			{"with manifest", true, true},
+			{"with manifest without index files", false, true},
+		} {
+			t.Run(tt.name+"/"+mode.name, func(t *testing.T) {
+				damage := tt.damage
+				byReader := mode.withIndex && tt.sealed
+				if mode.manifest && tt.manifestReason != "" {
+					byReader = true
+					if mode.withIndex {
+						damage = func(t *testing.T, files []string) (string, int64, string) {
+							file, off, _ := tt.damage(t, files)
+							return file, off, tt.manifestReason
+						}
+					}
+				}
+				testCorruption(t, damage, mode.withIndex, mode.manifest, byReader)
+			})
 		}
 	}
 }
 
-func testCorruption(t *testing.T, damage func(*testing.T, []string) (string, int64, string), withIndex, sealed bool) {
+// testCorruption damages a journal; byReader says that Open succeeds and
+// the Reader reports the damage.
+func testCorruption(t *testing.T, damage func(*testing.T, []string) (string, int64, string), withIndex, withManifest, byReader bool) {
 	dir := writeSegments(t, 2048, 200)
 	files := segFiles(t, dir)
 	if len(files) < 5 {
@@ -148,9 +171,14 @@ func testCorruption(t *testing.T, damage func(*testing.T, []string) (string, int
 			}
 		}
 	}
+	if !withManifest {
+		if err := os.Remove(filepath.Join(dir, manifestName)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	file, off, reason := damage(t, files)
 	j, err := Open(Options{Dir: dir, Logger: discardLogger()})
-	if withIndex && sealed {
+	if byReader {
 		if err != nil {
 			t.Fatalf("Open = %v, want success (the index files describe the damaged segment)", err)
 		}

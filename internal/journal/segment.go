@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -66,6 +68,11 @@ type segment struct {
 	lastOff int64        // offset of the record with seq last (if any)
 	index   []indexEntry // sparse, ascending; the first record (base, 0) is implicit
 	modTime time.Time    // time of the newest write (mtime at Open)
+
+	// lazy is non-nil (and never changes) for a sealed segment Open took
+	// from the manifest: its index is not in index but loaded by the
+	// first Reader that needs it.
+	lazy *lazyIndex
 }
 
 // describe returns what the segment's index file records. The caller must
@@ -77,7 +84,13 @@ func (s *segment) describe() segIndex {
 // locate returns the index entry to start a scan for seq from: the greatest
 // entry with entry.seq <= seq, or (base, 0). segMu must be held.
 func (s *segment) locate(seq uint64) indexEntry {
-	i, found := slices.BinarySearchFunc(s.index, seq, func(e indexEntry, t uint64) int {
+	return locateIn(s.index, s.base, seq)
+}
+
+// locateIn returns the greatest entry of index (sparse, ascending, of the
+// segment starting at base) with entry.seq <= seq, or (base, 0).
+func locateIn(index []indexEntry, base, seq uint64) indexEntry {
+	i, found := slices.BinarySearchFunc(index, seq, func(e indexEntry, t uint64) int {
 		switch {
 		case e.seq < t:
 			return -1
@@ -87,12 +100,77 @@ func (s *segment) locate(seq uint64) indexEntry {
 		return 0
 	})
 	if found {
-		return s.index[i]
+		return index[i]
 	}
 	if i == 0 {
-		return indexEntry{seq: s.base, off: 0}
+		return indexEntry{seq: base, off: 0}
 	}
-	return s.index[i-1]
+	return index[i-1]
+}
+
+// lazyIndex is the sparse index of a sealed segment described by the
+// manifest, loaded on first use. Safe for concurrent use; mu is never held
+// together with a Journal lock.
+type lazyIndex struct {
+	want manifestEntry // what the index file must match
+
+	mu     sync.Mutex
+	loaded bool
+	index  []indexEntry
+}
+
+// get returns the segment's index, loading it on the first call: from the
+// index file if it matches the manifest entry, else by scanning the
+// segment (and writing the index file again). A segment that does not hold
+// what the manifest says is a *CorruptError.
+func (l *lazyIndex) get(path string, log *slog.Logger) ([]indexEntry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.loaded {
+		return l.index, nil
+	}
+	index, err := loadLazy(path, l.want, log)
+	if err != nil {
+		return nil, err
+	}
+	l.index, l.loaded = index, true
+	return index, nil
+}
+
+// loadLazy loads the index of the sealed segment at path that manifest
+// entry e describes.
+func loadLazy(path string, e manifestEntry, log *slog.Logger) ([]indexEntry, error) {
+	si, err := loadIndexed(path, e.base, e.size)
+	if err == nil && (si.last != e.last || si.lastOff != e.lastOff || len(si.index) != int(e.nIndex) || indexCRC(si.index) != e.indexCRC) {
+		err = errors.New("index file does not match the manifest")
+	}
+	if err == nil {
+		return si.index, nil
+	}
+	why := err
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open segment: %w", err)
+	}
+	defer f.Close()
+	log.Warn("journal: index file not used; scanning the segment", "file", path, "reason", why)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("journal: stat segment: %w", err)
+	}
+	res, err := scanSegment(f, fi.Size(), path, e.base, false)
+	if err != nil {
+		return nil, err
+	}
+	if res.size != e.size || res.last != e.last {
+		return nil, &CorruptError{File: path, Offset: min(res.size, e.size), Reason: fmt.Sprintf(
+			"segment holds %d bytes up to seq %d, but the manifest says %d bytes up to seq %d",
+			res.size, res.last, e.size, e.last)}
+	}
+	if err := writeIndex(path, segIndex{base: e.base, last: res.last, size: res.size, lastOff: res.lastOff, index: res.index}); err != nil {
+		log.Warn("journal: write index file", "file", path, "err", err)
+	}
+	return res.index, nil
 }
 
 func segName(base uint64) string {
@@ -101,24 +179,52 @@ func segName(base uint64) string {
 
 // listSegments returns the bases of the segment files in dir, ascending.
 func listSegments(dir string) ([]uint64, error) {
-	ents, err := os.ReadDir(dir)
+	bases, _, err := listDir(dir)
+	return bases, err
+}
+
+// listDir returns the bases of the segment files in dir, ascending, and
+// the names of the index files whose segment file does not exist (strays:
+// retention removes the segment first). It reads the directory once,
+// unsorted.
+func listDir(dir string) (bases []uint64, strays []string, err error) {
+	d, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("journal: list %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("journal: list %s: %w", dir, err)
 	}
-	var bases []uint64
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal: list %s: %w", dir, err)
+	}
+	var idx []string
 	for _, e := range ents {
 		name := e.Name()
+		if strings.HasSuffix(name, indexSuffix) {
+			idx = append(idx, name)
+			continue
+		}
 		if !strings.HasSuffix(name, segSuffix) || !e.Type().IsRegular() {
 			continue
 		}
 		base, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
 		if err != nil || base == 0 || len(name) != segNameDigits+len(segSuffix) {
-			return nil, fmt.Errorf("journal: unexpected segment file name %q in %s", name, dir)
+			return nil, nil, fmt.Errorf("journal: unexpected segment file name %q in %s", name, dir)
 		}
 		bases = append(bases, base)
 	}
 	slices.Sort(bases)
-	return bases, nil
+	for _, name := range idx {
+		base, err := strconv.ParseUint(strings.TrimSuffix(name, indexSuffix), 10, 64)
+		if err != nil || len(name) != segNameDigits+len(indexSuffix) {
+			strays = append(strays, name)
+			continue
+		}
+		if _, found := slices.BinarySearch(bases, base); !found {
+			strays = append(strays, name)
+		}
+	}
+	return bases, strays, nil
 }
 
 // scanResult is what scanning one segment found.
