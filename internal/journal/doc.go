@@ -20,10 +20,12 @@
 // When a segment is sealed (the next one is created), the journal writes
 // its index file beside it (NAME.idx): the sparse index and a checksummed
 // footer with the first and last seq, the record count, the size and the
-// CRC of the index (format in index.go). Index files are a cache of what
-// scanning the segment would find: written without fsync, used by Open
-// only when they check out, rebuilt by Open otherwise, deleted with their
-// segment by retention.
+// CRC of the index (format in index.go), and appends the same footer, with
+// the segment's mtime and whether it was fsynced, as one checksummed entry
+// to the manifest (dir/MANIFEST, format in manifest.go). Index files and
+// the manifest are a cache of what scanning the segments would find:
+// written without fsync, used by Open only when they check out, rebuilt
+// by Open otherwise; retention deletes a segment's index file with it.
 //
 // # Writing and durability
 //
@@ -99,19 +101,28 @@
 //
 // # Recovery
 //
-// Open reads the index file of every sealed segment and scans the last
+// Open lists the directory, reads the manifest and scans the last
 // segment, verifying every CRC and that seqs are contiguous within it and
-// across segments. So the time Open takes hardly depends on how many
-// sealed segments there are: one stat and one small read each (BenchmarkOpen:
-// 1, 10 and 100 segments). A sealed segment is scanned like the last one
-// (and its index file written again) when its index file is missing (a
-// journal written before index files existed, or a crash during the
-// roll), torn, damaged, or does not match the segment: another first seq,
-// or another size (segments are append-only, so a stale index file has
-// another size). The records of a sealed segment Open took from its index
-// file are checked (CRC, seq) by every Reader that reads them, which
-// returns a *CorruptError naming file and offset on damage, and by Verify,
-// which reads everything.
+// across segments. A sealed segment the manifest lists as fsynced (fsync
+// always or interval) is not touched at all, so after a clean shutdown or
+// a crash the time Open takes does not depend on how many sealed segments
+// there are (BenchmarkOpen: 1 to 1000 segments); its sparse index is
+// loaded from its index file by the first Reader that needs it. An entry
+// not marked fsynced (fsync never) costs one stat: it is used only if the
+// segment has the size it records. A sealed segment the manifest does not
+// describe (no manifest, a torn or damaged one, a crash between sealing
+// the segment and appending its entry, a segment added behind the
+// journal's back) is described by its index file, or scanned like the
+// last one (and its index file written again) when that is missing, torn,
+// damaged, or does not match the segment: another first seq, or another
+// size (segments are append-only, so a stale index file has another size).
+// Open then writes the manifest again (temporary file, fsync, rename,
+// directory fsync) before anything is written. The records of a sealed
+// segment Open did not scan are checked (CRC, seq) by every Reader that
+// reads them, which returns a *CorruptError naming file and offset on
+// damage (so does a Reader that finds a segment shorter than its manifest
+// entry says), and by Verify, which reads everything and also reports a
+// manifest entry that does not match its segment.
 //
 // Damage Open finds fails it with a *CorruptError naming file and offset;
 // the only exception is a torn tail, which a crash leaves and which holds
@@ -152,7 +163,8 @@
 // same way. After a refusal the files are left untouched; an operator who
 // accepts the loss can cut the segment at the reported offset (truncate
 // -s OFFSET FILE), delete later segments (with their .idx files) and
-// dir/CLEAN, and reopen; the
+// dir/CLEAN, and reopen (Open drops the manifest entries of the cut and
+// deleted segments); the
 // seqs cut are then given to new records, so consumers past them must be
 // reset. Open logs the segments, bytes
 // and time scanned and whether the shutdown was clean. An advisory lock

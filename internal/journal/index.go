@@ -12,11 +12,12 @@ import (
 )
 
 // The index file of a sealed segment. When a segment is sealed (the next
-// one is created) and when the journal is closed cleanly (for the active
-// segment), the flusher writes NAME.idx beside NAME.seg: the segment's
-// sparse index followed by a checksummed footer. Open then takes a sealed
-// segment's description from it instead of scanning the segment, so that
-// opening costs about the same for 1 or 1,000 sealed segments:
+// one is created), the flusher writes NAME.idx beside NAME.seg: the
+// segment's sparse index followed by a checksummed footer. A Reader loads
+// it the first time it needs the index of a segment Open took from the
+// manifest (checked against the entry's count and CRC), and Open takes a
+// sealed segment's description from it, instead of scanning the segment,
+// when the manifest does not describe the segment:
 //
 //	[index entries: u64 seq, u64 offset]...
 //	[footer: magic "SPJINDEX", u32 version, u64 base, u64 last seq,
@@ -30,8 +31,8 @@ import (
 // segment's name and its size matches the segment file's size (segments
 // are append-only, so a stale index file has another size); Open also
 // checks that each segment starts right after the previous one's last
-// seq. Otherwise Open scans the segment as before and writes the index
-// file again. The records of a segment Open did not scan are checked
+// seq. Otherwise Open (or the Reader) scans the segment and writes the
+// index file again. The records of a segment Open did not scan are checked
 // (CRC, seq) by the Readers that read them, and by Verify. Journals written
 // before index files existed open the same way (and get them).
 const (

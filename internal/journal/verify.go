@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // SegmentReport describes one segment file as Verify found it.
@@ -36,7 +37,8 @@ type Report struct {
 
 // Verify checks a journal directory offline, without changing anything: it
 // reads every record of every segment, checking CRCs and seq continuity
-// within and across segments, and the clean-shutdown marker. Unlike Open
+// within and across segments, the clean-shutdown marker, and that the
+// manifest's entries match the segments they describe. Unlike Open
 // it does not stop at the first problem. It must not run on a journal that
 // is open for writing (its last segment may be mid-write).
 func Verify(dir string) (*Report, error) {
@@ -53,6 +55,19 @@ func Verify(dir string) (*Report, error) {
 	if clean {
 		if err := checkCleanSegments(dir, bases, marker); err != nil {
 			r.Problems = append(r.Problems, err)
+		}
+	}
+	// Manifest entries Open would use; one that does not match its
+	// segment would hide damage from Open. A manifest that does not check
+	// out is no problem: Open does not use it.
+	var entries map[uint64]manifestEntry
+	if b, err := os.ReadFile(filepath.Join(dir, manifestName)); err == nil {
+		list, _, why := decodeManifest(b)
+		if why == nil {
+			entries = make(map[uint64]manifestEntry, len(list))
+			for _, e := range list {
+				entries[e.base] = e
+			}
 		}
 	}
 	var prevLast uint64
@@ -72,6 +87,12 @@ func Verify(dir string) (*Report, error) {
 			sr.Problem = &CorruptError{File: path, Offset: min(marker.size, sr.Bytes), Reason: fmt.Sprintf(
 				"the journal was closed cleanly at %d bytes, seq %d; the segment has %d bytes, seq %d",
 				marker.size, marker.last, sr.Bytes, sr.Last)}
+		}
+		if e, ok := entries[base]; ok && !last && sr.Problem == nil && (e.synced || e.size == sr.Bytes) &&
+			(e.size != sr.Bytes || e.last != sr.Last) {
+			sr.Problem = &CorruptError{File: path, Offset: min(e.size, sr.Bytes), Reason: fmt.Sprintf(
+				"the manifest says %d bytes up to seq %d; the segment has %d bytes up to seq %d",
+				e.size, e.last, sr.Bytes, sr.Last)}
 		}
 		if sr.Problem != nil {
 			r.Problems = append(r.Problems, sr.Problem)

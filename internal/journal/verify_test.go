@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +75,48 @@ func TestVerify(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/" + cleanName); err != nil {
 		t.Errorf("Verify changed the directory: %v", err)
+	}
+}
+
+// TestVerifyManifest: a manifest entry Open would trust (marked fsynced)
+// that does not match its segment is a problem; a damaged manifest is not
+// (Open does not use it).
+func TestVerifyManifest(t *testing.T) {
+	dir := writeSegments(t, 2048, 300)
+	path := filepath.Join(dir, manifestName)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, why := decodeManifest(good)
+	if why != nil || len(entries) < 3 {
+		t.Fatalf("manifest: %d entries, %v", len(entries), why)
+	}
+	if r, err := Verify(dir); err != nil || len(r.Problems) != 0 {
+		t.Fatalf("Verify(journal with manifest) = %v, %v; want no problem", r.Problems, err)
+	}
+	lying := entries[1]
+	lying.last++ // one record more than the segment has
+	out := manifestHeader(nil)
+	for _, e := range append(entries, lying) {
+		out = e.appendTo(out)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Verify(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ce *CorruptError
+	if len(r.Problems) != 1 || !errors.As(r.Problems[0], &ce) || ce.File != joinPath(dir, lying.base) ||
+		!strings.Contains(ce.Reason, "manifest") {
+		t.Fatalf("problems %v, want one naming %s and the manifest", r.Problems, joinPath(dir, lying.base))
+	}
+	if err := os.WriteFile(path, good[:len(good)/2], 0o644); err != nil { // torn
+		t.Fatal(err)
+	}
+	if r, err := Verify(dir); err != nil || len(r.Problems) != 0 {
+		t.Errorf("Verify(journal with a torn manifest) = %v, %v; want no problem", r.Problems, err)
 	}
 }
