@@ -50,3 +50,23 @@ func FuzzSubjectAndHeaders(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPubAck: the fast path of the publish ack parser agrees with the
+// encoding/json one (what nats.go does): what it accepts, that accepts.
+func FuzzPubAck(f *testing.F) {
+	for _, s := range []string{`{"stream":"SEMPROP","seq":12}`, `{"stream":"S","seq":3,"duplicate":true}`,
+		`{"stream":"S","domain":"hub","seq":1}`, `{"error":{"code":503,"err_code":10077,"description":"no"}}`,
+		`{"stream":"","seq":1}`, `{"stream":"S","seq":1,"error":{"code":400}}`, `{"stream":"S"`, `{"stream":"S","stream":""}`,
+		`{"stream":"S","Stream":""}`, `{"stream":"S","ERROR":{}}`, ``, `null`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		slow := pubAckSlow(b)
+		if pubAckFast(b) && slow != nil {
+			t.Fatalf("pubAckFast(%q) = true, but encoding/json says %v", b, slow)
+		}
+		if err := pubAckErr(b, nil); (err == nil) != (slow == nil) {
+			t.Fatalf("pubAckErr(%q) = %v, encoding/json %v", b, err, slow)
+		}
+	})
+}

@@ -1,12 +1,16 @@
 package output
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -65,18 +69,34 @@ func (c *NATSConfig) subject() string {
 	return c.Subject
 }
 
+// natsSink publishes to JetStream. Each event is a core NATS publish
+// whose reply subject is one of the sink's own (a slot of the window of
+// publishes in flight); the stream's publish ack comes back on it. That is
+// what nats.go's PublishAsync does, without a future, a timer and a map
+// entry per message; the sink reuses one message, header and body buffer.
 type natsSink struct {
-	cfg     NATSConfig
-	log     *slog.Logger
-	subject subjectTemplate
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	futures []jetstream.PubAckFuture
+	cfg      NATSConfig
+	log      *slog.Logger
+	subject  subjectTemplate
+	subjects map[subjectKey]string // expanded subjects, a bounded cache
+	slots    int                   // a power of two, at least the events in flight
+	conn     *natsConn             // nil before the first batch and after a failure
+	next     int                   // slot of the next publish
+	msg      nats.Msg              // reused: PublishMsg copies it out
+	id       []string              // msg.Header[Nats-Msg-Id]
 }
 
-var _ sink = (*natsSink)(nil)
+var _ pipeliner = (*natsSink)(nil)
 
-func newNATS(c *NATSConfig, log *slog.Logger) (*natsSink, error) {
+// subjectKey is what a subject template expands.
+type subjectKey struct{ typ, path string }
+
+// maxSubjects bounds the subject cache.
+const maxSubjects = 4096
+
+// newNATS builds the sink of a NATS output that keeps up to inFlight
+// events in flight.
+func newNATS(c *NATSConfig, inFlight int, log *slog.Logger) (*natsSink, error) {
 	cfg := *c
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 10 * time.Second
@@ -91,14 +111,94 @@ func newNATS(c *NATSConfig, log *slog.Logger) (*natsSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &natsSink{cfg: cfg, log: log, subject: t}, nil
+	s := &natsSink{cfg: cfg, log: log, subject: t, subjects: map[subjectKey]string{}, slots: 1, id: []string{""}}
+	for s.slots < inFlight {
+		s.slots *= 2
+	}
+	s.msg.Header = nats.Header{jetstream.MsgIDHeader: s.id, "Content-Type": {ctStructured}}
+	return s, nil
+}
+
+// natsConn is one connection and the publishes awaiting their acks on it.
+// A failure drops it whole: every publish still awaiting its ack fails,
+// and the next batch starts on a new connection.
+type natsConn struct {
+	nc      *nats.Conn
+	prefix  string   // reply subjects: prefix + slot
+	replies []string // built on first use
+
+	mu    sync.Mutex // guards the fields below
+	slots []natsSlot // the publish awaiting its ack on each reply subject
+	err   error      // why the connection failed; nil while it works
+}
+
+// natsSlot names an event of a batch in flight.
+type natsSlot struct {
+	f *natsFlight
+	i int
+}
+
+// natsFlight is a batch in flight.
+type natsFlight struct {
+	s        *natsSink
+	c        *natsConn
+	deadline time.Time
+	done     chan struct{} // closed by finishLocked
+
+	// guarded by c.mu:
+	acked    []bool
+	left     int   // acks (or refusals) awaited
+	refusal  error // the first event the stream refused, at refusedAt
+	refuseAt int
+	finished bool
+	err      error // the connection's failure, if it ended the flight
+}
+
+// refuseLocked records that the event at i failed with err (refused by
+// the stream, or not published); the flight keeps the first.
+func (f *natsFlight) refuseLocked(i int, err error) {
+	if f.refusal == nil || i < f.refuseAt {
+		f.refusal, f.refuseAt = err, i
+	}
+}
+
+// finishLocked ends the flight: err is the connection's failure, or nil
+// once every ack or refusal is in.
+func (f *natsFlight) finishLocked(err error) {
+	if f.finished {
+		return
+	}
+	f.finished, f.err = true, err
+	close(f.done)
+}
+
+// result is the flight's outcome once finished: nil when every event was
+// acked, else the error of the first event not acked, in a *partialError
+// counting the acked events before it.
+func (f *natsFlight) resultLocked() error {
+	done := 0
+	for done < len(f.acked) && f.acked[done] {
+		done++
+	}
+	switch {
+	case done == len(f.acked):
+		return nil
+	case f.refusal != nil && f.refuseAt == done:
+		return &partialError{done: done, err: f.refusal}
+	case f.err != nil:
+		return &partialError{done: done, err: f.err}
+	default: // not reached: a flight finishes with every ack in or a failure
+		return &partialError{done: done, err: errBadAck}
+	}
 }
 
 // connect connects (again) to the server. Publishes made while the
 // connection is down fail at once instead of being buffered
-// (ReconnectBufSize -1): what the server stored of a batch is then always
-// a prefix of it, and the retry keeps the per-subject order.
+// (ReconnectBufSize -1), and a disconnection fails every publish awaiting
+// its ack: what the server stored of the batches in flight is then
+// always a prefix of them, and the retry keeps the per-subject order.
 func (s *natsSink) connect() error {
+	c := &natsConn{slots: make([]natsSlot, s.slots), replies: make([]string, s.slots)}
 	opts := []nats.Option{
 		nats.Name("semprop output"),
 		nats.MaxReconnects(-1),
@@ -106,6 +206,12 @@ func (s *natsSink) connect() error {
 		nats.ReconnectBufSize(-1),
 		nats.RetryOnFailedConnect(false),
 		nats.Timeout(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				err = nats.ErrDisconnected
+			}
+			c.fail(fmt.Errorf("nats: disconnected: %w", err))
+		}),
 	}
 	if s.cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(s.cfg.CredsFile))
@@ -126,64 +232,281 @@ func (s *natsSink) connect() error {
 	if err != nil {
 		return fmt.Errorf("nats: connect: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(1<<16), jetstream.WithPublishAsyncTimeout(s.cfg.AckTimeout))
+	c.nc = nc
+	c.prefix = nc.NewInbox() + "."
+	sub, err := nc.Subscribe(c.prefix+"*", c.onAck)
+	if err == nil {
+		// The window bounds what is pending.
+		err = sub.SetPendingLimits(-1, -1)
+	}
 	if err != nil {
 		nc.Close()
-		return fmt.Errorf("nats: %w", err)
+		return fmt.Errorf("nats: subscribe to acks: %w", err)
 	}
-	s.nc, s.js = nc, js
+	s.conn, s.next = c, 0
 	return nil
 }
 
-// Send publishes evs asynchronously and waits for every ack.
-func (s *natsSink) Send(ctx context.Context, evs []*event.Event) error {
-	if s.nc == nil || s.nc.IsClosed() {
+// Start publishes evs, in order, without waiting for their acks.
+func (s *natsSink) Start(_ context.Context, evs []*event.Event) func(context.Context) error {
+	if s.conn == nil {
 		if err := s.connect(); err != nil {
-			return err
+			return func(context.Context) error { return err }
 		}
 	}
-	s.futures = s.futures[:0]
-	var pubErr error
-	for _, ev := range evs {
-		msg := nats.NewMsg(s.subject.expand(ev))
-		id := msgID(ev)
-		msg.Header.Set(jetstream.MsgIDHeader, id)
-		msg.Header.Set("Content-Type", ctStructured)
-		msg.Data = ev.AppendJSON(make([]byte, 0, 256+len(ev.Data)))
-		f, err := s.js.PublishMsgAsync(msg)
-		if err != nil {
-			pubErr = fmt.Errorf("nats: publish %s: %w", msg.Subject, err)
-			break // the rest would not keep the order
+	c := s.conn
+	f := &natsFlight{s: s, c: c, deadline: time.Now().Add(s.cfg.AckTimeout), done: make(chan struct{}),
+		acked: make([]bool, len(evs)), left: len(evs)}
+	mask := s.slots - 1
+	c.mu.Lock()
+	if c.err == nil && len(evs) > s.slots {
+		c.err = fmt.Errorf("nats: more than %d publishes in flight", s.slots)
+	}
+	for i := range evs {
+		if c.err != nil {
+			break
 		}
-		s.futures = append(s.futures, f)
-	}
-	timeout := time.NewTimer(s.cfg.AckTimeout + time.Second)
-	defer timeout.Stop()
-	for i, f := range s.futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return s.fail(fmt.Errorf("nats: publish ack %d of %d: %w", i+1, len(evs), err))
-		case <-timeout.C:
-			return s.fail(fmt.Errorf("nats: no publish ack within %v", s.cfg.AckTimeout))
-		case <-ctx.Done():
-			return ctx.Err()
+		slot := (s.next + i) & mask
+		if c.slots[slot].f != nil {
+			c.err = fmt.Errorf("nats: more than %d publishes in flight", s.slots)
+			break
 		}
+		c.slots[slot] = natsSlot{f: f, i: i}
 	}
-	if pubErr != nil {
-		return s.fail(pubErr)
+	if c.err != nil {
+		// The flight is refused whole; the wait drops the connection.
+		for i := range c.slots {
+			if c.slots[i].f == f {
+				c.slots[i] = natsSlot{}
+			}
+		}
+		f.finishLocked(c.err)
+		c.mu.Unlock()
+		return f.wait
 	}
-	return nil
+	c.mu.Unlock()
+	for i, ev := range evs {
+		slot := s.next & mask
+		s.msg.Subject = s.subjectOf(ev)
+		s.msg.Reply = c.reply(slot)
+		s.id[0] = msgID(ev)
+		s.msg.Data = ev.AppendJSON(s.msg.Data[:0])
+		if err := c.nc.PublishMsg(&s.msg); err != nil {
+			err = fmt.Errorf("nats: publish %s: %w", s.msg.Subject, err)
+			if errors.Is(err, nats.ErrMaxPayload) {
+				err = fmt.Errorf("%w: %w", ErrRejected, err)
+			}
+			// The rest would not keep the order: wait for what was
+			// published.
+			c.mu.Lock()
+			for j := i; j < len(evs); j++ {
+				if sl := &c.slots[(s.next+j-i)&mask]; sl.f == f {
+					*sl = natsSlot{}
+				}
+			}
+			f.refuseLocked(i, err)
+			f.left -= len(evs) - i
+			if f.left == 0 {
+				f.finishLocked(nil)
+			}
+			c.mu.Unlock()
+			s.next = (s.next + len(evs) - i) & mask
+			return f.wait
+		}
+		s.next = (s.next + 1) & mask
+	}
+	return f.wait
 }
 
-// fail drops the connection after a failed batch: the next attempt
-// starts on a fresh one, with nothing of the failed batch still queued.
-func (s *natsSink) fail(err error) error {
-	if s.nc != nil {
-		s.nc.Close()
-		s.nc = nil
+// Send publishes evs and waits for every ack.
+func (s *natsSink) Send(ctx context.Context, evs []*event.Event) error {
+	return s.Start(ctx, evs)(ctx)
+}
+
+// wait waits for the flight's acks. On a failure it drops the connection.
+func (f *natsFlight) wait(ctx context.Context) error {
+	t := time.NewTimer(time.Until(f.deadline))
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+		f.c.fail(fmt.Errorf("nats: no publish ack within %v", f.s.cfg.AckTimeout))
+	case <-ctx.Done():
+		return ctx.Err()
 	}
+	f.c.mu.Lock()
+	err := f.resultLocked()
+	f.c.mu.Unlock()
+	if err == nil {
+		return nil
+	}
+	f.s.drop(f.c, err)
 	return err
+}
+
+// drop closes c after a failure, failing every publish still awaiting its
+// ack on it: the next attempt starts on a fresh connection, with nothing
+// failed still queued.
+func (s *natsSink) drop(c *natsConn, err error) {
+	c.fail(err)
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if s.conn == c {
+		s.conn = nil
+	}
+}
+
+// reply returns the reply subject of slot.
+func (c *natsConn) reply(slot int) string {
+	r := c.replies[slot]
+	if r == "" {
+		r = c.prefix + strconv.Itoa(slot)
+		c.replies[slot] = r
+	}
+	return r
+}
+
+// onAck takes a publish ack (or a refusal) on a reply subject.
+func (c *natsConn) onAck(m *nats.Msg) {
+	slot, err := strconv.Atoi(strings.TrimPrefix(m.Subject, c.prefix))
+	if err != nil || slot < 0 || slot >= len(c.slots) {
+		return
+	}
+	ackErr := pubAckErr(m.Data, m.Header)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sl := c.slots[slot]
+	if sl.f == nil {
+		return
+	}
+	c.slots[slot] = natsSlot{}
+	f := sl.f
+	if ackErr != nil {
+		f.refuseLocked(sl.i, fmt.Errorf("nats: publish ack %d of %d: %w", sl.i+1, len(f.acked), ackErr))
+	} else {
+		f.acked[sl.i] = true
+	}
+	f.left--
+	if f.left == 0 {
+		f.finishLocked(nil)
+	}
+}
+
+// fail fails every publish awaiting its ack on c, and the publishes to
+// come, with err.
+func (c *natsConn) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = err
+	for i, sl := range c.slots {
+		if sl.f != nil {
+			c.slots[i] = natsSlot{}
+			sl.f.finishLocked(err)
+		}
+	}
+}
+
+// subjectOf returns the subject of ev, from the cache when it can.
+func (s *natsSink) subjectOf(ev *event.Event) string {
+	k := subjectKey{ev.Type, ev.Subject}
+	if v, ok := s.subjects[k]; ok {
+		return v
+	}
+	if len(s.subjects) >= maxSubjects {
+		clear(s.subjects)
+	}
+	v := s.subject.expand(ev)
+	s.subjects[k] = v
+	return v
+}
+
+// Errors of publish acks.
+var (
+	errNoResponders = errors.New("nats: no stream captures the subject (no responders)")
+	errBadAck       = errors.New("nats: not a publish ack")
+)
+
+// errCodeTooLarge is JetStream's error code for a message larger than the
+// stream allows: sending it again cannot succeed.
+const errCodeTooLarge = 10054
+
+// pubAckErr returns nil when data (with header h) is a JetStream publish
+// ack, else why it is not: the error the stream answered, no responders,
+// or errBadAck.
+func pubAckErr(data []byte, h nats.Header) error {
+	if len(data) == 0 {
+		if h.Get("Status") == "503" {
+			return errNoResponders
+		}
+		return errBadAck
+	}
+	if pubAckFast(data) {
+		return nil
+	}
+	return pubAckSlow(data)
+}
+
+// pubAckFast reports whether data is the common answer,
+// {"stream":"NAME","seq":N...}, without reflection: a JSON object whose
+// first key is a non-empty stream, with no other stream or error key.
+// Keys as encoding/json matches them (any case, escapes, non-ASCII folds)
+// are left to pubAckSlow.
+func pubAckFast(data []byte) bool {
+	const prefix = `{"stream":"`
+	if len(data) <= len(prefix) || string(data[:len(prefix)]) != prefix || data[len(prefix)] == '"' {
+		return false
+	}
+	streams := 0
+	for i, c := range data {
+		if c >= 0x80 || c == '\\' {
+			return false
+		}
+		if c != '"' {
+			continue
+		}
+		if hasFoldAt(data, i, `"error"`) {
+			return false
+		}
+		if hasFoldAt(data, i, `"stream"`) {
+			streams++
+		}
+	}
+	return streams == 1 && json.Valid(data)
+}
+
+// hasFoldAt reports whether data holds key at i, in any case (ASCII).
+func hasFoldAt(data []byte, i int, key string) bool {
+	return len(data)-i >= len(key) && bytes.EqualFold(data[i:i+len(key)], []byte(key))
+}
+
+// pubAckSlow is pubAckErr with encoding/json.
+func pubAckSlow(data []byte) error {
+	var a struct {
+		Stream string `json:"stream"`
+		Error  *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return fmt.Errorf("%w: %v", errBadAck, err)
+	}
+	if a.Error != nil {
+		err := fmt.Errorf("nats: stream error %d (%d): %s", a.Error.Code, a.Error.ErrCode, a.Error.Description)
+		if a.Error.ErrCode == errCodeTooLarge {
+			err = fmt.Errorf("%w: %w", ErrRejected, err)
+		}
+		return err
+	}
+	if a.Stream == "" {
+		return errBadAck
+	}
+	return nil
 }
 
 func msgID(ev *event.Event) string {
@@ -194,9 +517,8 @@ func msgID(ev *event.Event) string {
 }
 
 func (s *natsSink) Close() error {
-	if s.nc != nil {
-		s.nc.Close()
-		s.nc = nil
+	if s.conn != nil {
+		s.drop(s.conn, ErrClosed)
 	}
 	return nil
 }

@@ -69,6 +69,7 @@ const (
 // Defaults.
 const (
 	DefaultBatchSize      = 500
+	DefaultInFlight       = 4
 	DefaultRetryInitial   = 100 * time.Millisecond
 	DefaultRetryMax       = 30 * time.Second
 	DefaultCursorInterval = time.Second
@@ -101,6 +102,10 @@ type Config struct {
 	// BatchWait is how long a batch that is not full waits for more
 	// events (default 0: send what is there).
 	BatchWait time.Duration `yaml:"batch_wait,omitempty" json:"batch_wait,omitempty"`
+	// InFlight bounds the batches sent and not yet acknowledged (default
+	// 4; 1: wait for each batch's acks before reading the next). Kafka and
+	// NATS outputs pipeline; the others send one batch at a time.
+	InFlight int `yaml:"in_flight,omitempty" json:"in_flight,omitempty"`
 	// Retry configures the backoff between attempts of a failed batch.
 	Retry RetryConfig `yaml:"retry,omitempty" json:"retry,omitempty"`
 
@@ -131,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = DefaultInFlight
 	}
 	if c.Retry.Initial <= 0 {
 		c.Retry.Initial = DefaultRetryInitial
@@ -166,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 0 || c.BatchSize > 100000 {
 		return bad("batch_size %d: want 1-100000", c.BatchSize)
+	}
+	if c.InFlight < 0 || c.InFlight > 64 {
+		return bad("in_flight %d: want 1-64", c.InFlight)
 	}
 	if c.BatchWait < 0 || c.Retry.Initial < 0 || c.Retry.Max < 0 || c.Retry.Attempts < 0 {
 		return bad("batch_wait and retry values must not be negative")

@@ -29,6 +29,20 @@ type sink interface {
 	Close() error
 }
 
+// pipeliner is a sink that keeps several batches in flight. Start hands
+// evs to the target and returns without waiting for its
+// acknowledgements; the wait it returns blocks until the target
+// acknowledged every event of evs (nil), or the batch failed: an error
+// wrapped in a *partialError counts the batch's first events that were
+// acknowledged. A failure fails every batch still in flight (their waits
+// return at once). Start, the waits, Send and Close are called from one
+// goroutine, the waits in Start order, and Send only with nothing in
+// flight.
+type pipeliner interface {
+	sink
+	Start(ctx context.Context, evs []*event.Event) (wait func(ctx context.Context) error)
+}
+
 // RetryAfterError is a send error with the pause the target asked for
 // (a webhook's Retry-After).
 type RetryAfterError struct {
@@ -196,9 +210,23 @@ func (r *runner) advance(seq uint64) error {
 	return r.save()
 }
 
+// flight is a batch sent through a pipeliner, not yet acknowledged.
+type flight struct {
+	batch []*event.Event
+	buf   []event.Event // the events batch points into
+	last  uint64        // the cursor once the batch is acknowledged
+	read  int64         // when its first event was read (UnixNano)
+	wait  func(ctx context.Context) error
+}
+
 // run forwards events until ctx is done; it returns ctx's error, or an
 // error that stops this output (a cursor that cannot be saved, a corrupt
 // journal).
+//
+// A sink that is a pipeliner gets up to InFlight batches at once: the
+// next batch is read and sent while the acks of the earlier ones are
+// still on their way. The cursor advances over a batch only once it and
+// every batch before it are acknowledged.
 func (r *runner) run(ctx context.Context) (err error) {
 	r.setState(StateOK)
 	defer func() {
@@ -210,87 +238,212 @@ func (r *runner) run(ctx context.Context) (err error) {
 		return fmt.Errorf("output %s: %w", r.cfg.Name, err)
 	}
 	defer src.Close()
-	size := r.cfg.BatchSize
-	buf := make([]event.Event, size)
-	batch := make([]*event.Event, 0, size)
+	p, _ := r.sink.(pipeliner)
+	window := r.cfg.InFlight
+	if p == nil {
+		window = 1
+	}
+	var (
+		flights []flight        // in Start order
+		free    [][]event.Event // buffers of landed batches
+		last    = r.cursor.Load()
+	)
 	for {
-		batch = batch[:0]
-		last := r.cursor.Load()
-		slot := 0
-		// take reads the event in buf[slot] just filled.
-		take := func() {
-			ev := &buf[slot]
-			last = ev.Seq
-			if !r.match.Match(ev) {
-				r.skip.Add(1)
-				return
-			}
-			if r.redact != nil {
-				ev = r.redact.Apply(ev)
-			}
-			batch = append(batch, ev)
-			slot++
-		}
-		// The first event: wait for it. Runs of non-matching events
-		// advance the cursor too.
-		for len(batch) == 0 {
-			if err := r.next(ctx, src, &buf[slot]); err != nil {
+		if len(flights) == window {
+			if err := r.land(ctx, &flights, &free); err != nil {
 				return err
 			}
-			take()
-			if len(batch) == 0 && last-r.cursor.Load() >= uint64(size) {
-				if err := r.advance(last); err != nil {
-					return err
-				}
+			continue
+		}
+		var buf []event.Event
+		if n := len(free); n > 0 {
+			buf, free = free[n-1], free[:n-1]
+		} else {
+			buf = make([]event.Event, r.cfg.BatchSize)
+		}
+		batch, read, err := r.fill(ctx, src, buf, &last, len(flights) == 0)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			// Nothing to read now, batches in flight: take the oldest's
+			// acks.
+			free = append(free, buf)
+			if err := r.land(ctx, &flights, &free); err != nil {
+				return err
 			}
+			continue
 		}
-		read := time.Now().UnixNano()
-		var waitUntil time.Time
-		if r.cfg.BatchWait > 0 {
-			waitUntil = time.Now().Add(r.cfg.BatchWait)
+		if p == nil {
+			if err := r.deliver(ctx, batch, nil); err != nil {
+				return err
+			}
+			r.acked(batch, read)
+			free = append(free, buf)
+			if err := r.advance(last); err != nil {
+				return err
+			}
+			continue
 		}
-		for slot < size {
-			ok, err := src.TryNext(&buf[slot])
+		flights = append(flights, flight{batch: batch, buf: buf, last: last, read: read, wait: p.Start(ctx, batch)})
+	}
+}
+
+// fill reads the next batch into buf. With block, it waits for the first
+// matching event (runs of non-matching events advance the cursor); without,
+// it returns an empty batch when no event is ready. *last is the seq of
+// the last event read, matching or not.
+func (r *runner) fill(ctx context.Context, src source, buf []event.Event, last *uint64, block bool) (batch []*event.Event, read int64, err error) {
+	size := len(buf)
+	batch = make([]*event.Event, 0, size)
+	slot := 0
+	// take reads the event in buf[slot] just filled.
+	take := func() {
+		ev := &buf[slot]
+		*last = ev.Seq
+		if !r.match.Match(ev) {
+			r.skip.Add(1)
+			return
+		}
+		if r.redact != nil {
+			ev = r.redact.Apply(ev)
+		}
+		batch = append(batch, ev)
+		slot++
+	}
+	// The first event: wait for it when blocking.
+	for len(batch) == 0 {
+		if block {
+			if err := r.next(ctx, src, &buf[slot]); err != nil {
+				return nil, 0, err
+			}
+		} else {
+			ok, err := r.tryNext(src, &buf[slot])
 			if err != nil {
-				if errors.Is(err, journal.ErrTruncated) {
-					r.gaps.Add(1)
-					continue
-				}
-				return fmt.Errorf("output %s: %w", r.cfg.Name, err)
+				return nil, 0, err
 			}
 			if !ok {
-				wait := time.Until(waitUntil)
-				if wait <= 0 {
+				return batch, 0, nil
+			}
+		}
+		take()
+		if block && len(batch) == 0 && *last-r.cursor.Load() >= uint64(size) {
+			if err := r.advance(*last); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	read = time.Now().UnixNano()
+	var waitUntil time.Time
+	if r.cfg.BatchWait > 0 {
+		waitUntil = time.Now().Add(r.cfg.BatchWait)
+	}
+	for slot < size {
+		ok, err := r.tryNext(src, &buf[slot])
+		if err != nil {
+			return nil, 0, err
+		}
+		if !ok {
+			wait := time.Until(waitUntil)
+			if wait <= 0 {
+				break
+			}
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			err := r.next(wctx, src, &buf[slot])
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, 0, ctx.Err()
+				}
+				if errors.Is(err, context.DeadlineExceeded) {
 					break
 				}
-				wctx, cancel := context.WithTimeout(ctx, wait)
-				err := r.next(wctx, src, &buf[slot])
-				cancel()
-				if err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					if errors.Is(err, context.DeadlineExceeded) {
-						break
-					}
-					return err
+				return nil, 0, err
+			}
+		}
+		take()
+	}
+	return batch, read, nil
+}
+
+// tryNext reads the next event if one is ready, counting what retention
+// took.
+func (r *runner) tryNext(src source, ev *event.Event) (bool, error) {
+	for {
+		ok, err := src.TryNext(ev)
+		if err != nil {
+			if errors.Is(err, journal.ErrTruncated) {
+				r.gaps.Add(1)
+				continue
+			}
+			return false, fmt.Errorf("output %s: %w", r.cfg.Name, err)
+		}
+		return ok, nil
+	}
+}
+
+// land waits for the oldest batch in flight. When it failed, the sink
+// dropped every batch in flight: each is then delivered again, in order,
+// from its first unacknowledged event, before anything newer is sent.
+func (r *runner) land(ctx context.Context, flights *[]flight, free *[][]event.Event) error {
+	fs := *flights
+	err := fs[0].wait(ctx)
+	if err == nil {
+		f := fs[0]
+		r.sent.Add(uint64(len(f.batch)))
+		r.batches.Add(1)
+		r.acked(f.batch, f.read)
+		*free = append(*free, f.buf)
+		*flights = append(fs[:0], fs[1:]...)
+		return r.advance(f.last)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	for i, f := range fs {
+		if i > 0 {
+			// Batches sent after the failed one: what the target
+			// acknowledged of them before the failure stands.
+			err = f.wait(ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				if pe, ok := errors.AsType[*partialError](err); ok {
+					err = &partialError{done: pe.done, err: errInFlight}
+				} else {
+					err = errInFlight
 				}
 			}
-			take()
 		}
-		if err := r.deliver(ctx, batch); err != nil {
+		if err == nil {
+			r.sent.Add(uint64(len(f.batch)))
+			r.batches.Add(1)
+		} else if err := r.deliver(ctx, f.batch, err); err != nil {
 			return err
 		}
-		now := time.Now().UnixNano()
-		for range batch {
-			r.delay.Observe(now - read)
-		}
-		if r.onAck != nil {
-			r.onAck(batch, read)
-		}
-		if err := r.advance(last); err != nil {
+		r.acked(f.batch, f.read)
+		*free = append(*free, f.buf)
+		if err := r.advance(f.last); err != nil {
 			return err
 		}
+	}
+	*flights = fs[:0]
+	return nil
+}
+
+// errInFlight marks a batch that was in flight behind a failed one: it is
+// sent again at once, without counting a failed attempt.
+var errInFlight = errors.New("output: in flight behind a failed batch")
+
+// acked records an acknowledged batch: its delay and the test hook.
+func (r *runner) acked(batch []*event.Event, read int64) {
+	now := time.Now().UnixNano()
+	for range batch {
+		r.delay.Observe(now - read)
+	}
+	if r.onAck != nil {
+		r.onAck(batch, read)
 	}
 }
 
@@ -324,13 +477,27 @@ func (e *partialError) Error() string { return e.err.Error() }
 func (e *partialError) Unwrap() error { return e.err }
 
 // deliver sends batch until the target acknowledges it, the events it
-// refuses for good are dead-lettered, or ctx is done.
-func (r *runner) deliver(ctx context.Context, batch []*event.Event) error {
+// refuses for good are dead-lettered, or ctx is done. prior, when not
+// nil, is the outcome of the attempt a pipelined send made.
+func (r *runner) deliver(ctx context.Context, batch []*event.Event, prior error) error {
 	backoff := r.cfg.Retry.Initial
 	attempt := 0
 	for len(batch) > 0 {
+		var err error
+		if prior != nil {
+			err, prior = prior, nil
+		} else {
+			err = r.sink.Send(ctx, batch)
+		}
+		if errors.Is(err, errInFlight) {
+			// Not an attempt of its own: send what was not acked.
+			if pe, ok := errors.AsType[*partialError](err); ok {
+				r.sent.Add(uint64(pe.done))
+				batch = batch[pe.done:]
+			}
+			continue
+		}
 		attempt++
-		err := r.sink.Send(ctx, batch)
 		if err == nil {
 			r.sent.Add(uint64(len(batch)))
 			r.batches.Add(1)
@@ -358,7 +525,7 @@ func (r *runner) deliver(ctx context.Context, batch []*event.Event) error {
 			}
 			// Find the ones it refuses: one at a time, in order.
 			for i := range batch {
-				if err := r.deliver(ctx, batch[i:i+1]); err != nil {
+				if err := r.deliver(ctx, batch[i:i+1], nil); err != nil {
 					return err
 				}
 			}

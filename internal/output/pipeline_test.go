@@ -1,0 +1,243 @@
+package output
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeJS is a plain NATS server (no JetStream) with a responder standing
+// in for a stream: it answers each message published on semprop.> with a
+// publish ack, or holds the answer back, or refuses the message, as the
+// test's decide function says. It records every arrival's Nats-Msg-Id.
+type fakeJS struct {
+	url string
+
+	mu     sync.Mutex // guards the fields below
+	ids    []string   // Nats-Msg-Id of each arrival, in order
+	held   []*nats.Msg
+	seq    int
+	decide func(id string, arrival int) string // "ack", "hold" or "refuse"
+}
+
+func newFakeJS(t *testing.T, decide func(id string, arrival int) string) *fakeJS {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	f := &fakeJS{url: s.ClientURL(), decide: decide}
+	nc, err := nats.Connect(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe("semprop.>", f.handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *fakeJS) handle(m *nats.Msg) {
+	f.mu.Lock()
+	id := m.Header.Get(jetstream.MsgIDHeader)
+	f.ids = append(f.ids, id)
+	action := f.decide(id, len(f.ids))
+	if action == "hold" {
+		f.held = append(f.held, m)
+		f.mu.Unlock()
+		return
+	}
+	var ack string
+	if action == "refuse" {
+		ack = `{"error":{"code":503,"err_code":10077,"description":"test refuses"}}`
+	} else {
+		f.seq++
+		ack = `{"stream":"SEMPROP","seq":` + strconv.Itoa(f.seq) + `}`
+	}
+	f.mu.Unlock()
+	_ = m.Respond([]byte(ack))
+}
+
+// release acks the held messages, in arrival order.
+func (f *fakeJS) release() {
+	f.mu.Lock()
+	held := f.held
+	f.held = nil
+	f.mu.Unlock()
+	for _, m := range held {
+		f.mu.Lock()
+		f.seq++
+		ack := `{"stream":"SEMPROP","seq":` + strconv.Itoa(f.seq) + `}`
+		f.mu.Unlock()
+		_ = m.Respond([]byte(ack))
+	}
+}
+
+// arrivals returns how often each id arrived, and the number of arrivals.
+func (f *fakeJS) arrivals() (map[string]int, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := map[string]int{}
+	for _, id := range f.ids {
+		n[id]++
+	}
+	return n, len(f.ids)
+}
+
+// waitArrivals waits until n distinct ids arrived.
+func (f *fakeJS) waitArrivals(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		got, total := f.arrivals()
+		if len(got) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d distinct messages (%d arrivals) within %v, want %d", len(got), total, within, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestNATSKeepsBatchesInFlight: the output publishes the next batches
+// while the acks of the first are still outstanding (a target that
+// answers only once it holds three batches gets them), and its cursor
+// never passes an event whose ack it has not seen.
+func TestNATSKeepsBatchesInFlight(t *testing.T) {
+	e := newEnv(t)
+	evs := e.publish(t, "fs.write", 30, 3)
+	first := map[string]bool{}
+	for _, ev := range evs[:10] {
+		first[ev.ID.String()] = true
+	}
+	// Hold the first batch's acks; ack the others at once.
+	f := newFakeJS(t, func(id string, _ int) string {
+		if first[id] {
+			return "hold"
+		}
+		return "ack"
+	})
+	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
+		NATS: &NATSConfig{URL: f.url, AckTimeout: time.Minute}}}})
+	f.waitArrivals(t, 30, 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // the acks of batches 2 and 3 are in
+	if in := r.o.Infos()[0]; in.Cursor != 0 || in.Sent != 0 {
+		t.Fatalf("batch 1 unacknowledged: cursor %d sent %d, want 0 and 0", in.Cursor, in.Sent)
+	}
+	f.release()
+	in := r.waitSent(t, "n", 30)
+	for in.Cursor < 30 {
+		time.Sleep(time.Millisecond)
+		in = r.o.Infos()[0]
+	}
+	if in.Cursor != 30 || in.Sent != 30 || in.Batches != 3 || in.Retries != 0 {
+		t.Errorf("info %+v: want cursor 30, sent 30, 3 batches, no retry", in)
+	}
+	got, total := f.arrivals()
+	if len(got) != 30 || total != 30 {
+		t.Errorf("%d messages, %d arrivals: want 30 sent once each", len(got), total)
+	}
+}
+
+// TestNATSResendsFromFirstUnacked: a refused publish in the middle of the
+// window is sent again, and so is what follows it that was not acked, but
+// not the events before it that were.
+func TestNATSResendsFromFirstUnacked(t *testing.T) {
+	e := newEnv(t)
+	evs := e.publish(t, "fs.write", 30, 3)
+	refuse := evs[14].ID.String() // batch 2, its fifth event
+	f := newFakeJS(t, func(id string, _ int) string {
+		if id == refuse && !refused(id) {
+			return "refuse"
+		}
+		return "ack"
+	})
+	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		NATS:  &NATSConfig{URL: f.url, AckTimeout: time.Minute}}}})
+	in := r.waitSent(t, "n", 30)
+	for in.Cursor < 30 {
+		time.Sleep(time.Millisecond)
+		in = r.o.Infos()[0]
+	}
+	got, _ := f.arrivals()
+	for i, ev := range evs {
+		n := got[ev.ID.String()]
+		switch {
+		case i < 14 && n != 1:
+			t.Errorf("event %d (acked before the refusal) arrived %d times, want once", i+1, n)
+		case i == 14 && n != 2:
+			t.Errorf("event %d (refused once) arrived %d times, want twice", i+1, n)
+		case n < 1:
+			t.Errorf("event %d never arrived", i+1)
+		}
+	}
+	if in.Retries < 1 || in.Sent < 30 {
+		t.Errorf("info %+v: want a retry and 30 sent", in)
+	}
+}
+
+var (
+	refusedMu  sync.Mutex
+	refusedIDs = map[string]bool{}
+)
+
+// refused reports whether id was refused before, and marks it refused.
+func refused(id string) bool {
+	refusedMu.Lock()
+	defer refusedMu.Unlock()
+	was := refusedIDs[id]
+	refusedIDs[id] = true
+	return was
+}
+
+func TestPubAckErr(t *testing.T) {
+	for _, tc := range []struct {
+		data   string
+		status string
+		want   error // nil, errBadAck, errNoResponders, ErrRejected, or errAny
+	}{
+		{`{"stream":"SEMPROP","seq":12}`, "", nil},
+		{`{"stream":"SEMPROP","seq":12,"duplicate":true}`, "", nil},
+		{`{"seq":12,"stream":"SEMPROP"}`, "", nil},
+		{`{"stream":"","seq":12}`, "", errBadAck},
+		{`{"stream":"S","seq":12`, "", errBadAck},
+		{`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`, "", errAny},
+		{`{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}`, "", ErrRejected},
+		{`{"stream":"S","seq":1,"error":{"code":500,"description":"x"}}`, "", errAny},
+		{``, "503", errNoResponders},
+		{``, "", errBadAck},
+	} {
+		h := nats.Header{}
+		if tc.status != "" {
+			h.Set("Status", tc.status)
+		}
+		err := pubAckErr([]byte(tc.data), h)
+		switch {
+		case tc.want == nil && err != nil:
+			t.Errorf("pubAckErr(%q) = %v, want nil", tc.data, err)
+		case tc.want == errAny && err == nil:
+			t.Errorf("pubAckErr(%q) = nil, want an error", tc.data)
+		case tc.want != nil && tc.want != errAny && !errors.Is(err, tc.want):
+			t.Errorf("pubAckErr(%q) = %v, want %v", tc.data, err, tc.want)
+		}
+	}
+}
+
+var errAny = errors.New("any error")
