@@ -200,6 +200,9 @@ type Engine struct {
 	wm       int64 // watermark, Unix seconds
 	lastSeq  uint64
 	lastTime int64 // event time (Unix ns) of the last event
+	// nowSec is the wall clock (Unix seconds) read once per batch of
+	// events applied.
+	nowSec int64
 	// lastApply is when Run last applied events (wall clock).
 	lastApply time.Time
 	stores    map[*view]*store
@@ -354,6 +357,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			return fmt.Errorf("analytics: read: %w", err)
 		}
 		e.mu.Lock()
+		e.nowSec = e.now().Unix()
 		e.applyLocked(&ev)
 		// Drain what is already durable under one lock.
 		for range 255 {
@@ -398,6 +402,7 @@ func (e *Engine) idle() {
 // the engine without a journal; never call it while Run runs.
 func (e *Engine) Apply(ev *event.Event) {
 	e.mu.Lock()
+	e.nowSec = e.now().Unix()
 	e.applyLocked(ev)
 	e.mu.Unlock()
 }
@@ -406,8 +411,8 @@ func (e *Engine) applyLocked(ev *event.Event) {
 	var s sample
 	s.seq = ev.Seq
 	s.sec = ev.Time.Unix()
-	if now := e.now().Unix(); s.sec > now+60 {
-		s.sec = now // a clock far ahead must not close every pane
+	if s.sec > e.nowSec+60 {
+		s.sec = e.nowSec // a clock far ahead must not close every pane
 	}
 	if s.sec > e.maxSec {
 		e.maxSec = s.sec
@@ -474,6 +479,9 @@ func (e *Engine) sampleOf(ev *event.Event, s *sample) {
 	if s.path != "" {
 		s.hash = xxh3.HashString(s.path)
 	}
+	if s.write {
+		s.bin = ddBin(float64(s.bytes))
+	}
 }
 
 func (e *Engine) advanceLocked(wm int64) {
@@ -499,11 +507,17 @@ func (e *Engine) emit(v *view, r *rollup) {
 }
 
 // resumeOf is the first seq of the oldest minute pane of v still in its
-// sliding hour: where a restart must read from to rebuild it.
+// sliding hour, or of an open second not yet in its minute: where a
+// restart must read from to rebuild them.
 func (e *Engine) resumeOf(v *view) uint64 {
 	var r uint64
 	for _, p := range v.min {
 		if p.count > 0 && p.start > v.maxSec-maxWindow-60 && (r == 0 || p.firstSeq < r) {
+			r = p.firstSeq
+		}
+	}
+	for _, p := range v.openSeconds() {
+		if r == 0 || p.firstSeq < r {
 			r = p.firstSeq
 		}
 	}

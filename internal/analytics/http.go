@@ -367,9 +367,9 @@ func (v *view) openRollups(res int, from, to, persisted int64) []*rollup {
 			}
 		}
 	case res1m:
-		for _, p := range v.min {
-			if p.count > 0 && p.start > persisted && p.start >= from && p.start < to {
-				out = append(out, rollupOf(res, p, false))
+		for _, r := range v.openMinutes() {
+			if r.start > persisted && r.start >= from && r.start < to {
+				out = append(out, r)
 			}
 		}
 	case res1h:
@@ -391,12 +391,8 @@ func (v *view) openRollups(res int, from, to, persisted int64) []*rollup {
 			}
 			r.count, r.bytes = v.hourTot.count, v.hourTot.bytes
 		}
-		for _, p := range v.min {
-			if p.count == 0 || p.start <= v.closedM {
-				continue
-			}
-			m := rollupOf(res1m, p, false)
-			r := at(p.start - mod(p.start, 3600))
+		for _, m := range v.openMinutes() {
+			r := at(m.start - mod(m.start, 3600))
 			r.count += m.count
 			r.bytes += m.bytes
 			r.items = append(r.items, m.items...)

@@ -32,58 +32,107 @@ const unknownKey = "(unknown)"
 // cb is a count and a byte total.
 type cb struct{ count, bytes int64 }
 
+// cell is the count and byte total of one key in a pane.
+type cell struct {
+	cb
+	key string
+}
+
 // cdtKey is a process writing one type of event under a directory: what
 // the insight detector watches.
 type cdtKey struct{ comm, dir, typ string }
 
-// slab hands out cb cells in chunks, so that a pane that is reset and
+// cdtRef is a cdtKey by the cells of its keys in a second pane: hashing
+// three pointers costs less per event than hashing three strings. A nil
+// comm and dir stand for the keys beyond maxKeys.
+type cdtRef struct{ comm, dir, typ *cell }
+
+// slab hands out cells in chunks, so that a pane that is reset and
 // reused allocates nothing once it has seen its usual number of keys.
 type slab struct {
-	chunks [][]cb
+	chunks [][]cell
 	n      int // cells used
 }
 
 const slabChunk = 256
 
-func (s *slab) get() *cb {
+func (s *slab) get(key string) *cell {
 	c, i := s.n/slabChunk, s.n%slabChunk
 	if c == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]cb, slabChunk))
+		s.chunks = append(s.chunks, make([]cell, slabChunk))
 	}
 	s.n++
 	p := &s.chunks[c][i]
-	*p = cb{}
+	*p = cell{key: key}
 	return p
 }
 
-func (s *slab) reset() { s.n = 0 }
+func (s *slab) reset() {
+	for c := range (s.n + slabChunk - 1) / slabChunk {
+		clear(s.chunks[c]) // drop the keys' strings
+	}
+	s.n = 0
+}
 
 // pane is the aggregate of one tumbling interval (a second or a minute) of
 // event time: totals, exact counters per key of each dimension (at most
-// maxKeys a dimension, the rest in otherKey), a space-saving summary of
-// paths, a HyperLogLog of distinct paths and a DDSketch of write sizes.
-// Sliding windows are sums of panes.
+// maxKeys a dimension, the rest in otherKey), a top-K summary of paths, a
+// HyperLogLog of distinct paths and a DDSketch of write sizes. Sliding
+// windows are sums of panes.
+//
+// Events go into second panes only (add): the cost per event does not
+// depend on how many resolutions there are. A minute pane is the merge of
+// its seconds, each merged once closed (merge); until then a query of a
+// long window adds the open seconds to the minutes.
 type pane struct {
 	start    int64 // Unix seconds; -1 when unused
 	count    int64
 	bytes    int64
 	firstSeq uint64
 	lastSeq  uint64
-	dims     [nDims]map[string]*cb
-	cdt      map[cdtKey]*cb // nil unless the view detects insights
-	paths    *spaceSaving
+	dims     [nDims]map[string]*cell
+	// last is the cell each dimension last counted: events come in runs
+	// of the same process, user and type, and a string compare costs
+	// less than a map lookup.
+	last [nDims]*cell
+	// The (comm, dir, type) counters of the insight detector: by cell in
+	// a second pane (cdtRefs), by key in a minute pane (cdt); nil unless
+	// the view detects insights.
+	cdtRefs  map[cdtRef]*cell
+	lastCDT  cdtRef
+	lastCDTc *cell
+	cdt      map[cdtKey]*cell
+	paths    *spaceSaving // second panes
+	sum      *pathSummary // minute panes
 	distinct *hll
 	sizes    *ddSketch
 	mem      slab
 }
 
-func newPane(pathCap int, withCDT bool) *pane {
-	p := &pane{start: -1, paths: newSpaceSaving(pathCap), distinct: new(hll), sizes: new(ddSketch)}
-	for i := range p.dims {
-		p.dims[i] = make(map[string]*cb)
-	}
+// newSecondPane returns a pane that events are added to.
+func newSecondPane(pathCap int, withCDT bool) *pane {
+	p := newPane()
+	p.paths = newSpaceSaving(pathCap)
 	if withCDT {
-		p.cdt = make(map[cdtKey]*cb)
+		p.cdtRefs = make(map[cdtRef]*cell)
+	}
+	return p
+}
+
+// newMinutePane returns a pane that second panes are merged into.
+func newMinutePane(pathCap int, withCDT bool) *pane {
+	p := newPane()
+	p.sum = newPathSummary(pathCap)
+	if withCDT {
+		p.cdt = make(map[cdtKey]*cell)
+	}
+	return p
+}
+
+func newPane() *pane {
+	p := &pane{start: -1, distinct: new(hll), sizes: new(ddSketch)}
+	for i := range p.dims {
+		p.dims[i] = make(map[string]*cell)
 	}
 	return p
 }
@@ -95,13 +144,31 @@ func (p *pane) resetTo(start int64) {
 	for _, m := range p.dims {
 		clear(m)
 	}
+	p.last = [nDims]*cell{}
+	if p.cdtRefs != nil {
+		clear(p.cdtRefs)
+	}
+	p.lastCDT, p.lastCDTc = cdtRef{}, nil
 	if p.cdt != nil {
 		clear(p.cdt)
 	}
-	p.paths.reset()
+	if p.paths != nil {
+		p.paths.reset()
+	}
+	if p.sum != nil {
+		p.sum.reset()
+	}
 	p.distinct.reset()
 	p.sizes.reset()
 	p.mem.reset()
+}
+
+// top returns the top-K summary of p's paths.
+func (p *pane) top() topCounts {
+	if p.paths != nil {
+		return p.paths
+	}
+	return p.sum
 }
 
 // sample is what one event contributes, computed once for every pane and
@@ -116,10 +183,16 @@ type sample struct {
 	uid   string
 	bytes int64
 	write bool // a write with a known size: goes into the size sketch
+	bin   int  // the size sketch's bin of bytes
 	hash  uint64
 }
 
-func (p *pane) addKey(dim int, key string, b int64, maxKeys int) {
+// cellOf returns the cell of key in dimension dim, creating it (or, past
+// maxKeys, the otherKey cell).
+func (p *pane) cellOf(dim int, key string, maxKeys int) *cell {
+	if c := p.last[dim]; c != nil && c.key == key {
+		return c
+	}
 	m := p.dims[dim]
 	c, ok := m[key]
 	if !ok {
@@ -128,15 +201,15 @@ func (p *pane) addKey(dim int, key string, b int64, maxKeys int) {
 			c, ok = m[key]
 		}
 		if !ok {
-			c = p.mem.get()
+			c = p.mem.get(key)
 			m[key] = c
 		}
 	}
-	c.count++
-	c.bytes += b
+	p.last[dim] = c
+	return c
 }
 
-// add folds s into p.
+// add folds s into the second pane p.
 func (p *pane) add(s *sample, maxKeys int) {
 	if p.count == 0 {
 		p.firstSeq = s.seq
@@ -144,22 +217,31 @@ func (p *pane) add(s *sample, maxKeys int) {
 	p.lastSeq = s.seq
 	p.count++
 	p.bytes += s.bytes
-	p.addKey(dimType, s.typ, s.bytes, maxKeys)
-	p.addKey(dimComm, s.comm, s.bytes, maxKeys)
-	p.addKey(dimUID, s.uid, s.bytes, maxKeys)
-	p.addKey(dimDir, s.dir, s.bytes, maxKeys)
-	if p.cdt != nil {
-		k := cdtKey{s.comm, s.dir, s.typ}
-		c, ok := p.cdt[k]
-		if !ok {
-			if len(p.cdt) >= maxKeys {
-				k = cdtKey{otherKey, otherKey, s.typ}
-				c, ok = p.cdt[k]
-			}
+	typ := p.cellOf(dimType, s.typ, maxKeys)
+	comm := p.cellOf(dimComm, s.comm, maxKeys)
+	uid := p.cellOf(dimUID, s.uid, maxKeys)
+	dir := p.cellOf(dimDir, s.dir, maxKeys)
+	for _, c := range [...]*cell{typ, comm, uid, dir} {
+		c.count++
+		c.bytes += s.bytes
+	}
+	if p.cdtRefs != nil {
+		k := cdtRef{comm, dir, typ}
+		c := p.lastCDTc
+		if k != p.lastCDT || c == nil {
+			var ok bool
+			c, ok = p.cdtRefs[k]
 			if !ok {
-				c = p.mem.get()
-				p.cdt[k] = c
+				if len(p.cdtRefs) >= maxKeys {
+					k = cdtRef{nil, nil, typ}
+					c, ok = p.cdtRefs[k]
+				}
+				if !ok {
+					c = p.mem.get("")
+					p.cdtRefs[k] = c
+				}
 			}
+			p.lastCDT, p.lastCDTc = cdtRef{comm, dir, typ}, c
 		}
 		c.count++
 		c.bytes += s.bytes
@@ -169,8 +251,52 @@ func (p *pane) add(s *sample, maxKeys int) {
 		p.distinct.addHash(s.hash)
 	}
 	if s.write {
-		p.sizes.add(float64(s.bytes))
+		p.sizes.addBin(s.bin)
 	}
+}
+
+// merge folds the closed second pane o into the minute pane p.
+func (p *pane) merge(o *pane, maxKeys int) {
+	if o.count == 0 {
+		return
+	}
+	if p.count == 0 || o.firstSeq < p.firstSeq {
+		p.firstSeq = o.firstSeq
+	}
+	p.lastSeq = max(p.lastSeq, o.lastSeq)
+	p.count += o.count
+	p.bytes += o.bytes
+	for d, m := range o.dims {
+		for key, c := range m {
+			t := p.cellOf(d, key, maxKeys)
+			t.count += c.count
+			t.bytes += c.bytes
+		}
+	}
+	if p.cdt != nil {
+		for k, c := range o.cdtRefs {
+			ck := cdtKey{otherKey, otherKey, k.typ.key}
+			if k.comm != nil {
+				ck = cdtKey{k.comm.key, k.dir.key, k.typ.key}
+			}
+			t, ok := p.cdt[ck]
+			if !ok {
+				if len(p.cdt) >= maxKeys {
+					ck = cdtKey{otherKey, otherKey, ck.typ}
+					t, ok = p.cdt[ck]
+				}
+				if !ok {
+					t = p.mem.get("")
+					p.cdt[ck] = t
+				}
+			}
+			t.count += c.count
+			t.bytes += c.bytes
+		}
+	}
+	p.sum.merge(o.paths)
+	p.distinct.merge(o.distinct)
+	p.sizes.merge(o.sizes)
 }
 
 // uidKeys formats uids once.

@@ -60,117 +60,6 @@ func (h *hll) estimate() uint64 {
 	return uint64(e + 0.5)
 }
 
-// ssEntry is one monitored key of a space-saving summary.
-type ssEntry struct {
-	key   string
-	count int64
-	bytes int64
-	err   int64 // count may overstate the true count by at most err
-	idx   int   // position in the heap
-}
-
-// spaceSaving is the Space-Saving top-K summary (Metwally et al.): it
-// monitors at most cap keys; a new key replaces the one with the smallest
-// count and inherits that count as its error. Every key whose true count
-// exceeds N/cap is monitored, and count-err <= true <= count for each.
-// The min-heap keeps replacement O(log cap).
-type spaceSaving struct {
-	cap   int
-	n     int64 // events added
-	byKey map[string]*ssEntry
-	heap  []*ssEntry // min-heap on count
-	free  []*ssEntry
-}
-
-func newSpaceSaving(capacity int) *spaceSaving {
-	return &spaceSaving{cap: capacity, byKey: make(map[string]*ssEntry, capacity)}
-}
-
-func (s *spaceSaving) reset() {
-	s.free = append(s.free, s.heap...)
-	clear(s.byKey)
-	s.heap = s.heap[:0]
-	s.n = 0
-}
-
-// add counts one occurrence of key with b bytes.
-func (s *spaceSaving) add(key string, b int64) {
-	s.n++
-	if e, ok := s.byKey[key]; ok {
-		e.count++
-		e.bytes += b
-		s.down(e.idx)
-		return
-	}
-	if len(s.heap) < s.cap {
-		var e *ssEntry
-		if n := len(s.free); n > 0 {
-			e, s.free = s.free[n-1], s.free[:n-1]
-		} else {
-			e = new(ssEntry)
-		}
-		*e = ssEntry{key: key, count: 1, bytes: b, idx: len(s.heap)}
-		s.heap = append(s.heap, e)
-		s.byKey[key] = e
-		s.up(e.idx)
-		return
-	}
-	e := s.heap[0]
-	delete(s.byKey, e.key)
-	e.key, e.err = key, e.count
-	e.count++
-	e.bytes = b // bytes of the evicted key are not inherited: bytes are a lower bound
-	s.byKey[key] = e
-	s.down(0)
-}
-
-// min is the smallest monitored count when the summary is full, else 0:
-// an unmonitored key occurred at most min times.
-func (s *spaceSaving) min() int64 {
-	if len(s.heap) < s.cap || len(s.heap) == 0 {
-		return 0
-	}
-	return s.heap[0].count
-}
-
-func (s *spaceSaving) less(i, j int) bool { return s.heap[i].count < s.heap[j].count }
-
-func (s *spaceSaving) swap(i, j int) {
-	s.heap[i], s.heap[j] = s.heap[j], s.heap[i]
-	s.heap[i].idx = i
-	s.heap[j].idx = j
-}
-
-func (s *spaceSaving) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
-			return
-		}
-		s.swap(i, p)
-		i = p
-	}
-}
-
-func (s *spaceSaving) down(i int) {
-	n := len(s.heap)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && s.less(r, l) {
-			m = r
-		}
-		if !s.less(m, i) {
-			return
-		}
-		s.swap(i, m)
-		i = m
-	}
-}
-
 // ddAlpha is the DDSketch relative accuracy: a quantile is returned within
 // 1% of the true value of that rank.
 const (
@@ -193,15 +82,22 @@ type ddSketch struct {
 
 func (d *ddSketch) reset() { *d = ddSketch{} }
 
-func (d *ddSketch) add(v float64) {
-	d.count++
+func (d *ddSketch) add(v float64) { d.addBin(ddBin(v)) }
+
+// ddBin returns the bin of v: -1 for values <= 1, which are counted apart.
+func ddBin(v float64) int {
 	if v <= 1 {
+		return -1
+	}
+	return min(int(math.Ceil(math.Log(v)/ddLogGamma)), ddBins-1)
+}
+
+// addBin counts a value by its bin (ddBin).
+func (d *ddSketch) addBin(i int) {
+	d.count++
+	if i < 0 {
 		d.zero++
 		return
-	}
-	i := int(math.Ceil(math.Log(v) / ddLogGamma))
-	if i >= ddBins {
-		i = ddBins - 1
 	}
 	d.bins[i]++
 }

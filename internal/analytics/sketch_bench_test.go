@@ -48,7 +48,7 @@ func BenchmarkDDSketchAdd(b *testing.B) {
 }
 
 func BenchmarkExactMapAdd(b *testing.B) {
-	p := newPane(2048, false)
+	p := newSecondPane(2048, false)
 	p.resetTo(0)
 	keys := make([]string, 1<<16)
 	for i := range keys {
@@ -57,7 +57,8 @@ func BenchmarkExactMapAdd(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		p.addKey(dimComm, keys[i&(len(keys)-1)], 1, 10000)
+		c := p.cellOf(dimComm, keys[i&(len(keys)-1)], 10000)
+		c.count++
 		i++
 	}
 }

@@ -70,15 +70,15 @@ func TestSpaceSavingBound(t *testing.T) {
 			s.add(string(rune('a'+i%26))+string(rune('A'+i%23)), 0)
 		}
 	}
-	e, ok := s.byKey["hot"]
+	e, ok := s.get("hot")
 	if !ok || e.count != 5000 || e.err != 0 {
 		t.Fatalf("hot = %+v, want count 5000, error 0", e)
 	}
-	for k, e := range s.byKey {
+	s.each(func(e ssCount) {
 		if e.count-e.err < 0 || e.count < e.err {
-			t.Errorf("%q: count %d error %d", k, e.count, e.err)
+			t.Errorf("%q: count %d error %d", e.key, e.count, e.err)
 		}
-	}
+	})
 }
 
 // TestSessions: a process's events closer than the gap form one session;

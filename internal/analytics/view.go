@@ -89,6 +89,8 @@ type view struct {
 	events, bytes int64
 
 	sessions map[string]*session
+	lastSess *session  // the session last counted, if still open
+	gap      int64     // the session gap, seconds
 	recent   []Session // closed sessions, oldest first, bounded
 
 	// emit receives every closed pane's rollup, in order per resolution.
@@ -109,12 +111,13 @@ const recentSessions = 256
 
 func newView(name string, p *auth.Principal, cfg *Config, withCDT bool, emit func(*view, *rollup)) *view {
 	v := &view{name: name, p: p, cfg: cfg, maxSec: -1, closed: -1, closedM: -1, hourStart: -1,
-		hour: make(map[rollupItemKey]*cb), sessions: make(map[string]*session), emit: emit}
+		hour: make(map[rollupItemKey]*cb), sessions: make(map[string]*session), emit: emit,
+		gap: int64(cfg.SessionGap.Seconds())}
 	for i := range v.sec {
-		v.sec[i] = newPane(cfg.TopPaths, false)
+		v.sec[i] = newSecondPane(cfg.TopPaths, withCDT)
 	}
 	for i := range v.min {
-		v.min[i] = newPane(cfg.TopPaths, withCDT)
+		v.min[i] = newMinutePane(cfg.TopPaths, withCDT)
 	}
 	return v
 }
@@ -129,8 +132,9 @@ func mod(a, n int64) int64 {
 
 func minuteOf(sec int64) int64 { return sec - mod(sec, 60) }
 
-// add folds s into the view's open panes. s.sec is at or after the
-// watermark (the engine clamps late events).
+// add folds s into the view's open second pane. s.sec is at or after
+// the watermark (the engine clamps late events), so the pane is open; its
+// minute gets it when the pane closes (advance).
 func (v *view) add(s *sample) {
 	if s.sec > v.maxSec {
 		v.maxSec = s.sec
@@ -142,18 +146,15 @@ func (v *view) add(s *sample) {
 		p.resetTo(s.sec)
 	}
 	p.add(s, v.cfg.MaxKeys)
-	m := minuteOf(s.sec)
-	q := v.min[mod(m/60, minRing)]
-	if q.start != m {
-		q.resetTo(m)
-	}
-	q.add(s, v.cfg.MaxKeys)
 	v.session(s)
 }
 
 func (v *view) session(s *sample) {
-	gap := int64(v.cfg.SessionGap.Seconds())
-	ss, ok := v.sessions[s.comm]
+	gap := v.gap
+	ss, ok := v.lastSess, true
+	if ss == nil || ss.key != s.comm {
+		ss, ok = v.sessions[s.comm]
+	}
 	if ok && s.sec-ss.last > gap {
 		v.closeSession(ss)
 		ok = false
@@ -165,6 +166,7 @@ func (v *view) session(s *sample) {
 		ss = &session{key: s.comm, start: s.sec, last: s.sec}
 		v.sessions[s.comm] = ss
 	}
+	v.lastSess = ss
 	if s.sec > ss.last {
 		ss.last = s.sec
 	}
@@ -174,6 +176,9 @@ func (v *view) session(s *sample) {
 
 func (v *view) closeSession(ss *session) {
 	delete(v.sessions, ss.key)
+	if v.lastSess == ss {
+		v.lastSess = nil
+	}
 	if len(v.recent) == recentSessions {
 		copy(v.recent, v.recent[1:])
 		v.recent = v.recent[:len(v.recent)-1]
@@ -182,9 +187,10 @@ func (v *view) closeSession(ss *session) {
 }
 
 // advance closes every pane that ends at or before the watermark wm
-// (Unix seconds): second panes starting before wm, minute panes ending by
-// wm, the hour once its last minute is closed, and sessions idle for
-// longer than the gap. Rollups are emitted in time order.
+// (Unix seconds): second panes starting before wm (each merged into its
+// minute), minute panes ending by wm, the hour once its last minute is
+// closed, and sessions idle for longer than the gap. Rollups are emitted
+// in time order.
 func (v *view) advance(wm int64) {
 	if wm-1 <= v.closed {
 		return
@@ -198,6 +204,7 @@ func (v *view) advance(wm int64) {
 	sort.Slice(open, func(i, j int) bool { return open[i].start < open[j].start })
 	for _, p := range open {
 		v.emitPane(res1s, p, false)
+		v.mergeSecond(p)
 	}
 	v.closed = wm - 1
 	open = open[:0]
@@ -216,12 +223,91 @@ func (v *view) advance(wm int64) {
 		v.closedM = m
 	}
 	v.closeHourBefore(minuteOf(wm))
-	gap := int64(v.cfg.SessionGap.Seconds())
 	for _, ss := range v.sessions {
-		if ss.last+gap < wm {
+		if ss.last+v.gap < wm {
 			v.closeSession(ss)
 		}
 	}
+}
+
+// mergeSecond folds the closed second pane p into its minute pane.
+func (v *view) mergeSecond(p *pane) {
+	if p.count == 0 {
+		return
+	}
+	m := minuteOf(p.start)
+	q := v.min[mod(m/60, minRing)]
+	if q.start != m {
+		q.resetTo(m)
+	}
+	q.merge(p, v.cfg.MaxKeys)
+}
+
+// openSeconds returns the second panes not yet closed (and so not yet in
+// their minute), with events.
+func (v *view) openSeconds() []*pane {
+	var out []*pane
+	for _, p := range v.sec {
+		if p.count > 0 && p.start > v.closed {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// openMinutes returns the rollups of the minutes not yet closed: each
+// minute pane with the open seconds not yet merged into it.
+func (v *view) openMinutes() []*rollup {
+	byMin := make(map[int64][]*pane)
+	for _, p := range v.min {
+		if p.count > 0 && p.start > v.closedM {
+			byMin[p.start] = append(byMin[p.start], p)
+		}
+	}
+	for _, p := range v.openSeconds() {
+		m := minuteOf(p.start)
+		byMin[m] = append(byMin[m], p)
+	}
+	out := make([]*rollup, 0, len(byMin))
+	for m, ps := range byMin {
+		out = append(out, rollupOfPanes(res1m, m, ps))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].start < out[j].start })
+	return out
+}
+
+// rollupOfPanes returns the rollup of the interval at start made of the
+// panes ps (without the (comm, dir, type) items).
+func rollupOfPanes(res int, start int64, ps []*pane) *rollup {
+	if len(ps) == 1 {
+		r := rollupOf(res, ps[0], false)
+		r.start = start
+		return r
+	}
+	r := &rollup{res: res, start: start}
+	sum := make(map[rollupItemKey]*cb)
+	for _, p := range ps {
+		r.count += p.count
+		r.bytes += p.bytes
+		r.lastSeq = max(r.lastSeq, p.lastSeq)
+		for d, m := range p.dims {
+			for k, c := range m {
+				ik := rollupItemKey{uint8(d), k}
+				t, ok := sum[ik]
+				if !ok {
+					t = new(cb)
+					sum[ik] = t
+				}
+				t.count += c.count
+				t.bytes += c.bytes
+			}
+		}
+	}
+	for k, c := range sum {
+		r.items = append(r.items, rollupItem{dim: k.dim, key: k.key, count: c.count, bytes: c.bytes})
+	}
+	sortItems(r.items)
+	return r
 }
 
 // closeHourBefore emits the hour rollup when t lies in a later hour.
@@ -278,6 +364,8 @@ func (v *view) emitPane(res int, p *pane, cdt bool) {
 	v.emit(v, rollupOf(res, p, cdt))
 }
 
+// rollupOf returns the rollup of p: of a closed pane (with the (comm,
+// dir, type) items when cdt) or, for queries, of an open one.
 func rollupOf(res int, p *pane, cdt bool) *rollup {
 	r := &rollup{res: res, start: p.start, count: p.count, bytes: p.bytes, lastSeq: p.lastSeq}
 	for d, m := range p.dims {
@@ -309,7 +397,7 @@ func cdtString(k cdtKey) string { return k.comm + cdtSep + k.dir + cdtSep + k.ty
 
 // panes returns the panes of the sliding window of w seconds ending with
 // the latest second seen: second panes up to secWindowMax, whole minutes
-// beyond.
+// beyond (the minute panes and the open seconds not yet in them).
 func (v *view) panes(w int64) []*pane {
 	if v.maxSec < 0 {
 		return nil
@@ -327,6 +415,11 @@ func (v *view) panes(w int64) []*pane {
 	last := minuteOf(v.maxSec)
 	for _, p := range v.min {
 		if p.start > last-n*60 && p.start <= last {
+			out = append(out, p)
+		}
+	}
+	for _, p := range v.openSeconds() {
+		if p.start > last-n*60 {
 			out = append(out, p)
 		}
 	}
@@ -371,16 +464,16 @@ func (v *view) topPaths(w int64, k int) []keyCount {
 	ps := v.panes(w)
 	sum := make(map[string]*keyCount)
 	for _, p := range ps {
-		for key, e := range p.paths.byKey {
-			s, ok := sum[key]
+		p.top().each(func(e ssCount) {
+			s, ok := sum[e.key]
 			if !ok {
-				s = &keyCount{key: key}
-				sum[key] = s
+				s = &keyCount{key: e.key}
+				sum[e.key] = s
 			}
 			s.count += e.count
 			s.bytes += e.bytes
 			s.err += e.err
-		}
+		})
 	}
 	kcs := make([]keyCount, 0, len(sum))
 	for _, s := range sum {
@@ -388,8 +481,9 @@ func (v *view) topPaths(w int64, k int) []keyCount {
 	}
 	for i := range kcs {
 		for _, p := range ps {
-			if _, ok := p.paths.byKey[kcs[i].key]; !ok {
-				m := p.paths.min()
+			t := p.top()
+			if _, ok := t.get(kcs[i].key); !ok {
+				m := t.min()
 				kcs[i].count += m
 				kcs[i].err += m
 			}
