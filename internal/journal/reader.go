@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"sort"
@@ -21,6 +20,7 @@ type Reader struct {
 	next uint64 // seq of the next record to return
 
 	f      *os.File // open segment, nil if not positioned
+	rd     preader  // reads f, one pread(2) per call
 	fbase  uint64   // base of the open segment
 	fpath  string
 	buf    []byte // bytes of f from file offset bufOff
@@ -215,14 +215,22 @@ func (r *Reader) position(exhausted uint64) error {
 		if err != nil {
 			return fmt.Errorf("journal: reader: %w", err)
 		}
-		r.f, r.fbase, r.fpath = f, base, path
+		rd, err := newPreader(f)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("journal: reader: %w", err)
+		}
+		r.f, r.rd, r.fbase, r.fpath = f, rd, base, path
 		r.buf, r.bufOff, r.pos = r.buf[:0], e.off, 0
 		return nil
 	}
 }
 
 // fill makes sure buf holds at least n bytes from pos on, reading more of
-// the file if needed. ok is false if the file has fewer bytes.
+// the file if needed. ok is false if the file has fewer bytes. Each read
+// asks for as much as buf can hold but takes what the file has: a Reader
+// following the active segment makes one pread(2) per new batch of
+// records, not a second one to find the end of the file.
 func (r *Reader) fill(n int) (ok bool, err error) {
 	if len(r.buf)-r.pos >= n {
 		return true, nil
@@ -239,14 +247,14 @@ func (r *Reader) fill(n int) (ok bool, err error) {
 		r.buf = nb
 	}
 	for len(r.buf) < n {
-		m, err := r.f.ReadAt(r.buf[len(r.buf):cap(r.buf)], r.bufOff+int64(len(r.buf)))
-		r.buf = r.buf[:len(r.buf)+m]
-		if errors.Is(err, io.EOF) || (err == nil && m == 0) {
-			return len(r.buf) >= n, nil
-		}
+		m, err := r.rd.readAt(r.buf[len(r.buf):cap(r.buf)], r.bufOff+int64(len(r.buf)))
 		if err != nil {
 			return false, fmt.Errorf("journal: reader: read %s: %w", r.fpath, err)
 		}
+		if m == 0 {
+			return false, nil // the end of the file
+		}
+		r.buf = r.buf[:len(r.buf)+m]
 	}
 	return true, nil
 }

@@ -44,3 +44,31 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// preader reads a file with one pread(2) per call. It holds the file's
+// descriptor number: it must not be used after the file is closed.
+type preader struct{ fd int }
+
+func newPreader(f *os.File) (preader, error) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return preader{}, err
+	}
+	var p preader
+	if err := rc.Control(func(fd uintptr) { p.fd = int(fd) }); err != nil {
+		return preader{}, err
+	}
+	return p, nil
+}
+
+// readAt reads into b from off with one pread(2) (again if interrupted):
+// fewer bytes than len(b) is what the file holds there, 0 its end.
+func (p preader) readAt(b []byte, off int64) (int, error) {
+	for {
+		n, err := unix.Pread(p.fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
+}

@@ -1,9 +1,11 @@
 package journal
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -249,5 +251,60 @@ func TestCleanMarkerLifecycle(t *testing.T) {
 	j3 := open(t, Options{Dir: dir})
 	if got := j3.LastSeq(); got != 5 {
 		t.Errorf("LastSeq after reopen = %d, want 5", got)
+	}
+}
+
+// readSyscalls returns the read(2)/pread(2) calls this process made, from
+// /proc/self/io; ok is false where that is not available.
+func readSyscalls(t *testing.T) (n uint64, ok bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, found := strings.CutPrefix(line, "syscr: "); found {
+			n, err := strconv.ParseUint(v, 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// TestReaderTailOneRead: a Reader following the active segment reads each
+// new record with one pread(2): a short read is what is there, not a
+// reason to read again and find the end of the file.
+func TestReaderTailOneRead(t *testing.T) {
+	if _, ok := readSyscalls(t); !ok {
+		t.Skip("no /proc/self/io: cannot count read system calls")
+	}
+	j := open(t, Options{Fsync: FsyncNever})
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	const n = 2000
+	before, _ := readSyscalls(t)
+	for i := range n {
+		first, err := j.Write(1, enc100)
+		if err == nil {
+			err = j.WaitDurable(ctx, first)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, _, ok, err := r.TryNext()
+		if err != nil || !ok || seq != first {
+			t.Fatalf("record %d: TryNext = %d, %v, %v; want seq %d", i, seq, ok, err, first)
+		}
+	}
+	after, _ := readSyscalls(t)
+	reads := after - before
+	// Allow a few for the first positioning and for noise from the
+	// runtime; the old code made two per record.
+	if reads > n+n/10 {
+		t.Errorf("tailing %d records took %d read system calls, want about one per record", n, reads)
 	}
 }
