@@ -105,6 +105,38 @@ func BenchmarkJetStream(b *testing.B) {
 	b.ReportMetric(float64(plainCPU.Nanoseconds())/n, "natsgo-cpu-ns/event")
 }
 
+// BenchmarkJetStreamInFlight forwards the backlog of BenchmarkJetStream
+// with in_flight from 1 (stop-and-wait) to 16 batches of 1000.
+func BenchmarkJetStreamInFlight(b *testing.B) {
+	e := newEnv(b)
+	preload(b, e, benchEvents)
+	js := newJSServerStorage(b, jetstream.MemoryStorage)
+	runs := 0
+	for _, w := range []int{1, 2, 4, 8, 16} {
+		b.Run(fmt.Sprintf("in_flight=%d", w), func(b *testing.B) {
+			var el, cpu time.Duration
+			n := 0
+			for b.Loop() {
+				runs++
+				st, err := js.js.Stream(context.Background(), "SEMPROP")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := st.Purge(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				c0 := cpuTime()
+				el += forward(b, e, Config{Name: fmt.Sprintf("js%d", runs), Type: TypeNATS, BatchSize: 1000, InFlight: w,
+					NATS: &NATSConfig{URL: js.url()}}, benchEvents)
+				cpu += cpuTime() - c0
+				n += benchEvents
+			}
+			b.ReportMetric(float64(n)/el.Seconds(), "events/s")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/event")
+		})
+	}
+}
+
 // plainPublish publishes evs with nats.go's JetStream async API, waiting
 // for each batch's acks, as a program without semprop would.
 func plainPublish(b *testing.B, url string, evs []*event.Event, tmpl subjectTemplate, batch int) time.Duration {

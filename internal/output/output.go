@@ -9,14 +9,21 @@
 // order, keeps those its selector (type patterns, path glob, filter)
 // matches, applies its redaction and sends them in batches. The cursor
 // advances past a batch only once the target has acknowledged every event
-// of it (Kafka: the produce ack with acks=all; JetStream: the publish ack;
-// webhook: a 2xx answer; file: write and fsync; syslog: the write to the
-// connection), so an output never loses an acknowledged event: it is
-// at-least-once. A failed batch is sent again, whole, with exponential
-// backoff, until it is acknowledged; only an event the target refuses for
-// good (a 4xx answer other than 408/429, a record too large) or a batch
-// that failed Retry.Attempts times (when set) is written to the output's
-// dead letter file, DIR/NAME/deadletter.ndjson, and passed.
+// of it and of every batch before it (Kafka: the produce ack with
+// acks=all; JetStream: the publish ack; webhook: a 2xx answer; file: write
+// and fsync; syslog: the write to the connection), so an output never
+// loses an acknowledged event: it is at-least-once. A failed batch is sent
+// again with exponential backoff until it is acknowledged: whole, or, when
+// the target tells (JetStream, a webhook in binary mode), from its first
+// event not acknowledged. Only an event the target refuses for good (a
+// 4xx answer other than 408/429, a record or message too large) or a
+// batch that failed Retry.Attempts times (when set) is written to the
+// output's dead letter file, DIR/NAME/deadletter.ndjson, and passed.
+//
+// The JetStream output keeps up to InFlight batches in flight: it reads
+// and publishes the next batches while the acks of the earlier ones are
+// on their way. When one fails, the batches after it are dropped too and
+// sent again, in order, each from its first event not acknowledged.
 //
 // Duplicates are possible after a retry of a batch the target had in part
 // accepted, and after a restart, for the events acknowledged since the
@@ -25,9 +32,10 @@
 // id is the event id); the Kafka producer is idempotent within one
 // process's session.
 //
-// Events leave an output in seq order, one batch at a time, so the order of
-// the events of one subject (file path) is kept by every target; Kafka
-// keeps it within the subject's partition (the record key is the subject).
+// Events leave an output in seq order, and a retry sends the failed events
+// again before anything newer, so the order of the events of one subject
+// (file path) is kept by every target; Kafka keeps it within the
+// subject's partition (the record key is the subject).
 //
 // # Concurrency
 //
@@ -69,7 +77,7 @@ const (
 // Defaults.
 const (
 	DefaultBatchSize      = 500
-	DefaultInFlight       = 4
+	DefaultInFlight       = 8
 	DefaultRetryInitial   = 100 * time.Millisecond
 	DefaultRetryMax       = 30 * time.Second
 	DefaultCursorInterval = time.Second
@@ -103,8 +111,8 @@ type Config struct {
 	// events (default 0: send what is there).
 	BatchWait time.Duration `yaml:"batch_wait,omitempty" json:"batch_wait,omitempty"`
 	// InFlight bounds the batches sent and not yet acknowledged (default
-	// 4; 1: wait for each batch's acks before reading the next). Kafka and
-	// NATS outputs pipeline; the others send one batch at a time.
+	// 8; 1: wait for each batch's acks before reading the next). NATS
+	// outputs pipeline; the others send one batch at a time.
 	InFlight int `yaml:"in_flight,omitempty" json:"in_flight,omitempty"`
 	// Retry configures the backoff between attempts of a failed batch.
 	Retry RetryConfig `yaml:"retry,omitempty" json:"retry,omitempty"`
