@@ -163,6 +163,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Name: "f", Type: "file", File: file, Types: []string{"fs..x"}}, "type"},
 		{Config{Name: "f", Type: "file", File: file, Filter: "pid =="}, "filter"},
 		{Config{Name: "f", Type: "file", File: file, Start: "middle"}, "start"},
+		{Config{Name: "f", Type: "file", File: file, InFlight: 65}, "in_flight"},
+		{Config{Name: "f", Type: "file", File: file, InFlight: -1}, "in_flight"},
 		{Config{Name: "f", Type: "file", File: file, NATS: &NATSConfig{URL: "nats://x"}}, "more than one"},
 		{Config{Name: "f", Type: "file", File: &FileConfig{Path: "/x", Compress: "gzip"}}, "compress"},
 		{Config{Name: "n", Type: "nats", NATS: &NATSConfig{URL: "nats://x", Subject: "a.{bad}"}}, "unknown"},

@@ -2,7 +2,10 @@ package output
 
 import (
 	"errors"
+	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/semprop/semprop/event"
 )
 
 // fakeJS is a plain NATS server (no JetStream) with a responder standing
@@ -28,7 +33,13 @@ type fakeJS struct {
 
 func newFakeJS(t *testing.T, decide func(id string, arrival int) string) *fakeJS {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	return newFakeJSMax(t, 0, decide)
+}
+
+// newFakeJSMax is newFakeJS with the server's max_payload (0: default).
+func newFakeJSMax(t *testing.T, maxPayload int32, decide func(id string, arrival int) string) *fakeJS {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, MaxPayload: maxPayload})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,3 +252,75 @@ func TestPubAckErr(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestNATSAckTimeoutResends: an ack that never comes fails its batch after
+// ack_timeout; the output reconnects and sends again from that event on.
+func TestNATSAckTimeoutResends(t *testing.T) {
+	e := newEnv(t)
+	evs := e.publish(t, "fs.write", 30, 3)
+	lost := evs[4].ID.String()
+	var once sync.Once
+	f := newFakeJS(t, func(id string, _ int) string {
+		action := "ack"
+		if id == lost {
+			once.Do(func() { action = "hold" })
+		}
+		return action
+	})
+	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		NATS:  &NATSConfig{URL: f.url, AckTimeout: 300 * time.Millisecond}}}})
+	in := r.waitSent(t, "n", 30)
+	for in.Cursor < 30 {
+		time.Sleep(time.Millisecond)
+		in = r.o.Infos()[0]
+	}
+	got, _ := f.arrivals()
+	for i, ev := range evs {
+		n := got[ev.ID.String()]
+		switch {
+		case i < 4 && n != 1:
+			t.Errorf("event %d (acked) arrived %d times, want once", i+1, n)
+		case i == 4 && n != 2:
+			t.Errorf("event %d (ack lost) arrived %d times, want twice", i+1, n)
+		case n < 1:
+			t.Errorf("event %d never arrived", i+1)
+		}
+	}
+	if in.Retries < 1 || !strings.Contains(in.LastError, "no publish ack") {
+		t.Errorf("info %+v: want a retry after an ack timeout", in)
+	}
+}
+
+// TestNATSTooLargeDeadLetters: a message larger than the server's
+// max_payload can never be published: it is dead-lettered, the events
+// around it go on.
+func TestNATSTooLargeDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	evs := make([]*event.Event, 30)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%3), Data: []byte(`{"n":1}`)}
+	}
+	evs[12].Data = []byte(`{"pad":"` + strings.Repeat("x", 4096) + `"}`)
+	if err := e.m.PublishBatch(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeJSMax(t, 2048, func(string, int) string { return "ack" })
+	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		NATS:  &NATSConfig{URL: f.url, AckTimeout: time.Minute}}}})
+	in := r.waitSent(t, "n", 30)
+	if in.Sent != 29 || in.DeadLettered != 1 {
+		t.Errorf("sent %d dead-lettered %d, want 29 and 1", in.Sent, in.DeadLettered)
+	}
+	got, _ := f.arrivals()
+	for i, ev := range evs {
+		if n := got[ev.ID.String()]; (i == 12) != (n == 0) {
+			t.Errorf("event %d arrived %d times", i+1, n)
+		}
+	}
+	dl := readLines(t, filepath.Join(e.dir, "outputs", "n", "deadletter.ndjson"))
+	if len(dl) != 1 || dl[0]["event"].(map[string]any)["id"] != evs[12].ID.String() {
+		t.Errorf("dead letters %v, want event 13", dl)
+	}
+}
