@@ -205,9 +205,13 @@ type Engine struct {
 	nowSec int64
 	// lastApply is when Run last applied events (wall clock).
 	lastApply time.Time
-	stores    map[*view]*store
-	det       *detector
-	uids      uidKeys
+	// lastSize and lastBin memoize the size sketch's bin of the last
+	// write size: writes come in runs of one size.
+	lastSize int64
+	lastBin  int
+	stores   map[*view]*store
+	det      *detector
+	uids     uidKeys
 
 	insightMu  sync.Mutex
 	insights   []Insight // newest last, bounded
@@ -453,7 +457,7 @@ func (e *Engine) applyLocked(ev *event.Event) {
 func (e *Engine) sampleOf(ev *event.Event, s *sample) {
 	s.typ = ev.Type
 	s.path = ev.Subject
-	s.dir = dirOf(ev.Subject, e.cfg.DirDepth)
+	s.dir, s.depth = "", e.cfg.DirDepth
 	s.comm = ev.Context.Comm
 	if s.comm == "" {
 		s.comm = unknownKey
@@ -480,7 +484,10 @@ func (e *Engine) sampleOf(ev *event.Event, s *sample) {
 		s.hash = xxh3.HashString(s.path)
 	}
 	if s.write {
-		s.bin = ddBin(float64(s.bytes))
+		if s.bytes != e.lastSize {
+			e.lastSize, e.lastBin = s.bytes, ddBin(float64(s.bytes))
+		}
+		s.bin = e.lastBin
 	}
 }
 

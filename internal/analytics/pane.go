@@ -178,13 +178,22 @@ type sample struct {
 	sec   int64 // event time, Unix seconds
 	typ   string
 	path  string
-	dir   string
+	dir   string // dirOf(path, depth), found on demand (dirKey)
+	depth int    // 0 once dir is found
 	comm  string
 	uid   string
 	bytes int64
 	write bool // a write with a known size: goes into the size sketch
 	bin   int  // the size sketch's bin of bytes
 	hash  uint64
+}
+
+// dirKey returns the "dir" key of the sample's path.
+func (s *sample) dirKey() string {
+	if s.depth > 0 {
+		s.dir, s.depth = dirOf(s.path, s.depth), 0
+	}
+	return s.dir
 }
 
 // cellOf returns the cell of key in dimension dim, creating it (or, past
@@ -220,7 +229,17 @@ func (p *pane) add(s *sample, maxKeys int) {
 	typ := p.cellOf(dimType, s.typ, maxKeys)
 	comm := p.cellOf(dimComm, s.comm, maxKeys)
 	uid := p.cellOf(dimUID, s.uid, maxKeys)
-	dir := p.cellOf(dimDir, s.dir, maxKeys)
+	var dir *cell
+	if s.path != "" {
+		e, fresh := p.paths.add(s.path, s.bytes)
+		if fresh || e.dir == nil {
+			e.dir = p.cellOf(dimDir, s.dirKey(), maxKeys)
+		}
+		dir = e.dir
+		p.distinct.addHash(s.hash)
+	} else {
+		dir = p.cellOf(dimDir, "", maxKeys)
+	}
 	for _, c := range [...]*cell{typ, comm, uid, dir} {
 		c.count++
 		c.bytes += s.bytes
@@ -245,10 +264,6 @@ func (p *pane) add(s *sample, maxKeys int) {
 		}
 		c.count++
 		c.bytes += s.bytes
-	}
-	if s.path != "" {
-		p.paths.add(s.path, s.bytes)
-		p.distinct.addHash(s.hash)
 	}
 	if s.write {
 		p.sizes.addBin(s.bin)

@@ -21,6 +21,10 @@ type ssEntry struct {
 	ssCount
 	bucket     int32
 	prev, next int32 // siblings in the bucket; none is -1
+	// dir is the owning pane's "dir" cell of the key (a path), set by
+	// the pane: the directory of a path is found once per path and pane,
+	// not once per event.
+	dir *cell
 }
 
 // ssBucket holds the entries of one count; buckets form a list in
@@ -64,13 +68,14 @@ func (s *spaceSaving) reset() {
 	s.n = 0
 }
 
-// add counts one occurrence of key with b bytes.
-func (s *spaceSaving) add(key string, b int64) {
+// add counts one occurrence of key with b bytes and returns the key's
+// entry, fresh when the key was not monitored.
+func (s *spaceSaving) add(key string, b int64) (e *ssEntry, fresh bool) {
 	s.n++
 	if i, ok := s.byKey[key]; ok {
 		s.ents[i].bytes += b
 		s.incr(i)
-		return
+		return &s.ents[i], false
 	}
 	if len(s.ents) < s.cap {
 		i := int32(len(s.ents))
@@ -83,14 +88,15 @@ func (s *spaceSaving) add(key string, b int64) {
 			s.minB = nb
 			s.attach(i, nb)
 		}
-		return
+		return &s.ents[i], true
 	}
 	i := s.bks[s.minB].head
-	e := &s.ents[i]
+	e = &s.ents[i]
 	delete(s.byKey, e.key)
-	e.key, e.err, e.bytes = key, e.count, b
+	e.key, e.err, e.bytes, e.dir = key, e.count, b, nil
 	s.byKey[key] = i
 	s.incr(i)
+	return e, true
 }
 
 // incr moves entry i to the bucket of its count plus one.
