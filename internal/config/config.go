@@ -9,10 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -20,6 +17,7 @@ import (
 	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/analytics"
 	"github.com/semprop/semprop/internal/auth"
+	"github.com/semprop/semprop/internal/bytesize"
 	"github.com/semprop/semprop/internal/guard"
 	"github.com/semprop/semprop/internal/monitor"
 	"github.com/semprop/semprop/internal/output"
@@ -127,7 +125,7 @@ type Limits struct {
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`
 }
 
-// Size is a byte count written as a number or with a unit (KiB, MiB, GiB, KB, MB, GB).
+// Size is a byte count written as a number or with a unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB).
 type Size int64
 
 // UnmarshalYAML parses a size.
@@ -142,22 +140,8 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 
 // ParseSize parses "64MiB", "1GB", "4096".
 func ParseSize(txt string) (Size, error) {
-	t := strings.TrimSpace(txt)
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
-		if rest, ok := strings.CutSuffix(t, u.suf); ok {
-			t, mult = strings.TrimSpace(rest), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q: want a non-negative number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", txt)
-	}
-	return Size(n * mult), nil
+	n, err := bytesize.Parse(txt)
+	return Size(n), err
 }
 
 // Load returns the defaults overlaid with the file at path ("" = defaults only).

@@ -40,18 +40,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/atomicfile"
+	"github.com/semprop/semprop/internal/bytesize"
 	"github.com/semprop/semprop/internal/capture/procinfo"
 )
 
@@ -101,27 +100,16 @@ func (c Config) Validate() error {
 }
 
 // Size is a byte count written as a number or with a unit (KiB, MiB,
-// GiB, KB, MB, GB).
+// GiB, TiB, KB, MB, GB, TB).
 type Size int64
 
 // UnmarshalText parses a size such as 64MiB.
 func (s *Size) UnmarshalText(b []byte) error {
-	t := strings.TrimSpace(string(b))
-	mult := int64(1)
-	for _, u := range []struct {
-		suf string
-		m   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}} {
-		if rest, ok := strings.CutSuffix(t, u.suf); ok {
-			t, mult = strings.TrimSpace(rest), u.m
-			break
-		}
+	n, err := bytesize.Parse(string(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return fmt.Errorf("%w: size %q: want a non-negative number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", ErrConfig, b)
-	}
-	*s = Size(n * mult)
+	*s = Size(n)
 	return nil
 }
 
