@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/semprop/semprop/internal/atomicfile"
@@ -130,6 +129,11 @@ func (s *Store) put(r io.Reader, max int64, sync bool) (string, int64, error) {
 	sum := hex.EncodeToString(h.Sum(nil))
 	dst := s.objectPath(sum)
 	if _, err := os.Stat(dst); err == nil {
+		// Stored already: now young again, so that Prune, which deletes
+		// only old unreferenced objects, leaves it to the manifest about
+		// to reference it.
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now)
 		return sum, n, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
@@ -190,24 +194,11 @@ func (s *Store) Manifest(id string) (*Manifest, error) {
 
 // List returns every manifest, oldest first.
 func (s *Store) List() ([]*Manifest, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, "manifests"))
-	if err != nil {
-		return nil, fmt.Errorf("action: snapshots: %w", err)
+	ms, unreadable, err := s.readAll()
+	if err == nil && unreadable > 0 {
+		err = fmt.Errorf("action: snapshots: %d manifests cannot be read", unreadable)
 	}
-	var out []*Manifest
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !idRE.MatchString(id) {
-			continue
-		}
-		m, err := s.Manifest(id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	slices.SortStableFunc(out, func(a, b *Manifest) int { return a.Time.Compare(b.Time) })
-	return out, nil
+	return ms, err
 }
 
 // RestoreOptions say where and how Restore writes.

@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/semprop/semprop/internal/action"
 	"github.com/semprop/semprop/internal/audit"
@@ -91,5 +93,45 @@ func TestSnapshotsLsRestore(t *testing.T) {
 	}
 	if code, _, _ := runCLI("snapshots", "restore", data, "nosuch"); code == 0 {
 		t.Error("restore of an unknown snapshot succeeded")
+	}
+}
+
+func TestSnapshotsPrune(t *testing.T) {
+	data := t.TempDir()
+	st, err := action.OpenStore(filepath.Join(data, "snapshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, age := range []time.Duration{30 * 24 * time.Hour, time.Hour} {
+		sum, n, err := st.Put(strings.NewReader(strings.Repeat("y", 10*(i+1))), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-age)
+		os.Chtimes(filepath.Join(st.Dir(), "objects", sum[:2], sum), old, old)
+		if err := st.Save(&action.Manifest{ID: action.SnapshotID(age.String()), Time: old, Files: []action.FileEntry{{Path: "/f", SHA256: sum, Size: n}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, _, errs := runCLI("snapshots", "prune", data); code == 0 || !strings.Contains(errs, "--older-than") {
+		t.Errorf("prune without a bound: exit %d\n%s", code, errs)
+	}
+	if code, _, errs := runCLI("snapshots", "prune", data, "--max-size", "ten"); code == 0 || !strings.Contains(errs, "max-size") {
+		t.Errorf("prune --max-size ten: exit %d\n%s", code, errs)
+	}
+	code, out, errs := runCLI("snapshots", "prune", data, "--older-than", "168h", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would delete 1 snapshots and 1 copied files (10 B)") {
+		t.Errorf("dry run: exit %d\n%s%s", code, out, errs)
+	}
+	if ms, _ := st.List(); len(ms) != 2 {
+		t.Fatalf("the dry run deleted: %d snapshots left", len(ms))
+	}
+	code, out, errs = runCLI("snapshots", "prune", data, "--older-than", "168h", "--json")
+	var res action.PruneResult
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Snapshots != 1 || res.Objects != 1 || res.Kept != 1 || res.KeptBytes != 20 {
+		t.Errorf("prune --json: exit %d\n%s%s", code, out, errs)
+	}
+	if ms, _ := st.List(); len(ms) != 1 || ms[0].ID != action.SnapshotID(time.Hour.String()) {
+		t.Errorf("after prune: %v", ms)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/semprop/semprop/internal/action"
+	"github.com/semprop/semprop/internal/bytesize"
 )
 
 // snapshotDir finds the snapshot store from a data directory or the
@@ -129,5 +130,77 @@ Example:
 	restore.Flags().StringVar(&to, "to", "", "recreate the paths under this directory instead of in place")
 	restore.Flags().BoolVar(&force, "force", false, "overwrite existing files")
 	cmd.AddCommand(restore)
+	cmd.AddCommand(newSnapshotsPruneCmd())
+	return cmd
+}
+
+func newSnapshotsPruneCmd() *cobra.Command {
+	var (
+		olderThan time.Duration
+		maxSize   string
+		dryRun    bool
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "prune DIR",
+		Short: "Delete old snapshots, and the copies only they kept",
+		Long: `Delete the snapshots taken more than --older-than ago, then the oldest ones
+until the copies the others keep total at most --max-size, then every copied
+file no snapshot refers to any more. A running daemon does the same every hour
+with actions.snapshot_retention and actions.snapshot_max_size; this command
+is safe beside it. Copies younger than 10 minutes are kept even when no
+snapshot refers to them yet (a snapshot being taken). A snapshot manifest
+that cannot be read is kept, and then no copied file is deleted.
+
+Example:
+
+  semprop snapshots prune /var/lib/semprop --older-than 168h --dry-run
+  semprop snapshots prune /var/lib/semprop --max-size 10GiB`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o := action.PruneOptions{DryRun: dryRun}
+			if olderThan < 0 {
+				return fmt.Errorf("--older-than %v: want a positive duration", olderThan)
+			}
+			if olderThan > 0 {
+				o.Before = time.Now().Add(-olderThan)
+			}
+			if maxSize != "" {
+				n, err := bytesize.Parse(maxSize)
+				if err != nil {
+					return fmt.Errorf("--max-size: %w", err)
+				}
+				o.MaxSize = n
+			}
+			if o.Before.IsZero() && o.MaxSize == 0 {
+				return fmt.Errorf("say what to delete: --older-than DURATION and/or --max-size SIZE")
+			}
+			st, err := openSnapshots(args[0])
+			if err != nil {
+				return err
+			}
+			res, err := st.Prune(o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), res)
+			}
+			verb := "deleted"
+			if dryRun {
+				verb = "would delete"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d snapshots and %d copied files (%s); kept %d snapshots (%s)\n",
+				verb, res.Snapshots, res.Objects, humanBytes(float64(res.Bytes)), res.Kept, humanBytes(float64(res.KeptBytes)))
+			if res.Unreadable > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %d snapshot manifests cannot be read; no copied file was deleted\n", res.Unreadable)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&olderThan, "older-than", 0, "delete snapshots taken longer ago than this (e.g. 720h)")
+	cmd.Flags().StringVar(&maxSize, "max-size", "", "then delete the oldest until the copies kept total at most this (e.g. 10GiB)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what would be deleted, delete nothing")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

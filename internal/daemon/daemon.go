@@ -56,6 +56,7 @@ type Daemon struct {
 	health    *monitor.Health     // every component's check; /readyz follows it
 	guard     *guard.Guard        // nil when off, or without mounts and rules
 	snapshots *action.Store       // DATA/snapshots, opened by the first user
+	pruner    *snapshotPruner     // nil: snapshots not pruned
 	onAPI     []func(*api.Server) // components' routes, registered by startAPI
 
 	failed chan error    // first failure of a running component
@@ -78,6 +79,7 @@ func (d *Daemon) steps() []step {
 		{"guard", d.startGuard},
 		{"rules", d.startRules},
 		{"actions", d.startActions},
+		{"snapshots", d.startSnapshots},
 		{"analytics", d.startAnalytics},
 		{"ui", d.startUI},
 		{"outputs", d.startOutputs},

@@ -19,6 +19,7 @@ var stepChecks = map[string][]string{
 	"guard":     {"guard"},
 	"rules":     {"rules"},
 	"actions":   {"actions"},
+	"snapshots": {"snapshots"},
 	"analytics": {"analytics"},
 	"ui":        {"ui"},
 	"outputs":   {"outputs"},

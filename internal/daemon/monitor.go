@@ -41,6 +41,9 @@ func (d *Daemon) startMonitor(context.Context) (func(), error) {
 	if d.guard != nil {
 		h.Register("guard", "guard", d.guardCheck)
 	}
+	if d.pruner != nil {
+		h.Register("snapshots", "snapshots", d.pruner.check)
+	}
 	if d.analytics != nil {
 		h.Register("analytics", "analytics", d.analyticsCheck)
 	}
