@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // MediaType is the CloudEvents structured-mode JSON media type; MediaTypeBatch
@@ -29,6 +30,29 @@ const (
 // Validate refuse such strings, so only events built in process can have
 // them.
 func (e *Event) AppendJSON(b []byte) []byte {
+	var raw []byte
+	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
+		raw, _ = scanJSON(e.Data) // nil when not JSON
+	}
+	return e.appendJSON(b, raw)
+}
+
+// AppendJSONChecked appends e as MarshalJSON encodes it, with its checks:
+// it refuses (with a *FieldError, b returned unchanged) what AppendJSON
+// would have to change. Encoding many events into one buffer with it
+// spares MarshalJSON's allocation per event; it does not allocate when b
+// has room. JSON Data is scanned once, for the check and the encoding.
+func (e *Event) AppendJSONChecked(b []byte) ([]byte, error) {
+	raw, err := e.checkText()
+	if err != nil {
+		return b, err
+	}
+	return e.appendJSON(b, raw), nil
+}
+
+// appendJSON is AppendJSON with e.Data's JSON value already scanned: raw
+// is its text (scanJSON), or nil when Data is binary or not JSON.
+func (e *Event) appendJSON(b []byte, raw []byte) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	if e.SourceID != "" {
 		b = appendJSONString(b, e.SourceID)
@@ -134,10 +158,6 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = appendJSONString(b, e.DataContentType)
 	}
 	if len(e.Data) > 0 {
-		var raw []byte
-		if e.Flags&FlagDataBinary == 0 {
-			raw, _ = scanJSON(e.Data) // nil when not JSON
-		}
 		switch {
 		case raw == nil:
 			b = append(b, `,"data_base64":"`...)
@@ -160,38 +180,42 @@ func (e *Event) AppendJSON(b []byte) []byte {
 // FlagDataBinary is clear, and strings that are not valid UTF-8; the
 // error is a *FieldError naming the field.
 func (e *Event) MarshalJSON() ([]byte, error) {
-	if err := e.checkText(); err != nil {
+	b, err := e.AppendJSONChecked(make([]byte, 0, 256+len(e.Subject)+len(e.Data)))
+	if err != nil {
 		return nil, err
 	}
-	return e.AppendJSON(make([]byte, 0, 256+len(e.Subject)+len(e.Data))), nil
+	return b, nil
 }
 
 // checkText checks that e's strings are valid UTF-8 and that its JSON data
-// is one JSON value of valid Unicode text.
-func (e *Event) checkText() error {
+// is one JSON value of valid Unicode text, and returns that value's text
+// (nil without JSON data).
+func (e *Event) checkText() ([]byte, error) {
 	for _, f := range [...]struct{ name, v string }{
 		{"id", e.SourceID}, {"source", e.Source}, {"type", e.Type}, {"subject", e.Subject},
 		{"datacontenttype", e.DataContentType}, {"comm", e.Context.Comm},
 		{"exe", e.Context.Exe}, {"oldpath", e.Context.OldPath}, {"target", e.Context.Target},
 	} {
 		if !utf8.ValidString(f.v) {
-			return invalid(f.name, "not valid UTF-8")
+			return nil, invalid(f.name, "not valid UTF-8")
 		}
 	}
 	for _, a := range e.Attrs {
 		if !utf8.ValidString(a.Key) {
-			return invalid("attrs", "extension attribute name is not valid UTF-8")
+			return nil, invalid("attrs", "extension attribute name is not valid UTF-8")
 		}
 		if !utf8.ValidString(a.Value) {
-			return invalid(a.Key, "not valid UTF-8")
+			return nil, invalid(a.Key, "not valid UTF-8")
 		}
 	}
 	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
-		if _, err := scanJSON(e.Data); err != nil {
-			return invalid("data", "not one JSON value (set FlagDataBinary for opaque bytes): %s", fieldMsg(err))
+		raw, err := scanJSON(e.Data)
+		if err != nil {
+			return nil, invalid("data", "not one JSON value (set FlagDataBinary for opaque bytes): %s", fieldMsg(err))
 		}
+		return raw, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // fieldMsg is the message of a *FieldError, or the error's text.
@@ -215,6 +239,12 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for len(s)-i >= 8 && plain8(load8(s[i:])) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -303,6 +333,7 @@ func (e *Event) Complete(source string) {
 
 func (e *Event) unmarshal(data []byte, strict bool) error {
 	s := scanner{b: data}
+	*e = Event{}
 	if err := e.decodeObject(&s, strict); err != nil {
 		return err
 	}
@@ -314,8 +345,13 @@ func (e *Event) unmarshal(data []byte, strict bool) error {
 
 // ParseJSONBatch decodes a CloudEvents batch (a JSON array of structured
 // events, each as UnmarshalJSON requires). Errors name the index and field.
+//
+// The events of one batch share memory: they are allocated a run at a
+// time, and their strings and data are copied (never aliasing data) into
+// chunks shared by the batch, so that decoding allocates a few objects per
+// batch rather than several per event.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
-	s := scanner{b: data, interned: make(map[string]string, 4)}
+	s := scanner{b: data, interned: make(map[string]string, 4), batch: true}
 	if err := s.expect('['); err != nil {
 		return nil, err
 	}
@@ -330,11 +366,19 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 			}
 			ev := &slab[0]
 			slab = slab[1:]
-			if err := ev.decodeObject(&s, true); err != nil {
+			at := s.i
+			if err := ev.decodeObject(&s, true); err != nil { // ev is zero: a new slab's
 				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
 					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
 				}
 				return nil, err
+			}
+			if evs == nil {
+				// Room for as many events as there are bytes left for
+				// ones of the first one's size (bounded: a tiny first
+				// event must not reserve a huge slice).
+				n := (len(data)-at)/max(s.i-at+1, 1) + 1
+				evs = make([]*Event, 0, min(n, 1<<16))
 			}
 			evs = append(evs, ev)
 			if s.peek() == ',' {
@@ -353,10 +397,9 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 	return evs, nil
 }
 
-// decodeObject reads one event object at the scanner's cursor; strict
-// requires id and source.
+// decodeObject reads one event object at the scanner's cursor into e,
+// which must be the zero Event; strict requires id and source.
 func (e *Event) decodeObject(s *scanner, strict bool) error {
-	*e = Event{}
 	if err := s.expect('{'); err != nil {
 		return err
 	}
@@ -381,13 +424,14 @@ func (e *Event) decodeObject(s *scanner, strict bool) error {
 			if err := s.expect(':'); err != nil {
 				return err
 			}
-			switch string(key) {
-			case "id":
+			f := fieldOf(key)
+			switch f {
+			case fieldID:
 				hasID = true
-			case "source":
+			case fieldSource:
 				hasSource = true
 			}
-			if err := e.decodeField(s, key, &specversion, &dataB64, &hasSV, &hasData, &hasB64); err != nil {
+			if err := e.decodeField(s, f, key, &specversion, &dataB64, &hasSV, &hasData, &hasB64); err != nil {
 				if fe, ok := err.(*FieldError); ok && fe.Field == "" && validKeyText(key) {
 					fe.Field = string(key) // a syntax error inside the field's value
 				}
@@ -435,20 +479,124 @@ func (e *Event) decodeObject(s *scanner, strict bool) error {
 	return nil
 }
 
-func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string, hasSV, hasData, hasB64 *bool) error {
-	c := &e.Context
+// field names a key of the structured form; fieldExt is any other key (a
+// free extension attribute).
+type field uint8
+
+const (
+	fieldExt field = iota
+	fieldSpecversion
+	fieldID
+	fieldSource
+	fieldType
+	fieldSubject
+	fieldTime
+	fieldDataContentType
+	fieldData
+	fieldDataBase64
+	fieldSeq
+	fieldHLC
+	fieldPriority
+	fieldBoundary
+	fieldBoundaries
+	fieldRescan
+	fieldPID
+	fieldTID
+	fieldUID
+	fieldGID
+	fieldComm
+	fieldExe
+	fieldInode
+	fieldSize
+	fieldBytes
+	fieldOffset
+	fieldLength
+	fieldMode
+	fieldOldPath
+	fieldTarget
+)
+
+// fieldOf returns the field key names: one string switch per key, the
+// rest of decoding switches on the number. The keys are those of
+// reservedKeys.
+func fieldOf(key []byte) field {
 	switch string(key) { // no allocation: the compiler compares in place
+	case "specversion":
+		return fieldSpecversion
+	case "id":
+		return fieldID
+	case "source":
+		return fieldSource
+	case "type":
+		return fieldType
+	case "subject":
+		return fieldSubject
+	case "time":
+		return fieldTime
+	case "datacontenttype":
+		return fieldDataContentType
 	case "data":
+		return fieldData
+	case "data_base64":
+		return fieldDataBase64
+	case "seq":
+		return fieldSeq
+	case "hlc":
+		return fieldHLC
+	case "priority":
+		return fieldPriority
+	case "boundary":
+		return fieldBoundary
+	case "boundaries":
+		return fieldBoundaries
+	case "rescan":
+		return fieldRescan
+	case "pid":
+		return fieldPID
+	case "tid":
+		return fieldTID
+	case "uid":
+		return fieldUID
+	case "gid":
+		return fieldGID
+	case "comm":
+		return fieldComm
+	case "exe":
+		return fieldExe
+	case "inode":
+		return fieldInode
+	case "size":
+		return fieldSize
+	case "bytes":
+		return fieldBytes
+	case "offset":
+		return fieldOffset
+	case "length":
+		return fieldLength
+	case "mode":
+		return fieldMode
+	case "oldpath":
+		return fieldOldPath
+	case "target":
+		return fieldTarget
+	}
+	return fieldExt
+}
+
+func (e *Event) decodeField(s *scanner, f field, key []byte, specversion, dataB64 *string, hasSV, hasData, hasB64 *bool) error {
+	c := &e.Context
+	switch f {
+	case fieldData:
 		raw, err := s.value()
 		if err != nil {
 			return err
 		}
 		e.Data, *hasData = nil, false
 		if string(raw) != "null" {
-			e.Data, *hasData = appendCompact(nil, raw), true
+			e.Data, *hasData = s.keepCompact(raw), true
 		}
 		return nil
-	case "rescan":
+	case fieldRescan:
 		raw, err := s.value()
 		if err != nil {
 			return err
@@ -462,49 +610,47 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 			return invalid("rescan", "want a boolean")
 		}
 		return nil
-	case "seq", "inode", "uid", "gid", "mode":
-		k := key
+	case fieldSeq, fieldInode, fieldUID, fieldGID, fieldMode:
 		limit := uint64(math.MaxUint32)
-		if string(k) == "seq" || string(k) == "inode" {
+		if f == fieldSeq || f == fieldInode {
 			limit = math.MaxUint64
 		}
-		v, err := s.uintValue(k, limit)
+		v, err := s.uintValue(key, limit)
 		if err != nil {
 			return err
 		}
-		switch string(k) {
-		case "seq":
+		switch f {
+		case fieldSeq:
 			e.Seq = v
-		case "inode":
+		case fieldInode:
 			c.SetInode(v)
-		case "uid":
+		case fieldUID:
 			c.SetUID(uint32(v))
-		case "gid":
+		case fieldGID:
 			c.SetGID(uint32(v))
 		default:
 			c.SetMode(uint32(v))
 		}
 		return nil
-	case "pid", "tid", "size", "bytes", "offset", "length":
-		k := key
+	case fieldPID, fieldTID, fieldSize, fieldBytes, fieldOffset, fieldLength:
 		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-		if string(k) == "pid" || string(k) == "tid" {
+		if f == fieldPID || f == fieldTID {
 			lo, hi = math.MinInt32, math.MaxInt32
 		}
-		v, err := s.intValue(k, lo, hi)
+		v, err := s.intValue(key, lo, hi)
 		if err != nil {
 			return err
 		}
-		switch string(k) {
-		case "pid":
+		switch f {
+		case fieldPID:
 			c.SetPID(int32(v))
-		case "tid":
+		case fieldTID:
 			c.SetTID(int32(v))
-		case "size":
+		case fieldSize:
 			c.SetSize(v)
-		case "bytes":
+		case fieldBytes:
 			c.SetBytes(v)
-		case "offset":
+		case fieldOffset:
 			c.Offset = v
 			c.Known |= HasOffset
 		default:
@@ -517,20 +663,29 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 	var v string
 	if s.peek() == '"' {
 		var err error
-		str := s.str
-		switch string(key) {
-		case "specversion", "type", "source", "datacontenttype":
-			str = s.strInterned
+		switch f {
+		case fieldSpecversion:
+			v, err = s.strInterned(0)
+		case fieldType:
+			v, err = s.strInterned(1)
+		case fieldSource:
+			v, err = s.strInterned(2)
+		case fieldDataContentType:
+			v, err = s.strInterned(3)
+		case fieldID, fieldTime, fieldHLC, fieldPriority, fieldBoundary, fieldBoundaries, fieldDataBase64:
+			// Parsed, not kept (an id that is not a ULID is kept below).
+			v, err = s.view()
+		default:
+			v, err = s.str()
 		}
-		if v, err = str(); err != nil {
+		if err != nil {
 			if fe, ok := err.(*FieldError); ok {
 				return fe
 			}
 			return invalid(string(key), "%v", err)
 		}
 	} else {
-		_, reserved := reservedKeys[string(key)]
-		if reserved || !validAttrKey(string(key)) {
+		if f != fieldExt || !validAttrKey(string(key)) {
 			if _, err := s.value(); err != nil {
 				return err
 			}
@@ -540,14 +695,14 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 		if err != nil {
 			return err
 		}
-		v = string(appendCompact(nil, raw))
+		v = s.keepCompactString(raw)
 	}
-	switch string(key) {
-	case "specversion":
+	switch f {
+	case fieldSpecversion:
 		*specversion, *hasSV = v, true
-	case "data_base64":
+	case fieldDataBase64:
 		*dataB64, *hasB64 = v, true
-	case "id":
+	case fieldID:
 		if v == "" {
 			return invalid("id", "must not be empty")
 		}
@@ -555,18 +710,18 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 		if id, err := ParseID(v); err == nil && len(v) == 26 && !id.IsZero() { // a zero ULID would read as "no id"
 			e.ID = id
 		} else {
-			e.SourceID = v
+			e.SourceID = s.keepString(unsafe.Slice(unsafe.StringData(v), len(v))) // v may alias the input
 		}
-	case "source":
+	case fieldSource:
 		if v == "" {
 			return invalid("source", "must not be empty")
 		}
 		e.Source = v
-	case "type":
+	case fieldType:
 		e.Type = v
-	case "subject":
+	case fieldSubject:
 		e.Subject = v
-	case "time":
+	case fieldTime:
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			return invalid("time", "want RFC 3339: %v", err)
@@ -575,46 +730,46 @@ func (e *Event) decodeField(s *scanner, key []byte, specversion, dataB64 *string
 			return invalid("time", "year %d out of range", t.Year())
 		}
 		e.Time = t.UTC()
-	case "datacontenttype":
+	case fieldDataContentType:
 		e.DataContentType = v
-	case "hlc":
+	case fieldHLC:
 		h, err := ParseHLC(v)
 		if err != nil {
 			return invalid("hlc", "%v", err)
 		}
 		e.HLC = h
-	case "priority":
+	case fieldPriority:
 		p, ok := ParsePriority(v)
 		if !ok {
 			return invalid("priority", "want bulk, normal, high or critical, got %q", v)
 		}
 		e.Priority = p
-	case "boundary":
+	case fieldBoundary:
 		bd, ok := ParseBoundary(v)
 		if !ok {
 			return invalid("boundary", "unknown boundary %q", v)
 		}
 		e.Boundary = bd
-	case "boundaries":
+	case fieldBoundaries:
 		bs, ok := ParseBoundaries(v)
 		if !ok {
 			return invalid("boundaries", "unknown boundary in %q", v)
 		}
 		e.Boundaries = bs
-	case "comm":
+	case fieldComm:
 		c.Comm = v
-	case "exe":
+	case fieldExe:
 		c.Exe = v
-	case "oldpath":
+	case fieldOldPath:
 		c.OldPath = v
-	case "target":
+	case fieldTarget:
 		c.Target = v
 	default:
-		k := string(key)
-		if !validAttrKey(k) {
+		if !validAttrKey(string(key)) {
+			k := string(key)
 			return invalid(k, "extension attribute name must be 1-20 lower-case letters or digits")
 		}
-		e.SetAttr(k, v)
+		e.SetAttr(s.keepString(key), v)
 	}
 	return nil
 }

@@ -126,7 +126,7 @@ func FuzzJSON(f *testing.F) {
 // structured JSON is framed and decodes to the same event.
 func checkDecoded(t *testing.T, e *Event) {
 	t.Helper()
-	if err := e.checkText(); err != nil {
+	if _, err := e.checkText(); err != nil {
 		t.Fatalf("decoded event fails its own text check: %v", err)
 	}
 	// What makes ValidateDecoded safe: on a decoded event it decides as
@@ -160,12 +160,25 @@ func FuzzJSONBatch(f *testing.F) {
 	f.Add([]byte("[\r\n" + structuredSeeds[2] + "\r\n,\r\n" + structuredSeeds[6] + "]"))
 	f.Add([]byte(`[{"specversion":"1.0","type":"a","source":"s","id":"1"},{"specversion":"1.0"}]`))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		evs, err := ParseJSONBatch(in)
+		buf := bytes.Clone(in)
+		evs, err := ParseJSONBatch(buf)
 		if err != nil {
 			return
 		}
 		if !json.Valid(in) {
 			t.Fatalf("accepted invalid JSON %q", in)
+		}
+		// The events keep nothing of the input: overwriting it changes
+		// none of them.
+		want, err := ParseJSONBatch(in)
+		if err != nil {
+			t.Fatalf("second decode: %v", err)
+		}
+		for i := range buf {
+			buf[i] = 'X'
+		}
+		if diff := cmp.Diff(want, evs, cmpEvents); diff != "" {
+			t.Fatalf("events changed with their input (-want +got):\n%s", diff)
 		}
 		for _, e := range evs {
 			checkDecoded(t, e)
@@ -229,6 +242,18 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 		out := e.AppendJSON(nil)
 		checkFramed(t, out)
+		// AppendJSONChecked is MarshalJSON appending: the same refusals,
+		// the same bytes, and b untouched when it refuses.
+		checked, cerr := e.AppendJSONChecked([]byte("prefix"))
+		marshaled, merr := e.MarshalJSON()
+		switch {
+		case (cerr == nil) != (merr == nil):
+			t.Fatalf("AppendJSONChecked error %v, MarshalJSON error %v", cerr, merr)
+		case cerr != nil && string(checked) != "prefix":
+			t.Fatalf("AppendJSONChecked refused (%v) but changed b to %q", cerr, checked)
+		case cerr == nil && (string(checked) != "prefix"+string(out) || !bytes.Equal(marshaled, out)):
+			t.Fatalf("AppendJSONChecked %q, MarshalJSON %q, AppendJSON %q: want the same encoding", checked, marshaled, out)
+		}
 		var ref struct {
 			Data       json.RawMessage `json:"data"`
 			DataBase64 []byte          `json:"data_base64"`

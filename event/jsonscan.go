@@ -2,10 +2,12 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // scanner is a small JSON reader specialised for CloudEvents objects: it
@@ -20,14 +22,124 @@ type scanner struct {
 	// that each distinct value is allocated once per batch; nil outside
 	// batches.
 	interned map[string]string
+	// last holds the last value of each interned attribute (internIndex):
+	// in a batch the next event's is usually the same, found without
+	// hashing.
+	last [4]string
+
+	// arena, in a batch, is the chunk the events' strings and data are
+	// copied into (keep), so that a batch allocates a few chunks instead
+	// of two or three objects per event. What is kept there is never
+	// written again. nil outside batches: each kept value is allocated.
+	arena []byte
+	batch bool
+	// tmp is scratch space for unquoting.
+	tmp []byte
 }
 
 // maxInterned bounds scanner.interned.
 const maxInterned = 64
 
-// strInterned is str for a value that likely repeats: a plain string
-// already seen in this batch is returned without allocating.
-func (s *scanner) strInterned() (string, error) {
+// Arena chunks: at most arenaChunk bytes, and no more than the input left
+// to decode (which bounds what is still to keep); a value larger than
+// arenaOwn gets an allocation of its own.
+const (
+	arenaChunk    = 32 << 10
+	arenaMinChunk = 512
+	arenaOwn      = 4 << 10
+)
+
+// keep returns a copy of b that does not alias the input: in a batch,
+// carved from the arena (capacity clipped, so an append to it cannot
+// reach a neighbour); otherwise a new allocation.
+func (s *scanner) keep(b []byte) []byte {
+	if !s.batch || len(b) > arenaOwn {
+		return append([]byte(nil), b...)
+	}
+	if cap(s.arena)-len(s.arena) < len(b) {
+		s.arena = make([]byte, 0, min(max(len(s.b)-s.i, arenaMinChunk), arenaChunk))
+	}
+	n := len(s.arena)
+	s.arena = append(s.arena, b...)
+	return s.arena[n:len(s.arena):len(s.arena)]
+}
+
+// keepString is keep for a string.
+func (s *scanner) keepString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if !s.batch || len(b) > arenaOwn {
+		return string(b)
+	}
+	k := s.keep(b)
+	return unsafe.String(&k[0], len(k))
+}
+
+// keepCompact keeps raw, a JSON value the scanner accepted, compacted
+// as appendCompact does.
+func (s *scanner) keepCompact(raw []byte) []byte {
+	if isCompact(raw) {
+		return s.keep(raw)
+	}
+	if !s.batch {
+		return appendCompact(nil, raw)
+	}
+	s.tmp = appendCompact(s.tmp[:0], raw)
+	return s.keep(s.tmp)
+}
+
+// keepCompactString is keepCompact for a string.
+func (s *scanner) keepCompactString(raw []byte) string {
+	if isCompact(raw) {
+		return s.keepString(raw)
+	}
+	s.tmp = appendCompact(s.tmp[:0], raw)
+	return s.keepString(s.tmp)
+}
+
+// strInterned is str for a value that likely repeats (attribute idx of
+// internIndex): a plain string already seen in this batch is returned
+// without allocating.
+func (s *scanner) strInterned(idx int) (string, error) {
+	raw, plain, err := s.rawString()
+	if err != nil {
+		return "", err
+	}
+	if !plain {
+		return s.unquoteKeep(raw)
+	}
+	if string(raw) == "1.0" {
+		return "1.0", nil
+	}
+	if v := s.last[idx]; v == string(raw) && v != "" {
+		return v, nil
+	}
+	v, ok := s.interned[string(raw)]
+	if !ok {
+		v = s.keepString(raw)
+		if s.interned != nil && len(s.interned) < maxInterned {
+			s.interned[v] = v
+		}
+	}
+	s.last[idx] = v
+	return v, nil
+}
+
+// unquoteKeep is unquote of a string body, kept as keepString keeps it.
+func (s *scanner) unquoteKeep(raw []byte) (string, error) {
+	out, err := appendUnquote(s.tmp[:0], raw)
+	s.tmp = out[:0]
+	if err != nil {
+		return "", err
+	}
+	return s.keepString(out), nil
+}
+
+// view returns the string at the cursor without copying it when it is
+// plain: a string that aliases the input, for values that are parsed
+// (a priority, a time) and never kept.
+func (s *scanner) view() (string, error) {
 	raw, plain, err := s.rawString()
 	if err != nil {
 		return "", err
@@ -35,17 +147,42 @@ func (s *scanner) strInterned() (string, error) {
 	if !plain {
 		return unquote(raw)
 	}
-	if string(raw) == "1.0" {
-		return "1.0", nil
+	if len(raw) == 0 {
+		return "", nil
 	}
-	if v, ok := s.interned[string(raw)]; ok {
-		return v, nil
+	return unsafe.String(&raw[0], len(raw)), nil
+}
+
+// SWAR (8 bytes at a time) tests of string and JSON text.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plain8 reports whether the 8 bytes of x are all printable ASCII other
+// than '"' and '\\': bytes a JSON string holds as they are and that need
+// no escaping when written. (Per byte: < 0x20 borrows into its top bit,
+// '"' and '\\' become 0 by the XOR and then borrow, >= 0x80 has it set; a
+// borrow only spreads upward from a byte that was already caught.)
+func plain8(x uint64) bool {
+	return ((x-0x20*lsb)|((x^0x22*lsb)-lsb)|((x^0x5c*lsb)-lsb)|x)&msb == 0
+}
+
+// load8 returns the first 8 bytes of s (len(s) >= 8), little-endian.
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// plainPrefix returns the length of the run of plain8 bytes at the start
+// of b, rounded down to a multiple of 8.
+func plainPrefix(b []byte) int {
+	n := 0
+	for len(b)-n >= 8 && plain8(binary.LittleEndian.Uint64(b[n:])) {
+		n += 8
 	}
-	v := string(raw)
-	if s.interned != nil && len(s.interned) < maxInterned {
-		s.interned[v] = v
-	}
-	return v, nil
+	return n
 }
 
 var (
@@ -105,6 +242,10 @@ func (s *scanner) rawString() (raw []byte, plain bool, err error) {
 	start := s.i
 	plain = true
 	for s.i < len(s.b) {
+		s.i += plainPrefix(s.b[s.i:])
+		if s.i >= len(s.b) {
+			break
+		}
 		c := s.b[s.i]
 		switch {
 		case c == '"':
@@ -168,29 +309,37 @@ func (s *scanner) escape() error {
 	return nil
 }
 
-// str reads a string value.
+// str reads a string value, kept (keepString).
 func (s *scanner) str() (string, error) {
 	raw, plain, err := s.rawString()
 	if err != nil {
 		return "", err
 	}
 	if plain {
-		return string(raw), nil
+		return s.keepString(raw), nil
 	}
-	return unquote(raw)
+	return s.unquoteKeep(raw)
 }
 
 // unquote decodes the body of a JSON string that rawString accepted (so
 // its escapes are well formed and its UTF-8 valid); it still refuses what
 // rawString would, for callers with other input.
 func unquote(raw []byte) (string, error) {
-	out := make([]byte, 0, len(raw))
+	out, err := appendUnquote(make([]byte, 0, len(raw)), raw)
+	if err != nil {
+		return "", err
+	}
+	return string(out), nil
+}
+
+// appendUnquote is unquote appending to out.
+func appendUnquote(out, raw []byte) ([]byte, error) {
 	for i := 0; i < len(raw); {
 		c := raw[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRune(raw[i:])
 			if r == utf8.RuneError && size == 1 {
-				return "", errBadUTF8
+				return out, errBadUTF8
 			}
 			out = append(out, raw[i:i+size]...)
 			i += size
@@ -202,7 +351,7 @@ func unquote(raw []byte) (string, error) {
 			continue
 		}
 		if i+1 >= len(raw) {
-			return "", errSyntax
+			return out, errSyntax
 		}
 		switch raw[i+1] {
 		case '"', '\\', '/':
@@ -219,21 +368,21 @@ func unquote(raw []byte) (string, error) {
 			out = append(out, '\t')
 		case 'u':
 			if i+6 > len(raw) {
-				return "", errSyntax
+				return out, errSyntax
 			}
 			r, ok := hex4(raw[i+2 : i+6])
 			if !ok {
-				return "", errSyntax
+				return out, errSyntax
 			}
 			i += 6
 			if utf16.IsSurrogate(r) {
 				if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
-					return "", errSurrogate
+					return out, errSurrogate
 				}
 				r2, ok := hex4(raw[i+2 : i+6])
 				dec := utf16.DecodeRune(r, r2)
 				if !ok || dec == utf8.RuneError {
-					return "", errSurrogate
+					return out, errSurrogate
 				}
 				out = utf8.AppendRune(out, dec)
 				i += 6
@@ -242,11 +391,11 @@ func unquote(raw []byte) (string, error) {
 			out = utf8.AppendRune(out, r)
 			continue
 		default:
-			return "", errSyntax
+			return out, errSyntax
 		}
 		i += 2
 	}
-	return string(out), nil
+	return out, nil
 }
 
 func hex4(b []byte) (rune, bool) {
@@ -439,7 +588,17 @@ func appendCompact(dst, raw []byte) []byte {
 // isCompact reports whether raw, which the scanner accepted, is already
 // what appendCompact would make of it.
 func isCompact(raw []byte) bool {
-	for i, c := range raw {
+	// Fast path: 8 bytes at a time, none white space (<= 0x20) or the
+	// start of a multi-byte character (>= 0x80).
+	n := 0
+	for len(raw)-n >= 8 {
+		if x := binary.LittleEndian.Uint64(raw[n:]); ((x-0x21*lsb)|x)&msb != 0 {
+			break
+		}
+		n += 8
+	}
+	for i := n; i < len(raw); i++ {
+		c := raw[i]
 		switch {
 		case c == ' ', c == '\t', c == '\r', c == '\n':
 			return false
