@@ -137,7 +137,7 @@ type Journal struct {
 	writes     uint64 // Write calls that buffered records
 	swapped    uint64 // writes when the flusher last took the buffer
 	failed     error  // sticky write/fsync error (without file names)
-	noSpace    error // non-nil while the disk is full: Write refuses with it
+	noSpace    error  // non-nil while the disk is full: Write refuses with it
 
 	lastSeqA atomic.Uint64
 	durable  atomic.Uint64
