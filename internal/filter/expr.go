@@ -59,54 +59,6 @@ type Env struct {
 	Attrs           map[string]string `expr:"attrs"`
 }
 
-// fill sets the fields the expression reads from ev.
-func (e *Env) fill(ev *event.Event, rs readSet, wantAttrs bool) {
-	num := func(bit uint32, f *field) int {
-		if rs.fields&bit == 0 {
-			return 0
-		}
-		if v, ok := f.numVal(ev); ok {
-			return int(v)
-		}
-		return -1
-	}
-	*e = Env{
-		Type:    ev.Type,
-		Source:  ev.Source,
-		Subject: ev.Subject,
-		Path:    ev.Subject,
-		Comm:    ev.Context.Comm,
-		Exe:     ev.Context.Exe,
-		OldPath: ev.Context.OldPath,
-		Target:  ev.Context.Target,
-
-		DataContentType: ev.DataContentType,
-	}
-	for _, f := range numFields {
-		if rs.fields&f.bit != 0 {
-			*f.dst(e) = num(f.bit, f.field)
-		}
-	}
-	if rs.fields&builtins["id"].bit != 0 && !ev.ID.IsZero() {
-		e.ID = ev.ID.String()
-	}
-	if rs.fields&builtins["boundary"].bit != 0 {
-		e.Boundary = ev.Boundary.String()
-	}
-	if rs.fields&builtins["boundaries"].bit != 0 {
-		e.Boundaries = ev.Boundaries.String()
-	}
-	if rs.fields&builtins["priority"].bit != 0 {
-		e.Priority = ev.Priority.String()
-	}
-	if wantAttrs && len(ev.Attrs) > 0 {
-		e.Attrs = make(map[string]string, len(ev.Attrs))
-		for _, a := range ev.Attrs {
-			e.Attrs[a.Key] = a.Value
-		}
-	}
-}
-
 var numFields = []struct {
 	*field
 	dst func(*Env) *int
@@ -130,8 +82,10 @@ type exprFilter struct {
 	prog      *vm.Program
 	rs        readSet
 	wantAttrs bool
-	strs      []*field  // the string fields the expression reads
-	pool      sync.Pool // of *exprState
+	names     []string                   // the attributes the expression reads
+	sets      []func(*Env, *event.Event) // fill env with them
+	strs      []*field                   // the string fields the expression reads
+	pool      sync.Pool                  // of *exprState
 }
 
 type exprState struct {
@@ -140,21 +94,73 @@ type exprState struct {
 	// vars is the program's environment: each attribute's entry is an
 	// interface whose data pointer is the address of its field in env
 	// (aliasField), set once, so that filling env is all an evaluation
-	// writes and reading an attribute boxes nothing.
+	// writes and reading an attribute boxes nothing. It holds only the
+	// attributes the expression reads: a map of at most 8 short keys is
+	// searched without hashing.
 	vars map[string]any
 }
 
-func newExprState() *exprState {
+func newExprState(names []string) *exprState {
 	st := new(exprState)
-	st.vars = make(map[string]any, len(envFields))
+	st.vars = make(map[string]any, len(names))
 	ev := reflect.ValueOf(&st.env).Elem()
 	for _, f := range envFields {
-		if f.kind == reflect.Map {
+		if f.kind == reflect.Map || !slices.Contains(names, f.name) {
 			continue // attrs: set per evaluation
 		}
 		st.vars[f.name] = aliasField(f.kind, ev.Field(f.index).Addr().UnsafePointer())
 	}
 	return st
+}
+
+// envSetter returns what sets Env's attribute name from an event (nil
+// for attrs and names that are not attributes).
+func envSetter(name string) func(*Env, *event.Event) {
+	switch name {
+	case "type":
+		return func(e *Env, ev *event.Event) { e.Type = ev.Type }
+	case "source":
+		return func(e *Env, ev *event.Event) { e.Source = ev.Source }
+	case "subject":
+		return func(e *Env, ev *event.Event) { e.Subject = ev.Subject }
+	case "path":
+		return func(e *Env, ev *event.Event) { e.Path = ev.Subject }
+	case "comm":
+		return func(e *Env, ev *event.Event) { e.Comm = ev.Context.Comm }
+	case "exe":
+		return func(e *Env, ev *event.Event) { e.Exe = ev.Context.Exe }
+	case "oldpath":
+		return func(e *Env, ev *event.Event) { e.OldPath = ev.Context.OldPath }
+	case "target":
+		return func(e *Env, ev *event.Event) { e.Target = ev.Context.Target }
+	case "datacontenttype":
+		return func(e *Env, ev *event.Event) { e.DataContentType = ev.DataContentType }
+	case "id":
+		return func(e *Env, ev *event.Event) {
+			e.ID = ""
+			if !ev.ID.IsZero() {
+				e.ID = ev.ID.String()
+			}
+		}
+	case "boundary":
+		return func(e *Env, ev *event.Event) { e.Boundary = ev.Boundary.String() }
+	case "boundaries":
+		return func(e *Env, ev *event.Event) { e.Boundaries = ev.Boundaries.String() }
+	case "priority":
+		return func(e *Env, ev *event.Event) { e.Priority = ev.Priority.String() }
+	}
+	for _, nf := range numFields {
+		if nf.name == name {
+			return func(e *Env, ev *event.Event) {
+				v, ok := nf.numVal(ev)
+				if !ok {
+					v = -1
+				}
+				*nf.dst(e) = int(v)
+			}
+		}
+	}
+	return nil
 }
 
 // envField is one attribute of Env, by its expr name.
@@ -295,6 +301,13 @@ func Expr(src string, opts ...ExprOption) (Filter, error) {
 	}
 	rs, wantAttrs := exprReads(node)
 	f := &exprFilter{src: src, prog: fast, rs: rs, wantAttrs: wantAttrs}
+	// ($env, the whole environment, is refused by the cost bound.)
+	for _, n := range identNames(node) {
+		if set := envSetter(n); set != nil && !slices.Contains(f.names, n) {
+			f.names = append(f.names, n)
+			f.sets = append(f.sets, set)
+		}
+	}
 	for _, fl := range builtins {
 		// Ids, boundaries and priorities are names semprop makes, short.
 		if rs.fields&fl.bit != 0 && !fl.numeric() && fl.maxLen() >= 255 && !slices.Contains(f.strs, fl) {
@@ -342,15 +355,26 @@ func (f *exprFilter) Match(ev *event.Event) bool {
 	}
 	st, _ := f.pool.Get().(*exprState)
 	if st == nil {
-		st = newExprState()
+		st = newExprState(f.names)
 	}
-	st.env.fill(ev, f.rs, f.wantAttrs)
+	for _, set := range f.sets {
+		set(&st.env, ev)
+	}
 	if f.wantAttrs {
+		st.env.Attrs = nil
+		if len(ev.Attrs) > 0 {
+			st.env.Attrs = make(map[string]string, len(ev.Attrs))
+			for _, a := range ev.Attrs {
+				st.env.Attrs[a.Key] = a.Value
+			}
+		}
 		st.vars["attrs"] = st.env.Attrs
 	}
 	out, err := st.vm.Run(f.prog, st.vars)
-	st.env.Attrs = nil
-	delete(st.vars, "attrs")
+	if f.wantAttrs {
+		st.env.Attrs = nil
+		delete(st.vars, "attrs")
+	}
 	f.pool.Put(st)
 	if err != nil {
 		evalErrors.Add(1)
@@ -399,6 +423,13 @@ func exprReads(node ast.Node) (rs readSet, wantAttrs bool) {
 		}
 	}
 	return rs, wantAttrs
+}
+
+// identNames lists the identifiers an expression names.
+func identNames(node ast.Node) []string {
+	v := &identVisitor{}
+	ast.Walk(&node, v)
+	return v.names
 }
 
 type identVisitor struct{ names []string }

@@ -1,6 +1,10 @@
 package filter
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/semprop/semprop/event"
+)
 
 // TestExprVMAllocs: an expression that runs on the VM allocates nothing
 // per event unless it reads extension attributes; its results are those
@@ -32,6 +36,41 @@ func TestExprVMAllocs(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(200, func() { vmf.Match(evs[0]) }); n != 0 {
 			t.Errorf("%s: %.1f allocations per evaluation on the VM", src, n)
+		}
+	}
+}
+
+// TestExprVMEnvironment: the VM's environment holds only what the
+// expression reads, set on every evaluation (no value of an earlier event
+// is left for a later one).
+func TestExprVMEnvironment(t *testing.T) {
+	with := &event.Event{Type: "fs.write", Subject: "/a", Attrs: []event.Attr{{Key: "tenant", Value: "x"}}}
+	with.Context.SetSize(100)
+	with.Context.SetUID(1000)
+	without := &event.Event{Type: "fs.write", Subject: "/b"}
+	for _, tc := range []struct {
+		src        string
+		with, bare bool
+	}{
+		{`size > 10`, true, false},
+		{`size == -1`, false, true},
+		{`uid == 1000 && path == "/a"`, true, false},
+		{`attrs["tenant"] == "x"`, true, false},
+		{`comm == "" && attrs["tenant"] == "x" && size > 0`, true, false},
+	} {
+		f, err := Expr(tc.src, NoLowering())
+		if err != nil {
+			t.Errorf("%s: %v", tc.src, err)
+			continue
+		}
+		// Alternating, so that a pooled environment is reused.
+		for range 3 {
+			if got := f.Match(with); got != tc.with {
+				t.Errorf("%s on the event with size, uid and attrs: %v, want %v", tc.src, got, tc.with)
+			}
+			if got := f.Match(without); got != tc.bare {
+				t.Errorf("%s on the bare event: %v, want %v", tc.src, got, tc.bare)
+			}
 		}
 	}
 }
