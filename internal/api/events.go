@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/semprop/semprop/event"
@@ -28,7 +29,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", "not ready: "+*s.notReady.Load())
 		return
 	}
-	body, err := readBody(w, r, s.opts.MaxBody)
+	body, release, err := readBody(w, r, s.opts.MaxBody)
+	defer release() // the decoders copy what they keep: nothing refers to body after this
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -101,9 +103,13 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	answer := appendSeqs(make([]byte, 0, 12+21*len(evs)), evs)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// Announced, the answer goes out in one piece rather than chunked.
+	h.Set("Content-Length", strconv.Itoa(len(answer)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(appendSeqs(make([]byte, 0, 12+21*len(evs)), evs))
+	_, _ = w.Write(answer)
 }
 
 // appendSeqs appends ingest's answer, {"seqs":[...]} and a line feed, as
@@ -121,17 +127,50 @@ func appendSeqs(b []byte, evs []*event.Event) []byte {
 
 // readBody reads r's body, at most limit bytes (a longer one is an
 // *http.MaxBytesError). A body that announces its length is read into a
-// buffer of exactly that size rather than one grown by doubling.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// pooled buffer of at least that size rather than one grown by doubling;
+// the caller calls release (also after an error) once nothing refers to
+// the body any more.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, release func(), err error) {
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	if n := r.ContentLength; n > 0 && n <= limit {
-		b := make([]byte, n)
+		bp := getBodyBuf(int(n))
+		b := (*bp)[:n]
 		if _, err := io.ReadFull(rd, b); err != nil {
-			return nil, err // a body shorter than announced: io.ErrUnexpectedEOF
+			putBodyBuf(bp)
+			return nil, noRelease, err // a body shorter than announced: io.ErrUnexpectedEOF
 		}
-		return b, nil // net/http ends the body at its Content-Length
+		return b, func() { putBodyBuf(bp) }, nil // net/http ends the body at its Content-Length
 	}
-	return io.ReadAll(rd)
+	b, err := io.ReadAll(rd)
+	return b, noRelease, err
+}
+
+func noRelease() {}
+
+// maxPooledBody bounds the request-body buffers kept for reuse.
+const maxPooledBody = 4 << 20
+
+var bodyBufs sync.Pool // of *[]byte
+
+// getBodyBuf returns a buffer of capacity at least n, pooled when it is
+// not too large.
+func getBodyBuf(n int) *[]byte {
+	if n <= maxPooledBody {
+		if bp, ok := bodyBufs.Get().(*[]byte); ok {
+			if cap(*bp) >= n {
+				return bp
+			}
+			bodyBufs.Put(bp) // too small for this one; another may fit
+		}
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+func putBodyBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledBody {
+		bodyBufs.Put(bp)
+	}
 }
 
 // parseMediaType is mime.ParseMediaType without its allocations for the
