@@ -155,7 +155,9 @@ func TestDirectContext(t *testing.T) {
 	defer close(release)
 	c := client.New(hs.URL, "")
 	for _, mk := range []func() (context.Context, context.CancelFunc){
-		func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 100*time.Millisecond) },
+		func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 100*time.Millisecond)
+		},
 		func() (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
 			time.AfterFunc(100*time.Millisecond, cancel)
