@@ -8,8 +8,11 @@
 //
 // window.__semprop is a hook for tests and the curious: shown maps event
 // ids to the time (performance.timeOrigin + performance.now(), ms since
-// the epoch) of the first frame after their row was drawn; measureFrames
-// records frame times.
+// the epoch) of the first frame after their row was drawn; timing has the
+// stages of each (read by the worker, handed to the page, in the DOM, on
+// screen), the worker's times moved onto the page's clock (workerSkew:
+// a worker's time origin may differ from the page's by tens of ms);
+// measureFrames records frame times.
 (() => {
   'use strict';
 
@@ -25,6 +28,7 @@
 
   const hook = {
     shown: new Map(), timing: new Map(), lastShown: null, updates: 0, renders: 0, skipped: 0, mode: '',
+    workerSkew: 0, workerSkewRTT: Infinity,
     now: () => performance.timeOrigin + performance.now(),
     measureFrames, ready: false, pendingSizes: () => ({ tail: pending.tail.length, insights: pending.insights.length }), events: 0, tailReceived: 0, cspViolations: [],
   };
@@ -93,8 +97,15 @@
     worker.onmessage = (m) => {
       const d = m.data;
       const at = hook.now();
+      if (d.op === 'clock') { // the best of a few round trips
+        if (at - d.t < hook.workerSkewRTT) {
+          hook.workerSkewRTT = at - d.t;
+          hook.workerSkew = d.w - (d.t + at) / 2;
+        }
+        return;
+      }
       hook.updates++;
-      if (d.tail) for (const x of d.tail) x.msgAt = at;
+      if (d.tail) for (const x of d.tail) { x.msgAt = at; x.readAt -= hook.workerSkew; }
       if (d.tail) {
         pending.tail.push(...d.tail);
         pending.dropped += d.tailDropped || 0;
@@ -116,6 +127,9 @@
       if (!raf) raf = requestAnimationFrame(render);
     };
     worker.postMessage({ op: 'start', token, tail: tailFilter() });
+    hook.workerSkewRTT = Infinity;
+    const w = worker;
+    for (let i = 0; i < 5; i++) setTimeout(() => { if (w === worker) w.postMessage({ op: 'clock', t: hook.now() }); }, 50 + 200 * i);
     poll();
   }
 
@@ -148,6 +162,13 @@
       pending.agg = p.agg;
       p.agg = null;
       later = Math.min(later || Infinity, lastChart + CHART_MS - now);
+    }
+    // New tail rows and insights go on screen in a frame of their own:
+    // the charts (the costly part of a frame) wait for the next one.
+    if (p.agg && (p.tail.length || p.insights.length)) {
+      pending.agg = p.agg;
+      p.agg = null;
+      if (!raf) raf = requestAnimationFrame(render);
     }
     if (later) setTimeout(() => { if (!raf) raf = requestAnimationFrame(render); }, later);
     const shownIds = [];

@@ -4,6 +4,9 @@
 // thread, and posts the page at most one message per frame (16 ms) with
 // the newest tail events, and aggregates at most every 50 ms (20 Hz), so
 // a burst of 100k events/s costs the page a few small messages a frame.
+// A tail event goes out as soon as it is read unless a tail message went
+// out less than 16 ms before: messages with aggregates only do not hold
+// it back (they ride along with the tail when both are due).
 //
 // Streams (each resumes with Last-Event-ID after a drop):
 //   agg      GET /v1/stream?after=now: everything the token may see, for
@@ -34,7 +37,8 @@ let tail = [];             // raw tail events since the last post: [seq, type, d
 let tailDropped = 0;
 let insights = [];
 let statuses = {};         // stream name -> {state, status, message}
-let lastPost = 0;
+let lastPost = 0;          // the last message of any kind
+let lastTailPost = 0;      // the last message with tail events, insights or statuses
 let timer = 0;
 let dirtyAgg = false;
 
@@ -47,8 +51,8 @@ let micro = false;
 
 function schedule() {
   const now = performance.now();
-  let at = lastPost + POST_MS;
-  if (!tail.length && !insights.length && Object.keys(statuses).length === 0) at = Math.max(at, lastAgg + AGG_MS);
+  let at = lastTailPost + POST_MS;
+  if (!tail.length && !insights.length && Object.keys(statuses).length === 0) at = Math.max(lastPost + POST_MS, lastAgg + AGG_MS);
   if (micro || (timer && timerAt <= at)) return;
   if (at <= now) { // after the chunk being parsed: one message for all of it
     micro = true;
@@ -66,6 +70,7 @@ function flush() {
   const now = performance.now();
   lastPost = now;
   const msg = { op: 'update', statuses, mode: liveMode, work };
+  if (tail.length || insights.length || Object.keys(statuses).length) lastTailPost = now;
   statuses = {};
   if (tail.length) {
     msg.tail = tail.map(project);
@@ -536,6 +541,9 @@ onmessage = (m) => {
     break;
   case 'stop':
     for (const n of Object.keys(streams)) stop(n);
+    break;
+  case 'clock': // the page aligns the worker's clock with its own
+    postMessage({ op: 'clock', t: d.t, w: performance.timeOrigin + performance.now() });
     break;
   }
 };
