@@ -324,3 +324,28 @@ func TestNATSTooLargeDeadLetters(t *testing.T) {
 		t.Errorf("dead letters %v, want event 13", dl)
 	}
 }
+
+// TestNATSHotPathAllocs pins the per-event work of the JetStream output
+// that is its own at zero allocations: the subject (from its cache) and a
+// publish ack.
+func TestNATSHotPathAllocs(t *testing.T) {
+	s, err := newNATS(&NATSConfig{URL: "nats://127.0.0.1:1"}, 16, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &event.Event{Type: "fs.write", Subject: "/srv/a/b.md"}
+	if got := s.subjectOf(ev); got != "semprop.fs.write.srv.a.b_md" {
+		t.Fatalf("subjectOf = %q", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = s.subjectOf(ev) }); n != 0 {
+		t.Errorf("subjectOf (cached): %v allocations, want 0", n)
+	}
+	ack := []byte(`{"stream":"SEMPROP","seq":123456}`)
+	if n := testing.AllocsPerRun(100, func() {
+		if pubAckErr(ack, nil) != nil {
+			t.Fatal("ack refused")
+		}
+	}); n != 0 {
+		t.Errorf("pubAckErr: %v allocations, want 0", n)
+	}
+}
