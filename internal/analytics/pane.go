@@ -130,7 +130,7 @@ func newMinutePane(pathCap int, withCDT bool) *pane {
 }
 
 func newPane() *pane {
-	p := &pane{start: -1, distinct: new(hll), sizes: new(ddSketch)}
+	p := &pane{start: -1, distinct: new(hll), sizes: newDDSketch()}
 	for i := range p.dims {
 		p.dims[i] = make(map[string]*cell)
 	}

@@ -15,13 +15,29 @@ import (
 // error of 1.04/sqrt(16384) = 0.81%.
 const hllP = 14
 
+// hllFew is how many hashes a HyperLogLog remembers: a sketch of that
+// few additions is merged and reset by its hashes, not by its 16,384
+// registers (a quiet second's pane).
+const hllFew = 64
+
 // hll is a HyperLogLog distinct counter with dense 8-bit registers and
 // the linear-counting correction for small cardinalities.
 type hll struct {
-	reg [1 << hllP]uint8
+	reg  [1 << hllP]uint8
+	few  []uint64 // the hashes added, until there are more than hllFew
+	many bool     // more than hllFew additions: few is incomplete
 }
 
-func (h *hll) reset() { clear(h.reg[:]) }
+func (h *hll) reset() {
+	if h.many {
+		clear(h.reg[:])
+	} else {
+		for _, x := range h.few {
+			h.reg[x>>(64-hllP)] = 0
+		}
+	}
+	h.few, h.many = h.few[:0], false
+}
 
 // addHash adds an element by its 64-bit hash.
 func (h *hll) addHash(x uint64) {
@@ -31,10 +47,24 @@ func (h *hll) addHash(x uint64) {
 	if r > h.reg[i] {
 		h.reg[i] = r
 	}
+	if !h.many {
+		if len(h.few) < hllFew {
+			h.few = append(h.few, x)
+		} else {
+			h.many = true
+		}
+	}
 }
 
 // merge makes h the union of h and o.
 func (h *hll) merge(o *hll) {
+	if !o.many {
+		for _, x := range o.few {
+			h.addHash(x)
+		}
+		return
+	}
+	h.many = true
 	for i, r := range o.reg {
 		if r > h.reg[i] {
 			h.reg[i] = r
@@ -78,9 +108,19 @@ type ddSketch struct {
 	zero  uint64 // values <= 1 (0 and 1 byte)
 	bins  [ddBins]uint64
 	count uint64
+	// lo and hi bound the bins used (lo > hi when none): merges and
+	// resets touch only those.
+	lo, hi int
 }
 
-func (d *ddSketch) reset() { *d = ddSketch{} }
+func newDDSketch() *ddSketch { return &ddSketch{lo: ddBins, hi: -1} }
+
+func (d *ddSketch) reset() {
+	if d.lo <= d.hi {
+		clear(d.bins[d.lo : d.hi+1])
+	}
+	d.zero, d.count, d.lo, d.hi = 0, 0, ddBins, -1
+}
 
 func (d *ddSketch) add(v float64) { d.addBin(ddBin(v)) }
 
@@ -100,14 +140,19 @@ func (d *ddSketch) addBin(i int) {
 		return
 	}
 	d.bins[i]++
+	d.lo, d.hi = min(d.lo, i), max(d.hi, i)
 }
 
 func (d *ddSketch) merge(o *ddSketch) {
 	d.zero += o.zero
 	d.count += o.count
-	for i, c := range o.bins {
-		d.bins[i] += c
+	if o.lo > o.hi {
+		return
 	}
+	for i := o.lo; i <= o.hi; i++ {
+		d.bins[i] += o.bins[i]
+	}
+	d.lo, d.hi = min(d.lo, o.lo), max(d.hi, o.hi)
 }
 
 // quantile returns the q-quantile (0 <= q <= 1), 0 when empty.
