@@ -50,13 +50,14 @@ type Daemon struct {
 	trees   []*tree
 	api     *api.Server
 
-	analytics *analytics.Engine   // nil when off
-	replica   *replica.Replica    // nil without sync
-	outputs   *output.Outputs     // nil without outputs
-	health    *monitor.Health     // every component's check; /readyz follows it
-	guard     *guard.Guard        // nil when off, or without mounts and rules
-	snapshots *action.Store       // DATA/snapshots, opened by the first user
-	pruner    *snapshotPruner     // nil: snapshots not pruned
+	analytics *analytics.Engine // nil when off
+	replica   *replica.Replica  // nil without sync
+	outputs   *output.Outputs   // nil without outputs
+	health    *monitor.Health   // every component's check; /readyz follows it
+	guard     *guard.Guard      // nil when off, or without mounts and rules
+	snapshots *action.Store     // DATA/snapshots, opened by the first user
+	pruner    *snapshotPruner   // nil: snapshots not pruned
+	monitor   *monitor.Monitor
 	onAPI     []func(*api.Server) // components' routes, registered by startAPI
 
 	failed chan error    // first failure of a running component

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/semprop/semprop/internal/analytics"
@@ -75,6 +78,7 @@ func (d *Daemon) startMonitor(context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	d.monitor = mon
 	d.register(mon.Collector())
 	d.serve(mon.Register)
 	ctx, stop := context.WithCancel(context.Background())
@@ -84,7 +88,22 @@ func (d *Daemon) startMonitor(context.Context) (func(), error) {
 			d.fail(err)
 		}
 	})
-	return func() { stop(); wg.Wait() }, nil
+	// SIGHUP reads the alert rule files again (as it does the rule files).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := mon.Reload(); err != nil {
+					d.log.Error("monitor: alert rules reload refused; the running rules stay", "err", err)
+				}
+			}
+		}
+	})
+	return func() { signal.Stop(hup); stop(); wg.Wait() }, nil
 }
 
 // guardCheck: the guard works as long as it can keep the copies it is

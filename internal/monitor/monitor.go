@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -146,7 +147,7 @@ type Monitor struct {
 	ev    *Evaluator
 	sinks []sink
 
-	// mu guards the rule states, the dispatcher, API alerts and the
+	// mu guards the rules and their states, the dispatcher, API alerts and the
 	// Alertmanager schedule.
 	mu        sync.Mutex
 	rules     []*Rule
@@ -188,57 +189,14 @@ func New(cfg Config, opts Options) (*Monitor, error) {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	m := &Monitor{cfg: cfg, opts: opts, log: opts.Logger, apiAlerts: map[string]*Alert{}, queue: make(chan func(context.Context), 256)}
-	var files [][]byte
-	if cfg.DefaultRules == nil || *cfg.DefaultRules {
-		files = append(files, defaultRules)
+	rules, ins, err := loadRules(cfg)
+	if err != nil {
+		return nil, err
 	}
-	for _, p := range cfg.RuleFiles {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil, fmt.Errorf("%w: rule file: %w", ErrConfig, err)
-		}
-		files = append(files, b)
-	}
-	inhibit := slices.Clone(cfg.InhibitRules)
-	seen := map[string]bool{}
-	for i, b := range files {
-		f, rs, err := ParseRuleFile(b)
-		if err != nil {
-			name := "default rules"
-			if cfg.DefaultRules == nil || *cfg.DefaultRules {
-				if i > 0 {
-					name = cfg.RuleFiles[i-1]
-				}
-			} else {
-				name = cfg.RuleFiles[i]
-			}
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		for _, r := range rs {
-			if seen[r.Name()] {
-				return nil, fmt.Errorf("%w: alert %q defined twice", ErrConfig, r.Name())
-			}
-			seen[r.Name()] = true
-		}
-		m.rules = append(m.rules, rs...)
-		inhibit = append(inhibit, f.InhibitRules...)
-	}
-	var ins []inhibitor
-	for _, ir := range inhibit {
-		in, err := ir.compile()
-		if err != nil {
-			return nil, err
-		}
-		ins = append(ins, in)
-	}
+	m.rules = rules
 	m.disp = newDispatcher(cfg.Route, ins)
-	keep := map[string]bool{}
-	for _, r := range m.rules {
-		for _, n := range r.Metrics() {
-			keep[n] = true
-		}
-	}
-	m.store = NewStore(time.Duration(cfg.History), func(n string) bool { return keep[n] })
+	keep := keepFor(rules)
+	m.store = NewStore(time.Duration(cfg.History), keep)
 	m.ev = &Evaluator{Store: m.store, Analytics: opts.Analytics}
 	if opts.Publisher != nil && (cfg.Events == nil || *cfg.Events) {
 		m.sinks = append(m.sinks, &eventSink{pub: opts.Publisher, source: opts.Source})
@@ -260,8 +218,113 @@ func New(cfg Config, opts Options) (*Monitor, error) {
 	return m, nil
 }
 
+// loadRules parses the default rules (unless turned off) and the rule
+// files, and compiles the inhibit rules.
+func loadRules(cfg Config) ([]*Rule, []inhibitor, error) {
+	var files [][]byte
+	if cfg.DefaultRules == nil || *cfg.DefaultRules {
+		files = append(files, defaultRules)
+	}
+	for _, p := range cfg.RuleFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: rule file: %w", ErrConfig, err)
+		}
+		files = append(files, b)
+	}
+	var rules []*Rule
+	inhibit := slices.Clone(cfg.InhibitRules)
+	seen := map[string]bool{}
+	for i, b := range files {
+		f, rs, err := ParseRuleFile(b)
+		if err != nil {
+			name := "default rules"
+			if cfg.DefaultRules == nil || *cfg.DefaultRules {
+				if i > 0 {
+					name = cfg.RuleFiles[i-1]
+				}
+			} else {
+				name = cfg.RuleFiles[i]
+			}
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		for _, r := range rs {
+			if seen[r.Name()] {
+				return nil, nil, fmt.Errorf("%w: alert %q defined twice", ErrConfig, r.Name())
+			}
+			seen[r.Name()] = true
+		}
+		rules = append(rules, rs...)
+		inhibit = append(inhibit, f.InhibitRules...)
+	}
+	var ins []inhibitor
+	for _, ir := range inhibit {
+		in, err := ir.compile()
+		if err != nil {
+			return nil, nil, err
+		}
+		ins = append(ins, in)
+	}
+	return rules, ins, nil
+}
+
+// keepFor selects the metrics rules read, for the sample store.
+func keepFor(rules []*Rule) func(string) bool {
+	keep := map[string]bool{}
+	for _, r := range rules {
+		for _, n := range r.Metrics() {
+			keep[n] = true
+		}
+	}
+	return func(n string) bool { return keep[n] }
+}
+
+// Reload reads the rule files again and swaps the rules in; on an error
+// nothing changes. A rule whose configuration did not change keeps its
+// alerts (pending, firing, recently resolved); the firing alerts of a rule
+// that is gone or changed resolve (and are notified so). The sample store
+// keeps the metrics of the new rules from now on: a rule over a metric no
+// rule read before has no history yet.
+func (m *Monitor) Reload() error {
+	rules, ins, err := loadRules(m.cfg)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := make(map[string]*Rule, len(m.rules))
+	for _, r := range m.rules {
+		old[r.Name()] = r
+	}
+	for i, r := range rules {
+		if o := old[r.Name()]; o != nil && reflect.DeepEqual(o.cfg, r.cfg) {
+			rules[i] = o
+			delete(old, r.Name())
+		}
+	}
+	now := m.opts.Now()
+	for _, o := range old {
+		for fp, a := range o.active {
+			if a.State != StateFiring {
+				continue
+			}
+			a.State, a.ResolvedAt, a.EndsAt = StateResolved, now, now
+			m.metrics.transitions.WithLabelValues(o.Name(), a.State).Inc()
+			m.apiAlerts[fp] = a // expires from there like a posted alert
+		}
+	}
+	m.rules = rules
+	m.disp.inhibit = ins
+	m.store.setKeep(keepFor(rules))
+	m.amDirty = true
+	m.log.Info("monitor: alert rules reloaded", "rules", len(rules))
+	return nil
+}
+
 // Rules returns the loaded rules' configurations.
 func (m *Monitor) Rules() []RuleConfig {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	out := make([]RuleConfig, len(m.rules))
 	for i, r := range m.rules {
 		out[i] = r.Config()

@@ -43,14 +43,21 @@ func NewStore(retention time.Duration, keep func(name string) bool) *Store {
 	return &Store{retention: max(retention, time.Minute), keep: keep, series: make(map[string]map[string]*Series)}
 }
 
+// setKeep changes which metric names are stored from now on.
+func (s *Store) setKeep(keep func(name string) bool) {
+	s.mu.Lock()
+	s.keep = keep
+	s.mu.Unlock()
+}
+
 // Append adds one sample. Samples older than the series' newest are
 // dropped; so are samples that fall out of the retention window.
 func (s *Store) Append(name string, l Labels, t time.Time, v float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.keep != nil && !s.keep(name) {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.appendLocked(name, l, t, v)
 }
 
