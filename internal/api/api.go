@@ -158,12 +158,15 @@ const (
 	// AccessSubscribe requires a token with a subscribe scope; the handler
 	// filters and redacts what it shows by Caller(r).
 	AccessSubscribe
+	// AccessSync requires the sync scope (or admin): the catalog exchange
+	// between sync peers.
+	AccessSync
 )
 
 // HandleAccess registers an extra handler like Handle, requiring access
 // of its callers instead of the admin scope. Register before serving.
 func (s *Server) HandleAccess(pattern string, a Access, h http.Handler) {
-	n := map[Access]need{AccessAdmin: needAdmin, AccessPublic: needNothing, AccessSubscribe: needSubscribe}[a]
+	n := map[Access]need{AccessAdmin: needAdmin, AccessPublic: needNothing, AccessSubscribe: needSubscribe, AccessSync: needSync}[a]
 	s.routesMu.Lock()
 	if s.access == nil {
 		s.access = make(map[string]need)
@@ -229,6 +232,7 @@ const (
 	needNothing
 	needPublish
 	needSubscribe
+	needSync
 )
 
 type principalKey struct{}
@@ -291,6 +295,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			allowed = p.CanPublishAny()
 		case needSubscribe:
 			allowed = p.CanSubscribeAny()
+		case needSync:
+			allowed = p.CanSync()
 		}
 		if !allowed {
 			writeError(sw, http.StatusForbidden, "Authorization", "token "+p.Name+" may not use "+route)

@@ -1,7 +1,7 @@
 // Package auth decides who may do what over the HTTP API: bearer tokens
 // from the configuration, each with a unique name (its identity: durable
 // consumers belong to a name), scopes (publish:PATTERN, subscribe:PATTERN,
-// admin, import), optional path globs that bound what the token may
+// admin, import, sync), optional path globs that bound what the token may
 // publish and see, a deny list and redaction, the highest priority it may
 // publish, a request rate limit and caps on concurrent streams and durable
 // consumers.
@@ -55,7 +55,9 @@ type TokenSpec struct {
 	// Scopes: "publish:PATTERN", "subscribe:PATTERN" (type patterns, NATS
 	// semantics), "admin" (routes, cluster, metrics, every consumer) and
 	// "import" (may publish the reserved types fs.* and semprop.* and the
-	// capture context: for relays between instances; it adds no type).
+	// capture context: for relays between instances; it adds no type)
+	// and "sync" (may exchange file-state catalogs with this instance: for
+	// the tokens sync peers present).
 	Scopes []string `yaml:"scopes" json:"scopes"`
 	// Paths, if set, are globs the subject of every event the token
 	// publishes or sees must match; events without a subject are then
@@ -93,6 +95,7 @@ type Principal struct {
 	admin        bool
 	all          bool // no tokens configured: everything is allowed
 	imports      bool // may publish reserved types and capture context
+	syncs        bool // may exchange file-state catalogs (sync peers)
 	publish      []*route.Pattern
 	subscribe    []*route.Pattern
 	paths        []*glob.Pattern
@@ -115,6 +118,10 @@ func (p *Principal) MaxConsumers() int { return p.maxConsumers }
 
 // Admin reports whether p has the admin scope.
 func (p *Principal) Admin() bool { return p.admin }
+
+// CanSync reports whether p may exchange file-state catalogs with this
+// instance: the sync scope, or admin.
+func (p *Principal) CanSync() bool { return p.admin || p.syncs }
 
 // CanPublishAny reports whether p may publish some events.
 func (p *Principal) CanPublishAny() bool { return p.all || p.admin || len(p.publish) > 0 }
@@ -356,16 +363,17 @@ func compile(s TokenSpec) (*Principal, [sha256.Size]byte, error) {
 	for _, sc := range s.Scopes {
 		kind, pat, _ := strings.Cut(sc, ":")
 		switch kind {
-		case "admin", "import":
+		case "admin", "import", "sync":
 			if pat != "" || strings.Contains(sc, ":") {
 				return nil, sum, fmt.Errorf("scope %q: %s takes no pattern", sc, kind)
 			}
 			p.admin = p.admin || kind == "admin"
 			p.imports = p.imports || kind == "import"
+			p.syncs = p.syncs || kind == "sync"
 			continue
 		case "publish", "subscribe":
 		default:
-			return nil, sum, fmt.Errorf("scope %q: want publish:PATTERN, subscribe:PATTERN, admin or import", sc)
+			return nil, sum, fmt.Errorf("scope %q: want publish:PATTERN, subscribe:PATTERN, admin, import or sync", sc)
 		}
 		pt, err := route.ParsePattern(pat)
 		if err != nil {

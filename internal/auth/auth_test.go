@@ -85,3 +85,21 @@ func TestPrincipalChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncScopeParse(t *testing.T) {
+	a, err := New([]TokenSpec{{Name: "peer", Token: "peer-secret-0123456789abcdef", Scopes: []string{"sync"}}, {Name: "adm", Token: "adm-secret-0123456789abcdef01", Scopes: []string{"admin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, _ := a.Lookup("peer")
+	adm, _ := a.Lookup("adm")
+	if !peer.CanSync() || peer.Admin() || peer.CanSubscribeAny() || peer.CanPublishAny() {
+		t.Errorf("sync scope: CanSync %v Admin %v Subscribe %v Publish %v; want sync only", peer.CanSync(), peer.Admin(), peer.CanSubscribeAny(), peer.CanPublishAny())
+	}
+	if !adm.CanSync() || !Anonymous.CanSync() {
+		t.Error("admin and anonymous callers may sync too")
+	}
+	if _, err := New([]TokenSpec{{Name: "x", Token: "x-secret-0123456789abcdef0123", Scopes: []string{"sync:fs.>"}}}); err == nil {
+		t.Error("sync:PATTERN accepted; the sync scope takes no pattern")
+	}
+}

@@ -65,7 +65,7 @@ func TestStateRespectsTokens(t *testing.T) {
 	if _, sr := get(tokAdmin); len(sr.Entries) != 3 || sr.Entries[0].Versions[0].UID != 1000 {
 		t.Errorf("admin: %+v, want all three with uid 1000", sr.Entries)
 	}
-	// A reader may not run exchanges: they are for peers (admin).
+	// A reader may not run exchanges: they are for peers (sync scope).
 	req, _ := http.NewRequest(http.MethodPost, is[0].url+syncPath, nil)
 	req.Header.Set("Authorization", "Bearer "+tokReader)
 	resp, err := http.DefaultClient.Do(req)
@@ -75,5 +75,34 @@ func TestStateRespectsTokens(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("reader exchange: status %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestSyncScope: peers sync with a token that holds only the sync scope;
+// that token may not read the state or the sync status, which need a
+// subscribe scope and admin.
+func TestSyncScope(t *testing.T) {
+	const tokPeer = "peer-token-0123456789abcdef01"
+	a, err := auth.New([]auth.TokenSpec{
+		{Name: "admin", Token: tokAdmin, Scopes: []string{"admin"}},
+		{Name: "peer", Token: tokPeer, Scopes: []string{"sync"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, _ := newInstances(t, clusterOpts{n: 2, auth: a, config: func(i int, c *Config) { c.Token = tokPeer }})
+	is[1].write(t, event.TypeCreate, map[string]string{"a.txt": "1", "b.txt": "2"})
+	waitConverged(t, is, 2, 5*time.Second)
+	for _, path := range []string{"/v1/state", "/v1/sync"} {
+		req, _ := http.NewRequest(http.MethodGet, is[0].url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokPeer)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("GET %s with the sync-only token: status %d, want 403", path, resp.StatusCode)
+		}
 	}
 }

@@ -25,7 +25,8 @@ type Config struct {
 	// Peers are the base URLs of the instances to sync with (--peer URL).
 	Peers []string `yaml:"peers"`
 	// Token is the bearer token sent to peers: an API token of theirs with
-	// the admin scope. Empty sends none (peers without tokens, or mTLS).
+	// the sync scope (or admin). Empty sends none (peers without tokens, or
+	// mTLS).
 	Token string `yaml:"token"`
 	// Advertise is the URL peers reach this instance at, passed on to
 	// others by gossip. Empty: this instance is not advertised.

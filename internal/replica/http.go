@@ -51,13 +51,13 @@ const SessionHeader = "Semprop-Session"
 
 // Register installs the replica's routes on srv:
 //
-//	POST /v1/sync/exchange  anti-entropy between peers (admin)
-//	GET  /v1/sync/pages     a page of a full-state transfer (admin)
+//	POST /v1/sync/exchange  anti-entropy between peers (sync scope, or admin)
+//	GET  /v1/sync/pages     a page of a full-state transfer (sync scope, or admin)
 //	GET  /v1/sync           this replica's name, summary, counts and peers (admin)
 //	GET  /v1/state          the catalog (subscribe; filtered by the caller's paths)
 func (r *Replica) Register(srv *api.Server) {
-	srv.HandleAccess("POST "+syncPath, api.AccessAdmin, http.HandlerFunc(r.serveExchange))
-	srv.HandleAccess("GET "+pagesPath, api.AccessAdmin, http.HandlerFunc(r.servePages))
+	srv.HandleAccess("POST "+syncPath, api.AccessSync, http.HandlerFunc(r.serveExchange))
+	srv.HandleAccess("GET "+pagesPath, api.AccessSync, http.HandlerFunc(r.servePages))
 	srv.HandleAccess("GET /v1/sync", api.AccessAdmin, http.HandlerFunc(r.serveStatus))
 	srv.HandleAccess("GET /v1/state", api.AccessSubscribe, http.HandlerFunc(r.serveState))
 }
