@@ -39,6 +39,8 @@ func BenchmarkWriteWaitOne(b *testing.B) {
 			wg.Wait()
 			reportEvents(b, b.N)
 			reportFlushes(b, j)
+			st := j.Stats()
+			b.ReportMetric(float64(st.InlineFlushes)/float64(st.Flushes), "inline/flush")
 		})
 	}
 }
