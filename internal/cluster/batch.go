@@ -4,21 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/propagate"
 )
 
 // request is one Sequence call: its events stay together in one entry, so
-// they get consecutive seqs.
+// they get consecutive seqs (but for copies idempotent ingest answers with
+// their first copy's seq).
 type request struct {
 	evs  []*event.Event
-	done chan struct{} // closed when first/index/err are set
+	done chan struct{} // closed when first/seqs/index/err are set
 
-	first uint64 // seq of evs[0]
-	index uint64 // log index of the entry that carried them
+	first uint64   // seq of evs[0], when seqs is nil
+	seqs  []uint64 // each event's seq, when some were copies
+	index uint64   // log index at or after which every event is applied
 	err   error
 }
 
@@ -27,12 +31,62 @@ func (rq *request) finish(first, index uint64, err error) {
 	close(rq.done)
 }
 
+// finishSeqs answers rq with a seq per event.
+func (rq *request) finishSeqs(seqs []uint64, index uint64) {
+	rq.seqs, rq.index = seqs, index
+	close(rq.done)
+}
+
+// setSeqs gives each event of an answered request its seq.
+func (rq *request) setSeqs() {
+	for i, ev := range rq.evs {
+		if rq.seqs != nil {
+			ev.Seq = rq.seqs[i]
+		} else {
+			ev.Seq = rq.first + uint64(i)
+		}
+	}
+}
+
+// answer answers the requests of one batch in order: from first on, or
+// from seqs (one per event of reqs) when it is not nil.
+func answer(reqs []*request, first uint64, seqs []uint64, index uint64) {
+	for _, rq := range reqs {
+		if seqs == nil {
+			rq.finish(first, index, nil)
+			first += uint64(len(rq.evs))
+			continue
+		}
+		rq.finishSeqs(seqs[:len(rq.evs):len(rq.evs)], index)
+		seqs = seqs[len(rq.evs):]
+	}
+}
+
 // flight is one batch on its way: a raft apply on the leader or a forward
 // to the leader.
 type flight struct {
 	reqs  []*request
 	nonce uint64
-	fut   raft.ApplyFuture
+	fut   raft.ApplyFuture // nil: every event was a copy, nothing to commit
+
+	// copies is nil when no event of reqs is a copy; else, for each event
+	// of reqs in order, where its first copy is. keys are the fresh
+	// events' keys while they are in the batcher's pend.
+	copies []copyRef
+	keys   [][2]uint64
+
+	first uint64 // set by complete: seq of the entry's first event
+	err   error  // set by complete
+}
+
+// copyRef places an event the leader judged: fresh (dup false), a copy of
+// a sequenced event (seq), or a copy of the idx-th fresh event of flight fl
+// (this one or one before it).
+type copyRef struct {
+	dup bool
+	seq uint64
+	fl  *flight
+	idx int
 }
 
 // batcher groups concurrent Sequence calls into log entries of up to
@@ -44,6 +98,12 @@ type batcher struct {
 	in       chan *request
 	inflight chan *flight
 	fwdSem   chan struct{} // bounds concurrent forwards
+	term     uint64        // run goroutine: the term whose barrier was applied
+
+	// pendMu guards pend: the keys of the fresh events of flights not yet
+	// completed (idempotent ingest on the leader).
+	pendMu sync.Mutex
+	pend   map[[2]uint64]copyRef
 }
 
 func newBatcher(n *Node) *batcher {
@@ -52,6 +112,7 @@ func newBatcher(n *Node) *batcher {
 		in:       make(chan *request, 1024),
 		inflight: make(chan *flight, 256),
 		fwdSem:   make(chan struct{}, 32),
+		pend:     make(map[[2]uint64]copyRef),
 	}
 }
 
@@ -95,6 +156,17 @@ func (b *batcher) run(ctx context.Context) {
 		}
 		reqs = append(reqs[:0], first)
 		count := len(first.evs)
+		// add puts rq in the batch, or flushes the batch and starts the
+		// next with rq when rq would overfill it.
+		add := func(rq *request) {
+			if count+len(rq.evs) > b.n.cfg.MaxBatch {
+				b.flush(ctx, reqs)
+				reqs, count = append([]*request(nil), rq), len(rq.evs)
+				return
+			}
+			reqs = append(reqs, rq)
+			count += len(rq.evs)
+		}
 		deadline := false
 		if b.n.cfg.MaxDelay > 0 {
 			timer.Reset(b.n.cfg.MaxDelay)
@@ -103,13 +175,7 @@ func (b *batcher) run(ctx context.Context) {
 		for count < b.n.cfg.MaxBatch {
 			select {
 			case rq := <-b.in:
-				if count+len(rq.evs) > b.n.cfg.MaxBatch {
-					b.flush(ctx, reqs)
-					reqs, count = append([]*request(nil), rq), len(rq.evs)
-					continue
-				}
-				reqs = append(reqs, rq)
-				count += len(rq.evs)
+				add(rq)
 				continue
 			default:
 			}
@@ -118,13 +184,7 @@ func (b *batcher) run(ctx context.Context) {
 			}
 			select {
 			case rq := <-b.in:
-				if count+len(rq.evs) > b.n.cfg.MaxBatch {
-					b.flush(ctx, reqs)
-					reqs, count = append([]*request(nil), rq), len(rq.evs)
-					continue
-				}
-				reqs = append(reqs, rq)
-				count += len(rq.evs)
+				add(rq)
 			case <-timer.C:
 				deadline = true
 				break fill
@@ -169,57 +229,162 @@ func (b *batcher) flush(ctx context.Context, reqs []*request) {
 			evs = append(evs, rq.evs...)
 		}
 	}
-	nonce := n.nonce.Add(1)
-	entry, err := appendBatch(make([]byte, 0, 64+len(evs)*160), nonce, n.clock.Now(), evs)
-	if err != nil {
-		failAll(reqs, fmt.Errorf("cluster: encode batch: %w", err))
-		return
+	fl := &flight{reqs: reqs}
+	if w := n.window.Load(); w != nil {
+		if t := n.r.CurrentTerm(); t != b.term {
+			// A new term: the window must know every entry committed
+			// before it, so apply them first.
+			if err := n.r.Barrier(n.cfg.ForwardTimeout).Error(); err != nil {
+				failAll(reqs, raftErr(err))
+				return
+			}
+			b.term = t
+		}
+		evs = b.judge(w.w, fl, evs)
 	}
-	n.addPending(nonce, evs)
-	fut := n.r.Apply(entry, n.cfg.ForwardTimeout)
+	if len(evs) > 0 {
+		fl.nonce = n.nonce.Add(1)
+		entry, err := appendBatch(make([]byte, 0, 64+len(evs)*160), fl.nonce, n.clock.Now(), evs)
+		if err != nil {
+			b.forget(fl)
+			failAll(reqs, fmt.Errorf("cluster: encode batch: %w", err))
+			return
+		}
+		n.addPending(fl.nonce, evs)
+		fl.fut = n.r.Apply(entry, n.cfg.ForwardTimeout)
+	}
 	select {
-	case b.inflight <- &flight{reqs: reqs, nonce: nonce, fut: fut}:
+	case b.inflight <- fl:
 	case <-ctx.Done():
-		n.takePending(nonce)
+		if fl.fut != nil {
+			n.takePending(fl.nonce)
+		}
+		b.forget(fl)
 		failAll(reqs, ErrClosed)
 	}
+}
+
+// judge returns the events of evs that are not copies of an event the
+// window remembers, of one on its way in a flight, or of one before them
+// in evs, and notes in fl where the copies' first copies are.
+func (b *batcher) judge(w propagate.Window, fl *flight, evs []*event.Event) []*event.Event {
+	fresh := evs
+	copies := 0
+	b.pendMu.Lock()
+	defer b.pendMu.Unlock()
+	keys := make([][2]uint64, 0, len(evs))
+	for i, ev := range evs {
+		k := w.Key(ev)
+		ref, ok := b.pend[k]
+		if !ok {
+			if seq, seen := w.Lookup(k); seen {
+				ref, ok = copyRef{dup: true, seq: seq}, true
+			}
+		}
+		if !ok {
+			b.pend[k] = copyRef{dup: true, fl: fl, idx: len(keys)}
+			keys = append(keys, k)
+			if copies > 0 {
+				fresh = append(fresh, ev)
+			}
+			continue
+		}
+		if copies == 0 {
+			fl.copies = make([]copyRef, len(evs))
+			fresh = append(make([]*event.Event, 0, len(evs)), evs[:i]...)
+		}
+		fl.copies[i] = ref
+		copies++
+	}
+	fl.keys = keys
+	if copies > 0 {
+		w.Duplicates(copies)
+	}
+	return fresh
+}
+
+// forget takes fl's fresh events out of pend: they are applied (the window
+// has them) or failed.
+func (b *batcher) forget(fl *flight) {
+	if len(fl.keys) == 0 {
+		return
+	}
+	b.pendMu.Lock()
+	for _, k := range fl.keys {
+		if ref := b.pend[k]; ref.fl == fl {
+			delete(b.pend, k)
+		}
+	}
+	b.pendMu.Unlock()
 }
 
 // complete waits for applies in order and answers their requests.
 func (b *batcher) complete() {
 	for fl := range b.inflight {
-		// raft answers every future it accepted, but never one stranded by
-		// a shutdown: do not let Close wait for that.
-		errc := make(chan error, 1)
-		go func() { errc <- fl.fut.Error() }()
+		var index uint64
+		if fl.fut == nil {
+			// Copies only: their first copies are applied here, or in a
+			// flight completed before this one.
+			index = b.n.fsm.applied.Load()
+		} else {
+			fl.first, fl.err = b.wait(fl.fut)
+			index = fl.fut.Index()
+			b.n.takePending(fl.nonce)
+		}
+		b.forget(fl)
+		if fl.err != nil {
+			failAll(fl.reqs, fl.err)
+			continue
+		}
+		if fl.copies == nil {
+			answer(fl.reqs, fl.first, nil, index)
+			continue
+		}
+		seqs := make([]uint64, len(fl.copies))
+		next := fl.first
 		var err error
+		for i, c := range fl.copies {
+			switch {
+			case !c.dup:
+				seqs[i] = next
+				next++
+			case c.fl == nil:
+				seqs[i] = c.seq
+			case c.fl.err != nil:
+				err = c.fl.err
+			default:
+				seqs[i] = c.fl.first + uint64(c.idx)
+			}
+		}
+		if err != nil {
+			failAll(fl.reqs, err)
+			continue
+		}
+		answer(fl.reqs, 0, seqs, index)
+	}
+}
+
+// wait returns the outcome of an apply: the seq of its first event.
+func (b *batcher) wait(fut raft.ApplyFuture) (uint64, error) {
+	// raft answers every future it accepted, but never one stranded by a
+	// shutdown: do not let Close wait for that.
+	errc := make(chan error, 1)
+	go func() { errc <- fut.Error() }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-b.n.ctx.Done():
 		select {
 		case err = <-errc:
-		case <-b.n.ctx.Done():
-			select {
-			case err = <-errc:
-			case <-time.After(b.n.cfg.ForwardTimeout):
-				err = ErrClosed
-			}
-		}
-		var res applyResult
-		if err == nil {
-			res, _ = fl.fut.Response().(applyResult)
-			err = res.err
-		} else {
-			err = raftErr(err)
-		}
-		b.n.takePending(fl.nonce)
-		first := res.first
-		for _, rq := range fl.reqs {
-			if err != nil {
-				rq.finish(0, 0, err)
-				continue
-			}
-			rq.finish(first, fl.fut.Index(), nil)
-			first += uint64(len(rq.evs))
+		case <-time.After(b.n.cfg.ForwardTimeout):
+			err = ErrClosed
 		}
 	}
+	if err != nil {
+		return 0, raftErr(err)
+	}
+	res, _ := fut.Response().(applyResult)
+	return res.first, res.err
 }
 
 func failAll(reqs []*request, err error) {

@@ -128,9 +128,10 @@ type tnode struct {
 }
 
 type tcluster struct {
-	t   testing.TB
-	nw  *network
-	cfg func(*Config)
+	t     testing.TB
+	nw    *network
+	cfg   func(*Config)
+	dedup propagate.DedupOptions // idempotent ingest of every node's manager
 
 	mu    sync.Mutex
 	nodes []*tnode // nil while down
@@ -193,7 +194,13 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newCluster(t testing.TB, size int, tweak func(*Config)) *tcluster {
 	t.Helper()
-	c := &tcluster{t: t, nw: newNetwork(), cfg: tweak}
+	return newClusterDedup(t, size, tweak, propagate.DedupOptions{})
+}
+
+// newClusterDedup is newCluster with idempotent ingest on every node.
+func newClusterDedup(t testing.TB, size int, tweak func(*Config), dedup propagate.DedupOptions) *tcluster {
+	t.Helper()
+	c := &tcluster{t: t, nw: newNetwork(), cfg: tweak, dedup: dedup}
 	base := t.TempDir()
 	for i := range size {
 		c.dirs = append(c.dirs, filepath.Join(base, fmt.Sprintf("n%d", i)))
@@ -261,9 +268,14 @@ func (c *tcluster) tryStart(i int, bootstrap bool, join string) (*tnode, error) 
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}
+	if c.dedup.Window > 0 {
+		// As the daemon does: decode committed events when the manager
+		// wants them (a live subscriber, or idempotent ingest).
+		cfg.DeliverWanted = func() bool { return tn.m == nil || tn.m.WantsCommitted() }
+	}
 	clock := event.NewClockFunc(cfg.MaxOffset, nowOr(cfg.Now))
 	cfg.Clock = clock
-	tn.m, err = propagate.New(propagate.Options{Journal: tn.j, Clock: clock, Logger: quietLog, Source: "semprop://test/" + tn.id,
+	tn.m, err = propagate.New(propagate.Options{Journal: tn.j, Clock: clock, Logger: quietLog, Source: "semprop://test/" + tn.id, Dedup: c.dedup,
 		NewSequencer: func(d propagate.Deliver) (propagate.Sequencer, error) {
 			n, err := Open(cfg, d)
 			tn.n = n

@@ -266,8 +266,9 @@ func (n *Node) leaderPeer(ctx context.Context) (Member, error) {
 }
 
 type forwardResult struct {
-	First uint64 `json:"first"`
-	Index uint64 `json:"index"`
+	First uint64   `json:"first"`
+	Seqs  []uint64 `json:"seqs,omitempty"` // each event's seq, when the leader found copies
+	Index uint64   `json:"index"`
 }
 
 // forwardBatch sends a follower's batch to the leader and answers the
@@ -291,7 +292,7 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 	for {
 		if n.IsLeader() {
 			// Became the leader meanwhile: commit here.
-			res.First, res.Index, err = n.commit(ctx, evs)
+			res.First, res.Seqs, res.Index, err = n.commit(ctx, evs)
 			break
 		}
 		var ld Member
@@ -317,11 +318,11 @@ func (n *Node) forwardBatch(ctx context.Context, reqs []*request) {
 		failAll(reqs, err)
 		return
 	}
-	first := res.First
-	for _, rq := range reqs {
-		rq.finish(first, res.Index, nil)
-		first += uint64(len(rq.evs))
+	if res.Seqs != nil && len(res.Seqs) != len(evs) {
+		failAll(reqs, fmt.Errorf("cluster: forward: the leader answered %d seqs for %d events", len(res.Seqs), len(evs)))
+		return
 	}
+	answer(reqs, res.First, res.Seqs, res.Index)
 }
 
 // notSent reports whether err proves a request never reached its server
@@ -332,17 +333,18 @@ func notSent(err error) bool {
 }
 
 // commit runs evs through the batcher and waits for the commit (not for
-// this node's journal).
-func (n *Node) commit(ctx context.Context, evs []*event.Event) (first, index uint64, err error) {
+// this node's journal). seqs is nil, or each event's seq when some were
+// copies.
+func (n *Node) commit(ctx context.Context, evs []*event.Event) (first uint64, seqs []uint64, index uint64, err error) {
 	rq := &request{evs: evs, done: make(chan struct{})}
 	if err := n.b.submit(ctx, rq); err != nil {
-		return 0, 0, err
+		return 0, nil, 0, err
 	}
 	select {
 	case <-rq.done:
-		return rq.first, rq.index, rq.err
+		return rq.first, rq.seqs, rq.index, rq.err
 	case <-ctx.Done():
-		return 0, 0, ctx.Err()
+		return 0, nil, 0, ctx.Err()
 	}
 }
 
@@ -370,12 +372,12 @@ func (n *Node) handleForward(w http.ResponseWriter, r *http.Request) {
 		}
 		evs[i] = &store[i]
 	}
-	first, index, err := n.commit(r.Context(), evs)
+	first, seqs, index, err := n.commit(r.Context(), evs)
 	if err != nil {
 		writeAnyErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, forwardResult{First: first, Index: index})
+	writeJSON(w, http.StatusOK, forwardResult{First: first, Seqs: seqs, Index: index})
 }
 
 func (n *Node) handlePing(w http.ResponseWriter, r *http.Request) {

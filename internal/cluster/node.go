@@ -215,6 +215,9 @@ type Node struct {
 	pending map[uint64][]*event.Event
 	nonce   atomic.Uint64
 
+	// window is idempotent ingest's memory (UseWindow); nil: off.
+	window atomic.Pointer[windowRef]
+
 	restores atomic.Uint64 // snapshots restored
 	fetched  atomic.Uint64 // journal records fetched from peers
 
@@ -328,11 +331,11 @@ func (n *Node) openRaft() error {
 	}
 	if !existing && cfg.Bootstrap {
 		conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.RaftAddr)}}}
-		if err := raft.BootstrapCluster(rc, wal, wal, snaps, n.trans, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, wal, wal, snaps, transport{n.trans}, conf); err != nil {
 			return fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, wal, wal, snaps, n.trans)
+	r, err := raft.NewRaft(rc, n.fsm, wal, wal, snaps, transport{n.trans})
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
@@ -491,9 +494,7 @@ func (n *Node) Sequence(ctx context.Context, evs []*event.Event) error {
 	if err := n.WaitApplied(ctx, rq.index); err != nil {
 		return err
 	}
-	for i, ev := range evs {
-		ev.Seq = rq.first + uint64(i)
-	}
+	rq.setSeqs()
 	// No wait for the journal's fsync: the entry is in the Raft log of a
 	// quorum, fsynced, and the log is compacted only behind a snapshot
 	// whose journal position is durable (fsmSnapshot.Persist), so a
@@ -501,6 +502,21 @@ func (n *Node) Sequence(ctx context.Context, evs []*event.Event) error {
 	// restart (fsm.applyBatch completes a torn journal). A journal failure
 	// fails the apply, and so this call.
 	return nil
+}
+
+type windowRef struct{ w propagate.Window }
+
+var _ propagate.WindowUser = (*Node)(nil)
+
+// UseWindow implements propagate.WindowUser: while this node is the
+// leader, it answers an event that repeats one the window remembers, or
+// one on its way through the log, with the first one's seq instead of
+// committing it again. The leader decides for every node, so copies
+// published at once through two nodes are stored once.
+func (n *Node) UseWindow(w propagate.Window) {
+	if w != nil {
+		n.window.Store(&windowRef{w})
+	}
 }
 
 func (n *Node) addPending(nonce uint64, evs []*event.Event) {

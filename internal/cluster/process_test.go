@@ -133,54 +133,7 @@ func writeCreds(t *testing.T, dir string, ids ...string) {
 }
 
 func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
-	dir := t.TempDir()
-	procs := make([]*proc, size)
-	var ids []string
-	for i := range procs {
-		ids = append(ids, fmt.Sprintf("p%d", i))
-	}
-	writeCreds(t, dir, ids...)
-	for i := range procs {
-		p := &proc{id: fmt.Sprintf("p%d", i), api: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, fmt.Sprintf("p%d", i))}
-		p.log = p.dir + ".log"
-		p.args = []string{"run", "--data", p.dir, "--listen", p.api, "--node-id", p.id, "--raft-addr", p.raft, "--log-level", "warn",
-			"--cluster-ca", filepath.Join(dir, "ca.pem"), "--cluster-cert", filepath.Join(dir, p.id+".pem"), "--cluster-key", filepath.Join(dir, p.id+"-key.pem")}
-		if i == 0 {
-			p.args = append(p.args, "--bootstrap")
-		} else {
-			p.args = append(p.args, "--join", "http://"+procs[0].api)
-		}
-		procs[i] = p
-	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill(syscall.SIGTERM)
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.log)
-				t.Logf("%s log (tail):\n%s", p.id, tail(b, 3000))
-			}
-		}
-	})
-	procs[0].start(t, bin)
-	waitFor(t, 30*time.Second, "p0 to lead", func() bool {
-		st, err := procs[0].status(ctx)
-		return err == nil && st.Ready
-	})
-	for _, p := range procs[1:] {
-		p.start(t, bin)
-	}
-	waitFor(t, 30*time.Second, "all members", func() bool {
-		st, err := procs[0].status(ctx)
-		n := 0
-		for _, m := range st.Members {
-			if m.APIURL != "" {
-				n++
-			}
-		}
-		return err == nil && n == size
-	})
+	procs := startProcs(ctx, t, bin, t.TempDir(), size)
 
 	// The flags took effect: the Raft port refuses a peer without a member
 	// certificate.
@@ -278,58 +231,7 @@ func testProcesses(ctx context.Context, t *testing.T, bin string, size int) {
 	wg.Wait()
 
 	// Every node converges to the same journal.
-	var want uint64
-	waitFor(t, 30*time.Second, "all nodes at the same position", func() bool {
-		var seqs []uint64
-		for _, p := range procs {
-			st, err := p.status(ctx)
-			if err != nil {
-				return false
-			}
-			seqs = append(seqs, st.DurableSeq)
-		}
-		want = seqs[0]
-		for _, s := range seqs {
-			if s != want {
-				return false
-			}
-		}
-		return want > 0
-	})
-	var ref []event.ID
-	for _, p := range procs {
-		ids := replayAll(ctx, t, "http://"+p.api)
-		if ref == nil {
-			ref = ids
-		} else if len(ids) != len(ref) {
-			t.Fatalf("%s has %d events, want %d", p.id, len(ids), len(ref))
-		} else {
-			for i := range ids {
-				if ids[i] != ref[i] {
-					t.Fatalf("seq %d differs on %s", i+1, p.id)
-				}
-			}
-		}
-	}
-	if uint64(len(ref)) != want {
-		t.Fatalf("replay returned %d events, durable seq %d", len(ref), want)
-	}
-	pos := map[event.ID]uint64{}
-	for i, id := range ref {
-		if _, dup := pos[id]; dup {
-			t.Fatalf("event %v twice", id)
-		}
-		if !h.attempted[id] {
-			t.Fatalf("seq %d: event %v never published", i+1, id)
-		}
-		pos[id] = uint64(i + 1)
-	}
-	for id, seq := range h.acked {
-		if pos[id] != seq {
-			t.Fatalf("acknowledged event %v: acked seq %d, journal seq %d", id, seq, pos[id])
-		}
-	}
-	t.Logf("%d processes agree on %d events; %d acknowledged; errors %v", size, len(ref), len(h.acked), h.errs)
+	checkProcs(ctx, t, procs, h)
 }
 
 // replayAll reads every event of a node over HTTP, checking contiguous seqs.

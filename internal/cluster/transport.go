@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -390,3 +391,55 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.addr }
+
+// pipelineStall bounds how long one pipelined AppendEntries may wait for
+// room among the requests in flight (a variable for tests).
+var pipelineStall = 5 * time.Second
+
+var errPipelineStalled = errors.New("cluster: raft pipeline stalled; falling back to standard replication")
+
+// transport is raft's NetworkTransport with pipelines that cannot wedge
+// raft (see boundedPipeline).
+type transport struct{ *raft.NetworkTransport }
+
+// AppendEntriesPipeline implements raft.Transport.
+func (t transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return &boundedPipeline{AppendPipeline: p}, nil
+}
+
+// boundedPipeline closes its pipeline when a send waits longer than
+// pipelineStall. hashicorp/raft's pipelined replication stops reading
+// responses when one says the follower refused (a newer term, a log
+// mismatch) and goes on sending until it notices; a send that finds the
+// pipeline's queues full (256 requests, reached when the machine is slow
+// to decode them) then waits for room that never comes, and raft's
+// Shutdown waits for that send forever. Closing the pipeline fails the
+// send, which returns raft to its standard replication.
+type boundedPipeline struct{ raft.AppendPipeline }
+
+// AppendEntries implements raft.AppendPipeline.
+func (p *boundedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	type result struct {
+		f   raft.AppendFuture
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := p.AppendPipeline.AppendEntries(args, resp)
+		done <- result{f, err}
+	}()
+	t := time.NewTimer(pipelineStall)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.f, r.err
+	case <-t.C:
+		_ = p.AppendPipeline.Close() // ends the wait
+		<-done
+		return nil, errPipelineStalled
+	}
+}

@@ -105,10 +105,11 @@ func (r *clusterRun) prepare(cfg *Config, j *journal.Journal, apiAddr net.Addr, 
 		Credentials: creds,
 	}
 	o.Clock = r.clock
-	// Followers decode committed events only when someone listens live.
+	// Followers decode committed events when someone listens live or
+	// idempotent ingest must remember them.
 	ccfg.DeliverWanted = func() bool {
 		m := r.mgr.Load()
-		return m == nil || m.Live()
+		return m == nil || m.WantsCommitted()
 	}
 	o.NewSequencer = func(d propagate.Deliver) (propagate.Sequencer, error) {
 		n, err := cluster.Open(ccfg, d)

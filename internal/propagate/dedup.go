@@ -250,6 +250,27 @@ func (d *dedup) record(evs []*event.Event) {
 	d.mu.Unlock()
 }
 
+var _ Window = (*dedup)(nil)
+
+// Key implements Window.
+func (d *dedup) Key(ev *event.Event) [2]uint64 { return keyOf(ev) }
+
+// Lookup implements Window: the seq of a sequenced event (not one a local
+// batch holds pending).
+func (d *dedup) Lookup(key [2]uint64) (uint64, bool) {
+	d.mu.Lock()
+	v, ok := d.seqs.get(key)
+	d.mu.Unlock()
+	return v, ok && v&pendingBit == 0
+}
+
+// Duplicates implements Window.
+func (d *dedup) Duplicates(n int) {
+	d.mu.Lock()
+	d.dupes += uint64(n)
+	d.mu.Unlock()
+}
+
 // stats returns how many events the window remembers and how many
 // publishes it answered.
 func (d *dedup) stats() (remembered int, duplicates uint64) {

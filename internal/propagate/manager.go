@@ -93,6 +93,26 @@ type Sequencer interface {
 	Sequence(ctx context.Context, evs []*event.Event) error
 }
 
+// Window is idempotent ingest's memory of sequenced events, as the manager
+// hands it to a Sequencer that implements WindowUser.
+type Window interface {
+	// Key identifies ev among the events it could repeat: its source and
+	// its producer's id. Two events with the same key are copies.
+	Key(ev *event.Event) [2]uint64
+	// Lookup returns the seq of the remembered event key names.
+	Lookup(key [2]uint64) (seq uint64, ok bool)
+	// Duplicates counts n publishes answered without storing them.
+	Duplicates(n int)
+}
+
+// WindowUser is implemented by a Sequencer that judges copies itself where
+// the order is decided (a cluster node, when it is the leader): the
+// manager hands it its idempotent-ingest window once, before the first
+// Sequence call, when idempotent ingest is on.
+type WindowUser interface {
+	UseWindow(w Window)
+}
+
 // Deliver is the manager's delivery hook, handed to a Sequencer's
 // constructor. It must be called with events in seq order, never
 // concurrently with itself.
@@ -210,6 +230,9 @@ func New(opts Options) (*Manager, error) {
 		})
 		if err != nil {
 			return nil, fmt.Errorf("propagate: sequencer: %w", err)
+		}
+		if wu, ok := s.(WindowUser); ok && m.dedup != nil {
+			wu.UseWindow(m.dedup)
 		}
 		m.seq = s
 	}
@@ -501,6 +524,13 @@ func (l *localSequencer) encodable(evs []*event.Event) bool {
 // whether delivery has anyone to deliver to. A cluster follower may skip
 // decoding committed events when it does not.
 func (m *Manager) Live() bool { return m.router.Table().Len() > 0 }
+
+// WantsCommitted reports whether events sequenced elsewhere (committed by
+// a cluster through another node) must reach the delivery hook even with
+// no live subscription: idempotent ingest remembers them there, so that a
+// copy published to this node later, or judged here as the next leader,
+// is recognised.
+func (m *Manager) WantsCommitted() bool { return m.dedup != nil || m.Live() }
 
 // Stats is a snapshot of the manager's counters.
 type Stats struct {
