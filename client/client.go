@@ -228,13 +228,14 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 	body := getBody()
 	defer body.release()
 	b := append(body.buf, '[')
+	now := time.Now().UnixNano() // one clock read for the batch's new ids
 	for i, ev := range evs {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		n := len(b)
 		var err error
-		if b, err = c.appendEvent(b, ev); err != nil {
+		if b, err = c.appendEventAt(b, ev, now); err != nil {
 			body.buf = b
 			return nil, fmt.Errorf("client: event %d: %w", i, err)
 		}
@@ -251,7 +252,16 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 // appendEvent appends the JSON of a completed copy of ev (a new id and the
 // client's source when missing), refusing what MarshalJSON refuses.
 func (c *Client) appendEvent(b []byte, ev *event.Event) ([]byte, error) {
+	return c.appendEventAt(b, ev, time.Now().UnixNano())
+}
+
+// appendEventAt is appendEvent giving a new id the time now (Unix
+// nanoseconds).
+func (c *Client) appendEventAt(b []byte, ev *event.Event, now int64) ([]byte, error) {
 	cp := *ev
+	if cp.ID.IsZero() && cp.SourceID == "" {
+		cp.ID = event.NewIDAt(now)
+	}
 	cp.Complete(c.source)
 	return cp.AppendJSONChecked(b)
 }

@@ -175,16 +175,6 @@ func load8(s string) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// plainPrefix returns the length of the run of plain8 bytes at the start
-// of b, rounded down to a multiple of 8.
-func plainPrefix(b []byte) int {
-	n := 0
-	for len(b)-n >= 8 && plain8(binary.LittleEndian.Uint64(b[n:])) {
-		n += 8
-	}
-	return n
-}
-
 var (
 	errSyntax    = errors.New("malformed JSON")
 	errBadUTF8   = errors.New("not valid UTF-8")
@@ -238,38 +228,45 @@ func (s *scanner) rawString() (raw []byte, plain bool, err error) {
 	if s.peek() != '"' {
 		return nil, false, s.errorf("want a string")
 	}
-	s.i++
-	start := s.i
+	b := s.b
+	i := s.i + 1 // the cursor in a local: the loop does not store it
+	start := i
 	plain = true
-	for s.i < len(s.b) {
-		s.i += plainPrefix(s.b[s.i:])
-		if s.i >= len(s.b) {
+	for {
+		for len(b)-i >= 8 && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
 			break
 		}
-		c := s.b[s.i]
+		c := b[i]
 		switch {
 		case c == '"':
-			raw = s.b[start:s.i]
-			s.i++
-			return raw, plain, nil
+			s.i = i + 1
+			return b[start:i], plain, nil
 		case c == '\\':
 			plain = false
+			s.i = i
 			if err := s.escape(); err != nil {
 				return nil, false, err
 			}
+			i = s.i
 		case c < 0x20:
+			s.i = i
 			return nil, false, s.errorf("control character in string")
 		case c >= utf8.RuneSelf:
 			plain = false
-			r, size := utf8.DecodeRune(s.b[s.i:])
+			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
+				s.i = i
 				return nil, false, s.errorf("invalid UTF-8 in string")
 			}
-			s.i += size
+			i += size
 		default:
-			s.i++
+			i++
 		}
 	}
+	s.i = i
 	return nil, false, s.errorf("unterminated string")
 }
 
