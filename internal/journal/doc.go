@@ -31,15 +31,10 @@
 //
 // Write assigns seqs and encodes records into an in-memory buffer under one
 // mutex; it never waits for I/O, except that it blocks while more than 8 MiB
-// are buffered and not yet written (backpressure). A flusher goroutine
-// takes the whole buffer, writes it with pwrite(2) and, depending on the
-// policy, fsyncs; then it advances DurableSeq and closes the channel
-// returned by Changed. One writer at a time does this, in seq order: with
-// FsyncInterval and FsyncNever, a WaitDurable caller that is the only one
-// waiting, while the flusher is idle and appenders are not sharing batches
-// (a lone publisher), writes the buffer itself the same way, saving the
-// hand-off to the flusher goroutine and back (Stats.InlineFlushes counts
-// these). "Durable" means, per Options.Fsync:
+// are buffered and not yet written (backpressure). A single flusher
+// goroutine takes the whole buffer, writes it with pwrite(2) and, depending
+// on the policy, fsyncs; then it advances DurableSeq and closes the channel
+// returned by Changed. "Durable" means, per Options.Fsync:
 //
 //   - FsyncAlways (default): fsynced (fdatasync). Group commit: every record
 //     buffered while the previous fsync ran shares the next one, so many

@@ -35,11 +35,9 @@ type syncError struct{ err error }
 func (e *syncError) Error() string { return e.err.Error() }
 func (e *syncError) Unwrap() error { return e.err }
 
-// flushLoop writes what Write buffers: it takes the pending buffer,
-// writes it, fsyncs per policy and advances DurableSeq. While the disk is
-// full it retries the interrupted batch with backoff. It holds flushMu
-// while it works; a lone WaitDurable caller may do the same work itself
-// (see flushInline).
+// flushLoop is the single writer of segment files: it takes the pending
+// buffer, writes it, fsyncs per policy and advances DurableSeq. While the
+// disk is full it retries the interrupted batch with backoff.
 func (j *Journal) flushLoop() {
 	defer j.wg.Done()
 	var tick <-chan time.Time
@@ -55,91 +53,33 @@ func (j *Journal) flushLoop() {
 	for {
 		select {
 		case <-j.kick:
+			if j.retrying {
+				continue // Write refuses meanwhile; the retry timer is armed
+			}
 			// Let writers that are already runnable (typically the ones the
 			// last flush woke) add to the batch first: without this,
 			// concurrent appenders get one write(2) (and with FsyncAlways
 			// one fsync) for the first few records after each wake-up.
 			runtime.Gosched()
-			if !j.flushMu.TryLock() {
-				// A WaitDurable caller is writing; it kicks again when
-				// it is done if records are left.
-				continue
-			}
-			if !j.retrying { // Write refuses meanwhile; the retry timer is armed
-				j.flush()
-			}
+			j.flush()
 		case <-retryC:
 			retryC = nil
-			j.flushMu.Lock()
 			j.flush()
 		case <-tick:
-			j.flushMu.Lock()
 			if !j.retrying && j.written > j.synced && j.failErr.Load() == nil {
 				if err := j.sync(); err != nil {
 					j.fail(err)
 				}
 			}
 		case <-j.stop:
-			j.flushMu.Lock()
 			j.flush()
-			j.flushMu.Unlock()
 			return
 		}
 		if j.retrying && retryC == nil {
 			retry.Reset(j.retryDelay)
 			retryC = retry.C
 		}
-		j.unlockFlush()
 	}
-}
-
-// unlockFlush releases flushMu. Records buffered while it was held may
-// have found the flusher unable to take it (their kick was dropped), so
-// if any are pending the flusher is kicked again.
-func (j *Journal) unlockFlush() {
-	j.flushMu.Unlock()
-	j.mu.Lock()
-	pending := len(j.pend) > 0
-	j.mu.Unlock()
-	if pending {
-		j.kickFlusher()
-	}
-}
-
-func (j *Journal) kickFlusher() {
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
-}
-
-// flushInline writes the pending records on the calling goroutine, for a
-// WaitDurable caller that is the only one waiting (a lone publisher),
-// when the flusher is not writing: the write then costs no hand-off to the
-// flusher and back. It reports whether it wrote. It leaves the work to the
-// flusher, whose batching (group commit) matters when appenders are many,
-// when other goroutines are waiting, when the last batch held records of
-// more than one Write call (appenders share batches: the first one to wait
-// after a flush would otherwise write alone, before the others, woken by
-// that flush, have added theirs), with FsyncAlways, while no space is
-// left, and once the journal failed or is closing.
-func (j *Journal) flushInline() bool {
-	if j.opts.Fsync == FsyncAlways || j.nwaiting.Load() > 0 || j.batchWrites.Load() > 1 || !j.flushMu.TryLock() {
-		return false
-	}
-	if j.retrying || j.closedA.Load() || j.failErr.Load() != nil {
-		j.unlockFlush()
-		return false
-	}
-	before := j.flushes.Load()
-	j.flush()
-	j.inlineFlushes.Add(j.flushes.Load() - before)
-	retrying := j.retrying
-	j.unlockFlush()
-	if retrying {
-		j.kickFlusher() // so that it arms the retry timer
-	}
-	return true
 }
 
 // flush writes pending records: first the batch that a full disk
@@ -163,8 +103,6 @@ func (j *Journal) flush() {
 			j.pend = j.spare[:0]
 			j.spare = batch
 			j.pendBytes = 0
-			j.batchWrites.Store(j.writes - j.swapped)
-			j.swapped = j.writes
 			j.notFull.Broadcast()
 			j.mu.Unlock()
 			j.batchPos = 0

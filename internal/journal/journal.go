@@ -89,7 +89,6 @@ type Stats struct {
 	FsyncNanos        int64         // total time spent in them
 	FsyncP99          time.Duration // 99th percentile of an fsync (bucket bound: at most twice the true value)
 	Flushes           uint64        // batches written to the OS
-	InlineFlushes     uint64        // of which a lone WaitDurable caller wrote itself (fsync interval or never)
 	BytesWritten      uint64        // bytes written to the OS since Open
 	Truncated         int64         // bytes of torn tail cut at Open
 	SegmentsDeleted   uint64        // segments deleted by retention since Open
@@ -114,10 +113,9 @@ type chunk struct {
 // consecutive sequence numbers starting at 1. All methods are safe for
 // concurrent use.
 type Journal struct {
-	// Locks: flushMu (writing), then mu (write side), segMu (segment
-	// list) and chMu (Changed channel). No goroutine ever holds two of
-	// the last three at once; flushMu is the only lock held while another
-	// is taken, and never taken while one is held. Keep it that way.
+	// Locks: mu (write side), segMu (segment list) and chMu (Changed
+	// channel). No goroutine ever holds two of them at once, so there is no
+	// lock order to respect; keep it that way.
 
 	opts Options
 	log  *slog.Logger
@@ -134,10 +132,8 @@ type Journal struct {
 	activeSize int64  // bytes of that segment, counting pending records
 	lastIdxOff int64  // offset of the newest index entry in that segment
 	closed     bool
-	writes     uint64 // Write calls that buffered records
-	swapped    uint64 // writes when the flusher last took the buffer
-	failed     error  // sticky write/fsync error (without file names)
-	noSpace    error  // non-nil while the disk is full: Write refuses with it
+	failed     error // sticky write/fsync error (without file names)
+	noSpace    error // non-nil while the disk is full: Write refuses with it
 
 	lastSeqA atomic.Uint64
 	durable  atomic.Uint64
@@ -151,21 +147,11 @@ type Journal struct {
 	ch      chan struct{}
 	waiters []*waiter
 
-	nwaiting atomic.Int32 // goroutines in WaitDurable past the fast path
-	// batchWrites is how many Write calls the last batch taken from the
-	// buffer held: 1 (or 0) when appenders take turns, many when they
-	// share batches.
-	batchWrites atomic.Uint64
-
 	// segMu guards segs and the mutable fields of each segment.
 	segMu sync.RWMutex
 	segs  []*segment
 
-	// flushMu is held by whoever writes the buffered records: the flusher
-	// goroutine, a lone WaitDurable caller (flushInline) or Close. It
-	// guards the fields below it. It is taken before mu, segMu or chMu
-	// (one at a time), never while holding one of them.
-	flushMu   sync.Mutex
+	// Owned by the flusher goroutine (and by Close after it stopped).
 	active    *os.File
 	activeSeg *segment
 	written   uint64 // last seq written to the OS
@@ -202,7 +188,6 @@ type Journal struct {
 	fsyncs            atomic.Uint64
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
-	inlineFlushes     atomic.Uint64
 	bytesWritten      atomic.Uint64
 	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64
@@ -374,9 +359,11 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	}
 	j.lastSeq = seq - 1
 	j.lastSeqA.Store(seq - 1)
-	j.writes++
 	j.mu.Unlock()
-	j.kickFlusher()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
 	return first, nil
 }
 
@@ -416,11 +403,6 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 	if j.durable.Load() >= seq {
 		return nil
 	}
-	if seq <= j.lastSeqA.Load() && j.flushInline() && j.durable.Load() >= seq {
-		return nil
-	}
-	j.nwaiting.Add(1)
-	defer j.nwaiting.Add(-1)
 	// A waiter from a pool, with a channel of its own that is reused, so a
 	// publisher waiting for durability allocates nothing.
 	w := waiterPool.Get().(*waiter)
@@ -588,7 +570,6 @@ func (j *Journal) Stats() Stats {
 		FsyncNanos:        j.fsyncNanos.Load(),
 		FsyncP99:          j.fsyncTime.Quantile(0.99),
 		Flushes:           j.flushes.Load(),
-		InlineFlushes:     j.inlineFlushes.Load(),
 		BytesWritten:      j.bytesWritten.Load(),
 		Truncated:         j.truncated,
 		SegmentsDeleted:   j.segmentsDeleted.Load(),
@@ -625,9 +606,6 @@ func (j *Journal) Close() error {
 		j.mu.Unlock()
 		close(j.stop)
 		j.wg.Wait()
-		// A lone WaitDurable caller may still be writing (flushInline).
-		j.flushMu.Lock()
-		defer j.flushMu.Unlock()
 		var errs []error
 		if e := j.failErr.Load(); e != nil {
 			errs = append(errs, *e)
