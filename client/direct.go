@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -30,9 +31,17 @@ type direct struct {
 	host string // the Host header
 	path string // the base URL's path, prefixed to request paths
 
-	mu   sync.Mutex
-	idle []*directConn // most recently used last
+	mu    sync.Mutex
+	idle  []*directConn // most recently used last
+	prune *time.Timer   // armed while idle connections are kept
 }
+
+// directIdleMax is how long an idle connection is kept: then it is
+// closed, even if no publish comes to reuse (and check) it, before the
+// server's idle timeout (120 s by default) leaves it half closed.
+var directIdleMax atomic.Int64 // a time.Duration; a variable for tests
+
+func init() { directIdleMax.Store(int64(90 * time.Second)) }
 
 // directIdleCheck is how long a connection may sit idle before it is
 // checked (one non-blocking peek) for having been closed by the server
@@ -103,9 +112,35 @@ func (d *direct) put(dc *directConn) {
 	if len(d.idle) < MaxIdleConnsPerHost {
 		d.idle = append(d.idle, dc)
 		dc = nil
+		if d.prune == nil {
+			d.prune = time.AfterFunc(time.Duration(directIdleMax.Load()), d.closeIdle)
+		}
 	}
 	d.mu.Unlock()
 	if dc != nil {
+		dc.nc.Close()
+	}
+}
+
+// closeIdle closes the connections idle for directIdleMax and, while
+// others are kept, runs again when the oldest of them is due.
+func (d *direct) closeIdle() {
+	now, limit := time.Now(), time.Duration(directIdleMax.Load())
+	d.mu.Lock()
+	var old []*directConn
+	i := 0
+	for i < len(d.idle) && now.Sub(d.idle[i].used) >= limit {
+		i++ // oldest first: idle is in the order of use
+	}
+	old = append(old, d.idle[:i]...)
+	d.idle = append(d.idle[:0], d.idle[i:]...)
+	clear(d.idle[len(d.idle):cap(d.idle)])
+	d.prune = nil
+	if len(d.idle) > 0 {
+		d.prune = time.AfterFunc(limit-now.Sub(d.idle[0].used), d.closeIdle)
+	}
+	d.mu.Unlock()
+	for _, dc := range old {
 		dc.nc.Close()
 	}
 }

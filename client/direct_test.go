@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -200,3 +201,39 @@ func TestPublishThroughCallersClient(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDirectClosesIdle: connections left idle are closed after a while
+// even when no publish comes to reuse them (not left half closed once the
+// server times them out).
+func TestDirectClosesIdle(t *testing.T) {
+	defer client.SetDirectIdleMax(50 * time.Millisecond)()
+	var closed atomic.Int32
+	hs := httptest.NewUnstartedServer(&fakeIngest{})
+	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	hs.Start()
+	defer hs.Close()
+	c := client.New(hs.URL, "")
+	var wg sync.WaitGroup
+	for range 3 { // up to three connections at once
+		wg.Go(func() {
+			if _, err := c.Publish(context.Background(), &event.Event{Type: "t.x"}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("idle connections still open 5 s after their idle limit of 50 ms")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.Publish(context.Background(), &event.Event{Type: "t.x"}); err != nil {
+		t.Fatalf("publish after the idle connections were closed: %v", err)
+	}
+}
