@@ -255,12 +255,35 @@ func (s selection) Match(ev *event.Event) bool {
 	return s.p.Match(ev) && s.m.Match(s.p.Redact(ev))
 }
 
-// Redact returns what p may see of ev: ev itself or a redacted copy.
+// Redact returns what p may see of ev: ev itself or a redacted copy. A
+// token limited to paths never sees a path outside them: the previous
+// path of a rename from outside (or a link to a file outside) and a
+// symlink's target outside read as empty.
 func (p *Principal) Redact(ev *event.Event) *event.Event {
-	if p.redact == nil {
-		return ev
+	out := ev
+	if p.redact != nil {
+		out = p.redact.Apply(ev)
 	}
-	return p.redact.Apply(ev)
+	if len(p.paths) == 0 {
+		return out
+	}
+	c := &out.Context
+	oldOut := c.OldPath != "" && !p.pathOK(c.OldPath)
+	targetOut := c.Target != "" && !p.pathOK(c.Target)
+	if !oldOut && !targetOut {
+		return out
+	}
+	if out == ev {
+		cp := *ev
+		out = &cp
+	}
+	if oldOut {
+		out.Context.OldPath = ""
+	}
+	if targetOut {
+		out.Context.Target = ""
+	}
+	return out
 }
 
 // Allow takes one request from p's rate limit; when it is exhausted it

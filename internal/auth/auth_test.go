@@ -103,3 +103,45 @@ func TestSyncScopeParse(t *testing.T) {
 		t.Error("sync:PATTERN accepted; the sync scope takes no pattern")
 	}
 }
+
+// TestRedactPathsOutside: a token limited to paths sees a rename into
+// them from outside without the outside path, and a symlink to outside
+// without its target; the stored event is not modified.
+func TestRedactPathsOutside(t *testing.T) {
+	a, err := New([]TokenSpec{
+		{Name: "t", Token: "token-token-0123456789", Scopes: []string{"subscribe:fs.>"}, Paths: []string{"/data/**"}},
+		{Name: "all", Token: "token-token-all-0123456789", Scopes: []string{"subscribe:fs.>"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := a.Lookup("t")
+	all, _ := a.Lookup("all")
+	for _, tc := range []struct {
+		oldpath, target     string
+		wantOld, wantTarget string
+		wantSame            bool
+	}{
+		{"/secret/plan.txt", "", "", "", false},
+		{"/data/b.md", "", "/data/b.md", "", true},
+		{"", "/etc/shadow", "", "", false},
+		{"", "/data/real.md", "", "/data/real.md", true},
+	} {
+		ev := &event.Event{Type: "fs.rename", Subject: "/data/a.md"}
+		ev.Context.OldPath, ev.Context.Target = tc.oldpath, tc.target
+		if !p.Match(ev) {
+			t.Fatalf("the event into /data is not shown: %+v", ev)
+		}
+		out := p.Redact(ev)
+		if out.Context.OldPath != tc.wantOld || out.Context.Target != tc.wantTarget || (out == ev) != tc.wantSame {
+			t.Errorf("Redact(oldpath %q, target %q) = oldpath %q, target %q (same %v); want %q, %q (same %v)",
+				tc.oldpath, tc.target, out.Context.OldPath, out.Context.Target, out == ev, tc.wantOld, tc.wantTarget, tc.wantSame)
+		}
+		if ev.Context.OldPath != tc.oldpath || ev.Context.Target != tc.target {
+			t.Errorf("Redact modified the stored event: %+v", ev.Context)
+		}
+		if got := all.Redact(ev); got != ev {
+			t.Errorf("a token without paths got a copy")
+		}
+	}
+}
