@@ -9,9 +9,11 @@
 // so what a token may see on the dashboard is exactly what it may see on
 // the API. Live data arrives over Server-Sent Events read with fetch()
 // (EventSource cannot set headers) in a Web Worker, which parses and
-// aggregates the stream and hands the page at most one update per 50 ms
-// (20 Hz); the page draws at most once per animation frame. See
-// docs/dashboard.md for the panels and the measured latency.
+// aggregates the stream and hands the page the live tail as soon as it is
+// read (at most one message per frame) and the aggregates at most every
+// 50 ms (20 Hz); the page draws at most once per animation frame, new
+// tail rows in a frame without the charts. See docs/dashboard.md for the
+// panels and the measured latency.
 //
 // The routes are public (api.AccessPublic), and every answer carries a
 // Content-Security-Policy that allows scripts, styles, workers and
