@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 // topkStreams are key streams that stress a top-K summary differently:
@@ -153,4 +154,56 @@ func TestSpaceSavingAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("refill after reset: %v allocs, want 0", allocs)
 	}
+}
+
+// TestOpenSecondsInLongAnswers: events of seconds not yet closed (so not
+// yet merged into their minute) count in windows longer than the second
+// panes cover and in the open minute and hour of a series.
+func TestOpenSecondsInLongAnswers(t *testing.T) {
+	now := time.Now()
+	e := newTestEngine(t, Config{}, Options{Now: func() time.Time { return now }})
+	const n = 25
+	for i := range n {
+		ev := fsEvent("fs.write", fmt.Sprintf("/srv/data/f%d", i%3), "rsync", 7, 100, now.Add(-time.Duration(i%2)*time.Second))
+		ev.Seq = uint64(i + 1)
+		e.Apply(ev)
+	}
+	top, err := e.Top(nil, "comm", 5*time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Total != n || len(top.Items) != 1 || top.Items[0].Count != n {
+		t.Errorf("top by comm over 5m: total %d, items %+v; want %d events of rsync", top.Total, top.Items, n)
+	}
+	paths, err := e.Top(nil, "path", 5*time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, it := range paths.Items {
+		sum += it.Count
+	}
+	if sum != n {
+		t.Errorf("top paths over 5m sum to %d, want %d", sum, n)
+	}
+	for _, res := range []int{res1m, res1h} {
+		r, err := e.Series(nil, "events", "type", res, now.Unix()-7200, now.Unix()+3600, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		for _, s := range r.Series {
+			got += sum64(s.Values)
+		}
+		if got != n {
+			t.Errorf("%s series: %d events, want %d", resNames[res], got, n)
+		}
+	}
+}
+
+func sum64(vs []int64) (n int64) {
+	for _, v := range vs {
+		n += v
+	}
+	return n
 }
