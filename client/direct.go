@@ -256,6 +256,9 @@ func (dc *directConn) roundTrip(ctx context.Context, hdr, body []byte) (out []by
 		return nil, false, err
 	}
 	resp, err := http.ReadResponse(dc.br, nil)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(dc.br, nil) // informational (103 Early Hints): the answer follows
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) && dc.br.Buffered() == 0 {
 			// Closed with no answer at all: the request was written but

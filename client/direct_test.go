@@ -237,3 +237,20 @@ func TestDirectClosesIdle(t *testing.T) {
 		t.Fatalf("publish after the idle connections were closed: %v", err)
 	}
 }
+
+// TestDirectInformational: an informational answer (103 Early Hints)
+// before the real one is skipped, as net/http's transport does.
+func TestDirectInformational(t *testing.T) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Link", "</x>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"seqs":[42]}`)
+	}))
+	defer hs.Close()
+	seq, err := client.New(hs.URL, "").Publish(context.Background(), &event.Event{Type: "t.x"})
+	if err != nil || seq != 42 {
+		t.Fatalf("Publish after 103 Early Hints = %d, %v; want 42", seq, err)
+	}
+}
