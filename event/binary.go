@@ -128,7 +128,9 @@ func appendString(b []byte, s string) []byte {
 // UnmarshalBinary decodes the binary form into e, replacing all its fields.
 // It rejects unknown versions, truncated input, trailing bytes and fields
 // out of range with an error wrapping ErrBinary; it never panics. The decoded
-// event does not alias data.
+// event does not alias data. A string attribute equal to the one e held
+// before keeps that string (no allocation): decoding a stream into one
+// Event allocates only for what changes.
 func (e *Event) UnmarshalBinary(data []byte) error {
 	d := decoder{b: data}
 	if len(data) == 0 {
@@ -138,6 +140,8 @@ func (e *Event) UnmarshalBinary(data []byte) error {
 		return errors.Join(ErrBinary, errors.New("unknown version"))
 	}
 	d.b = data[1:]
+	prev := prevStrings{e.Type, e.Source, e.Subject, e.SourceID, e.DataContentType,
+		e.Context.Comm, e.Context.Exe, e.Context.OldPath, e.Context.Target}
 	*e = Event{}
 	pres := d.uvarint()
 	if pres&^(binTime|binHLC) != 0 {
@@ -164,11 +168,11 @@ func (e *Event) UnmarshalBinary(data []byte) error {
 	}
 	e.Priority, e.Boundary, e.Boundaries, e.Flags = Priority(int8(d.b[0])), Boundary(d.b[1]), Boundaries(d.b[2]), Flags(d.b[3])
 	d.b = d.b[4:]
-	e.Type = d.string()
-	e.Source = d.string()
-	e.Subject = d.string()
-	e.SourceID = d.string()
-	e.DataContentType = d.string()
+	e.Type = d.stringOr(prev[0])
+	e.Source = d.stringOr(prev[1])
+	e.Subject = d.stringOr(prev[2])
+	e.SourceID = d.stringOr(prev[3])
+	e.DataContentType = d.stringOr(prev[4])
 
 	c := &e.Context
 	c.Known = Fields(d.uvarintMax(1<<16 - 1))
@@ -202,10 +206,10 @@ func (e *Event) UnmarshalBinary(data []byte) error {
 	if c.Known&HasMode != 0 {
 		c.Mode = uint32(d.uvarintMax(1<<32 - 1))
 	}
-	c.Comm = d.string()
-	c.Exe = d.string()
-	c.OldPath = d.string()
-	c.Target = d.string()
+	c.Comm = d.stringOr(prev[5])
+	c.Exe = d.stringOr(prev[6])
+	c.OldPath = d.stringOr(prev[7])
+	c.Target = d.stringOr(prev[8])
 
 	n := d.uvarint()
 	if n > uint64(len(d.b))/2 { // every attribute takes at least two bytes
@@ -285,6 +289,24 @@ func (d *decoder) varintRange(lo, hi int64) int64 {
 		return 0
 	}
 	return v
+}
+
+// prevStrings are the string attributes an Event held before decoding.
+type prevStrings [9]string
+
+// stringOr reads a string, returning prev itself when they are equal.
+func (d *decoder) stringOr(prev string) string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail("string length exceeds input")
+		return ""
+	}
+	b := d.b[:n]
+	d.b = d.b[n:]
+	if string(b) == prev { // compared without a copy
+		return prev
+	}
+	return string(b)
 }
 
 func (d *decoder) string() string {
