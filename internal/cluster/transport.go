@@ -421,25 +421,17 @@ func (t transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAdd
 // send, which returns raft to its standard replication.
 type boundedPipeline struct{ raft.AppendPipeline }
 
-// AppendEntries implements raft.AppendPipeline.
+// AppendEntries implements raft.AppendPipeline. A timer, not a goroutine,
+// watches the send: the common send costs one timer start and stop.
 func (p *boundedPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
-	type result struct {
-		f   raft.AppendFuture
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		f, err := p.AppendPipeline.AppendEntries(args, resp)
-		done <- result{f, err}
-	}()
-	t := time.NewTimer(pipelineStall)
-	defer t.Stop()
-	select {
-	case r := <-done:
-		return r.f, r.err
-	case <-t.C:
+	var stalled atomic.Bool
+	t := time.AfterFunc(pipelineStall, func() {
+		stalled.Store(true)
 		_ = p.AppendPipeline.Close() // ends the wait
-		<-done
+	})
+	f, err := p.AppendPipeline.AppendEntries(args, resp)
+	if !t.Stop() && stalled.Load() {
 		return nil, errPipelineStalled
 	}
+	return f, err
 }
