@@ -53,8 +53,13 @@ func TestThreeNodesBasic(t *testing.T) {
 			continue
 		}
 		t.Logf("n0 -> %s: offset %v ± %v (rtt %v)", m.ID, time.Duration(m.OffsetNS), time.Duration(m.ErrorNS), time.Duration(m.RTTNS))
-		if e := time.Duration(m.ErrorNS); e > time.Millisecond || absDur(m.OffsetNS) > time.Millisecond {
-			t.Errorf("member %s: offset %v ± %v, want within 1ms on loopback", m.ID, time.Duration(m.OffsetNS), e)
+		// One machine, one clock: the estimate's interval must hold 0,
+		// and its error is at most half the round trip (more than 1ms
+		// only when the round trip was slow: a loaded machine).
+		e, rtt := time.Duration(m.ErrorNS), time.Duration(m.RTTNS)
+		if absDur(m.OffsetNS) > e+50*time.Microsecond || e > rtt/2+50*time.Microsecond || (rtt <= 2*time.Millisecond && e > time.Millisecond) {
+			t.Errorf("member %s: offset %v ± %v (rtt %v): want an interval that holds 0, within half the round trip (1ms on an idle loopback)",
+				m.ID, time.Duration(m.OffsetNS), e, rtt)
 		}
 	}
 }
