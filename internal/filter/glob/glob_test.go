@@ -104,7 +104,13 @@ func TestDir(t *testing.T) {
 func TestMatchDoesNotAllocate(t *testing.T) {
 	for _, pat := range []string{"/data/**/*.md", "**/.ssh/**", "/data/**", "*.key", "/a/[a-z]?/**/x*y", "re:^/data/.*\\.md$", "/{a,b}/**"} {
 		p := MustCompile(pat)
+		// The best of three: a garbage collection during a run empties
+		// the regexp package's pool of matchers, and the next match
+		// makes one (not an allocation per match).
 		allocs := testing.AllocsPerRun(100, func() { p.Match("/data/notes/2026/a.md") })
+		for range 2 {
+			allocs = min(allocs, testing.AllocsPerRun(100, func() { p.Match("/data/notes/2026/a.md") }))
+		}
 		if allocs != 0 {
 			t.Errorf("Compile(%q).Match allocs = %v, want 0", pat, allocs)
 		}
