@@ -115,6 +115,25 @@ func start(t testing.TB, e *env, opts Options) *running {
 }
 
 // waitSent waits until output name has sent at least n events.
+// waitCursor waits until output name has sent n events and its cursor
+// has moved past them (at most 30 s).
+func (r *running) waitCursor(t testing.TB, name string, n uint64) Info {
+	t.Helper()
+	in := r.waitSent(t, name, n)
+	for deadline := time.Now().Add(30 * time.Second); in.Cursor < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("output %s: cursor %d, not at %d within 30s", name, in.Cursor, n)
+		}
+		time.Sleep(time.Millisecond)
+		for _, i := range r.o.Infos() {
+			if i.Name == name {
+				in = i
+			}
+		}
+	}
+	return in
+}
+
 func (r *running) waitSent(t testing.TB, name string, n uint64) Info {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

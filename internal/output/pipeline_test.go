@@ -152,11 +152,7 @@ func TestNATSKeepsBatchesInFlight(t *testing.T) {
 		t.Fatalf("batch 1 unacknowledged: cursor %d sent %d, want 0 and 0", in.Cursor, in.Sent)
 	}
 	f.release()
-	in := r.waitSent(t, "n", 30)
-	for in.Cursor < 30 {
-		time.Sleep(time.Millisecond)
-		in = r.o.Infos()[0]
-	}
+	in := r.waitCursor(t, "n", 30)
 	if in.Cursor != 30 || in.Sent != 30 || in.Batches != 3 || in.Retries != 0 {
 		t.Errorf("info %+v: want cursor 30, sent 30, 3 batches, no retry", in)
 	}
@@ -179,14 +175,8 @@ func TestNATSResendsFromFirstUnacked(t *testing.T) {
 		}
 		return "ack"
 	})
-	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
-		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
-		NATS:  &NATSConfig{URL: f.url, AckTimeout: time.Minute}}}})
-	in := r.waitSent(t, "n", 30)
-	for in.Cursor < 30 {
-		time.Sleep(time.Millisecond)
-		in = r.o.Infos()[0]
-	}
+	r := startNATS(t, e, f.url, time.Minute)
+	in := r.waitCursor(t, "n", 30)
 	got, _ := f.arrivals()
 	for i, ev := range evs {
 		n := got[ev.ID.String()]
@@ -267,14 +257,8 @@ func TestNATSAckTimeoutResends(t *testing.T) {
 		}
 		return action
 	})
-	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
-		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
-		NATS:  &NATSConfig{URL: f.url, AckTimeout: 300 * time.Millisecond}}}})
-	in := r.waitSent(t, "n", 30)
-	for in.Cursor < 30 {
-		time.Sleep(time.Millisecond)
-		in = r.o.Infos()[0]
-	}
+	r := startNATS(t, e, f.url, 300*time.Millisecond)
+	in := r.waitCursor(t, "n", 30)
 	got, _ := f.arrivals()
 	for i, ev := range evs {
 		n := got[ev.ID.String()]
@@ -306,9 +290,7 @@ func TestNATSTooLargeDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFakeJSMax(t, 2048, func(string, int) string { return "ack" })
-	r := start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
-		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
-		NATS:  &NATSConfig{URL: f.url, AckTimeout: time.Minute}}}})
+	r := startNATS(t, e, f.url, time.Minute)
 	in := r.waitSent(t, "n", 30)
 	if in.Sent != 29 || in.DeadLettered != 1 {
 		t.Errorf("sent %d dead-lettered %d, want 29 and 1", in.Sent, in.DeadLettered)
@@ -348,4 +330,13 @@ func TestNATSHotPathAllocs(t *testing.T) {
 	}); n != 0 {
 		t.Errorf("pubAckErr: %v allocations, want 0", n)
 	}
+}
+
+// startNATS runs output "n" over the whole journal into the JetStream at
+// url, in batches of 10, retrying quickly.
+func startNATS(t *testing.T, e *env, url string, ackTimeout time.Duration) *running {
+	t.Helper()
+	return start(t, e, Options{Outputs: []Config{{Name: "n", Type: TypeNATS, Start: "all", BatchSize: 10,
+		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
+		NATS:  &NATSConfig{URL: url, AckTimeout: ackTimeout}}}})
 }
