@@ -11,8 +11,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/event"
 )
@@ -265,14 +268,66 @@ func (s *syslogSink) Send(ctx context.Context, evs []*event.Event) error {
 
 // alive reports whether the collector has not closed c: a write to a
 // connection the peer closed still succeeds once, and what it carried
-// would be lost.
+// would be lost. It asks the socket without blocking (a read with a short
+// deadline is not enough: when the deadline has passed before the read
+// starts, as on a busy machine, Go reports a timeout without looking).
+// Bytes the collector sent (TLS session tickets, an alert) are read so
+// that an end of stream behind them is seen.
 func alive(c net.Conn) bool {
-	_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var b [512]byte
+	for range 8 {
+		switch peek(rc) {
+		case peerIdle:
+			return true
+		case peerGone:
+			return false
+		}
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_, err := c.Read(b[:])
+		_ = c.SetReadDeadline(time.Time{})
+		var ne net.Error
+		if err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	peerIdle = iota // nothing to read: open
+	peerGone        // end of stream or an error
+	peerSent        // bytes waiting
+)
+
+func peek(rc syscall.RawConn) int {
+	state := peerGone
 	var b [1]byte
-	_, err := c.Read(b[:])
-	_ = c.SetReadDeadline(time.Time{})
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	err := rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN:
+			state = peerIdle
+		case err == nil && n > 0:
+			state = peerSent
+		}
+		return true
+	})
+	if err != nil {
+		return peerGone
+	}
+	return state
 }
 
 func (s *syslogSink) Close() error {

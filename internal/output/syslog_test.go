@@ -181,3 +181,64 @@ func TestSyslogCollectorRestarts(t *testing.T) {
 		}
 	}
 }
+
+// TestAliveSeesClosedPeer checks the connection test the syslog output
+// runs before each batch: a collector that closed (cleanly or with a
+// reset) is seen as gone however late the check runs, one that is open
+// or sent bytes is alive, and bytes it sent do not hide its end of stream.
+func TestAliveSeesClosedPeer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pair := func() (client, server net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(); s.Close() })
+		return c, s
+	}
+	settle := func() { time.Sleep(20 * time.Millisecond) }
+
+	c, _ := pair()
+	if !alive(c) {
+		t.Error("open connection: not alive")
+	}
+
+	c, s := pair()
+	s.(*net.TCPConn).CloseWrite()
+	settle()
+	for i := range 1000 { // the old check, a 1 ms read deadline, said alive when the read started late
+		if alive(c) {
+			t.Fatalf("check %d: peer closed, alive", i)
+		}
+	}
+
+	c, s = pair()
+	s.Write([]byte("x"))
+	settle()
+	if !alive(c) {
+		t.Error("peer sent a byte: not alive")
+	}
+	s.Write([]byte("yz"))
+	s.(*net.TCPConn).CloseWrite()
+	settle()
+	if alive(c) {
+		t.Error("peer sent bytes then closed: alive")
+	}
+
+	c, s = pair()
+	s.(*net.TCPConn).SetLinger(0)
+	s.Close() // a reset
+	settle()
+	if alive(c) {
+		t.Error("peer reset: alive")
+	}
+}
