@@ -332,9 +332,15 @@ func (e *Event) Complete(source string) {
 }
 
 func (e *Event) unmarshal(data []byte, strict bool) error {
+	return e.unmarshalWith(data, strict, (*Event).decodeAt)
+}
+
+// unmarshalWith is unmarshal decoding the object with decode: decodeAt,
+// or decodeObject alone (tests compare the two).
+func (e *Event) unmarshalWith(data []byte, strict bool, decode func(*Event, *scanner, bool) error) error {
 	s := scanner{b: data}
 	*e = Event{}
-	if err := e.decodeObject(&s, strict); err != nil {
+	if err := decode(e, &s, strict); err != nil {
 		return err
 	}
 	if !s.atEnd() {
@@ -351,6 +357,12 @@ func (e *Event) unmarshal(data []byte, strict bool) error {
 // chunks shared by the batch, so that decoding allocates a few objects per
 // batch rather than several per event.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
+	return parseJSONBatch(data, (*Event).decodeAt)
+}
+
+// parseJSONBatch is ParseJSONBatch decoding each object with decode:
+// decodeAt, or decodeObject alone (tests compare the two).
+func parseJSONBatch(data []byte, decode func(*Event, *scanner, bool) error) ([]*Event, error) {
 	s := scanner{b: data, interned: make(map[string]string, 4), batch: true}
 	if err := s.expect('['); err != nil {
 		return nil, err
@@ -367,7 +379,7 @@ func ParseJSONBatch(data []byte) ([]*Event, error) {
 			ev := &slab[0]
 			slab = slab[1:]
 			at := s.i
-			if err := ev.decodeObject(&s, true); err != nil { // ev is zero: a new slab's
+			if err := decode(ev, &s, true); err != nil { // ev is zero: a new slab's
 				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
 					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
 				}

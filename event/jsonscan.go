@@ -109,11 +109,17 @@ func (s *scanner) strInterned(idx int) (string, error) {
 	if !plain {
 		return s.unquoteKeep(raw)
 	}
+	return s.internPlain(idx, raw), nil
+}
+
+// internPlain returns the plain string body raw (no escapes) as
+// strInterned does: without allocating when it was seen in this batch.
+func (s *scanner) internPlain(idx int, raw []byte) string {
 	if string(raw) == "1.0" {
-		return "1.0", nil
+		return "1.0"
 	}
 	if v := s.last[idx]; v == string(raw) && v != "" {
-		return v, nil
+		return v
 	}
 	v, ok := s.interned[string(raw)]
 	if !ok {
@@ -123,7 +129,7 @@ func (s *scanner) strInterned(idx int) (string, error) {
 		}
 	}
 	s.last[idx] = v
-	return v, nil
+	return v
 }
 
 // unquoteKeep is unquote of a string body, kept as keepString keeps it.

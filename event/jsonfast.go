@@ -1,0 +1,185 @@
+package event
+
+import (
+	"encoding/binary"
+	"time"
+	"unsafe"
+)
+
+// The fast path of structured-mode decoding. Producers, the Go SDK first,
+// write events in one shape: no white space inside the object, keys
+// without escapes, each at most once, plain ASCII string values. For
+// such an object decodeFast reads each key as a literal run of letters
+// and each string value with one 8-byte-at-a-time scan, with the checks of
+// the general decoder (decodeObject) folded into that scan. Anything else
+// (white space, an escape, a byte outside printable ASCII in a string, a
+// repeated key, a field it does not handle, a value decodeObject would
+// refuse) makes it give up, and the general decoder reads the object from
+// its start: it decides every error, so errors do not depend on the path,
+// and what the fast path decodes is what decodeObject decodes (a
+// differential fuzz test holds them to that).
+
+// fastFields are the fields decodeFast reads itself; another key sends
+// the object to the general decoder.
+const fastFields = 1<<fieldSpecversion | 1<<fieldID | 1<<fieldSource | 1<<fieldType |
+	1<<fieldSubject | 1<<fieldTime | 1<<fieldDataContentType | 1<<fieldData | 1<<fieldPriority
+
+// decodeAt decodes the object at the scanner's cursor into e, the zero
+// Event: by the fast path when the object has the common shape,
+// otherwise by decodeObject.
+func (e *Event) decodeAt(s *scanner, strict bool) error {
+	s.ws()
+	if e.decodeFast(s, strict) {
+		return nil
+	}
+	*e = Event{} // what the fast path set before it gave up
+	return e.decodeObject(s, strict)
+}
+
+// decodeFast decodes the object at s.i into e, the zero Event, and moves
+// the cursor past it, when the object has the shape the fast path reads
+// and decodeObject would accept it. Otherwise it returns false with the
+// cursor where it was (e may be partly set; the arena and the interned
+// strings may hold values no event uses: harmless).
+func (e *Event) decodeFast(s *scanner, strict bool) bool {
+	start := s.i
+	if e.fastObject(s, strict) {
+		return true
+	}
+	s.i = start // reading data moved it
+	return false
+}
+
+// fastObject is decodeFast, leaving the cursor anywhere when it gives up.
+func (e *Event) fastObject(s *scanner, strict bool) bool {
+	b := s.b
+	i := s.i
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i++
+	var seen uint32
+	for {
+		// The key: '"', letters or '_', '"', ':'.
+		if i >= len(b) || b[i] != '"' {
+			return false
+		}
+		i++
+		k := i
+		for i < len(b) && (b[i]-'a' < 26 || b[i] == '_') {
+			i++
+		}
+		if i+1 >= len(b) || b[i] != '"' || b[i+1] != ':' {
+			return false
+		}
+		f := fieldOf(b[k:i])
+		i += 2
+		if fastFields&(1<<f) == 0 || seen&(1<<f) != 0 {
+			return false
+		}
+		seen |= 1 << f
+		if f == fieldData {
+			s.i = i
+			raw, err := s.value()
+			if err != nil {
+				return false
+			}
+			i = s.i
+			if string(raw) != "null" {
+				e.Data = s.keepCompact(raw)
+			} else {
+				seen &^= 1 << fieldData // "data": null is no data
+			}
+		} else {
+			// A string of printable ASCII other than '"' and '\\'.
+			if i >= len(b) || b[i] != '"' {
+				return false
+			}
+			i++
+			v := i
+			for len(b)-i >= 8 && plain8(binary.LittleEndian.Uint64(b[i:])) {
+				i += 8
+			}
+			for i < len(b) && b[i]-0x20 < 0x60 && b[i] != '"' && b[i] != '\\' {
+				i++
+			}
+			if i >= len(b) || b[i] != '"' {
+				return false
+			}
+			raw := b[v:i]
+			i++
+			if !e.fastString(s, f, raw) {
+				return false
+			}
+		}
+		if i >= len(b) {
+			return false
+		}
+		if b[i] == ',' {
+			i++
+			continue
+		}
+		if b[i] != '}' {
+			return false
+		}
+		i++
+		break
+	}
+	// decodeObject's checks at the end of the object; it reports what
+	// fails here.
+	if seen&(1<<fieldSpecversion) == 0 || e.Type == "" ||
+		strict && seen&(1<<fieldID) == 0 || strict && seen&(1<<fieldSource) == 0 {
+		return false
+	}
+	s.i = i
+	return true
+}
+
+// fastString sets field f of e to the plain string raw (no escapes,
+// printable ASCII) as decodeField does, or returns false where
+// decodeField would refuse the value.
+func (e *Event) fastString(s *scanner, f field, raw []byte) bool {
+	var v string // raw, aliased: for values that are parsed, not kept
+	if len(raw) > 0 {
+		v = unsafe.String(&raw[0], len(raw))
+	}
+	switch f {
+	case fieldSpecversion:
+		return v == "1.0"
+	case fieldID:
+		if len(raw) == 0 {
+			return false
+		}
+		if id, err := ParseID(v); err == nil && len(v) == 26 && !id.IsZero() {
+			e.ID = id
+		} else {
+			e.SourceID = s.keepString(raw)
+		}
+	case fieldSource:
+		if len(raw) == 0 {
+			return false
+		}
+		e.Source = s.internPlain(2, raw)
+	case fieldType:
+		e.Type = s.internPlain(1, raw)
+	case fieldSubject:
+		e.Subject = s.keepString(raw)
+	case fieldDataContentType:
+		e.DataContentType = s.internPlain(3, raw)
+	case fieldPriority:
+		p, ok := ParsePriority(v)
+		if !ok {
+			return false
+		}
+		e.Priority = p
+	case fieldTime:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil || t.Year() < 1678 || t.Year() > 2261 {
+			return false
+		}
+		e.Time = t.UTC()
+	default:
+		return false
+	}
+	return true
+}

@@ -1,0 +1,129 @@
+package event
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// fastSeeds are objects in the fast path's shape, and near misses that
+// must go to the general decoder.
+var fastSeeds = []string{
+	// The Go SDK's shape (AppendJSON).
+	`{"specversion":"1.0","id":"01JD8X2C4M9Q7R5T3V1W0YZABC","source":"bench","type":"bench.net","subject":"/data/file.txt","priority":"normal","datacontenttype":"application/json","data":{"pad":"xxxxxxxx"}}`,
+	`{"specversion":"1.0","id":"1","type":"bench.ingest","source":"bench","subject":"/data/file.txt","data":{"n":1}}`,
+	`{"specversion":"1.0","id":"u-1","source":"s","type":"a","time":"2026-12-05T11:00:00.123456789+01:00","priority":"high","data":null}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":"text \u00e9"}`,
+	`{"type":"a","specversion":"1.0","source":"s","id":"00000000000000000000000000"}`, // a zero ULID is a SourceID
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","subject":"\u0001"}`,       // an escape: general
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","subject":"é"}`,            // not ASCII: general
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","type":"b"}`,               // repeated key: general
+	`{"specversion":"1.0", "id":"x","source":"s","type":"a"}`,                         // white space: general
+	`{"specversion":"1.1","id":"x","source":"s","type":"a"}`,                          // refused by general
+	`{"specversion":"1.0","id":"","source":"s","type":"a"}`,
+	`{"specversion":"1.0","id":"x","source":"","type":"a"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":""}`,
+	`{"specversion":"1.0","id":"x","source":"s"}`,
+	`{"specversion":"1.0","id":"x","type":"a"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","priority":"urgent"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","time":"yesterday"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","time":"0001-01-01T00:00:00Z"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":{"a":}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":1,"data_base64":"AA=="}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","tenant":"t"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":7}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a"`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a\x7f"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a"}x`,
+	`{}`,
+	`{"":1}`,
+}
+
+// sameDecoding fails unless the fast path (decodeAt) and the general
+// decoder (decodeObject alone) agree on in: the same error, or the same
+// event.
+func sameDecoding(t *testing.T, in []byte, strict bool) {
+	t.Helper()
+	var fast, general Event
+	ferr := fast.unmarshalWith(in, strict, (*Event).decodeAt)
+	gerr := general.unmarshalWith(in, strict, (*Event).decodeObject)
+	if fmt.Sprint(ferr) != fmt.Sprint(gerr) {
+		t.Fatalf("decode %q: fast path error %v, general %v", in, ferr, gerr)
+	}
+	if diff := cmp.Diff(&general, &fast, cmpEvents); ferr == nil && diff != "" {
+		t.Fatalf("decode %q (-general +fast):\n%s", in, diff)
+	}
+	bin := append(append([]byte("[ "), in...), ",\n"...)
+	bin = append(append(bin, in...), ']')
+	fevs, ferr := parseJSONBatch(bin, (*Event).decodeAt)
+	gevs, gerr := parseJSONBatch(bin, (*Event).decodeObject)
+	if fmt.Sprint(ferr) != fmt.Sprint(gerr) {
+		t.Fatalf("batch %q: fast path error %v, general %v", bin, ferr, gerr)
+	}
+	if diff := cmp.Diff(gevs, fevs, cmpEvents); ferr == nil && diff != "" {
+		t.Fatalf("batch %q (-general +fast):\n%s", bin, diff)
+	}
+}
+
+func TestDecodeFastAgrees(t *testing.T) {
+	for _, s := range append(fastSeeds, structuredSeeds...) {
+		for _, strict := range []bool{true, false} {
+			sameDecoding(t, []byte(s), strict)
+		}
+	}
+}
+
+// TestDecodeFastTaken: what the SDK writes (AppendJSON of events without
+// extensions or process context) goes the fast path; the near misses of
+// fastSeeds do not.
+func TestDecodeFastTaken(t *testing.T) {
+	at := time.Date(2026, 12, 5, 11, 0, 0, 123, time.UTC)
+	for _, e := range []*Event{
+		{ID: NewID(), Source: "bench", Type: "bench.net", Subject: "/data/file.txt", DataContentType: "application/json", Data: []byte(`{"pad":"x"}`)},
+		{SourceID: "order-7", Source: "app://shop", Type: "shop.order.Created", Time: at, Priority: PriorityHigh, Data: []byte(`[1,2,{"a":null}]`)},
+		{ID: NewID(), Source: "s", Type: "t"},
+	} {
+		in := e.AppendJSON(nil)
+		var got Event
+		s := scanner{b: in}
+		if !got.decodeFast(&s, true) {
+			t.Errorf("decodeFast(%s) = false, want true", in)
+			continue
+		}
+		if s.i != len(in) {
+			t.Errorf("decodeFast(%s) stopped at %d of %d", in, s.i, len(in))
+		}
+		if diff := cmp.Diff(e, &got, cmpEvents); diff != "" {
+			t.Errorf("decodeFast(%s) (-want +got):\n%s", in, diff)
+		}
+	}
+	for _, in := range fastSeeds[5:] {
+		var got Event
+		s := scanner{b: []byte(in)}
+		if got.decodeFast(&s, true) && strings.HasSuffix(in, "}") {
+			t.Errorf("decodeFast(%s) = true, want the general decoder", in)
+		}
+		if s.i != 0 && !bytes.HasSuffix([]byte(in), []byte("x")) {
+			t.Errorf("decodeFast(%s) moved the cursor to %d after giving up", in, s.i)
+		}
+	}
+}
+
+// FuzzJSONFast is a differential fuzz test: for any input, the fast path
+// of structured and batch decoding agrees with the general decoder (the
+// same error or the same events).
+func FuzzJSONFast(f *testing.F) {
+	for _, s := range fastSeeds {
+		f.Add([]byte(s), true)
+	}
+	for _, s := range structuredSeeds {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, in []byte, strict bool) {
+		sameDecoding(t, in, strict)
+	})
+}
