@@ -101,6 +101,7 @@ func BenchmarkRow1Batch(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			var sent int64
+			cpu0 := processCPU()
 			t0 := time.Now()
 			for b.Loop() {
 				off := int(sent) % len(slab)
@@ -116,8 +117,12 @@ func BenchmarkRow1Batch(b *testing.B) {
 			r.want.Store(sent * int64(subs))
 			r.wait(b, sent*int64(subs))
 			el := time.Since(t0)
+			cpu := processCPU() - cpu0
 			b.StopTimer()
 			b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
+			// The CPU time of the whole process per event: what a
+			// change costs, less disturbed by other load than events/s.
+			b.ReportMetric(float64(cpu)/float64(sent), "cpu-ns/event")
 		})
 	}
 }
@@ -136,6 +141,7 @@ func BenchmarkRow1Latency(b *testing.B) {
 			r.measure.Store(true)
 			b.ReportAllocs()
 			var n int64
+			cpu0 := processCPU()
 			for b.Loop() {
 				n++
 				r.want.Store(n * int64(subs))
@@ -145,8 +151,10 @@ func BenchmarkRow1Latency(b *testing.B) {
 				}
 				r.wait(b, n*int64(subs))
 			}
+			cpu := processCPU() - cpu0
 			b.StopTimer()
 			r.measure.Store(false)
+			b.ReportMetric(float64(cpu)/float64(n), "cpu-ns/publish")
 			var all []int64
 			for i := range r.lat {
 				// A subscriber appends only while measure is set; it has

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package propagate
+
+// processCPU is not measured outside Linux.
+func processCPU() int64 { return 0 }
