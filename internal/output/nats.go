@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,7 +47,18 @@ type NATSConfig struct {
 	KeyFile  string `yaml:"key_file,omitempty" json:"key_file,omitempty"`
 	// AckTimeout bounds the wait for a batch's publish acks (default 10s).
 	AckTimeout time.Duration `yaml:"ack_timeout,omitempty" json:"ack_timeout,omitempty"`
+	// BatchPublish is "auto" (default: publish in JetStream fast batches,
+	// one flow ack per up to 500 messages, when the stream capturing the
+	// subjects allows it, allow_batched) or "off" (a publish ack per
+	// message).
+	BatchPublish string `yaml:"batch_publish,omitempty" json:"batch_publish,omitempty"`
 }
+
+// BatchPublish values.
+const (
+	BatchPublishAuto = "auto"
+	BatchPublishOff  = "off"
+)
 
 func (c *NATSConfig) validate() error {
 	if c == nil || c.URL == "" {
@@ -57,6 +69,11 @@ func (c *NATSConfig) validate() error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("cert_file and key_file go together")
+	}
+	switch c.BatchPublish {
+	case "", BatchPublishAuto, BatchPublishOff:
+	default:
+		return fmt.Errorf("batch_publish %q: want auto or off", c.BatchPublish)
 	}
 	_, err := parseSubjectTemplate(c.subject())
 	return err
@@ -84,6 +101,12 @@ type natsSink struct {
 	next     int                   // slot of the next publish
 	msg      nats.Msg              // reused: PublishMsg copies it out
 	id       []string              // msg.Header[Nats-Msg-Id]
+	flow     int                   // messages per flow ack of a fast batch
+	fastOff  atomic.Bool           // the stream refused a fast batch: publish per message
+	wasFast  bool                  // the mode of the last connection, for the log
+	// fastBatches counts the fast batches the stream ended with a
+	// publish ack.
+	fastBatches atomic.Uint64
 }
 
 var _ pipeliner = (*natsSink)(nil)
@@ -95,8 +118,8 @@ type subjectKey struct{ typ, path string }
 const maxSubjects = 4096
 
 // newNATS builds the sink of a NATS output that keeps up to inFlight
-// events in flight.
-func newNATS(c *NATSConfig, inFlight int, log *slog.Logger) (*natsSink, error) {
+// events in flight, in batches of up to batchSize.
+func newNATS(c *NATSConfig, inFlight, batchSize int, log *slog.Logger) (*natsSink, error) {
 	cfg := *c
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 10 * time.Second
@@ -111,7 +134,8 @@ func newNATS(c *NATSConfig, inFlight int, log *slog.Logger) (*natsSink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &natsSink{cfg: cfg, log: log, subject: t, subjects: map[subjectKey]string{}, slots: 1, id: []string{""}}
+	s := &natsSink{cfg: cfg, log: log, subject: t, subjects: map[subjectKey]string{}, slots: 1, id: []string{""},
+		flow: fastFlow(batchSize)}
 	for s.slots < inFlight {
 		s.slots *= 2
 	}
@@ -123,13 +147,17 @@ func newNATS(c *NATSConfig, inFlight int, log *slog.Logger) (*natsSink, error) {
 // A failure drops it whole: every publish still awaiting its ack fails,
 // and the next batch starts on a new connection.
 type natsConn struct {
-	nc      *nats.Conn
-	prefix  string   // reply subjects: prefix + slot
-	replies []string // built on first use
+	s          *natsSink
+	nc         *nats.Conn
+	prefix     string   // reply subjects: prefix + slot
+	replies    []string // built on first use
+	fast       bool     // publish in fast batches
+	fastPrefix string   // reply subjects of fast batches
 
 	mu    sync.Mutex // guards the fields below
 	slots []natsSlot // the publish awaiting its ack on each reply subject
 	err   error      // why the connection failed; nil while it works
+	batch *natsBatch // the fast batch open or ending; written by the sink's goroutine
 }
 
 // natsSlot names an event of a batch in flight.
@@ -145,6 +173,11 @@ type natsFlight struct {
 	deadline time.Time
 	done     chan struct{} // closed by finishLocked
 
+	// A flight of a fast batch: b's messages first to last.
+	fast        bool
+	b           *natsBatch
+	first, last uint64
+
 	// guarded by c.mu:
 	acked    []bool
 	left     int   // acks (or refusals) awaited
@@ -152,6 +185,7 @@ type natsFlight struct {
 	refuseAt int
 	finished bool
 	err      error // the connection's failure, if it ended the flight
+	res      error // the outcome of a flight of a fast batch
 }
 
 // refuseLocked records that the event at i failed with err (refused by
@@ -176,6 +210,9 @@ func (f *natsFlight) finishLocked(err error) {
 // acked, else the error of the first event not acked, in a *partialError
 // counting the acked events before it.
 func (f *natsFlight) resultLocked() error {
+	if f.fast {
+		return f.fastResultLocked()
+	}
 	done := 0
 	for done < len(f.acked) && f.acked[done] {
 		done++
@@ -197,8 +234,10 @@ func (f *natsFlight) resultLocked() error {
 // (ReconnectBufSize -1), and a disconnection fails every publish awaiting
 // its ack: what the server stored of the batches in flight is then
 // always a prefix of them, and the retry keeps the per-subject order.
-func (s *natsSink) connect() error {
-	c := &natsConn{slots: make([]natsSlot, s.slots), replies: make([]string, s.slots)}
+//
+// It then asks whether the stream capturing subject takes fast batches.
+func (s *natsSink) connect(subject string) error {
+	c := &natsConn{s: s, slots: make([]natsSlot, s.slots), replies: make([]string, s.slots)}
 	opts := []nats.Option{
 		nats.Name("semprop output"),
 		nats.MaxReconnects(-1),
@@ -239,22 +278,42 @@ func (s *natsSink) connect() error {
 		// The window bounds what is pending.
 		err = sub.SetPendingLimits(-1, -1)
 	}
+	if err == nil && s.detectFast(nc, subject) {
+		c.fast, c.fastPrefix = true, nc.NewInbox()+"."
+		sub, err = nc.Subscribe(c.fastPrefix+">", c.onFastReply)
+		if err == nil {
+			err = sub.SetPendingLimits(-1, -1)
+		}
+	}
 	if err != nil {
 		nc.Close()
 		return fmt.Errorf("nats: subscribe to acks: %w", err)
+	}
+	if c.fast != s.wasFast {
+		s.log.Info("output: JetStream publish mode", "fast_batch", c.fast, "flow", s.flow)
+		s.wasFast = c.fast
 	}
 	s.conn, s.next = c, 0
 	return nil
 }
 
 // Start publishes evs, in order, without waiting for their acks.
-func (s *natsSink) Start(_ context.Context, evs []*event.Event) func(context.Context) error {
-	if s.conn == nil {
-		if err := s.connect(); err != nil {
+func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.Context) error {
+	if s.conn == nil && len(evs) > 0 {
+		if err := s.connect(s.subjectOf(evs[0])); err != nil {
 			return func(context.Context) error { return err }
 		}
 	}
 	c := s.conn
+	if c.fast && !s.fastOff.Load() {
+		return s.startFast(ctx, c, evs)
+	}
+	if c.fast {
+		// The stream refused a fast batch: a new connection publishes
+		// per message.
+		s.drop(c, errors.New("nats: fast batches refused"))
+		return s.Start(ctx, evs)
+	}
 	f := &natsFlight{s: s, c: c, deadline: time.Now().Add(s.cfg.AckTimeout), done: make(chan struct{}),
 		acked: make([]bool, len(evs)), left: len(evs)}
 	mask := s.slots - 1
@@ -325,6 +384,15 @@ func (s *natsSink) Send(ctx context.Context, evs []*event.Event) error {
 
 // wait waits for the flight's acks. On a failure it drops the connection.
 func (f *natsFlight) wait(ctx context.Context) error {
+	if f.b != nil {
+		select {
+		case <-f.done:
+		default:
+			if f.s.needsCommit(f) {
+				f.s.commitFast(f.c, f.b)
+			}
+		}
+	}
 	t := time.NewTimer(time.Until(f.deadline))
 	defer t.Stop()
 	select {
@@ -335,6 +403,9 @@ func (f *natsFlight) wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	f.c.mu.Lock()
+	// A flight the connection's failure did not reach (a batch the
+	// stream dropped) fails too: only an ack makes a success.
+	f.finishLocked(fmt.Errorf("nats: no publish ack within %v", f.s.cfg.AckTimeout))
 	err := f.resultLocked()
 	f.c.mu.Unlock()
 	if err == nil {
@@ -402,6 +473,9 @@ func (c *natsConn) fail(err error) {
 		return
 	}
 	c.err = err
+	if c.batch != nil {
+		c.batch.failLocked(err)
+	}
 	for i, sl := range c.slots {
 		if sl.f != nil {
 			c.slots[i] = natsSlot{}

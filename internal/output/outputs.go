@@ -128,7 +128,7 @@ func newSink(c Config, log *slog.Logger) (sink, error) {
 	case TypeKafka:
 		s, err = newKafka(c.Kafka, log)
 	case TypeNATS:
-		s, err = newNATS(c.NATS, c.InFlight*c.BatchSize, log)
+		s, err = newNATS(c.NATS, c.InFlight*c.BatchSize, c.BatchSize, log)
 	case TypeWebhook:
 		s, err = newWebhook(c.Webhook)
 	case TypeFile:

@@ -311,7 +311,7 @@ func TestNATSTooLargeDeadLetters(t *testing.T) {
 // that is its own at zero allocations: the subject (from its cache) and a
 // publish ack.
 func TestNATSHotPathAllocs(t *testing.T) {
-	s, err := newNATS(&NATSConfig{URL: "nats://127.0.0.1:1"}, 16, quiet)
+	s, err := newNATS(&NATSConfig{URL: "nats://127.0.0.1:1"}, 16, 8, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
