@@ -34,7 +34,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
 		raw, _ = scanJSON(e.Data) // nil when not JSON
 	}
-	return e.appendJSON(b, raw)
+	var bad bool
+	return e.appendJSON(b, raw, &bad)
 }
 
 // AppendJSONChecked appends e as MarshalJSON encodes it, with its checks:
@@ -42,32 +43,48 @@ func (e *Event) AppendJSON(b []byte) []byte {
 // would have to change. Encoding many events into one buffer with it
 // spares MarshalJSON's allocation per event; it does not allocate when b
 // has room. JSON Data is scanned once, for the check and the encoding.
+//
+// The strings are checked as they are written (checkText names the field
+// only when one is found wanting): each is read once.
 func (e *Event) AppendJSONChecked(b []byte) ([]byte, error) {
-	raw, err := e.checkText()
-	if err != nil {
-		return b, err
+	var raw []byte
+	if len(e.Data) > 0 && e.Flags&FlagDataBinary == 0 {
+		var err error
+		if raw, err = scanJSON(e.Data); err != nil {
+			_, err = e.checkText() // the first refusal, as MarshalJSON reports it
+			return b, err
+		}
 	}
-	return e.appendJSON(b, raw), nil
+	var bad bool
+	out := e.appendJSON(b, raw, &bad)
+	if bad {
+		if _, err := e.checkText(); err != nil {
+			return b, err
+		}
+	}
+	return out, nil
 }
 
 // appendJSON is AppendJSON with e.Data's JSON value already scanned: raw
-// is its text (scanJSON), or nil when Data is binary or not JSON.
-func (e *Event) appendJSON(b []byte, raw []byte) []byte {
+// is its text (scanJSON), or nil when Data is binary or not JSON. It sets
+// *bad when a string it wrote was not valid UTF-8 (and had U+FFFD written
+// in place of the bad bytes).
+func (e *Event) appendJSON(b []byte, raw []byte, bad *bool) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	if e.SourceID != "" {
-		b = appendJSONString(b, e.SourceID)
+		b = appendJSONStr(b, e.SourceID, bad)
 	} else {
 		b = append(b, '"')
 		b, _ = e.ID.AppendText(b)
 		b = append(b, '"')
 	}
 	b = append(b, `,"source":`...)
-	b = appendJSONString(b, e.Source)
+	b = appendJSONStr(b, e.Source, bad)
 	b = append(b, `,"type":`...)
-	b = appendJSONString(b, e.Type)
+	b = appendJSONStr(b, e.Type, bad)
 	if e.Subject != "" {
 		b = append(b, `,"subject":`...)
-		b = appendJSONString(b, e.Subject)
+		b = appendJSONStr(b, e.Subject, bad)
 	}
 	if !e.Time.IsZero() {
 		b = append(b, `,"time":"`...)
@@ -114,11 +131,11 @@ func (e *Event) appendJSON(b []byte, raw []byte) []byte {
 	}
 	if c.Comm != "" {
 		b = append(b, `,"comm":`...)
-		b = appendJSONString(b, c.Comm)
+		b = appendJSONStr(b, c.Comm, bad)
 	}
 	if c.Exe != "" {
 		b = append(b, `,"exe":`...)
-		b = appendJSONString(b, c.Exe)
+		b = appendJSONStr(b, c.Exe, bad)
 	}
 	if c.Known&HasInode != 0 {
 		b = append(b, `,"inode":`...)
@@ -141,21 +158,21 @@ func (e *Event) appendJSON(b []byte, raw []byte) []byte {
 	}
 	if c.OldPath != "" {
 		b = append(b, `,"oldpath":`...)
-		b = appendJSONString(b, c.OldPath)
+		b = appendJSONStr(b, c.OldPath, bad)
 	}
 	if c.Target != "" {
 		b = append(b, `,"target":`...)
-		b = appendJSONString(b, c.Target)
+		b = appendJSONStr(b, c.Target, bad)
 	}
 	for _, a := range e.Attrs {
 		b = append(b, ',')
-		b = appendJSONString(b, a.Key)
+		b = appendJSONStr(b, a.Key, bad)
 		b = append(b, ':')
-		b = appendJSONString(b, a.Value)
+		b = appendJSONStr(b, a.Value, bad)
 	}
 	if e.DataContentType != "" {
 		b = append(b, `,"datacontenttype":`...)
-		b = appendJSONString(b, e.DataContentType)
+		b = appendJSONStr(b, e.DataContentType, bad)
 	}
 	if len(e.Data) > 0 {
 		switch {
@@ -236,6 +253,13 @@ const hexDigits = "0123456789abcdef"
 // appendJSONString appends s as a JSON string, escaping what JSON requires
 // and U+2028/U+2029, and replacing invalid UTF-8 with U+FFFD.
 func appendJSONString(b []byte, s string) []byte {
+	var bad bool
+	return appendJSONStr(b, s, &bad)
+}
+
+// appendJSONStr is appendJSONString setting *bad when s is not valid
+// UTF-8 (exactly when utf8.ValidString(s) is false).
+func appendJSONStr(b []byte, s string, bad *bool) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -271,6 +295,7 @@ func appendJSONString(b []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
+			*bad = true
 			b = append(b, s[start:i]...)
 			b = append(b, "\ufffd"...)
 			i++
@@ -332,15 +357,15 @@ func (e *Event) Complete(source string) {
 }
 
 func (e *Event) unmarshal(data []byte, strict bool) error {
-	return e.unmarshalWith(data, strict, (*Event).decodeAt)
+	return e.unmarshalWith(data, strict, true)
 }
 
-// unmarshalWith is unmarshal decoding the object with decode: decodeAt,
-// or decodeObject alone (tests compare the two).
-func (e *Event) unmarshalWith(data []byte, strict bool, decode func(*Event, *scanner, bool) error) error {
+// unmarshalWith is unmarshal decoding the object with decodeAt (fast) or
+// decodeObject alone (tests compare the two).
+func (e *Event) unmarshalWith(data []byte, strict, fast bool) error {
 	s := scanner{b: data}
 	*e = Event{}
-	if err := decode(e, &s, strict); err != nil {
+	if err := e.decodeWith(&s, strict, fast); err != nil {
 		return err
 	}
 	if !s.atEnd() {
@@ -357,12 +382,12 @@ func (e *Event) unmarshalWith(data []byte, strict bool, decode func(*Event, *sca
 // chunks shared by the batch, so that decoding allocates a few objects per
 // batch rather than several per event.
 func ParseJSONBatch(data []byte) ([]*Event, error) {
-	return parseJSONBatch(data, (*Event).decodeAt)
+	return parseJSONBatch(data, true)
 }
 
-// parseJSONBatch is ParseJSONBatch decoding each object with decode:
-// decodeAt, or decodeObject alone (tests compare the two).
-func parseJSONBatch(data []byte, decode func(*Event, *scanner, bool) error) ([]*Event, error) {
+// parseJSONBatch is ParseJSONBatch decoding each object with decodeAt
+// (fast) or decodeObject alone (tests compare the two).
+func parseJSONBatch(data []byte, fast bool) ([]*Event, error) {
 	s := scanner{b: data, interned: make(map[string]string, 4), batch: true}
 	if err := s.expect('['); err != nil {
 		return nil, err
@@ -379,7 +404,7 @@ func parseJSONBatch(data []byte, decode func(*Event, *scanner, bool) error) ([]*
 			ev := &slab[0]
 			slab = slab[1:]
 			at := s.i
-			if err := decode(ev, &s, true); err != nil { // ev is zero: a new slab's
+			if err := ev.decodeWith(&s, true, fast); err != nil { // ev is zero: a new slab's
 				if fe, ok := err.(*FieldError); ok && fe.Field != "" {
 					fe.Field = "[" + strconv.Itoa(len(evs)) + "]." + fe.Field
 				}

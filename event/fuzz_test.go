@@ -246,6 +246,11 @@ func FuzzAppendJSON(f *testing.F) {
 		// the same bytes, and b untouched when it refuses.
 		checked, cerr := e.AppendJSONChecked([]byte("prefix"))
 		marshaled, merr := e.MarshalJSON()
+		// Checking while writing refuses what checkText, a separate
+		// pass over every string, refuses, with its error.
+		if _, terr := e.checkText(); fmt.Sprint(terr) != fmt.Sprint(cerr) {
+			t.Fatalf("AppendJSONChecked error %v, checkText error %v", cerr, terr)
+		}
 		switch {
 		case (cerr == nil) != (merr == nil):
 			t.Fatalf("AppendJSONChecked error %v, MarshalJSON error %v", cerr, merr)

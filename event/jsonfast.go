@@ -36,6 +36,14 @@ func (e *Event) decodeAt(s *scanner, strict bool) error {
 	return e.decodeObject(s, strict)
 }
 
+// decodeWith is decodeAt when fast is set, otherwise decodeObject.
+func (e *Event) decodeWith(s *scanner, strict, fast bool) error {
+	if fast {
+		return e.decodeAt(s, strict)
+	}
+	return e.decodeObject(s, strict)
+}
+
 // decodeFast decodes the object at s.i into e, the zero Event, and moves
 // the cursor past it, when the object has the shape the fast path reads
 // and decodeObject would accept it. Otherwise it returns false with the

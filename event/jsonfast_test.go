@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -49,8 +50,8 @@ var fastSeeds = []string{
 func sameDecoding(t *testing.T, in []byte, strict bool) {
 	t.Helper()
 	var fast, general Event
-	ferr := fast.unmarshalWith(in, strict, (*Event).decodeAt)
-	gerr := general.unmarshalWith(in, strict, (*Event).decodeObject)
+	ferr := fast.unmarshalWith(in, strict, true)
+	gerr := general.unmarshalWith(in, strict, false)
 	if fmt.Sprint(ferr) != fmt.Sprint(gerr) {
 		t.Fatalf("decode %q: fast path error %v, general %v", in, ferr, gerr)
 	}
@@ -59,8 +60,8 @@ func sameDecoding(t *testing.T, in []byte, strict bool) {
 	}
 	bin := append(append([]byte("[ "), in...), ",\n"...)
 	bin = append(append(bin, in...), ']')
-	fevs, ferr := parseJSONBatch(bin, (*Event).decodeAt)
-	gevs, gerr := parseJSONBatch(bin, (*Event).decodeObject)
+	fevs, ferr := parseJSONBatch(bin, true)
+	gevs, gerr := parseJSONBatch(bin, false)
 	if fmt.Sprint(ferr) != fmt.Sprint(gerr) {
 		t.Fatalf("batch %q: fast path error %v, general %v", bin, ferr, gerr)
 	}
@@ -126,4 +127,39 @@ func FuzzJSONFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte, strict bool) {
 		sameDecoding(t, in, strict)
 	})
+}
+
+// TestAppendJSONCheckedRefuses: each string AppendJSONChecked checks while
+// writing it is refused with the field named, and b is returned as given.
+func TestAppendJSONCheckedRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		set   func(e *Event)
+	}{
+		{"id", func(e *Event) { e.SourceID = "a\xffb" }},
+		{"source", func(e *Event) { e.Source = "\xed\xa0\x80" }}, // a UTF-8 surrogate
+		{"type", func(e *Event) { e.Type = "a.\xc3" }},
+		{"subject", func(e *Event) { e.Subject = "/x/\xff" }},
+		{"datacontenttype", func(e *Event) { e.DataContentType = "\xfe" }},
+		{"comm", func(e *Event) { e.Context.Comm = "\x80" }},
+		{"exe", func(e *Event) { e.Context.Exe = "/bin/\xff" }},
+		{"oldpath", func(e *Event) { e.Context.OldPath = "\xff" }},
+		{"target", func(e *Event) { e.Context.Target = "\xff" }},
+		{"attrs", func(e *Event) { e.Attrs = []Attr{{Key: "k\xff", Value: "v"}} }},
+		{"tenant", func(e *Event) { e.Attrs = []Attr{{Key: "tenant", Value: "\xff"}} }},
+		{"data", func(e *Event) { e.Data = []byte(`{"a":`) }},
+		{"subject", func(e *Event) { e.Subject = "\xff"; e.Data = []byte(`{"a":`) }}, // strings first, as checkText
+	} {
+		e := &Event{SourceID: "1", Source: "s", Type: "a", Data: []byte(`{"ok":true}`)}
+		tc.set(e)
+		b := []byte("prefix")
+		got, err := e.AppendJSONChecked(b)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tc.field {
+			t.Errorf("AppendJSONChecked with a bad %s: error %v, want a *FieldError for %q", tc.field, err, tc.field)
+		}
+		if string(got) != "prefix" {
+			t.Errorf("AppendJSONChecked with a bad %s returned %q, want b as given", tc.field, got)
+		}
+	}
 }
