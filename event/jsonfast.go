@@ -87,14 +87,14 @@ func (e *Event) fastObject(s *scanner, strict bool) bool {
 		}
 		seen |= 1 << f
 		if f == fieldData {
-			s.i = i
-			raw, err := s.value()
-			if err != nil {
+			end, ok := fastValue(b, i, 0)
+			if !ok {
 				return false
 			}
-			i = s.i
+			raw := b[i:end]
+			i = end
 			if string(raw) != "null" {
-				e.Data = s.keepCompact(raw)
+				e.Data = s.keep(raw) // compact: fastValue took no white space, nor U+2028/9
 			} else {
 				seen &^= 1 << fieldData // "data": null is no data
 			}
@@ -190,4 +190,92 @@ func (e *Event) fastString(s *scanner, f field, raw []byte) bool {
 		return false
 	}
 	return true
+}
+
+// fastMaxDepth bounds the nesting fastValue reads; deeper data goes to
+// the general decoder.
+const fastMaxDepth = 32
+
+// fastValue returns the end of the JSON value at b[i:] when it is one the
+// fast path takes as it is: compact (no white space), strings of printable
+// ASCII without escapes, at most fastMaxDepth deep. Such a value is
+// valid JSON, and what keepCompact would keep of it is itself.
+func fastValue(b []byte, i, depth int) (end int, ok bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch c := b[i]; {
+	case c == '"':
+		i++
+		for len(b)-i >= 8 && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		for i < len(b) && b[i]-0x20 < 0x60 && b[i] != '"' && b[i] != '\\' {
+			i++
+		}
+		if i >= len(b) || b[i] != '"' {
+			return 0, false
+		}
+		return i + 1, true
+	case c == '{', c == '[':
+		if depth >= fastMaxDepth {
+			return 0, false
+		}
+		closing := byte('}')
+		if c == '[' {
+			closing = ']'
+		}
+		i++
+		if i < len(b) && b[i] == closing {
+			return i + 1, true
+		}
+		for {
+			if c == '{' {
+				if i >= len(b) || b[i] != '"' {
+					return 0, false
+				}
+				if i, ok = fastValue(b, i, depth+1); !ok {
+					return 0, false
+				}
+				if i >= len(b) || b[i] != ':' {
+					return 0, false
+				}
+				i++
+			}
+			if i, ok = fastValue(b, i, depth+1); !ok {
+				return 0, false
+			}
+			if i >= len(b) {
+				return 0, false
+			}
+			if b[i] == ',' {
+				i++
+				continue
+			}
+			if b[i] != closing {
+				return 0, false
+			}
+			return i + 1, true
+		}
+	case c == 't':
+		return fastLiteral(b, i, "true")
+	case c == 'f':
+		return fastLiteral(b, i, "false")
+	case c == 'n':
+		return fastLiteral(b, i, "null")
+	case c == '-' || c-'0' < 10:
+		s := scanner{b: b, i: i}
+		if s.number() != nil {
+			return 0, false
+		}
+		return s.i, true
+	}
+	return 0, false
+}
+
+func fastLiteral(b []byte, i int, lit string) (int, bool) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, false
+	}
+	return i + len(lit), true
 }
