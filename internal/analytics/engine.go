@@ -212,6 +212,8 @@ type Engine struct {
 	stores   map[*view]*store
 	det      *detector
 	uids     uidKeys
+	// keys turns the keys of binary records into strings (runRecords).
+	keys *recordKeys
 
 	insightMu  sync.Mutex
 	insights   []Insight // newest last, bounded
@@ -331,7 +333,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	pubCtx, stopPub := context.WithCancel(context.Background())
 	wg.Go(func() { e.publishLoop(pubCtx) })
+	// The helpers stop when Run returns, on a read error as well as when
+	// ctx ends.
+	idleCtx, stopIdle := context.WithCancel(ctx)
 	defer func() {
+		stopIdle()
 		stopPub()
 		wg.Wait()
 	}()
@@ -344,13 +350,18 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-idleCtx.Done():
 				return
 			case <-t.C:
 				e.idle()
 			}
 		}
 	})
+	if rs, ok := src.(RecordSource); ok && len(e.order) == 1 {
+		// No token views (nothing to match or redact): read the records
+		// themselves, decoding only what the aggregates use.
+		return e.runRecords(ctx, rs)
+	}
 	var ev event.Event
 	for {
 		if err := src.Next(ctx, &ev); err != nil {
@@ -413,25 +424,7 @@ func (e *Engine) Apply(ev *event.Event) {
 
 func (e *Engine) applyLocked(ev *event.Event) {
 	var s sample
-	s.seq = ev.Seq
-	s.sec = ev.Time.Unix()
-	if s.sec > e.nowSec+60 {
-		s.sec = e.nowSec // a clock far ahead must not close every pane
-	}
-	if s.sec > e.maxSec {
-		e.maxSec = s.sec
-		if wm := s.sec - int64(e.cfg.Lateness/time.Second); wm > e.wm {
-			e.advanceLocked(wm)
-		}
-	}
-	if s.sec < e.wm {
-		s.sec = e.wm
-		e.late.Add(1)
-	}
-	e.lastSeq = ev.Seq
-	e.cursor.Store(ev.Seq)
-	e.lastTime = ev.Time.UnixNano()
-	e.events.Add(1)
+	e.beginLocked(&s, ev.Seq, ev.Time.Unix(), ev.Time.UnixNano())
 	e.sampleOf(ev, &s)
 	e.all.add(&s)
 	for _, v := range e.order[1:] {
@@ -451,6 +444,31 @@ func (e *Engine) applyLocked(ev *event.Event) {
 	if e.applyHook != nil {
 		e.applyHook(ev.Seq)
 	}
+}
+
+// beginLocked moves the watermark and the engine's position for the
+// event seq of event time sec (Unix seconds; ns in Unix ns), and sets the
+// sample's seq and second (clamped to the watermark).
+func (e *Engine) beginLocked(s *sample, seq uint64, sec, ns int64) {
+	s.seq = seq
+	s.sec = sec
+	if s.sec > e.nowSec+60 {
+		s.sec = e.nowSec // a clock far ahead must not close every pane
+	}
+	if s.sec > e.maxSec {
+		e.maxSec = s.sec
+		if wm := s.sec - int64(e.cfg.Lateness/time.Second); wm > e.wm {
+			e.advanceLocked(wm)
+		}
+	}
+	if s.sec < e.wm {
+		s.sec = e.wm
+		e.late.Add(1)
+	}
+	e.lastSeq = seq
+	e.cursor.Store(seq)
+	e.lastTime = ns
+	e.events.Add(1)
 }
 
 // sampleOf fills the keys of ev into s.
@@ -483,6 +501,11 @@ func (e *Engine) sampleOf(ev *event.Event, s *sample) {
 	if s.path != "" {
 		s.hash = xxh3.HashString(s.path)
 	}
+	e.sizeBinOf(s)
+}
+
+// sizeBinOf sets the size sketch's bin of a write's bytes.
+func (e *Engine) sizeBinOf(s *sample) {
 	if s.write {
 		if s.bytes != e.lastSize {
 			e.lastSize, e.lastBin = s.bytes, ddBin(float64(s.bytes))

@@ -3,6 +3,8 @@ package analytics
 import (
 	"bytes"
 	"testing"
+
+	"github.com/semprop/semprop/event"
 )
 
 // FuzzStoreRecord feeds arbitrary bytes to the store's record decoder (a
@@ -40,6 +42,46 @@ func FuzzStoreRecord(f *testing.F) {
 			if err != nil || got2.start != got.start || got2.count != got.count || len(got2.items) != len(got.items) {
 				t.Fatalf("re-encoded record decodes to %+v, %v; want %+v", got2, err, got)
 			}
+		}
+	})
+}
+
+// FuzzRecordView checks the engine's decoder of journal records against
+// event.Event.UnmarshalBinary: both accept exactly the same inputs, and
+// every field the engine reads is the one the event holds.
+func FuzzRecordView(f *testing.F) {
+	for _, ev := range recordReplay(200)[:100] {
+		rec, err := ev.AppendBinary(nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(rec)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{1, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var r recordView
+		rerr := r.decode(b)
+		var ev event.Event
+		eerr := ev.UnmarshalBinary(b)
+		if (rerr == nil) != (eerr == nil) {
+			t.Fatalf("decode = %v, UnmarshalBinary = %v", rerr, eerr)
+		}
+		if rerr != nil {
+			return
+		}
+		if r.hasTime == ev.Time.IsZero() {
+			t.Errorf("hasTime = %v, event time %v", r.hasTime, ev.Time)
+		}
+		if sec, ns := r.eventTime(); sec != ev.Time.Unix() || ns != ev.Time.UnixNano() {
+			t.Errorf("eventTime = %d, %d, want %d, %d", sec, ns, ev.Time.Unix(), ev.Time.UnixNano())
+		}
+		c := &ev.Context
+		if string(r.typ) != ev.Type || string(r.subject) != ev.Subject || string(r.comm) != c.Comm {
+			t.Errorf("type, subject, comm = %q %q %q, want %q %q %q", r.typ, r.subject, r.comm, ev.Type, ev.Subject, c.Comm)
+		}
+		if r.known != c.Known || r.uid != c.UID || r.size != c.Size || r.bytes != c.Bytes {
+			t.Errorf("known, uid, size, bytes = %v %d %d %d, want %v %d %d %d", r.known, r.uid, r.size, r.bytes, c.Known, c.UID, c.Size, c.Bytes)
 		}
 	})
 }
