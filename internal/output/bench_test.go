@@ -2,9 +2,11 @@ package output
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -55,10 +57,24 @@ func forward(b *testing.B, e *env, cfg Config, n int) time.Duration {
 // publisher in batches of the same size. Besides events/s, it reports the
 // process's CPU time per event of each (the server's share included),
 // which a machine busy with other work disturbs less than the wall clock.
+// The stream takes fast batches (allow_batched); the output's
+// batch_publish is off here: BenchmarkJetStreamFastBatch measures them.
 func BenchmarkJetStream(b *testing.B) {
+	benchJetStream(b, BatchPublishOff)
+}
+
+// BenchmarkJetStreamFastBatch is BenchmarkJetStream with the output in
+// fast batches, and a third peer: a plain publisher of one fast batch
+// (the same messages, flow acks every 500, at most 8000 unacknowledged).
+func BenchmarkJetStreamFastBatch(b *testing.B) {
+	benchJetStream(b, BatchPublishAuto)
+}
+
+func benchJetStream(b *testing.B, mode string) {
 	e := newEnv(b)
 	preload(b, e, benchEvents)
 	js := newJSServerStorage(b, jetstream.MemoryStorage)
+	js.allowBatched(b, 0)
 	// The peer's messages, built before the clock starts.
 	evs := make([]*event.Event, 0, benchEvents)
 	rd, err := e.m.Reader(1)
@@ -74,28 +90,35 @@ func BenchmarkJetStream(b *testing.B) {
 	}
 	rd.Close()
 	tmpl, _ := parseSubjectTemplate("semprop.{type}.{path}")
-	purge := func() {
-		st, err := js.js.Stream(context.Background(), "SEMPROP")
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := st.Purge(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var semprop, plain, sempropCPU, plainCPU time.Duration
+	// A purge keeps the stream's duplicate window: the second publisher
+	// of the same messages would have every one found a duplicate and
+	// not stored. A new stream starts empty.
+	purge := func() { js.recreate(b) }
+	var semprop, plain, fast, sempropCPU, plainCPU, fastCPU time.Duration
 	runs := 0
 	for b.Loop() {
 		runs++
 		purge()
 		cpu := cpuTime()
 		semprop += forward(b, e, Config{Name: fmt.Sprintf("js%d", runs), Type: TypeNATS, BatchSize: 1000,
-			NATS: &NATSConfig{URL: js.url()}}, benchEvents)
+			NATS: &NATSConfig{URL: js.url(), BatchPublish: mode}}, benchEvents)
 		sempropCPU += cpuTime() - cpu
+		if got := js.msgs(); got != benchEvents {
+			b.Fatalf("semprop: %d messages stored, want %d", got, benchEvents)
+		}
 		purge()
 		cpu = cpuTime()
 		plain += plainPublish(b, js.url(), evs, tmpl, 1000)
 		plainCPU += cpuTime() - cpu
+		if mode == BatchPublishAuto {
+			purge()
+			cpu = cpuTime()
+			fast += plainFastBatch(b, js.url(), evs, tmpl, 8000)
+			fastCPU += cpuTime() - cpu
+			if got := js.msgs(); got != benchEvents {
+				b.Fatalf("plain fast batch: %d messages stored, want %d", got, benchEvents)
+			}
+		}
 	}
 	n := float64(runs * benchEvents)
 	b.ReportMetric(n/semprop.Seconds(), "semprop-events/s")
@@ -103,6 +126,78 @@ func BenchmarkJetStream(b *testing.B) {
 	b.ReportMetric(plain.Seconds()/semprop.Seconds(), "ratio")
 	b.ReportMetric(float64(sempropCPU.Nanoseconds())/n, "semprop-cpu-ns/event")
 	b.ReportMetric(float64(plainCPU.Nanoseconds())/n, "natsgo-cpu-ns/event")
+	if mode == BatchPublishAuto {
+		b.ReportMetric(n/fast.Seconds(), "fastbatch-events/s")
+		b.ReportMetric(fast.Seconds()/semprop.Seconds(), "fastbatch-ratio")
+		b.ReportMetric(float64(fastCPU.Nanoseconds())/n, "fastbatch-cpu-ns/event")
+	}
+}
+
+// plainFastBatch publishes evs as one JetStream fast batch, as a program
+// without semprop would: flow acks every 500 messages, at most window
+// messages unacknowledged, an end-of-batch commit and its publish ack.
+func plainFastBatch(b *testing.B, url string, evs []*event.Event, tmpl subjectTemplate, window int) time.Duration {
+	b.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	prefix := nc.NewInbox() + ".b1.500.fail."
+	acks := make(chan fastAnswer, 1024)
+	sub, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		var a fastAnswer
+		if err := json.Unmarshal(m.Data, &a); err == nil {
+			acks <- a
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	begin := time.Now()
+	acked := uint64(0)
+	take := func(a fastAnswer) {
+		switch {
+		case a.Error != nil:
+			b.Fatalf("fast batch: %+v", a.Error)
+		case a.Type == "ack":
+			acked = max(acked, a.Seq)
+		case a.Type == "" && a.Batch != "":
+			acked = max(acked, a.Count)
+		}
+	}
+	for i, ev := range evs {
+		seq := uint64(i + 1)
+		for seq > acked+uint64(window) {
+			take(<-acks)
+		}
+		op := "1"
+		if seq == 1 {
+			op = "0"
+		}
+		msg := nats.NewMsg(tmpl.expand(ev))
+		msg.Reply = prefix + strconv.FormatUint(seq, 10) + "." + op + ".$FI"
+		msg.Header.Set(jetstream.MsgIDHeader, ev.ID.String())
+		msg.Header.Set("Content-Type", ctStructured)
+		msg.Data = ev.AppendJSON(make([]byte, 0, 256))
+		if err := nc.PublishMsg(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	eob := &nats.Msg{Subject: tmpl.expand(evs[0]), Reply: prefix + strconv.Itoa(len(evs)+1) + ".3.$FI"}
+	if err := nc.PublishMsg(eob); err != nil {
+		b.Fatal(err)
+	}
+	for acked < uint64(len(evs)) {
+		select {
+		case a := <-acks:
+			take(a)
+		case <-time.After(10 * time.Second):
+			b.Fatalf("fast batch: %d of %d acknowledged", acked, len(evs))
+		}
+	}
+	return time.Since(begin)
 }
 
 // BenchmarkJetStreamInFlight forwards the backlog of BenchmarkJetStream
@@ -118,13 +213,7 @@ func BenchmarkJetStreamInFlight(b *testing.B) {
 			n := 0
 			for b.Loop() {
 				runs++
-				st, err := js.js.Stream(context.Background(), "SEMPROP")
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := st.Purge(context.Background()); err != nil {
-					b.Fatal(err)
-				}
+				js.recreate(b)
 				c0 := cpuTime()
 				el += forward(b, e, Config{Name: fmt.Sprintf("js%d", runs), Type: TypeNATS, BatchSize: 1000, InFlight: w,
 					NATS: &NATSConfig{URL: js.url()}}, benchEvents)

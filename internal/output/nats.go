@@ -153,6 +153,7 @@ type natsConn struct {
 	replies    []string // built on first use
 	fast       bool     // publish in fast batches
 	fastPrefix string   // reply subjects of fast batches
+	stopped    error    // a publish failed: c takes no more (the sink's goroutine only)
 
 	mu    sync.Mutex // guards the fields below
 	slots []natsSlot // the publish awaiting its ack on each reply subject
@@ -316,6 +317,15 @@ func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.C
 	}
 	f := &natsFlight{s: s, c: c, deadline: time.Now().Add(s.cfg.AckTimeout), done: make(chan struct{}),
 		acked: make([]bool, len(evs)), left: len(evs)}
+	if c.stopped != nil {
+		// A publish failed: nothing more goes out before the failed
+		// flight is dealt with, or the events after it would be stored
+		// before it.
+		c.mu.Lock()
+		f.finishLocked(c.stopped)
+		c.mu.Unlock()
+		return f.wait
+	}
 	mask := s.slots - 1
 	c.mu.Lock()
 	if c.err == nil && len(evs) > s.slots {
@@ -356,7 +366,8 @@ func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.C
 				err = fmt.Errorf("%w: %w", ErrRejected, err)
 			}
 			// The rest would not keep the order: wait for what was
-			// published.
+			// published, and publish nothing more on c.
+			c.stopped = errBatchClosed
 			c.mu.Lock()
 			for j := i; j < len(evs); j++ {
 				if sl := &c.slots[(s.next+j-i)&mask]; sl.f == f {

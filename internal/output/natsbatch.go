@@ -73,6 +73,7 @@ func fastFlow(batchSize int) int {
 type natsBatch struct {
 	id    string
 	reply string // prefix of the reply subjects: inbox.id.flow.fail.
+	buf   []byte // fastReply's, reused
 	done  chan struct{}
 
 	// Used by the sink's goroutine only:
@@ -90,9 +91,15 @@ type natsBatch struct {
 	flights []*natsFlight // waiting for their acks, in order
 }
 
-// fastReply is the reply subject of the message at seq.
+// fastReply is the reply subject of the message at seq: one allocation.
 func (b *natsBatch) fastReply(seq uint64, op string) string {
-	return b.reply + strconv.FormatUint(seq, 10) + "." + op + fastSuffix
+	buf := append(b.buf[:0], b.reply...)
+	buf = strconv.AppendUint(buf, seq, 10)
+	buf = append(buf, '.')
+	buf = append(buf, op...)
+	buf = append(buf, fastSuffix...)
+	b.buf = buf
+	return string(buf)
 }
 
 // detectFast asks the server whether the stream capturing subject takes

@@ -29,6 +29,26 @@ func (j *jsServer) allowBatched(t testing.TB, maxMsgSize int32) {
 	}
 }
 
+// recreate deletes the test stream and creates it again, empty, with the
+// same configuration: its duplicate window is empty too (a purge keeps
+// it).
+func (j *jsServer) recreate(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := j.js.Stream(ctx, "SEMPROP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if err := j.js.DeleteStream(ctx, "SEMPROP"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.js.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sinkOf returns the NATS sink of the first output.
 func sinkOf(t testing.TB, r *running) *natsSink {
 	t.Helper()
@@ -213,5 +233,17 @@ func TestParseFastReply(t *testing.T) {
 		if id != tc.id || seq != tc.seq || ok != tc.ok {
 			t.Errorf("parseFastReply(%q) = %q, %d, %v, want %q, %d, %v", tc.in, id, seq, ok, tc.id, tc.seq, tc.ok)
 		}
+	}
+}
+
+// TestFastReplyAllocs pins the reply subject of a fast batch message at
+// one allocation, the string itself.
+func TestFastReplyAllocs(t *testing.T) {
+	b := &natsBatch{reply: "_INBOX.x.id.500.fail."}
+	if got, want := b.fastReply(123456, opAppend), "_INBOX.x.id.500.fail.123456.1.$FI"; got != want {
+		t.Fatalf("fastReply = %q, want %q", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = b.fastReply(123456, opAppend) }); n != 1 {
+		t.Errorf("fastReply: %v allocations, want 1", n)
 	}
 }

@@ -340,3 +340,41 @@ func startNATS(t *testing.T, e *env, url string, ackTimeout time.Duration) *runn
 		Retry: RetryConfig{Initial: time.Millisecond, Max: 10 * time.Millisecond},
 		NATS:  &NATSConfig{URL: url, AckTimeout: ackTimeout}}}})
 }
+
+// TestNATSTooLargeKeepsOrder: a message larger than max_payload in the
+// middle of a batch, with batches after it in flight: the events after it
+// still arrive, for the first time, in seq order (per subject).
+func TestNATSTooLargeKeepsOrder(t *testing.T) {
+	e := newEnv(t)
+	evs := make([]*event.Event, 60)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%3), Data: []byte(`{"n":1}`)}
+	}
+	evs[12].Data = []byte(`{"pad":"` + strings.Repeat("x", 4096) + `"}`)
+	if err := e.m.PublishBatch(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	f := newFakeJSMax(t, 2048, func(string, int) string { return "ack" })
+	r := startNATS(t, e, f.url, time.Minute)
+	r.waitCursor(t, "n", 60)
+	f.mu.Lock()
+	ids := append([]string(nil), f.ids...)
+	f.mu.Unlock()
+	index := map[string]int{}
+	for i, ev := range evs {
+		index[ev.ID.String()] = i
+	}
+	seen := map[string]bool{}
+	last := map[int]int{} // by subject: the last event arrived first
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		i := index[id]
+		if l, ok := last[i%3]; ok && i < l {
+			t.Errorf("event %d first arrived after event %d of the same subject", i+1, l+1)
+		}
+		last[i%3] = i
+	}
+}
