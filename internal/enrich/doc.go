@@ -48,11 +48,13 @@
 //
 // # VCS awareness
 //
-// With Options.VCS summarise or drop, an fs.create of WORKTREE/.git/index.lock
-// starts a git operation: every event under WORKTREE/.git/ is then held
-// until index.lock is gone (renamed or deleted) and Options.VCSQuiet has
-// passed without further events there, so one operation that takes the lock
-// more than once is still one. In summarise mode it then becomes one
+// With Options.VCS summarise or drop, an fs.create of a lock file under
+// WORKTREE/.git/ (index.lock; a ref's lock in a fetch;
+// objects/maintenance.lock) starts a git operation: every event under
+// WORKTREE/.git/ is then held until index.lock, if it was taken, is gone
+// (renamed or deleted) and Options.VCSQuiet has passed without further
+// events there, so one operation that takes the lock more than once is
+// still one. In summarise mode it then becomes one
 // vcs.git event: subject the work tree, the process context of the event
 // that took the lock, count (events held), first (time of the first) and
 // refs (the refs it wrote). Events outside .git/ pass as usual.

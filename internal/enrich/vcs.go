@@ -9,7 +9,7 @@ import (
 )
 
 // VCSMode says what becomes of the events a git operation makes under
-// .git/ while it holds .git/index.lock.
+// .git/ from the first lock file it creates there until it is done.
 type VCSMode string
 
 // The VCS modes.
@@ -30,9 +30,10 @@ const (
 )
 
 const (
-	gitDir    = "/.git/"
-	indexLock = "index.lock"
-	maxRefs   = 8
+	gitDir     = "/.git/"
+	indexLock  = "index.lock"
+	lockSuffix = ".lock"
+	maxRefs    = 8
 )
 
 // vcsOp is one git operation in progress in one repository.
@@ -87,7 +88,12 @@ func (t *vcsTracker) hold(ev *event.Event, now time.Time) bool {
 	}
 	op := t.ops[repo]
 	if op == nil {
-		if inside != indexLock || ev.Type != event.TypeCreate {
+		// Git writes every file under .git/ through a lock file
+		// (FILE.lock, renamed over FILE): the first lock starts an
+		// operation — index.lock for most commands, a ref's lock for a
+		// fetch, objects/maintenance.lock for the maintenance a commit
+		// starts in the background.
+		if !strings.HasSuffix(inside, lockSuffix) || ev.Type != event.TypeCreate {
 			return false
 		}
 		op = &vcsOp{repo: repo, first: ev.Time}
@@ -112,7 +118,7 @@ func (t *vcsTracker) hold(ev *event.Event, now time.Time) bool {
 
 // noteRef records a ref the operation wrote.
 func (op *vcsOp) noteRef(inside string) {
-	inside = strings.TrimSuffix(inside, ".lock")
+	inside = strings.TrimSuffix(inside, lockSuffix)
 	if !strings.HasPrefix(inside, "refs/") && (strings.Contains(inside, "/") || !strings.HasSuffix(inside, "HEAD")) {
 		return
 	}

@@ -101,10 +101,18 @@ func TestGitCommitSummarised(t *testing.T) {
 			other = append(other, ev.Type+" "+ev.Subject)
 		}
 	}
-	if len(sums) != 2 {
-		t.Fatalf("%d vcs.git events, want 2 (add, commit)", len(sums))
+	// add, commit, and perhaps the maintenance git runs after a commit
+	// (objects/maintenance.lock), on its own when it came after the
+	// commit's operation ended.
+	var commit *event.Event
+	for _, ev := range sums {
+		if strings.Contains(attr(ev, AttrRefs), "refs/heads/main") {
+			commit = ev
+		}
 	}
-	commit := sums[1]
+	if len(sums) < 2 || len(sums) > 3 || commit == nil || commit == sums[0] {
+		t.Fatalf("%d vcs.git events, want add, commit (with refs/heads/main) and at most maintenance", len(sums))
+	}
 	if commit.Subject != repo || commit.Context.Comm != "git" {
 		t.Errorf("summary subject %q comm %q, want %q git", commit.Subject, commit.Context.Comm, repo)
 	}
@@ -118,8 +126,8 @@ func TestGitCommitSummarised(t *testing.T) {
 		t.Errorf("the work tree's write was not published: %q", other)
 	}
 	st := p.Stats()
-	if st.VCSOps != 2 || st.VCSHeld < 4 {
-		t.Errorf("Stats: vcs ops %d held %d, want 2 and several", st.VCSOps, st.VCSHeld)
+	if st.VCSOps != uint64(len(sums)) || st.VCSHeld < 4 {
+		t.Errorf("Stats: vcs ops %d held %d, want %d and several", st.VCSOps, st.VCSHeld, len(sums))
 	}
 	t.Logf("commit summary: count=%s refs=%s; %d events held in all", attr(commit, AttrCount), attr(commit, AttrRefs), st.VCSHeld)
 }
