@@ -648,52 +648,19 @@ func (e *Event) decodeField(s *scanner, f field, key []byte, specversion, dataB6
 		}
 		return nil
 	case fieldSeq, fieldInode, fieldUID, fieldGID, fieldMode:
-		limit := uint64(math.MaxUint32)
-		if f == fieldSeq || f == fieldInode {
-			limit = math.MaxUint64
-		}
-		v, err := s.uintValue(key, limit)
+		v, err := s.uintValue(key, uintLimit(f))
 		if err != nil {
 			return err
 		}
-		switch f {
-		case fieldSeq:
-			e.Seq = v
-		case fieldInode:
-			c.SetInode(v)
-		case fieldUID:
-			c.SetUID(uint32(v))
-		case fieldGID:
-			c.SetGID(uint32(v))
-		default:
-			c.SetMode(uint32(v))
-		}
+		e.setUint(f, v)
 		return nil
 	case fieldPID, fieldTID, fieldSize, fieldBytes, fieldOffset, fieldLength:
-		lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
-		if f == fieldPID || f == fieldTID {
-			lo, hi = math.MinInt32, math.MaxInt32
-		}
+		lo, hi := intRange(f)
 		v, err := s.intValue(key, lo, hi)
 		if err != nil {
 			return err
 		}
-		switch f {
-		case fieldPID:
-			c.SetPID(int32(v))
-		case fieldTID:
-			c.SetTID(int32(v))
-		case fieldSize:
-			c.SetSize(v)
-		case fieldBytes:
-			c.SetBytes(v)
-		case fieldOffset:
-			c.Offset = v
-			c.Known |= HasOffset
-		default:
-			c.Length = v
-			c.Known |= HasLength
-		}
+		e.setInt(f, v)
 		return nil
 	}
 	// The rest are string-valued; free extensions may be any JSON value.
@@ -809,6 +776,64 @@ func (e *Event) decodeField(s *scanner, f field, key []byte, specversion, dataB6
 		e.SetAttr(s.keepString(key), v)
 	}
 	return nil
+}
+
+// uintLimit is the largest value of the unsigned field f (seq, inode,
+// uid, gid, mode).
+func uintLimit(f field) uint64 {
+	if f == fieldSeq || f == fieldInode {
+		return math.MaxUint64
+	}
+	return math.MaxUint32
+}
+
+// intRange is the range of the signed field f (pid, tid, size, bytes,
+// offset, length).
+func intRange(f field) (lo, hi int64) {
+	if f == fieldPID || f == fieldTID {
+		return math.MinInt32, math.MaxInt32
+	}
+	return math.MinInt64, math.MaxInt64
+}
+
+// setUint sets the unsigned field f (seq, inode, uid, gid, mode) to v,
+// which is within uintLimit(f).
+func (e *Event) setUint(f field, v uint64) {
+	c := &e.Context
+	switch f {
+	case fieldSeq:
+		e.Seq = v
+	case fieldInode:
+		c.SetInode(v)
+	case fieldUID:
+		c.SetUID(uint32(v))
+	case fieldGID:
+		c.SetGID(uint32(v))
+	default:
+		c.SetMode(uint32(v))
+	}
+}
+
+// setInt sets the signed field f (pid, tid, size, bytes, offset, length)
+// to v, which is within intRange(f).
+func (e *Event) setInt(f field, v int64) {
+	c := &e.Context
+	switch f {
+	case fieldPID:
+		c.SetPID(int32(v))
+	case fieldTID:
+		c.SetTID(int32(v))
+	case fieldSize:
+		c.SetSize(v)
+	case fieldBytes:
+		c.SetBytes(v)
+	case fieldOffset:
+		c.Offset = v
+		c.Known |= HasOffset
+	default:
+		c.Length = v
+		c.Known |= HasLength
+	}
 }
 
 // intValue reads a JSON integer, or a string holding one (binary-mode

@@ -22,7 +22,17 @@ import (
 // fastFields are the fields decodeFast reads itself; another key sends
 // the object to the general decoder.
 const fastFields = 1<<fieldSpecversion | 1<<fieldID | 1<<fieldSource | 1<<fieldType |
-	1<<fieldSubject | 1<<fieldTime | 1<<fieldDataContentType | 1<<fieldData | 1<<fieldPriority
+	1<<fieldSubject | 1<<fieldTime | 1<<fieldDataContentType | 1<<fieldData | 1<<fieldPriority |
+	1<<fieldSeq | 1<<fieldHLC | 1<<fieldBoundary | 1<<fieldBoundaries | 1<<fieldRescan |
+	1<<fieldPID | 1<<fieldTID | 1<<fieldUID | 1<<fieldGID | 1<<fieldComm | 1<<fieldExe |
+	1<<fieldInode | 1<<fieldSize | 1<<fieldBytes | 1<<fieldOffset | 1<<fieldLength |
+	1<<fieldMode | 1<<fieldOldPath | 1<<fieldTarget
+
+// Fields of a kind: numbers, and the boolean.
+const (
+	uintFields = 1<<fieldSeq | 1<<fieldInode | 1<<fieldUID | 1<<fieldGID | 1<<fieldMode
+	intFields  = 1<<fieldPID | 1<<fieldTID | 1<<fieldSize | 1<<fieldBytes | 1<<fieldOffset | 1<<fieldLength
+)
 
 // decodeAt decodes the object at the scanner's cursor into e, the zero
 // Event: by the fast path when the object has the common shape,
@@ -86,7 +96,24 @@ func (e *Event) fastObject(s *scanner, strict bool) bool {
 			return false
 		}
 		seen |= 1 << f
-		if f == fieldData {
+		switch {
+		case uintFields&(1<<f) != 0, intFields&(1<<f) != 0:
+			end, ok := e.fastNumber(b, i, f)
+			if !ok {
+				return false
+			}
+			i = end
+		case f == fieldRescan:
+			switch {
+			case len(b)-i >= 4 && string(b[i:i+4]) == "true":
+				e.Flags |= FlagRescan
+				i += 4
+			case len(b)-i >= 5 && string(b[i:i+5]) == "false":
+				i += 5
+			default:
+				return false
+			}
+		case f == fieldData:
 			end, ok := fastValue(b, i, 0)
 			if !ok {
 				return false
@@ -98,7 +125,7 @@ func (e *Event) fastObject(s *scanner, strict bool) bool {
 			} else {
 				seen &^= 1 << fieldData // "data": null is no data
 			}
-		} else {
+		default:
 			// A string of printable ASCII other than '"' and '\\'.
 			if i >= len(b) || b[i] != '"' {
 				return false
@@ -186,10 +213,83 @@ func (e *Event) fastString(s *scanner, f field, raw []byte) bool {
 			return false
 		}
 		e.Time = t.UTC()
+	case fieldHLC:
+		h, err := ParseHLC(v)
+		if err != nil {
+			return false
+		}
+		e.HLC = h
+	case fieldBoundary:
+		bd, ok := ParseBoundary(v)
+		if !ok {
+			return false
+		}
+		e.Boundary = bd
+	case fieldBoundaries:
+		bs, ok := ParseBoundaries(v)
+		if !ok {
+			return false
+		}
+		e.Boundaries = bs
+	case fieldComm:
+		e.Context.Comm = s.keepString(raw)
+	case fieldExe:
+		e.Context.Exe = s.keepString(raw)
+	case fieldOldPath:
+		e.Context.OldPath = s.keepString(raw)
+	case fieldTarget:
+		e.Context.Target = s.keepString(raw)
 	default:
 		return false
 	}
 	return true
+}
+
+// fastNumber reads the JSON integer at b[i:] into the number field f and
+// returns where it ends, when it is a plain integer (no fraction, no
+// exponent, not a string) within the field's range, as decodeField would
+// take it.
+func (e *Event) fastNumber(b []byte, i int, f field) (end int, ok bool) {
+	neg := i < len(b) && b[i] == '-'
+	if neg {
+		if uintFields&(1<<f) != 0 {
+			return 0, false
+		}
+		i++
+	}
+	d := i
+	for i < len(b) && b[i]-'0' < 10 {
+		i++
+	}
+	if i == d || i-d > 20 || b[d] == '0' && i-d > 1 {
+		return 0, false // no digits, too many, or a leading zero
+	}
+	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
+		return 0, false
+	}
+	u, ok := parseDigits(b[d:i])
+	if !ok {
+		return 0, false
+	}
+	if uintFields&(1<<f) != 0 {
+		if u > uintLimit(f) {
+			return 0, false
+		}
+		e.setUint(f, u)
+		return i, true
+	}
+	if u > 1<<63 || !neg && u > 1<<63-1 {
+		return 0, false
+	}
+	v := int64(u)
+	if neg {
+		v = -v
+	}
+	if lo, hi := intRange(f); v < lo || v > hi {
+		return 0, false
+	}
+	e.setInt(f, v)
+	return i, true
 }
 
 // fastMaxDepth bounds the nesting fastValue reads; deeper data goes to

@@ -11,7 +11,7 @@ import (
 
 // fastSeeds are objects in the fast path's shape (the first fastTaken),
 // then near misses that must go to the general decoder.
-const fastTaken = 6
+const fastTaken = 7
 
 var fastSeeds = []string{
 	// The Go SDK's shape (AppendJSON).
@@ -20,6 +20,7 @@ var fastSeeds = []string{
 	`{"specversion":"1.0","id":"u-1","source":"s","type":"a","time":"2026-12-05T11:00:00.123456789+01:00","priority":"high","data":null}`,
 	`{"type":"a","specversion":"1.0","source":"s","id":"00000000000000000000000000"}`, // a zero ULID is a SourceID
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":[true,false,null,-0.5e+3,{},[],"",{"k":[{"z":1}]}]}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":7,"pid":-7,"size":-9223372036854775808,"bytes":0,"rescan":false}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a"}x`,                   // taken; the caller refuses what follows
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","subject":"\u0001"}`, // an escape: general
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","subject":"é"}`,      // not ASCII: general
@@ -37,7 +38,6 @@ var fastSeeds = []string{
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":{"a":}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":1,"data_base64":"AA=="}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","tenant":"t"}`,
-	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":7}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a"`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a\x7f"}`,
 	`{}`,
@@ -48,6 +48,21 @@ var fastSeeds = []string{
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":{"k" :1}}`,      // white space in data: general
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":tru}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":-1}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":"7"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":07}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":1.0}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":1e3}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","seq":18446744073709551616}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","uid":4294967296}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","pid":2147483648}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","size":-9223372036854775809}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","offset":9223372036854775808}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","rescan":truex}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","rescan":1}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","hlc":"x"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","boundary":"nowhere"}`,
+	`{"specversion":"1.0","id":"x","source":"s","type":"a","boundaries":"fuse,nowhere"}`,
 	`{"specversion":"1.0","id":"x","source":"s","type":"a","data":{"a":1,}}`,
 }
 
@@ -94,6 +109,7 @@ func TestDecodeFastTaken(t *testing.T) {
 		{ID: NewID(), Source: "bench", Type: "bench.net", Subject: "/data/file.txt", DataContentType: "application/json", Data: []byte(`{"pad":"x"}`)},
 		{SourceID: "order-7", Source: "app://shop", Type: "shop.order.Created", Time: at, Priority: PriorityHigh, Data: []byte(`[1,2,{"a":null}]`)},
 		{ID: NewID(), Source: "s", Type: "t"},
+		withoutAttrs(full()), // what an SSE stream carries
 	} {
 		in := e.AppendJSON(nil)
 		var got Event
@@ -175,4 +191,12 @@ func TestAppendJSONCheckedRefuses(t *testing.T) {
 			t.Errorf("AppendJSONChecked with a bad %s returned %q, want b as given", tc.field, got)
 		}
 	}
+}
+
+// withoutAttrs returns e without extension attributes (which the fast
+// path leaves to the general decoder) and with a subject of plain ASCII.
+func withoutAttrs(e *Event) *Event {
+	e.Attrs = nil
+	e.Subject = "/data/notes/a.md"
+	return e
 }
