@@ -395,12 +395,20 @@ func (s *natsSink) Send(ctx context.Context, evs []*event.Event) error {
 
 // wait waits for the flight's acks. On a failure it drops the connection.
 func (f *natsFlight) wait(ctx context.Context) error {
-	if f.b != nil {
-		select {
-		case <-f.done:
-		default:
-			if f.s.needsCommit(f) {
-				f.s.commitFast(f.c, f.b)
+	if f.b != nil && !f.b.committed {
+		if f.last == f.b.sent {
+			// Nothing follows f: end the batch, whether its acks
+			// are in or not. No batch stays open while the output
+			// idles: the stream drops a batch idle for 10s, and
+			// what is appended to it then is refused.
+			f.s.commitFast(f.c, f.b)
+		} else {
+			select {
+			case <-f.done:
+			default:
+				if f.s.needsCommit(f) {
+					f.s.commitFast(f.c, f.b)
+				}
 			}
 		}
 	}
