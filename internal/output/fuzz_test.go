@@ -70,3 +70,34 @@ func FuzzPubAck(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastBatchAnswer: the answers to fast batch messages (flow acks, gap
+// and error notices, the final publish ack) and their reply subjects
+// decode without panicking, and an answer carrying an error is never
+// taken for an ack.
+func FuzzFastBatchAnswer(f *testing.F) {
+	for _, s := range []struct{ subject, data string }{
+		{"b.500.fail.12.1.$FI", `{"type":"ack","seq":500,"msgs":500}`},
+		{"b.500.fail.1.0.$FI", `{"type":"ack","seq":0,"msgs":500}`},
+		{"b.500.fail.13.1.$FI", `{"type":"gap","last_seq":12,"seq":13}`},
+		{"b.500.fail.13.1.$FI", `{"type":"err","seq":13,"error":{"code":400,"err_code":10054,"description":"too large"}}`},
+		{"b.500.fail.1001.3.$FI", `{"stream":"SEMPROP","seq":99,"batch":"b","count":1000}`},
+		{"b.500.fail.1.0.$FI", `{"error":{"code":400,"err_code":10205,"description":"batch publish is disabled"},"stream":"S"}`},
+		{"b.500.fail.x.0.$FI", ``},
+		{"b", `null`},
+	} {
+		f.Add(s.subject, []byte(s.data))
+	}
+	f.Fuzz(func(t *testing.T, subject string, data []byte) {
+		if _, seq, ok := parseFastReply(subject); ok && !strings.HasSuffix(subject, "$FI") {
+			t.Fatalf("parseFastReply(%q) = %d, ok without the $FI suffix", subject, seq)
+		}
+		a, err := parseFastAnswer(data, nil)
+		if a.Error != nil && err == nil {
+			t.Fatalf("parseFastAnswer(%q): an error answer without an error", data)
+		}
+		if len(data) == 0 && err == nil {
+			t.Fatal("parseFastAnswer(empty) = nil error")
+		}
+	})
+}

@@ -359,24 +359,7 @@ func (c *natsConn) onFastReply(m *nats.Msg) {
 	if !ok {
 		return
 	}
-	var a fastAnswer
-	var ansErr error
-	switch {
-	case len(m.Data) == 0:
-		ansErr = errBadAck
-		if m.Header.Get("Status") == "503" {
-			ansErr = errNoResponders
-		}
-	default:
-		if err := json.Unmarshal(m.Data, &a); err != nil {
-			ansErr = fmt.Errorf("%w: %v", errBadAck, err)
-		} else if a.Error != nil {
-			ansErr = fmt.Errorf("nats: stream error %d (%d): %s", a.Error.Code, a.Error.ErrCode, a.Error.Description)
-			if a.Error.ErrCode == errCodeTooLarge {
-				ansErr = fmt.Errorf("%w: %w", ErrRejected, ansErr)
-			}
-		}
-	}
+	a, ansErr := parseFastAnswer(m.Data, m.Header)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b := c.batch
@@ -413,6 +396,27 @@ func (c *natsConn) onFastReply(m *nats.Msg) {
 		c.s.fastBatches.Add(1)
 		b.finalLocked(a.Count)
 	}
+}
+
+// parseFastAnswer decodes an answer to a fast batch message (with header
+// h): its error is the stream's refusal, no responders, or errBadAck.
+func parseFastAnswer(data []byte, h nats.Header) (a fastAnswer, err error) {
+	if len(data) == 0 {
+		if h.Get("Status") == "503" {
+			return a, errNoResponders
+		}
+		return a, errBadAck
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return fastAnswer{}, fmt.Errorf("%w: %v", errBadAck, err)
+	}
+	if a.Error != nil {
+		err = fmt.Errorf("nats: stream error %d (%d): %s", a.Error.Code, a.Error.ErrCode, a.Error.Description)
+		if a.Error.ErrCode == errCodeTooLarge {
+			err = fmt.Errorf("%w: %w", ErrRejected, err)
+		}
+	}
+	return a, err
 }
 
 // parseFastReply returns the batch id and seq of a reply subject, less
