@@ -73,7 +73,7 @@ func BenchmarkDurableToAggregate(b *testing.B) {
 		duration = 2 * time.Second
 		total    = int(rate * duration / time.Second)
 	)
-	var lat, wake, groups []float64
+	var lat, wake, groups, perEvent []float64
 	var allocs uint64
 	var rateSum float64
 	runs := 0
@@ -177,7 +177,7 @@ func BenchmarkDurableToAggregate(b *testing.B) {
 			}
 			lat = append(lat, float64(max(0, appliedAt[i]-durableAt[i]))/1e3)
 		}
-		wake, groups = splitGroups(durableAt[:total], appliedAt[:total], wake, groups)
+		wake, groups, perEvent = splitGroups(durableAt[:total], appliedAt[:total], wake, groups, perEvent)
 	}
 	slices.Sort(lat)
 	if len(lat) == 0 {
@@ -189,13 +189,18 @@ func BenchmarkDurableToAggregate(b *testing.B) {
 	b.ReportMetric(lat[len(lat)-1], "max-µs")
 	b.ReportMetric(float64(allocs)/float64(len(lat)), "process-allocs/event")
 	// The split of the latency: from the notification to the engine's
-	// first apply of the events it made durable (wake-p99), and how many
-	// events one notification made durable (group-p99).
+	// first apply of the events it made durable (wake-p99), how many
+	// events one notification made durable (group-p99), and the wall time
+	// per event within a group (group-ns/event, the median group's).
 	slices.Sort(wake)
 	slices.Sort(groups)
 	if len(wake) > 0 {
 		b.ReportMetric(wake[int(0.99*float64(len(wake)-1))], "wake-p99-µs")
 		b.ReportMetric(groups[int(0.99*float64(len(groups)-1))], "group-p99")
+	}
+	if len(perEvent) > 0 {
+		slices.Sort(perEvent)
+		b.ReportMetric(perEvent[len(perEvent)/2], "group-ns/event")
 	}
 	b.ReportMetric(rateSum/float64(runs), "events/s")
 }
@@ -214,8 +219,10 @@ func (r *runtimeStats) read() {
 
 // splitGroups appends, for each group of events the durable watcher
 // stamped at once, the time from the stamp to the first apply of the
-// group (µs) to wake and the group's size to groups.
-func splitGroups(durableAt, appliedAt []int64, wake, groups []float64) ([]float64, []float64) {
+// group (µs) to wake, the group's size to groups and, for groups of 50
+// or more, the time between its first and last apply per event (ns) to
+// perEvent.
+func splitGroups(durableAt, appliedAt []int64, wake, groups, perEvent []float64) ([]float64, []float64, []float64) {
 	for i := 0; i < len(durableAt); {
 		j := i
 		first := int64(0)
@@ -227,8 +234,11 @@ func splitGroups(durableAt, appliedAt []int64, wake, groups []float64) ([]float6
 		if durableAt[i] != 0 && first != 0 {
 			wake = append(wake, float64(max(0, first-durableAt[i]))/1e3)
 			groups = append(groups, float64(j-i))
+			if j-i >= 50 && appliedAt[i] != 0 && appliedAt[j-1] != 0 {
+				perEvent = append(perEvent, float64(appliedAt[j-1]-appliedAt[i])/float64(j-i-1))
+			}
 		}
 		i = j
 	}
-	return wake, groups
+	return wake, groups, perEvent
 }

@@ -199,7 +199,8 @@ type Engine struct {
 	maxSec   int64 // largest event second seen
 	wm       int64 // watermark, Unix seconds
 	lastSeq  uint64
-	lastTime int64 // event time (Unix ns) of the last event
+	lastTime int64  // event time (Unix ns) of the last event
+	applied  uint64 // events applied (published to events by countersLocked)
 	// nowSec is the wall clock (Unix seconds) read once per batch of
 	// events applied.
 	nowSec int64
@@ -364,32 +365,43 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	var ev event.Event
 	for {
-		if err := src.Next(ctx, &ev); err != nil {
+		if err := e.applyNext(ctx, src, &ev); err != nil {
 			if ctx.Err() != nil {
 				e.checkpoint()
 				return ctx.Err()
 			}
+			return err
+		}
+	}
+}
+
+// applyNext waits for the next durable event, applies it and what else
+// is durable already (up to 256 events under one lock), and wakes the
+// live streams. ev is scratch space.
+func (e *Engine) applyNext(ctx context.Context, src Source, ev *event.Event) error {
+	if err := src.Next(ctx, ev); err != nil {
+		return fmt.Errorf("analytics: read: %w", err)
+	}
+	e.mu.Lock()
+	e.nowSec = e.now().Unix()
+	e.applyLocked(ev)
+	// Drain what is already durable under one lock.
+	for range 255 {
+		ok, err := src.TryNext(ev)
+		if err != nil {
+			e.mu.Unlock()
 			return fmt.Errorf("analytics: read: %w", err)
 		}
-		e.mu.Lock()
-		e.nowSec = e.now().Unix()
-		e.applyLocked(&ev)
-		// Drain what is already durable under one lock.
-		for range 255 {
-			ok, err := src.TryNext(&ev)
-			if err != nil {
-				e.mu.Unlock()
-				return fmt.Errorf("analytics: read: %w", err)
-			}
-			if !ok {
-				break
-			}
-			e.applyLocked(&ev)
+		if !ok {
+			break
 		}
-		e.lastApply = e.now()
-		e.mu.Unlock()
-		e.notify()
+		e.applyLocked(ev)
 	}
+	e.lastApply = e.now()
+	e.countersLocked()
+	e.mu.Unlock()
+	e.notify()
+	return nil
 }
 
 // idle advances the watermark with the wall clock on a quiet stream.
@@ -419,6 +431,7 @@ func (e *Engine) Apply(ev *event.Event) {
 	e.mu.Lock()
 	e.nowSec = e.now().Unix()
 	e.applyLocked(ev)
+	e.countersLocked()
 	e.mu.Unlock()
 }
 
@@ -466,9 +479,16 @@ func (e *Engine) beginLocked(s *sample, seq uint64, sec, ns int64) {
 		e.late.Add(1)
 	}
 	e.lastSeq = seq
-	e.cursor.Store(seq)
 	e.lastTime = ns
-	e.events.Add(1)
+	e.applied++
+}
+
+// countersLocked publishes the event count and the cursor to the
+// metrics: once per batch of events applied, not once per event (an
+// atomic write costs more than the rest of the bookkeeping).
+func (e *Engine) countersLocked() {
+	e.events.Store(e.applied)
+	e.cursor.Store(e.lastSeq)
 }
 
 // sampleOf fills the keys of ev into s.

@@ -218,8 +218,9 @@ func (p *pane) cellOf(dim int, key string, maxKeys int) *cell {
 	return c
 }
 
-// add folds s into the second pane p.
-func (p *pane) add(s *sample, maxKeys int) {
+// add folds s into the second pane p; paths is the view's cache of
+// path entries.
+func (p *pane) add(s *sample, maxKeys int, paths *ssCache) {
 	if p.count == 0 {
 		p.firstSeq = s.seq
 	}
@@ -230,12 +231,13 @@ func (p *pane) add(s *sample, maxKeys int) {
 	comm := p.cellOf(dimComm, s.comm, maxKeys)
 	uid := p.cellOf(dimUID, s.uid, maxKeys)
 	var dir *cell
+	var pe *ssEntry
 	if s.path != "" {
-		e, fresh := p.paths.add(s.path, s.bytes)
+		e, fresh := p.paths.addHashed(s.path, s.hash, s.bytes, &paths[s.hash&(ssRecent-1)])
 		if fresh || e.dir == nil {
 			e.dir = p.cellOf(dimDir, s.dirKey(), maxKeys)
 		}
-		dir = e.dir
+		dir, pe = e.dir, e
 		p.distinct.addHash(s.hash)
 	} else {
 		dir = p.cellOf(dimDir, "", maxKeys)
@@ -247,6 +249,12 @@ func (p *pane) add(s *sample, maxKeys int) {
 	if p.cdtRefs != nil {
 		k := cdtRef{comm, dir, typ}
 		c := p.lastCDTc
+		if k != p.lastCDT && pe != nil && pe.cdtC != nil && pe.cdtKey == k {
+			// The path's last event had the same process and type (its
+			// dir is the path's): no lookup.
+			c = pe.cdtC
+			p.lastCDT, p.lastCDTc = k, c
+		}
 		if k != p.lastCDT || c == nil {
 			var ok bool
 			c, ok = p.cdtRefs[k]
@@ -261,6 +269,9 @@ func (p *pane) add(s *sample, maxKeys int) {
 				}
 			}
 			p.lastCDT, p.lastCDTc = cdtRef{comm, dir, typ}, c
+		}
+		if pe != nil {
+			pe.cdtKey, pe.cdtC = cdtRef{comm, dir, typ}, c
 		}
 		c.count++
 		c.bytes += s.bytes

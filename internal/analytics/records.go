@@ -39,38 +39,47 @@ type recordKeys struct {
 func (e *Engine) runRecords(ctx context.Context, src RecordSource) error {
 	var r recordView
 	for {
-		seq, rec, err := src.NextRecord(ctx)
-		if err != nil {
+		if err := e.applyNextRecords(ctx, src, &r); err != nil {
 			if ctx.Err() != nil {
 				e.checkpoint()
 				return ctx.Err()
 			}
-			return fmt.Errorf("analytics: read: %w", err)
-		}
-		e.mu.Lock()
-		e.nowSec = e.now().Unix()
-		if err := e.applyRecordLocked(seq, rec, &r); err != nil {
-			e.mu.Unlock()
 			return err
 		}
-		// Drain what is already durable under one lock.
-		for range 255 {
-			seq, rec, ok, err := src.TryNextRecord()
-			if err == nil && ok {
-				err = e.applyRecordLocked(seq, rec, &r)
-			}
-			if err != nil {
-				e.mu.Unlock()
-				return fmt.Errorf("analytics: read: %w", err)
-			}
-			if !ok {
-				break
-			}
-		}
-		e.lastApply = e.now()
-		e.mu.Unlock()
-		e.notify()
 	}
+}
+
+// applyNextRecords is applyNext over a RecordSource; r is scratch space.
+func (e *Engine) applyNextRecords(ctx context.Context, src RecordSource, r *recordView) error {
+	seq, rec, err := src.NextRecord(ctx)
+	if err != nil {
+		return fmt.Errorf("analytics: read: %w", err)
+	}
+	e.mu.Lock()
+	e.nowSec = e.now().Unix()
+	if err := e.applyRecordLocked(seq, rec, r); err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	// Drain what is already durable under one lock.
+	for range 255 {
+		seq, rec, ok, err := src.TryNextRecord()
+		if err == nil && ok {
+			err = e.applyRecordLocked(seq, rec, r)
+		}
+		if err != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("analytics: read: %w", err)
+		}
+		if !ok {
+			break
+		}
+	}
+	e.lastApply = e.now()
+	e.countersLocked()
+	e.mu.Unlock()
+	e.notify()
+	return nil
 }
 
 // applyRecordLocked updates the aggregates with the durable event seq in

@@ -3,6 +3,8 @@ package analytics
 import (
 	"cmp"
 	"slices"
+
+	"github.com/zeebo/xxh3"
 )
 
 // ssCount is one monitored key of a top-K summary: count overstates the
@@ -25,6 +27,10 @@ type ssEntry struct {
 	// the pane: the directory of a path is found once per path and pane,
 	// not once per event.
 	dir *cell
+	// cdt is the owning pane's (comm, dir, type) cell of the key's last
+	// event, for the cells in cdtKey (cdtC nil: none yet).
+	cdtKey cdtRef
+	cdtC   *cell
 }
 
 // ssBucket holds the entries of one count; buckets form a list in
@@ -54,6 +60,22 @@ type spaceSaving struct {
 	minB  int32   // bucket of the smallest count; -1 when empty
 }
 
+// ssRecent is the number of slots of an ssCache.
+const ssRecent = 4096
+
+// ssCache is a direct-mapped cache by hash of the entries of keys added
+// lately to the spaceSaving summaries of one view, in front of their
+// byKey maps: a hit costs a compare of (mostly identical) strings
+// instead of a map lookup. A slot is checked against the summary and
+// the entry's key, so eviction and reset need not clear it.
+type ssCache [ssRecent]ssSlot
+
+type ssSlot struct {
+	hash uint64
+	ss   *spaceSaving
+	i    int32
+}
+
 func newSpaceSaving(capacity int) *spaceSaving {
 	return &spaceSaving{cap: capacity, byKey: make(map[string]int32, capacity), minB: -1}
 }
@@ -71,14 +93,28 @@ func (s *spaceSaving) reset() {
 // add counts one occurrence of key with b bytes and returns the key's
 // entry, fresh when the key was not monitored.
 func (s *spaceSaving) add(key string, b int64) (e *ssEntry, fresh bool) {
+	var sl ssSlot
+	return s.addHashed(key, xxh3.HashString(key), b, &sl)
+}
+
+// addHashed is add of a key whose xxh3 hash is h, with sl the slot of h
+// in the view's ssCache.
+func (s *spaceSaving) addHashed(key string, h uint64, b int64, sl *ssSlot) (e *ssEntry, fresh bool) {
 	s.n++
+	if i := sl.i; sl.ss == s && sl.hash == h && int(i) < len(s.ents) && s.ents[i].key == key {
+		s.ents[i].bytes += b
+		s.incr(i)
+		return &s.ents[i], false
+	}
 	if i, ok := s.byKey[key]; ok {
+		sl.hash, sl.ss, sl.i = h, s, i
 		s.ents[i].bytes += b
 		s.incr(i)
 		return &s.ents[i], false
 	}
 	if len(s.ents) < s.cap {
 		i := int32(len(s.ents))
+		sl.hash, sl.ss, sl.i = h, s, i
 		s.ents = append(s.ents, ssEntry{ssCount: ssCount{key: key, count: 1, bytes: b}})
 		s.byKey[key] = i
 		if s.minB >= 0 && s.bks[s.minB].count == 1 {
@@ -91,9 +127,10 @@ func (s *spaceSaving) add(key string, b int64) (e *ssEntry, fresh bool) {
 		return &s.ents[i], true
 	}
 	i := s.bks[s.minB].head
+	sl.hash, sl.ss, sl.i = h, s, i
 	e = &s.ents[i]
 	delete(s.byKey, e.key)
-	e.key, e.err, e.bytes, e.dir = key, e.count, b, nil
+	e.key, e.err, e.bytes, e.dir, e.cdtC = key, e.count, b, nil, nil
 	s.byKey[key] = i
 	s.incr(i)
 	return e, true

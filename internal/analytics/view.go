@@ -96,6 +96,9 @@ type view struct {
 	// emit receives every closed pane's rollup, in order per resolution.
 	emit func(v *view, r *rollup)
 
+	// paths caches the path entries of the second panes' summaries.
+	paths ssCache
+
 	// The live frame's top lists, cached for a second.
 	top    map[string][]TopItem
 	topAt  time.Time
@@ -145,7 +148,7 @@ func (v *view) add(s *sample) {
 	if p.start != s.sec {
 		p.resetTo(s.sec)
 	}
-	p.add(s, v.cfg.MaxKeys)
+	p.add(s, v.cfg.MaxKeys, &v.paths)
 	v.session(s)
 }
 
