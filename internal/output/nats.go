@@ -310,10 +310,12 @@ func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.C
 		return s.startFast(ctx, c, evs)
 	}
 	if c.fast {
-		// The stream refused a fast batch: a new connection publishes
-		// per message.
-		s.drop(c, errors.New("nats: fast batches refused"))
-		return s.Start(ctx, evs)
+		// The stream refused a fast batch: the flights in it fail, and
+		// so does this one, which must not be stored before them; they
+		// are sent again on a new connection, per message.
+		err := errors.New("nats: the stream refused a fast batch")
+		s.drop(c, err)
+		return func(context.Context) error { return err }
 	}
 	f := &natsFlight{s: s, c: c, deadline: time.Now().Add(s.cfg.AckTimeout), done: make(chan struct{}),
 		acked: make([]bool, len(evs)), left: len(evs)}

@@ -2,6 +2,7 @@ package output
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -251,5 +252,61 @@ func TestFastReplyAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = b.fastReply(123456, opAppend) }); n != 1 {
 		t.Errorf("fastReply: %v allocations, want 1", n)
+	}
+}
+
+// TestNATSFastBatchTurnedOff: a stream that stops taking fast batches
+// refuses the next one; the sink goes back to a publish ack per message,
+// and every event is stored once, in order.
+func TestNATSFastBatchTurnedOff(t *testing.T) {
+	js := newJSServer(t)
+	js.allowBatched(t, 0)
+	s, err := newNATS(&NATSConfig{URL: js.url(), AckTimeout: 10 * time.Second}, 1000, 100, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	evs := make([]*event.Event, 200)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%5), Seq: uint64(i + 1)}
+		evs[i].ID = event.NewID()
+	}
+	if err := s.Send(t.Context(), evs[:100]); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	st, err := js.js.Stream(ctx, "SEMPROP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowBatchPublish = false
+	if _, err := js.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	rest := evs[100:]
+	for try := 0; len(rest) > 0; try++ {
+		if try == 5 {
+			t.Fatalf("%d events not sent after 5 attempts", len(rest))
+		}
+		err := s.Send(t.Context(), rest)
+		if pe, ok := errors.AsType[*partialError](err); ok {
+			rest = rest[pe.done:]
+		} else if err == nil {
+			rest = nil
+		}
+	}
+	if !s.fastOff.Load() {
+		t.Error("the sink did not turn fast batches off")
+	}
+	recs, _ := js.all(t)
+	if len(recs) != 200 {
+		t.Fatalf("%d messages, want 200", len(recs))
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("message %d holds seq %d", i, r.Seq)
+		}
 	}
 }
