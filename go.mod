@@ -75,3 +75,7 @@ require (
 	golang.org/x/exp v0.0.0-20220827204233-334a2380cb91 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+// hashicorp/raft with one change: a leader writes its log while it
+// replicates (third_party/raft/SEMPROP.md).
+replace github.com/hashicorp/raft => ./third_party/raft

@@ -27,7 +27,13 @@
 //
 // Sequence returns (the event is acknowledged) only after its entry is
 // committed — appended and fsynced by raft-wal on a quorum — and applied
-// to the journal of the node that took the publish: written there, with
+// to the journal of the node that took the publish. The leader sends a new
+// entry to its followers while its own raft-wal append and fsync run
+// (asyncLog, with hashicorp/raft's dispatch patched in third_party/raft:
+// the Raft thesis, section 10.2.1) and counts its own copy towards the
+// quorum only once that fsync is done, so a commit still means a majority
+// holds the entry durably, but the leader's fsync and a follower's overlap
+// instead of running one after the other. The journal is written, with
 // the journal's fsync left to the journal's flusher in the background, so
 // one fsync (the Raft log's, in parallel on the quorum) is on the ack path
 // instead of two in series. Nothing acknowledged can be lost by that: the

@@ -18,7 +18,6 @@ import (
 
 	hclog "github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/semprop/semprop/event"
@@ -197,7 +196,7 @@ type Node struct {
 	deliver propagate.Deliver
 
 	r      *raft.Raft
-	wal    *raftwal.WAL
+	wal    *asyncLog
 	meta   *metadb.BoltMetaDB
 	trans  *raft.NetworkTransport
 	snaps  *raft.FileSnapshotStore
@@ -285,10 +284,11 @@ func (n *Node) openRaft() error {
 	}).With("node", cfg.ID)
 	// raft-wal's Close leaves its meta database open (and flocked): own it.
 	n.meta = &metadb.BoltMetaDB{}
-	wal, err := openWAL(walDir, hl.Named("wal"), n.meta, cfg.WALSegmentSize)
+	w, err := openWAL(walDir, hl.Named("wal"), n.meta, cfg.WALSegmentSize)
 	if err != nil {
 		return fmt.Errorf("cluster: open raft wal: %w", err)
 	}
+	wal := newAsyncLog(w)
 	n.wal = wal
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl.Named("snap"))
 	if err != nil {

@@ -1,0 +1,168 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/semprop/semprop/event"
+)
+
+// TestLeaderWritesWhileReplicating holds the leader's own Raft log writes
+// back. Its followers still get the entry and commit it (a majority holds
+// it durably), so the publish is acknowledged before the leader's write
+// ends; with one follower stopped as well, no majority holds the entry
+// durably and the publish waits for the leader's write.
+func TestLeaderWritesWhileReplicating(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) {
+		// No election because a loaded machine stalled a heartbeat.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
+	})
+	li := c.waitLeader(10 * time.Second)
+	leader := c.node(li)
+	publish := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := leader.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
+			done <- err
+		}()
+		return done
+	}
+	if err := <-publish(); err != nil { // warm: connections up
+		t.Fatal(err)
+	}
+
+	var (
+		mu   sync.Mutex
+		held = make(chan struct{})
+		hold = true
+	)
+	leader.n.wal.gate = func() {
+		mu.Lock()
+		h := hold
+		mu.Unlock()
+		if h {
+			<-held
+		}
+	}
+	release := func() {
+		mu.Lock()
+		if hold {
+			hold = false
+			close(held)
+		}
+		mu.Unlock()
+	}
+	t.Cleanup(release)
+
+	select {
+	case err := <-publish():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a publish waited for the leader's own log write: replication did not run alongside it")
+	}
+
+	// One follower down: the leader and the other follower are the only
+	// majority, and the leader's copy is not durable yet.
+	for i := range 3 {
+		if i != li {
+			c.stop(i)
+			break
+		}
+	}
+	done := publish()
+	select {
+	case err := <-done:
+		t.Fatalf("acknowledged with one durable copy out of three (err %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the publish did not complete after the leader's write did")
+	}
+}
+
+// TestAsyncLogOrder checks the store on its own: entries handed over are
+// readable before they are durable, groups are reported durable in order
+// (several with one append), and a truncation waits for the writes before
+// it.
+func TestAsyncLogOrder(t *testing.T) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(t.TempDir(), hclog.NewNullLogger(), meta, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newAsyncLog(w)
+	defer meta.Close()
+	defer l.Close()
+	held := make(chan struct{})
+	var appends atomic.Int32
+	l.gate = func() { <-held; appends.Add(1) }
+
+	var (
+		mu    sync.Mutex
+		order []uint64
+	)
+	for g := range 4 {
+		logs := make([]*raft.Log, 3)
+		for k := range logs {
+			i := uint64(g*3 + k + 1)
+			logs[k] = &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}}
+		}
+		l.StoreLogsAsync(logs, func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			order = append(order, logs[len(logs)-1].Index)
+			mu.Unlock()
+		})
+	}
+	if last, err := l.LastIndex(); err != nil || last != 12 {
+		t.Fatalf("last index %d, %v: want 12 before anything is durable", last, err)
+	}
+	var got raft.Log
+	if err := l.GetLog(7, &got); err != nil || got.Data[0] != 7 {
+		t.Fatalf("pending entry 7: %v %v", got.Data, err)
+	}
+	deleted := make(chan error, 1)
+	go func() { deleted <- l.DeleteRange(10, 12) }()
+	select {
+	case err := <-deleted:
+		t.Fatalf("a truncation ran before the writes made before it (%v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(held)
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(order) != 4 || order[0] != 3 || order[1] != 6 || order[2] != 9 || order[3] != 12 {
+		t.Errorf("durable in order %v, want [3 6 9 12]", order)
+	}
+	mu.Unlock()
+	if n := appends.Load(); n > 2 {
+		t.Errorf("%d appends for 4 groups handed over while the first waited: want them shared", n)
+	}
+	if last, err := l.LastIndex(); err != nil || last != 9 {
+		t.Errorf("last index after truncating 10-12: %d, %v", last, err)
+	}
+	if err := l.GetLog(9, &got); err != nil || got.Data[0] != 9 {
+		t.Errorf("durable entry 9: %v %v", got.Data, err)
+	}
+}
