@@ -195,6 +195,7 @@ func BenchmarkDurableToAggregate(b *testing.B) {
 	slices.Sort(wake)
 	slices.Sort(groups)
 	if len(wake) > 0 {
+		b.ReportMetric(wake[len(wake)/2], "wake-p50-µs")
 		b.ReportMetric(wake[int(0.99*float64(len(wake)-1))], "wake-p99-µs")
 		b.ReportMetric(groups[int(0.99*float64(len(groups)-1))], "group-p99")
 	}
