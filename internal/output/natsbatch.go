@@ -15,7 +15,7 @@ import (
 	"github.com/semprop/semprop/event"
 )
 
-// JetStream fast batch publishing (nats-server 2.12 and later, on a
+// JetStream fast batch publishing (nats-server 2.14 and later, on a
 // stream with allow_batched): the publishes of a batch carry their
 // position in the batch in the reply subject,
 //

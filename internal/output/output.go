@@ -23,7 +23,13 @@
 // The JetStream output keeps up to InFlight batches in flight: it reads
 // and publishes the next batches while the acks of the earlier ones are
 // on their way. When one fails, the batches after it are dropped too and
-// sent again, in order, each from its first event not acknowledged.
+// sent again, in order, each from its first event not acknowledged. On a
+// stream that allows it (allow_batched, nats-server 2.14 and later) it
+// publishes in JetStream fast batches: one flow ack per up to 500
+// messages instead of a publish ack per message, with the same
+// guarantees (the stream still drops duplicates by message id; what it
+// stored of a batch is a prefix of it, and the final publish ack says
+// how long; only one batch is open at a time).
 //
 // Duplicates are possible after a retry of a batch the target had in part
 // accepted, and after a restart, for the events acknowledged since the
