@@ -200,3 +200,35 @@ func withoutAttrs(e *Event) *Event {
 	e.Subject = "/data/notes/a.md"
 	return e
 }
+
+// TestDecodeFastAllocs: the fast path allocates no more than the general
+// decoder, for one event (what a stream decodes) and for a batch.
+func TestDecodeFastAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	one := withoutAttrs(full()).AppendJSON(nil)
+	batch := []byte("[" + string(one) + "," + string(one) + "]")
+	for _, tc := range []struct {
+		name string
+		run  func(fast bool)
+	}{
+		{"UnmarshalJSON", func(fast bool) {
+			var e Event
+			if err := e.unmarshalWith(one, true, fast); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"ParseJSONBatch", func(fast bool) {
+			if _, err := parseJSONBatch(batch, fast); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		fast := testing.AllocsPerRun(50, func() { tc.run(true) })
+		general := testing.AllocsPerRun(50, func() { tc.run(false) })
+		if fast > general {
+			t.Errorf("%s: the fast path allocates %.1f objects, the general decoder %.1f", tc.name, fast, general)
+		}
+	}
+}
