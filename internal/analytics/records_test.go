@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -309,5 +310,22 @@ func TestReadErrorStopsRun(t *testing.T) {
 		if e.Seq() != 1 {
 			t.Errorf("records=%v: Seq = %d, want 1 (the good record)", records, e.Seq())
 		}
+	}
+}
+
+// TestEngineHeap bounds the heap of an engine that has seen nothing:
+// its hundreds of panes are scanned by every garbage collection, which
+// shares the cores with the reader (each pane's maps used to be sized
+// for top_paths keys up front: 28 MB).
+func TestEngineHeap(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	e := newTestEngine(t, Config{}, Options{})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(e)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 12<<20 {
+		t.Errorf("a new engine holds %.1f MB, want at most 12 MB", float64(grew)/(1<<20))
 	}
 }

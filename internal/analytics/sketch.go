@@ -23,9 +23,11 @@ const hllFew = 64
 // hll is a HyperLogLog distinct counter with dense 8-bit registers and
 // the linear-counting correction for small cardinalities.
 type hll struct {
-	reg  [1 << hllP]uint8
+	// few comes first: the garbage collector scans an object up to its
+	// last pointer, so the registers after it are not scanned.
 	few  []uint64 // the hashes added, until there are more than hllFew
 	many bool     // more than hllFew additions: few is incomplete
+	reg  [1 << hllP]uint8
 }
 
 func (h *hll) reset() {

@@ -77,7 +77,11 @@ type ssSlot struct {
 }
 
 func newSpaceSaving(capacity int) *spaceSaving {
-	return &spaceSaving{cap: capacity, byKey: make(map[string]int32, capacity), minB: -1}
+	// byKey grows with the keys a pane sees (and keeps its size across
+	// resets): most panes see far fewer keys than capacity, and a map
+	// sized for capacity in each of the hundreds of panes is most of the
+	// engine's heap, which the garbage collector scans.
+	return &spaceSaving{cap: capacity, byKey: make(map[string]int32), minB: -1}
 }
 
 func (s *spaceSaving) reset() {
@@ -254,7 +258,7 @@ type pathSummary struct {
 }
 
 func newPathSummary(capacity int) *pathSummary {
-	return &pathSummary{cap: capacity, byKey: make(map[string]int32, capacity)}
+	return &pathSummary{cap: capacity, byKey: make(map[string]int32)} // grows as spaceSaving's
 }
 
 func (m *pathSummary) reset() {
