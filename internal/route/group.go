@@ -210,7 +210,7 @@ func gcd(a, b int) int {
 }
 
 // deliverTo hands ev to the route's targets and returns the number of
-// successful deliveries.
+// successful deliveries, which the caller adds to st.delivered.
 func deliverTo[T comparable, A any](c *compiled[T], ev *event.Event, arg A, fn func(T, *event.Event, A) error, st *counters) int {
 	n := len(c.targets)
 	if c.strategy == Broadcast {
@@ -273,8 +273,7 @@ func try[T comparable, A any](c *compiled[T], i int, ev *event.Event, arg A, fn 
 		st.failed.Add(1)
 		return false
 	}
-	st.delivered.Add(1)
-	return true
+	return true // counted as delivered by the caller of deliverTo
 }
 
 // fnv1a hashes a subject (64-bit FNV-1a): fixed across processes, so a
