@@ -324,3 +324,79 @@ func TestNoInodeForNewSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskFullFlushInCaller: a writer that writes its records itself
+// (WriteDeferred, Flush, fsync=never) and finds the disk full gets
+// ErrNoSpace for records not written, and the journal then retries on its
+// own, without a reopen, like when its writer goroutine found the disk
+// full: once space is freed it takes writes again, seqs contiguous, every
+// acknowledged record readable after a reopen.
+func TestDiskFullFlushInCaller(t *testing.T) {
+	mnt := mountTmpfs(t, "512k")
+	dir := filepath.Join(mnt, "journal")
+	j, err := Open(Options{Dir: dir, SegmentSize: 64 << 10, Fsync: FsyncNever, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ballast := filepath.Join(mnt, "ballast")
+	fillFile(t, ballast)
+	if err := os.Truncate(ballast, mustSize(t, ballast)-16<<10); err != nil {
+		t.Fatal(err)
+	}
+	p := bytes.Repeat([]byte("d"), 900)
+	enc := func(_ int, _ uint64, dst []byte) ([]byte, error) { return append(dst, p...), nil }
+	var acked uint64
+	for {
+		first, err := j.WriteDeferred(1, enc)
+		if err == nil {
+			err = j.Flush(ctx, first)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrNoSpace) {
+				t.Fatalf("WriteDeferred/Flush on a full disk = %v, want ErrNoSpace", err)
+			}
+			break
+		}
+		acked = first
+	}
+	if acked == 0 {
+		t.Fatal("no write succeeded before the disk was full")
+	}
+	assigned := j.LastSeq()
+	time.Sleep(100 * time.Millisecond) // let retries fail
+	if st := j.Stats(); !st.NoSpace || st.NoSpaceRetries == 0 {
+		t.Errorf("Stats = %+v, want NoSpace and retries by the writer goroutine", st)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	for j.Err() != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("journal still failing after space was freed: %v", j.Err())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	first, err := j.WriteDeferred(1, enc)
+	if err == nil {
+		err = j.Flush(ctx, first)
+	}
+	if err != nil || first != assigned+1 {
+		t.Fatalf("write after recovery = seq %d, %v; want seq %d (contiguous), nil", first, err, assigned+1)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	j2 := open(t, Options{Dir: dir, SegmentSize: 64 << 10})
+	got := readAll(t, j2, 1)
+	if uint64(len(got)) != first {
+		t.Fatalf("after reopen %d records, want %d", len(got), first)
+	}
+	for i, r := range got {
+		if r.Seq != uint64(i+1) || !bytes.Equal(r.Payload, p) {
+			t.Fatalf("record %d = seq %d, want %d with the payload", i, r.Seq, i+1)
+		}
+	}
+}
