@@ -283,9 +283,13 @@ func (m *Manager) prepare(evs []*event.Event) error {
 	default:
 	}
 	need := 0
-	for _, ev := range evs {
-		if !event.ValidType(ev.Type) {
-			return fmt.Errorf("%w: %q", ErrInvalidType, ev.Type)
+	var valid string // the last type checked: a batch's events mostly share one
+	for i, ev := range evs {
+		if i == 0 || ev.Type != valid {
+			if !event.ValidType(ev.Type) {
+				return fmt.Errorf("%w: %q", ErrInvalidType, ev.Type)
+			}
+			valid = ev.Type
 		}
 		if ev.HLC.IsZero() {
 			need++
@@ -392,9 +396,8 @@ func (m *Manager) deliver(evs []*event.Event) {
 	if m.deliveries++; m.deliveries%latencySample == 0 {
 		at = nanotime()
 	}
-	for _, ev := range evs {
-		route.RouteArg(t, ev, at, offer)
-	}
+	// A batch's events mostly share a type: its routes are looked up once.
+	route.RouteBatchArg(t, evs, at, offer)
 }
 
 // wakeParked wakes the subscribers that were parked when the last deliver
@@ -428,10 +431,11 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int, error) {
 	l.mu.Lock()
 	var (
-		first uint64
-		err   error
-		evs   = all
-		dupOf []int
+		first    uint64
+		err      error
+		evs      = all
+		dupOf    []int
+		deferred bool // written with WriteDeferred: Flush must follow
 	)
 	if d := l.m.dedup; d != nil {
 		evs, dupOf = d.reserve(all)
@@ -470,8 +474,16 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 	} else {
 		// A large batch, or one with an event that may not fit in a
 		// record: encoded first, so that Write refuses a batch it cannot
-		// take before anyone sees it.
-		first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+		// take before anyone sees it. It is written by this goroutine
+		// (Flush below) unless another one is writing: a batch's write(2)
+		// takes longer than its delivery, and a hand-off to the journal's
+		// writer would start it only after the delivery (the writer, woken
+		// by this goroutine, waits for this processor) and add two
+		// goroutine wake-ups. A few events are left to the writer
+		// goroutine instead: written here, they would make a subscriber
+		// woken on this processor wait for the write.
+		deferred = true
+		first, err = l.j.WriteDeferred(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
 			evs[i].Seq = seq
 			return evs[i].AppendBinary(dst)
 		})
@@ -496,7 +508,12 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 		resolve(all, dupOf)
 		last = max(last, maxSeq(all))
 	}
-	if err := l.j.WaitDurable(ctx, last); err != nil {
+	if deferred {
+		err = l.j.Flush(ctx, last)
+	} else {
+		err = l.j.WaitDurable(ctx, last)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("propagate: journal: %w", err)
 	}
 	return len(evs), nil

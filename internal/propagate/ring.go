@@ -119,7 +119,9 @@ func (r *ring) push(ev *event.Event, at int64, policy Policy, timeout time.Durat
 		r.headCache = r.head.Load()
 	}
 	s := &r.slots[t&r.mask]
-	s.at.Store(at)
+	if s.at.Load() != at { // mostly 0 and 0: a load is cheaper than a store
+		s.at.Store(at)
+	}
 	s.ev.Store(ev)
 	s.seq.Store(t + 1)
 	r.tail.Store(t + 1)

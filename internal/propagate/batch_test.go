@@ -1,0 +1,118 @@
+package propagate
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
+)
+
+// TestPublishBatchLarge: a batch larger than the deliver-first limit
+// (written by the publisher itself with fsync=never) is durable and
+// readable from the journal when PublishBatch returns, and every
+// subscriber gets all of it once, in seq order, while other publishers
+// publish at the same time.
+func TestPublishBatchLarge(t *testing.T) {
+	for _, fsync := range []journal.FsyncPolicy{journal.FsyncNever, journal.FsyncAlways} {
+		t.Run(fsync.String(), func(t *testing.T) {
+			e := newEnv(t, fsync)
+			subs := make([]*Subscription, 3)
+			for i := range subs {
+				s, err := e.m.Subscribe(SubscribeOptions{Queue: 1 << 12, Policy: PolicyBlock, BlockTimeout: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				subs[i] = s
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			const publishers, batches, size = 3, 10, 100
+			errs := make(chan error, publishers)
+			for range publishers {
+				go func() {
+					for range batches {
+						evs := make([]*event.Event, size)
+						for i := range evs {
+							evs[i] = &event.Event{Type: "a.b", Subject: "/x"}
+						}
+						if err := e.m.PublishBatch(ctx, evs); err != nil {
+							errs <- err
+							return
+						}
+						last := evs[size-1].Seq
+						if d := e.j.DurableSeq(); d < last {
+							errs <- errors.New("PublishBatch returned before its events were durable")
+							return
+						}
+						for i, ev := range evs {
+							if ev.Seq != evs[0].Seq+uint64(i) {
+								errs <- errors.New("a batch's seqs are not consecutive")
+								return
+							}
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for range publishers {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			total := uint64(publishers * batches * size)
+			buf := make([]*event.Event, 512)
+			for i, s := range subs {
+				var next uint64 = 1
+				for next <= total {
+					n, err := s.NextBatch(ctx, buf)
+					if err != nil {
+						t.Fatalf("subscriber %d after seq %d: %v", i, next-1, err)
+					}
+					for _, ev := range buf[:n] {
+						if ev.Seq != next {
+							t.Fatalf("subscriber %d got seq %d, want %d", i, ev.Seq, next)
+						}
+						next++
+					}
+				}
+			}
+			r, err := e.j.Reader(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			var n uint64
+			for {
+				seq, _, ok, err := r.TryNext()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !ok {
+					break
+				}
+				if n++; seq != n {
+					t.Fatalf("journal record %d has seq %d", n, seq)
+				}
+			}
+			if n != total {
+				t.Errorf("journal holds %d records, want %d", n, total)
+			}
+		})
+	}
+}
+
+// TestPublishBatchInvalidTypeLater: a batch whose later event has an
+// invalid type (after events of a valid one) is refused whole.
+func TestPublishBatchInvalidTypeLater(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	evs := []*event.Event{{Type: "a.b"}, {Type: "a.b"}, {Type: "a..b"}, {Type: "a.b"}}
+	if err := e.m.PublishBatch(context.Background(), evs); !errors.Is(err, ErrInvalidType) {
+		t.Fatalf("PublishBatch with an invalid third type = %v, want ErrInvalidType", err)
+	}
+	if s := e.j.LastSeq(); s != 0 {
+		t.Errorf("LastSeq = %d after a refused batch, want 0", s)
+	}
+}
