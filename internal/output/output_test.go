@@ -247,6 +247,11 @@ func TestFileOutputSelectorRedactionOrder(t *testing.T) {
 	e.publish(t, "fs.delete", 50, 3) // not selected
 	e.publish(t, "fs.create", 100, 3)
 	info := r.waitSent(t, "f", 400)
+	// The counters move before the cursor: wait for it too.
+	for deadline := time.Now().Add(10 * time.Second); info.Cursor < 450 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		info = r.o.Infos()[0]
+	}
 	if err := r.stop(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
