@@ -166,3 +166,37 @@ func TestAsyncLogOrder(t *testing.T) {
 		t.Errorf("durable entry 9: %v %v", got.Data, err)
 	}
 }
+
+// TestConcurrentPublishesShareEntries: 64 publishers of one event each
+// share log entries, because a new entry waits while Config.MaxInflight
+// are on their way. Without that bound every publish became its own entry
+// once the leader no longer waited for its own fsync (1.2 events an entry).
+func TestConcurrentPublishesShareEntries(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	leader := c.node(c.waitLeader(10 * time.Second))
+	const workers, each = 64, 20
+	entries := leader.n.r.AppliedIndex()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Go(func() {
+			for range each {
+				if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	entries = leader.n.r.AppliedIndex() - entries
+	per := float64(workers*each) / float64(entries)
+	t.Logf("%d events in %d entries: %.1f an entry", workers*each, entries, per)
+	if per < 4 {
+		t.Errorf("%.1f events an entry, want concurrent publishes to share entries (≥ 4)", per)
+	}
+}

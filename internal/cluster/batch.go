@@ -77,6 +77,7 @@ type flight struct {
 
 	first uint64 // set by complete: seq of the entry's first event
 	err   error  // set by complete
+	slot  bool   // holds one of the batcher's slots until complete
 }
 
 // copyRef places an event the leader judged: fresh (dup false), a copy of
@@ -97,6 +98,7 @@ type batcher struct {
 	n        *Node
 	in       chan *request
 	inflight chan *flight
+	slots    chan struct{} // the leader's entries in flight (Config.MaxInflight)
 	fwdSem   chan struct{} // bounds concurrent forwards
 	term     uint64        // run goroutine: the term whose barrier was applied
 
@@ -111,6 +113,7 @@ func newBatcher(n *Node) *batcher {
 		n:        n,
 		in:       make(chan *request, 1024),
 		inflight: make(chan *flight, 256),
+		slots:    make(chan struct{}, n.cfg.MaxInflight),
 		fwdSem:   make(chan struct{}, 32),
 		pend:     make(map[[2]uint64]copyRef),
 	}
@@ -154,13 +157,17 @@ func (b *batcher) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+		// On the leader, wait for an entry in flight to complete: what
+		// queues meanwhile joins this batch.
+		slot := b.acquire(ctx)
 		reqs = append(reqs[:0], first)
 		count := len(first.evs)
 		// add puts rq in the batch, or flushes the batch and starts the
 		// next with rq when rq would overfill it.
 		add := func(rq *request) {
 			if count+len(rq.evs) > b.n.cfg.MaxBatch {
-				b.flush(ctx, reqs)
+				b.flush(ctx, reqs, slot)
+				slot = b.acquire(ctx)
 				reqs, count = append([]*request(nil), rq), len(rq.evs)
 				return
 			}
@@ -189,26 +196,52 @@ func (b *batcher) run(ctx context.Context) {
 				deadline = true
 				break fill
 			case <-ctx.Done():
-				b.flush(ctx, reqs)
+				b.flush(ctx, reqs, slot)
 				return
 			}
 		}
 		if !deadline && b.n.cfg.MaxDelay > 0 {
 			timer.Stop()
 		}
-		b.flush(ctx, reqs)
+		b.flush(ctx, reqs, slot)
 		reqs = reqs[:0]
 	}
 }
 
+// acquire takes a slot for the next entry when this node leads (waiting
+// for one of the entries in flight to complete), and reports whether it
+// did. A follower forwards without one.
+func (b *batcher) acquire(ctx context.Context) bool {
+	if b.n.r.State() != raft.Leader {
+		return false
+	}
+	select {
+	case b.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release gives back a slot taken by acquire.
+func (b *batcher) release(slot bool) {
+	if slot {
+		<-b.slots
+	}
+}
+
 // flush sends one batch: raft apply on the leader, forward elsewhere.
-func (b *batcher) flush(ctx context.Context, reqs []*request) {
+// slot says whether the batch holds a slot; the flight keeps it until it
+// completes, and every other outcome gives it back.
+func (b *batcher) flush(ctx context.Context, reqs []*request, slot bool) {
 	if len(reqs) == 0 {
+		b.release(slot)
 		return
 	}
 	reqs = append([]*request(nil), reqs...)
 	n := b.n
 	if n.r.State() != raft.Leader {
+		b.release(slot)
 		select {
 		case b.fwdSem <- struct{}{}:
 		case <-ctx.Done():
@@ -229,12 +262,13 @@ func (b *batcher) flush(ctx context.Context, reqs []*request) {
 			evs = append(evs, rq.evs...)
 		}
 	}
-	fl := &flight{reqs: reqs}
+	fl := &flight{reqs: reqs, slot: slot}
 	if w := n.window.Load(); w != nil {
 		if t := n.r.CurrentTerm(); t != b.term {
 			// A new term: the window must know every entry committed
 			// before it, so apply them first.
 			if err := n.r.Barrier(n.cfg.ForwardTimeout).Error(); err != nil {
+				b.release(slot)
 				failAll(reqs, raftErr(err))
 				return
 			}
@@ -247,6 +281,7 @@ func (b *batcher) flush(ctx context.Context, reqs []*request) {
 		entry, err := appendBatch(make([]byte, 0, 64+len(evs)*160), fl.nonce, n.clock.Now(), evs)
 		if err != nil {
 			b.forget(fl)
+			b.release(slot)
 			failAll(reqs, fmt.Errorf("cluster: encode batch: %w", err))
 			return
 		}
@@ -260,6 +295,7 @@ func (b *batcher) flush(ctx context.Context, reqs []*request) {
 			n.takePending(fl.nonce)
 		}
 		b.forget(fl)
+		b.release(slot)
 		failAll(reqs, ErrClosed)
 	}
 }
@@ -318,50 +354,57 @@ func (b *batcher) forget(fl *flight) {
 	b.pendMu.Unlock()
 }
 
-// complete waits for applies in order and answers their requests.
+// complete waits for applies in order, answers their requests and gives
+// their slots back.
 func (b *batcher) complete() {
 	for fl := range b.inflight {
-		var index uint64
-		if fl.fut == nil {
-			// Copies only: their first copies are applied here, or in a
-			// flight completed before this one.
-			index = b.n.fsm.applied.Load()
-		} else {
-			fl.first, fl.err = b.wait(fl.fut)
-			index = fl.fut.Index()
-			b.n.takePending(fl.nonce)
-		}
-		b.forget(fl)
-		if fl.err != nil {
-			failAll(fl.reqs, fl.err)
-			continue
-		}
-		if fl.copies == nil {
-			answer(fl.reqs, fl.first, nil, index)
-			continue
-		}
-		seqs := make([]uint64, len(fl.copies))
-		next := fl.first
-		var err error
-		for i, c := range fl.copies {
-			switch {
-			case !c.dup:
-				seqs[i] = next
-				next++
-			case c.fl == nil:
-				seqs[i] = c.seq
-			case c.fl.err != nil:
-				err = c.fl.err
-			default:
-				seqs[i] = c.fl.first + uint64(c.idx)
-			}
-		}
-		if err != nil {
-			failAll(fl.reqs, err)
-			continue
-		}
-		answer(fl.reqs, 0, seqs, index)
+		b.finish(fl)
+		b.release(fl.slot)
 	}
+}
+
+// finish waits for fl's apply and answers its requests.
+func (b *batcher) finish(fl *flight) {
+	var index uint64
+	if fl.fut == nil {
+		// Copies only: their first copies are applied here, or in a
+		// flight completed before this one.
+		index = b.n.fsm.applied.Load()
+	} else {
+		fl.first, fl.err = b.wait(fl.fut)
+		index = fl.fut.Index()
+		b.n.takePending(fl.nonce)
+	}
+	b.forget(fl)
+	if fl.err != nil {
+		failAll(fl.reqs, fl.err)
+		return
+	}
+	if fl.copies == nil {
+		answer(fl.reqs, fl.first, nil, index)
+		return
+	}
+	seqs := make([]uint64, len(fl.copies))
+	next := fl.first
+	var err error
+	for i, c := range fl.copies {
+		switch {
+		case !c.dup:
+			seqs[i] = next
+			next++
+		case c.fl == nil:
+			seqs[i] = c.seq
+		case c.fl.err != nil:
+			err = c.fl.err
+		default:
+			seqs[i] = c.fl.first + uint64(c.idx)
+		}
+	}
+	if err != nil {
+		failAll(fl.reqs, err)
+		return
+	}
+	answer(fl.reqs, 0, seqs, index)
 }
 
 // wait returns the outcome of an apply: the seq of its first event.

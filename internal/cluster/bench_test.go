@@ -44,8 +44,8 @@ func benchEvents(tb testing.TB, n, size int) []*event.Event {
 
 // publishBench drives m with `workers` goroutines, each publishing batches
 // of `batch` fresh 100-byte events, and reports events/s and the commit
-// latency of each PublishBatch call.
-func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) {
+// latency of each PublishBatch call. It returns the events published.
+func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) int {
 	b.ReportAllocs()
 	var (
 		mu   sync.Mutex
@@ -90,6 +90,7 @@ func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) {
 		b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50-µs")
 		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99-µs")
 	}
+	return n * batch
 }
 
 // BenchmarkPublish compares, in one run, the local (single-node) sequencer
@@ -126,6 +127,9 @@ func BenchmarkPublish(b *testing.B) {
 				if n, err := strconv.Atoi(os.Getenv("BENCH_MAX_BATCH")); err == nil {
 					cfg.MaxBatch = n
 				}
+				if n, err := strconv.Atoi(os.Getenv("BENCH_MAX_INFLIGHT")); err == nil {
+					cfg.MaxInflight = n
+				}
 				if os.Getenv("BENCH_NO_FOLLOWER_DECODE") != "" {
 					cfg.DeliverWanted = func() bool { return false }
 				}
@@ -133,7 +137,12 @@ func BenchmarkPublish(b *testing.B) {
 					cfg.Credentials = nil // the Raft port without TLS, as before cluster credentials
 				}
 			})
-			publishBench(b, c.node(c.leader()).m, shape.workers, shape.batch)
+			leader := c.node(c.leader())
+			entries := leader.n.r.AppliedIndex()
+			events := publishBench(b, leader.m, shape.workers, shape.batch)
+			if entries = leader.n.r.AppliedIndex() - entries; entries > 0 {
+				b.ReportMetric(float64(events)/float64(entries), "events/entry")
+			}
 			c.stopAll()
 		})
 	}

@@ -83,6 +83,12 @@ type Config struct {
 	// being appended (natural batching; raft groups in-flight entries into
 	// one fsync anyway), which measured best on loopback.
 	MaxDelay time.Duration
+	// MaxInflight is how many log entries the leader has on their way
+	// (handed to raft, not yet committed and applied); a new batch waits
+	// for one of them to complete and takes everything that queued
+	// meanwhile. A lone publisher never waits; concurrent ones share
+	// entries in proportion to the load. Default 4.
+	MaxInflight int
 
 	HeartbeatTimeout   time.Duration // default 1s
 	ElectionTimeout    time.Duration // default 1s
@@ -163,6 +169,9 @@ func (c *Config) setDefaults() error {
 	def(&c.PingInterval, time.Second)
 	def(&c.ForwardTimeout, 10*time.Second)
 	def(&c.LeaderWait, 2*time.Second)
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 4
+	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 4096
 	}
