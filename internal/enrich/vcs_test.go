@@ -29,11 +29,11 @@ func TestVCSLockStartsOperation(t *testing.T) {
 			t.Errorf("%s %s: not held", e.Type, e.Subject)
 		}
 	}
-	sums, n := tr.finish(now.Add(50*time.Millisecond), nil, false)
+	_, n := tr.finish(now.Add(50*time.Millisecond), nil, false)
 	if n != 0 {
 		t.Fatalf("ended %d operations before the quiet time", n)
 	}
-	sums, n = tr.finish(now.Add(200*time.Millisecond), nil, false)
+	sums, n := tr.finish(now.Add(200*time.Millisecond), nil, false)
 	if n != 1 || len(sums) != 1 {
 		t.Fatalf("ended %d, %d summaries; want 1", n, len(sums))
 	}
