@@ -31,15 +31,10 @@
 //
 // Write assigns seqs and encodes records into an in-memory buffer under one
 // mutex; it never waits for I/O, except that it blocks while more than 8 MiB
-// are buffered and not yet written (backpressure). A flusher goroutine
-// takes the whole buffer, writes it with pwrite(2) and, depending on the
-// policy, fsyncs; then it advances DurableSeq and closes the channel
-// returned by Changed. A writer that waits for its records at once may
-// write them itself instead (WriteDeferred, then Flush): with the policy
-// interval or never, Flush takes the buffer and writes it in the caller's
-// goroutine when no one else is writing, which spares two goroutine
-// hand-offs; one goroutine at a time writes, whichever it is. "Durable"
-// means, per Options.Fsync:
+// are buffered and not yet written (backpressure). A single flusher
+// goroutine takes the whole buffer, writes it with pwrite(2) and, depending
+// on the policy, fsyncs; then it advances DurableSeq and closes the channel
+// returned by Changed. "Durable" means, per Options.Fsync:
 //
 //   - FsyncAlways (default): fsynced (fdatasync). Group commit: every record
 //     buffered while the previous fsync ran shares the next one, so many

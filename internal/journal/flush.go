@@ -51,57 +51,39 @@ func (j *Journal) flushLoop() {
 	defer retry.Stop()
 	var retryC <-chan time.Time
 	for {
-		var (
-			retrying bool
-			delay    time.Duration
-		)
 		select {
 		case <-j.kick:
+			if j.retrying {
+				continue // Write refuses meanwhile; the retry timer is armed
+			}
 			// Let writers that are already runnable (typically the ones the
 			// last flush woke) add to the batch first: without this,
 			// concurrent appenders get one write(2) (and with FsyncAlways
 			// one fsync) for the first few records after each wake-up.
-			// (While the disk is full, Write refuses and the retry timer
-			// is armed: nothing to do.)
 			runtime.Gosched()
-			j.writeMu.Lock()
-			if !j.retrying {
-				j.flush()
-			}
-			retrying, delay = j.retrying, j.retryDelay
-			j.writeMu.Unlock()
+			j.flush()
 		case <-retryC:
 			retryC = nil
-			j.writeMu.Lock()
 			j.flush()
-			retrying, delay = j.retrying, j.retryDelay
-			j.writeMu.Unlock()
 		case <-tick:
-			j.writeMu.Lock()
 			if !j.retrying && j.written > j.synced && j.failErr.Load() == nil {
 				if err := j.sync(); err != nil {
 					j.fail(err)
 				}
 			}
-			retrying, delay = j.retrying, j.retryDelay
-			j.writeMu.Unlock()
 		case <-j.stop:
-			j.writeMu.Lock()
 			j.flush()
-			j.writeMu.Unlock()
 			return
 		}
-		// A Flush caller that found the disk full woke this loop to arm
-		// the retry.
-		if retrying && retryC == nil {
-			retry.Reset(delay)
+		if j.retrying && retryC == nil {
+			retry.Reset(j.retryDelay)
 			retryC = retry.C
 		}
 	}
 }
 
 // flush writes pending records: first the batch that a full disk
-// interrupted, if any, then the pending buffer. writeMu must be held.
+// interrupted, if any, then the pending buffer. Flusher goroutine only.
 func (j *Journal) flush() {
 	for {
 		retried := j.retrying
@@ -178,7 +160,7 @@ func (j *Journal) writeBatch(batch []chunk) error {
 }
 
 // markAt records the active segment's state as a sync mark before chunk
-// pos. writeMu must be held (its holder is the only writer of these fields).
+// pos. Flusher goroutine only (it is the only writer of these fields).
 func (j *Journal) markAt(pos int) syncMark {
 	s := j.activeSeg
 	return syncMark{pos: pos, size: s.size, last: s.last, lastOff: s.lastOff, nidx: len(s.index)}
@@ -335,7 +317,7 @@ func (j *Journal) roll(base uint64) error {
 	return nil
 }
 
-// sync fdatasyncs the active segment. writeMu must be held.
+// sync fdatasyncs the active segment. Flusher goroutine (or Close) only.
 // Its error is a *syncError.
 func (j *Journal) sync() error {
 	start := time.Now()

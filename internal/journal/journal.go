@@ -113,11 +113,9 @@ type chunk struct {
 // consecutive sequence numbers starting at 1. All methods are safe for
 // concurrent use.
 type Journal struct {
-	// Locks: writeMu (writing to the files), mu (write side), segMu
-	// (segment list) and chMu (Changed channel). writeMu is taken before
-	// any of the others; no goroutine ever holds two of mu, segMu and chMu
-	// at once, so among them there is no lock order to respect; keep it
-	// that way.
+	// Locks: mu (write side), segMu (segment list) and chMu (Changed
+	// channel). No goroutine ever holds two of them at once, so there is no
+	// lock order to respect; keep it that way.
 
 	opts Options
 	log  *slog.Logger
@@ -153,10 +151,7 @@ type Journal struct {
 	segMu sync.RWMutex
 	segs  []*segment
 
-	// writeMu is held by the goroutine writing the buffer to the files:
-	// the flusher, a Flush caller that writes what it waits for itself,
-	// or Close. It guards the fields below, up to the manifest's.
-	writeMu   sync.Mutex
+	// Owned by the flusher goroutine (and by Close after it stopped).
 	active    *os.File
 	activeSeg *segment
 	written   uint64 // last seq written to the OS
@@ -171,7 +166,7 @@ type Journal struct {
 	retriesAtStart uint64
 
 	// The manifest, open for appending (nil if Open could not write it),
-	// the offset of its end and a buffer for an entry. Under writeMu.
+	// the offset of its end and a buffer for an entry. Flusher only.
 	man    *os.File
 	manOff int64
 	manBuf []byte
@@ -281,56 +276,6 @@ var zeroHeader [headerSize]byte
 // for concurrent use; seq order is record order. In steady state it does not
 // allocate.
 func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, error)) (first uint64, err error) {
-	return j.write(n, enc, true)
-}
-
-// WriteDeferred is Write for a caller that waits for the records next: it
-// does not wake the journal's writer goroutine, and the caller must call
-// Flush with the last seq it wrote afterwards (after other quick work,
-// such as handing the events to live subscribers), or the records stay
-// buffered until another write or Close. Safe for concurrent use.
-func (j *Journal) WriteDeferred(n int, enc func(i int, seq uint64, dst []byte) ([]byte, error)) (first uint64, err error) {
-	return j.write(n, enc, false)
-}
-
-// Flush returns once seq is durable, like WaitDurable, and writes the
-// buffered records itself when it can: with the fsync policy interval or
-// never, a caller that finds no other goroutine writing takes the buffer
-// (its own records and whatever others buffered before) and writes it
-// in its own goroutine, which spares the hand-off to the journal's writer
-// goroutine and back (two goroutine wake-ups). Otherwise, and always with
-// FsyncAlways (whose fsyncs the writer goroutine commits in groups), it
-// wakes the writer and waits. Safe for concurrent use.
-func (j *Journal) Flush(ctx context.Context, seq uint64) error {
-	if j.durable.Load() >= seq {
-		return nil
-	}
-	if j.opts.Fsync != FsyncAlways && j.writeMu.TryLock() {
-		// Close sets closedA before it takes writeMu to close the files.
-		if !j.retrying && !j.closedA.Load() {
-			j.flush()
-		}
-		j.writeMu.Unlock()
-		if j.durable.Load() >= seq {
-			return nil
-		}
-	}
-	// Someone else is writing (the records may have been buffered after
-	// it took the buffer), the disk is full, or the journal failed or is
-	// closing: the writer goroutine sees to it.
-	j.wake()
-	return j.WaitDurable(ctx, seq)
-}
-
-// wake wakes the writer goroutine.
-func (j *Journal) wake() {
-	select {
-	case j.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (j *Journal) write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, error), kick bool) (first uint64, err error) {
 	if n < 0 {
 		return 0, fmt.Errorf("journal: write of %d records", n)
 	}
@@ -415,8 +360,9 @@ func (j *Journal) write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	j.lastSeq = seq - 1
 	j.lastSeqA.Store(seq - 1)
 	j.mu.Unlock()
-	if kick {
-		j.wake()
+	select {
+	case j.kick <- struct{}{}:
+	default:
 	}
 	return first, nil
 }
@@ -660,9 +606,6 @@ func (j *Journal) Close() error {
 		j.mu.Unlock()
 		close(j.stop)
 		j.wg.Wait()
-		// A Flush caller may be writing; later ones see closedA.
-		j.writeMu.Lock()
-		defer j.writeMu.Unlock()
 		var errs []error
 		if e := j.failErr.Load(); e != nil {
 			errs = append(errs, *e)

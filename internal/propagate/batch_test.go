@@ -11,7 +11,7 @@ import (
 )
 
 // TestPublishBatchLarge: a batch larger than the deliver-first limit
-// (written by the publisher itself with fsync=never) is durable and
+// (encoded first, routed with one lookup per type) is durable and
 // readable from the journal when PublishBatch returns, and every
 // subscriber gets all of it once, in seq order, while other publishers
 // publish at the same time.

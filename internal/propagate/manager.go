@@ -431,11 +431,10 @@ func (l *localSequencer) Sequence(ctx context.Context, evs []*event.Event) error
 func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int, error) {
 	l.mu.Lock()
 	var (
-		first    uint64
-		err      error
-		evs      = all
-		dupOf    []int
-		deferred bool // written with WriteDeferred: Flush must follow
+		first uint64
+		err   error
+		evs   = all
+		dupOf []int
 	)
 	if d := l.m.dedup; d != nil {
 		evs, dupOf = d.reserve(all)
@@ -474,16 +473,8 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 	} else {
 		// A large batch, or one with an event that may not fit in a
 		// record: encoded first, so that Write refuses a batch it cannot
-		// take before anyone sees it. It is written by this goroutine
-		// (Flush below) unless another one is writing: a batch's write(2)
-		// takes longer than its delivery, and a hand-off to the journal's
-		// writer would start it only after the delivery (the writer, woken
-		// by this goroutine, waits for this processor) and add two
-		// goroutine wake-ups. A few events are left to the writer
-		// goroutine instead: written here, they would make a subscriber
-		// woken on this processor wait for the write.
-		deferred = true
-		first, err = l.j.WriteDeferred(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
+		// take before anyone sees it.
+		first, err = l.j.Write(len(evs), func(i int, seq uint64, dst []byte) ([]byte, error) {
 			evs[i].Seq = seq
 			return evs[i].AppendBinary(dst)
 		})
@@ -508,12 +499,7 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 		resolve(all, dupOf)
 		last = max(last, maxSeq(all))
 	}
-	if deferred {
-		err = l.j.Flush(ctx, last)
-	} else {
-		err = l.j.WaitDurable(ctx, last)
-	}
-	if err != nil {
+	if err := l.j.WaitDurable(ctx, last); err != nil {
 		return 0, fmt.Errorf("propagate: journal: %w", err)
 	}
 	return len(evs), nil
