@@ -107,9 +107,28 @@ type natsSink struct {
 	// fastBatches counts the fast batches the stream ended with a
 	// publish ack.
 	fastBatches atomic.Uint64
+	mode        atomic.Pointer[string] // Info.Publish
 }
 
-var _ pipeliner = (*natsSink)(nil)
+var (
+	_ pipeliner    = (*natsSink)(nil)
+	_ publishModer = (*natsSink)(nil)
+)
+
+// Publish modes, in Info.Publish.
+const (
+	PublishFastBatch  = "fast_batch"
+	PublishPerMessage = "per_message"
+)
+
+// publishMode returns how the sink publishes; it is safe for concurrent
+// use.
+func (s *natsSink) publishMode() string {
+	if p := s.mode.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // subjectKey is what a subject template expands.
 type subjectKey struct{ typ, path string }
@@ -290,6 +309,11 @@ func (s *natsSink) connect(subject string) error {
 		nc.Close()
 		return fmt.Errorf("nats: subscribe to acks: %w", err)
 	}
+	mode := PublishPerMessage
+	if c.fast {
+		mode = PublishFastBatch
+	}
+	s.mode.Store(&mode)
 	if c.fast != s.wasFast {
 		s.log.Info("output: JetStream publish mode", "fast_batch", c.fast, "flow", s.flow)
 		s.wasFast = c.fast

@@ -86,6 +86,13 @@ func TestNATSFastBatchForwarding(t *testing.T) {
 			if got, want := s.fastBatches.Load() > 0, mode == BatchPublishAuto; got != want {
 				t.Errorf("batch_publish %s: %d fast batches ended, want some: %v", mode, s.fastBatches.Load(), want)
 			}
+			want := PublishFastBatch
+			if mode == BatchPublishOff {
+				want = PublishPerMessage
+			}
+			if got := r.o.Infos()[0].Publish; got != want {
+				t.Errorf("batch_publish %s: Info.Publish %q, want %q", mode, got, want)
+			}
 			recs, raw := js.all(t)
 			if len(recs) != 3000 {
 				t.Fatalf("%d messages in the stream, want 3000", len(recs))

@@ -92,6 +92,15 @@ type Info struct {
 	// (durable) to the target's acknowledgement (bucket upper bounds).
 	DelayP50 time.Duration `json:"delay_p50_ns"`
 	DelayP99 time.Duration `json:"delay_p99_ns"`
+	// Publish is how a NATS output publishes on its current connection:
+	// "fast_batch" or "per_message" (empty before it connects, and for
+	// the other types).
+	Publish string `json:"publish,omitempty"`
+}
+
+// publishModer is a sink that tells how it publishes (Info.Publish).
+type publishModer interface {
+	publishMode() string
 }
 
 type counters struct {
@@ -145,6 +154,9 @@ func (r *runner) info() Info {
 		Skipped: r.skip.Load(), Gaps: r.gaps.Load(), DelayP50: r.delay.Quantile(0.5), DelayP99: r.delay.Quantile(0.99)}
 	if info.Head > info.Cursor {
 		info.Lag = info.Head - info.Cursor
+	}
+	if m, ok := r.sink.(publishModer); ok {
+		info.Publish = m.publishMode()
 	}
 	r.errMu.Lock()
 	info.LastError, info.LastErrorAt = r.lastErr, r.errAt
