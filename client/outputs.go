@@ -31,6 +31,9 @@ type Output struct {
 	// target's acknowledgement.
 	DelayP50 time.Duration `json:"delay_p50_ns"`
 	DelayP99 time.Duration `json:"delay_p99_ns"`
+	// Publish is how a NATS output publishes on its current connection:
+	// "fast_batch" (JetStream fast batches) or "per_message".
+	Publish string `json:"publish,omitempty"`
 }
 
 // Outputs lists the daemon's outputs (admin scope). A daemon without

@@ -21,7 +21,8 @@ is a durable consumer of the journal: CURSOR is the last seq it is done with
 events after it, SENT the events the target acknowledged, RETRIES the failed
 attempts, DEAD the events written to its dead letter file
 (DATA/outputs/NAME/deadletter.ndjson). STATE is retrying while the target
-fails; LAST ERROR says why. Needs an admin token when tokens are configured.`,
+fails; LAST ERROR says why. A NATS output's TYPE says how it publishes:
+nats/fast_batch (JetStream fast batches) or nats/per_message. Needs an admin token when tokens are configured.`,
 		Example: `  semprop outputs
   semprop outputs --json | jq '.[] | select(.lag > 10000) | .name'`,
 		Args: cobra.NoArgs,
@@ -48,7 +49,11 @@ fails; LAST ERROR says why. Needs an admin token when tokens are configured.`,
 				if o.LastError != "" {
 					last = o.LastErrorAt.Local().Format(time.DateTime) + " " + o.LastError
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%v\t%s\n", o.Name, o.Type, o.State, o.Cursor, o.Lag,
+				typ := o.Type
+				if o.Publish != "" {
+					typ += "/" + o.Publish
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%v\t%s\n", o.Name, typ, o.State, o.Cursor, o.Lag,
 					o.Sent, o.Retries, o.DeadLettered, o.DelayP99, last)
 			}
 			return tw.Flush()
