@@ -198,6 +198,11 @@ type Engine struct {
 	order    []*view
 	maxSec   int64 // largest event second seen
 	wm       int64 // watermark, Unix seconds
+	// closedWM is the watermark the views last closed their panes at:
+	// applying events moves wm, and closeLocked closes the panes up to
+	// it after the batch of events (or before an event whose pane would
+	// reuse one not yet closed).
+	closedWM int64
 	lastSeq  uint64
 	lastTime int64  // event time (Unix ns) of the last event
 	applied  uint64 // events applied (published to events by countersLocked)
@@ -255,7 +260,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		opts.FirstSeq = func() uint64 { return 1 }
 	}
 	e := &Engine{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, views: make(map[string]*view),
-		stores: make(map[*view]*store), uids: make(uidKeys), maxSec: -1, wm: -1,
+		stores: make(map[*view]*store), uids: make(uidKeys), maxSec: -1, wm: -1, closedWM: -1,
 		changed: make(chan struct{}), pub: make(chan Insight, 256)}
 	if !cfg.Insights.Disabled {
 		e.det = newDetector(cfg.Insights)
@@ -397,6 +402,7 @@ func (e *Engine) applyNext(ctx context.Context, src Source, ev *event.Event) err
 		}
 		e.applyLocked(ev)
 	}
+	e.closeLocked()
 	e.lastApply = e.now()
 	e.countersLocked()
 	e.mu.Unlock()
@@ -431,6 +437,7 @@ func (e *Engine) Apply(ev *event.Event) {
 	e.mu.Lock()
 	e.nowSec = e.now().Unix()
 	e.applyLocked(ev)
+	e.closeLocked()
 	e.countersLocked()
 	e.mu.Unlock()
 }
@@ -471,12 +478,20 @@ func (e *Engine) beginLocked(s *sample, seq uint64, sec, ns int64) {
 	if s.sec > e.maxSec {
 		e.maxSec = s.sec
 		if wm := s.sec - int64(e.cfg.Lateness/time.Second); wm > e.wm {
-			e.advanceLocked(wm)
+			// The panes it passes are closed once the events made
+			// durable with this one are applied (closeLocked): their
+			// latency does not include the close.
+			e.wm = wm
 		}
 	}
 	if s.sec < e.wm {
 		s.sec = e.wm
 		e.late.Add(1)
+	}
+	if s.sec >= e.closedWM+secRing-2 {
+		// The event's second pane may be the ring slot of a pane still
+		// waiting to be closed: close first.
+		e.closeLocked()
 	}
 	e.lastSeq = seq
 	e.lastTime = ns
@@ -536,9 +551,18 @@ func (e *Engine) sizeBinOf(s *sample) {
 
 func (e *Engine) advanceLocked(wm int64) {
 	e.wm = wm
-	for _, v := range e.order {
-		v.advance(wm)
+	e.closeLocked()
+}
+
+// closeLocked closes the panes the watermark passed since the last call.
+func (e *Engine) closeLocked() {
+	if e.closedWM >= e.wm {
+		return
 	}
+	for _, v := range e.order {
+		v.advance(e.wm)
+	}
+	e.closedWM = e.wm
 }
 
 // emit receives the closed panes of every view.

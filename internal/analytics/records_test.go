@@ -53,6 +53,12 @@ func recordReplay(n int) []event.Event {
 		}
 	}
 	evs[len(evs)/2].Time = time.Time{}
+	// A jump of the second panes' ring: the first pane after it reuses
+	// the slot of the open pane before it, which the jump's watermark
+	// closes (in a batch, before the event is applied).
+	for i := len(evs) * 3 / 4; i < len(evs); i++ {
+		evs[i].Time = evs[i].Time.Add(secRing * time.Second)
+	}
 	return evs
 }
 
@@ -131,6 +137,8 @@ type engineResult struct {
 	Late     uint64
 }
 
+// runEngineOver runs an engine over src until it read all of evs (their
+// encoding); with src nil it feeds evs to Apply one at a time instead.
 func runEngineOver(t *testing.T, src Source, evs []event.Event) engineResult {
 	t.Helper()
 	last := evs[len(evs)-1].Time
@@ -141,6 +149,14 @@ func runEngineOver(t *testing.T, src Source, evs []event.Event) engineResult {
 	e.all.emit = func(v *view, r *rollup) {
 		res.Rollups = append(res.Rollups, fmt.Sprintf("%d %d %d %d %d %v", r.res, r.start, r.count, r.bytes, r.lastSeq, r.items))
 		emit(v, r)
+	}
+	if src == nil {
+		for i := range evs {
+			ev := evs[i]
+			ev.Seq = uint64(i + 1)
+			e.Apply(&ev)
+		}
+		return e.results(t, res)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -159,6 +175,12 @@ func runEngineOver(t *testing.T, src Source, evs []event.Event) engineResult {
 	}
 	cancel()
 	wg.Wait()
+	return e.results(t, res)
+}
+
+// results fills in the query answers of res.
+func (e *Engine) results(t *testing.T, res engineResult) engineResult {
+	t.Helper()
 	res.Top = map[string]TopResponse{}
 	for _, by := range []string{"path", "comm", "uid", "dir", "type"} {
 		for _, w := range []time.Duration{10 * time.Second, 5 * time.Minute, time.Hour} {
@@ -182,7 +204,9 @@ func runEngineOver(t *testing.T, src Source, evs []event.Event) engineResult {
 
 // TestRecordPathMatchesEvents: an engine reading binary records computes
 // exactly what one reading decoded events does (every rollup emitted,
-// every query answer), on a replay with every kind of field.
+// every query answer), on a replay with every kind of field, and both
+// what Apply of one event at a time does (panes closed after each event
+// instead of after each batch).
 func TestRecordPathMatchesEvents(t *testing.T) {
 	evs := recordReplay(20000)
 	recs := make([][]byte, len(evs))
@@ -203,6 +227,12 @@ func TestRecordPathMatchesEvents(t *testing.T) {
 	})
 	if diff := cmp.Diff(want, got, bySession); diff != "" {
 		t.Errorf("record path differs from the event path (-events +records):\n%s", diff)
+	}
+	// Panes closed after each batch read (up to 256 events) or after
+	// each event: the same rollups and answers.
+	one := runEngineOver(t, nil, evs)
+	if diff := cmp.Diff(one, want, bySession); diff != "" {
+		t.Errorf("batches differ from one event at a time (-one +batches):\n%s", diff)
 	}
 }
 
@@ -327,5 +357,53 @@ func TestEngineHeap(t *testing.T) {
 	runtime.KeepAlive(e)
 	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 12<<20 {
 		t.Errorf("a new engine holds %.1f MB, want at most 12 MB", float64(grew)/(1<<20))
+	}
+}
+
+// TestCloseAfterGroup: closing the panes the watermark passed (rollups,
+// merges into minutes, the detector, the store) waits until the events
+// made durable together are applied: the events after the first one of
+// a new second are not held up by it. Counted by the panes closed when
+// the hook sees each event: none may close between two events of one
+// group.
+func TestCloseAfterGroup(t *testing.T) {
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var recs [][]byte
+	for i := range 10000 {
+		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%7, i%100), "bench", 1, 512, start.Add(time.Duration(i)*time.Millisecond))
+		rec, err := ev.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	src := sliceRecordSource{&sliceSource{recs: recs, done: make(chan struct{})}}
+	e := newTestEngine(t, Config{}, Options{Now: func() time.Time { return start }})
+	emitted := 0
+	emit := e.all.emit
+	e.all.emit = func(v *view, r *rollup) {
+		emitted++
+		emit(v, r)
+	}
+	var r recordView
+	var during []uint64 // seqs applied after a close in the same group
+	for seq := uint64(1); seq <= uint64(len(recs)); {
+		before := emitted
+		first := seq
+		e.applyHook = func(s uint64) {
+			if s > first && emitted != before {
+				during = append(during, s)
+			}
+		}
+		if err := e.applyNextRecords(context.Background(), src, &r); err != nil {
+			t.Fatal(err)
+		}
+		seq = e.Seq() + 1
+	}
+	if emitted == 0 {
+		t.Fatal("no pane closed: the replay does not cross a second")
+	}
+	if len(during) > 0 {
+		t.Errorf("%d events applied after a pane closed in their group (first seq %d): the close held them up", len(during), during[0])
 	}
 }
