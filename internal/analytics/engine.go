@@ -192,12 +192,12 @@ type Engine struct {
 
 	// mu guards the views, the watermark and the detector. Lock order: mu,
 	// then insightMu.
-	mu       sync.Mutex
-	all      *view
-	views    map[string]*view // by principal name
-	order    []*view
-	maxSec   int64 // largest event second seen
-	wm       int64 // watermark, Unix seconds
+	mu     sync.Mutex
+	all    *view
+	views  map[string]*view // by principal name
+	order  []*view
+	maxSec int64 // largest event second seen
+	wm     int64 // watermark, Unix seconds
 	// closedWM is the watermark the views last closed their panes at:
 	// applying events moves wm, and closeLocked closes the panes up to
 	// it after the batch of events (or before an event whose pane would
