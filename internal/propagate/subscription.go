@@ -65,8 +65,12 @@ type SubscribeOptions struct {
 	Group string
 	// Weight is the member's share in a group whose route is weighted
 	// (default 1).
-	Weight       int
-	Queue        int           // queue capacity, rounded up to a power of two; default 1024
+	Weight int
+	// Queue is the queue's capacity, rounded up to a power of two;
+	// default 1024. Its memory (32 bytes a slot; PolicyPriority's lanes
+	// grow as needed instead) is committed at Subscribe, so that no
+	// publisher takes a page fault on it later.
+	Queue        int
 	Policy       Policy        // default PolicyDropNewest
 	BlockTimeout time.Duration // PolicyBlock: longest wait for room; default 1s
 }
