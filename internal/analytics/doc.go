@@ -8,5 +8,8 @@
 //
 // Analytics is derived data: the engine reads only durable events (a crash
 // never erases an event it counted) and its state can always be rebuilt
-// from the journal. See docs/analytics.md.
+// from the journal. An engine without token views reads the journal's
+// binary records (a RecordSource, such as *propagate.Reader) and decodes
+// only the fields it counts; panes the watermark passes close after the
+// batch of events made durable together. See docs/analytics.md.
 package analytics
