@@ -171,6 +171,8 @@ func runEngineOver(t *testing.T, src Source, evs []event.Event) engineResult {
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
+		cancel()
+		wg.Wait()
 		t.Fatal("engine did not read the replay in 30s")
 	}
 	cancel()
