@@ -382,15 +382,7 @@ func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.C
 	c.mu.Unlock()
 	for i, ev := range evs {
 		slot := s.next & mask
-		s.msg.Subject = s.subjectOf(ev)
-		s.msg.Reply = c.reply(slot)
-		s.id[0] = msgID(ev)
-		s.msg.Data = ev.AppendJSON(s.msg.Data[:0])
-		if err := c.nc.PublishMsg(&s.msg); err != nil {
-			err = fmt.Errorf("nats: publish %s: %w", s.msg.Subject, err)
-			if errors.Is(err, nats.ErrMaxPayload) {
-				err = fmt.Errorf("%w: %w", ErrRejected, err)
-			}
+		if err := s.publish(c, ev, c.reply(slot)); err != nil {
 			// The rest would not keep the order: wait for what was
 			// published, and publish nothing more on c.
 			c.stopped = errBatchClosed
@@ -530,6 +522,23 @@ func (c *natsConn) fail(err error) {
 }
 
 // subjectOf returns the subject of ev, from the cache when it can.
+// publish publishes ev on c with the reply subject reply. A message the
+// client refuses for its size is an ErrRejected.
+func (s *natsSink) publish(c *natsConn, ev *event.Event, reply string) error {
+	s.msg.Subject = s.subjectOf(ev)
+	s.msg.Reply = reply
+	s.id[0] = msgID(ev)
+	s.msg.Data = ev.AppendJSON(s.msg.Data[:0])
+	if err := c.nc.PublishMsg(&s.msg); err != nil {
+		err = fmt.Errorf("nats: publish %s: %w", s.msg.Subject, err)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			err = fmt.Errorf("%w: %w", ErrRejected, err)
+		}
+		return err
+	}
+	return nil
+}
+
 func (s *natsSink) subjectOf(ev *event.Event) string {
 	k := subjectKey{ev.Type, ev.Subject}
 	if v, ok := s.subjects[k]; ok {

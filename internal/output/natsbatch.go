@@ -188,15 +188,7 @@ func (s *natsSink) startFast(ctx context.Context, c *natsConn, evs []*event.Even
 		if seq == 1 {
 			op = opStart
 		}
-		s.msg.Subject = s.subjectOf(ev)
-		s.msg.Reply = b.fastReply(seq, op)
-		s.id[0] = msgID(ev)
-		s.msg.Data = ev.AppendJSON(s.msg.Data[:0])
-		if err := c.nc.PublishMsg(&s.msg); err != nil {
-			err = fmt.Errorf("nats: publish %s: %w", s.msg.Subject, err)
-			if errors.Is(err, nats.ErrMaxPayload) {
-				err = fmt.Errorf("%w: %w", ErrRejected, err)
-			}
+		if err := s.publish(c, ev, b.fastReply(seq, op)); err != nil {
 			// The events after it would not keep the order: end the
 			// batch after what was published; its final ack says what
 			// of this flight is stored, ev is refused.
