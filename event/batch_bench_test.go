@@ -2,6 +2,8 @@ package event
 
 import (
 	"testing"
+
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // sdkBatch is a batch as the Go SDK sends it: bench/run's row 2 events
@@ -26,13 +28,13 @@ func BenchmarkParseJSONBatch(b *testing.B) {
 	_, body := sdkBatch(1000)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		if _, err := ParseJSONBatch(body); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkMarshalBatch encodes the SDK's batch of 1,000 events with
@@ -65,7 +67,7 @@ func BenchmarkAppendBatch(b *testing.B) {
 	buf := make([]byte, 0, len(body))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		buf = append(buf[:0], '[')
 		for i, ev := range evs {
@@ -79,7 +81,7 @@ func BenchmarkAppendBatch(b *testing.B) {
 		}
 		buf = append(buf, ']')
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkParseJSONBatchGeneral is BenchmarkParseJSONBatch with the
@@ -88,11 +90,11 @@ func BenchmarkParseJSONBatchGeneral(b *testing.B) {
 	_, body := sdkBatch(1000)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
-	cpu0 := cpuTime()
+	cpu0 := cputime.Now()
 	for b.Loop() {
 		if _, err := parseJSONBatch(body, false); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Now()-cpu0)/float64(b.N), "cpu-ns/op")
 }

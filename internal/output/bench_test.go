@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cputime"
 )
 
 // benchEvents is the size of the backlog the throughput benchmarks forward.
@@ -99,22 +100,22 @@ func benchJetStream(b *testing.B, mode string) {
 	for b.Loop() {
 		runs++
 		purge()
-		cpu := cpuTime()
+		cpu := cputime.Now()
 		semprop += forward(b, e, Config{Name: fmt.Sprintf("js%d", runs), Type: TypeNATS, BatchSize: 1000,
 			NATS: &NATSConfig{URL: js.url(), BatchPublish: mode}}, benchEvents)
-		sempropCPU += cpuTime() - cpu
+		sempropCPU += cputime.Now() - cpu
 		if got := js.msgs(); got != benchEvents {
 			b.Fatalf("semprop: %d messages stored, want %d", got, benchEvents)
 		}
 		purge()
-		cpu = cpuTime()
+		cpu = cputime.Now()
 		plain += plainPublish(b, js.url(), evs, tmpl, 1000)
-		plainCPU += cpuTime() - cpu
+		plainCPU += cputime.Now() - cpu
 		if mode == BatchPublishAuto {
 			purge()
-			cpu = cpuTime()
+			cpu = cputime.Now()
 			fast += plainFastBatch(b, js.url(), evs, tmpl, 8000)
-			fastCPU += cpuTime() - cpu
+			fastCPU += cputime.Now() - cpu
 			if got := js.msgs(); got != benchEvents {
 				b.Fatalf("plain fast batch: %d messages stored, want %d", got, benchEvents)
 			}
@@ -214,10 +215,10 @@ func BenchmarkJetStreamInFlight(b *testing.B) {
 			for b.Loop() {
 				runs++
 				js.recreate(b)
-				c0 := cpuTime()
+				c0 := cputime.Now()
 				el += forward(b, e, Config{Name: fmt.Sprintf("js%d", runs), Type: TypeNATS, BatchSize: 1000, InFlight: w,
 					NATS: &NATSConfig{URL: js.url()}}, benchEvents)
-				cpu += cpuTime() - c0
+				cpu += cputime.Now() - c0
 				n += benchEvents
 			}
 			b.ReportMetric(float64(n)/el.Seconds(), "events/s")
@@ -277,10 +278,10 @@ func BenchmarkKafka(b *testing.B) {
 	runs := 0
 	for b.Loop() {
 		runs++
-		c0 := cpuTime()
+		c0 := cputime.Now()
 		el += forward(b, e, Config{Name: fmt.Sprintf("k%d", runs), Type: TypeKafka, BatchSize: 1000,
 			Kafka: &KafkaConfig{Brokers: k.c.ListenAddrs(), Topic: "fs"}}, benchEvents)
-		cpu += cpuTime() - c0
+		cpu += cputime.Now() - c0
 	}
 	b.ReportMetric(float64(runs*benchEvents)/el.Seconds(), "events/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(runs*benchEvents), "cpu-ns/event")
