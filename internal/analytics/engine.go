@@ -402,12 +402,18 @@ func (e *Engine) applyNext(ctx context.Context, src Source, ev *event.Event) err
 		}
 		e.applyLocked(ev)
 	}
+	e.endBatch()
+	return nil
+}
+
+// endBatch closes the panes the batch's events passed, counts them and
+// tells the watchers; it releases e.mu, which the batch held.
+func (e *Engine) endBatch() {
 	e.closeLocked()
 	e.lastApply = e.now()
 	e.countersLocked()
 	e.mu.Unlock()
 	e.notify()
-	return nil
 }
 
 // idle advances the watermark with the wall clock on a quiet stream.

@@ -75,11 +75,7 @@ func (e *Engine) applyNextRecords(ctx context.Context, src RecordSource, r *reco
 			break
 		}
 	}
-	e.closeLocked()
-	e.lastApply = e.now()
-	e.countersLocked()
-	e.mu.Unlock()
-	e.notify()
+	e.endBatch()
 	return nil
 }
 
