@@ -71,6 +71,8 @@ func (j *Journal) flushLoop() {
 					j.fail(err)
 				}
 			}
+		case reply := <-j.syncReq:
+			reply <- j.syncNow()
 		case <-j.stop:
 			j.flush()
 			return
@@ -313,6 +315,27 @@ func (j *Journal) roll(base uint64) error {
 	select {
 	case j.retKick <- struct{}{}:
 	default:
+	}
+	return nil
+}
+
+// syncNow writes the pending records and fsyncs them (Sync). Flusher
+// goroutine only.
+func (j *Journal) syncNow() error {
+	if !j.retrying {
+		j.flush()
+	}
+	if e := j.failErr.Load(); e != nil {
+		return *e
+	}
+	if e := j.spaceErr.Load(); e != nil {
+		return *e
+	}
+	if j.written > j.synced {
+		if err := j.sync(); err != nil {
+			j.fail(err)
+			return err
+		}
 	}
 	return nil
 }

@@ -173,10 +173,11 @@ type Journal struct {
 
 	limited *limitedLog // for messages that may repeat
 
-	kick    chan struct{} // writers → flusher
-	retKick chan struct{} // flusher → retention
-	stop    chan struct{} // closed by Close: goroutines finish
-	done    chan struct{} // closed by Close after the final flush
+	kick    chan struct{}   // writers → flusher
+	syncReq chan chan error // Sync → flusher
+	retKick chan struct{}   // flusher → retention
+	stop    chan struct{}   // closed by Close: goroutines finish
+	done    chan struct{}   // closed by Close after the final flush
 	wg      sync.WaitGroup
 
 	closeOnce sync.Once
@@ -242,6 +243,7 @@ func Open(opts Options) (*Journal, error) {
 		log:     log,
 		lock:    lock,
 		kick:    make(chan struct{}, 1),
+		syncReq: make(chan chan error),
 		retKick: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -438,6 +440,29 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// Sync writes what is buffered and fsyncs the active segment now: with
+// FsyncAlways and FsyncInterval (which fsync a segment before the next
+// one), every record written before the call then survives a machine
+// crash — how a caller that must not wait for the next interval makes
+// records durable on disk. With FsyncNever only the active segment's
+// records do. It is safe for concurrent use.
+func (j *Journal) Sync(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case j.syncReq <- reply:
+	case <-j.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
