@@ -200,3 +200,25 @@ func TestConcurrentPublishesShareEntries(t *testing.T) {
 		t.Errorf("%.1f events an entry, want concurrent publishes to share entries (≥ 4)", per)
 	}
 }
+
+// TestSnapshotSyncsJournal: a node's journal fsyncs only every interval
+// (here: never within the test), so persisting a Raft snapshot, behind
+// which the log may be compacted, must fsync it first.
+func TestSnapshotSyncsJournal(t *testing.T) {
+	testJournalInterval = time.Hour
+	t.Cleanup(func() { testJournalInterval = 0 })
+	c := newCluster(t, 3, nil)
+	leader := c.node(c.waitLeader(10 * time.Second))
+	for range 20 {
+		if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := leader.j.Stats().Fsyncs
+	if err := leader.n.r.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	if after := leader.j.Stats().Fsyncs; after <= before {
+		t.Errorf("journal fsyncs %d before a snapshot, %d after: the snapshot's position was not fsynced", before, after)
+	}
+}

@@ -117,7 +117,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.Run("raft-3/"+name, func(b *testing.B) {
 			if os.Getenv("BENCH_JOURNAL_NOSYNC") != "" {
 				testJournalFsync = journal.FsyncNever
-				defer func() { testJournalFsync = journal.FsyncAlways }()
+				defer func() { testJournalFsync = journal.FsyncInterval }()
 			}
 			c := newCluster(b, 3, func(cfg *Config) {
 				cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = time.Second, time.Second, 500*time.Millisecond

@@ -38,16 +38,19 @@
 // quorum only once that fsync is done, so a commit still means a majority
 // holds the entry durably, but the leader's fsync and a follower's overlap
 // instead of running one after the other. The journal is written, with
-// the journal's fsync left to the journal's flusher in the background, so
-// one fsync (the Raft log's, in parallel on the quorum) is on the ack path
-// instead of two in series. Nothing acknowledged can be lost by that: the
+// the journal's fsync left to the journal's flusher in the background (the
+// daemon opens a cluster node's journal with the interval policy, and a
+// snapshot fsyncs it before it is persisted), so one fsync (the Raft
+// log's, in parallel on the quorum) is on the ack path instead of two in
+// series. Nothing acknowledged can be lost by that: the
 // Raft log is compacted only behind a snapshot, a snapshot is persisted
-// only once its journal position is durable in the local journal, and a
+// only once its journal position is fsynced in the local journal, and a
 // node restarting with a journal that lost unsynced records replays the
 // log from its last snapshot, completing the journal (see below). Readers
-// of the journal (replay, streams, consumers) see an event once the
-// journal's fsync is done, normally well under a millisecond after the
-// ack; a read that must see every acknowledged write uses Node.Sync. A
+// of the journal (replay, streams, consumers) see an event once it is
+// durable by the journal's policy (with the interval policy the daemon
+// gives a cluster node's journal: once written, as it is committed),
+// normally well under a millisecond after the ack; a read that must see every acknowledged write uses Node.Sync. A
 // write whose
 // leader lost leadership before commit fails with ErrNoQuorum and an
 // unknown outcome (the events may still commit; their IDs let a retrying
@@ -56,7 +59,7 @@
 //
 // Snapshots do not copy events: a snapshot records the journal position
 // reached by the entries it covers (plus membership metadata), and is
-// persisted only once that position is durable in the local journal. A
+// persisted only once that position is fsynced in the local journal. A
 // node that restores a snapshot (it fell behind the leader's compacted log,
 // or lost unsynced journal records) fetches the journal records it lacks
 // from a peer (GET /v1/cluster/journal on its Raft port, the leader

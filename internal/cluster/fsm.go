@@ -254,12 +254,16 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Persist implements raft.FSMSnapshot. It waits until the journal holds the
-// snapshot's position durably: once raft compacts the log behind a
-// snapshot, the journal is the only local copy of those events.
+// snapshot's position and fsyncs it (whatever the journal's policy: a node's
+// journal may fsync only every interval): once raft compacts the log
+// behind a snapshot, the journal is the only local copy of those events.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := s.j.WaitDurable(ctx, s.st.Pos)
+	if err == nil {
+		err = s.j.Sync(ctx)
+	}
 	if err == nil {
 		err = json.NewEncoder(sink).Encode(s.st)
 	}

@@ -187,8 +187,14 @@ func memberCreds(t testing.TB, id string) *Credentials {
 	return c
 }
 
-// testJournalFsync is the fsync policy of test journals (benchmarks vary it).
-var testJournalFsync = journal.FsyncAlways
+// testJournalFsync is the fsync policy of test journals: a cluster node's,
+// as the daemon opens it (interval; the Raft log is the durable copy, and a
+// snapshot fsyncs the journal first). Benchmarks vary it.
+var testJournalFsync = journal.FsyncInterval
+
+// testJournalInterval is the test journals' fsync interval (0: the
+// journal's default).
+var testJournalInterval time.Duration
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -249,7 +255,7 @@ func (c *tcluster) tryStart(i int, bootstrap bool, join string) (*tnode, error) 
 	c.apis[i] = tn.ln.Addr().String()
 	tn.url = "http://" + tn.ln.Addr().String()
 	c.nw.register(tn.ln.Addr().String(), tn.id)
-	tn.j, err = journal.Open(journal.Options{Dir: filepath.Join(tn.dir, "journal"), Fsync: testJournalFsync, Logger: quietLog})
+	tn.j, err = journal.Open(journal.Options{Dir: filepath.Join(tn.dir, "journal"), Fsync: testJournalFsync, FsyncInterval: testJournalInterval, Logger: quietLog})
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -252,8 +252,16 @@ func (d *Daemon) startJournal(context.Context) (func(), error) {
 	if err := d.mkdirs(dir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	fsync := d.cfg.Fsync
+	if d.cluster != nil && fsync == journal.FsyncAlways {
+		// In a cluster the Raft log, fsynced on every append on a quorum,
+		// is the durable copy of an acknowledged event; the journal is
+		// derived from it, fsynced every interval and before each Raft
+		// snapshot (the log is compacted only behind a synced journal).
+		fsync = journal.FsyncInterval
+	}
 	j, err := journal.Open(journal.Options{
-		Dir: dir, SegmentSize: d.cfg.SegmentSize, Fsync: d.cfg.Fsync, FsyncInterval: d.cfg.FsyncInterval,
+		Dir: dir, SegmentSize: d.cfg.SegmentSize, Fsync: fsync, FsyncInterval: d.cfg.FsyncInterval,
 		RetentionBytes: d.cfg.RetentionBytes, RetentionAge: d.cfg.RetentionAge, Logger: d.log,
 	})
 	if err != nil {
