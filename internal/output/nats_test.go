@@ -155,10 +155,21 @@ func TestNATSForwarding(t *testing.T) {
 }
 
 func TestNATSServerRestartAndForwarderKilled(t *testing.T) {
+	natsRestartTest(t, false)
+}
+
+// natsRestartTest forwards 20,000 events to a JetStream server that is
+// shut down and restarted mid-stream, through SIGKILLs of the forwarder,
+// with fast batches if batched: every event arrives, in per-subject
+// order, none twice.
+func natsRestartTest(t *testing.T, batched bool) {
 	if testing.Short() {
 		t.Skip("spawns children")
 	}
 	js := newJSServer(t)
+	if batched {
+		js.allowBatched(t, 0)
+	}
 	n := 20000
 	stopped := make(chan struct{})
 	go func() {

@@ -109,11 +109,9 @@ func TestNATSFastBatchForwarding(t *testing.T) {
 	}
 }
 
-// TestNATSFastBatchResendStoresNoCopies: the stream de-duplicates the
-// messages of a fast batch by Nats-Msg-Id: a batch sent again, whole or
-// from its middle, and starting with a message already stored, adds only
-// the events it did not hold.
-func TestNATSFastBatchResendStoresNoCopies(t *testing.T) {
+// newFastBatchSink starts a JetStream server whose stream takes fast
+// batches and a sink sending to it.
+func newFastBatchSink(t *testing.T) (*jsServer, *natsSink) {
 	js := newJSServer(t)
 	js.allowBatched(t, 0)
 	s, err := newNATS(&NATSConfig{URL: js.url(), AckTimeout: 10 * time.Second}, 1000, 100, quiet)
@@ -121,11 +119,26 @@ func TestNATSFastBatchResendStoresNoCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	evs := make([]*event.Event, 400)
+	return js, s
+}
+
+// fiveSubjects returns n fs.write events with seqs 1..n over five files.
+func fiveSubjects(n int) []*event.Event {
+	evs := make([]*event.Event, n)
 	for i := range evs {
 		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%5), Seq: uint64(i + 1)}
 		evs[i].ID = event.NewID()
 	}
+	return evs
+}
+
+// TestNATSFastBatchResendStoresNoCopies: the stream de-duplicates the
+// messages of a fast batch by Nats-Msg-Id: a batch sent again, whole or
+// from its middle, and starting with a message already stored, adds only
+// the events it did not hold.
+func TestNATSFastBatchResendStoresNoCopies(t *testing.T) {
+	js, s := newFastBatchSink(t)
+	evs := fiveSubjects(400)
 	ctx := t.Context()
 	for _, step := range []struct {
 		from, to int
@@ -206,28 +219,7 @@ func TestNATSFastBatchTooLarge(t *testing.T) {
 // a server restart mid-stream and two SIGKILLs of the forwarder: every
 // event arrives, in per-subject order, none twice.
 func TestNATSFastBatchServerRestartAndForwarderKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns children")
-	}
-	js := newJSServer(t)
-	js.allowBatched(t, 0)
-	n := 20000
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for js.msgs() < n/2 {
-			time.Sleep(2 * time.Millisecond)
-		}
-		js.shutdown()
-		time.Sleep(300 * time.Millisecond)
-		js.start()
-	}()
-	cursors := killTest(t, Config{Name: "js", Type: TypeNATS, BatchSize: 1000,
-		Retry: RetryConfig{Initial: 10 * time.Millisecond, Max: 200 * time.Millisecond},
-		NATS:  &NATSConfig{URL: js.url(), AckTimeout: 2 * time.Second}}, n, 13, js.msgs)
-	<-stopped
-	recs, _ := js.all(t)
-	checkDelivery(t, recs, n, cursors, true)
+	natsRestartTest(t, true)
 }
 
 func TestParseFastReply(t *testing.T) {
@@ -266,18 +258,8 @@ func TestFastReplyAllocs(t *testing.T) {
 // refuses the next one; the sink goes back to a publish ack per message,
 // and every event is stored once, in order.
 func TestNATSFastBatchTurnedOff(t *testing.T) {
-	js := newJSServer(t)
-	js.allowBatched(t, 0)
-	s, err := newNATS(&NATSConfig{URL: js.url(), AckTimeout: 10 * time.Second}, 1000, 100, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	evs := make([]*event.Event, 200)
-	for i := range evs {
-		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%5), Seq: uint64(i + 1)}
-		evs[i].ID = event.NewID()
-	}
+	js, s := newFastBatchSink(t)
+	evs := fiveSubjects(200)
 	if err := s.Send(t.Context(), evs[:100]); err != nil {
 		t.Fatal(err)
 	}
