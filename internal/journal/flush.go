@@ -53,39 +53,92 @@ func (j *Journal) flushLoop() {
 	for {
 		select {
 		case <-j.kick:
-			if j.retrying {
-				continue // Write refuses meanwhile; the retry timer is armed
-			}
 			// Let writers that are already runnable (typically the ones the
 			// last flush woke) add to the batch first: without this,
 			// concurrent appenders get one write(2) (and with FsyncAlways
 			// one fsync) for the first few records after each wake-up.
 			runtime.Gosched()
-			j.flush()
+			if !j.flushMu.TryLock() {
+				continue // a writer is writing out; it kicks again if records remain
+			}
+			if !j.retrying { // else Write refuses meanwhile; the retry timer is armed
+				j.flush()
+			}
 		case <-retryC:
 			retryC = nil
+			j.flushMu.Lock()
 			j.flush()
 		case <-tick:
+			j.flushMu.Lock()
 			if !j.retrying && j.written > j.synced && j.failErr.Load() == nil {
 				if err := j.sync(); err != nil {
 					j.fail(err)
 				}
 			}
 		case reply := <-j.syncReq:
+			j.flushMu.Lock()
 			reply <- j.syncNow()
 		case <-j.stop:
+			j.flushMu.Lock()
 			j.flush()
+			j.flusherGone = true
+			j.flushMu.Unlock()
 			return
 		}
-		if j.retrying && retryC == nil {
-			retry.Reset(j.retryDelay)
+		retrying, delay := j.retrying, j.retryDelay
+		j.flushMu.Unlock()
+		if retrying && retryC == nil {
+			retry.Reset(delay)
 			retryC = retry.C
 		}
 	}
 }
 
+// WriteOut writes the records buffered so far from the calling goroutine
+// instead of leaving them to the flusher, when they are one Write's
+// records, no other writer waits for its records and no write is under
+// way; otherwise the flusher (or the writer under way) writes them,
+// sharing one write(2) among concurrent writers.
+// With FsyncNever and FsyncInterval a written record is durable, so a lone
+// publisher calling WriteOut after Write finds its records durable without
+// a hand-off to the flusher and back. With FsyncAlways it does nothing:
+// the flusher's group commit shares one fsync among concurrent writers.
+func (j *Journal) WriteOut() {
+	if j.opts.Fsync == FsyncAlways {
+		return
+	}
+	j.mu.Lock()
+	alone := j.pendWrites == 1
+	j.mu.Unlock()
+	if alone {
+		// Writers waiting for their records are the concurrency the
+		// flusher batches for: one write(2) for all of them.
+		j.chMu.Lock()
+		alone = len(j.waiters) == 0
+		j.chMu.Unlock()
+	}
+	if !alone || !j.flushMu.TryLock() {
+		return
+	}
+	if !j.flusherGone && !j.retrying {
+		before := j.flushes.Load()
+		j.flush()
+		j.writerFlushes.Add(j.flushes.Load() - before)
+	}
+	retrying := j.retrying
+	j.flushMu.Unlock()
+	j.mu.Lock()
+	more := len(j.pend) > 0
+	j.mu.Unlock()
+	if retrying || more {
+		// Records that came while this goroutine held flushMu, or a
+		// retry timer to arm: the flusher's job.
+		j.kickFlusher()
+	}
+}
+
 // flush writes pending records: first the batch that a full disk
-// interrupted, if any, then the pending buffer. Flusher goroutine only.
+// interrupted, if any, then the pending buffer. flushMu must be held.
 func (j *Journal) flush() {
 	for {
 		retried := j.retrying
@@ -103,6 +156,7 @@ func (j *Journal) flush() {
 			}
 			batch := j.pend
 			j.pend = j.spare[:0]
+			j.pendWrites = 0
 			j.spare = batch
 			j.pendBytes = 0
 			j.notFull.Broadcast()
@@ -162,7 +216,7 @@ func (j *Journal) writeBatch(batch []chunk) error {
 }
 
 // markAt records the active segment's state as a sync mark before chunk
-// pos. Flusher goroutine only (it is the only writer of these fields).
+// pos. flushMu must be held (its holder is the only writer of these fields).
 func (j *Journal) markAt(pos int) syncMark {
 	s := j.activeSeg
 	return syncMark{pos: pos, size: s.size, last: s.last, lastOff: s.lastOff, nidx: len(s.index)}
@@ -319,8 +373,8 @@ func (j *Journal) roll(base uint64) error {
 	return nil
 }
 
-// syncNow writes the pending records and fsyncs them (Sync). Flusher
-// goroutine only.
+// syncNow writes the pending records and fsyncs them (Sync). flushMu must
+// be held.
 func (j *Journal) syncNow() error {
 	if !j.retrying {
 		j.flush()
@@ -340,7 +394,7 @@ func (j *Journal) syncNow() error {
 	return nil
 }
 
-// sync fdatasyncs the active segment. Flusher goroutine (or Close) only.
+// sync fdatasyncs the active segment. flushMu must be held (or Close, after the flusher stopped).
 // Its error is a *syncError.
 func (j *Journal) sync() error {
 	start := time.Now()

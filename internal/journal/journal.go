@@ -89,6 +89,7 @@ type Stats struct {
 	FsyncNanos        int64         // total time spent in them
 	FsyncP99          time.Duration // 99th percentile of an fsync (bucket bound: at most twice the true value)
 	Flushes           uint64        // batches written to the OS
+	WriterFlushes     uint64        // of those, written by a writer in WriteOut instead of the flusher
 	BytesWritten      uint64        // bytes written to the OS since Open
 	Truncated         int64         // bytes of torn tail cut at Open
 	SegmentsDeleted   uint64        // segments deleted by retention since Open
@@ -115,7 +116,9 @@ type chunk struct {
 type Journal struct {
 	// Locks: mu (write side), segMu (segment list) and chMu (Changed
 	// channel). No goroutine ever holds two of them at once, so there is no
-	// lock order to respect; keep it that way.
+	// lock order among them; keep it that way. flushMu (writing to the
+	// active segment) is outermost: held while taking any of them, never
+	// taken while holding one.
 
 	opts Options
 	log  *slog.Logger
@@ -126,6 +129,7 @@ type Journal struct {
 	notFull    sync.Cond // on mu; broadcast when the flusher takes the buffer or on Close/failure
 	lastSeq    uint64
 	pend       []chunk // records not yet handed to the flusher
+	pendWrites int     // Write calls whose records are in pend
 	spare      []chunk // the batch the flusher is writing (or wrote last)
 	pendBytes  int64
 	activeBase uint64 // segment the next record goes to
@@ -151,7 +155,13 @@ type Journal struct {
 	segMu sync.RWMutex
 	segs  []*segment
 
-	// Owned by the flusher goroutine (and by Close after it stopped).
+	// flushMu is held by whoever writes to the active segment: the
+	// flusher goroutine, or a writer in WriteOut. flusherGone is set under
+	// it when the flusher has made its last flush.
+	flushMu     sync.Mutex
+	flusherGone bool
+
+	// Guarded by flushMu (and owned by Close after the flusher stopped).
 	active    *os.File
 	activeSeg *segment
 	written   uint64 // last seq written to the OS
@@ -166,7 +176,7 @@ type Journal struct {
 	retriesAtStart uint64
 
 	// The manifest, open for appending (nil if Open could not write it),
-	// the offset of its end and a buffer for an entry. Flusher only.
+	// the offset of its end and a buffer for an entry. Under flushMu.
 	man    *os.File
 	manOff int64
 	manBuf []byte
@@ -189,6 +199,7 @@ type Journal struct {
 	fsyncs            atomic.Uint64
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
+	writerFlushes     atomic.Uint64
 	bytesWritten      atomic.Uint64
 	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64
@@ -361,12 +372,17 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	}
 	j.lastSeq = seq - 1
 	j.lastSeqA.Store(seq - 1)
+	j.pendWrites++
 	j.mu.Unlock()
+	j.kickFlusher()
+	return first, nil
+}
+
+func (j *Journal) kickFlusher() {
 	select {
 	case j.kick <- struct{}{}:
 	default:
 	}
-	return first, nil
 }
 
 // pushChunkLocked starts a new pending chunk, reusing a spare element's
@@ -595,6 +611,7 @@ func (j *Journal) Stats() Stats {
 		FsyncNanos:        j.fsyncNanos.Load(),
 		FsyncP99:          j.fsyncTime.Quantile(0.99),
 		Flushes:           j.flushes.Load(),
+		WriterFlushes:     j.writerFlushes.Load(),
 		BytesWritten:      j.bytesWritten.Load(),
 		Truncated:         j.truncated,
 		SegmentsDeleted:   j.segmentsDeleted.Load(),

@@ -224,7 +224,7 @@ func segmentFrom(path string, e manifestEntry, modTime time.Time) *segment {
 		modTime: modTime, lazy: &lazyIndex{want: e}}
 }
 
-// appendManifest appends e to the open manifest. Flusher goroutine only. A
+// appendManifest appends e to the open manifest. flushMu must be held. A
 // failure costs the next Open the per-segment path for this segment; the
 // bytes a partial write left are cut so that later entries still count.
 func (j *Journal) appendManifest(e manifestEntry) {

@@ -16,6 +16,7 @@ var (
 	descTruncated  = prometheus.NewDesc("semprop_journal_truncated_bytes", "Bytes of torn tail cut when the journal was opened.", nil, nil)
 	descFsyncs     = prometheus.NewDesc("semprop_journal_fsyncs_total", "fdatasync calls made.", nil, nil)
 	descFlushes    = prometheus.NewDesc("semprop_journal_flushes_total", "Batches of records written to the operating system.", nil, nil)
+	descWriterFl   = prometheus.NewDesc("semprop_journal_writer_flushes_total", "Batches written by a publisher itself (fsync never or interval) rather than the flusher goroutine.", nil, nil)
 	descWritten    = prometheus.NewDesc("semprop_journal_written_bytes_total", "Bytes written to the operating system.", nil, nil)
 	descDeleted    = prometheus.NewDesc("semprop_journal_segments_deleted_total", "Segments deleted by retention.", nil, nil)
 	descWaits      = prometheus.NewDesc("semprop_journal_backpressure_waits_total", "Times a writer waited for the write buffer to drain.", nil, nil)
@@ -24,7 +25,7 @@ var (
 	descFsyncTime  = prometheus.NewDesc("semprop_journal_fsync_duration_seconds", "Duration of each fdatasync of a segment.", nil, nil)
 
 	journalDescs = metrics.Descs{descSegments, descBytes, descFirstSeq, descLastSeq, descDurableSeq, descNoSpace,
-		descTruncated, descFsyncs, descFlushes, descWritten, descDeleted, descWaits, descEpisodes, descRetries, descFsyncTime}
+		descTruncated, descFsyncs, descFlushes, descWriterFl, descWritten, descDeleted, descWaits, descEpisodes, descRetries, descFsyncTime}
 )
 
 // Collector returns a Prometheus collector of the journal: its extent and
@@ -50,6 +51,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	metrics.Gauge(ch, descTruncated, float64(s.Truncated))
 	metrics.Counter(ch, descFsyncs, s.Fsyncs)
 	metrics.Counter(ch, descFlushes, s.Flushes)
+	metrics.Counter(ch, descWriterFl, s.WriterFlushes)
 	metrics.Counter(ch, descWritten, s.BytesWritten)
 	metrics.Counter(ch, descDeleted, s.SegmentsDeleted)
 	metrics.Counter(ch, descWaits, s.BackpressureWaits)

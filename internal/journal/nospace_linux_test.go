@@ -65,10 +65,30 @@ func fillFile(t *testing.T, path string) int64 {
 // without a reopen, with seqs contiguous and every acknowledged record
 // readable after a reopen.
 func TestDiskFullRecoversWithoutReopen(t *testing.T) {
+	t.Run("append", func(t *testing.T) {
+		diskFullTest(t, FsyncAlways, 4, func(ctx context.Context, j *Journal, p []byte) (uint64, error) {
+			return j.Append(ctx, p)
+		})
+	})
+	// A lone writer writing its records out itself (WriteOut) meets the
+	// full disk instead of the flusher.
+	t.Run("write out", func(t *testing.T) {
+		diskFullTest(t, FsyncNever, 1, func(ctx context.Context, j *Journal, p []byte) (uint64, error) {
+			seq, err := j.Write(1, func(_ int, _ uint64, dst []byte) ([]byte, error) { return append(dst, p...), nil })
+			if err != nil {
+				return 0, err
+			}
+			j.WriteOut()
+			return seq, j.WaitDurable(ctx, seq)
+		})
+	})
+}
+
+func diskFullTest(t *testing.T, policy FsyncPolicy, writers int, appendOne func(context.Context, *Journal, []byte) (uint64, error)) {
 	mnt := mountTmpfs(t, "1m")
 	dir := filepath.Join(mnt, "journal")
 	log, logs := bufLogger()
-	opts := Options{Dir: dir, SegmentSize: 64 << 10, Fsync: FsyncAlways, Logger: log}
+	opts := Options{Dir: dir, SegmentSize: 64 << 10, Fsync: policy, Logger: log}
 	j, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -92,11 +112,11 @@ func TestDiskFullRecoversWithoutReopen(t *testing.T) {
 		failErr error
 		wg      sync.WaitGroup
 	)
-	for g := range 4 {
+	for g := range writers {
 		wg.Go(func() {
 			for i := 0; i < 5000; i++ {
 				p := fmt.Appendf(nil, "g%d-%d-%s", g, i, bytes.Repeat([]byte{'x'}, 500+g*100))
-				seq, err := j.Append(ctx, p)
+				seq, err := appendOne(ctx, j, p)
 				mu.Lock()
 				if err != nil {
 					if failErr == nil || !errors.Is(failErr, ErrNoSpace) {
@@ -126,12 +146,15 @@ func TestDiskFullRecoversWithoutReopen(t *testing.T) {
 	if err := j.Err(); !errors.Is(err, ErrNoSpace) {
 		t.Errorf("Err() on a full disk = %v, want ErrNoSpace", err)
 	}
+	if st := j.Stats(); policy != FsyncAlways && writers == 1 && st.WriterFlushes == 0 {
+		t.Errorf("no batch written by the writer itself (%d flushes)", st.Flushes)
+	}
 	assigned := j.LastSeq()
 	if d := j.DurableSeq(); acked[d+1] != nil || d < uint64(len(acked)) {
 		t.Errorf("DurableSeq = %d with %d acknowledged", d, len(acked))
 	}
 	// While full, writes are refused at once.
-	if _, err := j.Append(ctx, []byte("refused")); !errors.Is(err, ErrNoSpace) {
+	if _, err := appendOne(ctx, j, []byte("refused")); !errors.Is(err, ErrNoSpace) {
 		t.Errorf("Append while full = %v, want ErrNoSpace", err)
 	}
 	if got := j.LastSeq(); got != assigned {
@@ -154,7 +177,7 @@ func TestDiskFullRecoversWithoutReopen(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	seq, err := j.Append(ctx, []byte("after"))
+	seq, err := appendOne(ctx, j, []byte("after"))
 	if err != nil {
 		t.Fatalf("Append after space was freed = %v, want nil (no reopen)", err)
 	}

@@ -10,36 +10,45 @@ import (
 
 // BenchmarkWriteWaitOne is what an unbatched publish costs the journal:
 // Write of one 100-byte record then WaitDurable of it, fsync=never
-// (durable = written to the OS), by 1 and by 4 appenders.
+// (durable = written to the OS), by 1, 4 and 64 appenders, leaving the
+// write to the flusher or writing out from the appender (WriteOut, as
+// propagate's publishers of large batches do); batch=100 writes 100
+// records per call.
 func BenchmarkWriteWaitOne(b *testing.B) {
-	for _, appenders := range []int{1, 4} {
-		b.Run(fmt.Sprintf("appenders=%d", appenders), func(b *testing.B) {
-			j := open(b, Options{Fsync: FsyncNever})
-			ctx := context.Background()
-			b.ReportAllocs()
-			ops := make(chan struct{}, appenders)
-			var wg sync.WaitGroup
-			for range appenders {
-				wg.Go(func() {
-					for range ops {
-						first, err := j.Write(1, enc100)
-						if err == nil {
-							err = j.WaitDurable(ctx, first)
+	for _, own := range []bool{false, true} {
+		for _, sh := range []struct{ appenders, batch int }{{1, 1}, {4, 1}, {64, 1}, {1, 100}, {4, 100}} {
+			appenders := sh.appenders
+			b.Run(fmt.Sprintf("writeout=%v/appenders=%d/batch=%d", own, appenders, sh.batch), func(b *testing.B) {
+				j := open(b, Options{Fsync: FsyncNever})
+				ctx := context.Background()
+				b.ReportAllocs()
+				ops := make(chan struct{}, appenders)
+				var wg sync.WaitGroup
+				for range appenders {
+					wg.Go(func() {
+						for range ops {
+							first, err := j.Write(sh.batch, enc100)
+							if err == nil {
+								if own {
+									j.WriteOut()
+								}
+								err = j.WaitDurable(ctx, first+uint64(sh.batch)-1)
+							}
+							if err != nil {
+								b.Error(err)
+							}
 						}
-						if err != nil {
-							b.Error(err)
-						}
-					}
-				})
-			}
-			for b.Loop() {
-				ops <- struct{}{}
-			}
-			close(ops)
-			wg.Wait()
-			reportEvents(b, b.N)
-			reportFlushes(b, j)
-		})
+					})
+				}
+				for b.Loop() {
+					ops <- struct{}{}
+				}
+				close(ops)
+				wg.Wait()
+				reportEvents(b, b.N*sh.batch)
+				reportFlushes(b, j)
+			})
+		}
 	}
 }
 

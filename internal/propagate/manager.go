@@ -494,6 +494,15 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 	if err != nil {
 		return 0, fmt.Errorf("propagate: journal: %w", err)
 	}
+	if len(evs) > deliverFirstMax {
+		// Written from here, a large batch is durable (unless fsync is
+		// always) without the hand-off to the journal's flusher and back
+		// (+20% events/s for one publisher of batches of 100). Small
+		// publishes leave it to the flusher: a subscriber just woken for
+		// them would wait for the write on this processor, and concurrent
+		// publishers share one write(2) there.
+		l.j.WriteOut()
+	}
 	last := first + uint64(len(evs)) - 1
 	if len(evs) < len(all) {
 		resolve(all, dupOf)

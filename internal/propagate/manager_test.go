@@ -472,3 +472,34 @@ func TestPriorityPolicy(t *testing.T) {
 		t.Errorf("drained %d bulk events after Close, want 5", n)
 	}
 }
+
+// TestLargeBatchWrittenByPublisher: a lone publisher of batches larger
+// than deliverFirstMax writes them to the journal itself (no hand-off to
+// the flusher) with fsync never; small publishes leave the write to the
+// flusher. Every event is durable when PublishBatch returns either way.
+func TestLargeBatchWrittenByPublisher(t *testing.T) {
+	for _, tc := range []struct {
+		batch int
+		own   bool
+	}{{100, true}, {1, false}} {
+		t.Run(fmt.Sprint("batch=", tc.batch), func(t *testing.T) {
+			e := newEnv(t, journal.FsyncNever)
+			for range 200 {
+				evs := make([]*event.Event, tc.batch)
+				for i := range evs {
+					evs[i] = &event.Event{Type: "bench.evt", Subject: "/data/a.md"}
+				}
+				if err := e.m.PublishBatch(t.Context(), evs); err != nil {
+					t.Fatal(err)
+				}
+				if d, last := e.j.DurableSeq(), evs[len(evs)-1].Seq; d < last {
+					t.Fatalf("PublishBatch returned with durable seq %d < %d", d, last)
+				}
+			}
+			st := e.j.Stats()
+			if own := st.WriterFlushes > st.Flushes/2; own != tc.own {
+				t.Errorf("%d of %d journal writes by the publisher, want most: %v", st.WriterFlushes, st.Flushes, tc.own)
+			}
+		})
+	}
+}
