@@ -101,8 +101,8 @@ type Cache struct {
 	max       int
 
 	// sync, if set, waits until the connector events queued before a time
-	// are applied (the listener's catch-up).
-	sync  func(notAfter int64)
+	// are applied (the listener's catch-up); false if it gave up waiting.
+	sync  func(notAfter int64) bool
 	execs execSource    // exec records; nil without them
 	close func()        // stops the listener; nil without one
 	done  chan struct{} // closed by close
@@ -177,8 +177,11 @@ func (c *Cache) Lookup(pid int32, w Window) (Identity, bool) {
 	if pid <= 0 {
 		return Identity{PID: pid}, false
 	}
-	if c.sync != nil {
-		c.sync(w.NotAfter)
+	if c.sync != nil && !c.sync(w.NotAfter) {
+		// The listener is behind: an exec or exit before the operation
+		// may not be applied yet, so what the cache holds may be the
+		// identity before it. /proc answers as for an unknown pid.
+		return c.readProc(pid, w)
 	}
 	c.mu.Lock()
 	if e := c.m[pid]; e != nil {
@@ -206,7 +209,7 @@ func (c *Cache) LookupThread(tid int32) (Identity, bool) {
 	}
 	now := Now()
 	if c.sync != nil {
-		c.sync(now)
+		c.sync(now) // Lookup below checks again
 	}
 	w := Window{NotBefore: now, NotAfter: now + 1}
 	c.mu.Lock()

@@ -250,3 +250,40 @@ func TestLookupHitAllocs(t *testing.T) {
 		t.Errorf("Lookup allocates %v times, want 0", n)
 	}
 }
+
+// TestLookupBehindListener: a shell forks at 1000 and the child execs
+// touch at 1100, which creates a file at 1200; the lookup of that create
+// finds the listener behind (the exec not applied yet). The cache holds
+// only the fork's identity — the shell's — and must not answer with it:
+// /proc answers instead (touch, still running), or nothing once touch
+// is gone.
+func TestLookupBehindListener(t *testing.T) {
+	src := fakeProc{}
+	c := newCache(src, nil)
+	behind := false
+	c.sync = func(int64) bool { return !behind }
+	src.set(100, 0, "sh", "/bin/sh")
+	c.apply(fork(1000, 100, 200))
+	src.set(200, 1000, "touch", "/bin/touch") // exec at 1100, not applied
+	w := Window{NotBefore: 1150, NotAfter: 1250}
+
+	behind = true
+	id, ok := c.Lookup(200, w)
+	if want := ident(200, "touch", "/bin/touch"); !ok || id != want {
+		t.Errorf("listener behind, touch alive: Lookup = %+v, %v; want %+v", id, ok, want)
+	}
+	delete(src, 200)
+	if id, ok := c.Lookup(200, w); ok {
+		t.Errorf("listener behind, touch gone: Lookup = %+v, want no answer (not the shell's identity)", id)
+	}
+	if st := c.Stats(); st.Unresolved != 1 {
+		t.Errorf("Unresolved = %d, want 1", st.Unresolved)
+	}
+
+	// Caught up, the cache answers from the fork: the create was the
+	// forked shell's as far as the cache knows (no exec applied).
+	behind = false
+	if id, ok := c.Lookup(200, w); !ok || id.Comm != "sh" {
+		t.Errorf("caught up: Lookup = %+v, %v; want the fork's identity", id, ok)
+	}
+}

@@ -36,7 +36,11 @@
 // the window's end have been applied, so a fork or exec that came before the
 // operation is always known: when the listener has not drained the socket
 // since, one poll(2) tells whether anything is pending, and if so the
-// lookup waits for the listener (at most 100ms; Stats.SlowCatchUps).
+// lookup waits for the listener (at most 100ms; Stats.SlowCatchUps). A
+// lookup that stopped waiting does not trust the cache, which may still
+// hold the identity from before an exec (a shell's, for the program it
+// ran): it reads /proc as for a pid it does not know, and answers nothing
+// when the process is gone.
 //
 // # Timing
 //

@@ -284,13 +284,14 @@ func (l *listener) caughtUp(notAfter int64) bool {
 }
 
 // catchUp waits (at most catchUpWait) until the events queued before
-// notAfter have been applied: the process of an operation read from another
-// queue has its fork and exec in this one. The listener applies them; a
-// lookup never reads the socket itself (the listener's thread has the
-// higher priority; a lookup holding it up would defeat that).
-func (l *listener) catchUp(notAfter int64) {
+// notAfter have been applied, and reports whether they were: the process
+// of an operation read from another queue has its fork and exec in this
+// one. The listener applies them; a lookup never reads the socket itself
+// (the listener's thread has the higher priority; a lookup holding it up
+// would defeat that).
+func (l *listener) catchUp(notAfter int64) bool {
 	if l.caughtUp(notAfter) {
-		return
+		return true
 	}
 	l.waiters.Add(1)
 	defer l.waiters.Add(-1)
@@ -301,13 +302,13 @@ func (l *listener) catchUp(notAfter int64) {
 		ch := l.progress
 		l.pmu.Unlock()
 		if l.caughtUp(notAfter) {
-			return
+			return true
 		}
 		select {
 		case <-ch:
 		case <-timer.C:
 			l.c.slowCatchUp.Add(1)
-			return
+			return false
 		}
 	}
 }
