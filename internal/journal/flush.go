@@ -394,8 +394,8 @@ func (j *Journal) syncNow() error {
 	return nil
 }
 
-// sync fdatasyncs the active segment. flushMu must be held (or Close, after the flusher stopped).
-// Its error is a *syncError.
+// sync fdatasyncs the active segment. flushMu must be held (or Close,
+// after the flusher stopped). Its error is a *syncError.
 func (j *Journal) sync() error {
 	start := time.Now()
 	var err error
