@@ -40,17 +40,7 @@ func BenchmarkDecodeApply(b *testing.B) {
 	defer runtime.UnlockOSThread()
 	const perSec = 100_000
 	start := time.Now().Truncate(time.Second)
-	recs := make([][]byte, 1000)
-	for i := range recs {
-		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%100%7, i%100), "bench", 1, 512, start)
-		ev.Source = "semprop://bench"
-		ev.ID = event.NewIDAt(start.UnixNano() + int64(i))
-		rec, err := ev.AppendBinary(nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		recs[i] = rec
-	}
+	recs := applyRecords(b, start)
 	at := start
 	e := newTestEngine(b, Config{}, Options{Now: func() time.Time { return at }})
 	var ev event.Event
@@ -80,18 +70,8 @@ func BenchmarkDecodeApplyRecord(b *testing.B) {
 	defer runtime.UnlockOSThread()
 	const perSec = 100_000
 	start := time.Now().Truncate(time.Second)
-	recs := make([][]byte, 1000)
+	recs := applyRecords(b, start)
 	const timeOff = 1 + 1 + 16 + 1 // version, presence bits, ID, seq 0
-	for i := range recs {
-		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%100%7, i%100), "bench", 1, 512, start)
-		ev.Source = "semprop://bench"
-		ev.ID = event.NewIDAt(start.UnixNano() + int64(i))
-		rec, err := ev.AppendBinary(nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		recs[i] = rec
-	}
 	setTime := func(rec []byte, t time.Time) {
 		var v [binary.MaxVarintLen64]byte
 		n := binary.PutVarint(v[:], t.UnixNano())
@@ -122,9 +102,9 @@ func BenchmarkDecodeApplyRecord(b *testing.B) {
 	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
-// BenchmarkRecordDecode is the record decoder alone, on the records of
-// BenchmarkDecodeApplyRecord (compare event.Event.UnmarshalBinary on the
-// same records: BenchmarkRecordUnmarshal).
+// BenchmarkRecordDecode is the record decoder alone, on 100 records shaped
+// like BenchmarkDecodeApplyRecord's (compare event.Event.UnmarshalBinary
+// on the same records: BenchmarkRecordUnmarshal).
 func BenchmarkRecordDecode(b *testing.B) {
 	var r recordView
 	benchDecode(b, r.decode)
@@ -153,6 +133,24 @@ func benchDecode(b *testing.B, decode func([]byte) error) {
 		}
 		i++
 	}
+}
+
+// applyRecords encodes 1000 fs.write events at start over 100 paths in 7
+// directories, the records of BenchmarkDecodeApply and
+// BenchmarkDecodeApplyRecord.
+func applyRecords(b *testing.B, start time.Time) [][]byte {
+	recs := make([][]byte, 1000)
+	for i := range recs {
+		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%100%7, i%100), "bench", 1, 512, start)
+		ev.Source = "semprop://bench"
+		ev.ID = event.NewIDAt(start.UnixNano() + int64(i))
+		rec, err := ev.AppendBinary(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = rec
+	}
+	return recs
 }
 
 func benchRecords(b *testing.B) [][]byte {

@@ -281,14 +281,7 @@ func TestNATSAckTimeoutResends(t *testing.T) {
 // around it go on.
 func TestNATSTooLargeDeadLetters(t *testing.T) {
 	e := newEnv(t)
-	evs := make([]*event.Event, 30)
-	for i := range evs {
-		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%3), Data: []byte(`{"n":1}`)}
-	}
-	evs[12].Data = []byte(`{"pad":"` + strings.Repeat("x", 4096) + `"}`)
-	if err := e.m.PublishBatch(t.Context(), evs); err != nil {
-		t.Fatal(err)
-	}
+	evs := publishTooLarge(t, e, 30)
 	f := newFakeJSMax(t, 2048, func(string, int) string { return "ack" })
 	r := startNATS(t, e, f.url, time.Minute)
 	in := r.waitSent(t, "n", 30)
@@ -332,6 +325,21 @@ func TestNATSHotPathAllocs(t *testing.T) {
 	}
 }
 
+// publishTooLarge publishes n small events over three files, event 13
+// (index 12) with 4 KiB of data: larger than a 2 KiB max_payload.
+func publishTooLarge(t *testing.T, e *env, n int) []*event.Event {
+	t.Helper()
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%3), Data: []byte(`{"n":1}`)}
+	}
+	evs[12].Data = []byte(`{"pad":"` + strings.Repeat("x", 4096) + `"}`)
+	if err := e.m.PublishBatch(t.Context(), evs); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
 // startNATS runs output "n" over the whole journal into the JetStream at
 // url, in batches of 10, retrying quickly.
 func startNATS(t *testing.T, e *env, url string, ackTimeout time.Duration) *running {
@@ -346,14 +354,7 @@ func startNATS(t *testing.T, e *env, url string, ackTimeout time.Duration) *runn
 // still arrive, for the first time, in seq order (per subject).
 func TestNATSTooLargeKeepsOrder(t *testing.T) {
 	e := newEnv(t)
-	evs := make([]*event.Event, 60)
-	for i := range evs {
-		evs[i] = &event.Event{Type: "fs.write", Subject: fmt.Sprintf("/srv/f%d.md", i%3), Data: []byte(`{"n":1}`)}
-	}
-	evs[12].Data = []byte(`{"pad":"` + strings.Repeat("x", 4096) + `"}`)
-	if err := e.m.PublishBatch(t.Context(), evs); err != nil {
-		t.Fatal(err)
-	}
+	evs := publishTooLarge(t, e, 60)
 	f := newFakeJSMax(t, 2048, func(string, int) string { return "ack" })
 	r := startNATS(t, e, f.url, time.Minute)
 	r.waitCursor(t, "n", 60)
