@@ -30,7 +30,8 @@
 // # Writing and durability
 //
 // Write assigns seqs and encodes records into an in-memory buffer under one
-// mutex; it never waits for I/O, except that it blocks while more than 8 MiB
+// mutex; it never waits for I/O (with a mapped segment, below, it copies the
+// records into the page cache), except that it blocks while more than 8 MiB
 // are buffered and not yet written (backpressure). A single flusher
 // goroutine takes the whole buffer, writes it with pwrite(2) and, depending
 // on the policy, fsyncs; then it advances DurableSeq and closes the channel
@@ -39,8 +40,26 @@
 // under way it takes the buffer and writes it from its own goroutine, which
 // saves the two goroutine hand-offs of waiting for the flusher (bench/ row
 // 1, batches of 100: +20–25% events/s); when a write is under way, its
-// writer or the flusher writes the records next. "Durable" means, per
-// Options.Fsync:
+// writer or the flusher writes the records next.
+//
+// With FsyncNever the active segment is preallocated (fallocate(2), to
+// SegmentSize plus 4 KiB) and memory-mapped, and Write copies its records
+// into the mapping before it returns (under flushMu; a writer that finds
+// its records taken by another's copy has nothing left to do): written to
+// the OS without a system call or a hand-off to the flusher. Chunks over
+// 4 KiB are written with pwrite(2) into the same file instead (a write
+// fault per page costs more than the call past that). The copy goes front
+// to back in 8-byte stores, so a process killed mid-copy leaves a prefix
+// of the records and zeros after it. Readers read a mapped segment only up
+// to its written records. Sealing a segment (and Close) unmaps it and cuts
+// the file back to its records. Where fallocate or mmap fails (a file
+// system without preallocation, a full disk), the segment is written with
+// pwrite(2). FsyncInterval and FsyncAlways are not mapped: after a machine
+// crash the pages of a preallocated file reach the disk in any order, so
+// records not yet fsynced could leave zeros before written data, which
+// recovery could not tell from damage.
+//
+// "Durable" means, per Options.Fsync:
 //
 //   - FsyncAlways (default): fsynced (fdatasync). Group commit: every record
 //     buffered while the previous fsync ran shares the next one, so many
@@ -158,7 +177,11 @@
 //     boundary inside it, to the end of the file. A crash loses whole
 //     sectors, which read back as zeros, while a flipped bit or garbled
 //     bytes do not look like that: a final record damaged in any other way
-//     is corruption even after a crash. (With FsyncAlways an acknowledged
+//     is corruption even after a crash. One more shape is torn: a final
+//     record zero from any byte inside it on, when zeros follow it to the
+//     end of the file — a copy into a mapped segment's preallocated space
+//     cut short by the process's death (a file written with pwrite(2) ends
+//     at its last record, so this shape cannot hide damage there). (With FsyncAlways an acknowledged
 //     record was fsynced; on file systems that persist a file's size only
 //     with its data — ext4 data=ordered, XFS, btrfs — a record the file
 //     size covers after a crash was written whole, so what fails its CRC

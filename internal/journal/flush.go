@@ -240,6 +240,7 @@ func (j *Journal) writeFailed(err error) {
 		m := j.mark
 		j.segMu.Lock()
 		j.activeSeg.size, j.activeSeg.last, j.activeSeg.lastOff = m.size, m.last, m.lastOff
+		j.activeSeg.end.Store(m.size)
 		j.activeSeg.index = j.activeSeg.index[:m.nidx]
 		j.segMu.Unlock()
 		j.batchPos = m.pos
@@ -254,6 +255,10 @@ func (j *Journal) writeFailed(err error) {
 // truncateActive cuts the active segment to its last whole record written,
 // dropping what a failed write left after it.
 func (j *Journal) truncateActive() error {
+	if j.amap != nil {
+		_, err := j.unmapActive() // the rest of the segment is written with pwrite(2)
+		return err
+	}
 	if err := j.active.Truncate(j.activeSeg.size); err != nil {
 		return fmt.Errorf("journal: truncate %s: %w", j.activeSeg.path, err)
 	}
@@ -304,6 +309,32 @@ func (j *Journal) writeChunk(c *chunk) error {
 	seg := j.activeSeg
 	off := seg.size
 	data := c.data
+	if m := j.amap; m != nil && len(data) <= mapCopyMax && off+int64(len(data)) <= int64(len(m)) {
+		if d := j.opts.splitWrite; d > 0 && len(data) > 1 {
+			half := len(data) / 2
+			copyForward(m[off:], data[:half])
+			time.Sleep(d)
+			data, off = data[half:], off+int64(half)
+		}
+		copyForward(m[off:], data)
+	} else if err := j.writeAt(data, off); err != nil {
+		return err
+	}
+	j.bytesWritten.Add(uint64(len(c.data)))
+	now := j.opts.now()
+	j.segMu.Lock()
+	seg.size += int64(len(c.data))
+	seg.end.Store(seg.size)
+	seg.last, seg.lastOff = c.last, c.lastOff
+	seg.index = append(seg.index, c.idx...)
+	seg.modTime = now
+	j.segMu.Unlock()
+	return nil
+}
+
+// writeAt writes data at off in the active segment with pwrite(2).
+func (j *Journal) writeAt(data []byte, off int64) error {
+	seg := j.activeSeg
 	if d := j.opts.splitWrite; d > 0 && len(data) > 1 {
 		half := len(data) / 2
 		if _, err := j.active.WriteAt(data[:half], off); err != nil {
@@ -315,14 +346,6 @@ func (j *Journal) writeChunk(c *chunk) error {
 	if _, err := j.active.WriteAt(data, off); err != nil {
 		return fmt.Errorf("journal: write %s: %w", seg.path, err)
 	}
-	j.bytesWritten.Add(uint64(len(c.data)))
-	now := j.opts.now()
-	j.segMu.Lock()
-	seg.size += int64(len(c.data))
-	seg.last, seg.lastOff = c.last, c.lastOff
-	seg.index = append(seg.index, c.idx...)
-	seg.modTime = now
-	j.segMu.Unlock()
 	return nil
 }
 
@@ -331,7 +354,11 @@ func (j *Journal) writeChunk(c *chunk) error {
 // survives a crash that an earlier one does not. On error the old segment
 // stays active and no new segment exists, so the roll can be retried.
 func (j *Journal) roll(base uint64) error {
-	if j.opts.Fsync != FsyncNever && j.written > j.synced {
+	cut, err := j.unmapActive()
+	if err != nil {
+		return err
+	}
+	if j.opts.Fsync != FsyncNever && (j.written > j.synced || cut) {
 		if err := j.sync(); err != nil {
 			return err
 		}
@@ -366,6 +393,7 @@ func (j *Journal) roll(base uint64) error {
 	j.segs = append(j.segs, seg)
 	j.segMu.Unlock()
 	j.activeSeg = seg
+	j.mapActive()
 	select {
 	case j.retKick <- struct{}{}:
 	default:

@@ -76,6 +76,7 @@ type Options struct {
 	retentionEvery time.Duration        // period of the retention check
 	maxPending     int64                // backpressure bound
 	syncFault      func(*os.File) error // non-nil: called before each fdatasync; an error replaces it
+	noMap          bool                 // write segments with pwrite(2) even where they could be mapped
 }
 
 // Stats is a snapshot of the journal's counters.
@@ -141,6 +142,7 @@ type Journal struct {
 
 	lastSeqA atomic.Uint64
 	durable  atomic.Uint64
+	mapped   atomic.Bool
 	closedA  atomic.Bool
 	failErr  atomic.Pointer[error] // = failed
 	spaceErr atomic.Pointer[error] // = noSpace
@@ -162,8 +164,11 @@ type Journal struct {
 	flusherGone bool
 
 	// Guarded by flushMu (and owned by Close after the flusher stopped).
+	// amap is the active segment's file mapped for writing (nil when it
+	// is written with pwrite); mapped mirrors amap != nil for Write.
 	active    *os.File
 	activeSeg *segment
+	amap      []byte
 	written   uint64 // last seq written to the OS
 	synced    uint64 // last seq fsynced
 	// The batch being written is spare[batchPos:]; mark is where a failed
@@ -285,9 +290,11 @@ var zeroHeader [headerSize]byte
 // enc fails, no record of the batch is written and no seq is used.
 //
 // Write does not wait for durability (see WaitDurable); it waits only when
-// more than 8 MiB are buffered and not yet written (backpressure). It is safe
-// for concurrent use; seq order is record order. In steady state it does not
-// allocate.
+// more than 8 MiB are buffered and not yet written (backpressure). When the
+// active segment is memory-mapped (fsync never), Write copies the records
+// into it before returning, so they are durable when it returns. It is
+// safe for concurrent use; seq order is record order. In steady state it
+// does not allocate.
 func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, error)) (first uint64, err error) {
 	if n < 0 {
 		return 0, fmt.Errorf("journal: write of %d records", n)
@@ -374,7 +381,11 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	j.lastSeqA.Store(seq - 1)
 	j.pendWrites++
 	j.mu.Unlock()
-	j.kickFlusher()
+	if j.mapped.Load() {
+		j.copyOut()
+	} else {
+		j.kickFlusher()
+	}
 	return first, nil
 }
 
@@ -649,6 +660,11 @@ func (j *Journal) Close() error {
 		close(j.stop)
 		j.wg.Wait()
 		var errs []error
+		cut, err := j.unmapActive()
+		if err != nil {
+			j.log.Error("journal: close", "err", err)
+			errs = append(errs, stickyError(err))
+		}
 		if e := j.failErr.Load(); e != nil {
 			errs = append(errs, *e)
 		} else if j.retrying {
@@ -656,7 +672,7 @@ func (j *Journal) Close() error {
 			j.log.Error("journal: closed while the disk is full; records not written are lost",
 				"records", lost, "durable_seq", j.durable.Load())
 			errs = append(errs, fmt.Errorf("journal: close: %d records not written: %w", lost, *j.spaceErr.Load()))
-		} else if j.written > j.synced {
+		} else if j.written > j.synced || cut {
 			if err := j.sync(); err != nil {
 				j.log.Error("journal: close", "err", err)
 				errs = append(errs, stickyError(err))

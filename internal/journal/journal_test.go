@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -16,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
+// mapAllEnv, set to 1, runs this package's tests with every active segment
+// memory-mapped, whatever the fsync policy (TestSuiteMapped sets it).
+const mapAllEnv = "SEMPROP_JOURNAL_MAP_ALL"
+
 func TestMain(m *testing.M) {
+	mapEveryPolicy = os.Getenv(mapAllEnv) == "1"
 	goleak.VerifyTestMain(m)
 }
 
@@ -643,7 +649,9 @@ func TestWriteAllocs(t *testing.T) {
 }
 
 func TestBackpressure(t *testing.T) {
-	j := open(t, Options{Fsync: FsyncNever, maxPending: 4096, splitWrite: time.Millisecond})
+	// The pending buffer fills only where the flusher writes it (a mapped
+	// segment is copied into by each Write).
+	j := open(t, Options{Fsync: FsyncNever, maxPending: 4096, splitWrite: time.Millisecond, noMap: true})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
@@ -727,7 +735,9 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 
 func TestWriteFailureIsSticky(t *testing.T) {
 	dir := t.TempDir()
-	j, err := Open(Options{Dir: dir, Logger: discardLogger()})
+	// noMap: a closed descriptor fails write(2); a mapped segment would
+	// still take the copy.
+	j, err := Open(Options{Dir: dir, Logger: discardLogger(), noMap: true})
 	if err != nil {
 		t.Fatal(err)
 	}

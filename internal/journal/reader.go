@@ -23,7 +23,8 @@ type Reader struct {
 	rd     preader  // reads f, one pread(2) per call
 	fbase  uint64   // base of the open segment
 	fpath  string
-	buf    []byte // bytes of f from file offset bufOff
+	fseg   *segment // the open segment's description
+	buf    []byte   // bytes of f from file offset bufOff
 	bufOff int64
 	pos    int // offset in buf of the next record header
 	closed bool
@@ -220,7 +221,7 @@ func (r *Reader) position(exhausted uint64) error {
 			f.Close()
 			return fmt.Errorf("journal: reader: %w", err)
 		}
-		r.f, r.rd, r.fbase, r.fpath = f, rd, base, path
+		r.f, r.rd, r.fbase, r.fpath, r.fseg = f, rd, base, path, seg
 		r.buf, r.bufOff, r.pos = r.buf[:0], e.off, 0
 		return nil
 	}
@@ -247,7 +248,18 @@ func (r *Reader) fill(n int) (ok bool, err error) {
 		r.buf = nb
 	}
 	for len(r.buf) < n {
-		m, err := r.rd.readAt(r.buf[len(r.buf):cap(r.buf)], r.bufOff+int64(len(r.buf)))
+		off := r.bufOff + int64(len(r.buf))
+		dst := r.buf[len(r.buf):cap(r.buf)]
+		if r.fseg.prealloc.Load() {
+			// The file goes on past its records (zeros, preallocated):
+			// read only what was written.
+			avail := r.fseg.end.Load() - off
+			if avail <= 0 {
+				return false, nil
+			}
+			dst = dst[:min(int64(len(dst)), avail)]
+		}
+		m, err := r.rd.readAt(dst, off)
 		if err != nil {
 			return false, fmt.Errorf("journal: reader: read %s: %w", r.fpath, err)
 		}

@@ -120,6 +120,8 @@ func (j *Journal) recover() error {
 		return fmt.Errorf("journal: open active segment: %w", err)
 	}
 	j.active, j.activeSeg = f, seg
+	seg.end.Store(seg.size)
+	j.mapActive()
 	j.lastSeq = seg.last
 	j.lastSeqA.Store(seg.last)
 	j.durable.Store(seg.last)

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,6 +74,13 @@ type segment struct {
 	// from the manifest: its index is not in index but loaded by the
 	// first Reader that needs it.
 	lazy *lazyIndex
+
+	// prealloc is set once the segment's file was preallocated and mapped
+	// for writing (mapActive): the file is then longer than its records,
+	// and Readers read only up to end, the bytes of whole records written
+	// (set before the records are made durable).
+	prealloc atomic.Bool
+	end      atomic.Int64
 }
 
 // describe returns what the segment's index file records. The caller must
@@ -284,13 +292,23 @@ func scanSegment(f io.ReaderAt, fileSize int64, path string, base uint64, tornOK
 			return res, fmt.Errorf("journal: read %s at %d: %w", path, off, err)
 		}
 		if got := recordCRC(rec); got != crc {
-			if tornOK && lostSectors(rec, off) {
+			// A copy into a mapped segment (preallocated, so zeros follow
+			// the last record) cut short by the process's death leaves
+			// the record zero from any byte inside it on.
+			cutShort := end < fileSize && rec[len(rec)-1] == 0
+			if tornOK && (lostSectors(rec, off) || cutShort) {
 				zero, err := allZero(f, end, fileSize)
 				if err != nil {
 					return res, fmt.Errorf("journal: read %s at %d: %w", path, end, err)
 				}
 				if zero {
-					return torn("final record ends in zeroed sectors")
+					switch {
+					case !slices.ContainsFunc(rec, func(b byte) bool { return b != 0 }):
+						return torn("zeros after the last record (preallocated space, or a write lost whole)")
+					case lostSectors(rec, off):
+						return torn("final record ends in zeroed sectors")
+					}
+					return torn("final record cut short by zeros (a write into preallocated space interrupted)")
 				}
 			}
 			return res, corrupt(fmt.Sprintf("crc mismatch (stored %#08x, computed %#08x) for record seq %d", crc, got, seq))

@@ -72,3 +72,28 @@ func (p preader) readAt(b []byte, off int64) (int, error) {
 		return max(n, 0), err
 	}
 }
+
+// mapFile reserves the disk space for size bytes of f (fallocate(2), which
+// also sets the file's size) and maps them shared and writable, so that
+// writing a record is a copy into the page cache without a system call.
+// Because the blocks are allocated up front, a copy into the mapping never
+// needs space the file system does not have (a full disk would otherwise
+// show as SIGBUS, not as an error). On failure f is cut back to keep and
+// nothing is mapped: the caller writes with pwrite(2) instead.
+func mapFile(f *os.File, keep, size int64) ([]byte, error) {
+	fd := int(f.Fd())
+	if err := unix.Fallocate(fd, 0, 0, size); err != nil {
+		_ = f.Truncate(keep)
+		return nil, fmt.Errorf("fallocate: %w", err)
+	}
+	b, err := unix.Mmap(fd, 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		_ = f.Truncate(keep)
+		return nil, fmt.Errorf("mmap: %w", err)
+	}
+	return b, nil
+}
+
+// unmapFile undoes mapFile's mapping. The pages written through it stay in
+// the page cache and reach the disk as written ones do.
+func unmapFile(b []byte) error { return unix.Munmap(b) }

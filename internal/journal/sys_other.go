@@ -30,3 +30,8 @@ func (p preader) readAt(b []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// mapFile is not used outside Linux: segments are written with WriteAt.
+func mapFile(f *os.File, keep, size int64) ([]byte, error) { return nil, errors.ErrUnsupported }
+
+func unmapFile(b []byte) error { return nil }

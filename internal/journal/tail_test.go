@@ -235,7 +235,7 @@ func TestCleanMarkerLifecycle(t *testing.T) {
 	if err != nil || m != (cleanMarker{base: 1, size: mustSize(t, joinPath(dir, 1)), last: 5}) {
 		t.Errorf("marker = %+v, %v", m, err)
 	}
-	j2 := open(t, Options{Dir: dir})
+	j2 := open(t, Options{Dir: dir, noMap: true}) // a closed descriptor fails a write, not a copy
 	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("marker still there after Open: %v", err)
 	}

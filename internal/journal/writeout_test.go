@@ -30,7 +30,7 @@ func TestWriteOutWritesFromCaller(t *testing.T) {
 	}{{FsyncNever, true}, {FsyncInterval, true}, {FsyncAlways, false}} {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			j := open(t, Options{Dir: dir, Fsync: tc.policy, FsyncInterval: time.Hour, SegmentSize: 64 << 10})
+			j := open(t, Options{Dir: dir, Fsync: tc.policy, FsyncInterval: time.Hour, SegmentSize: 64 << 10, noMap: true})
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			n := 2000

@@ -500,7 +500,9 @@ func (l *localSequencer) sequence(ctx context.Context, all []*event.Event) (int,
 		// (+20% events/s for one publisher of batches of 100). Small
 		// publishes leave it to the flusher: a subscriber just woken for
 		// them would wait for the write on this processor, and concurrent
-		// publishers share one write(2) there.
+		// publishers share one write(2) there. (With fsync never the
+		// journal's segment is memory-mapped and Write has already copied
+		// every publish's events into it: nothing is left to write here.)
 		l.j.WriteOut()
 	}
 	last := first + uint64(len(evs)) - 1

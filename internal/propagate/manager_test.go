@@ -473,17 +473,20 @@ func TestPriorityPolicy(t *testing.T) {
 	}
 }
 
-// TestLargeBatchWrittenByPublisher: a lone publisher of batches larger
-// than deliverFirstMax writes them to the journal itself (no hand-off to
-// the flusher) with fsync never; small publishes leave the write to the
-// flusher. Every event is durable when PublishBatch returns either way.
+// TestLargeBatchWrittenByPublisher: with fsync interval a lone publisher
+// of batches larger than deliverFirstMax writes them to the journal itself
+// (no hand-off to the flusher), and small publishes leave the write to the
+// flusher; with fsync never the journal's segment is memory-mapped and
+// every publish copies its events into it. Every event is durable when
+// PublishBatch returns either way.
 func TestLargeBatchWrittenByPublisher(t *testing.T) {
 	for _, tc := range []struct {
-		batch int
-		own   bool
-	}{{100, true}, {1, false}} {
-		t.Run(fmt.Sprint("batch=", tc.batch), func(t *testing.T) {
-			e := newEnv(t, journal.FsyncNever)
+		policy journal.FsyncPolicy
+		batch  int
+		own    bool
+	}{{journal.FsyncInterval, 100, true}, {journal.FsyncInterval, 1, false}, {journal.FsyncNever, 100, true}, {journal.FsyncNever, 1, true}} {
+		t.Run(fmt.Sprint(tc.policy, "/batch=", tc.batch), func(t *testing.T) {
+			e := newEnv(t, tc.policy)
 			for range 200 {
 				evs := make([]*event.Event, tc.batch)
 				for i := range evs {

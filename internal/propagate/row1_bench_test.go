@@ -89,45 +89,57 @@ func (r *row1Env) wait(b *testing.B, want int64) {
 	}
 }
 
-// BenchmarkRow1Batch publishes PublishBatch(100) of fresh events (ID,
-// HLC, time and source filled by the manager; 64 bytes of data) to 1 or
-// 10 subscribers and reports events/s until every subscriber has every
-// event. The events are reset and reused 100,000 events later, when no
-// queue can hold them any more.
+// BenchmarkRow1Batch publishes PublishBatch(100) (batch=100) or Publish
+// (batch=1) of fresh events (ID, HLC, time and source filled by the
+// manager; 64 bytes of data) to 1 or 10 subscribers and reports events/s
+// until every subscriber has every event. The events are reset and reused
+// 100,000 events later, when no queue can hold them any more.
 func BenchmarkRow1Batch(b *testing.B) {
-	for _, subs := range []int{1, 10} {
-		b.Run(fmt.Sprint("subs=", subs), func(b *testing.B) {
-			r := newRow1Env(b, subs)
-			data := make([]byte, 64)
-			slab := make([]event.Event, 100_000)
-			evs := make([]*event.Event, 100)
-			ctx := context.Background()
-			b.ReportAllocs()
-			var sent int64
-			cpu0 := processCPU()
-			t0 := time.Now()
-			for b.Loop() {
-				off := int(sent) % len(slab)
-				for i := range evs {
-					slab[off+i] = event.Event{Type: "bench.evt", Subject: "/data/file.txt", Data: data}
-					evs[i] = &slab[off+i]
-				}
-				if err := r.e.m.PublishBatch(ctx, evs); err != nil {
-					b.Fatal(err)
-				}
-				sent += int64(len(evs))
-			}
-			r.want.Store(sent * int64(subs))
-			r.wait(b, sent*int64(subs))
-			el := time.Since(t0)
-			cpu := processCPU() - cpu0
-			b.StopTimer()
-			b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
-			// The CPU time of the whole process per event: what a
-			// change costs, less disturbed by other load than events/s.
-			b.ReportMetric(float64(cpu)/float64(sent), "cpu-ns/event")
-		})
+	for _, batch := range []int{100, 1} {
+		for _, subs := range []int{1, 10} {
+			b.Run(fmt.Sprintf("batch=%d/subs=%d", batch, subs), func(b *testing.B) {
+				benchRow1(b, batch, subs)
+			})
+		}
 	}
+}
+
+func benchRow1(b *testing.B, batch, subs int) {
+	r := newRow1Env(b, subs)
+	data := make([]byte, 64)
+	slab := make([]event.Event, 100_000)
+	evs := make([]*event.Event, batch)
+	ctx := context.Background()
+	b.ReportAllocs()
+	var sent int64
+	cpu0 := processCPU()
+	t0 := time.Now()
+	for b.Loop() {
+		off := int(sent) % len(slab)
+		for i := range evs {
+			slab[off+i] = event.Event{Type: "bench.evt", Subject: "/data/file.txt", Data: data}
+			evs[i] = &slab[off+i]
+		}
+		var err error
+		if batch == 1 {
+			_, err = r.e.m.Publish(ctx, evs[0])
+		} else {
+			err = r.e.m.PublishBatch(ctx, evs)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent += int64(len(evs))
+	}
+	r.want.Store(sent * int64(subs))
+	r.wait(b, sent*int64(subs))
+	el := time.Since(t0)
+	cpu := processCPU() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
+	// The CPU time of the whole process per event: what a change costs,
+	// less disturbed by other load than events/s.
+	b.ReportMetric(float64(cpu)/float64(sent), "cpu-ns/event")
 }
 
 // BenchmarkRow1Latency publishes one event at a time with Publish to 1 or

@@ -1,0 +1,109 @@
+package journal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+)
+
+// mapSlack is the space preallocated past SegmentSize, so that a record in
+// a mapped segment always ends before the end of the file: recovery
+// recognises a copy cut short by the zeros that follow it (scanSegment).
+const mapSlack = 4096
+
+// mapCopyMax is the largest chunk copied into a mapped segment; a larger
+// one is written with pwrite(2) (into the same preallocated file), which
+// costs one system call but no write fault per page touched, the cheaper
+// of the two past a few KiB (BenchmarkWriteWaitOne, batch=100).
+const mapCopyMax = 4 << 10
+
+// mapEveryPolicy maps active segments whatever the fsync policy; set only
+// by this package's tests, to run the whole suite over mapped segments.
+var mapEveryPolicy bool
+
+// mapActive maps the active segment for writing when the policy allows it
+// (FsyncNever; see the package doc) and the file system can preallocate
+// it. Otherwise, or on any failure, the segment is written with pwrite(2).
+// flushMu must be held (or the journal not yet running).
+func (j *Journal) mapActive() {
+	if (j.opts.Fsync != FsyncNever && !mapEveryPolicy) || j.opts.noMap || j.amap != nil {
+		return
+	}
+	seg := j.activeSeg
+	if seg.size >= j.opts.SegmentSize {
+		return // the next record starts a new segment
+	}
+	b, err := mapFile(j.active, seg.size, j.opts.SegmentSize+mapSlack)
+	if err != nil {
+		j.mapped.Store(false)
+		if isNoSpace(err) {
+			// Not worth a line: writing the segment fails the same way
+			// and says so.
+			return
+		}
+		j.limited.Log(slog.LevelInfo, "journal: segment not memory-mapped; writing with pwrite", "file", seg.path, "err", err)
+		return
+	}
+	seg.end.Store(seg.size)
+	seg.prealloc.Store(true)
+	j.amap = b
+	j.mapped.Store(true)
+}
+
+// copyOut writes the pending records into the mapped active segment from
+// the calling Write: a copy into memory, so each writer does it itself
+// instead of handing its records to the flusher and waiting to be woken.
+// A writer holding flushMu meanwhile may have taken this one's records
+// with its own; then there is nothing left to copy.
+func (j *Journal) copyOut() {
+	j.flushMu.Lock()
+	if j.flusherGone || j.retrying {
+		// Close's final flush or the retry timer writes them.
+		j.flushMu.Unlock()
+		j.kickFlusher()
+		return
+	}
+	before := j.flushes.Load()
+	j.flush()
+	j.writerFlushes.Add(j.flushes.Load() - before)
+	retrying := j.retrying
+	j.flushMu.Unlock()
+	if retrying {
+		j.kickFlusher() // arms the retry timer
+	}
+}
+
+// unmapActive unmaps the active segment, if mapped, and cuts the file to
+// the records written (the rest was preallocated). It reports whether the
+// file was cut, which needs an fsync for the size to be durable. flushMu
+// must be held (or the flusher stopped).
+func (j *Journal) unmapActive() (cut bool, err error) {
+	if j.amap == nil {
+		return false, nil
+	}
+	if err := unmapFile(j.amap); err != nil {
+		j.log.Warn("journal: munmap", "file", j.activeSeg.path, "err", err)
+	}
+	j.amap = nil
+	j.mapped.Store(false)
+	if err := j.active.Truncate(j.activeSeg.size); err != nil {
+		return false, fmt.Errorf("journal: truncate %s: %w", j.activeSeg.path, err)
+	}
+	return true, nil
+}
+
+// copyForward copies src into dst front to back, 8 bytes per store, so
+// that a process killed while copying leaves a prefix of src in dst and
+// dst's old bytes (the preallocated zeros) after it: the shape recovery
+// cuts as torn. copy (memmove) makes no such promise; it may store the end
+// of a block before its start.
+func copyForward(dst, src []byte) {
+	dst = dst[:len(src)]
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < len(src); i++ {
+		dst[i] = src[i]
+	}
+}

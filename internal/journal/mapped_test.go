@@ -1,0 +1,184 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSuiteMapped runs this package's tests again with every active segment
+// memory-mapped, whatever the fsync policy (the journal maps only with
+// fsync=never), so that the mapped write path meets every test written for
+// the pwrite(2) one: rolls, retention, readers following the active
+// segment, a full disk, failed fsyncs, recovery.
+func TestSuiteMapped(t *testing.T) {
+	if os.Getenv(mapAllEnv) == "1" {
+		t.Skip("this is the mapped run")
+	}
+	if testing.Short() {
+		t.Skip("runs the package's tests a second time")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.count=1", "-test.timeout=7m",
+		"-test.skip=^(TestSuiteMapped|TestCrash|TestCrashChild)$")
+	cmd.Env = append(os.Environ(), mapAllEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the tests over mapped segments failed: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("PASS")) {
+		t.Fatalf("no PASS from the mapped run:\n%s", out)
+	}
+}
+
+// TestMappedWriteIsWrittenOnReturn: with fsync=never the active segment is
+// mapped and Write copies its records into it before returning, so they are
+// durable (written to the OS) without waiting for the flusher; Close cuts
+// the preallocated file back to its records.
+func TestMappedWriteIsWrittenOnReturn(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	dir := t.TempDir()
+	j := open(t, Options{Dir: dir, Fsync: FsyncNever, SegmentSize: 8 << 10})
+	for i := range 300 {
+		first, err := j.Write(1+i%3, encSeq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := j.DurableSeq(), first+uint64(i%3); got != want {
+			t.Fatalf("DurableSeq right after Write = %d, want %d", got, want)
+		}
+	}
+	st := j.Stats()
+	if st.Flushes == 0 || st.WriterFlushes != st.Flushes {
+		t.Errorf("Flushes %d, WriterFlushes %d: want every batch copied by its writer", st.Flushes, st.WriterFlushes)
+	}
+	if st.Segments < 5 {
+		t.Errorf("Segments = %d, want rolls (8 KiB segments)", st.Segments)
+	}
+	j.segMu.RLock()
+	active := j.segs[len(j.segs)-1].path
+	size := j.segs[len(j.segs)-1].size
+	j.segMu.RUnlock()
+	if fi, err := os.Stat(active); err != nil || fi.Size() != 8<<10+mapSlack {
+		t.Errorf("active segment: %v, %v; want preallocated to %d bytes", fi.Size(), err, 8<<10+mapSlack)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(active); err != nil || fi.Size() != size {
+		t.Errorf("after Close the segment has %v bytes (%v), want %d", fi.Size(), err, size)
+	}
+	r, err := Verify(dir)
+	if err != nil || len(r.Problems) > 0 || !r.Clean {
+		t.Fatalf("Verify after Close: %v, problems %v, clean %v", err, r.Problems, r.Clean)
+	}
+	j2 := open(t, Options{Dir: dir, Fsync: FsyncNever})
+	if diff := diffRecs(wantRecs(1, st.LastSeq), readAll(t, j2, 1)); diff != "" {
+		t.Fatalf("after reopen (-want +got):\n%s", diff)
+	}
+}
+
+// TestReaderStopsAtWrittenInMappedSegment: a Reader following a mapped
+// segment reads only what was written, never the preallocated zeros after
+// it (which would be stale in its buffer once records are copied there).
+func TestReaderStopsAtWrittenInMappedSegment(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	j := open(t, Options{Fsync: FsyncNever})
+	if !j.mapped.Load() {
+		t.Fatal("active segment not mapped")
+	}
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for seq := uint64(1); seq <= 500; seq++ {
+		if _, err := j.Write(1, encSeq); err != nil {
+			t.Fatal(err)
+		}
+		got, p, err := r.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next at seq %d: %v", seq, err)
+		}
+		if got != seq || !bytes.Equal(p, payloadFor(seq)) {
+			t.Fatalf("Next = seq %d (payload ok %v), want %d", got, bytes.Equal(p, payloadFor(seq)), seq)
+		}
+	}
+}
+
+// rawSegment is a segment file's bytes: records 1..n, then tail.
+func rawSegment(n int, tail []byte) []byte {
+	var b []byte
+	for seq := uint64(1); seq <= uint64(n); seq++ {
+		start := len(b)
+		b = append(b, zeroHeader[:]...)
+		b = appendPayload(b, seq)
+		putHeader(b[start:], seq)
+	}
+	return append(b, tail...)
+}
+
+// TestRecoverCopyCutShort: a copy into a mapped segment cut short by a
+// crash leaves the record zero from any byte on, followed by preallocated
+// zeros: Open cuts it as torn. The same record without zeros after it (the
+// file ends with it), or with data after the zeros, is damage, as before.
+func TestRecoverCopyCutShort(t *testing.T) {
+	partial := rawSegment(4, nil)[len(rawSegment(3, nil)):] // record 4
+	clear(partial[21:])                                     // zero from byte 21: not a sector boundary
+	for _, tc := range []struct {
+		name    string
+		tail    []byte
+		corrupt bool
+	}{
+		{"zeros after", append(bytes.Clone(partial), make([]byte, 4096)...), false},
+		{"file ends with it", bytes.Clone(partial), true},
+		{"data after the zeros", append(append(bytes.Clone(partial), make([]byte, 100)...), 1), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(joinPath(dir, 1), rawSegment(3, tc.tail), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			log, logs := bufLogger()
+			j, err := Open(Options{Dir: dir, Logger: log})
+			if tc.corrupt {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("Open = %v, want ErrCorrupt", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer j.Close()
+			if got := j.LastSeq(); got != 3 {
+				t.Errorf("LastSeq = %d, want 3", got)
+			}
+			if got := j.Stats().Truncated; got != int64(len(tc.tail)) {
+				t.Errorf("Truncated = %d, want %d", got, len(tc.tail))
+			}
+			if !strings.Contains(logs.String(), "cut short by zeros") {
+				t.Errorf("log does not give the reason:\n%s", logs)
+			}
+			if diff := diffRecs(wantRecs(1, 3), readAll(t, j, 1)); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
