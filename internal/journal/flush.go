@@ -316,6 +316,14 @@ func (j *Journal) writeChunk(c *chunk) error {
 			time.Sleep(d)
 			data, off = data[half:], off+int64(half)
 		}
+		if end := off + int64(len(data)); end > j.popEnd && !j.popOff {
+			// Fault in the next pages in one call rather than one write
+			// fault per page.
+			j.popEnd = min((end+prefaultStep)&^(prefaultStep-1), int64(len(m)))
+			if err := prefault(m[off&^(4096-1) : j.popEnd]); err != nil {
+				j.popOff = true // not supported here (before Linux 5.14)
+			}
+		}
 		copyForward(m[off:], data)
 	} else if err := j.writeAt(data, off); err != nil {
 		return err

@@ -169,6 +169,8 @@ type Journal struct {
 	active    *os.File
 	activeSeg *segment
 	amap      []byte
+	popEnd    int64  // amap is faulted in up to here
+	popOff    bool   // prefault is not supported
 	written   uint64 // last seq written to the OS
 	synced    uint64 // last seq fsynced
 	// The batch being written is spare[batchPos:]; mark is where a failed
@@ -381,7 +383,9 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	j.lastSeqA.Store(seq - 1)
 	j.pendWrites++
 	j.mu.Unlock()
-	if j.mapped.Load() {
+	if j.mapped.Load() && j.opts.Fsync != FsyncAlways {
+		// (Mapped with fsync always only in this package's tests: the
+		// flusher copies and shares one fsync among writers.)
 		j.copyOut()
 	} else {
 		j.kickFlusher()

@@ -17,6 +17,10 @@ const mapSlack = 4096
 // of the two past a few KiB (BenchmarkWriteWaitOne, batch=100).
 const mapCopyMax = 4 << 10
 
+// prefaultStep is how much of a mapped segment a writer faults in at once
+// when its copy reaches pages not yet faulted in.
+const prefaultStep = 256 << 10
+
 // mapEveryPolicy maps active segments whatever the fsync policy; set only
 // by this package's tests, to run the whole suite over mapped segments.
 var mapEveryPolicy bool
@@ -47,6 +51,7 @@ func (j *Journal) mapActive() {
 	seg.end.Store(seg.size)
 	seg.prealloc.Store(true)
 	j.amap = b
+	j.popEnd = 0
 	j.mapped.Store(true)
 }
 

@@ -97,3 +97,8 @@ func mapFile(f *os.File, keep, size int64) ([]byte, error) {
 // unmapFile undoes mapFile's mapping. The pages written through it stay in
 // the page cache and reach the disk as written ones do.
 func unmapFile(b []byte) error { return unix.Munmap(b) }
+
+// prefault makes b's pages present and writable in the page tables, as a
+// write would, without changing their content (MADV_POPULATE_WRITE, Linux
+// 5.14+): one system call instead of a write fault per page.
+func prefault(b []byte) error { return unix.Madvise(b, unix.MADV_POPULATE_WRITE) }

@@ -35,3 +35,5 @@ func (p preader) readAt(b []byte, off int64) (int, error) {
 func mapFile(f *os.File, keep, size int64) ([]byte, error) { return nil, errors.ErrUnsupported }
 
 func unmapFile(b []byte) error { return nil }
+
+func prefault(b []byte) error { return errors.ErrUnsupported }
