@@ -139,25 +139,25 @@ func benchDecode(b *testing.B, decode func([]byte) error) {
 // directories, the records of BenchmarkDecodeApply and
 // BenchmarkDecodeApplyRecord.
 func applyRecords(b *testing.B, start time.Time) [][]byte {
-	recs := make([][]byte, 1000)
-	for i := range recs {
-		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%100%7, i%100), "bench", 1, 512, start)
-		ev.Source = "semprop://bench"
-		ev.ID = event.NewIDAt(start.UnixNano() + int64(i))
-		rec, err := ev.AppendBinary(nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		recs[i] = rec
-	}
-	return recs
+	return writeRecords(b, 1000, start, func(i int) (string, time.Time) {
+		return fmt.Sprintf("/srv/d%d/f%d", i%100%7, i%100), start
+	})
 }
 
 func benchRecords(b *testing.B) [][]byte {
 	start := time.Now().Truncate(time.Second)
-	recs := make([][]byte, 100)
+	return writeRecords(b, 100, start, func(i int) (string, time.Time) {
+		return fmt.Sprintf("/srv/d%d/f%d", i%7, i), start.Add(time.Duration(i) * time.Microsecond)
+	})
+}
+
+// writeRecords encodes n fs.write events, event i at the path and time
+// at(i) returns, with IDs from start on.
+func writeRecords(b *testing.B, n int, start time.Time, at func(i int) (string, time.Time)) [][]byte {
+	recs := make([][]byte, n)
 	for i := range recs {
-		ev := fsEvent("fs.write", fmt.Sprintf("/srv/d%d/f%d", i%7, i), "bench", 1, 512, start.Add(time.Duration(i)*time.Microsecond))
+		path, t := at(i)
+		ev := fsEvent("fs.write", path, "bench", 1, 512, t)
 		ev.Source = "semprop://bench"
 		ev.ID = event.NewIDAt(start.UnixNano() + int64(i))
 		rec, err := ev.AppendBinary(nil)
