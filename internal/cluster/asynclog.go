@@ -18,6 +18,11 @@ import (
 // leader's fsync and its followers' run at the same time instead of one
 // after the other (the Raft thesis, section 10.2.1).
 //
+// A follower hands its appends over the same way (StoreLogsAsync, with no
+// entries when all were there already) and answers the leader from done:
+// while one group is being fsynced, the next AppendEntries is taken in, and
+// the groups that arrived meanwhile share the next fsync.
+//
 // Entries handed over and not yet durable are read from memory (GetLog,
 // LastIndex), so that replication can send them. Every other write and
 // DeleteRange first waits for them, so the store sees operations in the
@@ -76,6 +81,12 @@ func (l *asyncLog) StoreLogsAsync(logs []*raft.Log, done func(error)) {
 		return
 	}
 	if len(logs) == 0 {
+		if n := len(l.pending); n > 0 {
+			// A barrier: done once the writes before it are durable.
+			l.dones = append(l.dones, asyncDone{last: l.pending[n-1].Index, done: done})
+			l.mu.Unlock()
+			return
+		}
 		l.mu.Unlock()
 		done(nil)
 		return
@@ -115,7 +126,7 @@ func (l *asyncLog) write() {
 			l.mu.Unlock()
 			return
 		}
-		batch, dones := l.pending, l.dones
+		batch := l.pending
 		l.mu.Unlock()
 
 		err := l.store(batch)
@@ -127,9 +138,16 @@ func (l *asyncLog) write() {
 			l.remember(batch)
 		}
 		// Appends happen only here and in the sync path, which waits for
-		// pending to empty first: pending still starts with batch.
+		// pending to empty first: pending still starts with batch. The
+		// calls answered are those up to its last entry, barriers made
+		// while it was written included.
+		last, k := batch[len(batch)-1].Index, 0
+		for k < len(l.dones) && l.dones[k].last <= last {
+			k++
+		}
+		dones := l.dones[:k:k]
 		l.pending = l.pending[len(batch):]
-		l.dones = l.dones[len(dones):]
+		l.dones = l.dones[k:]
 		if len(l.pending) == 0 {
 			l.pending, l.dones = nil, nil // let go of the entries
 		}

@@ -40,28 +40,7 @@ func TestLeaderWritesWhileReplicating(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var (
-		mu   sync.Mutex
-		held = make(chan struct{})
-		hold = true
-	)
-	leader.n.wal.gate = func() {
-		mu.Lock()
-		h := hold
-		mu.Unlock()
-		if h {
-			<-held
-		}
-	}
-	release := func() {
-		mu.Lock()
-		if hold {
-			hold = false
-			close(held)
-		}
-		mu.Unlock()
-	}
-	t.Cleanup(release)
+	release := newHoldGate(t, leader.n.wal).release
 
 	select {
 	case err := <-publish():
@@ -167,6 +146,56 @@ func TestAsyncLogOrder(t *testing.T) {
 	}
 }
 
+// TestAsyncLogBarrier: StoreLogsAsync with no entries is done once the
+// entries handed over before it are durable, also when it comes while the
+// writer is already writing them, and at once when nothing is pending.
+func TestAsyncLogBarrier(t *testing.T) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := openWAL(t.TempDir(), hclog.NewNullLogger(), meta, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newAsyncLog(w)
+	defer meta.Close()
+	defer l.Close()
+	writing, held := make(chan struct{}, 1), make(chan struct{})
+	l.gate = func() { writing <- struct{}{}; <-held }
+
+	barrier := func() <-chan error {
+		done := make(chan error, 1)
+		l.StoreLogsAsync(nil, func(err error) { done <- err })
+		return done
+	}
+	l.StoreLogsAsync([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte{1}}}, func(error) {})
+	<-writing // the writer has taken entry 1
+	b := barrier()
+	select {
+	case err := <-b:
+		t.Fatalf("barrier done (%v) before the entry before it was durable", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(held)
+	select {
+	case err := <-b:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("barrier not done after the entry before it was written")
+	}
+	if idx, err := l.WAL.LastIndex(); err != nil || idx != 1 {
+		t.Fatalf("durable last index %d, %v", idx, err)
+	}
+	select {
+	case err := <-barrier():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("barrier with nothing pending not done at once")
+	}
+}
+
 // TestConcurrentPublishesShareEntries: 64 publishers of one event each
 // share log entries, because a new entry waits while Config.MaxInflight
 // are on their way. Without that bound every publish became its own entry
@@ -220,5 +249,138 @@ func TestSnapshotSyncsJournal(t *testing.T) {
 	}
 	if after := leader.j.Stats().Fsyncs; after <= before {
 		t.Errorf("journal fsyncs %d before a snapshot, %d after: the snapshot's position was not fsynced", before, after)
+	}
+}
+
+// holdGate holds a node's Raft log writes back until release; appends
+// counts the writes that went through it.
+type holdGate struct {
+	mu      sync.Mutex
+	held    chan struct{}
+	hold    bool
+	appends atomic.Int64
+}
+
+func newHoldGate(t *testing.T, l *asyncLog) *holdGate {
+	g := &holdGate{held: make(chan struct{}), hold: true}
+	l.gate = func() {
+		g.mu.Lock()
+		h := g.hold
+		g.mu.Unlock()
+		if h {
+			<-g.held
+		}
+		g.appends.Add(1)
+	}
+	t.Cleanup(g.release)
+	return g
+}
+
+func (g *holdGate) release() {
+	g.mu.Lock()
+	if g.hold {
+		g.hold = false
+		close(g.held)
+	}
+	g.mu.Unlock()
+}
+
+// TestFollowerAnswersWhenDurable: a follower writes the entries it gets in
+// the background, but answers the leader only once they are durable. With
+// both followers' writes held, the leader's copy is the only durable one
+// and no publish may be acknowledged; releasing one follower acknowledges
+// it.
+func TestFollowerAnswersWhenDurable(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
+	})
+	li := c.waitLeader(10 * time.Second)
+	leader := c.node(li)
+	if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
+		t.Fatal(err) // warm: connections up
+	}
+	var gates []*holdGate
+	for i := range 3 {
+		if i != li {
+			gates = append(gates, newHoldGate(t, c.node(i).n.wal))
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := leader.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("acknowledged while no follower's copy was durable (err %v)", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	gates[0].release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the publish did not complete after a follower's write did")
+	}
+}
+
+// TestFollowerSharesFsyncs: while a follower's Raft log write is held, the
+// leader goes on replicating (the other follower makes the quorum) and the
+// held follower takes the new entries in; once released, it writes them
+// all in a few appends (fsyncs) instead of one per AppendEntries.
+func TestFollowerSharesFsyncs(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
+	})
+	li := c.waitLeader(10 * time.Second)
+	leader := c.node(li)
+	if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
+		t.Fatal(err)
+	}
+	fi := (li + 1) % 3
+	follower := c.node(fi)
+	g := newHoldGate(t, follower.n.wal)
+	const n = 30
+	for range n {
+		// One at a time: each is its own entry and AppendEntries.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := leader.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := leader.n.r.LastIndex()
+	// The held follower has every entry in memory already.
+	deadline := time.Now().Add(10 * time.Second)
+	for follower.n.r.LastIndex() < want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := follower.n.r.LastIndex(); got < want {
+		t.Fatalf("held follower's last index %d, leader's %d: it stopped taking entries in while its write was held", got, want)
+	}
+	g.release()
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		idx, err := follower.n.wal.WAL.LastIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if idx >= want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("follower's durable log reached %d, want %d", idx, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a := g.appends.Load(); a > 5 {
+		t.Errorf("%d appends for %d entries that arrived while one was held: want them to share fsyncs", a, n)
+	} else {
+		t.Logf("%d appends for %d entries", a, n)
 	}
 }

@@ -115,6 +115,11 @@ func BenchmarkPublish(b *testing.B) {
 			publishBench(b, m, shape.workers, shape.batch)
 		})
 		b.Run("raft-3/"+name, func(b *testing.B) {
+			if d, err := time.ParseDuration(os.Getenv("BENCH_JOURNAL_INTERVAL")); err == nil {
+				old := testJournalInterval
+				testJournalInterval = d
+				defer func() { testJournalInterval = old }()
+			}
 			if os.Getenv("BENCH_JOURNAL_NOSYNC") != "" {
 				testJournalFsync = journal.FsyncNever
 				defer func() { testJournalFsync = journal.FsyncInterval }()

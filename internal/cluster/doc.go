@@ -37,7 +37,13 @@
 // the Raft thesis, section 10.2.1) and counts its own copy towards the
 // quorum only once that fsync is done, so a commit still means a majority
 // holds the entry durably, but the leader's fsync and a follower's overlap
-// instead of running one after the other. The journal is written, with
+// instead of running one after the other. A follower writes through
+// asyncLog too: it answers an AppendEntries once its entries are durable,
+// and takes the next ones in meanwhile (the transport reads ahead on a
+// connection and answers in order), so the entries that arrive during one
+// fsync share the next instead of being fsynced one after the other. It
+// applies what the leader says is committed without waiting for its own
+// copy (a majority holds it). The journal is written, with
 // the journal's fsync left to the journal's flusher in the background (the
 // daemon opens a cluster node's journal with the interval policy, and a
 // snapshot fsyncs it before it is persisted), so one fsync (the Raft

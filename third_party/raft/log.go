@@ -107,12 +107,13 @@ type Log struct {
 	AppendedAt time.Time
 }
 
-// AsyncLogStore is a LogStore that a leader can write to without waiting
+// AsyncLogStore is a LogStore that raft writes to without waiting
 // (semprop's addition). StoreLogsAsync makes logs readable through GetLog
 // and LastIndex at once, writes them durably in the background, and calls
 // done once they are durable (or with the write's error); calls complete
-// in the order they were made. Every other method of the store waits for
-// the asynchronous writes made before it.
+// in the order they were made; a call with no logs is a barrier, done once
+// the logs of the calls before it are durable. Every other method of the
+// store waits for the asynchronous writes made before it.
 type AsyncLogStore interface {
 	LogStore
 	StoreLogsAsync(logs []*Log, done func(error))

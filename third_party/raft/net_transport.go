@@ -601,6 +601,14 @@ func (n *NetworkTransport) listen() {
 // handleConn is used to handle an inbound connection for its lifespan. The
 // handler will exit when the passed context is cancelled or the connection is
 // closed.
+//
+// semprop: responses are written by a second goroutine, in the order the
+// commands came, so that the next AppendEntries of a pipeline is decoded
+// and handed to raft while an earlier one still waits for its answer (a
+// follower with an AsyncLogStore answers once the entries are durable,
+// and the entries that arrive meanwhile share the next fsync). Any other
+// command is answered before the next is read: InstallSnapshot reads its
+// data from the connection, and votes are rare.
 func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 	defer func() { _ = conn.Close() }()
 	r := bufio.NewReaderSize(conn, connReceiveBufferSize)
@@ -611,6 +619,22 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 	mp.TimeNotBuiltin = !n.msgpackUseNewTimeFormat
 	enc := codec.NewEncoder(w, mp)
 
+	replies := make(chan *pendingReply, maxReadAhead)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		if err := n.writeReplies(replies, w, enc); err != nil {
+			if err != ErrTransportShutdown {
+				n.logger.Error("failed to send response", "error", err)
+			}
+			_ = conn.Close() // ends the reader's wait for the next command
+		}
+	}()
+	defer func() {
+		close(replies)
+		<-writerDone
+	}()
+
 	for {
 		select {
 		case <-connCtx.Done():
@@ -619,27 +643,84 @@ func (n *NetworkTransport) handleConn(connCtx context.Context, conn net.Conn) {
 		default:
 		}
 
-		if err := n.handleCommand(r, dec, enc); err != nil {
+		rep, err := n.handleCommand(r, dec)
+		if err != nil {
 			if err != io.EOF {
 				n.logger.Error("failed to decode incoming command", "error", err)
 			}
 			return
 		}
-		if err := w.Flush(); err != nil {
-			n.logger.Error("failed to flush response", "error", err)
+		select {
+		case replies <- rep:
+		case <-writerDone:
 			return
+		}
+		if rep.written != nil {
+			select {
+			case <-rep.written:
+			case <-writerDone:
+				return
+			}
 		}
 	}
 }
 
-// handleCommand is used to decode and dispatch a single command.
-func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, enc *codec.Encoder) error {
+// maxReadAhead bounds the commands read from one connection and not yet
+// answered.
+const maxReadAhead = 64
+
+// pendingReply is a command handed to raft, waiting for its response.
+type pendingReply struct {
+	respCh    chan RPCResponse
+	labels    []metrics.Label
+	waitStart time.Time
+	written   chan struct{} // if not nil, closed once the response is written
+}
+
+// writeReplies writes the responses of replies in order, flushing when no
+// other is waiting, until replies is closed or a write fails.
+func (n *NetworkTransport) writeReplies(replies <-chan *pendingReply, w *bufio.Writer, enc *codec.Encoder) error {
+	for rep := range replies {
+		var resp RPCResponse
+		select {
+		case resp = <-rep.respCh:
+		case <-n.shutdownCh:
+			return ErrTransportShutdown
+		}
+		// Send the error first
+		respErr := ""
+		if resp.Error != nil {
+			respErr = resp.Error.Error()
+		}
+		if err := enc.Encode(respErr); err != nil {
+			return err
+		}
+		// Send the response
+		if err := enc.Encode(resp.Response); err != nil {
+			return err
+		}
+		if len(replies) == 0 {
+			if err := w.Flush(); err != nil {
+				return fmt.Errorf("flush response: %w", err)
+			}
+		}
+		metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, rep.waitStart, rep.labels)
+		if rep.written != nil {
+			close(rep.written)
+		}
+	}
+	return nil
+}
+
+// handleCommand is used to decode and dispatch a single command. The
+// response comes on the returned reply's respCh.
+func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder) (*pendingReply, error) {
 	getTypeStart := time.Now()
 
 	// Get the rpc type
 	rpcType, err := r.ReadByte()
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	// measuring the time to get the first byte separately because the heartbeat conn will hang out here
@@ -655,14 +736,16 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 
 	// Decode the command
 	isHeartbeat := false
+	readAhead := false
 	var labels []metrics.Label
 	switch rpcType {
 	case rpcAppendEntries:
 		var req AppendEntriesRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return nil, err
 		}
 		rpc.Command = &req
+		readAhead = true
 
 		leaderAddr := req.Addr
 		if len(leaderAddr) == 0 {
@@ -684,21 +767,21 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	case rpcRequestVote:
 		var req RequestVoteRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return nil, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestVote"}}
 	case rpcRequestPreVote:
 		var req RequestPreVoteRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return nil, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "RequestPreVote"}}
 	case rpcInstallSnapshot:
 		var req InstallSnapshotRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return nil, err
 		}
 		rpc.Command = &req
 		rpc.Reader = io.LimitReader(r, req.Size)
@@ -706,17 +789,21 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	case rpcTimeoutNow:
 		var req TimeoutNowRequest
 		if err := dec.Decode(&req); err != nil {
-			return err
+			return nil, err
 		}
 		rpc.Command = &req
 		labels = []metrics.Label{{Name: "rpcType", Value: "TimeoutNow"}}
 	default:
-		return fmt.Errorf("unknown rpc type %d", rpcType)
+		return nil, fmt.Errorf("unknown rpc type %d", rpcType)
 	}
 
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcDecode"}, decodeStart, labels)
 
 	processStart := time.Now()
+	rep := &pendingReply{respCh: respCh, labels: labels}
+	if !readAhead {
+		rep.written = make(chan struct{})
+	}
 
 	// Check for heartbeat fast-path
 	if isHeartbeat {
@@ -733,34 +820,14 @@ func (n *NetworkTransport) handleCommand(r *bufio.Reader, dec *codec.Decoder, en
 	select {
 	case n.consumeCh <- rpc:
 	case <-n.shutdownCh:
-		return ErrTransportShutdown
+		return nil, ErrTransportShutdown
 	}
 
-	// Wait for response
 RESP:
 	// we will differentiate the heartbeat fast path from normal RPCs with labels
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcEnqueue"}, processStart, labels)
-	respWaitStart := time.Now()
-	select {
-	case resp := <-respCh:
-		defer metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respWaitStart, labels)
-		// Send the error first
-		respErr := ""
-		if resp.Error != nil {
-			respErr = resp.Error.Error()
-		}
-		if err := enc.Encode(respErr); err != nil {
-			return err
-		}
-
-		// Send the response
-		if err := enc.Encode(resp.Response); err != nil {
-			return err
-		}
-	case <-n.shutdownCh:
-		return ErrTransportShutdown
-	}
-	return nil
+	rep.waitStart = time.Now()
+	return rep, nil
 }
 
 // decodeResponse is used to decode an RPC response and reports whether

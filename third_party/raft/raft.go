@@ -1488,8 +1488,28 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		NoRetryBackoff: false,
 	}
 	var rpcErr error
+	// semprop: with a log store that writes asynchronously, the follower
+	// hands new entries to the store and answers once they are durable
+	// (done), while it takes in the next AppendEntries; the entries that
+	// arrive during one fsync share the next. A success answer to a
+	// request with entries waits for every entry handed over before it,
+	// the ones it found already in the log included, because the leader
+	// counts this follower's copy of them towards the quorum on it.
+	async, _ := r.logs.(AsyncLogStore)
 	defer func() {
-		rpc.Respond(resp, rpcErr)
+		if async == nil || !resp.Success || len(a.Entries) == 0 {
+			rpc.Respond(resp, rpcErr)
+			return
+		}
+		async.StoreLogsAsync(nil, func(err error) {
+			if err != nil {
+				r.logger.Error("failed to append to logs", "error", err)
+				resp.Success = false
+				rpc.Respond(resp, err)
+				return
+			}
+			rpc.Respond(resp, nil)
+		})
 	}()
 
 	// Ignore an older term
@@ -1581,7 +1601,11 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 			r.tryStageCommitIndex(commitIndex)
 
 			// Append the new entries
-			if err := r.logs.StoreLogs(newEntries); err != nil {
+			if async != nil {
+				// Readable at once (the FSM may apply them below: the
+				// leader's commit index says a majority holds them).
+				async.StoreLogsAsync(newEntries, func(error) {}) // the answer reports a failure
+			} else if err := r.logs.StoreLogs(newEntries); err != nil {
 				r.logger.Error("failed to append to logs", "error", err)
 				// TODO: leaving r.getLastLog() in the wrong
 				// state if there was a truncation above
