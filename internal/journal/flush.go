@@ -323,6 +323,9 @@ func (j *Journal) writeChunk(c *chunk) error {
 			if err := prefault(m[off&^(4096-1) : j.popEnd]); err != nil {
 				j.popOff = true // not supported here (before Linux 5.14)
 			}
+			if j.touch != nil {
+				j.touch.ask(j.popEnd + prefaultStep)
+			}
 		}
 		copyForward(m[off:], data)
 	} else if err := j.writeAt(data, off); err != nil {

@@ -169,10 +169,11 @@ type Journal struct {
 	active    *os.File
 	activeSeg *segment
 	amap      []byte
-	popEnd    int64  // amap is faulted in up to here
-	popOff    bool   // prefault is not supported
-	written   uint64 // last seq written to the OS
-	synced    uint64 // last seq fsynced
+	popEnd    int64    // amap is faulted in up to here
+	popOff    bool     // prefault is not supported
+	touch     *toucher // writes to amap's pages ahead of the writer
+	written   uint64   // last seq written to the OS
+	synced    uint64   // last seq fsynced
 	// The batch being written is spare[batchPos:]; mark is where a failed
 	// fsync rewinds to. retrying is true while the disk is full.
 	batchPos       int

@@ -52,6 +52,8 @@ func (j *Journal) mapActive() {
 	seg.prealloc.Store(true)
 	j.amap = b
 	j.popEnd = 0
+	j.touch = startToucher(b, seg.size)
+	j.touch.ask(seg.size + 2*prefaultStep)
 	j.mapped.Store(true)
 }
 
@@ -85,6 +87,10 @@ func (j *Journal) copyOut() {
 func (j *Journal) unmapActive() (cut bool, err error) {
 	if j.amap == nil {
 		return false, nil
+	}
+	if j.touch != nil {
+		j.touch.close()
+		j.touch = nil
 	}
 	if err := unmapFile(j.amap); err != nil {
 		j.log.Warn("journal: munmap", "file", j.activeSeg.path, "err", err)
