@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
@@ -48,7 +49,9 @@ type asyncLog struct {
 	recent      [recentLogs]*raft.Log
 	recentBytes int // of the Data of recent's entries, at most recentMax
 
-	gate func() // tests: runs before every append to raft-wal
+	// gate, set by tests (while the log runs), runs before every append
+	// to raft-wal.
+	gate atomic.Pointer[func()]
 }
 
 const (
@@ -254,8 +257,8 @@ func (l *asyncLog) remember(logs []*raft.Log) {
 
 // store appends logs to raft-wal (and fsyncs).
 func (l *asyncLog) store(logs []*raft.Log) error {
-	if l.gate != nil {
-		l.gate()
+	if g := l.gate.Load(); g != nil {
+		(*g)()
 	}
 	return l.WAL.StoreLogs(logs)
 }

@@ -20,30 +20,12 @@ import (
 // ends; with one follower stopped as well, no majority holds the entry
 // durably and the publish waits for the leader's write.
 func TestLeaderWritesWhileReplicating(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
-		// No election because a loaded machine stalled a heartbeat.
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
-	})
-	li := c.waitLeader(10 * time.Second)
+	c, li := newHeldCluster(t)
 	leader := c.node(li)
-	publish := func() <-chan error {
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_, err := leader.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
-			done <- err
-		}()
-		return done
-	}
-	if err := <-publish(); err != nil { // warm: connections up
-		t.Fatal(err)
-	}
-
 	release := newHoldGate(t, leader.n.wal).release
 
 	select {
-	case err := <-publish():
+	case err := <-publishAsync(leader):
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,10 +41,44 @@ func TestLeaderWritesWhileReplicating(t *testing.T) {
 			break
 		}
 	}
-	done := publish()
+	expectHeldUntil(t, publishAsync(leader), release, "one durable copy out of three", "the leader's write")
+}
+
+// newHeldCluster starts a 3-node cluster for tests that hold Raft log
+// writes back (no election because a loaded machine stalled a heartbeat),
+// with one publish made so that connections are up, and returns it and
+// its leader.
+func newHeldCluster(t *testing.T) (*tcluster, int) {
+	c := newCluster(t, 3, func(cfg *Config) {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
+	})
+	li := c.waitLeader(10 * time.Second)
+	if err := <-publishAsync(c.node(li)); err != nil {
+		t.Fatal(err)
+	}
+	return c, li
+}
+
+// publishAsync publishes one event on n and reports the result.
+func publishAsync(n *tnode) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_, err := n.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
+		done <- err
+	}()
+	return done
+}
+
+// expectHeldUntil checks that the publish behind done is not acknowledged
+// while what release ends is held (with only what), and is once it is
+// released (after what frees it).
+func expectHeldUntil(t *testing.T, done <-chan error, release func(), with, after string) {
+	t.Helper()
 	select {
 	case err := <-done:
-		t.Fatalf("acknowledged with one durable copy out of three (err %v)", err)
+		t.Fatalf("acknowledged with %s (err %v)", with, err)
 	case <-time.After(500 * time.Millisecond):
 	}
 	release()
@@ -72,7 +88,7 @@ func TestLeaderWritesWhileReplicating(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(15 * time.Second):
-		t.Fatal("the publish did not complete after the leader's write did")
+		t.Fatalf("the publish did not complete after %s did", after)
 	}
 }
 
@@ -91,7 +107,8 @@ func TestAsyncLogOrder(t *testing.T) {
 	defer l.Close()
 	held := make(chan struct{})
 	var appends atomic.Int32
-	l.gate = func() { <-held; appends.Add(1) }
+	gate := func() { <-held; appends.Add(1) }
+	l.gate.Store(&gate)
 
 	var (
 		mu    sync.Mutex
@@ -159,7 +176,8 @@ func TestAsyncLogBarrier(t *testing.T) {
 	defer meta.Close()
 	defer l.Close()
 	writing, held := make(chan struct{}, 1), make(chan struct{})
-	l.gate = func() { writing <- struct{}{}; <-held }
+	gate := func() { writing <- struct{}{}; <-held }
+	l.gate.Store(&gate)
 
 	barrier := func() <-chan error {
 		done := make(chan error, 1)
@@ -263,7 +281,7 @@ type holdGate struct {
 
 func newHoldGate(t *testing.T, l *asyncLog) *holdGate {
 	g := &holdGate{held: make(chan struct{}), hold: true}
-	l.gate = func() {
+	gate := func() {
 		g.mu.Lock()
 		h := g.hold
 		g.mu.Unlock()
@@ -272,6 +290,7 @@ func newHoldGate(t *testing.T, l *asyncLog) *holdGate {
 		}
 		g.appends.Add(1)
 	}
+	l.gate.Store(&gate)
 	t.Cleanup(g.release)
 	return g
 }
@@ -291,41 +310,14 @@ func (g *holdGate) release() {
 // and no publish may be acknowledged; releasing one follower acknowledges
 // it.
 func TestFollowerAnswersWhenDurable(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
-	})
-	li := c.waitLeader(10 * time.Second)
-	leader := c.node(li)
-	if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
-		t.Fatal(err) // warm: connections up
-	}
+	c, li := newHeldCluster(t)
 	var gates []*holdGate
 	for i := range 3 {
 		if i != li {
 			gates = append(gates, newHoldGate(t, c.node(i).n.wal))
 		}
 	}
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_, err := leader.m.Publish(ctx, &event.Event{Type: "app.test", Subject: "/x"})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("acknowledged while no follower's copy was durable (err %v)", err)
-	case <-time.After(500 * time.Millisecond):
-	}
-	gates[0].release()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the publish did not complete after a follower's write did")
-	}
+	expectHeldUntil(t, publishAsync(c.node(li)), gates[0].release, "no follower's copy durable", "a follower's write")
 }
 
 // TestFollowerSharesFsyncs: while a follower's Raft log write is held, the
@@ -333,14 +325,8 @@ func TestFollowerAnswersWhenDurable(t *testing.T) {
 // held follower takes the new entries in; once released, it writes them
 // all in a few appends (fsyncs) instead of one per AppendEntries.
 func TestFollowerSharesFsyncs(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) {
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, time.Second
-	})
-	li := c.waitLeader(10 * time.Second)
+	c, li := newHeldCluster(t)
 	leader := c.node(li)
-	if _, err := leader.m.Publish(context.Background(), &event.Event{Type: "app.test", Subject: "/x"}); err != nil {
-		t.Fatal(err)
-	}
 	fi := (li + 1) % 3
 	follower := c.node(fi)
 	g := newHoldGate(t, follower.n.wal)
