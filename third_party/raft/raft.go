@@ -1923,6 +1923,20 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		r.setLeader(r.trans.DecodePeer(req.Leader), ServerID(req.ID))
 	}
 
+	// semprop: the Raft paper's figure 13, rule 6: a log holding the
+	// snapshot's last entry with the snapshot's term holds everything
+	// the snapshot does, applied or to apply from the log. The follower
+	// keeps its log and state and replies. Upstream restored the snapshot
+	// anyway, moving the applied index back, possibly behind entries a
+	// local snapshot had already compacted away: the next commit then
+	// failed to read them and panicked ("log not found").
+	if r.logHoldsEntry(req.LastLogIndex, req.LastLogTerm) {
+		r.logger.Info("the log holds the snapshot's last entry: keeping the log and state", "index", req.LastLogIndex)
+		resp.Success = true
+		r.setLastContact()
+		return
+	}
+
 	// Create a new snapshot
 	var reqConfiguration Configuration
 	var reqConfigurationIndex uint64
@@ -2006,15 +2020,19 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	r.setLatestConfiguration(reqConfiguration, reqConfigurationIndex)
 	r.setCommittedConfiguration(reqConfiguration, reqConfigurationIndex)
 
-	// Clear old logs if r.logs is a MonotonicLogStore. Otherwise compact the
-	// logs. In both cases, log any errors and continue.
-	if mlogs, ok := r.logs.(MonotonicLogStore); ok && mlogs.IsMonotonic() {
-		if err := r.removeOldLogs(); err != nil {
-			r.logger.Error("failed to reset logs", "error", err)
-		}
-	} else if err := r.compactLogs(req.LastLogIndex); err != nil {
-		r.logger.Error("failed to compact logs", "error", err)
+	// semprop: figure 13, rule 7: the log does not hold the snapshot's
+	// last entry (rule 6 returned above): all of it goes, and the last log
+	// entry is the snapshot's. Upstream removed the whole log of a
+	// MonotonicLogStore but left lastLog where it was: a follower whose
+	// log ran ahead of the snapshot then accepted the next AppendEntries
+	// on that stale index and panicked applying the entries it had
+	// deleted ("log not found"); other stores kept a conflicting entry at
+	// the snapshot's index, and the leader sent the snapshot again,
+	// forever (hashicorp/raft#697).
+	if err := r.removeAllLogs(); err != nil {
+		r.logger.Error("failed to reset logs", "error", err)
 	}
+	r.setLastLog(req.LastLogIndex, req.LastLogTerm)
 
 	r.logger.Info("Installed remote snapshot")
 	resp.Success = true

@@ -277,3 +277,35 @@ func (r *Raft) removeOldLogs() error {
 	// the end for which to apply trailingLogs.
 	return r.compactLogsWithTrailing(lastLogIdx, lastLogIdx, 0)
 }
+
+// logHoldsEntry reports whether the log store holds the entry at index with
+// term (semprop). An index compacted away is not held, whatever the store
+// still reads there (raft-wal reads a truncated head from its last
+// segment).
+func (r *Raft) logHoldsEntry(index, term uint64) bool {
+	if last, _ := r.getLastLog(); last < index {
+		return false
+	}
+	if first, err := r.logs.FirstIndex(); err != nil || first == 0 || index < first {
+		return false
+	}
+	var l Log
+	return r.logs.GetLog(index, &l) == nil && l.Term == term
+}
+
+// removeAllLogs deletes every entry of the log store (semprop).
+func (r *Raft) removeAllLogs() error {
+	first, err := r.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("failed to get first log index: %w", err)
+	}
+	last, err := r.logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("failed to get last log index: %w", err)
+	}
+	if last == 0 {
+		return nil
+	}
+	r.logger.Info("removing all old logs from log store", "from", first, "to", last)
+	return r.logs.DeleteRange(first, last)
+}
