@@ -249,28 +249,31 @@ func (f *natsFlight) resultLocked() error {
 	}
 }
 
-// connect connects (again) to the server. Publishes made while the
-// connection is down fail at once instead of being buffered
-// (ReconnectBufSize -1), and a disconnection fails every publish awaiting
-// its ack: what the server stored of the batches in flight is then
-// always a prefix of them, and the retry keeps the per-subject order.
+// connect connects (again) to the server. A connection is used for one
+// TCP connection only: the client does not reconnect it (the sink
+// connects anew for the next attempt), so a disconnection fails every
+// publish awaiting its ack and every publish after it. What the server
+// stored of the batches in flight is then always a prefix of them, and
+// the retry keeps the per-subject order. (A client that reconnected would
+// carry on with the rest of a batch whose publishing ran across the
+// disconnection, storing it before what the lost connection dropped.)
 //
 // It then asks whether the stream capturing subject takes fast batches.
 func (s *natsSink) connect(subject string) error {
 	c := &natsConn{s: s, slots: make([]natsSlot, s.slots), replies: make([]string, s.slots)}
+	disconnected := func(err error) {
+		if err == nil {
+			err = nats.ErrDisconnected
+		}
+		c.fail(fmt.Errorf("nats: disconnected: %w", err))
+	}
 	opts := []nats.Option{
 		nats.Name("semprop output"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(-1),
+		nats.NoReconnect(),
 		nats.RetryOnFailedConnect(false),
 		nats.Timeout(5 * time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err == nil {
-				err = nats.ErrDisconnected
-			}
-			c.fail(fmt.Errorf("nats: disconnected: %w", err))
-		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { disconnected(err) }),
+		nats.ClosedHandler(func(nc *nats.Conn) { disconnected(nc.LastError()) }),
 	}
 	if s.cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(s.cfg.CredsFile))
@@ -381,6 +384,9 @@ func (s *natsSink) Start(ctx context.Context, evs []*event.Event) func(context.C
 	}
 	c.mu.Unlock()
 	for i, ev := range evs {
+		if testBeforePublish != nil {
+			testBeforePublish(c.nc, i)
+		}
 		slot := s.next & mask
 		if err := s.publish(c, ev, c.reply(slot)); err != nil {
 			// The rest would not keep the order: wait for what was
@@ -551,6 +557,10 @@ func (s *natsSink) subjectOf(ev *event.Event) string {
 	s.subjects[k] = v
 	return v
 }
+
+// testBeforePublish, set by tests, runs before each message of a batch
+// published one message at a time.
+var testBeforePublish func(nc *nats.Conn, i int)
 
 // Errors of publish acks.
 var (
