@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/semprop/semprop/internal/nanoclock"
 )
 
 // HLC is a hybrid logical clock timestamp: physical wall time in
@@ -82,9 +84,11 @@ type Clock struct {
 }
 
 // NewClock returns a clock over the system's wall time that refuses remote
-// timestamps more than maxOffset ahead (DefaultMaxOffset if zero).
+// timestamps more than maxOffset ahead (DefaultMaxOffset if zero). It
+// reads the wall time with one clock read (nanoclock.Wall), so a step of
+// the system clock shows within nanoclock.Reanchor.
 func NewClock(maxOffset time.Duration) *Clock {
-	return NewClockFunc(maxOffset, func() int64 { return time.Now().UnixNano() })
+	return NewClockFunc(maxOffset, nanoclock.Wall)
 }
 
 // NewClockFunc is NewClock with a physical clock of the caller's; for tests.

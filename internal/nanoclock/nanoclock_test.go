@@ -1,0 +1,70 @@
+package nanoclock
+
+import (
+	"testing"
+	"time"
+)
+
+// TestMono: Mono is the clock time.Since measures with.
+func TestMono(t *testing.T) {
+	start, m0 := time.Now(), Mono()
+	time.Sleep(20 * time.Millisecond)
+	since, d := time.Since(start), time.Duration(Mono()-m0)
+	if diff := (since - d).Abs(); diff > time.Millisecond {
+		t.Fatalf("Mono advanced %v while time.Since says %v", d, since)
+	}
+	if d < 20*time.Millisecond {
+		t.Fatalf("Mono advanced %v over a 20ms sleep", d)
+	}
+}
+
+// TestWall: Wall stays within a millisecond of time.Now, across a reanchor.
+func TestWall(t *testing.T) {
+	check := func() {
+		t.Helper()
+		before := time.Now().UnixNano()
+		w := Wall()
+		after := time.Now().UnixNano()
+		if w < before-int64(time.Millisecond) || w > after+int64(time.Millisecond) {
+			t.Fatalf("Wall %d outside time.Now's [%d, %d] by more than 1ms", w, before, after)
+		}
+	}
+	check()
+	a := current.Load()
+	// Age the anchor past Reanchor: Wall must read the wall clock again.
+	current.Store(&anchor{wall: a.wall - int64(time.Hour), mono: a.mono - int64(Reanchor)})
+	check()
+	if b := current.Load(); b.mono <= a.mono {
+		t.Fatalf("an anchor older than Reanchor was not replaced")
+	}
+	if got := Now().UnixNano() - time.Now().UnixNano(); got > int64(time.Millisecond) || got < -int64(time.Millisecond) {
+		t.Fatalf("Now is %v off time.Now", time.Duration(got))
+	}
+}
+
+func BenchmarkTimeNow(b *testing.B) {
+	b.ReportAllocs()
+	var s int64
+	for b.Loop() {
+		s += time.Now().UnixNano()
+	}
+	_ = s
+}
+
+func BenchmarkWall(b *testing.B) {
+	b.ReportAllocs()
+	var s int64
+	for b.Loop() {
+		s += Wall()
+	}
+	_ = s
+}
+
+func BenchmarkMono(b *testing.B) {
+	b.ReportAllocs()
+	var s int64
+	for b.Loop() {
+		s += Mono()
+	}
+	_ = s
+}
