@@ -120,12 +120,14 @@ func TestShortLivedContext(t *testing.T) {
 	// counted system-wide: the listener may wait for a CPU) still gets
 	// its identity from the exec records (Stats.ExecRecords); an op
 	// without context must be explained by a late exec without records
-	// (at most two ops each: touch's create and attrib) or by a lookup
-	// that stopped waiting for the listener (Stats.SlowCatchUps: it
-	// answers nothing rather than the identity before an exec).
+	// or by a lookup that stopped waiting for the listener
+	// (Stats.SlowCatchUps: it answers nothing rather than the identity
+	// before an exec). Each explains at most two ops: touch's create and
+	// attrib, which the kernel may merge into one event, looked up once
+	// (a CI run: 12 ops without context, 9 slow catch-ups, 9 misses).
 	st := procs.Stats()
 	missing := total - withContext
-	if late := int(st.ExecLate - st.ExecRecords); missing > 2*late+int(st.SlowCatchUps) {
+	if late := int(st.ExecLate - st.ExecRecords); missing > 2*(late+int(st.SlowCatchUps)) {
 		t.Errorf("%d ops without comm and exe, more than the %d processes gone before their exec was read, without exec records, and the %d slow catch-ups explain", missing, late, st.SlowCatchUps)
 	}
 	if share < 0.999 {
