@@ -177,11 +177,7 @@ func (f *snapFollower) applyAndCompact(n uint64) {
 	if !f.appendEntries(1, 0, 0, 1, n, n) {
 		f.t.Fatalf("follower refused entries 1..%d", n)
 	}
-	want := make([]uint64, n)
-	for i := range want {
-		want[i] = uint64(i + 1)
-	}
-	f.waitApplied(0, want)
+	f.waitApplied(0, seqs(1, n))
 	if err := f.r.Snapshot().Error(); err != nil {
 		f.t.Fatal(err)
 	}

@@ -131,6 +131,21 @@ func (j *jsServer) all(t testing.TB) ([]received, []*jetstream.RawStreamMsg) {
 	return recs, raw
 }
 
+// expectSeqs checks that the stream holds the events of seqs 1..n, in
+// order.
+func (j *jsServer) expectSeqs(t testing.TB, n int) {
+	t.Helper()
+	recs, _ := j.all(t)
+	if len(recs) != n {
+		t.Fatalf("%d messages stored, want %d", len(recs), n)
+	}
+	for i, r := range recs {
+		if r.Seq != uint64(i+1) {
+			t.Fatalf("message %d holds seq %d", i, r.Seq)
+		}
+	}
+}
+
 func TestNATSForwarding(t *testing.T) {
 	e := newEnv(t)
 	js := newJSServer(t)
@@ -235,15 +250,7 @@ func TestNATSNothingPublishedAfterDisconnect(t *testing.T) {
 	if err := s.Send(ctx, evs); err != nil {
 		t.Fatalf("send again: %v", err)
 	}
-	recs, _ := js.all(t)
-	if len(recs) != 100 {
-		t.Fatalf("%d messages stored, want 100", len(recs))
-	}
-	for i, r := range recs {
-		if r.Seq != uint64(i+1) {
-			t.Fatalf("message %d holds seq %d", i, r.Seq)
-		}
-	}
+	js.expectSeqs(t, 100)
 }
 
 // waitFor polls cond until it holds, failing t after d.

@@ -154,12 +154,7 @@ func TestNATSFastBatchResendStoresNoCopies(t *testing.T) {
 	if s.fastBatches.Load() != 5 {
 		t.Errorf("%d fast batches, want 5", s.fastBatches.Load())
 	}
-	recs, _ := js.all(t)
-	for i, r := range recs {
-		if r.Seq != uint64(i+1) {
-			t.Fatalf("message %d holds seq %d", i, r.Seq)
-		}
-	}
+	js.expectSeqs(t, 400)
 }
 
 // TestNATSFastBatchTooLarge: the stream refuses a message over its
@@ -289,13 +284,5 @@ func TestNATSFastBatchTurnedOff(t *testing.T) {
 	if !s.fastOff.Load() {
 		t.Error("the sink did not turn fast batches off")
 	}
-	recs, _ := js.all(t)
-	if len(recs) != 200 {
-		t.Fatalf("%d messages, want 200", len(recs))
-	}
-	for i, r := range recs {
-		if r.Seq != uint64(i+1) {
-			t.Fatalf("message %d holds seq %d", i, r.Seq)
-		}
-	}
+	js.expectSeqs(t, 200)
 }
