@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/semprop/semprop/internal/nanoclock"
 )
 
 // full returns an event with every field set.
@@ -412,6 +414,24 @@ func TestClockReserve(t *testing.T) {
 	a, b := NewIDAt(now), NewIDAt(now)
 	if string(b[:]) <= string(a[:]) || a.Time().UnixMilli() != 0 {
 		t.Fatalf("NewIDAt: %s then %s (time %v)", a, b, a.Time())
+	}
+}
+
+// TestClockReserveAt: a system clock takes the physical time from the
+// caller's monotonic reading; a clock of the caller's reads its own.
+func TestClockReserveAt(t *testing.T) {
+	m := nanoclock.Mono()
+	c := NewClock(0)
+	hourAgo := nanoclock.WallAt(m - int64(time.Hour))
+	if got := c.ReserveAt(2, m-int64(time.Hour)); got != (HLC{hourAgo, 0}) {
+		t.Fatalf("ReserveAt(2, an hour-old reading) = %v, want %d.0", got, hourAgo)
+	}
+	if got := c.ReserveAt(1, m-2*int64(time.Hour)); got != (HLC{hourAgo, 2}) {
+		t.Fatalf("ReserveAt with an older reading = %v, want %d.2 (never backwards)", got, hourAgo)
+	}
+	f := NewClockFunc(0, func() int64 { return 1000 })
+	if got := f.ReserveAt(1, m); got != (HLC{1000, 0}) {
+		t.Fatalf("ReserveAt on a NewClockFunc clock = %v, want 1000.0 (its own clock)", got)
 	}
 }
 

@@ -78,6 +78,7 @@ const DefaultMaxOffset = 500 * time.Millisecond
 type Clock struct {
 	maxOffset time.Duration
 	physical  func() int64
+	system    bool // physical is nanoclock.Wall: ReserveAt derives it from the caller's reading
 
 	mu   sync.Mutex
 	last HLC
@@ -88,7 +89,9 @@ type Clock struct {
 // reads the wall time with one clock read (nanoclock.Wall), so a step of
 // the system clock shows within nanoclock.Reanchor.
 func NewClock(maxOffset time.Duration) *Clock {
-	return NewClockFunc(maxOffset, nanoclock.Wall)
+	c := NewClockFunc(maxOffset, nanoclock.Wall)
+	c.system = true
+	return c
 }
 
 // NewClockFunc is NewClock with a physical clock of the caller's; for tests.
@@ -120,11 +123,23 @@ func (c *Clock) Now() HLC {
 // Reserve returns the first of n consecutive timestamps (same wall time,
 // logical counters first.Logical … first.Logical+n-1), all greater than
 // any this clock issued before, with one read of the physical clock.
-func (c *Clock) Reserve(n int) HLC {
+func (c *Clock) Reserve(n int) HLC { return c.reserve(n, c.physical()) }
+
+// ReserveAt is Reserve for a caller that has just read the monotonic
+// clock (nanoclock.Mono) for its own purposes: a clock over the system's
+// wall time derives the physical time from that reading instead of
+// reading the clock again; a clock made by NewClockFunc reads its own.
+func (c *Clock) ReserveAt(n int, mono int64) HLC {
+	if c.system {
+		return c.reserve(n, nanoclock.WallAt(mono))
+	}
+	return c.reserve(n, c.physical())
+}
+
+func (c *Clock) reserve(n int, pt int64) HLC {
 	if n <= 0 {
 		n = 1
 	}
-	pt := c.physical()
 	c.mu.Lock()
 	if pt > c.last.Wall {
 		c.last = HLC{Wall: pt}

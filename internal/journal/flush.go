@@ -332,13 +332,11 @@ func (j *Journal) writeChunk(c *chunk) error {
 		return err
 	}
 	j.bytesWritten.Add(uint64(len(c.data)))
-	now := j.opts.now()
 	j.segMu.Lock()
 	seg.size += int64(len(c.data))
 	seg.end.Store(seg.size)
 	seg.last, seg.lastOff = c.last, c.lastOff
 	seg.index = append(seg.index, c.idx...)
-	seg.modTime = now
 	j.segMu.Unlock()
 	return nil
 }
@@ -395,11 +393,19 @@ func (j *Journal) roll(base uint64) error {
 	if err := writeIndex(j.activeSeg.path, j.activeSeg.describe()); err != nil {
 		j.limited.Log(slog.LevelWarn, "journal: seal segment", "file", j.activeSeg.path, "err", err)
 	}
+	// A segment's modification time is taken when it is sealed, not on
+	// every write (a clock read per unbatched publish): it is the time of
+	// its newest record or later (the journal may have been idle since),
+	// so retention by age may keep it longer, never shorter.
+	now := j.opts.now()
+	j.segMu.Lock()
+	j.activeSeg.modTime = now
+	j.segMu.Unlock()
 	// Its manifest entry lets the next Open skip even the index file. The
 	// segment was fsynced above unless the policy is never.
 	j.appendManifest(entryFor(j.activeSeg, indexCRC(j.activeSeg.index), j.opts.Fsync != FsyncNever))
 	j.active = f
-	seg := &segment{base: base, path: path, last: base - 1, modTime: j.opts.now()}
+	seg := &segment{base: base, path: path, last: base - 1, modTime: now}
 	j.segMu.Lock()
 	j.segs = append(j.segs, seg)
 	j.segMu.Unlock()

@@ -68,7 +68,7 @@ type Options struct {
 	Fsync          FsyncPolicy   // default FsyncAlways
 	FsyncInterval  time.Duration // period for FsyncInterval; default 10ms
 	RetentionBytes int64         // 0 = unlimited; delete whole oldest segments while total > this
-	RetentionAge   time.Duration // 0 = unlimited; delete whole segments whose newest record is older
+	RetentionAge   time.Duration // 0 = unlimited; delete whole segments sealed longer ago (their newest record is at least as old)
 	Logger         *slog.Logger  // nil = slog.Default()
 
 	// Test-only knobs, set only by tests in this package.

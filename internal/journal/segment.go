@@ -68,7 +68,7 @@ type segment struct {
 	last    uint64       // last seq in the file; base-1 if empty
 	lastOff int64        // offset of the record with seq last (if any)
 	index   []indexEntry // sparse, ascending; the first record (base, 0) is implicit
-	modTime time.Time    // time of the newest write (mtime at Open)
+	modTime time.Time    // when sealed (at or after its newest write); before: creation, or mtime at Open
 
 	// lazy is non-nil (and never changes) for a sealed segment Open took
 	// from the manifest: its index is not in index but loaded by the

@@ -33,8 +33,12 @@ const Reanchor = time.Second
 // Wall returns the wall clock in Unix nanoseconds, from one monotonic
 // read: the last wall clock reading (at most Reanchor old) plus the
 // monotonic time since.
-func Wall() int64 {
-	mono := Mono()
+func Wall() int64 { return WallAt(Mono()) }
+
+// WallAt returns the wall clock in Unix nanoseconds at mono, a Mono
+// reading the caller has just taken: one read serves a duration's start
+// and a timestamp.
+func WallAt(mono int64) int64 {
 	a := current.Load()
 	if a == nil || mono-a.mono >= int64(Reanchor) {
 		a = newAnchor()

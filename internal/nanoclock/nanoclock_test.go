@@ -68,3 +68,16 @@ func BenchmarkMono(b *testing.B) {
 	}
 	_ = s
 }
+
+// TestWallAt: WallAt converts the reading it is given, not the time it is
+// called at.
+func TestWallAt(t *testing.T) {
+	m := Mono()
+	now := WallAt(m)
+	if hourAgo := WallAt(m - int64(time.Hour)); now-hourAgo != int64(time.Hour) {
+		t.Fatalf("WallAt an hour earlier is %v before, want 1h", time.Duration(now-hourAgo))
+	}
+	if d := time.Duration(now - time.Now().UnixNano()).Abs(); d > time.Millisecond {
+		t.Fatalf("WallAt(Mono()) is %v off time.Now", d)
+	}
+}

@@ -153,7 +153,7 @@ func BenchmarkGroupFailover(b *testing.B) {
 	e := newEnv(b, journal.FsyncNever)
 	keep := joinN(b, e.m, "g", 2, SubscribeOptions{Queue: 1 << 16})
 	ev := &event.Event{Type: "job.run", Subject: "/f"}
-	e.m.prepare([]*event.Event{ev})
+	e.m.prepare([]*event.Event{ev}, nanotime())
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()

@@ -265,7 +265,7 @@ func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	// The local path keeps the one-element batch on the stack.
 	start := nanotime()
 	one := [1]*event.Event{ev}
-	if err := m.prepare(one[:]); err != nil {
+	if err := m.prepare(one[:], start); err != nil {
 		return 0, err
 	}
 	stored, err := m.local.sequence(ctx, one[:])
@@ -277,7 +277,9 @@ func (m *Manager) Publish(ctx context.Context, ev *event.Event) (uint64, error) 
 	return ev.Seq, nil
 }
 
-func (m *Manager) prepare(evs []*event.Event) error {
+// prepare checks evs' types and fills in what their publisher left out;
+// start is the publish's nanotime reading, which the HLCs derive from.
+func (m *Manager) prepare(evs []*event.Event, start int64) error {
 	select {
 	case <-m.closed:
 		return ErrClosed
@@ -296,11 +298,11 @@ func (m *Manager) prepare(evs []*event.Event) error {
 			need++
 		}
 	}
-	// One clock read per batch: HLCs are reserved as a run, and IDs and
-	// times derive from them.
+	// No clock read of its own: HLCs are reserved as a run from the
+	// publish's start reading, and IDs and times derive from them.
 	var next event.HLC
 	if need > 0 {
-		next = m.clock.Reserve(need)
+		next = m.clock.ReserveAt(need, start)
 	}
 	for _, ev := range evs {
 		if ev.HLC.IsZero() {
@@ -327,7 +329,7 @@ func (m *Manager) PublishBatch(ctx context.Context, evs []*event.Event) error {
 		return nil
 	}
 	start := nanotime()
-	if err := m.prepare(evs); err != nil {
+	if err := m.prepare(evs, start); err != nil {
 		return err
 	}
 	var (
