@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	rdebug "runtime/debug"
 	"sync"
 	"time"
 
@@ -140,6 +141,30 @@ func natsBatch(nc *nats.Conn, data []byte, k int) error {
 	return nc.Flush()
 }
 
+// daemonGCPercent is semprop's daemon's garbage collector target
+// (daemonGCPercent in internal/daemon, which bench cannot import without
+// taking in every dependency of the daemon).
+const daemonGCPercent = 400
+
+// serverGC sets the garbage collector's target to what the side's server
+// runs with and returns what restores the previous one: semprop's daemon
+// raises it, nats-server keeps Go's default (100). With GOGC set in the
+// environment both sides keep it.
+func serverGC(semprop bool) (restore func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
+	}
+	pct := 100
+	if semprop {
+		pct = daemonGCPercent
+	}
+	prev := rdebug.SetGCPercent(pct)
+	return func() { rdebug.SetGCPercent(prev) }
+}
+
+// gcNote is written under the rows whose sides run with serverGC.
+var gcNote = fmt.Sprintf("garbage collector: each side runs with its server's own default target, set before the side and restored after: semprop's daemon sets GOGC=%d (unless GOGC is set), nats-server leaves Go's default of 100 (with GOGC set in the environment, both run with it).", daemonGCPercent)
+
 func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 	const publishers, batch = 4, 1000
 	d, m, k := 5*time.Second, 200_000, 3000
@@ -149,6 +174,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 	rep.note(2, "semprop: journal + propagate.Manager + internal/api HTTP server on 127.0.0.1, driven by the Go SDK (client.PublishBatch / client.Publish: CloudEvents JSON; client.Stream: SSE, each event decoded from JSON). SSE carries only durable events: with fsync=never durable = written to the OS, with fsync=always = fdatasync'ed (group commit).")
 	rep.note(2, "NATS: nats-server v2.15.2 embedded, clients over TCP on 127.0.0.1 (nats.go v1.55.0); NATS core stores nothing and its subscriber gets raw bytes (no decoding); server max_pending 2 GiB as in row 1.")
 	rep.note(2, fmt.Sprintf("ingest = %d publishers for %v, each sending batches of %d events and waiting for the answer (semprop: one POST of a CloudEvents batch, answered once durable; NATS: %d Publish calls then Flush, a round trip that returns once the server processed them). %d-byte JSON data per event.", publishers, d, batch, batch, payloadSize))
+	rep.note(2, gcNote)
 	rep.note(2, fmt.Sprintf("end-to-end throughput = %d events from one publisher (semprop: POSTs of %d) until one subscriber (SSE / NATS subscription on its own connection) received all; latency = one event at a time from the publish call's start to the subscriber's callback (%d events).", m, batch, k))
 	type side struct {
 		name                    string
@@ -163,6 +189,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			restoreGC := serverGC(sd.name != "NATS TCP")
 			var mk func() (pubsub, error)
 			var ingest func() (workload, error)
 			if sd.name == "NATS TCP" {
@@ -241,6 +268,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 				sd.p50s, sd.p99s = append(sd.p50s, a), append(sd.p99s, b)
 				return err
 			}()
+			restoreGC()
 			if err != nil {
 				return fmt.Errorf("%s latency: %w", sd.name, err)
 			}

@@ -304,6 +304,7 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 	shapes := []shape{{"64 publishers × 1 event", 64, 1}, {"16 publishers × 100 events in flight", 16, 100}, {"1 publisher × 1 event", 1, 1}}
 	rep.note(3, "semprop: 3 nodes of internal/cluster (hashicorp/raft v1.8.0 with the leader writing its log while it replicates, counting itself in the quorum once its write is fsynced (third_party/raft), raft-wal log fsynced on every append, Raft over TCP on 127.0.0.1, cluster.Config defaults of the measured commit: up to 4096 events per log entry, MaxDelay 0 = no batching wait, an entry takes what queued while the previous one was appended) in this process; every node's journal is opened as a cluster node's is (fsync every 10 ms and before every Raft snapshot: the Raft log, fsynced on every append on a quorum, is the durable copy). Publishes go to the leader's propagate.Manager in-process; an ack means committed by a quorum (fsynced in raft-wal on a majority) and applied to the leader's journal (written; the journal's own fsync follows in the background, off the ack path: the Raft log is compacted only behind a snapshot whose journal position is fsynced, and a restarted node completes its journal from the log).")
 	rep.note(3, "settings that differ: none in what an ack promises (stored and fsynced on a quorum on both sides); semprop's journals also fsync every record (in the background), on the same disk as the three raft-wal logs.")
+	rep.note(3, gcNote)
 	rep.note(3, "JetStream: 3 embedded nats-server v2.15.2 in this process, clustered over TCP routes on 127.0.0.1, stream R3 with file storage and sync always (SyncAlways: fsync before every ack); the client connects in-process (nats.InProcessServer) to the stream's leader. An ack (PubAck) means stored on a quorum.")
 	rep.note(3, fmt.Sprintf("each shape runs %v per measurement with 100-byte payloads (semprop: 100 bytes of event data; its events also carry ID, HLC, type, subject). 64×1 = 64 goroutines each publishing one event and waiting for its ack (semprop Manager.Publish, jetstream.Publish); 16×100 = 16 goroutines each with 100 events in flight (semprop PublishBatch(100); JetStream 100 PublishAsync then wait for their 100 acks); latency is per call (per batch of 100 for that shape).", d))
 	type res struct{ rate, p50, p99 []float64 }
@@ -361,6 +362,7 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 				return ctx.Err()
 			}
 			dir := filepath.Join(c.tmp, fmt.Sprintf("rep-%d-%v", r, semprop))
+			restoreGC := serverGC(semprop)
 			if semprop {
 				sc, err := startSempropCluster(ctx, dir)
 				if err != nil {
@@ -386,6 +388,7 @@ func rowReplicated(ctx context.Context, c *cfg, rep *report) error {
 				}
 				jc.close()
 			}
+			restoreGC()
 			os.RemoveAll(dir)
 		}
 	}
