@@ -87,6 +87,8 @@ func BenchmarkPublishStreamLatency(b *testing.B) {
 	}
 	b.ReportMetric(pct(lat, 50), "p50-µs")
 	b.ReportMetric(pct(lat, 99), "p99-µs")
+	b.ReportMetric(pct(posts, 50), "post-p50-µs")
+	b.ReportMetric(pct(recvs, 50), "recv-p50-µs")
 	b.ReportMetric(pct(posts, 99), "post-p99-µs")
 	b.ReportMetric(pct(recvs, 99), "recv-p99-µs")
 }

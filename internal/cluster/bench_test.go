@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics"
+
 	"github.com/semprop/semprop/event"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
@@ -98,6 +100,9 @@ func publishBench(b *testing.B, m *propagate.Manager, workers, batch int) int {
 // BENCH_PLAINTEXT=1 for plaintext); every event is 100 bytes and is
 // acknowledged after fsync (the single node: its journal's; the cluster:
 // raft-wal's on a majority, the journals fsyncing in the background).
+// BENCH_RAFT_METRICS=1 logs raft's own timings of the cluster runs (commit
+// time, a follower's time to answer an AppendEntries, ...; go-metrics
+// samples in ms), to see where an acknowledgement's time goes.
 func BenchmarkPublish(b *testing.B) {
 	for _, shape := range []struct{ workers, batch int }{{1, 1}, {4, 10}, {64, 1}, {16, 100}, {8, 1000}, {32, 1000}} {
 		name := fmt.Sprintf("workers=%d/batch=%d", shape.workers, shape.batch)
@@ -144,7 +149,28 @@ func BenchmarkPublish(b *testing.B) {
 			})
 			leader := c.node(c.leader())
 			entries := leader.n.r.AppliedIndex()
+			var sink *gometrics.InmemSink
+			if os.Getenv("BENCH_RAFT_METRICS") != "" {
+				sink = gometrics.NewInmemSink(time.Hour, time.Hour)
+				cfg := gometrics.DefaultConfig("")
+				cfg.EnableHostname, cfg.EnableRuntimeMetrics, cfg.EnableServiceLabel = false, false, false
+				gometrics.NewGlobal(cfg, sink)
+			}
 			events := publishBench(b, leader.m, shape.workers, shape.batch)
+			if sink != nil {
+				for _, iv := range sink.Data() {
+					keys := make([]string, 0, len(iv.Samples))
+					for k := range iv.Samples {
+						keys = append(keys, k)
+					}
+					slices.Sort(keys)
+					for _, k := range keys {
+						s := iv.Samples[k]
+						b.Logf("%-60s n=%7d mean=%8.3f max=%8.3f", k, s.Count, s.Sum/float64(s.Count), s.Max)
+					}
+				}
+				gometrics.NewGlobal(gometrics.DefaultConfig(""), &gometrics.BlackholeSink{})
+			}
 			if entries = leader.n.r.AppliedIndex() - entries; entries > 0 {
 				b.ReportMetric(float64(events)/float64(entries), "events/entry")
 			}
