@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/binary"
 	"sync"
 	"testing"
 )
@@ -46,5 +47,45 @@ func TestIDsMonotonic(t *testing.T) {
 	wg.Wait()
 	if n := testing.AllocsPerRun(100, func() { NewIDAt(wall) }); n != 0 {
 		t.Errorf("NewIDAt allocates %.1f times", n)
+	}
+}
+
+// TestIDsRandom: the 80 bits after the time are drawn afresh in each
+// millisecond and grow by random steps within one, so neighbouring IDs do
+// not give each other away.
+func TestIDsRandom(t *testing.T) {
+	const wall = int64(1_950_000_000_000) * 1e6 // ns
+	rnd := func(id ID) (hi uint16, lo uint64) {
+		return uint16(id[6])<<8 | uint16(id[7]), binary.BigEndian.Uint64(id[8:])
+	}
+	a, b := NewIDAt(wall), NewIDAt(wall+1e6)
+	if ah, al := rnd(a); ah == 0 && al == 0 {
+		t.Fatalf("random part of %s is zero", a)
+	}
+	if _, al := rnd(a); func() bool { _, bl := rnd(b); return al == bl }() {
+		t.Fatalf("two milliseconds drew the same random part: %s, %s", a, b)
+	}
+	steps := 0
+	prev := b
+	for range 8 {
+		id := NewIDAt(wall + 1e6)
+		_, pl := rnd(prev)
+		if _, l := rnd(id); l-pl > 1 {
+			steps++
+		}
+		prev = id
+	}
+	if steps == 0 {
+		t.Fatalf("IDs within one millisecond grew by 1 each time: no random step")
+	}
+}
+
+// BenchmarkNewIDAt: one ID within the current millisecond, as a batch's
+// publish makes them.
+func BenchmarkNewIDAt(b *testing.B) {
+	b.ReportAllocs()
+	const wall = int64(1_950_000_000_000) * 1e6
+	for b.Loop() {
+		NewIDAt(wall)
 	}
 }
