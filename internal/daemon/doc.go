@@ -13,8 +13,8 @@
 // the daemon the same way. Adding a component is one field on Daemon and
 // one entry in Daemon.steps.
 //
-// Process-wide settings (GOMAXPROCS and the garbage collector's target for
-// a daemon that serves FUSE mounts, the file-descriptor limit) are decided
-// in one place, tuneProcess, and logged. Components get the daemon's
+// Process-wide settings (GOMAXPROCS for a daemon that captures, the
+// garbage collector's target, the file-descriptor limit) are decided in
+// one place, tuneProcess, and logged. Components get the daemon's
 // logger; none of them sets a global one.
 package daemon
