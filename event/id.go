@@ -19,9 +19,9 @@ type ID [16]byte
 // idGen makes IDs like ulid.Monotonic, without its allocation per ID:
 // within one millisecond the 80 random bits grow by a random step; a new
 // millisecond draws them afresh. The random bits come from a ChaCha8
-// stream keyed from crypto/rand when the process starts (a reseeded
-// cryptographically strong generator, as the runtime's own): a few ns a
-// draw, where reading crypto/rand every 128 IDs cost half of an ID.
+// stream keyed once from crypto/rand when the process starts (math/rand/v2's
+// cryptographically strong generator): a few ns a draw, where reading
+// crypto/rand every 128 IDs cost 27 of an ID's 64 ns.
 var idGen struct {
 	sync.Mutex
 	ms  uint64

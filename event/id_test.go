@@ -59,10 +59,11 @@ func TestIDsRandom(t *testing.T) {
 		return uint16(id[6])<<8 | uint16(id[7]), binary.BigEndian.Uint64(id[8:])
 	}
 	a, b := NewIDAt(wall), NewIDAt(wall+1e6)
-	if ah, al := rnd(a); ah == 0 && al == 0 {
+	ah, al := rnd(a)
+	if ah == 0 && al == 0 {
 		t.Fatalf("random part of %s is zero", a)
 	}
-	if _, al := rnd(a); func() bool { _, bl := rnd(b); return al == bl }() {
+	if _, bl := rnd(b); al == bl {
 		t.Fatalf("two milliseconds drew the same random part: %s, %s", a, b)
 	}
 	steps := 0

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -159,12 +160,7 @@ func BenchmarkPublish(b *testing.B) {
 			events := publishBench(b, leader.m, shape.workers, shape.batch)
 			if sink != nil {
 				for _, iv := range sink.Data() {
-					keys := make([]string, 0, len(iv.Samples))
-					for k := range iv.Samples {
-						keys = append(keys, k)
-					}
-					slices.Sort(keys)
-					for _, k := range keys {
+					for _, k := range slices.Sorted(maps.Keys(iv.Samples)) {
 						s := iv.Samples[k]
 						b.Logf("%-60s n=%7d mean=%8.3f max=%8.3f", k, s.Count, s.Sum/float64(s.Count), s.Max)
 					}

@@ -242,7 +242,7 @@ func Open(opts Options) (*Journal, error) {
 		opts.Logger = slog.Default()
 	}
 	if opts.now == nil {
-		opts.now = nanoclock.Now // one clock read per write, not time.Now's two
+		opts.now = nanoclock.Now // one clock read, not time.Now's two
 	}
 	if opts.retentionEvery <= 0 {
 		opts.retentionEvery = defaultRetentionEvery

@@ -42,31 +42,25 @@ func TestWall(t *testing.T) {
 	}
 }
 
-func BenchmarkTimeNow(b *testing.B) {
-	b.ReportAllocs()
-	var s int64
-	for b.Loop() {
-		s += time.Now().UnixNano()
+// BenchmarkRead: one read of each clock, time.Now as the baseline.
+func BenchmarkRead(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		read func() int64
+	}{
+		{"time.Now", func() int64 { return time.Now().UnixNano() }},
+		{"Wall", Wall},
+		{"Mono", Mono},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var s int64
+			for b.Loop() {
+				s += c.read()
+			}
+			_ = s
+		})
 	}
-	_ = s
-}
-
-func BenchmarkWall(b *testing.B) {
-	b.ReportAllocs()
-	var s int64
-	for b.Loop() {
-		s += Wall()
-	}
-	_ = s
-}
-
-func BenchmarkMono(b *testing.B) {
-	b.ReportAllocs()
-	var s int64
-	for b.Loop() {
-		s += Mono()
-	}
-	_ = s
 }
 
 // TestWallAt: WallAt converts the reading it is given, not the time it is
