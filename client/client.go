@@ -228,14 +228,26 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 	body := getBody()
 	defer body.release()
 	b := append(body.buf, '[')
+	// The batch's new ids, made a chunk at a time: one lock of the id
+	// generator per chunk, not per event.
+	var ids [64]event.ID
+	nextID := len(ids)
 	now := time.Now().UnixNano() // one clock read for the batch's new ids
 	for i, ev := range evs {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		n := len(b)
+		var id event.ID
+		if ev.ID.IsZero() && ev.SourceID == "" {
+			if nextID == len(ids) {
+				event.NewIDsAt(now, ids[:min(len(ids), len(evs)-i)])
+				nextID = 0
+			}
+			id, nextID = ids[nextID], nextID+1
+		}
 		var err error
-		if b, err = c.appendEventAt(b, ev, now); err != nil {
+		if b, err = c.appendEventID(b, ev, id); err != nil {
 			body.buf = b
 			return nil, fmt.Errorf("client: event %d: %w", i, err)
 		}
@@ -252,15 +264,19 @@ func (c *Client) PublishBatch(ctx context.Context, evs []*event.Event) ([]uint64
 // appendEvent appends the JSON of a completed copy of ev (a new id and the
 // client's source when missing), refusing what MarshalJSON refuses.
 func (c *Client) appendEvent(b []byte, ev *event.Event) ([]byte, error) {
-	return c.appendEventAt(b, ev, time.Now().UnixNano())
+	var id event.ID
+	if ev.ID.IsZero() && ev.SourceID == "" {
+		id = event.NewID()
+	}
+	return c.appendEventID(b, ev, id)
 }
 
-// appendEventAt is appendEvent giving a new id the time now (Unix
-// nanoseconds).
-func (c *Client) appendEventAt(b []byte, ev *event.Event, now int64) ([]byte, error) {
+// appendEventID is appendEvent giving the copy id (when not zero) as its
+// new id.
+func (c *Client) appendEventID(b []byte, ev *event.Event, id event.ID) ([]byte, error) {
 	cp := *ev
-	if cp.ID.IsZero() && cp.SourceID == "" {
-		cp.ID = event.NewIDAt(now)
+	if !id.IsZero() {
+		cp.ID = id
 	}
 	cp.Complete(c.source)
 	return cp.AppendJSONChecked(b)

@@ -58,26 +58,44 @@ func NewIDAt(wall int64) ID {
 }
 
 func newID(ms uint64) ID {
+	var id [1]ID
+	newIDs(ms, id[:])
+	return id[0]
+}
+
+// NewIDsAt fills ids with new IDs whose time part is the millisecond of
+// wall, as len(ids) calls of NewIDAt would, in order, taking the
+// generator's lock once: a publisher that needs many (a batch) spares a
+// lock per ID, which counts when several publish at once.
+func NewIDsAt(wall int64, ids []ID) {
+	if wall < 0 {
+		wall = 0
+	}
+	newIDs(uint64(wall/1e6), ids)
+}
+
+func newIDs(ms uint64, ids []ID) {
 	g := &idGen
 	g.Lock()
-	if ms != g.ms {
-		g.ms, g.hi, g.lo = ms, uint16(randLocked(2)), randLocked(8)
-	} else {
-		// The step is 1 + 32 random bits; 80 bits overflow only after
-		// 2^48 IDs in one millisecond, and then the time moves on.
-		lo, carry := bits.Add64(g.lo, 1+randLocked(4), 0)
-		g.lo = lo
-		if g.hi += uint16(carry); carry != 0 && g.hi == 0 {
-			g.ms++
+	for k := range ids {
+		if k == 0 && ms != g.ms { // later ones follow the first
+			g.ms, g.hi, g.lo = ms, uint16(randLocked(2)), randLocked(8)
+		} else {
+			// The step is 1 + 32 random bits; 80 bits overflow only after
+			// 2^48 IDs in one millisecond, and then the time moves on.
+			lo, carry := bits.Add64(g.lo, 1+randLocked(4), 0)
+			g.lo = lo
+			if g.hi += uint16(carry); carry != 0 && g.hi == 0 {
+				g.ms++
+			}
 		}
+		id := &ids[k]
+		m, hi, lo := g.ms, g.hi, g.lo
+		id[0], id[1], id[2], id[3], id[4], id[5] = byte(m>>40), byte(m>>32), byte(m>>24), byte(m>>16), byte(m>>8), byte(m)
+		id[6], id[7] = byte(hi>>8), byte(hi)
+		binary.BigEndian.PutUint64(id[8:], lo)
 	}
-	var id ID
-	ms, hi, lo := g.ms, g.hi, g.lo
 	g.Unlock()
-	id[0], id[1], id[2], id[3], id[4], id[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	id[6], id[7] = byte(hi>>8), byte(hi)
-	binary.BigEndian.PutUint64(id[8:], lo)
-	return id
 }
 
 // IsZero reports whether id is the zero ID (unset).

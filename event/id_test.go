@@ -2,8 +2,10 @@ package event
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestIDsMonotonic: IDs increase within one millisecond and with time,
@@ -88,5 +90,82 @@ func BenchmarkNewIDAt(b *testing.B) {
 	const wall = int64(1_950_000_000_000) * 1e6
 	for b.Loop() {
 		NewIDAt(wall)
+	}
+}
+
+// TestNewIDsAt: a run of IDs made at once carries the millisecond asked
+// for, increases, follows the IDs made before it and precedes those made
+// after, and is unique across goroutines making runs and single IDs at
+// the same time.
+func TestNewIDsAt(t *testing.T) {
+	const wall = int64(1_960_000_000_000) * 1e6 // ns
+	before := NewIDAt(wall)
+	ids := make([]ID, 300)
+	NewIDsAt(wall+5, ids)
+	after := NewIDAt(wall + 7)
+	prev := before
+	for i, id := range append(ids, after) {
+		if id.Time().UnixMilli() != wall/1e6 {
+			t.Fatalf("id %d: time part %d, want %d", i, id.Time().UnixMilli(), wall/1e6)
+		}
+		if id.String() <= prev.String() {
+			t.Fatalf("id %d: %s after %s", i, id, prev)
+		}
+		prev = id
+	}
+	NewIDsAt(wall, nil) // nothing to fill: no effect, no panic
+	var mu sync.Mutex
+	seen := make(map[ID]bool)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			got := make([]ID, 0, 4000)
+			for range 1000 {
+				if g%2 == 0 {
+					got = append(got, NewID())
+					continue
+				}
+				var run [4]ID
+				NewIDsAt(time.Now().UnixNano(), run[:])
+				got = append(got, run[:]...)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range got {
+				if seen[id] {
+					t.Errorf("duplicate id %s", id)
+				}
+				seen[id] = true
+			}
+		})
+	}
+	wg.Wait()
+	if n := testing.AllocsPerRun(100, func() { NewIDsAt(wall, ids[:64]) }); n != 0 {
+		t.Errorf("NewIDsAt allocates %.1f times", n)
+	}
+}
+
+// BenchmarkIDsContended: 4 goroutines on 2 CPUs make IDs, one lock per ID
+// (NewIDAt) or per run of 64 (NewIDsAt), as concurrent publishers of
+// batches do. ns/op is per ID.
+func BenchmarkIDsContended(b *testing.B) {
+	const wall = int64(1_950_000_000_000) * 1e6
+	for _, run := range []int{1, 64} {
+		b.Run(fmt.Sprintf("run=%d", run), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(2)
+			b.RunParallel(func(pb *testing.PB) {
+				ids := make([]ID, run)
+				for k := 0; pb.Next(); k++ {
+					if run == 1 {
+						ids[0] = NewIDAt(wall)
+						continue
+					}
+					if k%run == 0 {
+						NewIDsAt(wall, ids)
+					}
+				}
+			})
+		})
 	}
 }

@@ -116,3 +116,47 @@ func TestPublishBatchInvalidTypeLater(t *testing.T) {
 		t.Errorf("LastSeq = %d after a refused batch, want 0", s)
 	}
 }
+
+// TestPublishBatchIDs: a batch's events without an id get new ones that
+// increase in the batch's order (made a chunk at a time, more than one
+// chunk here), carry their HLC's millisecond and are distinct; an id the
+// publisher set is kept, and an event with its own HLC gets an id of that
+// HLC's millisecond.
+func TestPublishBatchIDs(t *testing.T) {
+	e := newEnv(t, journal.FsyncNever)
+	own := event.NewID()
+	ownHLC := event.HLC{Wall: time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()}
+	evs := make([]*event.Event, 150)
+	for i := range evs {
+		evs[i] = &event.Event{Type: "a.b", Subject: "/x"}
+	}
+	evs[10].ID = own
+	evs[149].HLC = ownHLC // last: an id of another millisecond restarts the random part
+	if err := e.m.PublishBatch(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	if evs[10].ID != own {
+		t.Errorf("event 10: id %s, want the publisher's %s", evs[10].ID, own)
+	}
+	if got := evs[149].ID.Time(); !got.Equal(time.Unix(0, ownHLC.Wall)) {
+		t.Errorf("event 149: id time %v, want its HLC's %v", got, time.Unix(0, ownHLC.Wall).UTC())
+	}
+	seen := make(map[event.ID]bool)
+	var prev event.ID
+	for i, ev := range evs {
+		if ev.ID.IsZero() || seen[ev.ID] {
+			t.Fatalf("event %d: id %s zero or repeated", i, ev.ID)
+		}
+		seen[ev.ID] = true
+		if i == 10 || i == 149 {
+			continue
+		}
+		if ev.ID.String() <= prev.String() {
+			t.Fatalf("event %d: id %s after %s", i, ev.ID, prev)
+		}
+		if got, want := ev.ID.Time().UnixMilli(), ev.HLC.Wall/1e6; got != want {
+			t.Fatalf("event %d: id millisecond %d, HLC's %d", i, got, want)
+		}
+		prev = ev.ID
+	}
+}

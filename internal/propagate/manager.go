@@ -304,12 +304,26 @@ func (m *Manager) prepare(evs []*event.Event, start int64) error {
 	if need > 0 {
 		next = m.clock.ReserveAt(need, start)
 	}
+	// The reserved run shares one wall time: its events' new ids are made
+	// a chunk at a time (one lock of the id generator per chunk).
+	var ids [32]event.ID
+	nextID := len(ids)
 	for _, ev := range evs {
-		if ev.HLC.IsZero() {
+		reserved := ev.HLC.IsZero()
+		if reserved {
 			ev.HLC = next
 			next.Logical++
+			need--
 		}
-		if ev.ID.IsZero() {
+		switch {
+		case !ev.ID.IsZero():
+		case reserved:
+			if nextID == len(ids) {
+				event.NewIDsAt(next.Wall, ids[:min(len(ids), need+1)])
+				nextID = 0
+			}
+			ev.ID, nextID = ids[nextID], nextID+1
+		default:
 			ev.ID = event.NewIDAt(ev.HLC.Wall)
 		}
 		if ev.Time.IsZero() {
