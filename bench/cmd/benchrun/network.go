@@ -35,6 +35,7 @@ func make64() []byte {
 // sempropHTTP is a semprop daemon's core (journal, manager, HTTP API) on a
 // loopback listener, driven through the Go SDK (client).
 type sempropHTTP struct {
+	dir   string // removed by close
 	j     *journal.Journal
 	m     *propagate.Manager
 	api   *api.Server
@@ -66,7 +67,7 @@ func newSempropHTTP(dir string, fsync journal.FsyncPolicy, batch int) (*sempropH
 		j.Close()
 		return nil, err
 	}
-	p := &sempropHTTP{j: j, m: m, api: s, hs: &http.Server{Handler: s}, batch: batch}
+	p := &sempropHTTP{dir: dir, j: j, m: m, api: s, hs: &http.Server{Handler: s}, batch: batch}
 	p.wg.Go(func() { _ = p.hs.Serve(ln) })
 	p.c = client.New("http://"+ln.Addr().String(), "")
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -140,6 +141,10 @@ func (p *sempropHTTP) close() {
 	p.wg.Wait()
 	p.m.Close()
 	p.j.Close()
+	// The journal goes with the side: left behind, its gigabytes of dirty
+	// pages (fsync=never) would be written back while later measurements
+	// run, semprop's and its peers' alike.
+	os.RemoveAll(p.dir)
 }
 
 // natsBatch publishes k messages on nc and waits for the server to have
@@ -187,6 +192,7 @@ func rowNetwork(ctx context.Context, c *cfg, rep *report) error {
 	rep.note(2, "NATS: nats-server v2.15.2 embedded, clients over TCP on 127.0.0.1 (nats.go v1.55.0); NATS core stores nothing and its subscriber gets raw bytes (no decoding); server max_pending 2 GiB as in row 1.")
 	rep.note(2, fmt.Sprintf("ingest = %d publishers for %v, each sending batches of %d events and waiting for the answer (semprop: one POST of a CloudEvents batch, answered once durable, the publisher reusing its batch's Event values — the SDK sends a copy of each with a new id — as the NATS publisher reuses its payload; NATS: %d Publish calls then Flush, a round trip that returns once the server processed them). %d-byte JSON data per event.", publishers, d, batch, batch, payloadSize))
 	rep.note(2, gcNote)
+	rep.note(2, "each semprop measurement's journal directory is removed when it ends (as row 1's are), so that gigabytes of pages written with fsync=never are not written back to disk during later measurements.")
 	rep.note(2, fmt.Sprintf("end-to-end throughput = %d events from one publisher (semprop: POSTs of %d) until one subscriber (SSE / NATS subscription on its own connection) received all; latency = one event at a time from the publish call's start to the subscriber's callback (%d events).", m, batch, k))
 	type side struct {
 		name                    string
