@@ -69,21 +69,7 @@ func TestPublishRetryIsIdempotent(t *testing.T) {
 // are distinct; ids and source ids the caller set are sent as they are,
 // and the caller's events are left unchanged.
 func TestPublishBatchNewIDs(t *testing.T) {
-	dir := t.TempDir()
-	quiet := slog.New(slog.DiscardHandler)
-	j, err := journal.Open(journal.Options{Dir: dir + "/journal", Fsync: journal.FsyncNever, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := propagate.New(propagate.Options{Journal: j, Dir: dir, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := api.New(api.Options{Manager: m, Logger: quiet})
-	s.SetReady(true, "")
-	hs := httptest.NewServer(s)
-	t.Cleanup(func() { s.Close(); hs.Close(); m.Close(); j.Close() })
-
+	hs, m := newGroupServer(t)
 	c := client.New(hs.URL, "").WithSource("app://ids")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

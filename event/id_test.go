@@ -27,28 +27,36 @@ func TestIDsMonotonic(t *testing.T) {
 		}
 		prev = id
 	}
-	var mu sync.Mutex
-	seen := make(map[ID]bool)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			ids := make([]ID, 5000)
-			for i := range ids {
-				ids[i] = NewID()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, id := range ids {
-				if seen[id] {
-					t.Errorf("duplicate id %s", id)
-				}
-				seen[id] = true
-			}
-		})
-	}
-	wg.Wait()
+	checkDistinct(t, func(int) []ID {
+		ids := make([]ID, 5000)
+		for i := range ids {
+			ids[i] = NewID()
+		}
+		return ids
+	})
 	if n := testing.AllocsPerRun(100, func() { NewIDAt(wall) }); n != 0 {
 		t.Errorf("NewIDAt allocates %.1f times", n)
+	}
+}
+
+// checkDistinct runs gen on 4 goroutines at once (g is the goroutine's
+// number) and fails the test if any two of the IDs they made are equal.
+func checkDistinct(t *testing.T, gen func(g int) []ID) {
+	t.Helper()
+	got := make([][]ID, 4)
+	var wg sync.WaitGroup
+	for g := range got {
+		wg.Go(func() { got[g] = gen(g) })
+	}
+	wg.Wait()
+	seen := make(map[ID]bool)
+	for _, ids := range got {
+		for _, id := range ids {
+			if seen[id] {
+				t.Errorf("duplicate id %s", id)
+			}
+			seen[id] = true
+		}
 	}
 }
 
@@ -114,32 +122,19 @@ func TestNewIDsAt(t *testing.T) {
 		prev = id
 	}
 	NewIDsAt(wall, nil) // nothing to fill: no effect, no panic
-	var mu sync.Mutex
-	seen := make(map[ID]bool)
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			got := make([]ID, 0, 4000)
-			for range 1000 {
-				if g%2 == 0 {
-					got = append(got, NewID())
-					continue
-				}
-				var run [4]ID
-				NewIDsAt(time.Now().UnixNano(), run[:])
-				got = append(got, run[:]...)
+	checkDistinct(t, func(g int) []ID {
+		got := make([]ID, 0, 4000)
+		for range 1000 {
+			if g%2 == 0 {
+				got = append(got, NewID())
+				continue
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, id := range got {
-				if seen[id] {
-					t.Errorf("duplicate id %s", id)
-				}
-				seen[id] = true
-			}
-		})
-	}
-	wg.Wait()
+			var run [4]ID
+			NewIDsAt(time.Now().UnixNano(), run[:])
+			got = append(got, run[:]...)
+		}
+		return got
+	})
 	if n := testing.AllocsPerRun(100, func() { NewIDsAt(wall, ids[:64]) }); n != 0 {
 		t.Errorf("NewIDsAt allocates %.1f times", n)
 	}
