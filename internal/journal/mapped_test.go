@@ -123,6 +123,112 @@ func TestReaderStopsAtWrittenInMappedSegment(t *testing.T) {
 	}
 }
 
+// TestReaderReadsMappedSegmentThroughMapping: a Reader following the
+// mapped active segment reads it through a read-only mapping of its own
+// (a copy, no pread per batch of records), and keeps reading right when
+// the writer seals the segment under it — unmaps it and cuts the file to
+// its records — and rolls to the next one.
+func TestReaderReadsMappedSegmentThroughMapping(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	j := open(t, Options{Fsync: FsyncNever, SegmentSize: 16 << 10})
+	r, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	mappedReads, segments := 0, map[uint64]bool{}
+	for seq := uint64(1); seq <= 2000; seq++ {
+		if _, err := j.Write(1, encSeq); err != nil {
+			t.Fatal(err)
+		}
+		// Read every other record as soon as it is written, the rest two
+		// at a time: the reader is positioned in a segment both when its
+		// writer seals it and after.
+		if seq%2 == 1 {
+			continue
+		}
+		for want := seq - 1; want <= seq; want++ {
+			got, p, err := r.Next(ctx)
+			if err != nil {
+				t.Fatalf("Next at seq %d: %v", want, err)
+			}
+			if got != want || !bytes.Equal(p, payloadFor(want)) {
+				t.Fatalf("Next = seq %d (payload ok %v), want %d", got, bytes.Equal(p, payloadFor(want)), want)
+			}
+			if r.rd.mapped() {
+				mappedReads++
+				segments[r.fbase] = true
+			}
+		}
+	}
+	if mappedReads < 1000 || len(segments) < 5 {
+		t.Errorf("%d of 2000 records read through a mapping, in %d segments; want most, in many segments (16 KiB each)", mappedReads, len(segments))
+	}
+	// A reader from the start reads the sealed, cut segments with pread
+	// (they were not preallocated when it opened them) and the active one
+	// through its mapping.
+	r2, err := j.Reader(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	for want := uint64(1); want <= 2000; want++ {
+		got, p, err := r2.Next(ctx)
+		if err != nil || got != want || !bytes.Equal(p, payloadFor(want)) {
+			t.Fatalf("second reader: Next = seq %d, %v, want %d", got, err, want)
+		}
+	}
+	if !r2.rd.mapped() {
+		t.Error("second reader: the active segment was not read through a mapping")
+	}
+}
+
+// TestCopyMappedFault: a read of a mapped page that faults — here past the
+// end of a file cut shorter than its mapping — is an error, not a crash.
+func TestCopyMappedFault(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(bytes.Repeat([]byte{7}, 3*4096)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPreader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mapRead()
+	defer p.close()
+	if !p.mapped() {
+		t.Fatal("file not mapped")
+	}
+	b := make([]byte, 100)
+	if n, err := p.readAt(b, 4096+10); n != 100 || err != nil || b[0] != 7 {
+		t.Fatalf("readAt = %d, %v (byte %d); want 100 bytes of 7", n, err, b[0])
+	}
+	if err := f.Truncate(4096); err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.readAt(b, 2*4096+10)
+	if err == nil || !strings.Contains(err.Error(), "fault") {
+		t.Fatalf("readAt past the cut end = %d, %v; want a fault error", n, err)
+	}
+	if n, err := p.readAt(b, 10); n != 100 || err != nil {
+		t.Fatalf("readAt before the cut end after a fault = %d, %v", n, err)
+	}
+	if n, err := p.readAt(b, 3*4096); n != 0 || err != nil {
+		t.Fatalf("readAt at the mapping's end = %d, %v; want 0, nil", n, err)
+	}
+}
+
 // rawSegment is a segment file's bytes: records 1..n, then tail.
 func rawSegment(n int, tail []byte) []byte {
 	var b []byte

@@ -20,7 +20,7 @@ type Reader struct {
 	next uint64 // seq of the next record to return
 
 	f      *os.File // open segment, nil if not positioned
-	rd     preader  // reads f, one pread(2) per call
+	rd     preader  // reads f: one pread(2) per call, or a copy from its mapping
 	fbase  uint64   // base of the open segment
 	fpath  string
 	fseg   *segment // the open segment's description
@@ -106,6 +106,7 @@ func (r *Reader) closeFile() error {
 	if r.f == nil {
 		return nil
 	}
+	r.rd.close()
 	err := r.f.Close()
 	r.f = nil
 	r.buf = r.buf[:0]
@@ -258,6 +259,10 @@ func (r *Reader) fill(n int) (ok bool, err error) {
 				return false, nil
 			}
 			dst = dst[:min(int64(len(dst)), avail)]
+			// Following the segment being written: read it through a
+			// mapping of its own, a copy instead of a pread(2) for
+			// every few records a tailing reader takes.
+			r.rd.mapRead()
 		}
 		m, err := r.rd.readAt(dst, off)
 		if err != nil {

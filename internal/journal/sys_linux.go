@@ -2,7 +2,9 @@ package journal
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 )
@@ -45,9 +47,15 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-// preader reads a file with one pread(2) per call. It holds the file's
-// descriptor number: it must not be used after the file is closed.
-type preader struct{ fd int }
+// preader reads a file with one pread(2) per call, or, once mapRead has
+// mapped the file, with a copy from the mapping and no system call. It
+// holds the file's descriptor number: it must not be used after the file
+// is closed, and close must be called before the file is.
+type preader struct {
+	fd    int
+	m     []byte // the file mapped read-only, or nil
+	tried bool   // mapRead was called
+}
 
 func newPreader(f *os.File) (preader, error) {
 	rc, err := f.SyscallConn()
@@ -61,15 +69,68 @@ func newPreader(f *os.File) (preader, error) {
 	return p, nil
 }
 
-// readAt reads into b from off with one pread(2) (again if interrupted):
-// fewer bytes than len(b) is what the file holds there, 0 its end.
-func (p preader) readAt(b []byte, off int64) (int, error) {
+// mapRead maps the file read-only, as long as it is now, so that later
+// reads copy from the page cache without a system call. It is for a
+// preallocated segment, whose file is as long as it will ever be while it
+// is written: a reader reads only the records written (below the
+// segment's end), which also stay inside the file when sealing cuts it to
+// its records. Reading a page beyond the file's end (or one the kernel
+// cannot read back from the disk) faults; readAt turns the fault into an
+// error. Only the first call does anything; on failure reads stay preads.
+func (p *preader) mapRead() {
+	if p.tried {
+		return
+	}
+	p.tried = true
+	var st unix.Stat_t
+	if unix.Fstat(p.fd, &st) != nil || st.Size <= 0 || st.Size > math.MaxInt {
+		return
+	}
+	if m, err := unix.Mmap(p.fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED); err == nil {
+		p.m = m
+	}
+}
+
+// readAt reads into b from off with one pread(2) (again if interrupted),
+// or a copy from the mapping: fewer bytes than len(b) is what the file
+// holds there, 0 its end.
+func (p *preader) readAt(b []byte, off int64) (int, error) {
+	if p.m != nil {
+		return copyMapped(b, p.m, off)
+	}
 	for {
 		n, err := unix.Pread(p.fd, b, off)
 		if err == unix.EINTR {
 			continue
 		}
 		return max(n, 0), err
+	}
+}
+
+// copyMapped copies m[off:] into b. A fault while copying (the page is
+// past the file's end, or could not be read back) is returned as an
+// error instead of crashing the process.
+func copyMapped(b, m []byte, off int64) (n int, err error) {
+	if off >= int64(len(m)) {
+		return 0, nil
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("fault reading the mapped file at offset %d: %v", off, r)
+		}
+	}()
+	return copy(b, m[off:]), nil
+}
+
+// mapped reports whether reads copy from a mapping.
+func (p *preader) mapped() bool { return p.m != nil }
+
+// close unmaps the file (the descriptor is the caller's to close).
+func (p *preader) close() {
+	if p.m != nil {
+		_ = unix.Munmap(p.m)
+		p.m = nil
 	}
 }
 

@@ -21,9 +21,16 @@ type preader struct{ f *os.File }
 
 func newPreader(f *os.File) (preader, error) { return preader{f}, nil }
 
+// mapRead does nothing outside Linux: reads stay ReadAt.
+func (p *preader) mapRead() {}
+
+func (p *preader) mapped() bool { return false }
+
+func (p *preader) close() {}
+
 // readAt reads into b from off: fewer bytes than len(b) is what the file
 // holds there, 0 its end.
-func (p preader) readAt(b []byte, off int64) (int, error) {
+func (p *preader) readAt(b []byte, off int64) (int, error) {
 	n, err := p.f.ReadAt(b, off)
 	if errors.Is(err, io.EOF) {
 		err = nil
