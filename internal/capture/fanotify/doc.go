@@ -232,6 +232,11 @@
 // SEMPROP_STORM_READ_ONLY=1 the watcher only reads and parses, which shows
 // how much of the storm's slowdown is the kernel's (generating FID records
 // for every operation) rather than this package's processing.
+// BenchmarkStormKernel compares what bare groups cost the storming process
+// itself (its thread's CPU time, watched ÷ unwatched): inotify with
+// inotifywait's mask, inotify with modifications and attributes, this
+// package's group and mark, and that group without FAN_MODIFY, without
+// FAN_ATTRIB, or without object FIDs.
 //
 // # inotify fallback
 //
