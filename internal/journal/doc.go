@@ -66,9 +66,9 @@
 // → ~0.4 µs here, where a system call costs over 1 µs); a page that
 // faults while read (past the end of a file cut shorter, or not readable
 // back from the disk) is an error of the read, not a crash. Sealing a
-// segment (and Close) unmaps it and cuts the file back to its records. Where fallocate or mmap fails (a file
-// system without preallocation, a full disk), the segment is written with
-// pwrite(2). FsyncInterval and FsyncAlways are not mapped: after a machine
+// segment (and Close) unmaps it and cuts the file back to its records.
+// Where fallocate or mmap fails (a file system without preallocation, a
+// full disk), the segment is written with pwrite(2). FsyncInterval and FsyncAlways are not mapped: after a machine
 // crash the pages of a preallocated file reach the disk in any order, so
 // records not yet fsynced could leave zeros before written data, which
 // recovery could not tell from damage.
