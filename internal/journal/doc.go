@@ -68,10 +68,11 @@
 // back from the disk) is an error of the read, not a crash. Sealing a
 // segment (and Close) unmaps it and cuts the file back to its records.
 // Where fallocate or mmap fails (a file system without preallocation, a
-// full disk), the segment is written with pwrite(2). FsyncInterval and FsyncAlways are not mapped: after a machine
-// crash the pages of a preallocated file reach the disk in any order, so
-// records not yet fsynced could leave zeros before written data, which
-// recovery could not tell from damage.
+// full disk), the segment is written with pwrite(2). FsyncInterval and
+// FsyncAlways are not mapped: after a machine crash the pages of a
+// preallocated file reach the disk in any order, so records not yet
+// fsynced could leave zeros before written data, which recovery could not
+// tell from damage.
 //
 // "Durable" means, per Options.Fsync:
 //
