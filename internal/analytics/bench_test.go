@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cputime"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 )
@@ -28,8 +29,8 @@ func BenchmarkApply(b *testing.B) {
 	e := newTestEngine(b, Config{}, Options{Now: func() time.Time { return evs[len(evs)-1].Time }})
 	b.ReportAllocs()
 	i := 0
-	cpu0 := threadCPU()
-	defer func() { b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	cpu0 := cputime.Thread()
+	defer func() { b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for b.Loop() {
 		e.Apply(&evs[i%len(evs)])
 		i++

@@ -9,25 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cputime"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/propagate"
 )
-
-// threadCPU returns the CPU time the calling OS thread has used: on a
-// shared machine, unlike the wall clock, it does not count the time other
-// processes held the core. It reads CLOCK_THREAD_CPUTIME_ID, which
-// counts in ns (getrusage counts in scheduler ticks: a short interval
-// reads 0 or a whole tick).
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		return 0
-	}
-	return time.Duration(ts.Nano())
-}
 
 // BenchmarkDecodeApply is what the engine does per durable event, decode
 // and apply, on the shape of BenchmarkDurableToAggregate's stream (100
@@ -46,7 +32,7 @@ func BenchmarkDecodeApply(b *testing.B) {
 	var ev event.Event
 	b.ReportAllocs()
 	i := 0
-	cpu0 := threadCPU()
+	cpu0 := cputime.Thread()
 	for b.Loop() {
 		if err := ev.UnmarshalBinary(recs[i%len(recs)]); err != nil {
 			b.Fatal(err)
@@ -57,7 +43,7 @@ func BenchmarkDecodeApply(b *testing.B) {
 		at = ev.Time
 		e.Apply(&ev)
 	}
-	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkDecodeApplyRecord is BenchmarkDecodeApply on the record path
@@ -85,7 +71,7 @@ func BenchmarkDecodeApplyRecord(b *testing.B) {
 	var r recordView
 	b.ReportAllocs()
 	i := 0
-	cpu0 := threadCPU()
+	cpu0 := cputime.Thread()
 	for b.Loop() {
 		i++
 		at = start.Add(time.Duration(i) * time.Second / perSec)
@@ -99,7 +85,7 @@ func BenchmarkDecodeApplyRecord(b *testing.B) {
 		e.closeLocked()
 		e.mu.Unlock()
 	}
-	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkRecordDecode is the record decoder alone, on 100 records shaped
@@ -125,8 +111,8 @@ func benchDecode(b *testing.B, decode func([]byte) error) {
 	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
 	i := 0
-	cpu0 := threadCPU()
-	defer func() { b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op") }()
+	cpu0 := cputime.Thread()
+	defer func() { b.ReportMetric(float64(cputime.Thread()-cpu0)/float64(b.N), "cpu-ns/op") }()
 	for b.Loop() {
 		if err := decode(recs[i%len(recs)]); err != nil {
 			b.Fatal(err)
@@ -225,13 +211,13 @@ func benchDrainGroup(b *testing.B, records bool) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		cpu0 := threadCPU()
+		cpu0 := cputime.Thread()
 		if records {
 			err = e.applyNextRecords(ctx, rd, &r)
 		} else {
 			err = e.applyNext(ctx, rd, &ev)
 		}
-		cpu += threadCPU() - cpu0
+		cpu += cputime.Thread() - cpu0
 		if err != nil {
 			b.Fatal(err)
 		}

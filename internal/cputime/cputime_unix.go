@@ -1,9 +1,9 @@
 //go:build unix
 
-// Package cputime measures the CPU time this process has used, for
-// benchmarks on a machine shared with other work, where CPU time per
-// operation is a steadier figure than wall time. It is safe for
-// concurrent use.
+// Package cputime measures the CPU time this process (Now) or the calling
+// thread (Thread, on Linux) has used, for benchmarks on a machine shared
+// with other work, where CPU time per operation is a steadier figure than
+// wall time. It is safe for concurrent use.
 package cputime
 
 import (

@@ -10,16 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// threadCPU is the calling OS thread's user+system time.
-func threadCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+	"github.com/semprop/semprop/internal/cputime"
+)
 
 // stormCPU runs the storm on one locked thread and returns that thread's
 // CPU time: what the storming process itself pays, the kernel's work of
@@ -29,9 +22,9 @@ func threadCPU() time.Duration {
 func stormCPU(tb testing.TB, dir string, cycles int) time.Duration {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	start := threadCPU()
+	start := cputime.Thread()
 	storm(tb, dir, cycles)
-	return threadCPU() - start
+	return cputime.Thread() - start
 }
 
 // BenchmarkStormKernel measures what notification groups cost the process
