@@ -120,7 +120,9 @@ func TestFsyncNoSpaceRewritesFromMemory(t *testing.T) {
 			if !j.Stats().NoSpace || !errors.Is(j.Err(), ErrNoSpace) {
 				t.Errorf("Stats().NoSpace = %v, Err() = %v, want true, ErrNoSpace", j.Stats().NoSpace, j.Err())
 			}
-			time.Sleep(100 * time.Millisecond) // a few retries fail
+			for j.Stats().NoSpaceRetries < 2 && ctx.Err() == nil {
+				time.Sleep(5 * time.Millisecond) // a few retries fail
+			}
 			disk.setFail(never)
 			if err := j.WaitDurable(ctx, last); err != nil && !errors.Is(err, ErrNoSpace) {
 				t.Fatalf("WaitDurable: %v", err)
