@@ -76,6 +76,7 @@ require (
 	google.golang.org/protobuf v1.36.12 // indirect
 )
 
-// hashicorp/raft with one change: a leader writes its log while it
-// replicates (third_party/raft/SEMPROP.md).
+// hashicorp/raft with three changes: a leader writes its log while it
+// replicates, a follower's log on InstallSnapshot, a second Shutdown waits
+// (third_party/raft/SEMPROP.md).
 replace github.com/hashicorp/raft => ./third_party/raft

@@ -1068,8 +1068,13 @@ func (r *Raft) Shutdown() Future {
 		return &shutdownFuture{r}
 	}
 
-	// avoid closing transport twice
-	return &shutdownFuture{nil}
+	// semprop: a later call waits for the same shutdown. Upstream answered
+	// it at once ("avoid closing transport twice"), so a caller whose raft
+	// had shut itself down (a leader that removed itself) went on to close
+	// the stores under goroutines still using them. Closing a transport
+	// again is harmless (NetworkTransport and InmemTransport check), and
+	// the first call's future, raft's own, is never waited on.
+	return &shutdownFuture{r}
 }
 
 // Snapshot is used to manually force Raft to take a snapshot. Returns a future
