@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/journal"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -86,4 +88,46 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFSMEntryOfAnotherNode: an entry whose nonce is that of a batch
+// pending on this node but that carries other events (another node's) is
+// applied with its own events; the pending batch stays for its entry.
+func TestFSMEntryOfAnotherNode(t *testing.T) {
+	j, err := journal.Open(journal.Options{Dir: t.TempDir(), Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var got []*event.Event
+	n := &Node{log: quietLog, clock: event.NewClock(time.Second), pending: map[uint64][]*event.Event{},
+		deliver: func(evs []*event.Event) { got = append(got, evs...) }}
+	f := newFSM(n, j)
+	mine := []*event.Event{{ID: event.NewID(), Type: "mine.one"}}
+	n.addPending(7, mine)
+	theirs := []*event.Event{
+		{ID: event.NewID(), Type: "theirs.a"}, {ID: event.NewID(), Type: "theirs.b"}, {ID: event.NewID(), Type: "theirs.c"},
+	}
+	entry, err := appendBatch(nil, 7, event.HLC{}, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := f.ApplyBatch([]*raft.Log{{Index: 1, Type: raft.LogCommand, Data: entry}})
+	if r := res[0].(applyResult); r.err != nil || r.first != 1 {
+		t.Fatalf("apply = %+v, want first 1", r)
+	}
+	if len(got) != 3 {
+		t.Fatalf("delivered %d events, want the entry's 3", len(got))
+	}
+	for i, ev := range got {
+		if ev.ID != theirs[i].ID || ev.Seq != uint64(i+1) {
+			t.Errorf("delivered #%d = %s seq %d, want %s seq %d", i, ev.ID, ev.Seq, theirs[i].ID, i+1)
+		}
+	}
+	if mine[0].Seq != 0 {
+		t.Errorf("this node's pending event got seq %d from another node's entry", mine[0].Seq)
+	}
+	if p := n.takePending(7); len(p) != 1 || p[0] != mine[0] {
+		t.Errorf("pending batch 7 = %v after another node's entry, want it kept", p)
+	}
 }

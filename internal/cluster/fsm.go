@@ -120,6 +120,13 @@ func (f *fsm) applyBatch(data []byte) applyResult {
 	n := uint64(len(b.raw))
 	f.next += n
 	orig := f.n.takePending(b.nonce)
+	if orig != nil && uint64(len(orig)) != n {
+		// Not this node's batch: another node's entry that bears the
+		// nonce of one pending here (nonces start at random per node).
+		f.n.log.Warn("cluster: entry nonce matches a pending batch of another size", "nonce", b.nonce, "entry", n, "pending", len(orig))
+		f.n.addPending(b.nonce, orig)
+		orig = nil
+	}
 	for i, ev := range orig {
 		ev.Seq = first + uint64(i)
 	}

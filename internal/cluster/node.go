@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -252,7 +253,11 @@ func Open(cfg Config, deliver propagate.Deliver) (*Node, error) {
 		cfg: cfg, log: cfg.Logger.With("node", cfg.ID), j: cfg.Journal, clock: cfg.Clock, deliver: deliver,
 		pending: make(map[uint64][]*event.Event),
 	}
-	n.nonce.Store(uint64(cfg.Now()))
+	// Batches are told apart by nonce in the FSM: a random start per node
+	// keeps two nodes' nonces from meeting (a start at the clock did, for
+	// nodes started close together, after as many batches as nanoseconds
+	// between their starts).
+	n.nonce.Store(rand.Uint64())
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.api = &http.Client{Transport: &http.Transport{
 		DialContext: cfg.Dial, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute, TLSClientConfig: cfg.TLSClient,
