@@ -21,7 +21,7 @@ func (f *blockFSM) Apply(*raft.Log) any {
 }
 
 func (*blockFSM) Snapshot() (raft.FSMSnapshot, error) { return recSnapshot(0), nil }
-func (*blockFSM) Restore(rc io.ReadCloser) error     { return rc.Close() }
+func (*blockFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
 
 // TestShutdownAfterSelfRemovalWaits: a leader that removes itself shuts its
 // raft down on its own; a later Shutdown().Error() must still wait for
