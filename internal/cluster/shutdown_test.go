@@ -37,13 +37,13 @@ func TestShutdownAfterSelfRemovalWaits(t *testing.T) {
 		{Suffrage: raft.Voter, ID: "n1", Address: a1},
 		{Suffrage: raft.Voter, ID: "n2", Address: a2},
 	}}
-	start := func(id raft.ServerID, trans *raft.InmemTransport, fsm raft.FSM, bootstrap bool) *raft.Raft {
+	start := func(id raft.ServerID, trans *raft.InmemTransport, fsm raft.FSM, campaign bool) *raft.Raft {
 		conf := raft.DefaultConfig()
 		conf.LocalID = id
 		conf.Logger = hclog.NewNullLogger()
 		conf.HeartbeatTimeout, conf.ElectionTimeout = 100*time.Millisecond, 100*time.Millisecond
 		conf.LeaderLeaseTimeout, conf.CommitTimeout = 50*time.Millisecond, 5*time.Millisecond
-		if !bootstrap {
+		if !campaign {
 			// n1 is to win the first election.
 			conf.HeartbeatTimeout, conf.ElectionTimeout = 10*time.Second, 10*time.Second
 		}
