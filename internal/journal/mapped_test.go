@@ -190,14 +190,7 @@ func TestReaderReadsMappedSegmentThroughMapping(t *testing.T) {
 // TestCopyMappedFault: a read of a mapped page that faults — here past the
 // end of a file cut shorter than its mapping — is an error, not a crash.
 func TestCopyMappedFault(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("segments are mapped on Linux only")
-	}
-	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := mappableFile(t)
 	if _, err := f.Write(bytes.Repeat([]byte{7}, 3*4096)); err != nil {
 		t.Fatal(err)
 	}
@@ -328,14 +321,7 @@ func TestToucherRunsAhead(t *testing.T) {
 // into them leaves every byte the writer wrote (a touch is an atomic add
 // of zero, so it cannot undo a store that lands in the same word).
 func TestToucherKeepsContent(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("segments are mapped on Linux only")
-	}
-	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := mappableFile(t)
 	const size = 4 << 20
 	m, err := mapFile(f, 0, size)
 	if err != nil {
@@ -361,4 +347,19 @@ func TestToucherKeepsContent(t *testing.T) {
 			t.Fatalf("record at %d changed: %x", off, m[off:off+len(rec)])
 		}
 	}
+}
+
+// mappableFile skips the test outside Linux (segments are mapped there
+// only) and returns a new empty file, closed at the end of the test.
+func mappableFile(t *testing.T) *os.File {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("segments are mapped on Linux only")
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "seg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }
