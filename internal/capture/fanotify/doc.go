@@ -247,7 +247,9 @@
 // watch is added, and what was created in it before is reported as creates
 // (their own events, if any, are then suppressed by the index). Renames pair
 // IN_MOVED_FROM with IN_MOVED_TO by cookie; a move out of the tree is known
-// when no partner follows before the queue empties. IN_Q_OVERFLOW is handled
+// when another record comes first, or when the queue has stayed empty
+// behind it for 20 ms (the kernel queues the two records one after the
+// other, so a read can find the first alone). IN_Q_OVERFLOW is handled
 // as above. inotify reports no process: ops from the fallback have no PID,
 // Comm, Exe, UID or GID, and the bridge cannot tell FUSE shadows from
 // direct changes by pid. inotify does not merge different events, so the

@@ -79,7 +79,7 @@ func (f *fanBackend) close() {
 	unix.Close(f.mountFD)
 }
 
-func (f *fanBackend) idle() { f.w.t.idle() }
+func (f *fanBackend) idle(time.Time) time.Duration { f.w.t.idle(); return 0 }
 
 func (f *fanBackend) handle(buf []byte, now time.Time) {
 	defer f.w.t.flush()

@@ -182,9 +182,19 @@ func (r *recorder) len() int {
 // waitFor polls until cond holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	waitForOr(t, timeout, what, cond, nil)
+}
+
+// waitForOr is waitFor that, on a timeout, adds what explain says (the ops
+// missing, the watcher's counters) to the failure.
+func waitForOr(t *testing.T, timeout time.Duration, what string, cond func() bool, explain func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			if explain != nil {
+				t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, explain())
+			}
 			t.Fatalf("timed out after %v waiting for %s", timeout, what)
 		}
 		time.Sleep(5 * time.Millisecond)

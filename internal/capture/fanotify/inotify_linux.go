@@ -27,11 +27,20 @@ type inBackend struct {
 	from *pendingMove     // an IN_MOVED_FROM waiting for its IN_MOVED_TO
 }
 
+// moveGrace is how long an IN_MOVED_FROM waits for its IN_MOVED_TO once
+// the queue is empty. The kernel queues the two one after the other, not
+// at once (inotify(7)): a read between them finds the first alone, and
+// taking the queue's emptiness then as "moved out of the tree" would split
+// a rename into a delete and a create. A move out is reported this much
+// later.
+const moveGrace = 20 * time.Millisecond
+
 type pendingMove struct {
 	cookie uint32
 	path   string
 	dir    bool
 	raw    uint64
+	idle   time.Time // when the queue was first found empty behind it
 }
 
 func newInotify(w *Watcher) (*inBackend, error) {
@@ -88,11 +97,21 @@ func (b *inBackend) watch(dir string) error {
 func (b *inBackend) fd() int { return b.ifd }
 func (b *inBackend) close()  { unix.Close(b.ifd) }
 
-// idle flushes an unpaired IN_MOVED_FROM (the queue is empty: its partner
-// is not coming, the object left the tree) and ends a catch-up window.
-func (b *inBackend) idle() {
-	b.flushMove()
+// idle ends a catch-up window and flushes an unpaired IN_MOVED_FROM once
+// the queue has been empty behind it for moveGrace (its partner is not
+// coming: the object left the tree); until then it asks to be called again.
+func (b *inBackend) idle(now time.Time) time.Duration {
 	b.w.t.idle()
+	if m := b.from; m != nil {
+		if m.idle.IsZero() {
+			m.idle = now
+		}
+		if wait := moveGrace - now.Sub(m.idle); wait > 0 {
+			return wait
+		}
+		b.flushMove()
+	}
+	return 0
 }
 
 func (b *inBackend) flushMove() {

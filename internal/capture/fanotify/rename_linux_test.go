@@ -1,6 +1,7 @@
 package fanotify
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/semprop/semprop/internal/capture"
 )
@@ -97,17 +99,119 @@ func TestInotifyNewDirRace(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, 10*time.Second, "all creates", func() bool { return len(count()) >= 5*n })
-	time.Sleep(100 * time.Millisecond)
-	got := count()
+	var keys []string
 	for i := range n {
 		for _, k := range []string{"fs.mkdir d%d", "fs.mkdir d%d/x", "fs.mkdir d%d/x/y", "fs.create d%d/x/y/f", "fs.write d%d/x/y/f"} {
-			if key := fmt.Sprintf(k, i); got[key] != 1 {
-				t.Errorf("%s: %d ops, want 1", key, got[key])
+			keys = append(keys, fmt.Sprintf(k, i))
+		}
+	}
+	waitForOr(t, 10*time.Second, "all creates", func() bool { return len(count()) >= 5*n }, func() string {
+		got := count()
+		var missing []string
+		for _, k := range keys {
+			if got[k] == 0 {
+				missing = append(missing, k)
 			}
+		}
+		return fmt.Sprintf("missing %q; stats %+v", missing, w.Stats())
+	})
+	time.Sleep(100 * time.Millisecond)
+	got := count()
+	for _, key := range keys {
+		if got[key] != 1 {
+			t.Errorf("%s: %d ops, want 1", key, got[key])
 		}
 	}
 	if len(got) != 5*n {
 		t.Errorf("%d distinct ops, want %d: %v", len(got), 5*n, got)
+	}
+}
+
+// TestInotifyMoveSplitAcrossReads: the kernel queues a rename's
+// IN_MOVED_FROM and IN_MOVED_TO one after the other, so a read can take
+// the first alone and find the queue empty behind it. That is still one
+// rename; only a partner that has not come moveGrace after the queue
+// emptied makes it a move out of the tree.
+func TestInotifyMoveSplitAcrossReads(t *testing.T) {
+	root := tmpfsRoot(t)
+	for _, f := range []string{"a", "c"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := &recorder{}
+	w, err := New(Options{Root: root, ForceInotify: true, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	b := w.be.(*inBackend)
+	// records reads the queue and splits it into its records.
+	records := func() [][]byte {
+		buf := make([]byte, readBufSize)
+		n, err := readFD(b.fd(), buf)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var recs [][]byte
+		for buf = buf[:n]; len(buf) > 0; {
+			l := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[12:16]))
+			recs, buf = append(recs, buf[:l]), buf[l:]
+		}
+		return recs
+	}
+	opsFrom := func(n int) []opView {
+		var v []opView
+		for _, op := range rec.snapshot()[n:] {
+			v = append(v, view(root, op))
+		}
+		return v
+	}
+	now := time.Now()
+
+	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
+		t.Fatal(err)
+	}
+	recs := records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records for a rename, want 2", len(recs))
+	}
+	b.handle(recs[0], now) // IN_MOVED_FROM alone, then the queue is empty
+	if wait := b.idle(now); wait <= 0 || wait > moveGrace {
+		t.Errorf("idle with a move pending asked to look again in %v, want (0, %v]", wait, moveGrace)
+	}
+	b.handle(recs[1], now.Add(time.Millisecond))
+	want := []opView{{Kind: capture.KindRename, Path: "b", OldPath: "a"}}
+	if diff := cmp.Diff(want, opsFrom(0)); diff != "" {
+		t.Fatalf("a rename read in two parts (-want +got):\n%s", diff)
+	}
+
+	// A move out of the tree: IN_MOVED_FROM, and no partner ever. (The
+	// tree is a mount of its own; an unwatched directory in it stands for
+	// the outside.)
+	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b.handle(records()[0], now) // mkdir sub
+	b.unwatch(filepath.Join(root, "sub"))
+	if err := os.Rename(filepath.Join(root, "c"), filepath.Join(root, "sub", "c")); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range records() {
+		b.handle(r, now)
+	}
+	n := rec.len()
+	if wait := b.idle(now); wait <= 0 {
+		t.Fatalf("idle flushed a move at once")
+	}
+	if rec.len() != n {
+		t.Fatalf("ops %v reported before the grace ended", opsFrom(n))
+	}
+	if wait := b.idle(now.Add(moveGrace)); wait != 0 {
+		t.Errorf("idle after the grace asked to look again in %v", wait)
+	}
+	want = []opView{{Kind: capture.KindDelete, Path: "c"}}
+	if diff := cmp.Diff(want, opsFrom(n)); diff != "" {
+		t.Errorf("a move out, after the grace (-want +got):\n%s", diff)
 	}
 }

@@ -39,8 +39,9 @@ type backend interface {
 	fd() int
 	// handle processes one read's worth of bytes.
 	handle(buf []byte, now time.Time)
-	// idle is called when the kernel queue is empty.
-	idle()
+	// idle is called when the kernel queue is empty. It returns how soon
+	// the reader should look again even if nothing arrives (0: no need).
+	idle(now time.Time) time.Duration
 	close()
 }
 
@@ -290,7 +291,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	// once, while their processes most likely still exist (comm and exe
 	// come from /proc, and the actor is then cached).
 	napping, found := false, false
-	readFailing := false // the last read failed for want of a resource
+	var recheck time.Duration // what the last idle asked for
+	readFailing := false      // the last read failed for want of a resource
 	var lastData time.Time
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
@@ -343,7 +345,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case nil, unix.EINTR:
 		case unix.EAGAIN:
 			w.win.NotBefore = began // the queue was empty after this
-			w.be.idle()
+			recheck = w.be.idle(time.Now())
 		default:
 			// The records a failed read took off the queue are lost:
 			// report it and rescan (or, if the queue cannot be read any
@@ -396,6 +398,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		timeout := -1
 		if due := w.t.rescanPending(); !due.IsZero() {
 			timeout = max(0, int(time.Until(due).Milliseconds())+1)
+		}
+		if recheck > 0 {
+			if ms := int((recheck + time.Millisecond - 1) / time.Millisecond); timeout < 0 || ms < timeout {
+				timeout = ms
+			}
+			recheck = 0
 		}
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(w.wakeFD), Events: unix.POLLIN}}
 		if _, err := unix.Poll(pfd, timeout); err != nil && err != unix.EINTR {

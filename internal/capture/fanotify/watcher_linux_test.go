@@ -38,7 +38,13 @@ func runWorkload(t *testing.T, w *Watcher, rec *recorder, withPID bool) (got, wa
 			want = append(want, s.want...)
 		}
 		n := len(want)
-		waitFor(t, 10*time.Second, "ops of step "+s.name, func() bool { return rec.len() >= n })
+		waitForOr(t, 10*time.Second, "ops of step "+s.name, func() bool { return rec.len() >= n }, func() string {
+			var got []opView
+			for _, op := range rec.snapshot() {
+				got = append(got, view(root, op))
+			}
+			return fmt.Sprintf("want %d ops %v, got %v; stats %+v", n, want, got, w.Stats())
+		})
 	}
 	if l := c.line(t); l != "done" {
 		t.Fatalf("child: %s", l)
