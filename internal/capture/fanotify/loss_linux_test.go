@@ -508,6 +508,10 @@ func TestInotifyWatchFailureReported(t *testing.T) {
 	waitFor(t, 5*time.Second, "an overflow op", func() bool { return w.Stats().Losses[capture.ReasonWatch] > 0 })
 	fail.clear()
 	waitFor(t, 5*time.Second, "a rescan that watches the directory", func() bool { return w.Stats().Watches == 2 })
+	// The rescan watches sub when it comes to it and reads it after: let
+	// it end (it holds the reader's gate) before creating in sub.
+	w.Pause()
+	w.Resume()
 	f := filepath.Join(sub, "later")
 	if err := unix.Mknod(f, unix.S_IFREG|0o644, 0); err != nil {
 		t.Fatal(err)
