@@ -245,7 +245,7 @@ func (b *inBackend) addTree(dir string, report bool) {
 		if e := t.index[p]; e != nil && e.ino == st.Ino {
 			return
 		}
-		ch := change{path: p, dir: isDir, create: true, closeWrite: st.Size > 0, modify: st.Size > 0}
+		ch := change{path: p, dir: isDir, create: true, scanned: true}
 		t.apply(&ch, nil)
 		if e := t.index[p]; e != nil {
 			e.rescanned = true // its own IN_CLOSE_WRITE may follow: a duplicate if nothing changed

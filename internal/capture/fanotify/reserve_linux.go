@@ -4,13 +4,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Seams for tests (fault injection): the system calls that allocate a
-// descriptor on the reader's behalf, read the kernel queue or add a watch.
+// Seams for tests (fault injection, races made to happen): the system calls
+// that allocate a descriptor on the reader's behalf, read the kernel queue,
+// add a watch or look at an object a record names.
 var (
 	openByHandleAt = unix.OpenByHandleAt
 	openAt         = unix.Openat
 	readFD         = unix.Read            // of the kernel queue
 	addWatch       = unix.InotifyAddWatch // inotify fallback
+	lstat          = unix.Lstat
 )
 
 // fdReserve keeps one descriptor open for the reader goroutine, so that

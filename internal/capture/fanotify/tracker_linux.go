@@ -64,6 +64,12 @@ type change struct {
 	// absent: the name is known to be free (a listing of its directory
 	// taken after the record was queued does not hold it); no lstat.
 	absent bool
+	// scanned: a create found by a directory scan, not a record; a file
+	// with data then gets a write too. Whether it has data is decided on
+	// apply's own lstat, the one the index keeps: decided on the scan's,
+	// a write between the two would be in the index, and so taken for
+	// reported, without having been.
+	scanned bool
 }
 
 // selfPID is this process: its records are the shadows of the operations
@@ -210,6 +216,9 @@ func (t *tracker) apply(ch *change, a *actor) {
 	var st unix.Stat_t
 	exists := !ch.absent && !(ch.delete && !ch.create) && t.lstat(ch.path, &st)
 	old := t.index[ch.path]
+	if ch.scanned && exists && !ch.dir && st.Size > 0 {
+		ch.modify, ch.closeWrite = true, true
+	}
 
 	// Is the object the record is about still at this name? Only a
 	// dirent record needs to know (the name may hold a successor by now).
@@ -271,7 +280,8 @@ func (t *tracker) apply(ch *change, a *actor) {
 		}
 	}
 
-	lastDelay := false // hold back the final rmdir of a merged mkdir+rmdir (see flush)
+	lastDelay := false    // hold back the final rmdir of a merged mkdir+rmdir (see flush)
+	stillScanned := false // the index entry stays marked rescanned
 	mk := func(k capture.Kind, final bool) {
 		op := t.newOp(k, ch.path, ch.dir, a, ch.raw)
 		switch {
@@ -333,7 +343,10 @@ func (t *tracker) apply(ch *change, a *actor) {
 	case ch.create:
 		if before && after && old.ino == st.Ino {
 			t.c.suppressed.Add(1) // already reported by a rescan or a directory scan
-			old.rescanned = false
+			// The scan reported the content it saw too: unchanged since,
+			// the object's own close that may follow is a duplicate as
+			// well.
+			stillScanned = old.rescanned && old.size == st.Size && old.mtime == st.Mtim.Nano()
 			tail()
 		} else {
 			mk(createK, true)
@@ -355,6 +368,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 	switch {
 	case after && old != nil:
 		*old = statEntry(&st) // in place: one allocation less per record
+		old.rescanned = stillScanned
 	case after:
 		t.index[ch.path] = entryOf(&st)
 	case ch.create || ch.delete:
@@ -367,7 +381,7 @@ func (t *tracker) apply(ch *change, a *actor) {
 // lstat stats p without following a final symbolic link, counted.
 func (t *tracker) lstat(p string, st *unix.Stat_t) bool {
 	t.c.lstats.Add(1)
-	return unix.Lstat(p, st) == nil
+	return lstat(p, st) == nil
 }
 
 // The dirty set identifies the object of a change by its file identifier
