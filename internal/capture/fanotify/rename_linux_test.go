@@ -139,40 +139,14 @@ func TestInotifyMoveSplitAcrossReads(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec := &recorder{}
-	w, err := New(Options{Root: root, ForceInotify: true, Sink: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	b := w.be.(*inBackend)
-	// records reads the queue and splits it into its records.
-	records := func() [][]byte {
-		buf := make([]byte, readBufSize)
-		n, err := readFD(b.fd(), buf)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		var recs [][]byte
-		for buf = buf[:n]; len(buf) > 0; {
-			l := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[12:16]))
-			recs, buf = append(recs, buf[:l]), buf[l:]
-		}
-		return recs
-	}
-	opsFrom := func(n int) []opView {
-		var v []opView
-		for _, op := range rec.snapshot()[n:] {
-			v = append(v, view(root, op))
-		}
-		return v
-	}
+	h := handFedInotify(t, root)
+	b := h.b
 	now := time.Now()
 
 	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
 		t.Fatal(err)
 	}
-	recs := records()
+	recs := h.records()
 	if len(recs) != 2 {
 		t.Fatalf("%d records for a rename, want 2", len(recs))
 	}
@@ -182,7 +156,7 @@ func TestInotifyMoveSplitAcrossReads(t *testing.T) {
 	}
 	b.handle(recs[1], now.Add(time.Millisecond))
 	want := []opView{{Kind: capture.KindRename, Path: "b", OldPath: "a"}}
-	if diff := cmp.Diff(want, opsFrom(0)); diff != "" {
+	if diff := cmp.Diff(want, h.ops(0)); diff != "" {
 		t.Fatalf("a rename read in two parts (-want +got):\n%s", diff)
 	}
 
@@ -192,26 +166,26 @@ func TestInotifyMoveSplitAcrossReads(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b.handle(records()[0], now) // mkdir sub
+	b.handle(h.read(), now) // mkdir sub
 	b.unwatch(filepath.Join(root, "sub"))
 	if err := os.Rename(filepath.Join(root, "c"), filepath.Join(root, "sub", "c")); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range records() {
+	for _, r := range h.records() {
 		b.handle(r, now)
 	}
-	n := rec.len()
+	n := h.rec.len()
 	if wait := b.idle(now); wait <= 0 {
 		t.Fatalf("idle flushed a move at once")
 	}
-	if rec.len() != n {
-		t.Fatalf("ops %v reported before the grace ended", opsFrom(n))
+	if h.rec.len() != n {
+		t.Fatalf("ops %v reported before the grace ended", h.ops(n))
 	}
 	if wait := b.idle(now.Add(moveGrace)); wait != 0 {
 		t.Errorf("idle after the grace asked to look again in %v", wait)
 	}
 	want = []opView{{Kind: capture.KindDelete, Path: "c"}}
-	if diff := cmp.Diff(want, opsFrom(n)); diff != "" {
+	if diff := cmp.Diff(want, h.ops(n)); diff != "" {
 		t.Errorf("a move out, after the grace (-want +got):\n%s", diff)
 	}
 }
@@ -223,21 +197,7 @@ func TestInotifyMoveSplitAcrossReads(t *testing.T) {
 // index holds the size that includes it.
 func TestInotifyScanWriteBetweenStats(t *testing.T) {
 	root := tmpfsRoot(t)
-	rec := &recorder{}
-	w, err := New(Options{Root: root, ForceInotify: true, Sink: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	b := w.be.(*inBackend)
-	read := func() []byte {
-		buf := make([]byte, readBufSize)
-		n, err := readFD(b.fd(), buf)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return buf[:n]
-	}
+	h := handFedInotify(t, root)
 	d, f := filepath.Join(root, "d"), filepath.Join(root, "d", "f")
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
@@ -245,7 +205,7 @@ func TestInotifyScanWriteBetweenStats(t *testing.T) {
 	if err := os.WriteFile(f, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mkdir := read() // IN_CREATE d: its scan finds f, empty
+	mkdir := h.read() // IN_CREATE d: its scan finds f, empty
 	wrote := false
 	real := lstat
 	inject(t, &lstat, func(p string, st *unix.Stat_t) error {
@@ -257,21 +217,17 @@ func TestInotifyScanWriteBetweenStats(t *testing.T) {
 		}
 		return real(p, st)
 	})
-	b.handle(mkdir, time.Now())
+	h.b.handle(mkdir, time.Now())
 	if !wrote {
 		t.Fatal("the scan did not look at f")
 	}
-	b.handle(read(), time.Now()) // f's own records: IN_MODIFY, IN_CLOSE_WRITE
-	var got []opView
-	for _, op := range rec.snapshot() {
-		got = append(got, view(root, op))
-	}
+	h.b.handle(h.read(), time.Now()) // f's own records: IN_MODIFY, IN_CLOSE_WRITE
 	want := []opView{
 		{Kind: capture.KindMkdir, Path: "d", IsDir: true},
 		{Kind: capture.KindCreate, Path: "d/f"},
 		{Kind: capture.KindWrite, Path: "d/f", Size: 4},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, h.ops(0)); diff != "" {
 		t.Errorf("ops (-want +got):\n%s", diff)
 	}
 }
@@ -282,26 +238,12 @@ func TestInotifyScanWriteBetweenStats(t *testing.T) {
 // modify, close) that follow are duplicates.
 func TestInotifyScanThenOwnRecords(t *testing.T) {
 	root := tmpfsRoot(t)
-	rec := &recorder{}
-	w, err := New(Options{Root: root, ForceInotify: true, Sink: rec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close() })
-	b := w.be.(*inBackend)
-	read := func() []byte {
-		buf := make([]byte, readBufSize)
-		n, err := readFD(b.fd(), buf)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		return buf[:n]
-	}
+	h := handFedInotify(t, root)
 	d, f := filepath.Join(root, "d"), filepath.Join(root, "d", "f")
 	if err := os.Mkdir(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mkdir := read()
+	mkdir := h.read()
 	wrote := false
 	real := addWatch
 	inject(t, &addWatch, func(fd int, p string, mask uint32) (int, error) {
@@ -314,21 +256,68 @@ func TestInotifyScanThenOwnRecords(t *testing.T) {
 		}
 		return wd, err
 	})
-	b.handle(mkdir, time.Now())
+	h.b.handle(mkdir, time.Now())
 	if !wrote {
 		t.Fatal("d was not watched")
 	}
-	b.handle(read(), time.Now()) // f's own records
-	var got []opView
-	for _, op := range rec.snapshot() {
-		got = append(got, view(root, op))
-	}
+	h.b.handle(h.read(), time.Now()) // f's own records
 	want := []opView{
 		{Kind: capture.KindMkdir, Path: "d", IsDir: true},
 		{Kind: capture.KindCreate, Path: "d/f"},
 		{Kind: capture.KindWrite, Path: "d/f", Size: 4},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, h.ops(0)); diff != "" {
 		t.Errorf("ops (-want +got):\n%s", diff)
 	}
+}
+
+// handFed is an inotify watcher that no Run reads: the test reads its
+// queue and hands the bytes to the backend, choosing where reads end.
+type handFed struct {
+	t    *testing.T
+	root string
+	b    *inBackend
+	rec  *recorder
+}
+
+func handFedInotify(t *testing.T, root string) *handFed {
+	t.Helper()
+	rec := &recorder{}
+	w, err := New(Options{Root: root, ForceInotify: true, Sink: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return &handFed{t: t, root: root, b: w.be.(*inBackend), rec: rec}
+}
+
+// read takes what the queue holds.
+func (h *handFed) read() []byte {
+	h.t.Helper()
+	buf := make([]byte, readBufSize)
+	n, err := readFD(h.b.fd(), buf)
+	if err != nil {
+		h.t.Fatalf("read: %v", err)
+	}
+	return buf[:n]
+}
+
+// records takes what the queue holds, split into its records.
+func (h *handFed) records() [][]byte {
+	h.t.Helper()
+	var recs [][]byte
+	for buf := h.read(); len(buf) > 0; {
+		l := unix.SizeofInotifyEvent + int(binary.NativeEndian.Uint32(buf[12:16]))
+		recs, buf = append(recs, buf[:l]), buf[l:]
+	}
+	return recs
+}
+
+// ops returns the ops reported from the n-th on.
+func (h *handFed) ops(n int) []opView {
+	var v []opView
+	for _, op := range h.rec.snapshot()[n:] {
+		v = append(v, view(h.root, op))
+	}
+	return v
 }
