@@ -3,6 +3,7 @@ package propagate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -158,5 +159,81 @@ func TestPublishBatchIDs(t *testing.T) {
 			t.Fatalf("event %d: id millisecond %d, HLC's %d", i, got, want)
 		}
 		prev = ev.ID
+	}
+}
+
+// TestPublishBatchFillsParkedQueue: a batch larger than a PolicyBlock
+// subscriber's queue, published while the subscriber is parked, reaches it
+// whole: the publisher that finds the queue full wakes the subscriber
+// before it waits for space, instead of waiting out BlockTimeout for every
+// event that does not fit while the subscriber sleeps.
+func TestPublishBatchFillsParkedQueue(t *testing.T) {
+	for _, size := range []int{10, 100} { // delivered before and after encoding
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			e := newEnv(t, journal.FsyncNever)
+			s, err := e.m.Subscribe(SubscribeOptions{Queue: 4, Policy: PolicyBlock, BlockTimeout: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			got := make(chan uint64, size)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				buf := make([]*event.Event, 3)
+				for {
+					n, err := s.NextBatch(ctx, buf)
+					if err != nil {
+						return
+					}
+					for _, ev := range buf[:n] {
+						got <- ev.Seq
+					}
+				}
+			}()
+			waitParked(t, s)
+			evs := make([]*event.Event, size)
+			for i := range evs {
+				evs[i] = &event.Event{Type: "a.b", Subject: "/x"}
+			}
+			start := time.Now()
+			if err := e.m.PublishBatch(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+			for i := range size {
+				var seq uint64
+				select {
+				case seq = <-got:
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%d of %d events delivered; %d dropped", i, size, s.Stats().Dropped)
+				}
+				if seq != evs[i].Seq {
+					t.Fatalf("delivery %d: seq %d, want %d", i, seq, evs[i].Seq)
+				}
+			}
+			if d := s.Stats().Dropped; d != 0 {
+				t.Fatalf("%d events dropped", d)
+			}
+			// Not a performance bound: waiting out BlockTimeout once per
+			// event that did not fit takes seconds.
+			if el := time.Since(start); el > 5*time.Second {
+				t.Fatalf("the batch took %v", el)
+			}
+			s.Close()
+			<-done
+		})
+	}
+}
+
+// waitParked waits until s's consumer has parked on its empty queue.
+func waitParked(t *testing.T, s *Subscription) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.q.parked.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the subscriber did not park")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

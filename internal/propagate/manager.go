@@ -177,6 +177,9 @@ type Manager struct {
 	deliveries uint64
 	// toWake collects the parked subscribers of one delivery.
 	toWake []*ring
+	// staged lists the queues holding staged events of the delivery
+	// under way (deliverMu).
+	staged []*ring
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -413,8 +416,25 @@ func (m *Manager) deliver(evs []*event.Event) {
 	if m.deliveries++; m.deliveries%latencySample == 0 {
 		at = nanotime()
 	}
+	if len(evs) == 1 {
+		route.RouteArg(t, evs[0], at, offer)
+		return
+	}
 	// A batch's events mostly share a type: its routes are looked up once.
-	route.RouteBatchArg(t, evs, at, offer)
+	route.RouteBatchArg(t, evs, at, offerStaged)
+	m.publishStaged()
+}
+
+// publishStaged publishes the events a delivery staged (offerStaged) and
+// adds the subscribers it finds parked to toWake.
+func (m *Manager) publishStaged() {
+	for i, r := range m.staged {
+		if r.publish()&pushedWake != 0 {
+			m.toWake = append(m.toWake, r)
+		}
+		m.staged[i] = nil
+	}
+	m.staged = m.staged[:0]
 }
 
 // wakeParked wakes the subscribers that were parked when the last deliver

@@ -30,9 +30,10 @@ type ring struct {
 	space chan struct{}
 
 	_         [cacheLine]byte
-	tail      atomic.Uint64 // next position to write (producer)
+	tail      atomic.Uint64 // next position to publish (producer)
 	headCache uint64        // producer's last read of head
-	_         [cacheLine - 16]byte
+	staged    uint64        // slots written from tail on, not yet published (stage)
+	_         [cacheLine - 24]byte
 	head      atomic.Uint64 // next position to read (consumer; producer under drop-oldest)
 	_         [cacheLine - 8]byte
 
@@ -151,6 +152,53 @@ func (r *ring) push(ev *event.Event, at int64, policy Policy, timeout time.Durat
 	return res
 }
 
+// stage is push for one event of a delivery of several: it writes ev into
+// the slot after the staged ones without publishing it, and publish then
+// makes all of them visible at once. A consumer waiting on the queue spins
+// on the slot at head; pushed one by one, a batch's slots would move
+// between the two processors' caches once per event (the producer writes
+// the slot the consumer is reading, the consumer takes it and reads the
+// next, which shares the line); staged, each line moves once. Only the
+// producer may stage; it must publish before it lets go of the ring.
+func (r *ring) stage(ev *event.Event, at int64, policy Policy, timeout time.Duration) pushResult {
+	t := r.tail.Load() + r.staged
+	if size := uint64(len(r.slots)); t-r.headCache >= size {
+		if r.headCache = r.head.Load(); t-r.headCache >= size {
+			// Full: what is staged goes out first, then ev as a push
+			// (which drops or waits under the policy).
+			return r.publish() | r.push(ev, at, policy, timeout)
+		}
+	}
+	s := &r.slots[t&r.mask]
+	if s.at.Load() != at {
+		s.at.Store(at)
+	}
+	s.ev.Store(ev)
+	r.staged++
+	return pushed
+}
+
+// publish makes the staged events visible to the consumer: their seqs
+// last to first, so that the consumer, watching the first, finds all of
+// them written when it sees it. It reports pushedWake when the consumer
+// is parked.
+func (r *ring) publish() pushResult {
+	n := r.staged
+	if n == 0 {
+		return pushed
+	}
+	t := r.tail.Load()
+	for i := n; i > 0; i-- {
+		r.slots[(t+i-1)&r.mask].seq.Store(t + i)
+	}
+	r.tail.Store(t + n)
+	r.staged = 0
+	if r.parked.Load() != 0 && r.parked.CompareAndSwap(1, 0) {
+		return pushedWake
+	}
+	return pushed
+}
+
 // signal wakes a parked consumer; push said to (pushedWake).
 func (r *ring) signal() {
 	select {
@@ -160,6 +208,9 @@ func (r *ring) signal() {
 }
 
 func (r *ring) waitSpace(t uint64, timeout time.Duration) bool {
+	// The consumer may be parked, its wake-up put off until the end of
+	// this delivery (pushedWake): it must run now to make room.
+	r.signal()
 	deadline := time.Now().Add(timeout)
 	for t-r.head.Load() >= uint64(len(r.slots)) {
 		r.full.Store(1)
@@ -202,6 +253,45 @@ func (r *ring) pop() (*event.Event, int64, bool) {
 				}
 			}
 			return ev, at, true
+		}
+	}
+}
+
+// popBatch takes up to len(buf) of the oldest events, stores them in buf
+// and returns how many, with the first one's delivery time; 0 if the queue
+// is empty. It moves head once for all of them.
+func (r *ring) popBatch(buf []*event.Event) (int, int64) {
+	for {
+		h := r.head.Load()
+		n := 0
+		var at int64
+		for n < len(buf) {
+			s := &r.slots[(h+uint64(n))&r.mask]
+			if s.seq.Load() != h+uint64(n)+1 {
+				// Not written yet, or (drop-oldest) the producer dropped
+				// and reused it: then head has moved and the CAS fails.
+				break
+			}
+			buf[n] = s.ev.Load()
+			if n == 0 {
+				at = s.at.Load()
+			}
+			n++
+		}
+		if n == 0 {
+			if r.slots[h&r.mask].seq.Load() > h+1 {
+				continue // the producer dropped h meanwhile
+			}
+			return 0, 0
+		}
+		if r.head.CompareAndSwap(h, h+uint64(n)) {
+			if r.full.Load() != 0 {
+				select {
+				case r.space <- struct{}{}:
+				default:
+				}
+			}
+			return n, at
 		}
 	}
 }

@@ -163,16 +163,26 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 // passes it to another member; other subscriptions' drops are the
 // policy's and are counted on the subscription.
 func offer(s *Subscription, ev *event.Event, at int64) error {
-	return offerAt(s, ev, at, &s.m.toWake)
+	return offerAt(s, ev, at, &s.m.toWake, nil)
+}
+
+// offerStaged is offer for the events of a delivery of several: they are
+// staged in the subscriber's queue (ring.stage) and published by the
+// delivery's end (Manager.publishStaged).
+func offerStaged(s *Subscription, ev *event.Event, at int64) error {
+	return offerAt(s, ev, at, &s.m.toWake, &s.m.staged)
 }
 
 // offerTo is offer for re-routing, outside a delivery: it collects the
 // subscribers to wake in *wake, not in the manager's list.
 func offerTo(s *Subscription, ev *event.Event, wake *[]*ring) error {
-	return offerAt(s, ev, 0, wake)
+	return offerAt(s, ev, 0, wake, nil)
 }
 
-func offerAt(s *Subscription, ev *event.Event, at int64, wake *[]*ring) error {
+// offerAt queues ev for s. With staged, ev is staged (not yet visible to
+// the subscriber) and s's queue is added to *staged when it is the first
+// staged event there.
+func offerAt(s *Subscription, ev *event.Event, at int64, wake, staged *[]*ring) error {
 	if s.matcher != nil && !s.matcher.Match(ev) {
 		if s.group != "" {
 			return errPassOver
@@ -189,7 +199,16 @@ func offerAt(s *Subscription, ev *event.Event, at int64, wake *[]*ring) error {
 		s.lanes.Push(ev.Priority, laneItem{ev, at}) // shed and refused are counted by the lanes
 		return nil
 	}
-	res := s.q.push(ev, at, s.policy, s.timeout)
+	var res pushResult
+	if staged == nil {
+		res = s.q.push(ev, at, s.policy, s.timeout)
+	} else {
+		first := s.q.staged == 0
+		res = s.q.stage(ev, at, s.policy, s.timeout)
+		if first && s.q.staged != 0 {
+			*staged = append(*staged, s.q)
+		}
+	}
 	if res&dropped != 0 && s.group != "" {
 		s.offered.Add(^uint64(0)) // not offered: the group passes it on
 		return errPassOver
@@ -277,19 +296,8 @@ func (s *Subscription) NextBatch(ctx context.Context, buf []*event.Event) (int, 
 		return n, nil
 	}
 	for {
-		n := 0
-		for n < len(buf) {
-			ev, at, ok := s.q.pop()
-			if !ok {
-				break
-			}
-			buf[n] = ev
-			n++
-			if n == 1 {
-				s.took(at)
-			}
-		}
-		if n > 0 {
+		if n, at := s.q.popBatch(buf); n > 0 {
+			s.took(at)
 			s.delivered.Add(uint64(n - 1))
 			return n, nil
 		}
