@@ -114,8 +114,12 @@ func main() {
 		if ctx.Err() != nil {
 			break
 		}
-		t0 := time.Now()
 		fmt.Fprintf(os.Stderr, "== row %d: %s\n", r, rowTitles[r])
+		if !c.quick {
+			waited, idle := settle(time.Minute)
+			rep.note(r, settleNote(waited, idle))
+		}
+		t0 := time.Now()
 		if err := runners[r](ctx, &c, rep); err != nil {
 			fmt.Fprintf(os.Stderr, "row %d failed: %v\n", r, err)
 			rep.note(r, fmt.Sprintf("**row failed:** %v", err))
