@@ -309,7 +309,8 @@ func (j *Journal) writeChunk(c *chunk) error {
 	seg := j.activeSeg
 	off := seg.size
 	data := c.data
-	if m := j.amap; m != nil && len(data) <= mapCopyMax && off+int64(len(data)) <= int64(len(m)) {
+	end := off + int64(len(data))
+	if m := j.amap; m != nil && end <= int64(len(m)) && (len(data) <= mapCopyMax || len(data) <= mapTouchedMax && j.touch.touched(end)) {
 		if d := j.opts.splitWrite; d > 0 && len(data) > 1 {
 			half := len(data) / 2
 			copyForward(m[off:], data[:half])
@@ -328,8 +329,18 @@ func (j *Journal) writeChunk(c *chunk) error {
 			}
 		}
 		copyForward(m[off:], data)
-	} else if err := j.writeAt(data, off); err != nil {
-		return err
+		if len(data) > mapCopyMax {
+			j.copiedTouched++
+		}
+	} else {
+		if m != nil && j.touch != nil && len(data) <= mapTouchedMax {
+			// Let the toucher get ahead, so that the next chunks find
+			// their pages touched and are copied.
+			j.touch.ask(min(end+2*prefaultStep, int64(len(m))))
+		}
+		if err := j.writeAt(data, off); err != nil {
+			return err
+		}
 	}
 	j.bytesWritten.Add(uint64(len(c.data)))
 	j.segMu.Lock()

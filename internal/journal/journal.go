@@ -209,6 +209,9 @@ type Journal struct {
 	fsyncNanos        atomic.Int64
 	flushes           atomic.Uint64
 	writerFlushes     atomic.Uint64
+	// copiedTouched counts chunks larger than mapCopyMax copied into the
+	// mapped segment (their pages touched; flushMu), for tests.
+	copiedTouched int
 	bytesWritten      atomic.Uint64
 	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64

@@ -11,11 +11,24 @@ import (
 // recognises a copy cut short by the zeros that follow it (scanSegment).
 const mapSlack = 4096
 
-// mapCopyMax is the largest chunk copied into a mapped segment; a larger
-// one is written with pwrite(2) (into the same preallocated file), which
-// costs one system call but no write fault per page touched, the cheaper
-// of the two past a few KiB (BenchmarkWriteWaitOne, batch=100).
+// mapCopyMax is the largest chunk always copied into a mapped segment; a
+// larger one is written with pwrite(2) (into the same preallocated file),
+// which costs one system call but no write fault per page touched, the
+// cheaper of the two past a few KiB (BenchmarkWriteWaitOne, batch=100) —
+// unless the toucher has touched its pages already (mapTouchedMax).
 const mapCopyMax = 4 << 10
+
+// mapTouchedMax is the largest chunk copied into a mapped segment when the
+// toucher has touched every page it lands on: then the copy is a plain
+// memory copy, and the pages' cost was paid on the toucher's thread
+// (BenchmarkWriteWaitOne mapped, 1 appender × 100: 6.9M → 9.4M events/s;
+// BenchmarkRow1Batch in internal/propagate, batch=100: +17% events/s to 1
+// subscriber, +25% to 10). Such a chunk's pwrite asks the toucher to go
+// ahead of it. Larger chunks (HTTP ingest batches of 1000 events, ~200
+// KiB) keep pwrite and leave the toucher idle: copying them and touching
+// ahead of them took processor time from the ingest's decoding (bench/
+// row 2 ingest −20%).
+const mapTouchedMax = 64 << 10
 
 // prefaultStep is how much of a mapped segment a writer faults in at once
 // when its copy reaches pages not yet faulted in.

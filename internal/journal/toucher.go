@@ -63,6 +63,10 @@ func (t *toucher) run(at int64) {
 	}
 }
 
+// touched reports whether the pages below end have been touched (false
+// for a nil toucher).
+func (t *toucher) touched(end int64) bool { return t != nil && t.at.Load() >= end }
+
 // close stops the toucher and waits for it: the mapping may then go.
 func (t *toucher) close() {
 	close(t.stop)
