@@ -202,16 +202,16 @@ type Journal struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	truncated         int64
-	scannedAtOpen     int // segments Open read through (the others came from the manifest or index files)
-	manifestAtOpen    int // sealed segments Open took from the manifest
-	fsyncs            atomic.Uint64
-	fsyncNanos        atomic.Int64
-	flushes           atomic.Uint64
-	writerFlushes     atomic.Uint64
+	truncated      int64
+	scannedAtOpen  int // segments Open read through (the others came from the manifest or index files)
+	manifestAtOpen int // sealed segments Open took from the manifest
+	fsyncs         atomic.Uint64
+	fsyncNanos     atomic.Int64
+	flushes        atomic.Uint64
+	writerFlushes  atomic.Uint64
 	// copiedTouched counts chunks larger than mapCopyMax copied into the
 	// mapped segment (their pages touched; flushMu), for tests.
-	copiedTouched int
+	copiedTouched     int
 	bytesWritten      atomic.Uint64
 	segmentsDeleted   atomic.Uint64
 	backpressureWaits atomic.Uint64

@@ -291,22 +291,7 @@ func TestToucherRunsAhead(t *testing.T) {
 		t.Skip("segments are mapped on Linux only")
 	}
 	j := open(t, Options{Dir: t.TempDir(), Fsync: FsyncNever, SegmentSize: 8 << 20})
-	if _, err := j.Write(1, encSeq); err != nil {
-		t.Fatal(err)
-	}
-	j.flushMu.Lock()
-	tc := j.touch
-	j.flushMu.Unlock()
-	if tc == nil {
-		t.Fatal("no toucher for a mapped segment")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for tc.at.Load() < 2*prefaultStep {
-		if time.Now().After(deadline) {
-			t.Fatalf("pages touched up to %d, want %d ahead of a one-record segment", tc.at.Load(), 2*prefaultStep)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	tc := touchedAhead(t, j)
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -374,22 +359,7 @@ func TestMappedCopiesTouchedChunks(t *testing.T) {
 	}
 	dir := t.TempDir()
 	j := open(t, Options{Dir: dir, Fsync: FsyncNever, SegmentSize: 8 << 20})
-	if _, err := j.Write(1, encSeq); err != nil {
-		t.Fatal(err)
-	}
-	j.flushMu.Lock()
-	tc := j.touch
-	j.flushMu.Unlock()
-	if tc == nil {
-		t.Fatal("no toucher for a mapped segment")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for tc.at.Load() < 2*prefaultStep {
-		if time.Now().After(deadline) {
-			t.Fatalf("pages touched up to %d, want %d", tc.at.Load(), 2*prefaultStep)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	touchedAhead(t, j)
 	for range 20 { // 100 records of 8–207 bytes: ~12 KiB a chunk
 		if _, err := j.Write(100, encSeq); err != nil {
 			t.Fatal(err)
@@ -415,4 +385,29 @@ func TestMappedCopiesTouchedChunks(t *testing.T) {
 	if diff := diffRecs(wantRecs(1, last), readAll(t, j2, 1)); diff != "" {
 		t.Fatalf("after reopen (-want +got):\n%s", diff)
 	}
+}
+
+// touchedAhead writes one record to j (a mapped journal with an empty
+// segment) and waits until its toucher has touched the segment's first
+// 2*prefaultStep bytes, which the mapping asks of it; it returns the
+// toucher.
+func touchedAhead(t *testing.T, j *Journal) *toucher {
+	t.Helper()
+	if _, err := j.Write(1, encSeq); err != nil {
+		t.Fatal(err)
+	}
+	j.flushMu.Lock()
+	tc := j.touch
+	j.flushMu.Unlock()
+	if tc == nil {
+		t.Fatal("no toucher for a mapped segment")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for tc.at.Load() < 2*prefaultStep {
+		if time.Now().After(deadline) {
+			t.Fatalf("pages touched up to %d, want %d ahead of a one-record segment", tc.at.Load(), 2*prefaultStep)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return tc
 }
