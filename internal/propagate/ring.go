@@ -21,13 +21,19 @@ import (
 // producer's, head the consumer's, each on a line of its own; the producer
 // reads head only when its cached copy says the ring is full. The
 // drop-oldest policy lets the producer advance head too (with a CAS the
-// consumer's CAS then loses); slot fields are atomics so that a consumer
-// that loses that race reads values it discards, never torn ones.
+// consumer's CAS then loses); under that policy the event is read and
+// written atomically, so that a consumer that loses that race reads a
+// value it discards, never a torn one. Under the others the slot is the
+// producer's alone until its seq is stored (and the consumer's alone from
+// then until it moves head past it), so the event is a plain field: a push
+// then makes one locked store to the slot's line, not two, and the
+// producer waits for the line once (it is the line the consumer spins on).
 type ring struct {
-	slots []slot
-	mask  uint64
-	wake  chan struct{}
-	space chan struct{}
+	slots  []slot
+	mask   uint64
+	oldest bool // PolicyDropOldest: the producer may reuse a slot being read
+	wake   chan struct{}
+	space  chan struct{}
 
 	_         [cacheLine]byte
 	tail      atomic.Uint64 // next position to publish (producer)
@@ -49,20 +55,23 @@ type ring struct {
 // because adjacent-line prefetchers pull lines in pairs.
 const cacheLine = 128
 
-// slot is one queue entry; two share a 64-byte line.
+// slot is one queue entry; two share a 64-byte line. The event is in ev,
+// or in evA when the ring is drop-oldest.
 type slot struct {
 	seq atomic.Uint64 // position+1 once the entry at position is written
-	ev  atomic.Pointer[event.Event]
+	ev  *event.Event
+	evA atomic.Pointer[event.Event]
 	at  atomic.Int64 // monotonic nanoseconds at delivery, for the latency histogram; 0: not sampled
-	_   uint64
 }
 
-func newRing(size int) *ring {
+// newRing returns a queue of at least size slots for a subscription with
+// policy.
+func newRing(size int, policy Policy) *ring {
 	n := 1
 	for n < size {
 		n <<= 1
 	}
-	r := &ring{slots: make([]slot, n), mask: uint64(n - 1), wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+	r := &ring{slots: make([]slot, n), mask: uint64(n - 1), oldest: policy == PolicyDropOldest, wake: make(chan struct{}, 1), space: make(chan struct{}, 1)}
 	r.touch()
 	return r
 }
@@ -93,6 +102,23 @@ func (r *ring) cap() int { return len(r.slots) }
 func (r *ring) ready() bool {
 	h := r.head.Load()
 	return r.slots[h&r.mask].seq.Load() >= h+1
+}
+
+// put stores ev in s; oldest says the ring is drop-oldest.
+func (s *slot) put(ev *event.Event, oldest bool) {
+	if oldest {
+		s.evA.Store(ev)
+	} else {
+		s.ev = ev
+	}
+}
+
+// get loads the event put in s.
+func (s *slot) get(oldest bool) *event.Event {
+	if oldest {
+		return s.evA.Load()
+	}
+	return s.ev
 }
 
 // pushResult says what a push did.
@@ -143,7 +169,7 @@ func (r *ring) push(ev *event.Event, at int64, policy Policy, timeout time.Durat
 	if s.at.Load() != at { // mostly 0 and 0: a load is cheaper than a store
 		s.at.Store(at)
 	}
-	s.ev.Store(ev)
+	s.put(ev, r.oldest)
 	s.seq.Store(t + 1)
 	r.tail.Store(t + 1)
 	if r.parked.Load() != 0 && r.parked.CompareAndSwap(1, 0) {
@@ -173,7 +199,7 @@ func (r *ring) stage(ev *event.Event, at int64, policy Policy, timeout time.Dura
 	if s.at.Load() != at {
 		s.at.Store(at)
 	}
-	s.ev.Store(ev)
+	s.put(ev, r.oldest)
 	r.staged++
 	return pushed
 }
@@ -242,7 +268,7 @@ func (r *ring) pop() (*event.Event, int64, bool) {
 		if seq < h+1 {
 			return nil, 0, false // not written yet
 		}
-		ev, at := s.ev.Load(), s.at.Load()
+		ev, at := s.get(r.oldest), s.at.Load()
 		// seq > h+1: the producer dropped h and reused the slot (drop-oldest);
 		// head has moved on and the CAS fails.
 		if seq == h+1 && r.head.CompareAndSwap(h, h+1) {
@@ -272,7 +298,7 @@ func (r *ring) popBatch(buf []*event.Event) (int, int64) {
 				// and reused it: then head has moved and the CAS fails.
 				break
 			}
-			buf[n] = s.ev.Load()
+			buf[n] = s.get(r.oldest)
 			if n == 0 {
 				at = s.at.Load()
 			}

@@ -31,7 +31,7 @@ func TestRingConcurrent(t *testing.T) {
 }
 
 func testRingConcurrent(t *testing.T, n int, policy Policy, staged bool, batch int) {
-	r := newRing(8)
+	r := newRing(8, policy)
 	evs := make([]event.Event, n)
 	for i := range evs {
 		evs[i].Seq = uint64(i + 1)

@@ -128,7 +128,7 @@ func (m *Manager) Subscribe(opts SubscribeOptions) (*Subscription, error) {
 	if opts.Policy == PolicyPriority {
 		s.lanes, s.q0cap = route.NewLanes[laneItem](opts.Queue), opts.Queue
 	} else {
-		s.q = newRing(opts.Queue)
+		s.q = newRing(opts.Queue, opts.Policy)
 	}
 	m.subMu.Lock()
 	defer m.subMu.Unlock()
