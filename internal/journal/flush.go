@@ -154,15 +154,8 @@ func (j *Journal) flush() {
 				j.mu.Unlock()
 				return
 			}
-			batch := j.pend
-			j.pend = j.spare[:0]
-			j.pendWrites = 0
-			j.spare = batch
-			j.pendBytes = 0
-			j.notFull.Broadcast()
+			j.takeLocked()
 			j.mu.Unlock()
-			j.batchPos = 0
-			j.mark = j.markAt(0)
 		}
 		if err := j.writeBatch(j.spare); err != nil {
 			j.writeFailed(err)
@@ -174,6 +167,20 @@ func (j *Journal) flush() {
 		j.leaveNoSpace()
 		// Records buffered before writes were refused follow at once.
 	}
+}
+
+// takeLocked makes the pending records the batch to write (j.spare) and
+// starts an empty pending buffer. mu and flushMu must be held, and the
+// last batch written whole (not retrying).
+func (j *Journal) takeLocked() {
+	batch := j.pend
+	j.pend = j.spare[:0]
+	j.pendWrites = 0
+	j.spare = batch
+	j.pendBytes = 0
+	j.notFull.Broadcast()
+	j.batchPos = 0
+	j.mark = j.markAt(0)
 }
 
 // writeBatch writes batch from chunk j.batchPos on, fsyncs per policy and
@@ -317,15 +324,20 @@ func (j *Journal) writeChunk(c *chunk) error {
 			time.Sleep(d)
 			data, off = data[half:], off+int64(half)
 		}
-		if end := off + int64(len(data)); end > j.popEnd && !j.popOff {
-			// Fault in the next pages in one call rather than one write
-			// fault per page.
+		if end := off + int64(len(data)); end > j.popEnd {
+			// The next pages: the toucher is asked to go on past them,
+			// and those it has not touched yet are faulted in here in
+			// one call rather than one write fault per page.
 			j.popEnd = min((end+prefaultStep)&^(prefaultStep-1), int64(len(m)))
-			if err := prefault(m[off&^(4096-1) : j.popEnd]); err != nil {
-				j.popOff = true // not supported here (before Linux 5.14)
-			}
+			from := off &^ (4096 - 1)
 			if j.touch != nil {
-				j.touch.ask(j.popEnd + prefaultStep)
+				j.touch.ask(j.popEnd + touchAhead)
+				from = max(from, j.touch.at.Load())
+			}
+			if from < j.popEnd && !j.popOff {
+				if err := prefault(m[from:j.popEnd]); err != nil {
+					j.popOff = true // not supported here (before Linux 5.14)
+				}
 			}
 		}
 		copyForward(m[off:], data)
@@ -336,7 +348,7 @@ func (j *Journal) writeChunk(c *chunk) error {
 		if m != nil && j.touch != nil && len(data) <= mapTouchedMax {
 			// Let the toucher get ahead, so that the next chunks find
 			// their pages touched and are copied.
-			j.touch.ask(min(end+2*prefaultStep, int64(len(m))))
+			j.touch.ask(end + touchAhead)
 		}
 		if err := j.writeAt(data, off); err != nil {
 			return err

@@ -153,6 +153,9 @@ type Journal struct {
 	chMu    sync.Mutex
 	ch      chan struct{}
 	waiters []*waiter
+	// listening is true while ch is open or waiters is not empty (set
+	// and cleared under chMu): notify skips chMu when it is false.
+	listening atomic.Bool
 
 	// segMu guards segs and the mutable fields of each segment.
 	segMu sync.RWMutex
@@ -387,14 +390,28 @@ func (j *Journal) Write(n int, enc func(i int, seq uint64, dst []byte) ([]byte, 
 	j.lastSeq = seq - 1
 	j.lastSeqA.Store(seq - 1)
 	j.pendWrites++
-	j.mu.Unlock()
-	if j.mapped.Load() && j.opts.Fsync != FsyncAlways {
+	if !j.mapped.Load() || j.opts.Fsync == FsyncAlways {
 		// (Mapped with fsync always only in this package's tests: the
 		// flusher copies and shares one fsync among writers.)
-		j.copyOut()
-	} else {
+		j.mu.Unlock()
 		j.kickFlusher()
+		return first, nil
 	}
+	if j.flushMu.TryLock() {
+		// No write is under way: take the pending records (this write's,
+		// and any that came before it) now, without letting go of mu
+		// and taking it again in flush (TryLock cannot wait for flushMu
+		// while mu is held, so the lock order flushMu → mu stands).
+		if !j.flusherGone && !j.retrying {
+			j.takeLocked()
+			j.mu.Unlock()
+			j.writeOutTaken()
+			return first, nil
+		}
+		j.flushMu.Unlock()
+	}
+	j.mu.Unlock()
+	j.copyOut()
 	return first, nil
 }
 
@@ -451,6 +468,7 @@ func (j *Journal) WaitDurable(ctx context.Context, seq uint64) error {
 	}
 	j.chMu.Lock()
 	j.waiters = append(j.waiters, w)
+	j.listening.Store(true)
 	j.chMu.Unlock()
 	defer j.dropWaiter(w)
 	for {
@@ -591,6 +609,7 @@ func (j *Journal) Changed() <-chan struct{} {
 	defer j.chMu.Unlock()
 	if j.ch == nil {
 		j.ch = make(chan struct{})
+		j.listening.Store(true)
 	}
 	return j.ch
 }
@@ -599,6 +618,13 @@ func (j *Journal) Changed() <-chan struct{} {
 // whose record is now durable (or all of them once the journal failed or
 // closed). Nothing is allocated when no one is waiting.
 func (j *Journal) notify() {
+	if !j.listening.Load() {
+		// Nobody took Changed's channel or waits in WaitDurable since
+		// the last notify: a waiter sets listening before it checks
+		// DurableSeq again, and this runs after DurableSeq was stored,
+		// so one of the two sees the other.
+		return
+	}
 	durable := j.durable.Load()
 	all := j.failErr.Load() != nil || j.spaceErr.Load() != nil || j.closedA.Load()
 	j.chMu.Lock()
@@ -619,6 +645,9 @@ func (j *Journal) notify() {
 	}
 	clear(j.waiters[len(kept):])
 	j.waiters = kept
+	if len(kept) == 0 { // and ch is nil or closed
+		j.listening.Store(false)
+	}
 	j.chMu.Unlock()
 }
 

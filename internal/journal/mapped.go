@@ -34,6 +34,13 @@ const mapTouchedMax = 64 << 10
 // when its copy reaches pages not yet faulted in.
 const prefaultStep = 256 << 10
 
+// touchAhead is how far past the pages a writer reaches the toucher is
+// asked to touch: about a millisecond of a lone publisher's events, so
+// that the toucher, which runs when a processor is free, stays ahead of
+// it (with half that, a publisher of single events still faulted in 10
+// µs of pages every 256 KiB at the median, 58 µs at the 90th percentile).
+const touchAhead = 4 * prefaultStep
+
 // mapEveryPolicy maps active segments whatever the fsync policy; set only
 // by this package's tests, to run the whole suite over mapped segments.
 var mapEveryPolicy bool
@@ -66,7 +73,7 @@ func (j *Journal) mapActive() {
 	j.amap = b
 	j.popEnd = 0
 	j.touch = startToucher(b, seg.size)
-	j.touch.ask(seg.size + 2*prefaultStep)
+	j.touch.ask(seg.size + touchAhead)
 	j.mapped.Store(true)
 }
 
@@ -86,6 +93,23 @@ func (j *Journal) copyOut() {
 	before := j.flushes.Load()
 	j.flush()
 	j.writerFlushes.Add(j.flushes.Load() - before)
+	j.releaseFlush()
+}
+
+// writeOutTaken writes the batch Write took (takeLocked) from the writer,
+// as copyOut does. flushMu must be held; it is released.
+func (j *Journal) writeOutTaken() {
+	before := j.flushes.Load()
+	if err := j.writeBatch(j.spare); err != nil {
+		j.writeFailed(err)
+	}
+	j.writerFlushes.Add(j.flushes.Load() - before)
+	j.releaseFlush()
+}
+
+// releaseFlush releases flushMu after a writer wrote records out, and
+// kicks the flusher to arm its retry timer if the disk is full.
+func (j *Journal) releaseFlush() {
 	retrying := j.retrying
 	j.flushMu.Unlock()
 	if retrying {
