@@ -76,8 +76,9 @@ type SubscribeOptions struct {
 }
 
 // Subscription is a live subscription: a bounded queue of matching events.
-// One goroutine at a time may call Next or NextBatch; Stats and Close are
-// safe from any goroutine.
+// One goroutine at a time may take its events (Next, NextBatch or
+// TryNext: its queue has one reader); Stats and Close are safe from any
+// goroutine.
 type Subscription struct {
 	m       *Manager
 	id      string // its own route's name
