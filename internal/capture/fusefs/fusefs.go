@@ -58,7 +58,12 @@
 // opened for writing records the backing file's size and mtime at
 // open and compares them at flush: if they changed, it emits the same single
 // KindWrite, with Size but without Bytes/Offset/Length (Known lacks HasBytes),
-// which the bridge fills in from the kernel view. If passthrough is
+// which the bridge fills in from the kernel view. A change another handle
+// (or a truncate by path) makes through the mount is not such a change:
+// that one reports it, and until it has, the file's node is claimed and a
+// handle that finds the file changed leaves it alone (a release arrives
+// after close(2) has returned, while the caller may already be changing
+// the file through another descriptor). If passthrough is
 // requested but the kernel refuses it, Mount logs a warning and runs without
 // it; FS.Passthrough reports what is in effect.
 //
@@ -195,6 +200,10 @@ type Options struct {
 	// it when an operation is served after it exited. Nil: they are read
 	// from /proc and cached per thread for 250ms.
 	Procs *procinfo.Cache
+
+	// onRelease, for tests, is called when a handle is released, with
+	// false before the release reports what changed and true after.
+	onRelease func(done bool)
 }
 
 // Guard decides which callers may change files through the mount, and

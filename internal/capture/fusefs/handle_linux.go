@@ -36,6 +36,7 @@ type handle struct {
 	hasWriter bool
 	base      dataSig // backing file state at open / last report
 	lastRel   string  // last known path, for a file deleted while open
+	claimed   bool    // holds a claim on node (beginChange) until its next report
 
 	anchor *anchor // set when the backing descriptor is read-only (see anchor)
 }
@@ -168,6 +169,7 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	if errno != 0 {
 		return 0, errno
 	}
+	h.beginChange()
 	n, errno := w.Write(ctx, data, off)
 	if n > 0 {
 		h.noteWrite(ctx, off, int64(n), true)
@@ -184,6 +186,7 @@ func (h *handle) Writev(ctx context.Context, data [][]byte, off int64) (uint32, 
 	if errno != 0 {
 		return 0, errno
 	}
+	h.beginChange()
 	n, errno := w.Writev(ctx, data, off)
 	if n > 0 {
 		h.noteWrite(ctx, off, int64(n), true)
@@ -200,6 +203,7 @@ func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) sy
 	if errno != 0 {
 		return errno
 	}
+	h.beginChange()
 	errno = w.Allocate(ctx, off, size, mode)
 	if errno == 0 {
 		h.markDirty()
@@ -231,6 +235,22 @@ func (h *handle) noteWrite(ctx context.Context, off, n int64, request bool) {
 	h.mu.Unlock()
 }
 
+// beginChange claims the node for a data change through this handle
+// before the change reaches the backing file (see node.claim); the claim
+// lasts until the handle's next report.
+func (h *handle) beginChange() {
+	if h.node == nil {
+		return
+	}
+	h.mu.Lock()
+	first := !h.claimed
+	h.claimed = true
+	h.mu.Unlock()
+	if first {
+		h.node.claim()
+	}
+}
+
 func (h *handle) markDirty() {
 	h.mu.Lock()
 	h.dirty = true
@@ -247,6 +267,10 @@ func (h *handle) Flush(ctx context.Context) syscall.Errno {
 
 // Release runs once, after the last descriptor is gone.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if hook := h.fsys.onRelease; hook != nil {
+		hook(false)
+		defer hook(true)
+	}
 	h.report(ctx)
 	if a := h.anchor; a != nil {
 		a.mu.Lock()
@@ -267,7 +291,14 @@ func (h *handle) report(ctx context.Context) {
 		// Everything is seen by Write; skip the fstat when nothing is pending.
 		h.mu.Lock()
 		pending := h.writes > 0 || h.dirty
+		claimed := h.claimed && !pending // a change that failed
+		if claimed {
+			h.claimed = false
+		}
 		h.mu.Unlock()
+		if claimed {
+			h.node.unclaim()
+		}
 		if !pending {
 			return
 		}
@@ -278,17 +309,30 @@ func (h *handle) report(ctx context.Context) {
 
 	h.mu.Lock()
 	writes, bytes, lo, hi, dirty := h.writes, h.bytes, h.lo, h.hi, h.dirty
+	claimed := h.claimed
+	h.claimed = false
+	own := 0
+	if claimed {
+		own = 1
+	}
 	statOnly := false
 	if writes == 0 && !dirty {
 		// Data passed us by only in passthrough mode; without it, a change
 		// we did not see was made by someone else (directly on the backing
-		// tree) and is the kernel boundary's to report.
+		// tree) and is the kernel boundary's to report. A change another
+		// handle (or a truncate by path) made through the mount is that
+		// one's to report: it claimed the node before making it (the
+		// fstat above came after, if it saw the change), and it drops the
+		// claim after recording what it reported.
 		if !h.passthrough || statErr != nil || cur == h.base ||
-			(h.node != nil && h.node.alreadyReported(cur)) {
+			(h.node != nil && (h.node.othersChanging(own) || h.node.alreadyReported(cur))) {
 			if statErr == nil {
 				h.base = cur
 			}
 			h.mu.Unlock()
+			if claimed {
+				h.node.unclaim()
+			}
 			return
 		}
 		statOnly = true
@@ -312,6 +356,9 @@ func (h *handle) report(ctx context.Context) {
 
 	if h.node != nil && statErr == nil {
 		h.node.setReported(cur)
+	}
+	if claimed {
+		h.node.unclaim() // after setReported: see node.claim
 	}
 	op := &capture.Op{Kind: capture.KindWrite, Boundary: event.BoundaryFUSE}
 	op.Time = time.Now()

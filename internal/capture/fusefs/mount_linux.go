@@ -40,9 +40,10 @@ type FS struct {
 	connID   string // minor of the mount's device: /sys/fs/fuse/connections/ID
 	fellBack atomic.Bool
 
-	passthrough atomic.Bool // in effect
-	ptAsked     bool        // Options.Passthrough: the kernel may back files directly
-	guard       Guard       // Options.Guard, nil without one
+	onRelease   func(done bool) // Options.onRelease
+	passthrough atomic.Bool     // in effect
+	ptAsked     bool            // Options.Passthrough: the kernel may back files directly
+	guard       Guard           // Options.Guard, nil without one
 
 	// treeGen changes after every rename and rmdir through the mount: a
 	// directory's cached path (node.dir) is good while it is unchanged.
@@ -127,6 +128,8 @@ func Mount(opts Options) (*FS, error) {
 		stop:    make(chan struct{}),
 		ptAsked: opts.Passthrough,
 		guard:   opts.Guard,
+
+		onRelease: opts.onRelease,
 	}
 	f.procs.shared = opts.Procs
 	var st syscall.Stat_t

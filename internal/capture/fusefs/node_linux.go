@@ -24,8 +24,9 @@ type node struct {
 	fsys *FS
 	ino  uint64 // inode number on the backing file system
 
-	mu       sync.Mutex // guards reported
+	mu       sync.Mutex // guards reported and claims
 	reported dataSig    // the file's state when its last data change was reported
+	claims   int        // data changes made through the mount and not yet reported (claim)
 
 	dir atomic.Pointer[dirPath] // a directory's path, cached (FS.relPath)
 }
@@ -88,6 +89,53 @@ func (n *node) alreadyReported(s dataSig) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.reported == s
+}
+
+// claim notes a data change to the file made through the mount, before it
+// reaches the backing file; whoever made it reports it (a handle when it
+// is next flushed or released, Setattr at once) and then drops the claim.
+// Meanwhile a handle that finds the file changed without having seen a
+// change itself (passthrough: handle.report) leaves the change to them: a
+// release arrives after close(2) has returned, while the caller may be
+// changing the file through another descriptor.
+func (n *node) claim() {
+	n.mu.Lock()
+	n.claims++
+	n.mu.Unlock()
+}
+
+func (n *node) unclaim() {
+	n.mu.Lock()
+	n.claims--
+	n.mu.Unlock()
+}
+
+// othersChanging reports whether claims other than the asker's own (0 or
+// 1) are held.
+func (n *node) othersChanging(own int) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.claims > own
+}
+
+// truncClaim claims the node of in for an open that truncates it, and
+// returns what hands the claim to the handle made for that open (or drops
+// it when there is none).
+func truncClaim(in *fs.Inode) func(fs.FileHandle) {
+	cn, _ := in.Operations().(*node)
+	if cn == nil {
+		return func(fs.FileHandle) {}
+	}
+	cn.claim()
+	return func(fh fs.FileHandle) {
+		if h, ok := fh.(*handle); ok && h.node == cn {
+			h.mu.Lock()
+			h.claimed = true // a new handle: it held none
+			h.mu.Unlock()
+			return
+		}
+		cn.unclaim()
+	}
 }
 
 // relPath returns the path of in relative to the backing root, and false if
@@ -240,15 +288,20 @@ func (n *node) openExisting(ctx context.Context, rel, name string, flags uint32,
 		return nil, nil, 0, errno
 	}
 	before := sigOfAttr(&out.Attr) // an O_TRUNC below shows as a change at flush
+	hand := func(fs.FileHandle) {}
 	if flags&syscall.O_TRUNC != 0 {
 		n.fsys.preserve(joinRel(rel, name), "open", 0)
+		hand = truncClaim(ch)
 	}
 	fl := int(flags) &^ (syscall.O_CREAT | syscall.O_EXCL | syscall.O_APPEND)
 	file, err := os.OpenFile(n.backingPath(rel, name), fl|syscall.O_NOFOLLOW, 0)
 	if err != nil {
+		hand(nil)
 		return nil, nil, 0, fs.ToErrno(err)
 	}
-	return ch, n.fsys.wrapAt(ctx, ch, joinRel(rel, name), fs.NewLoopbackFileFromOS(file), flags, before), 0, 0
+	h := n.fsys.wrapAt(ctx, ch, joinRel(rel, name), fs.NewLoopbackFileFromOS(file), flags, before)
+	hand(h)
+	return ch, h, 0, 0
 }
 
 // Open opens a file; handles opened for writing (or truncating: the mount
@@ -263,8 +316,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 			n.fsys.preserve(n.rel(), "open", 0)
 		}
 	}
+	hand := func(fs.FileHandle) {}
+	if flags&syscall.O_TRUNC != 0 {
+		hand = truncClaim(n.EmbeddedInode())
+	}
 	fh, fflags, errno := n.LoopbackNode.Open(ctx, flags)
 	if errno != 0 {
+		hand(nil)
 		return fh, fflags, errno
 	}
 	if flags&syscall.O_ACCMODE == syscall.O_RDONLY && flags&syscall.O_TRUNC == 0 {
@@ -276,7 +334,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 		}
 		return fh, fflags, 0
 	}
-	return n.fsys.wrap(ctx, n.EmbeddedInode(), fh, flags, dataSig{size: -1}), fflags, 0
+	h := n.fsys.wrap(ctx, n.EmbeddedInode(), fh, flags, dataSig{size: -1})
+	hand(h)
+	return h, fflags, 0
 }
 
 // Mknod creates a device, fifo or socket: KindCreate.
@@ -433,6 +493,12 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	}
 	if size, ok := in.GetSize(); ok {
 		n.fsys.preserve(n.rel(), "setattr", int64(size))
+		if h, ok := f.(*handle); ok {
+			h.beginChange() // reported when the handle is closed
+		} else {
+			n.claim() // reported below
+			defer n.unclaim()
+		}
 	}
 	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
 		return errno
@@ -517,6 +583,7 @@ func (n *node) CopyFileRange(ctx context.Context, fhIn fs.FileHandle, offIn uint
 			return 0, errno
 		}
 		dst = w
+		hOut.beginChange()
 	}
 	count, errno := n.LoopbackNode.CopyFileRange(ctx, unwrap(fhIn), offIn, out, dst, offOut, length, flags)
 	if hOut != nil && count > 0 {
