@@ -109,7 +109,10 @@
 // name most recently created or looked up. Files made with O_TMPFILE are not
 // reported (they have no name). In passthrough mode a change made directly on
 // the backing tree while the file is open for writing through the mount is
-// reported at close as that writer's KindWrite. With Options.Procs, Comm
+// reported at close as that writer's KindWrite; and when a file is changed
+// through two descriptors at once, one of them through the server (a
+// truncate, a write the kernel did not pass through), the other's
+// passed-through writes are folded into that one's KindWrite. With Options.Procs, Comm
 // and Exe come from the shared process identity cache (package procinfo):
 // Comm is the process's name (its main thread's, as on the kernel
 // boundary), an exec(2) is followed at once, and a caller that exited
