@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -93,7 +94,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string, e
 	if t.enrich, err = enrich.New(eo); err != nil {
 		return fmt.Errorf("enrich %s: %w", t.name, err)
 	}
-	d.register(t.enrich.Collector(t.name))
+	d.registerTree("enrich", t.enrich.Collector(t.name))
 
 	opts := bridge.Options{Publisher: t.enrich, Source: d.cfg.Source, SelfPID: int32(os.Getpid()), Window: d.cfg.BridgeWindow, Logger: d.log}
 	if mountpoint != "" {
@@ -103,7 +104,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string, e
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", t.name, err)
 	}
-	d.register(t.bridge.Collector(t.name))
+	d.registerTree("bridge", t.bridge.Collector(t.name))
 	t.bridging.Go(func() {
 		if err := t.bridge.Run(brCtx); err != nil && !errors.Is(err, context.Canceled) {
 			d.fail(fmt.Errorf("bridge %s: %w", t.name, err))
@@ -121,7 +122,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string, e
 			return fmt.Errorf("mount %s: %w", spec, err)
 		}
 		t.bridge.SetInvalidator(t.mount)
-		d.register(t.mount.Collector())
+		d.registerTree("fuse", t.mount.Collector())
 		d.log.Info("FUSE boundary", "backing", root, "mount", mountpoint, "passthrough", t.mount.Passthrough())
 	}
 
@@ -130,7 +131,7 @@ func (d *Daemon) startTree(ctx context.Context, root, mountpoint, spec string, e
 		return fmt.Errorf("watch %s: %w", root, err)
 	}
 	d.log.Info("kernel boundary", "root", root, "mode", t.watcher.Mode())
-	d.register(t.watcher.Collector())
+	d.registerTree("kernel", t.watcher.Collector())
 	w := t.watcher
 	t.watching.Go(func() {
 		if err := w.Run(srcCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -167,6 +168,54 @@ func (t *tree) stop(d *Daemon) {
 func (d *Daemon) register(c prometheus.Collector) {
 	if err := d.reg.Register(c); err != nil {
 		d.log.Warn("metrics: cannot register collector", "err", err)
+	}
+}
+
+// registerTree adds a tree's collector of one kind (its bridge, kernel
+// watcher, FUSE mount or enrichment). The trees' collectors of a kind
+// describe the same series — the tree is a label whose value they fill
+// in — so the registry would refuse all but the first: they are gathered
+// into one collector per kind, registered with the first tree's.
+func (d *Daemon) registerTree(kind string, c prometheus.Collector) {
+	if g := d.perTree[kind]; g != nil {
+		g.add(c)
+		return
+	}
+	g := &treeCollectors{cols: []prometheus.Collector{c}}
+	if d.perTree == nil {
+		d.perTree = map[string]*treeCollectors{}
+	}
+	d.perTree[kind] = g
+	d.register(g)
+}
+
+// treeCollectors is the collectors of one kind, one per tree.
+type treeCollectors struct {
+	mu   sync.Mutex
+	cols []prometheus.Collector
+}
+
+func (g *treeCollectors) add(c prometheus.Collector) {
+	g.mu.Lock()
+	g.cols = append(g.cols, c)
+	g.mu.Unlock()
+}
+
+// Describe describes the first tree's series: every tree's are the same.
+func (g *treeCollectors) Describe(ch chan<- *prometheus.Desc) {
+	g.mu.Lock()
+	first := g.cols[0]
+	g.mu.Unlock()
+	first.Describe(ch)
+}
+
+// Collect collects every tree's series.
+func (g *treeCollectors) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	cols := slices.Clone(g.cols)
+	g.mu.Unlock()
+	for _, c := range cols {
+		c.Collect(ch)
 	}
 }
 

@@ -48,6 +48,8 @@ type Daemon struct {
 	actions *action.Executor // nil without rule files
 	procs   *procinfo.Cache  // process identities shared by the trees; nil without
 	trees   []*tree
+	// perTree gathers each kind of per-tree collector (see registerTree).
+	perTree map[string]*treeCollectors
 	api     *api.Server
 
 	analytics *analytics.Engine // nil when off

@@ -246,6 +246,21 @@ func TestMetricsTellTheTruth(t *testing.T) {
 		if got := value(second, "semprop_fuse_ops_total", labels{"kind": "fs.create"}); got < nFiles {
 			t.Errorf("fuse_ops_total{kind=fs.create} = %v, want >= %d", got, nFiles)
 		}
+		// The second tree's series are there beside the first's: each
+		// kind of per-tree collector is registered once for all trees.
+		m := cfg.Mounts[0]
+		if got := value(second, "semprop_bridge_emitted_total", labels{"tree": m.Mountpoint}); got < nFiles {
+			t.Errorf("bridge_emitted_total{tree=%s} = %v, want >= %d", m.Mountpoint, got, nFiles)
+		}
+		if got := value(second, "semprop_enrich_events_total", labels{"tree": m.Mountpoint}); got < nFiles {
+			t.Errorf("enrich_events_total{tree=%s} = %v, want >= %d", m.Mountpoint, got, nFiles)
+		}
+		if got := value(second, "semprop_enrich_events_total", labels{"tree": root}); got < nFiles {
+			t.Errorf("enrich_events_total{tree=%s} = %v, want >= %d", root, got, nFiles)
+		}
+		if got := labelSets(second, "semprop_kernel_ops_total"); !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, m.Backing) }) {
+			t.Errorf("kernel_ops_total has no series for the mount's backing tree %s: %v", m.Backing, got)
+		}
 	}
 
 	// Subscriptions: the named one by its name, the anonymous one by a
