@@ -108,7 +108,28 @@ file-system ones.`,
 				fmt.Fprintln(cmd.OutOrStdout(), "semprop", version())
 			},
 		})
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command below the root that only
+// groups subcommands fail on an argument that names none of them: cobra
+// checks that for the root only, and otherwise prints the group's help
+// and exits 0, so `semprop consumers craete x` would look like success to
+// a script. The group alone still prints its help.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if sub.HasSubCommands() && !sub.Runnable() {
+			sub.DisableFlagsInUseLine = true // "semprop consumers": its help
+			sub.RunE = func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+				}
+				return cmd.Help()
+			}
+		}
+		refuseUnknownSubcommands(sub)
+	}
 }
 
 // serverFlags are shared by the client commands.
