@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semprop/semprop/event"
+	"github.com/semprop/semprop/internal/cputime"
 	"github.com/semprop/semprop/internal/journal"
 	"github.com/semprop/semprop/internal/route"
 )
@@ -123,8 +124,8 @@ func benchRow1(b *testing.B, batch, subs int) {
 	// subscribers' spinning does to the process's total.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	pub0 := threadCPU()
-	cpu0 := processCPU()
+	pub0 := cputime.Thread()
+	cpu0 := cputime.Now()
 	t0 := time.Now()
 	for b.Loop() {
 		off := int(sent) % len(slab)
@@ -143,11 +144,11 @@ func benchRow1(b *testing.B, batch, subs int) {
 		}
 		sent += int64(len(evs))
 	}
-	pub := threadCPU() - pub0
+	pub := cputime.Thread() - pub0
 	r.want.Store(sent * int64(subs))
 	r.wait(b, sent*int64(subs))
 	el := time.Since(t0)
-	cpu := processCPU() - cpu0
+	cpu := cputime.Now() - cpu0
 	b.StopTimer()
 	b.ReportMetric(float64(sent)/el.Seconds(), "events/s")
 	// The CPU time of the whole process per event: what a change costs,
@@ -170,7 +171,7 @@ func BenchmarkRow1Latency(b *testing.B) {
 			r.measure.Store(true)
 			b.ReportAllocs()
 			var n int64
-			cpu0 := processCPU()
+			cpu0 := cputime.Now()
 			for b.Loop() {
 				n++
 				r.want.Store(n * int64(subs))
@@ -180,7 +181,7 @@ func BenchmarkRow1Latency(b *testing.B) {
 				}
 				r.wait(b, n*int64(subs))
 			}
-			cpu := processCPU() - cpu0
+			cpu := cputime.Now() - cpu0
 			b.StopTimer()
 			r.measure.Store(false)
 			b.ReportMetric(float64(cpu)/float64(n), "cpu-ns/publish")
