@@ -389,8 +389,7 @@ func TestMappedCopiesTouchedChunks(t *testing.T) {
 
 // touchedAhead writes one record to j (a mapped journal with an empty
 // segment) and waits until its toucher has touched the segment's first
-// 2*prefaultStep bytes, which the mapping asks of it; it returns the
-// toucher.
+// touchAhead bytes, which the mapping asks of it; it returns the toucher.
 func touchedAhead(t *testing.T, j *Journal) *toucher {
 	t.Helper()
 	if _, err := j.Write(1, encSeq); err != nil {
@@ -403,9 +402,9 @@ func touchedAhead(t *testing.T, j *Journal) *toucher {
 		t.Fatal("no toucher for a mapped segment")
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for tc.at.Load() < 2*prefaultStep {
+	for tc.at.Load() < touchAhead {
 		if time.Now().After(deadline) {
-			t.Fatalf("pages touched up to %d, want %d ahead of a one-record segment", tc.at.Load(), 2*prefaultStep)
+			t.Fatalf("pages touched up to %d, want %d ahead of a one-record segment", tc.at.Load(), touchAhead)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -112,8 +112,9 @@
 // reported at close as that writer's KindWrite; and when a file is changed
 // through two descriptors at once, one of them through the server (a
 // truncate, a write the kernel did not pass through), the other's
-// passed-through writes are folded into that one's KindWrite. With Options.Procs, Comm
-// and Exe come from the shared process identity cache (package procinfo):
+// passed-through writes are folded into that one's KindWrite. With
+// Options.Procs, Comm and Exe come from the shared process identity cache
+// (package procinfo):
 // Comm is the process's name (its main thread's, as on the kernel
 // boundary), an exec(2) is followed at once, and a caller that exited
 // before its operation was served (a RELEASE) is still known. Without it
